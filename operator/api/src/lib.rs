@@ -1,0 +1,1 @@
+//! SessionCluster custom resource types.

@@ -1,0 +1,2 @@
+//! The SessionCluster operator.
+fn main() {}

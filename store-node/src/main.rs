@@ -1,0 +1,2 @@
+//! store-node binary.
+fn main() {}
