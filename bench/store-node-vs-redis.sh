@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Benchmark: store-node against redis-server on this machine, in the same run, alternating.
+#
+# For every row both servers get the same redis-benchmark flags, ROUNDS times each, alternating
+# (redis, store-node, redis, ...); the table shows the median throughput and latencies and the
+# ratio store-node / redis. Then resident memory per session for N sessions on both.
+# Absolute numbers on a shared 2-core machine swing; the ratio is what to read.
+#
+# Usage: bench/store-node-vs-redis.sh [--quick]
+#   ROUNDS (default 3), REQUESTS (default 200000), CLIENTS (50), SESSIONS (default 1000000)
+source "$(dirname "$0")/../hack/lib.sh"
+cd "$ROOT"
+
+ROUNDS=${ROUNDS:-3}; REQUESTS=${REQUESTS:-200000}; CLIENTS=${CLIENTS:-50}; SESSIONS=${SESSIONS:-1000000}
+if [ "${1:-}" = "--quick" ]; then ROUNDS=1; REQUESTS=50000; SESSIONS=100000; fi
+
+apt_install redis-server redis-tools
+step "building store-node (release)"
+cargo build --release -q -p store-node
+NODE_BIN="$CARGO_TARGET_DIR/release/store-node"
+
+work=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do redis-cli -p "$1" PING >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server on port $1 did not answer PING" >&2; return 1; }
+
+# start_redis / start_node: start a fresh server, set PORT and PID.
+start_redis() {
+  PORT=$(free_port)
+  redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" --daemonize no >"$work/redis.log" 2>&1 &
+  PID=$!; pids+=("$PID"); wait_port "$PORT"
+}
+start_node() {
+  PORT=$(free_port)
+  "$NODE_BIN" --bind 127.0.0.1 --resp-port "$PORT" --http-port "$(free_port)" --peer-port "$(free_port)" \
+    --max-memory 16000000000 --log-level warn >"$work/node.log" 2>&1 &
+  PID=$!; pids+=("$PID"); wait_port "$PORT"
+}
+stop() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+
+# run_bench PORT ARGS...: prints "rps p50 p99" of the one test the args select.
+run_bench() {
+  local port=$1; shift
+  redis-benchmark -p "$port" -n "$REQUESTS" -c "$CLIENTS" --csv "$@" 2>/dev/null \
+    | awk -F'","' 'NR==2 { gsub(/"/, ""); print $2, $5, $7 }'
+}
+median() { sort -g | awk '{ a[NR]=$1 } END { print a[int((NR+1)/2)] }'; }
+
+# label | prefill (run first, not measured; empty for none) | measured redis-benchmark args
+rows=(
+  "SET||-t set"
+  "GET|-t set -r 100000|-t get -r 100000"
+  "SET -P 16||-t set -P 16"
+  "GET -P 16|-t set -r 100000|-t get -r 100000 -P 16"
+  "SET -d 1024 -P 16||-t set -d 1024 -P 16"
+  "GET -d 1024|-t set -d 1024 -r 100000|-t get -d 1024 -r 100000"
+  "session SET EX||-r 100000 SET sess:__rand_int__ payload-of-a-session-0123456789 EX 1800"
+  "session GET|-r 100000 SET sess:__rand_int__ payload-of-a-session-0123456789 EX 1800|-r 100000 GET sess:__rand_int__"
+  "session EXPIRE|-r 100000 SET sess:__rand_int__ payload-of-a-session-0123456789 EX 1800|-r 100000 EXPIRE sess:__rand_int__ 1800"
+)
+
+# measure START_FN PREFILL ARGS OUT: one round on a fresh server, appended to OUT.
+measure() {
+  local start_fn=$1 prefill=$2 args=$3 out=$4 p a
+  "$start_fn"
+  if [ -n "$prefill" ]; then read -r -a p <<<"$prefill"; run_bench "$PORT" "${p[@]}" >/dev/null; fi
+  read -r -a a <<<"$args"
+  run_bench "$PORT" "${a[@]}" >> "$out"
+  stop
+}
+
+printf '\n| test | redis ops/s | store-node ops/s | ratio | redis p50/p99 ms | store-node p50/p99 ms | p99 ratio |\n|---|---|---|---|---|---|---|\n' > "$work/table"
+for row in "${rows[@]}"; do
+  IFS='|' read -r label prefill args <<<"$row"
+  step "$label ($ROUNDS rounds each, alternating)"
+  : > "$work/r"; : > "$work/s"
+  for _ in $(seq "$ROUNDS"); do
+    measure start_redis "$prefill" "$args" "$work/r"
+    measure start_node "$prefill" "$args" "$work/s"
+  done
+  rr=$(cut -d' ' -f1 "$work/r" | median); sr=$(cut -d' ' -f1 "$work/s" | median)
+  r50=$(cut -d' ' -f2 "$work/r" | median); s50=$(cut -d' ' -f2 "$work/s" | median)
+  r99=$(cut -d' ' -f3 "$work/r" | median); s99=$(cut -d' ' -f3 "$work/s" | median)
+  printf '| %s | %.0f | %.0f | %.2f | %s / %s | %s / %s | %.2f |\n' "$label" "$rr" "$sr" \
+    "$(echo "$sr / $rr" | bc -l)" "$r50" "$r99" "$s50" "$s99" "$(echo "$s99 / ($r99 + 0.000001)" | bc -l)" >> "$work/table"
+done
+
+# Memory per session: load SESSIONS keys with a TTL through redis-cli --pipe, compare RSS growth.
+gen() { python3 - "$1" "$2" <<'PY'
+import sys
+n, size = int(sys.argv[1]), int(sys.argv[2])
+out = sys.stdout.buffer
+val = b"v" * size
+for i in range(n):
+    k = b"sess:%012d" % i
+    out.write(b"*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$2\r\nEX\r\n$4\r\n3600\r\n" % (len(k), k, len(val), val))
+PY
+}
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+printf '\n| sessions | redis B/session | store-node B/session | ratio |\n|---|---|---|---|\n' >> "$work/table"
+for size in 32 1024; do
+  step "memory: $SESSIONS sessions of $size B with TTL"
+  gen "$SESSIONS" "$size" > "$work/load.resp"
+  start_redis; before=$(rss_kb "$PID"); redis-cli -p "$PORT" --pipe < "$work/load.resp" >/dev/null
+  rb=$(( ($(rss_kb "$PID") - before) * 1024 / SESSIONS )); stop
+  start_node; before=$(rss_kb "$PID"); redis-cli -p "$PORT" --pipe < "$work/load.resp" >/dev/null
+  sb=$(( ($(rss_kb "$PID") - before) * 1024 / SESSIONS )); stop
+  printf '| %s × %s B value, EX 3600 | %s | %s | %.2f |\n' "$SESSIONS" "$size" "$rb" "$sb" "$(echo "$sb / $rb" | bc -l)" >> "$work/table"
+  rm -f "$work/load.resp"
+done
+
+printf '\nstore-node vs redis-server %s, %s rounds, -n %s -c %s, %s\n' \
+  "$(redis-server --version | awk '{print $3}' | cut -d= -f2)" "$ROUNDS" "$REQUESTS" "$CLIENTS" "$(date -u +%Y-%m-%d)"
+cat "$work/table"
