@@ -297,6 +297,17 @@ def test_two_replicas_without_leader_election_is_refused():
     assert "replicaCount > 1 requires leaderElection.enabled=true" in result.stderr
 
 
+def test_values_schema_rejects_typos_and_bad_values():
+    for override, message in (("watchNamespace=team-a", "additional properties 'watchNamespace' not allowed"),
+                              ("logging.format=xml", "value must be one of 'text', 'json'"),
+                              ("image.digest=latest", "/image/digest"),
+                              ("watchNamespaces={Team_A}", "/watchNamespaces/0")):
+        result = helm("template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION,
+                      "--set", override, check=False)
+        assert result.returncode != 0, override
+        assert message in result.stderr, (override, result.stderr)
+
+
 def test_names_follow_the_release():
     objects = Objects(render(release="ops"))
     assert objects.one("Deployment")["metadata"]["name"] == "ops-sessionstore-operator"
