@@ -79,6 +79,9 @@ for image in "${images[@]}"; do
   # The same user table as distroless: tools that map the UID to a name find "nonroot".
   printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%d:%d:nonroot:/home/nonroot:/sbin/nologin\n' "$RUN_AS" "$RUN_AS" > "$rootfs/etc/passwd"
   printf 'root:x:0:\nnonroot:x:%d:\n' "$RUN_AS" > "$rootfs/etc/group"
+  # Static glibc resolves names itself (files, then DNS through the pod's /etc/resolv.conf, with
+  # its search domains); say so explicitly, as distroless does.
+  printf 'hosts: files dns\n' > "$rootfs/etc/nsswitch.conf"
   # CA bundle for TLS clients that use the system roots (the operator's API client uses the
   # service account's CA; this is for anything else).
   if [ -f /etc/ssl/certs/ca-certificates.crt ]; then

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import textwrap
 import tomllib
 from pathlib import Path
 
@@ -382,6 +383,38 @@ def test_notes_tell_the_user_what_to_do_next(tmp_path):
         assert f"kubectl -n {namespace} get scl demo -w" in notes
         assert "kubectl -n sessionstore-system rollout status deployment/sessionstore-operator" in notes
         assert "kubectl apply --server-side -f" in notes
+
+
+def _unknown_fields(value, schema: dict, path: str) -> list[str]:
+    """Paths in value that the CRD's openAPIV3Schema does not declare."""
+    if not isinstance(value, dict) or schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    properties = schema.get("properties")
+    if properties is None:
+        return []  # a map (additionalProperties) or a type the schema leaves open
+    unknown = []
+    for key, child in value.items():
+        if key not in properties:
+            unknown.append(f"{path}.{key}")
+        else:
+            unknown += _unknown_fields(child, properties[key], f"{path}.{key}")
+    return unknown
+
+
+def test_notes_example_matches_the_crd(tmp_path):
+    crds = [d for f in sorted((ROOT / "crds").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())
+            if d and d.get("spec", {}).get("names", {}).get("kind") == "SessionCluster"]
+    if not crds:
+        pytest.skip("no SessionCluster CRD generated yet (crds/ is empty)")
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    example = yaml.safe_load(textwrap.dedent(notes.split("<<'YAML'", 1)[1].split("\n", 1)[1]
+                                             .split("     YAML", 1)[0]))
+    versions = {v["name"]: v for v in crds[0]["spec"]["versions"]}
+    group, version = example["apiVersion"].split("/")
+    assert group == crds[0]["spec"]["group"]
+    assert version in versions, f"NOTES uses {version}, the CRD serves {sorted(versions)}"
+    schema = versions[version]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert _unknown_fields(example["spec"], schema, "spec") == []
 
 
 # --- CRDs --------------------------------------------------------------------------------------
