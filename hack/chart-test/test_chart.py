@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import textwrap
 import tomllib
 from pathlib import Path
 
@@ -378,7 +377,8 @@ def test_notes_tell_the_user_what_to_do_next(tmp_path):
     for extra, namespace in (((), "default"), (("--set", "watchNamespaces={team-a}"), "team-a")):
         docs = render(*extra, "--show-only", "templates/notes-under-test.yaml", chart=chart)
         notes = docs[0]["data"]["notes"]
-        assert f"kubectl apply -n {namespace} -f -" in notes
+        assert f"\ncat <<'YAML' | kubectl apply -n {namespace} -f -\n" in notes
+        assert "\nYAML\n" in notes
         assert "kind: SessionCluster" in notes
         assert f"kubectl -n {namespace} get scl demo -w" in notes
         assert "kubectl -n sessionstore-system rollout status deployment/sessionstore-operator" in notes
@@ -407,8 +407,8 @@ def test_notes_example_matches_the_crd(tmp_path):
     if not crds:
         pytest.skip("no SessionCluster CRD generated yet (crds/ is empty)")
     notes = (CHART / "templates" / "NOTES.txt").read_text()
-    example = yaml.safe_load(textwrap.dedent(notes.split("<<'YAML'", 1)[1].split("\n", 1)[1]
-                                             .split("     YAML", 1)[0]))
+    # The heredoc is at column 0 so that it can be pasted into a shell as it is.
+    example = yaml.safe_load(notes.split("<<'YAML'", 1)[1].split("\n", 1)[1].split("\nYAML\n", 1)[0])
     versions = {v["name"]: v for v in crds[0]["spec"]["versions"]}
     group, version = example["apiVersion"].split("/")
     assert group == crds[0]["spec"]["group"]
