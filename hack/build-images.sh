@@ -119,6 +119,9 @@ CONTAINERFILE
     podman build --quiet --timestamp 0 --tag "$ref" --file "$context/Containerfile" "$context" >&2
     rm -f "$archive.partial"
     podman save --quiet --format oci-archive --output "$archive.partial" "$ref" >&2
+    # containerd's `ctr images import` names the image after this annotation.
+    saved_ref="$(tar -xOf "$archive.partial" index.json | python3 -c 'import json, sys; print(json.load(sys.stdin)["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"])')"
+    [ "$saved_ref" = "$ref" ] || { echo "build-images.sh: $archive.partial is named '$saved_ref', not $ref" >&2; exit 1; }
     mv "$archive.partial" "$archive"
     # Older archives of this image are only cache; keep the newest few.
     ls -1t "$SESSIONSTORE_CACHE/images/$image"-*.tar | tail -n +$((KEEP_ARCHIVES + 1)) | xargs -r rm -f
