@@ -6,8 +6,9 @@
 #   HELM="$(hack/tools/helm.sh)"
 set -euo pipefail
 
-# Helm 3.21 is the newest 3.x minor line whose go.mod builds with the Go toolchain on these
-# machines (Go 1.26) without replace directives, so `go install module@version` works.
+# The newest patch of the last settled 3.x minor (3.22.0 was a fresh .0 when this was pinned). Its
+# go.mod has no replace directives, so `go install module@version` builds it as released; it builds
+# with the machine's Go 1.26. Bump it here, and the cache keeps each version apart.
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
 SESSIONSTORE_CACHE="${SESSIONSTORE_CACHE:-$HOME/.cache/sessionstore}"
 dir="$SESSIONSTORE_CACHE/helm/$HELM_VERSION"
