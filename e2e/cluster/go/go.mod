@@ -1,0 +1,3 @@
+module sessionstore.local/clustertools
+
+go 1.24.0
