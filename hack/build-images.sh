@@ -7,6 +7,7 @@
 # stdout, one per line (progress goes to stderr), for `e2e/cluster/cluster.sh load-image`.
 #
 # Usage: hack/build-images.sh [store-node] [operator]     (default: both)
+#        SESSIONSTORE_STATIC=0 hack/build-images.sh ...     (dynamic binary + its glibc libraries)
 #
 # The archive name is a hash of everything in the image (files, modes, Containerfile, tag), so an
 # unchanged binary reuses the archive without calling podman, and a changed one gets a new name.
@@ -38,10 +39,13 @@ command -v podman >/dev/null 2>&1 || apt_install podman >&2
 target="$(rustc -vV | sed -n 's/^host: //p')"
 packages=()
 for image in "${images[@]}"; do packages+=(-p "${PACKAGE[$image]}"); done
-step "cargo build --release --target $target ${packages[*]} (static)" >&2
+# SESSIONSTORE_STATIC=0 links dynamically instead; the image then carries the glibc libraries
+# ldd finds (copy_runtime_libraries below).
+rustflags="${RUSTFLAGS:-}"
+[ "${SESSIONSTORE_STATIC:-1}" = 0 ] || rustflags+=" -C target-feature=+crt-static"
+step "cargo build --release --target $target ${packages[*]} (RUSTFLAGS=${rustflags# })" >&2
 build_start=$(date +%s)
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  cargo build --release --target "$target" "${packages[@]}" >&2
+RUSTFLAGS="$rustflags" cargo build --release --target "$target" "${packages[@]}" >&2
 echo "cargo build took $(( $(date +%s) - build_start ))s" >&2
 
 mkdir -p "$SESSIONSTORE_CACHE/images"
