@@ -15,4 +15,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace"
 cargo test --workspace
 
+step "Helm chart: lint and render tests"
+hack/chart-test.sh
+
 step "all tests passed"
