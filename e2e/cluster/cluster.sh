@@ -6,6 +6,7 @@
 #   cluster.sh status                  exit 0 when up and healthy (prints component states)
 #   cluster.sh load-image ARCHIVE [NAME]  import an OCI/docker archive into the node's containerd
 #   cluster.sh kubeconfig              print the admin kubeconfig path
+#   cluster.sh kubectl [ARGS...]       run kubectl with the admin kubeconfig (no ARGS: print its path)
 #   cluster.sh ctr ARGS...             run ctr against the node's containerd (namespace k8s.io)
 #
 # See e2e/cluster/README.md.
@@ -52,8 +53,9 @@ cgroup_root_path() {
   echo "$base/$CGROUP_ROOT_NAME"
 }
 
+# every v1 hierarchy, and the cgroup2 mount of a hybrid setup (runc mirrors the path there)
 cgroup_hierarchies() {
-  awk '$3=="cgroup" {print $2}' /proc/mounts
+  awk '$3=="cgroup" || $3=="cgroup2" {print $2}' /proc/mounts
 }
 
 cgroups_up() {
@@ -126,6 +128,7 @@ record_machine() {
   list_kube_chains > "$RECORD_DIR/kube-chains-before"
   { iptables-save 2>/dev/null || true; } | { grep -v "^#" || true; } | sed "s/\[[0-9:]*\]//" > "$RECORD_DIR/iptables-before"
   ls /run/netns 2>/dev/null > "$RECORD_DIR/netns-before" || true
+  nft list tables > "$RECORD_DIR/nft-tables-before"
   touch "$RECORD_DIR/complete"
 }
 
@@ -139,6 +142,21 @@ restore_sysctls() {
       sysctl -q -w "$k=$v" >/dev/null 2>&1 && info "restored $k: $cur -> $v" || info "WARNING: could not restore $k=$v"
     fi
   done < "$RECORD_DIR/sysctls"
+}
+
+# iptables-nft creates the nftables tables (ip/ip6 filter, nat, mangle) on first use; remove
+# those that did not exist before and hold no rule any more.
+restore_nft_tables() {
+  [ -f "$RECORD_DIR/nft-tables-before" ] || return 0
+  command -v nft >/dev/null || return 0
+  local fam name rules
+  nft list tables | while read -r _ fam name; do
+    grep -qx "table $fam $name" "$RECORD_DIR/nft-tables-before" && continue
+    case $fam in ip|ip6) ;; *) continue ;; esac
+    rules=$(nft list table "$fam" "$name" | grep -P '^\t\t' | grep -cvP '^\t\ttype ' || true)
+    if [ "$rules" = 0 ]; then nft delete table "$fam" "$name"
+    else info "NOTE: nftables table $fam $name (created while the cluster ran) still has $rules rules; left"; fi
+  done
 }
 
 restore_dirs() {
@@ -178,12 +196,13 @@ start_proc() {
 }
 
 stop_proc() {
-  local name=$1 pid i
+  local name=$1 pid i t; t=$(date +%s)
   if pid=$(pid_of "$name"); then
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
-    if [ -d "/proc/$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
-    info "stopped $name (pid $pid)"
+    # gone, or a zombie nobody reaped yet (its exe link is gone): either way it has stopped
+    for i in $(seq 1 150); do pid_of "$name" >/dev/null || break; sleep 0.1; done
+    if pid_of "$name" >/dev/null; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
+    info "stopped $name (pid $pid, $(( $(date +%s) - t ))s)"
   fi
   rm -f "$PID_DIR/$name.pid" "$PID_DIR/$name.exe"
 }
@@ -297,13 +316,14 @@ start_all() {
 
 cmd_up() {
   [ "$(id -u)" = 0 ] || die "cluster.sh must run as root (it starts a kubelet and containerd)"
+  [ "$(uname -s)" = Linux ] || die "the local cluster needs Linux"
   step "cluster up (Kubernetes $K8S_VERSION, state $STATE_DIR)"
   if cluster_healthy; then step "already up and healthy"; info "KUBECONFIG=$KUBECONFIG_PATH"; return 0; fi
   if [ -d "$RUN_DIR" ] && [ -n "$(ls -A "$RUN_DIR" 2>/dev/null)" ]; then
     step "cleaning leftovers of an earlier run"
     down_all quiet
   fi
-  apt_install containerd runc containernetworking-plugins iptables podman conntrack iproute2 openssl curl
+  apt_install containerd runc containernetworking-plugins iptables nftables podman conntrack iproute2 openssl curl
   build_tools; build_etcd; build_coredns; build_k8s
   build_cluster_images
 
@@ -325,7 +345,7 @@ cmd_up() {
 cluster_healthy() {
   local c
   for c in "${COMPONENTS[@]}"; do pid_of "$c" >/dev/null || return 1; done
-  h_kube-apiserver && node_ready && coredns_ready
+  h_kube-apiserver && node_ready && coredns_ready && guard_present
 }
 
 cmd_status() {
@@ -340,6 +360,8 @@ cmd_status() {
     fi
   done
   if [ $any = 0 ]; then echo "cluster: down"; return 1; fi
+  if guard_present; then echo "network: bridge $BRIDGE $NODE_IP, guard rules in place"
+  else echo "network: guard rules MISSING"; ok=1; fi
   if node_ready; then echo "node $NODE_NAME: Ready"; else echo "node $NODE_NAME: NOT Ready"; ok=1; fi
   if coredns_ready; then echo "CoreDNS: available at $DNS_IP"; else echo "CoreDNS: NOT available"; ok=1; fi
   if [ $ok = 0 ]; then
@@ -366,7 +388,7 @@ cluster_rss_mb() {
 shim_pids() {
   local p
   for p in /proc/[0-9]*; do
-    tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -q -- "-address $CONTAINERD_SOCK " && echo "${p#/proc/}"
+    { tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null | grep -q -- "-address $CONTAINERD_SOCK " && echo "${p#/proc/}"
   done
   return 0
 }
@@ -430,6 +452,7 @@ down_all() {
   net_down
   cgroups_down
   restore_sysctls
+  restore_nft_tables
   restore_dirs
   rm -rf "$VAR_DIR" "$CONF_DIR"
   rm -rf "$RUN_DIR/containerd" "$RUN_DIR/runc" "$RUN_DIR/runc-v1" "$PID_DIR"
@@ -461,7 +484,7 @@ verify_restored() {
   local bad=0 c
   ip link show "$BRIDGE" >/dev/null 2>&1 && { info "LEFTOVER: bridge $BRIDGE"; bad=1; }
   c=$(list_kube_chains | wc -l); [ "$c" = 0 ] || { info "LEFTOVER: $c KUBE-* iptables chains"; bad=1; }
-  iptables -S 2>/dev/null | grep -q "$GUARD_CHAIN" && { info "LEFTOVER: guard chain"; bad=1; }
+  iptables-save 2>/dev/null | grep -q "$GUARD_CHAIN" && { info "LEFTOVER: guard chain"; bad=1; }
   grep -qE " ($STATE_DIR|$RUN_DIR)/" /proc/self/mountinfo && { info "LEFTOVER: mounts under our dirs"; bad=1; }
   [ -n "$(shim_pids)" ] && { info "LEFTOVER: containerd shims"; bad=1; }
   return $bad
@@ -480,7 +503,7 @@ case ${1:-} in
   load-image) shift; cmd_load_image "$@" ;;
   kubeconfig) echo "$KUBECONFIG_PATH" ;;
   ctr) shift; ctr_ "$@" ;;
-  kubectl) shift; kc "$@" ;;
+  kubectl) shift; if [ $# = 0 ]; then echo "$K8S_BIN/kubectl"; else kc "$@"; fi ;;
   __call) shift; "$@" ;;   # debugging: run one internal function
   *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

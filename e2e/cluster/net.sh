@@ -17,24 +17,33 @@ net_up() {
 
 # Nothing that enters from the bridge may leave through another interface, and nothing from
 # another interface may be forwarded onto the bridge. Bridge-to-bridge traffic (pod to pod,
-# pod to ClusterIP to pod) continues to the kubelet/kube-proxy rules.
+# pod to ClusterIP to pod) continues to the kubelet/kube-proxy rules. The guard lives in the
+# mangle table's FORWARD chain, which is traversed before filter FORWARD and which kube-proxy
+# does not touch (it prepends its own jumps to filter FORWARD, ahead of anything we put there).
 guard_up() {
   local ipt
   for ipt in iptables ip6tables; do
-    $ipt -w -N "$GUARD_CHAIN" 2>/dev/null || $ipt -w -F "$GUARD_CHAIN"
-    $ipt -w -A "$GUARD_CHAIN" -i "$BRIDGE" -o "$BRIDGE" -j RETURN
-    $ipt -w -A "$GUARD_CHAIN" -i "$BRIDGE" -j DROP
-    $ipt -w -A "$GUARD_CHAIN" -o "$BRIDGE" -j DROP
-    $ipt -w -C FORWARD -j "$GUARD_CHAIN" 2>/dev/null || $ipt -w -I FORWARD 1 -j "$GUARD_CHAIN"
+    $ipt -w -t mangle -N "$GUARD_CHAIN" 2>/dev/null || $ipt -w -t mangle -F "$GUARD_CHAIN"
+    $ipt -w -t mangle -A "$GUARD_CHAIN" -i "$BRIDGE" -o "$BRIDGE" -j RETURN
+    $ipt -w -t mangle -A "$GUARD_CHAIN" -i "$BRIDGE" -j DROP
+    $ipt -w -t mangle -A "$GUARD_CHAIN" -o "$BRIDGE" -j DROP
+    $ipt -w -t mangle -C FORWARD -j "$GUARD_CHAIN" 2>/dev/null || $ipt -w -t mangle -I FORWARD 1 -j "$GUARD_CHAIN"
   done
 }
 
+guard_present() {
+  iptables -w -t mangle -C FORWARD -j "$GUARD_CHAIN" 2>/dev/null &&
+    iptables -w -t mangle -S "$GUARD_CHAIN" 2>/dev/null | grep -q -- "-i $BRIDGE -j DROP"
+}
+
 guard_down() {
-  local ipt
+  local ipt table
   for ipt in iptables ip6tables; do
-    while $ipt -w -D FORWARD -j "$GUARD_CHAIN" 2>/dev/null; do :; done
-    $ipt -w -F "$GUARD_CHAIN" 2>/dev/null || true
-    $ipt -w -X "$GUARD_CHAIN" 2>/dev/null || true
+    for table in mangle filter; do   # filter: where earlier versions put it
+      while $ipt -w -t $table -D FORWARD -j "$GUARD_CHAIN" 2>/dev/null; do :; done
+      $ipt -w -t $table -F "$GUARD_CHAIN" 2>/dev/null || true
+      $ipt -w -t $table -X "$GUARD_CHAIN" 2>/dev/null || true
+    done
   done
 }
 
