@@ -1,0 +1,112 @@
+//! Names shared by the operator, the chart and the e2e suite: API group, label and annotation
+//! keys, condition types and reasons, and store-node ports. See docs/contract.md.
+
+/// API group of the SessionCluster resource.
+pub const GROUP: &str = "sessionstore.dev";
+/// API version of the SessionCluster resource.
+pub const VERSION: &str = "v1alpha1";
+/// The field manager every server-side apply of the operator uses.
+pub const FIELD_MANAGER: &str = "sessionstore-operator";
+
+/// `app.kubernetes.io/name` label key.
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+/// `app.kubernetes.io/instance` label key: the SessionCluster name.
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+/// `app.kubernetes.io/managed-by` label key.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// `app.kubernetes.io/component` label key.
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+/// Value of the `name` label on every object of a cluster.
+pub const LABEL_NAME_VALUE: &str = "store-node";
+/// Value of the `managed-by` label.
+pub const LABEL_MANAGED_BY_VALUE: &str = "sessionstore-operator";
+/// Value of the `component` label.
+pub const LABEL_COMPONENT_VALUE: &str = "session-store";
+
+/// Pod template annotation holding the SHA-256 of the ConfigMap data; a change rolls the pods.
+pub const ANNOTATION_CONFIG_HASH: &str = "sessionstore.dev/config-hash";
+/// Pod template annotation copied from `spec.restartedAt`; a change rolls the pods.
+pub const ANNOTATION_RESTARTED_AT: &str = "sessionstore.dev/restartedAt";
+
+/// store-node's Redis protocol port.
+pub const RESP_PORT: i32 = 6379;
+/// store-node's HTTP port (session API, probes, status, metrics).
+pub const HTTP_PORT: i32 = 8080;
+/// store-node's peer replication port.
+pub const PEER_PORT: i32 = 7379;
+/// Name of the RESP port on the container and the client Service.
+pub const RESP_PORT_NAME: &str = "resp";
+/// Name of the HTTP port on the container and the client Service.
+pub const HTTP_PORT_NAME: &str = "http";
+/// Name of the peer port on the container and the headless Service.
+pub const PEER_PORT_NAME: &str = "peer";
+/// Key of the password in the auth Secret.
+pub const PASSWORD_KEY: &str = "password";
+
+/// Condition types reported in `status.conditions`.
+pub mod condition {
+    /// The client Service has ready endpoints and a quorum of nodes is ready.
+    pub const AVAILABLE: &str = "Available";
+    /// A rollout or a scaling is under way.
+    pub const PROGRESSING: &str = "Progressing";
+    /// Fewer nodes are ready than asked for, or a change was refused.
+    pub const DEGRADED: &str = "Degraded";
+    /// Every node sees every other node as a connected peer.
+    pub const CLUSTERED: &str = "Clustered";
+    /// Some node is above its memory high watermark.
+    pub const MEMORY_PRESSURE: &str = "MemoryPressure";
+    /// The last reconcile applied the spec without error.
+    pub const RECONCILE_SUCCESS: &str = "ReconcileSuccess";
+    /// `spec.paused` is true: the operator changes nothing.
+    pub const PAUSED: &str = "Paused";
+}
+
+/// Condition reasons (also used as event reasons).
+pub mod reason {
+    /// All nodes ready.
+    pub const ALL_NODES_READY: &str = "AllNodesReady";
+    /// A quorum of nodes is ready, not all.
+    pub const QUORUM_READY: &str = "QuorumReady";
+    /// Less than a quorum of nodes is ready.
+    pub const QUORUM_LOST: &str = "QuorumLost";
+    /// Pods are being created or started.
+    pub const NODES_STARTING: &str = "NodesStarting";
+    /// Pods are being replaced with a new template.
+    pub const ROLLING_UPDATE: &str = "RollingUpdate";
+    /// More nodes are being added.
+    pub const SCALING_UP: &str = "ScalingUp";
+    /// Nodes are leaving before the StatefulSet is lowered.
+    pub const SCALING_DOWN: &str = "ScalingDown";
+    /// Everything matches the spec.
+    pub const UP_TO_DATE: &str = "UpToDate";
+    /// Some nodes are not ready.
+    pub const NODES_NOT_READY: &str = "NodesNotReady";
+    /// Everything is healthy.
+    pub const HEALTHY: &str = "Healthy";
+    /// Every node sees every other node.
+    pub const ALL_PEERS_CONNECTED: &str = "AllPeersConnected";
+    /// Some node misses some peer.
+    pub const PEERS_MISSING: &str = "PeersMissing";
+    /// No node answered its status endpoint yet.
+    pub const NO_MEMBERS: &str = "NoMembersReporting";
+    /// Every node is below its high watermark.
+    pub const MEMORY_OK: &str = "MemoryBelowHighWatermark";
+    /// Some node is above its high watermark.
+    pub const MEMORY_HIGH: &str = "MemoryAboveHighWatermark";
+    /// The spec was applied.
+    pub const RECONCILED: &str = "Reconciled";
+    /// The spec is invalid; nothing was changed.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// A change of the spec cannot be carried out (e.g. shrinking a volume).
+    pub const CHANGE_REFUSED: &str = "ChangeRefused";
+    /// An API or network error; the operator retries with backoff.
+    pub const RECONCILE_ERROR: &str = "ReconcileError";
+    /// `spec.paused` is true.
+    pub const PAUSED: &str = "ReconciliationPaused";
+    /// `spec.paused` is false.
+    pub const NOT_PAUSED: &str = "ReconciliationActive";
+    /// Leaving nodes did not confirm within the bound; scale-down went on anyway.
+    pub const LEAVE_TIMEOUT: &str = "LeaveTimedOut";
+    /// Persistent volume claims were grown.
+    pub const VOLUMES_EXPANDED: &str = "VolumesExpanded";
+}

@@ -1,0 +1,775 @@
+//! The SessionCluster custom resource: spec, status and their defaults. Every `///` here is what
+//! `kubectl explain sessioncluster` prints, so it is written for the person writing a manifest.
+
+// Several `printcolumn(type_ = "string", ...)` attributes are not duplicates, whatever clippy
+// reads into the derive's attribute list.
+#![allow(clippy::duplicated_attributes)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Go-style duration accepted by duration fields, e.g. `30m`, `1h30m`, `45s`, `100ms`.
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+
+/// A replicated session store: a StatefulSet of store-node pods that replicate every session to
+/// every node, reachable through one client Service with any Redis client or the HTTP session API.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sessionstore.dev",
+    version = "v1alpha1",
+    kind = "SessionCluster",
+    plural = "sessionclusters",
+    shortname = "scl",
+    category = "sessionstore",
+    namespaced,
+    status = "SessionClusterStatus",
+    derive = "PartialEq",
+    doc = "A replicated, Redis-compatible session store managed by the sessionstore operator",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.ready",
+        description = "Ready nodes / desired nodes"
+    ),
+    printcolumn(
+        name = "Mode",
+        type_ = "string",
+        json_path = ".spec.storage.mode",
+        description = "ram or disc"
+    ),
+    printcolumn(
+        name = "Memory",
+        type_ = "string",
+        json_path = ".status.memory",
+        description = "Highest node's memory used / limit"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionClusterSpec {
+    /// Number of store-node pods. Every node holds every session, so more nodes add read
+    /// capacity and survive more failures, not more space. Scaling down first asks each leaving
+    /// node to hand off and leave. Works with `kubectl scale` and a HorizontalPodAutoscaler.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 99))]
+    pub replicas: i32,
+
+    /// Container image of store-node. Defaults to the image the operator was built with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Image pull policy of the store-node container: `Always`, `IfNotPresent` or `Never`.
+    /// Defaults to Kubernetes' rule (`Always` for `:latest`, else `IfNotPresent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Where sessions live: in memory only (`ram`) or in memory plus a volume per node (`disc`).
+    #[serde(default)]
+    pub storage: StorageSpec,
+
+    /// Session idle timeouts and expiry.
+    #[serde(default)]
+    pub sessions: SessionsSpec,
+
+    /// How writes are replicated.
+    #[serde(default)]
+    pub replication: ReplicationSpec,
+
+    /// Memory alarms. The limit itself is `resources.limits.memory`.
+    #[serde(default)]
+    pub memory: MemorySpec,
+
+    /// CPU and memory of each store-node container. `limits.memory` is the node's memory
+    /// limit: watermarks are fractions of it. Defaults to requests cpu 100m / memory 256Mi and a
+    /// memory limit of 256Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Pod affinity rules, passed to the pods as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// Pod tolerations, passed to the pods as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+
+    /// Node selector, passed to the pods as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+
+    /// Topology spread constraints, passed to the pods as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+
+    /// PriorityClass of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+
+    /// Extra annotations on the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_annotations: Option<BTreeMap<String, String>>,
+
+    /// Extra labels on the pods. The operator's own `app.kubernetes.io/*` labels win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_labels: Option<BTreeMap<String, String>>,
+
+    /// The client Service applications connect to.
+    #[serde(default)]
+    pub service: ServiceSpec,
+
+    /// Client authentication.
+    #[serde(default)]
+    pub auth: AuthSpec,
+
+    /// Prometheus Operator objects (ServiceMonitor, PrometheusRule).
+    #[serde(default)]
+    pub monitoring: MonitoringSpec,
+
+    /// A NetworkPolicy limiting who may reach the nodes.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+
+    /// Bound on a node's graceful shutdown (flush replication, fsync, exit), e.g. `20s`. The pod's
+    /// terminationGracePeriodSeconds is set 10 seconds above it.
+    #[serde(default = "default_shutdown_timeout")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub shutdown_timeout: String,
+
+    /// Stop reconciling: the operator changes nothing (not even scaling) until this is false
+    /// again, and reports the `Paused` condition. Use it for maintenance.
+    #[serde(default)]
+    pub paused: bool,
+
+    /// Set to any new value (typically the current time, like `kubectl rollout restart`) to
+    /// restart every node, one at a time, each after the previous one is synced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<String>,
+}
+
+/// Image pull policy of the store-node container: `Always`, `IfNotPresent` or `Never`.
+/// Defaults to Kubernetes' rule (`Always` for `:latest`, else `IfNotPresent`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    /// Always pull.
+    Always,
+    /// Pull only when the image is missing on the node.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// Storage of the sessions.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.mode == oldSelf.mode").message("storage.mode is immutable: ram nodes keep sessions only in memory while disc nodes each own a PersistentVolumeClaim, and a StatefulSet cannot add or remove volumes. To migrate, create a new SessionCluster with the other mode, move clients to its Service, then delete this one").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("self.mode != 'disc' || has(self.size)").message("storage.size is required when storage.mode is disc: set the size of each node's volume, e.g. size: 1Gi").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("!has(self.size) || !has(oldSelf.size) || quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0").message("storage.size may grow but not shrink: Kubernetes cannot shrink a PersistentVolumeClaim. Keep the old size, or create a new SessionCluster with the smaller size and move clients to it").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storage.storageClassName is immutable: existing volumes cannot move to another StorageClass. Create a new SessionCluster to use another class").reason(Reason::FieldValueForbidden))]
+pub struct StorageSpec {
+    /// `ram`: sessions live in memory only; a restarted node re-syncs from its peers, and
+    /// sessions are lost if every node restarts at once. `disc`: every node also persists to its
+    /// own PersistentVolumeClaim and the cluster survives a full restart. Immutable.
+    #[serde(default)]
+    pub mode: StorageMode,
+
+    /// Size of each node's volume in disc mode, e.g. `1Gi`. May grow (the operator expands the
+    /// claims; the StorageClass must allow volume expansion), never shrink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Quantity>,
+
+    /// StorageClass of the volumes in disc mode. Defaults to the cluster's default class.
+    /// Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+
+    /// Disc mode fsync policy: `always` (an acknowledged write survives `kill -9`) or
+    /// `everysec` (at most about a second of writes lost on a crash, much faster).
+    #[serde(default)]
+    pub fsync: FsyncPolicy,
+
+    /// What happens to the volume claims of disc-mode nodes. Defaults keep them on scale-down
+    /// (a later scale-up reuses them) and on deletion of the SessionCluster.
+    #[serde(default)]
+    pub retention: RetentionSpec,
+}
+
+/// Storage mode.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageMode {
+    /// Memory only.
+    #[default]
+    Ram,
+    /// Memory plus a PersistentVolumeClaim per node.
+    Disc,
+}
+
+impl StorageMode {
+    /// The spelling used in the spec and in store-node's `--storage-mode`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ram => "ram",
+            Self::Disc => "disc",
+        }
+    }
+}
+
+/// Fsync policy of the write-ahead log.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// fsync before acknowledging every write.
+    Always,
+    /// fsync once a second.
+    #[default]
+    Everysec,
+}
+
+impl FsyncPolicy {
+    /// The spelling of store-node's `--fsync`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::Everysec => "everysec",
+        }
+    }
+}
+
+/// Retention of disc-mode volume claims (the StatefulSet's persistentVolumeClaimRetentionPolicy).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    /// `Retain` (default): the claims of nodes removed by a scale-down are kept and reused by a
+    /// later scale-up. `Delete`: they are deleted with the pods.
+    #[serde(default)]
+    pub when_scaled: RetentionPolicy,
+    /// `Retain` (default): the claims outlive the SessionCluster (delete them by hand).
+    /// `Delete`: they are deleted with it.
+    #[serde(default)]
+    pub when_deleted: RetentionPolicy,
+}
+
+/// Keep or delete.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RetentionPolicy {
+    /// Keep the claims.
+    #[default]
+    Retain,
+    /// Delete the claims.
+    Delete,
+}
+
+impl RetentionPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retain => "Retain",
+            Self::Delete => "Delete",
+        }
+    }
+}
+
+/// Session timeouts. Durations are Go-style (`30m`, `1h30m`, `45s`) and whole seconds.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("duration(self.maxTimeout) >= duration(self.defaultTimeout)").message("sessions.maxTimeout must be at least sessions.defaultTimeout: raise maxTimeout or lower defaultTimeout").reason(Reason::FieldValueInvalid))]
+pub struct SessionsSpec {
+    /// Idle timeout of a session created through the HTTP API without one, e.g. `30m`. Reading
+    /// a session slides its expiry.
+    #[serde(default = "default_session_timeout")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("sessions.defaultTimeout must be at least 1s").reason(Reason::FieldValueInvalid))]
+    pub default_timeout: String,
+
+    /// Largest idle timeout a client may ask for, e.g. `24h`.
+    #[serde(default = "default_max_session_timeout")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub max_timeout: String,
+
+    /// How often each node sweeps expired keys, e.g. `100ms`.
+    #[serde(default = "default_cleanup_interval")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('10ms') && duration(self) <= duration('1m')").message("sessions.cleanupInterval must be between 10ms and 1m").reason(Reason::FieldValueInvalid))]
+    pub cleanup_interval: String,
+}
+
+impl Default for SessionsSpec {
+    fn default() -> Self {
+        Self {
+            default_timeout: default_session_timeout(),
+            max_timeout: default_max_session_timeout(),
+            cleanup_interval: default_cleanup_interval(),
+        }
+    }
+}
+
+/// Replication of writes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationSpec {
+    /// How many peers must hold a write before the client gets OK: `none` (fastest, a crash
+    /// right after may lose it), `one` (default) or `all` (slowest; a missing peer stalls writes
+    /// until it is dropped).
+    #[serde(default)]
+    pub write_ack: WriteAck,
+}
+
+/// Write acknowledgement level.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteAck {
+    /// Do not wait for peers.
+    None,
+    /// Wait for one peer.
+    #[default]
+    One,
+    /// Wait for every peer.
+    All,
+}
+
+impl WriteAck {
+    /// The spelling of store-node's `--write-ack`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::One => "one",
+            Self::All => "all",
+        }
+    }
+}
+
+/// Memory watermarks, as fractions of `resources.limits.memory`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.lowWatermark < self.highWatermark").message("memory.lowWatermark must be below memory.highWatermark (the alarm raises above high and clears below low), e.g. lowWatermark: 0.7 with highWatermark: 0.8").reason(Reason::FieldValueInvalid))]
+pub struct MemorySpec {
+    /// Above this fraction of the memory limit a node refuses writes that grow memory with
+    /// Redis's `OOM` error (or evicts, per evictionPolicy) and raises its alarm. Default 0.8.
+    #[serde(default = "default_high_watermark")]
+    #[schemars(range(min = 0.05, max = 0.95))]
+    pub high_watermark: f64,
+
+    /// The alarm clears when memory falls below this fraction. Default 0.7.
+    #[serde(default = "default_low_watermark")]
+    #[schemars(range(min = 0.01, max = 0.95))]
+    pub low_watermark: f64,
+
+    /// What to do above the high watermark: `noeviction` (refuse writes, default),
+    /// `volatile-ttl` (evict the keys nearest to expiry), `volatile-lru` (evict the least
+    /// recently used keys that have an expiry).
+    #[serde(default)]
+    pub eviction_policy: EvictionPolicy,
+}
+
+impl Default for MemorySpec {
+    fn default() -> Self {
+        Self {
+            high_watermark: default_high_watermark(),
+            low_watermark: default_low_watermark(),
+            eviction_policy: EvictionPolicy::default(),
+        }
+    }
+}
+
+/// Eviction policy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum EvictionPolicy {
+    /// Refuse growth writes.
+    #[default]
+    #[serde(rename = "noeviction")]
+    NoEviction,
+    /// Evict keys with the nearest expiry.
+    #[serde(rename = "volatile-ttl")]
+    VolatileTtl,
+    /// Evict least recently used keys with an expiry.
+    #[serde(rename = "volatile-lru")]
+    VolatileLru,
+}
+
+impl EvictionPolicy {
+    /// The spelling of store-node's `--eviction-policy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoEviction => "noeviction",
+            Self::VolatileTtl => "volatile-ttl",
+            Self::VolatileLru => "volatile-lru",
+        }
+    }
+}
+
+/// The client Service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// `ClusterIP` (default), `NodePort` or `LoadBalancer`.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    /// Service port for Redis clients (the container always listens on 6379).
+    #[serde(default = "default_resp_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Service port of the HTTP session API (the container always listens on 8080).
+    #[serde(default = "default_http_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub http_port: i32,
+    /// Annotations on the client Service (e.g. for a cloud load balancer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        Self {
+            type_: ServiceType::default(),
+            port: default_resp_port(),
+            http_port: default_http_port(),
+            annotations: None,
+        }
+    }
+}
+
+/// Service type.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    /// Reachable inside the cluster.
+    #[default]
+    ClusterIP,
+    /// Also on a port of every node.
+    NodePort,
+    /// Also through a cloud load balancer.
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClusterIP => "ClusterIP",
+            Self::NodePort => "NodePort",
+            Self::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// Client authentication (Redis `AUTH` and `Authorization: Bearer` on the HTTP session API).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Require a password (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// An existing Secret holding the password. When absent the operator generates a random
+    /// password into the Secret `<name>-auth` (key `password`) and keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+}
+
+impl Default for AuthSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            secret_ref: None,
+        }
+    }
+}
+
+/// A key of a Secret in the SessionCluster's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key in the Secret (default `password`).
+    #[serde(default = "default_password_key")]
+    pub key: String,
+}
+
+/// Prometheus Operator integration.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// Create a ServiceMonitor scraping every node and a PrometheusRule with memory alerts
+    /// (warning above the high watermark, critical above 95% of the limit). Only when the
+    /// Prometheus Operator CRDs exist; otherwise the operator says so in an event.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Scrape interval, e.g. `30s`.
+    #[serde(default = "default_scrape_interval")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub interval: String,
+    /// Extra labels on the ServiceMonitor and PrometheusRule (e.g. what your Prometheus selects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl Default for MonitoringSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: default_scrape_interval(),
+            labels: None,
+        }
+    }
+}
+
+/// NetworkPolicy for the nodes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create a NetworkPolicy: nodes accept peer traffic only from each other, and client
+    /// traffic (RESP and HTTP) only from `allowedClients` (every pod when empty).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Who may reach the RESP and HTTP ports; empty means anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_clients: Option<Vec<NetworkPolicyPeer>>,
+}
+
+/// What the operator observed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionClusterStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pods of the StatefulSet.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Pods that are ready (synced with their peers).
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Pods running the current template.
+    #[serde(default)]
+    pub updated_replicas: i32,
+    /// `ready/desired`, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// The highest node's memory used / limit in percent, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// Label selector of the pods (for the scale subresource and HPAs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// What each ready node reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+    /// A scale-down in progress: nodes asked to leave and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down: Option<ScaleDownStatus>,
+    /// Available, Progressing, Degraded, Clustered, MemoryPressure, ReconcileSuccess, Paused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// One node as it reports itself on `/v1/status`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Pod name.
+    pub name: String,
+    /// `loading`, `ready`, `leaving` or `left`.
+    pub state: String,
+    /// Keys held.
+    #[serde(default)]
+    pub keys: u64,
+    /// Peers this node is connected to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
+    /// Pods of the cluster this node does not see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_peers: Vec<String>,
+    /// Largest replication lag to a peer, in operations.
+    #[serde(default)]
+    pub max_lag_ops: u64,
+    /// Bytes used.
+    #[serde(default)]
+    pub memory_used_bytes: u64,
+    /// Memory limit in bytes.
+    #[serde(default)]
+    pub memory_limit_bytes: u64,
+    /// True while the node is above its high watermark.
+    #[serde(default)]
+    pub memory_alarm: bool,
+}
+
+/// A scale-down in progress.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleDownStatus {
+    /// The replica count being scaled down to.
+    pub target_replicas: i32,
+    /// Pods asked to leave.
+    pub leaving: Vec<String>,
+    /// When the first leave request was sent (RFC 3339).
+    pub started_at: String,
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+fn default_true() -> bool {
+    true
+}
+fn default_session_timeout() -> String {
+    "30m".to_owned()
+}
+fn default_max_session_timeout() -> String {
+    "24h".to_owned()
+}
+fn default_cleanup_interval() -> String {
+    "100ms".to_owned()
+}
+fn default_shutdown_timeout() -> String {
+    "20s".to_owned()
+}
+fn default_high_watermark() -> f64 {
+    0.8
+}
+fn default_low_watermark() -> f64 {
+    0.7
+}
+fn default_resp_port() -> i32 {
+    crate::constants::RESP_PORT
+}
+fn default_http_port() -> i32 {
+    crate::constants::HTTP_PORT
+}
+fn default_password_key() -> String {
+    crate::constants::PASSWORD_KEY.to_owned()
+}
+fn default_scrape_interval() -> String {
+    "30s".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The CEL rules of the CRD, evaluated locally with kube's CEL validator, so a rule that does
+    //! not parse or says the wrong thing fails here rather than on a real API server.
+
+    use kube::core::cel::{validate_cel, validate_cel_update};
+
+    use super::*;
+
+    fn cluster(spec: serde_json::Value) -> SessionCluster {
+        let object = serde_json::json!({
+            "apiVersion": "sessionstore.dev/v1alpha1",
+            "kind": "SessionCluster",
+            "metadata": {"name": "demo", "namespace": "default"},
+            "spec": spec,
+        });
+        match serde_json::from_value(object) {
+            Ok(cluster) => cluster,
+            Err(error) => panic!("test spec does not parse: {error}"),
+        }
+    }
+
+    fn errors_of(result: Result<(), kube::core::cel::ValidationErrors>) -> String {
+        match result {
+            Ok(()) => String::new(),
+            Err(errors) => format!("{errors:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_fill_an_empty_spec() {
+        let spec = cluster(serde_json::json!({})).spec;
+        assert_eq!(spec.replicas, 3);
+        assert_eq!(spec.storage.mode, StorageMode::Ram);
+        assert_eq!(spec.replication.write_ack, WriteAck::One);
+        assert_eq!(spec.sessions.default_timeout, "30m");
+        assert_eq!(spec.sessions.max_timeout, "24h");
+        assert_eq!(spec.memory.high_watermark, 0.8);
+        assert_eq!(spec.memory.low_watermark, 0.7);
+        assert!(spec.auth.enabled);
+        assert_eq!(spec.service.port, 6379);
+        assert_eq!(spec.shutdown_timeout, "20s");
+    }
+
+    #[test]
+    fn a_valid_disc_cluster_passes_every_rule() {
+        let c = cluster(serde_json::json!({"storage": {"mode": "disc", "size": "1Gi"}}));
+        assert_eq!(errors_of(validate_cel(&c)), "");
+    }
+
+    #[test]
+    fn disc_without_size_is_refused_with_a_hint() {
+        let c = cluster(serde_json::json!({"storage": {"mode": "disc"}}));
+        assert!(errors_of(validate_cel(&c)).contains("storage.size is required"));
+    }
+
+    #[test]
+    fn watermarks_must_be_ordered() {
+        let c = cluster(serde_json::json!({"memory": {"highWatermark": 0.6, "lowWatermark": 0.7}}));
+        assert!(errors_of(validate_cel(&c)).contains("lowWatermark must be below"));
+    }
+
+    #[test]
+    fn max_timeout_must_cover_default_timeout() {
+        let c =
+            cluster(serde_json::json!({"sessions": {"defaultTimeout": "2h", "maxTimeout": "90m"}}));
+        assert!(errors_of(validate_cel(&c)).contains("maxTimeout must be at least"));
+        let ok =
+            cluster(serde_json::json!({"sessions": {"defaultTimeout": "90m", "maxTimeout": "2h"}}));
+        assert_eq!(errors_of(validate_cel(&ok)), "");
+    }
+
+    #[test]
+    fn storage_mode_is_immutable() {
+        let old = cluster(serde_json::json!({"storage": {"mode": "ram"}}));
+        let new = cluster(serde_json::json!({"storage": {"mode": "disc", "size": "1Gi"}}));
+        assert!(errors_of(validate_cel_update(&new, &old)).contains("storage.mode is immutable"));
+    }
+
+    #[test]
+    fn volumes_grow_but_never_shrink() {
+        let old = cluster(serde_json::json!({"storage": {"mode": "disc", "size": "2Gi"}}));
+        let grown = cluster(serde_json::json!({"storage": {"mode": "disc", "size": "3Gi"}}));
+        let shrunk = cluster(serde_json::json!({"storage": {"mode": "disc", "size": "1500Mi"}}));
+        assert_eq!(errors_of(validate_cel_update(&grown, &old)), "");
+        assert!(errors_of(validate_cel_update(&shrunk, &old)).contains("may grow but not shrink"));
+    }
+
+    #[test]
+    fn storage_class_is_immutable() {
+        let old = cluster(
+            serde_json::json!({"storage": {"mode": "disc", "size": "1Gi", "storageClassName": "a"}}),
+        );
+        let new = cluster(
+            serde_json::json!({"storage": {"mode": "disc", "size": "1Gi", "storageClassName": "b"}}),
+        );
+        assert!(
+            errors_of(validate_cel_update(&new, &old)).contains("storageClassName is immutable")
+        );
+    }
+}
