@@ -39,7 +39,9 @@ SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom
   net.netfilter.nf_conntrack_tcp_be_liberal)
 # Host paths the components create whatever their configuration: removed by `down` when absent
 # before the first `up` (only what we put there).
-HOST_DIRS=(/var/log/containers /var/log/pods /var/lib/cni /run/containerd /run/netns)
+# (the kubelet's device manager always uses /var/lib/kubelet/device-plugins)
+HOST_DIRS=(/var/log/containers /var/log/pods /var/lib/cni /run/containerd /run/netns /var/lib/kubelet
+  /usr/libexec/kubernetes)
 
 # ---------------------------------------------------------------------------------------------
 # cgroups: the pods' cgroup root is nested under this shell's memory cgroup (the same path is
@@ -129,6 +131,7 @@ record_machine() {
   { iptables-save 2>/dev/null || true; } | { grep -v "^#" || true; } | sed "s/\[[0-9:]*\]//" > "$RECORD_DIR/iptables-before"
   ls /run/netns 2>/dev/null > "$RECORD_DIR/netns-before" || true
   nft list tables > "$RECORD_DIR/nft-tables-before"
+  nfacct_names > "$RECORD_DIR/nfacct-before"
   touch "$RECORD_DIR/complete"
 }
 
@@ -159,11 +162,22 @@ restore_nft_tables() {
   done
 }
 
+# kube-proxy creates nfacct counters (ct_state_invalid_dropped_pkts, ...) that outlive it
+nfacct_names() { nfacct list 2>/dev/null | sed -n 's/.* = \(.*\);$/\1/p'; }
+restore_nfacct() {
+  [ -f "$RECORD_DIR/nfacct-before" ] || return 0
+  local n
+  for n in $(nfacct_names); do
+    grep -qx "$n" "$RECORD_DIR/nfacct-before" || nfacct delete "$n" 2>/dev/null || info "WARNING: nfacct $n still in use"
+  done
+}
+
 restore_dirs() {
   [ -f "$RECORD_DIR/absent-dirs" ] || return 0
   local d
   # libcni result cache entries of our network
   rm -f /var/lib/cni/results/sessionstore-* 2>/dev/null || true
+  grep -qx /var/lib/kubelet "$RECORD_DIR/absent-dirs" && rm -f /var/lib/kubelet/device-plugins/kubelet.sock
   # container log symlinks the kubelet made into our pod logs dir
   find /var/log/containers -maxdepth 1 -type l -lname "$VAR_DIR/*" -delete 2>/dev/null || true
   while read -r d; do
@@ -291,6 +305,7 @@ start_all() {
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" --allocate-node-cidrs=false \
+    --flex-volume-plugin-dir "$VAR_DIR/volume-plugins" \
     --profiling=false --v 1
   start_proc kube-scheduler "$K8S_BIN/kube-scheduler" \
     --kubeconfig "$sc" --authentication-kubeconfig "$sc" --authorization-kubeconfig "$sc" \
@@ -323,7 +338,7 @@ cmd_up() {
     step "cleaning leftovers of an earlier run"
     down_all quiet
   fi
-  apt_install containerd runc containernetworking-plugins iptables nftables podman conntrack iproute2 openssl curl
+  apt_install containerd runc containernetworking-plugins iptables nftables nfacct podman conntrack iproute2 openssl curl
   build_tools; build_etcd; build_coredns; build_k8s
   build_cluster_images
 
@@ -452,6 +467,7 @@ down_all() {
   net_down
   cgroups_down
   restore_sysctls
+  restore_nfacct
   restore_nft_tables
   restore_dirs
   rm -rf "$VAR_DIR" "$CONF_DIR"

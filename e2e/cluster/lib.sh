@@ -53,4 +53,5 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
-kc() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+# kubectl of the local cluster; its discovery cache stays in the state dir, not ~/.kube
+kc() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" --cache-dir "$STATE_DIR/kube-cache" "$@"; }

@@ -51,29 +51,34 @@ guard_down() {
 # ip6tables. `kube-proxy --cleanup` leaves the kubelet's chains (KUBE-FIREWALL, KUBE-MARK-*,
 # canaries) behind, so this is done by hand. Chains that existed before the first `up` are kept.
 kube_chains_down() {
-  local ipt table chain rule keep target
-  keep="$RECORD_DIR/kube-chains-before"
+  local ipt keep="$RECORD_DIR/kube-chains-before" script
   for ipt in iptables ip6tables; do
-    for table in filter nat mangle raw; do
-      $ipt -w -t "$table" -S >/dev/null 2>&1 || continue
-      # rules in any chain that jump to a KUBE-* chain
-      { $ipt -w -t "$table" -S | grep -E -- '^-A .* -j KUBE-' || true; } | while read -r rule; do
-        chain=$(awk '{print $2}' <<<"$rule")
-        case $chain in KUBE-*) continue ;; esac   # those go with their chain
-        target=$(grep -oE -- '-j KUBE-[^ ]+' <<<"$rule" | cut -c4-)
-        grep -qx "$ipt $table $target" "$keep" 2>/dev/null && continue
-        # shellcheck disable=SC2086
-        eval "$ipt -w -t $table -D ${rule#-A }" 2>/dev/null || true
-      done
-      for chain in $($ipt -w -t "$table" -S | awk '$1=="-N" && $2 ~ /^KUBE-/ {print $2}'); do
-        grep -qx "$ipt $table $chain" "$keep" 2>/dev/null && continue
-        $ipt -w -t "$table" -F "$chain" 2>/dev/null || true
-      done
-      for chain in $($ipt -w -t "$table" -S | awk '$1=="-N" && $2 ~ /^KUBE-/ {print $2}'); do
-        grep -qx "$ipt $table $chain" "$keep" 2>/dev/null && continue
-        $ipt -w -t "$table" -X "$chain" 2>/dev/null || true
-      done
-    done
+    # one iptables-restore --noflush per family: delete the jumps to KUBE-* chains from the
+    # other chains, then flush and delete the KUBE-* chains themselves (fast and atomic).
+    script=$($ipt-save 2>/dev/null | awk -v ipt="$ipt" -v keepf="$keep" '
+      BEGIN { while ((getline l < keepf) > 0) keep[l] = 1 }
+      /^\*/ { table = substr($0, 2); next }
+      /^:KUBE-/ { c = substr($1, 2); if (!((ipt " " table " " c) in keep)) chains[table] = chains[table] " " c; next }
+      /^-A / && / -j KUBE-/ {
+        if ($2 ~ /^KUBE-/) next
+        t = $0; sub(/.* -j /, "", t); sub(/ .*/, "", t)
+        if ((ipt " " table " " t) in keep) next
+        dels[table] = dels[table] "-D " substr($0, 4) "\n"
+      }
+      END {
+        for (t in chains) seen[t] = 1
+        for (t in dels) seen[t] = 1
+        for (t in seen) {
+          printf "*%s\n%s", t, dels[t]
+          n = split(chains[t], cs, " ")
+          for (i = 1; i <= n; i++) printf "-F %s\n", cs[i]
+          for (i = 1; i <= n; i++) printf "-X %s\n", cs[i]
+          print "COMMIT"
+        }
+      }')
+    [ -n "$script" ] || continue
+    printf '%s\n' "$script" | $ipt-restore -w --noflush 2>/dev/null \
+      || info "WARNING: $ipt-restore could not remove every KUBE-* chain"
   done
 }
 
@@ -88,6 +93,12 @@ list_kube_chains() {
 
 net_down() {
   kube_chains_down
+  # forget the connections of our addresses (the conntrack table is the kernel's, not ours)
+  local f
+  for f in "-s $POD_CIDR" "-d $POD_CIDR" "-d $SERVICE_CIDR"; do
+    # shellcheck disable=SC2086
+    conntrack -D $f >/dev/null 2>&1 || true
+  done
   guard_down
   if ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link set "$BRIDGE" down 2>/dev/null || true

@@ -11,7 +11,7 @@
 export KUBECONFIG="${KUBECONFIG:-$KUBECONFIG_PATH}"
 KUBECTL="$K8S_BIN/kubectl"
 [ -x "$KUBECTL" ] || KUBECTL=$(command -v kubectl) || die "no kubectl"
-k() { "$KUBECTL" "$@"; }
+k() { "$KUBECTL" --cache-dir "$STATE_DIR/kube-cache" "$@"; }
 NS=smoke-$(date +%s)
 FAILED=0
 fail() { printf 'FAIL: %s\n' "$*" >&2; FAILED=1; }
