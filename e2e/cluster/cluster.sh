@@ -175,8 +175,14 @@ restore_nfacct() {
 restore_dirs() {
   [ -f "$RECORD_DIR/absent-dirs" ] || return 0
   local d
-  # libcni result cache entries of our network
+  # libcni result cache entries of our network and of containerd's built-in loopback network
+  # (left when a crash prevented the CNI DEL)
   rm -f /var/lib/cni/results/sessionstore-* 2>/dev/null || true
+  grep -qx /var/lib/cni "$RECORD_DIR/absent-dirs" && rm -f /var/lib/cni/results/cni-loopback-*
+  # sockets of shims killed in a crash; only when no system containerd uses /run/containerd
+  if grep -qx /run/containerd "$RECORD_DIR/absent-dirs" && [ ! -e /run/containerd/containerd.sock ]; then
+    find /run/containerd/s -maxdepth 1 -type s -delete 2>/dev/null || true
+  fi
   grep -qx /var/lib/kubelet "$RECORD_DIR/absent-dirs" && rm -f /var/lib/kubelet/device-plugins/kubelet.sock
   # container log symlinks the kubelet made into our pod logs dir
   find /var/log/containers -maxdepth 1 -type l -lname "$VAR_DIR/*" -delete 2>/dev/null || true
@@ -374,7 +380,11 @@ cmd_status() {
       printf '%-24s not running\n' "$c"; ok=1
     fi
   done
-  if [ $any = 0 ]; then echo "cluster: down"; return 1; fi
+  if [ $any = 0 ]; then
+    if [ -d "$RUN_DIR" ]; then echo "cluster: down, with leftovers of an earlier run (cluster.sh down or up cleans them)"
+    else echo "cluster: down"; fi
+    return 1
+  fi
   if guard_present; then echo "network: bridge $BRIDGE $NODE_IP, guard rules in place"
   else echo "network: guard rules MISSING"; ok=1; fi
   if node_ready; then echo "node $NODE_NAME: Ready"; else echo "node $NODE_NAME: NOT Ready"; ok=1; fi

@@ -63,7 +63,7 @@ import_cluster_images() {
     want=$(tar -xOf "$archive" index.json | grep -o '"digest":"sha256:[0-9a-f]*"' | head -1 | cut -d'"' -f4)
     have=$(ctr_ images ls "name==$image" 2>/dev/null | awk 'NR>1 {print $3}')
     if [ "$have" != "$want" ]; then
-      import_archive "$archive"
+      import_archive "$archive" || { sleep 2; import_archive "$archive"; }
       info "imported $image"
     fi
   done

@@ -1,5 +1,7 @@
 # Shared helpers and paths of the local cluster scripts. Source it.
-set -euo pipefail
+set -Eeuo pipefail
+# a failing command never ends a script silently
+trap 'rc=$?; printf "ERROR: %s failed (exit %s) at %s:%s\n" "$BASH_COMMAND" "$rc" "${BASH_SOURCE[0]##*/}" "$LINENO" >&2' ERR
 CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.sh
 . "$CLUSTER_DIR/versions.sh"

@@ -116,7 +116,7 @@ fi
 printf '%s\n' "$out" | sed 's/^/    /' >&2
 # several connections through the ClusterIP reach more than one backend
 backends=$(for i in $(seq 1 12); do k -n "$NS" exec client -- /nettest connect "$svc_ip:80" 2>/dev/null; done \
-  | awk '{print $NF}' | sort -u | wc -l)
+  | awk '{print $NF}' | sort -u | wc -l || true)
 [ "$backends" -ge 2 ] && ok "ClusterIP load-balances ($backends backends seen in 12 connections)" \
   || fail "ClusterIP reached $backends backend(s) in 12 connections"
 
@@ -124,6 +124,21 @@ backends=$(for i in $(seq 1 12); do k -n "$NS" exec client -- /nettest connect "
 if k -n "$NS" exec client -- /nettest dial "kubernetes.default.svc.$CLUSTER_DOMAIN:443" >/dev/null 2>&1; then
   ok "kubernetes Service reachable from a pod"
 else fail "kubernetes Service not reachable from a pod"; fi
+
+# kubectl port-forward (the demo's way in): a local port reaches web-0
+NETTEST_HOST="$(ls -d "$TOOLS_DIR"/*/nettest 2>/dev/null | head -1)"
+if [ -x "$NETTEST_HOST" ]; then
+  k -n "$NS" port-forward pod/web-0 18080:8080 >/dev/null 2>&1 &
+  pf=$!
+  pf_ok=1
+  for i in $(seq 1 20); do
+    if out=$("$NETTEST_HOST" connect 127.0.0.1:18080 2>&1) && grep -q 'hello from web-0' <<<"$out"; then pf_ok=0; break; fi
+    sleep 0.5
+  done
+  kill "$pf" 2>/dev/null || true
+  wait "$pf" 2>/dev/null || true
+  [ $pf_ok = 0 ] && ok "kubectl port-forward reaches web-0" || fail "kubectl port-forward: $out"
+fi
 
 # Local cluster only: the pod's memory limit is enforced in the nested cgroup root.
 if [ -f /run/sessionstore-cluster/cgroup-root ] && [ "$KUBECONFIG" = "$KUBECONFIG_PATH" ]; then
