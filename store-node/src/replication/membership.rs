@@ -1,0 +1,309 @@
+//! Who the peers are and what a starting node does about them: peer discovery from a static
+//! list and/or the headless Service name (re-resolved every few seconds with hickory, cache
+//! cleared each time, because pods come and go faster than DNS TTLs), the node ordinal parsed
+//! from `<statefulset>-<n>`, and the first-start rule ([`decide_start`]):
+//!
+//! - no peer source configured: a single-node cluster, ready at once;
+//! - a node holding data catches up from the ready peers it reaches (anti-entropy), or after the
+//!   bounded wait with none reachable serves what it has;
+//! - an empty node bootstraps from a ready peer as soon as it sees one (the lowest ordinal);
+//! - an empty node that sees no ready peer after the bounded wait seeds the cluster only if its
+//!   ordinal is 0; any other ordinal keeps waiting and says why. When several empty nodes start
+//!   together they see each other loading: ordinal 0 seeds after the wait and the others then
+//!   bootstrap from it, so a first start never forms two clusters.
+
+use std::collections::BTreeSet;
+
+use futures::future::BoxFuture;
+use hickory_resolver::TokioResolver;
+
+use super::wire::NodeState;
+
+/// Discovery failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    /// The system resolver configuration could not be loaded.
+    #[error("failed to build the DNS resolver: {0}")]
+    Resolver(String),
+    /// Resolving the headless Service failed (the previous peer list is kept).
+    #[error("failed to resolve {name}: {reason}")]
+    Resolve {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The ordinal of a StatefulSet pod name (`demo-2` → 2).
+pub fn ordinal(node_name: &str) -> Option<u32> {
+    let (_, suffix) = node_name.rsplit_once('-')?;
+    if suffix.is_empty() || !suffix.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    suffix.parse().ok()
+}
+
+/// Produces the current set of peer addresses (`host:port`).
+pub trait PeerResolver: Send + Sync + 'static {
+    /// The peer addresses, possibly including this node (the engine drops it).
+    fn resolve(&self) -> BoxFuture<'_, Result<BTreeSet<String>, MembershipError>>;
+    /// Whether any peer source is configured at all (none = single-node cluster).
+    fn has_sources(&self) -> bool;
+}
+
+/// Static peers plus, optionally, a headless Service name.
+pub struct Discovery {
+    static_peers: BTreeSet<String>,
+    dns: Option<(String, u16, TokioResolver)>,
+}
+
+impl Discovery {
+    /// Peers from `static_peers` (`host:port`) and from resolving `service_name` (every
+    /// address with `peer_port`).
+    pub fn new(
+        static_peers: &[String],
+        service_name: Option<&str>,
+        peer_port: u16,
+    ) -> Result<Discovery, MembershipError> {
+        let dns = match service_name.filter(|name| !name.is_empty()) {
+            Some(name) => {
+                let resolver = TokioResolver::builder_tokio()
+                    .and_then(|builder| builder.build())
+                    .map_err(|error| MembershipError::Resolver(error.to_string()))?;
+                Some((name.to_string(), peer_port, resolver))
+            }
+            None => None,
+        };
+        Ok(Discovery {
+            static_peers: static_peers
+                .iter()
+                .map(|peer| peer.trim().to_string())
+                .filter(|peer| !peer.is_empty())
+                .collect(),
+            dns,
+        })
+    }
+}
+
+impl PeerResolver for Discovery {
+    fn resolve(&self) -> BoxFuture<'_, Result<BTreeSet<String>, MembershipError>> {
+        Box::pin(async move {
+            let mut peers = self.static_peers.clone();
+            if let Some((name, port, resolver)) = &self.dns {
+                // A cached answer would hide a pod that just started or stopped.
+                resolver.clear_cache();
+                let lookup = resolver.lookup_ip(name.as_str()).await.map_err(|error| {
+                    MembershipError::Resolve {
+                        name: name.clone(),
+                        reason: error.to_string(),
+                    }
+                })?;
+                peers.extend(
+                    lookup
+                        .iter()
+                        .map(|ip| std::net::SocketAddr::new(ip, *port).to_string()),
+                );
+            }
+            Ok(peers)
+        })
+    }
+
+    fn has_sources(&self) -> bool {
+        !self.static_peers.is_empty() || self.dns.is_some()
+    }
+}
+
+/// A fixed peer list (tests).
+#[derive(Debug, Clone, Default)]
+pub struct StaticPeers(pub BTreeSet<String>);
+
+impl PeerResolver for StaticPeers {
+    fn resolve(&self) -> BoxFuture<'_, Result<BTreeSet<String>, MembershipError>> {
+        Box::pin(async move { Ok(self.0.clone()) })
+    }
+
+    fn has_sources(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+/// One peer's status, as `/v1/status` (`peers[]`), `/v1/cluster` and `INFO replication` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer's node name from its handshake (empty until the first handshake).
+    pub name: String,
+    /// The address this node dials.
+    pub address: String,
+    /// Whether the outgoing connection is established.
+    pub connected: bool,
+    /// The peer's last announced state.
+    pub state: Option<NodeState>,
+    /// Local writes the peer is not known to hold yet.
+    pub lag_ops: u64,
+    /// Milliseconds since the peer was last heard from (`None`: never).
+    pub last_seen_ms_ago: Option<u64>,
+    /// The peer announced it is leaving.
+    pub left: bool,
+}
+
+/// What [`decide_start`] sees of a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartPeer {
+    /// Its node name.
+    pub name: String,
+    /// Its announced state.
+    pub state: NodeState,
+}
+
+/// What a starting node does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartDecision {
+    /// Serve now: the first node of the cluster (or a node whose data is all there is).
+    Seed(String),
+    /// Stream a snapshot from this peer, then anti-entropy with every ready peer.
+    Bootstrap(String),
+    /// Has data: anti-entropy with every ready peer, then serve.
+    CatchUp,
+    /// Keep waiting, for this reason.
+    Wait(String),
+}
+
+/// The first-start rule (see the module documentation). `peers` are the connected peers.
+pub fn decide_start(
+    own_name: &str,
+    has_data: bool,
+    has_sources: bool,
+    peers: &[StartPeer],
+    waited_enough: bool,
+) -> StartDecision {
+    if !has_sources {
+        return StartDecision::Seed("no peers configured: single-node cluster".into());
+    }
+    let mut ready: Vec<&StartPeer> = peers
+        .iter()
+        .filter(|peer| peer.state == NodeState::Ready)
+        .collect();
+    ready.sort_by_key(|peer| (ordinal(&peer.name).unwrap_or(u32::MAX), peer.name.clone()));
+    if let Some(source) = ready.first() {
+        return if has_data {
+            StartDecision::CatchUp
+        } else {
+            StartDecision::Bootstrap(source.name.clone())
+        };
+    }
+    if !waited_enough {
+        return StartDecision::Wait(format!(
+            "looking for a ready peer ({} connected, none ready)",
+            peers.len()
+        ));
+    }
+    if has_data {
+        return StartDecision::Seed("no ready peer reachable; serving local data".into());
+    }
+    match ordinal(own_name) {
+        Some(0) => StartDecision::Seed("no ready peer reachable and this is ordinal 0: seeding the cluster".into()),
+        Some(ordinal) => StartDecision::Wait(format!(
+            "no ready peer reachable; ordinal {ordinal} never seeds an empty cluster, waiting for ordinal 0 or another ready peer"
+        )),
+        None => StartDecision::Wait(format!(
+            "no ready peer reachable; node name {own_name:?} has no ordinal, only ordinal 0 seeds an empty cluster"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, state: NodeState) -> StartPeer {
+        StartPeer {
+            name: name.into(),
+            state,
+        }
+    }
+
+    #[test]
+    fn ordinals_come_from_the_pod_name() {
+        assert_eq!(ordinal("demo-0"), Some(0));
+        assert_eq!(ordinal("my-cluster-12"), Some(12));
+        assert_eq!(ordinal("demo"), None);
+        assert_eq!(ordinal("demo-"), None);
+        assert_eq!(ordinal("demo-x1"), None);
+    }
+
+    #[test]
+    fn single_node_without_peers_seeds() {
+        assert!(matches!(
+            decide_start("demo-3", false, false, &[], false),
+            StartDecision::Seed(_)
+        ));
+    }
+
+    #[test]
+    fn empty_node_bootstraps_from_the_lowest_ready_ordinal() {
+        let peers = [
+            peer("demo-2", NodeState::Ready),
+            peer("demo-1", NodeState::Ready),
+            peer("demo-0", NodeState::Loading),
+        ];
+        assert_eq!(
+            decide_start("demo-3", false, true, &peers, false),
+            StartDecision::Bootstrap("demo-1".into())
+        );
+        assert_eq!(
+            decide_start("demo-3", true, true, &peers, false),
+            StartDecision::CatchUp
+        );
+    }
+
+    #[test]
+    fn only_ordinal_zero_seeds_an_empty_cluster_after_the_wait() {
+        let peers = [
+            peer("demo-1", NodeState::Loading),
+            peer("demo-2", NodeState::Loading),
+        ];
+        assert!(matches!(
+            decide_start("demo-0", false, true, &peers, false),
+            StartDecision::Wait(_)
+        ));
+        assert!(matches!(
+            decide_start("demo-0", false, true, &peers, true),
+            StartDecision::Seed(_)
+        ));
+        let StartDecision::Wait(reason) = decide_start(
+            "demo-1",
+            false,
+            true,
+            &[peer("demo-2", NodeState::Loading)],
+            true,
+        ) else {
+            panic!("ordinal 1 must wait");
+        };
+        assert!(reason.contains("ordinal 1 never seeds"), "{reason}");
+        assert!(matches!(
+            decide_start("solo", false, true, &[], true),
+            StartDecision::Wait(_)
+        ));
+        // Data beats waiting forever.
+        assert!(matches!(
+            decide_start("demo-1", true, true, &[], true),
+            StartDecision::Seed(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn static_discovery_lists_trimmed_peers() {
+        let discovery = Discovery::new(&[" a:1".into(), "b:2".into(), String::new()], None, 7379)
+            .expect("discovery");
+        assert!(discovery.has_sources());
+        let peers = discovery.resolve().await.expect("resolve");
+        assert_eq!(
+            peers.into_iter().collect::<Vec<_>>(),
+            vec!["a:1".to_string(), "b:2".to_string()]
+        );
+        assert!(!Discovery::new(&[], None, 7379)
+            .expect("discovery")
+            .has_sources());
+    }
+}

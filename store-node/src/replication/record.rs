@@ -1,0 +1,220 @@
+//! The replicated unit: a [`Record`] is the whole state of one key after a write (a live value
+//! with its absolute expiry, or a tombstone), stamped for last-writer-wins; a [`Touch`] extends
+//! the expiry of one exact version. Also the deterministic key hashing every node must share so
+//! that bucket digests agree across nodes and versions.
+
+use bytes::Bytes;
+
+use crate::store::{Stamp, Value};
+
+/// Number of anti-entropy buckets keys are hashed into.
+pub const BUCKETS: usize = 256;
+
+/// The state of a key carried by a [`Record`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordState {
+    /// The key holds `value`, expiring at `expire_at` (Unix ms; `None` = persistent).
+    Live {
+        /// The whole value.
+        value: Value,
+        /// Absolute expiry in Unix milliseconds.
+        expire_at: Option<u64>,
+    },
+    /// The key was deleted at `deleted_at_ms` (Unix ms, the deleting node's wall clock); kept
+    /// so that the delete wins over older values, collected after the grace period.
+    Tombstone {
+        /// When the delete happened (Unix ms).
+        deleted_at_ms: u64,
+    },
+}
+
+/// The whole state of one key after a write, with the write's stamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The key.
+    pub key: Bytes,
+    /// The version: the highest `(hlc, origin)` wins everywhere.
+    pub stamp: Stamp,
+    /// The value or the tombstone.
+    pub state: RecordState,
+}
+
+impl Record {
+    /// A live record.
+    pub fn live(
+        key: impl Into<Bytes>,
+        stamp: Stamp,
+        value: Value,
+        expire_at: Option<u64>,
+    ) -> Record {
+        Record {
+            key: key.into(),
+            stamp,
+            state: RecordState::Live { value, expire_at },
+        }
+    }
+
+    /// A tombstone.
+    pub fn tombstone(key: impl Into<Bytes>, stamp: Stamp, deleted_at_ms: u64) -> Record {
+        Record {
+            key: key.into(),
+            stamp,
+            state: RecordState::Tombstone { deleted_at_ms },
+        }
+    }
+
+    /// Whether this record is a tombstone.
+    pub fn is_tombstone(&self) -> bool {
+        matches!(self.state, RecordState::Tombstone { .. })
+    }
+
+    /// Approximate encoded size in bytes (for log and batch limits).
+    pub fn size(&self) -> usize {
+        let value = match &self.state {
+            RecordState::Live { value, .. } => match value {
+                Value::String(bytes) => bytes.len() + 4,
+                Value::Hash(fields) => {
+                    fields
+                        .iter()
+                        .map(|(field, value)| field.len() + value.len() + 8)
+                        .sum::<usize>()
+                        + 4
+                }
+            },
+            RecordState::Tombstone { .. } => 0,
+        };
+        self.key.len() + 4 + 12 + 10 + value
+    }
+}
+
+/// Extends the expiry of one version of a key: applies only where the key still holds the
+/// version stamped `value_stamp`, and only ever moves the expiry later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touch {
+    /// The key.
+    pub key: Bytes,
+    /// The stamp of the value being touched.
+    pub value_stamp: Stamp,
+    /// The new absolute expiry (Unix ms).
+    pub expire_at: u64,
+}
+
+impl Touch {
+    /// Approximate encoded size in bytes.
+    pub fn size(&self) -> usize {
+        self.key.len() + 4 + 12 + 8
+    }
+}
+
+/// 64-bit FNV-1a: fixed and tiny, so every node and every version hashes keys identically (a
+/// seeded or std hasher could differ between builds and make digests disagree forever).
+pub fn key_hash(key: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in key {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// The splitmix64 finaliser, to spread bits before summing.
+fn mix(mut value: u64) -> u64 {
+    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    value ^ (value >> 31)
+}
+
+/// The anti-entropy bucket of a key.
+pub fn bucket_of(key: &[u8]) -> usize {
+    // The top bits: FNV's low bits are weaker.
+    (mix(key_hash(key)) >> 56) as usize % BUCKETS
+}
+
+/// The digest contribution of one stored version (live or tombstone).
+pub fn version_hash(key: &[u8], stamp: Stamp) -> u64 {
+    mix(key_hash(key)
+        ^ mix(stamp.hlc)
+        ^ mix(u64::from(stamp.origin).wrapping_add(0x9e37_79b9_7f4a_7c15)))
+}
+
+/// Per-bucket digests maintained incrementally: the wrapping sum of [`version_hash`] of every
+/// stored `(key, stamp)`, tombstones included. Two nodes holding the same versions have equal
+/// digests whatever the insertion order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketDigests {
+    sums: Vec<u64>,
+}
+
+impl Default for BucketDigests {
+    fn default() -> Self {
+        BucketDigests {
+            sums: vec![0; BUCKETS],
+        }
+    }
+}
+
+impl BucketDigests {
+    /// All buckets empty.
+    pub fn new() -> BucketDigests {
+        BucketDigests::default()
+    }
+
+    /// Accounts a stored version.
+    pub fn add(&mut self, key: &[u8], stamp: Stamp) {
+        let bucket = bucket_of(key);
+        self.sums[bucket] = self.sums[bucket].wrapping_add(version_hash(key, stamp));
+    }
+
+    /// Removes a stored version.
+    pub fn remove(&mut self, key: &[u8], stamp: Stamp) {
+        let bucket = bucket_of(key);
+        self.sums[bucket] = self.sums[bucket].wrapping_sub(version_hash(key, stamp));
+    }
+
+    /// The digests, one per bucket.
+    pub fn sums(&self) -> &[u64] {
+        &self.sums
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_fixed_across_builds() {
+        // FNV-1a test vectors: a change here would split every mixed-version cluster.
+        assert_eq!(key_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(key_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(key_hash(b"foobar"), 0x8594_4171_f739_67e8);
+        assert!(bucket_of(b"session:1") < BUCKETS);
+    }
+
+    #[test]
+    fn digests_are_order_independent_and_removable() {
+        let first = Stamp { hlc: 1, origin: 1 };
+        let second = Stamp { hlc: 2, origin: 1 };
+        let mut one = BucketDigests::new();
+        one.add(b"a", first);
+        one.add(b"b", second);
+        let mut two = BucketDigests::new();
+        two.add(b"b", second);
+        two.add(b"a", first);
+        assert_eq!(one, two);
+        two.remove(b"a", first);
+        two.add(b"a", second);
+        assert_ne!(one, two);
+        two.remove(b"a", second);
+        two.remove(b"b", second);
+        assert_eq!(two, BucketDigests::new());
+    }
+
+    #[test]
+    fn keys_spread_over_buckets() {
+        let mut used = [false; BUCKETS];
+        for index in 0..10_000 {
+            used[bucket_of(format!("session:{index}").as_bytes())] = true;
+        }
+        assert_eq!(used.iter().filter(|used| **used).count(), BUCKETS);
+    }
+}

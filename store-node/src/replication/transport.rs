@@ -1,0 +1,585 @@
+//! How peers exchange whole [`Message`]s: the [`Transport`] trait, [`TcpTransport`] (frames of
+//! [`super::wire`] over TCP) and [`InMemoryTransport`] (the same frames over channels, on an
+//! [`InMemoryNetwork`] that tests can partition and heal). Both pass one test suite.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::wire::{encode_frame, split_frame, Message, WireError};
+
+/// Transport failures, each naming the step that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// Binding the listener failed.
+    #[error("failed to listen on {address}: {reason}")]
+    Listen {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// Accepting a connection failed.
+    #[error("failed to accept a peer connection: {0}")]
+    Accept(String),
+    /// Connecting failed.
+    #[error("failed to connect to {address}: {reason}")]
+    Connect {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// Sending failed; the connection is unusable.
+    #[error("failed to send a peer message: {0}")]
+    Send(String),
+    /// Receiving failed; the connection is unusable.
+    #[error("failed to receive a peer message: {0}")]
+    Receive(String),
+    /// The bytes received are not a valid frame.
+    #[error("invalid frame from peer: {0}")]
+    Wire(WireError),
+}
+
+/// The sending half of a connection.
+pub trait MessageSender: Send {
+    /// Sends one message; returns the bytes put on the wire.
+    fn send(&mut self, message: Message) -> BoxFuture<'_, Result<usize, TransportError>>;
+}
+
+/// The receiving half of a connection.
+pub trait MessageReceiver: Send {
+    /// The next message and its size on the wire; `None` when the peer closed cleanly.
+    fn recv(&mut self) -> BoxFuture<'_, Result<Option<(Message, usize)>, TransportError>>;
+}
+
+/// An established connection.
+pub struct Connection {
+    /// Sending half.
+    pub sender: Box<dyn MessageSender>,
+    /// Receiving half.
+    pub receiver: Box<dyn MessageReceiver>,
+    /// The remote address as the transport sees it.
+    pub remote_address: String,
+}
+
+/// Accepts incoming connections.
+pub trait Listener: Send {
+    /// The bound address (with the port chosen when 0 was asked).
+    fn local_address(&self) -> String;
+    /// The next incoming connection.
+    fn accept(&mut self) -> BoxFuture<'_, Result<Connection, TransportError>>;
+}
+
+/// A way to reach peers.
+pub trait Transport: Send + Sync + 'static {
+    /// Binds a listener.
+    fn listen(&self, address: &str) -> BoxFuture<'_, Result<Box<dyn Listener>, TransportError>>;
+    /// Connects to a peer.
+    fn connect<'a>(&'a self, address: &'a str)
+        -> BoxFuture<'a, Result<Connection, TransportError>>;
+}
+
+/// Peer connections over TCP.
+#[derive(Debug, Clone)]
+pub struct TcpTransport {
+    max_frame: usize,
+}
+
+impl TcpTransport {
+    /// A TCP transport refusing frames above `max_frame` bytes.
+    pub fn new(max_frame: usize) -> TcpTransport {
+        TcpTransport { max_frame }
+    }
+}
+
+struct TcpListenerHandle {
+    listener: TcpListener,
+    address: String,
+    max_frame: usize,
+}
+
+struct TcpSender {
+    writer: OwnedWriteHalf,
+    max_frame: usize,
+}
+
+struct TcpReceiver {
+    reader: OwnedReadHalf,
+    buffer: BytesMut,
+    max_frame: usize,
+}
+
+fn tcp_connection(stream: TcpStream, remote_address: String, max_frame: usize) -> Connection {
+    // Batches are already coalesced; Nagle would only add latency to acks.
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    Connection {
+        sender: Box::new(TcpSender { writer, max_frame }),
+        receiver: Box::new(TcpReceiver {
+            reader,
+            buffer: BytesMut::with_capacity(64 * 1024),
+            max_frame,
+        }),
+        remote_address,
+    }
+}
+
+impl MessageSender for TcpSender {
+    fn send(&mut self, message: Message) -> BoxFuture<'_, Result<usize, TransportError>> {
+        Box::pin(async move {
+            let frame = encode_frame(&message, self.max_frame).map_err(TransportError::Wire)?;
+            self.writer
+                .write_all(&frame)
+                .await
+                .map_err(|error| TransportError::Send(error.to_string()))?;
+            Ok(frame.len())
+        })
+    }
+}
+
+impl MessageReceiver for TcpReceiver {
+    fn recv(&mut self) -> BoxFuture<'_, Result<Option<(Message, usize)>, TransportError>> {
+        Box::pin(async move {
+            loop {
+                let before = self.buffer.len();
+                if let Some(message) =
+                    split_frame(&mut self.buffer, self.max_frame).map_err(TransportError::Wire)?
+                {
+                    return Ok(Some((message, before - self.buffer.len())));
+                }
+                let read = self
+                    .reader
+                    .read_buf(&mut self.buffer)
+                    .await
+                    .map_err(|error| TransportError::Receive(error.to_string()))?;
+                if read == 0 {
+                    if self.buffer.is_empty() {
+                        return Ok(None);
+                    }
+                    return Err(TransportError::Receive(
+                        "connection closed in the middle of a frame".into(),
+                    ));
+                }
+            }
+        })
+    }
+}
+
+impl Listener for TcpListenerHandle {
+    fn local_address(&self) -> String {
+        self.address.clone()
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, Result<Connection, TransportError>> {
+        Box::pin(async move {
+            let (stream, remote) = self
+                .listener
+                .accept()
+                .await
+                .map_err(|error| TransportError::Accept(error.to_string()))?;
+            Ok(tcp_connection(stream, remote.to_string(), self.max_frame))
+        })
+    }
+}
+
+impl Transport for TcpTransport {
+    fn listen(&self, address: &str) -> BoxFuture<'_, Result<Box<dyn Listener>, TransportError>> {
+        let address = address.to_string();
+        Box::pin(async move {
+            let listener =
+                TcpListener::bind(&address)
+                    .await
+                    .map_err(|error| TransportError::Listen {
+                        address: address.clone(),
+                        reason: error.to_string(),
+                    })?;
+            let bound = listener
+                .local_addr()
+                .map(|bound| bound.to_string())
+                .map_err(|error| TransportError::Listen {
+                    address: address.clone(),
+                    reason: error.to_string(),
+                })?;
+            Ok(Box::new(TcpListenerHandle {
+                listener,
+                address: bound,
+                max_frame: self.max_frame,
+            }) as Box<dyn Listener>)
+        })
+    }
+
+    fn connect<'a>(
+        &'a self,
+        address: &'a str,
+    ) -> BoxFuture<'a, Result<Connection, TransportError>> {
+        Box::pin(async move {
+            let stream =
+                TcpStream::connect(address)
+                    .await
+                    .map_err(|error| TransportError::Connect {
+                        address: address.to_string(),
+                        reason: error.to_string(),
+                    })?;
+            Ok(tcp_connection(stream, address.to_string(), self.max_frame))
+        })
+    }
+}
+
+#[derive(Default)]
+struct NetworkInner {
+    listeners: HashMap<String, mpsc::Sender<Connection>>,
+    blocked: HashSet<(String, String)>,
+    connections: Vec<(String, String, CancellationToken)>,
+    next_port: u16,
+}
+
+/// A simulated network of in-memory nodes, each named by its address, with injectable
+/// partitions: a partitioned pair cannot connect and its existing connections break.
+#[derive(Clone, Default)]
+pub struct InMemoryNetwork {
+    inner: Arc<Mutex<NetworkInner>>,
+}
+
+impl InMemoryNetwork {
+    /// An empty network.
+    pub fn new() -> InMemoryNetwork {
+        InMemoryNetwork::default()
+    }
+
+    /// The transport of the node at `local_address`.
+    pub fn transport(&self, local_address: &str) -> InMemoryTransport {
+        InMemoryTransport {
+            network: self.clone(),
+            local: local_address.to_string(),
+            max_frame: super::wire::DEFAULT_MAX_FRAME,
+        }
+    }
+
+    /// Cuts every node of `one` off from every node of `other`, both ways.
+    pub fn partition(&self, one: &[&str], other: &[&str]) {
+        let mut inner = self.inner.lock();
+        for a in one {
+            for b in other {
+                inner.blocked.insert((a.to_string(), b.to_string()));
+                inner.blocked.insert((b.to_string(), a.to_string()));
+            }
+        }
+        let NetworkInner {
+            blocked,
+            connections,
+            ..
+        } = &mut *inner;
+        connections.retain(|(a, b, token)| {
+            if blocked.contains(&(a.clone(), b.clone())) {
+                token.cancel();
+            }
+            !token.is_cancelled()
+        });
+    }
+
+    /// Removes every partition.
+    pub fn heal(&self) {
+        self.inner.lock().blocked.clear();
+    }
+}
+
+/// One node's view of an [`InMemoryNetwork`].
+#[derive(Clone)]
+pub struct InMemoryTransport {
+    network: InMemoryNetwork,
+    local: String,
+    max_frame: usize,
+}
+
+struct MemoryListener {
+    address: String,
+    incoming: mpsc::Receiver<Connection>,
+    network: InMemoryNetwork,
+}
+
+impl Drop for MemoryListener {
+    fn drop(&mut self) {
+        self.network.inner.lock().listeners.remove(&self.address);
+    }
+}
+
+struct MemorySender {
+    outgoing: mpsc::Sender<Bytes>,
+    broken: CancellationToken,
+    max_frame: usize,
+}
+
+struct MemoryReceiver {
+    incoming: mpsc::Receiver<Bytes>,
+    broken: CancellationToken,
+    max_frame: usize,
+}
+
+impl MessageSender for MemorySender {
+    fn send(&mut self, message: Message) -> BoxFuture<'_, Result<usize, TransportError>> {
+        Box::pin(async move {
+            if self.broken.is_cancelled() {
+                return Err(TransportError::Send("network partitioned".into()));
+            }
+            let frame = encode_frame(&message, self.max_frame).map_err(TransportError::Wire)?;
+            let len = frame.len();
+            tokio::select! {
+                sent = self.outgoing.send(frame) => sent.map_err(|_| TransportError::Send("connection closed".into()))?,
+                () = self.broken.cancelled() => return Err(TransportError::Send("network partitioned".into())),
+            }
+            Ok(len)
+        })
+    }
+}
+
+impl MessageReceiver for MemoryReceiver {
+    fn recv(&mut self) -> BoxFuture<'_, Result<Option<(Message, usize)>, TransportError>> {
+        Box::pin(async move {
+            let frame = tokio::select! {
+                frame = self.incoming.recv() => frame,
+                () = self.broken.cancelled() => return Err(TransportError::Receive("network partitioned".into())),
+            };
+            let Some(frame) = frame else {
+                return Ok(None);
+            };
+            let len = frame.len();
+            let mut buffer = BytesMut::from(&frame[..]);
+            match split_frame(&mut buffer, self.max_frame).map_err(TransportError::Wire)? {
+                Some(message) => Ok(Some((message, len))),
+                None => Err(TransportError::Receive("incomplete frame".into())),
+            }
+        })
+    }
+}
+
+impl Listener for MemoryListener {
+    fn local_address(&self) -> String {
+        self.address.clone()
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, Result<Connection, TransportError>> {
+        Box::pin(async move {
+            self.incoming
+                .recv()
+                .await
+                .ok_or_else(|| TransportError::Accept("network gone".into()))
+        })
+    }
+}
+
+impl Transport for InMemoryTransport {
+    fn listen(&self, address: &str) -> BoxFuture<'_, Result<Box<dyn Listener>, TransportError>> {
+        let mut address = address.to_string();
+        Box::pin(async move {
+            let mut inner = self.network.inner.lock();
+            if let Some(host) = address.strip_suffix(":0") {
+                inner.next_port += 1;
+                address = format!("{host}:{}", 40_000 + inner.next_port);
+            }
+            if inner.listeners.contains_key(&address) {
+                return Err(TransportError::Listen {
+                    address,
+                    reason: "address in use".into(),
+                });
+            }
+            let (sender, incoming) = mpsc::channel(64);
+            inner.listeners.insert(address.clone(), sender);
+            Ok(Box::new(MemoryListener {
+                address,
+                incoming,
+                network: self.network.clone(),
+            }) as Box<dyn Listener>)
+        })
+    }
+
+    fn connect<'a>(
+        &'a self,
+        address: &'a str,
+    ) -> BoxFuture<'a, Result<Connection, TransportError>> {
+        Box::pin(async move {
+            let refused = |reason: &str| TransportError::Connect {
+                address: address.to_string(),
+                reason: reason.to_string(),
+            };
+            let (listener, broken) = {
+                let mut inner = self.network.inner.lock();
+                if inner
+                    .blocked
+                    .contains(&(self.local.clone(), address.to_string()))
+                {
+                    return Err(refused("network partitioned"));
+                }
+                let listener = inner
+                    .listeners
+                    .get(address)
+                    .cloned()
+                    .ok_or_else(|| refused("connection refused"))?;
+                let broken = CancellationToken::new();
+                inner
+                    .connections
+                    .push((self.local.clone(), address.to_string(), broken.clone()));
+                (listener, broken)
+            };
+            let (to_server, server_incoming) = mpsc::channel(256);
+            let (to_client, client_incoming) = mpsc::channel(256);
+            let server_side = Connection {
+                sender: Box::new(MemorySender {
+                    outgoing: to_client,
+                    broken: broken.clone(),
+                    max_frame: self.max_frame,
+                }),
+                receiver: Box::new(MemoryReceiver {
+                    incoming: server_incoming,
+                    broken: broken.clone(),
+                    max_frame: self.max_frame,
+                }),
+                remote_address: self.local.clone(),
+            };
+            listener
+                .send(server_side)
+                .await
+                .map_err(|_| refused("connection refused"))?;
+            Ok(Connection {
+                sender: Box::new(MemorySender {
+                    outgoing: to_server,
+                    broken: broken.clone(),
+                    max_frame: self.max_frame,
+                }),
+                receiver: Box::new(MemoryReceiver {
+                    incoming: client_incoming,
+                    broken,
+                    max_frame: self.max_frame,
+                }),
+                remote_address: address.to_string(),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replication::wire::{Hello, NodeState, PROTOCOL_VERSION};
+
+    fn hello(name: &str) -> Message {
+        Message::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: "test".into(),
+            node_name: name.into(),
+            node_id: 1,
+            advertise: String::new(),
+            state: NodeState::Ready,
+            has_data: false,
+        })
+    }
+
+    /// The suite every transport passes: a request/answer exchange, a large message, clean
+    /// close, and a refused connection.
+    async fn transport_suite(
+        server: &dyn Transport,
+        client: &dyn Transport,
+        listen: &str,
+        unused: &str,
+    ) {
+        let mut listener = server.listen(listen).await.expect("listen");
+        let address = listener.local_address();
+        let accepted = tokio::spawn(async move {
+            let mut connection = listener.accept().await.expect("accept");
+            let received = connection.receiver.recv().await.expect("server recv");
+            connection
+                .sender
+                .send(hello("server"))
+                .await
+                .expect("server send");
+            let big = connection.receiver.recv().await.expect("big");
+            (
+                received.map(|(message, _)| message),
+                big.map(|(message, _)| message),
+                connection,
+            )
+        });
+        let mut connection = client.connect(&address).await.expect("connect");
+        let sent = connection.sender.send(hello("client")).await.expect("send");
+        assert!(sent > 8);
+        let answer = connection
+            .receiver
+            .recv()
+            .await
+            .expect("recv")
+            .map(|(message, _)| message);
+        assert_eq!(answer, Some(hello("server")));
+        let big = Message::Digest {
+            buckets: vec![7; 100_000],
+        };
+        connection.sender.send(big.clone()).await.expect("send big");
+        let (received, received_big, server_connection) = accepted.await.expect("join");
+        assert_eq!(received, Some(hello("client")));
+        assert_eq!(received_big, Some(big));
+        drop(server_connection);
+        assert!(matches!(
+            connection.receiver.recv().await,
+            Ok(None) | Err(_)
+        ));
+        assert!(client.connect(unused).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn tcp_transport_passes_the_suite() {
+        let transport = TcpTransport::new(super::super::wire::DEFAULT_MAX_FRAME);
+        // A port that was just free, then released: connecting to it is refused.
+        let unused = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|socket| socket.local_addr())
+            .map(|address| address.to_string())
+            .unwrap_or_default();
+        transport_suite(&transport, &transport, "127.0.0.1:0", &unused).await;
+    }
+
+    #[tokio::test]
+    async fn in_memory_transport_passes_the_suite() {
+        let network = InMemoryNetwork::new();
+        transport_suite(
+            &network.transport("a:1"),
+            &network.transport("b:1"),
+            "a:1",
+            "nobody:1",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn partitions_break_connections_and_refuse_new_ones_until_healed() {
+        let network = InMemoryNetwork::new();
+        let server = network.transport("a:1");
+        let client = network.transport("b:1");
+        let mut listener = server.listen("a:1").await.expect("listen");
+        let mut connection = client.connect("a:1").await.expect("connect");
+        let mut accepted = listener.accept().await.expect("accept");
+        network.partition(&["a:1"], &["b:1"]);
+        assert!(connection.sender.send(hello("b")).await.is_err());
+        assert!(accepted.receiver.recv().await.is_err());
+        assert!(client.connect("a:1").await.is_err());
+        network.heal();
+        let mut connection = client.connect("a:1").await.expect("reconnect");
+        let mut accepted = listener.accept().await.expect("accept again");
+        connection.sender.send(hello("b")).await.expect("send");
+        assert_eq!(
+            accepted
+                .receiver
+                .recv()
+                .await
+                .ok()
+                .flatten()
+                .map(|(message, _)| message),
+            Some(hello("b"))
+        );
+    }
+}

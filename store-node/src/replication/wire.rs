@@ -1,0 +1,807 @@
+//! Peer messages and their framing. A frame is `u32 length | u32 CRC-32 | body` (big-endian),
+//! the body is `u8 format version | u8 message tag | fields`; frames above the size limit, with
+//! a bad checksum or a malformed body are refused with an error, never a panic, whatever the
+//! bytes (a proptest feeds garbage). Strings and byte strings are `u32 length | bytes`, lists are
+//! `u32 count | items`.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::record::{Record, RecordState, Touch};
+use crate::store::{Stamp, Value};
+
+/// The peer protocol version announced in [`Hello`]; peers with another version are refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The body format version (first body byte).
+const FORMAT_VERSION: u8 = 1;
+
+/// Frame header: length and checksum.
+pub const HEADER_LEN: usize = 8;
+
+/// Default largest frame body accepted (bytes).
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+
+/// What is wrong with received bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The frame announces more bytes than allowed.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Announced body length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The checksum does not match the body.
+    #[error("frame checksum mismatch")]
+    Checksum,
+    /// The body uses an unknown format version.
+    #[error("unsupported frame format version {0}")]
+    Format(u8),
+    /// Unknown message tag.
+    #[error("unknown message tag {0}")]
+    Tag(u8),
+    /// The body ended before a field.
+    #[error("truncated message body")]
+    Truncated,
+    /// Bytes left after the message.
+    #[error("{0} trailing bytes after the message")]
+    Trailing(usize),
+    /// A field has an invalid value.
+    #[error("invalid field {0}")]
+    Invalid(&'static str),
+}
+
+/// A node's replication state, as announced to peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// Bootstrapping: not serving, not a snapshot source.
+    Loading,
+    /// Synced and serving.
+    Ready,
+    /// Flushing before exit.
+    Leaving,
+    /// Flushed; about to exit.
+    Left,
+}
+
+impl NodeState {
+    /// The name used in `/v1/status` (`loading`, `ready`, `leaving`, `left`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Loading => "loading",
+            NodeState::Ready => "ready",
+            NodeState::Leaving => "leaving",
+            NodeState::Left => "left",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            NodeState::Loading => 0,
+            NodeState::Ready => 1,
+            NodeState::Leaving => 2,
+            NodeState::Left => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Result<NodeState, WireError> {
+        Ok(match code {
+            0 => NodeState::Loading,
+            1 => NodeState::Ready,
+            2 => NodeState::Leaving,
+            3 => NodeState::Left,
+            _ => return Err(WireError::Invalid("node state")),
+        })
+    }
+}
+
+/// The first message on a connection, in both directions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub protocol_version: u16,
+    /// Cluster name; nodes of different clusters refuse each other.
+    pub cluster: String,
+    /// The sender's node name (`POD_NAME`).
+    pub node_name: String,
+    /// The sender's node id (its stamp origin; new at every start in ram mode).
+    pub node_id: u32,
+    /// The address peers reach the sender at.
+    pub advertise: String,
+    /// The sender's state.
+    pub state: NodeState,
+    /// Whether the sender holds any data.
+    pub has_data: bool,
+}
+
+/// One peer message. The dialing side pushes its log and drives snapshots and anti-entropy
+/// rounds; the accepting side answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Handshake.
+    Hello(Hello),
+    /// Log items `first_seq ..= first_seq + records + touches - 1`.
+    Batch {
+        /// Sequence of the first item.
+        first_seq: u64,
+        /// Records.
+        records: Vec<Record>,
+        /// Touches.
+        touches: Vec<Touch>,
+    },
+    /// Everything up to `seq` of the dialer's log was applied.
+    Ack {
+        /// Cumulative sequence.
+        seq: u64,
+    },
+    /// Liveness and state, both ways.
+    Heartbeat {
+        /// The sender's state.
+        state: NodeState,
+        /// The sender's log head.
+        head: u64,
+    },
+    /// Asks for a full snapshot.
+    SnapshotRequest,
+    /// Part of a snapshot.
+    SnapshotChunk {
+        /// Records, tombstones included.
+        records: Vec<Record>,
+    },
+    /// The snapshot is complete; it holds the sender's log up to `seq`.
+    SnapshotEnd {
+        /// Log head when the snapshot started.
+        seq: u64,
+    },
+    /// Starts an anti-entropy round with the dialer's bucket digests.
+    Digest {
+        /// One digest per bucket.
+        buckets: Vec<u64>,
+    },
+    /// The `(key, stamp)` list of one differing bucket; `done` ends the list of buckets.
+    BucketKeys {
+        /// Bucket index.
+        bucket: u16,
+        /// Versions stored in that bucket.
+        keys: Vec<(Bytes, Stamp)>,
+        /// Last message of the answer to a [`Message::Digest`].
+        done: bool,
+    },
+    /// Asks for the records of keys.
+    RepairRequest {
+        /// Keys the sender wants.
+        keys: Vec<Bytes>,
+    },
+    /// Records sent to repair differences.
+    RepairRecords {
+        /// Records.
+        records: Vec<Record>,
+    },
+    /// Ends an anti-entropy round; echoed by the accepting side once everything before it
+    /// was processed.
+    RoundEnd,
+    /// The sender is leaving the cluster (scale-down); do not wait for it.
+    Leave,
+}
+
+impl Message {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Batch { .. } => "batch",
+            Message::Ack { .. } => "ack",
+            Message::Heartbeat { .. } => "heartbeat",
+            Message::SnapshotRequest => "snapshot-request",
+            Message::SnapshotChunk { .. } => "snapshot-chunk",
+            Message::SnapshotEnd { .. } => "snapshot-end",
+            Message::Digest { .. } => "digest",
+            Message::BucketKeys { .. } => "bucket-keys",
+            Message::RepairRequest { .. } => "repair-request",
+            Message::RepairRecords { .. } => "repair-records",
+            Message::RoundEnd => "round-end",
+            Message::Leave => "leave",
+        }
+    }
+}
+
+/// CRC-32 (IEEE) lookup table, built at compile time.
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut index = 0;
+    while index < 256 {
+        let mut value = index as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            value = if value & 1 != 0 {
+                0xedb8_8320 ^ (value >> 1)
+            } else {
+                value >> 1
+            };
+            bit += 1;
+        }
+        table[index] = value;
+        index += 1;
+    }
+    table
+};
+
+/// CRC-32 (IEEE 802.3) of `data`.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc = CRC_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+fn put_bytes(out: &mut BytesMut, data: &[u8]) {
+    out.put_u32(data.len() as u32);
+    out.put_slice(data);
+}
+
+fn put_stamp(out: &mut BytesMut, stamp: Stamp) {
+    out.put_u64(stamp.hlc);
+    out.put_u32(stamp.origin);
+}
+
+fn put_record(out: &mut BytesMut, record: &Record) {
+    put_bytes(out, &record.key);
+    put_stamp(out, record.stamp);
+    match &record.state {
+        RecordState::Live { value, expire_at } => {
+            out.put_u8(0);
+            match expire_at {
+                Some(at) => {
+                    out.put_u8(1);
+                    out.put_u64(*at);
+                }
+                None => out.put_u8(0),
+            }
+            match value {
+                Value::String(data) => {
+                    out.put_u8(0);
+                    put_bytes(out, data);
+                }
+                Value::Hash(fields) => {
+                    out.put_u8(1);
+                    out.put_u32(fields.len() as u32);
+                    for (field, value) in fields {
+                        put_bytes(out, field);
+                        put_bytes(out, value);
+                    }
+                }
+            }
+        }
+        RecordState::Tombstone { deleted_at_ms } => {
+            out.put_u8(1);
+            out.put_u64(*deleted_at_ms);
+        }
+    }
+}
+
+fn put_records(out: &mut BytesMut, records: &[Record]) {
+    out.put_u32(records.len() as u32);
+    for record in records {
+        put_record(out, record);
+    }
+}
+
+/// Encodes a message into a whole frame; fails when the body exceeds `max_frame`.
+pub fn encode_frame(message: &Message, max_frame: usize) -> Result<Bytes, WireError> {
+    let mut out = BytesMut::with_capacity(256);
+    out.put_bytes(0, HEADER_LEN);
+    out.put_u8(FORMAT_VERSION);
+    match message {
+        Message::Hello(hello) => {
+            out.put_u8(0);
+            out.put_u16(hello.protocol_version);
+            put_bytes(&mut out, hello.cluster.as_bytes());
+            put_bytes(&mut out, hello.node_name.as_bytes());
+            out.put_u32(hello.node_id);
+            put_bytes(&mut out, hello.advertise.as_bytes());
+            out.put_u8(hello.state.code());
+            out.put_u8(u8::from(hello.has_data));
+        }
+        Message::Batch {
+            first_seq,
+            records,
+            touches,
+        } => {
+            out.put_u8(1);
+            out.put_u64(*first_seq);
+            put_records(&mut out, records);
+            out.put_u32(touches.len() as u32);
+            for touch in touches {
+                put_bytes(&mut out, &touch.key);
+                put_stamp(&mut out, touch.value_stamp);
+                out.put_u64(touch.expire_at);
+            }
+        }
+        Message::Ack { seq } => {
+            out.put_u8(2);
+            out.put_u64(*seq);
+        }
+        Message::Heartbeat { state, head } => {
+            out.put_u8(3);
+            out.put_u8(state.code());
+            out.put_u64(*head);
+        }
+        Message::SnapshotRequest => out.put_u8(4),
+        Message::SnapshotChunk { records } => {
+            out.put_u8(5);
+            put_records(&mut out, records);
+        }
+        Message::SnapshotEnd { seq } => {
+            out.put_u8(6);
+            out.put_u64(*seq);
+        }
+        Message::Digest { buckets } => {
+            out.put_u8(7);
+            out.put_u32(buckets.len() as u32);
+            for digest in buckets {
+                out.put_u64(*digest);
+            }
+        }
+        Message::BucketKeys { bucket, keys, done } => {
+            out.put_u8(8);
+            out.put_u16(*bucket);
+            out.put_u8(u8::from(*done));
+            out.put_u32(keys.len() as u32);
+            for (key, stamp) in keys {
+                put_bytes(&mut out, key);
+                put_stamp(&mut out, *stamp);
+            }
+        }
+        Message::RepairRequest { keys } => {
+            out.put_u8(9);
+            out.put_u32(keys.len() as u32);
+            for key in keys {
+                put_bytes(&mut out, key);
+            }
+        }
+        Message::RepairRecords { records } => {
+            out.put_u8(10);
+            put_records(&mut out, records);
+        }
+        Message::RoundEnd => out.put_u8(11),
+        Message::Leave => out.put_u8(12),
+    }
+    let len = out.len() - HEADER_LEN;
+    if len > max_frame {
+        return Err(WireError::TooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    let crc = crc32(&out[HEADER_LEN..]);
+    out[0..4].copy_from_slice(&(len as u32).to_be_bytes());
+    out[4..8].copy_from_slice(&crc.to_be_bytes());
+    Ok(out.freeze())
+}
+
+/// A bounds-checked reader over a message body.
+struct Reader<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn need(&self, len: usize) -> Result<(), WireError> {
+        if self.data.remaining() < len {
+            return Err(WireError::Truncated);
+        }
+        Ok(())
+    }
+
+    fn u8(&mut self) -> Result<u8, WireError> {
+        self.need(1)?;
+        Ok(self.data.get_u8())
+    }
+
+    fn u16(&mut self) -> Result<u16, WireError> {
+        self.need(2)?;
+        Ok(self.data.get_u16())
+    }
+
+    fn u32(&mut self) -> Result<u32, WireError> {
+        self.need(4)?;
+        Ok(self.data.get_u32())
+    }
+
+    fn u64(&mut self) -> Result<u64, WireError> {
+        self.need(8)?;
+        Ok(self.data.get_u64())
+    }
+
+    fn bool(&mut self) -> Result<bool, WireError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(WireError::Invalid("boolean")),
+        }
+    }
+
+    fn bytes(&mut self) -> Result<Bytes, WireError> {
+        let len = self.u32()? as usize;
+        self.need(len)?;
+        let out = Bytes::copy_from_slice(&self.data[..len]);
+        self.data.advance(len);
+        Ok(out)
+    }
+
+    fn string(&mut self) -> Result<String, WireError> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| WireError::Invalid("utf-8 string"))
+    }
+
+    /// A list count, checked against the bytes left (each item takes at least `min_item`
+    /// bytes), so a forged count cannot make us allocate gigabytes.
+    fn count(&mut self, min_item: usize) -> Result<usize, WireError> {
+        let count = self.u32()? as usize;
+        if count.saturating_mul(min_item) > self.data.remaining() {
+            return Err(WireError::Truncated);
+        }
+        Ok(count)
+    }
+
+    fn stamp(&mut self) -> Result<Stamp, WireError> {
+        Ok(Stamp {
+            hlc: self.u64()?,
+            origin: self.u32()?,
+        })
+    }
+
+    fn record(&mut self) -> Result<Record, WireError> {
+        let key = self.bytes()?;
+        let stamp = self.stamp()?;
+        let state = match self.u8()? {
+            0 => {
+                let expire_at = if self.bool()? {
+                    Some(self.u64()?)
+                } else {
+                    None
+                };
+                let value = match self.u8()? {
+                    0 => Value::String(self.bytes()?),
+                    1 => {
+                        let count = self.count(8)?;
+                        let mut fields = Vec::with_capacity(count);
+                        for _ in 0..count {
+                            fields.push((self.bytes()?, self.bytes()?));
+                        }
+                        Value::Hash(fields)
+                    }
+                    _ => return Err(WireError::Invalid("value kind")),
+                };
+                RecordState::Live { value, expire_at }
+            }
+            1 => RecordState::Tombstone {
+                deleted_at_ms: self.u64()?,
+            },
+            _ => return Err(WireError::Invalid("record state")),
+        };
+        Ok(Record { key, stamp, state })
+    }
+
+    fn records(&mut self) -> Result<Vec<Record>, WireError> {
+        let count = self.count(4 + 12 + 1 + 8)?;
+        let mut records = Vec::with_capacity(count);
+        for _ in 0..count {
+            records.push(self.record()?);
+        }
+        Ok(records)
+    }
+}
+
+/// Decodes a frame body (after the header was checked).
+pub fn decode_body(body: &[u8]) -> Result<Message, WireError> {
+    let mut reader = Reader { data: body };
+    let format = reader.u8()?;
+    if format != FORMAT_VERSION {
+        return Err(WireError::Format(format));
+    }
+    let message = match reader.u8()? {
+        0 => Message::Hello(Hello {
+            protocol_version: reader.u16()?,
+            cluster: reader.string()?,
+            node_name: reader.string()?,
+            node_id: reader.u32()?,
+            advertise: reader.string()?,
+            state: NodeState::from_code(reader.u8()?)?,
+            has_data: reader.bool()?,
+        }),
+        1 => {
+            let first_seq = reader.u64()?;
+            let records = reader.records()?;
+            let count = reader.count(4 + 12 + 8)?;
+            let mut touches = Vec::with_capacity(count);
+            for _ in 0..count {
+                touches.push(Touch {
+                    key: reader.bytes()?,
+                    value_stamp: reader.stamp()?,
+                    expire_at: reader.u64()?,
+                });
+            }
+            Message::Batch {
+                first_seq,
+                records,
+                touches,
+            }
+        }
+        2 => Message::Ack { seq: reader.u64()? },
+        3 => Message::Heartbeat {
+            state: NodeState::from_code(reader.u8()?)?,
+            head: reader.u64()?,
+        },
+        4 => Message::SnapshotRequest,
+        5 => Message::SnapshotChunk {
+            records: reader.records()?,
+        },
+        6 => Message::SnapshotEnd { seq: reader.u64()? },
+        7 => {
+            let count = reader.count(8)?;
+            let mut buckets = Vec::with_capacity(count);
+            for _ in 0..count {
+                buckets.push(reader.u64()?);
+            }
+            Message::Digest { buckets }
+        }
+        8 => {
+            let bucket = reader.u16()?;
+            let done = reader.bool()?;
+            let count = reader.count(4 + 12)?;
+            let mut keys = Vec::with_capacity(count);
+            for _ in 0..count {
+                keys.push((reader.bytes()?, reader.stamp()?));
+            }
+            Message::BucketKeys { bucket, keys, done }
+        }
+        9 => {
+            let count = reader.count(4)?;
+            let mut keys = Vec::with_capacity(count);
+            for _ in 0..count {
+                keys.push(reader.bytes()?);
+            }
+            Message::RepairRequest { keys }
+        }
+        10 => Message::RepairRecords {
+            records: reader.records()?,
+        },
+        11 => Message::RoundEnd,
+        12 => Message::Leave,
+        tag => return Err(WireError::Tag(tag)),
+    };
+    if !reader.data.is_empty() {
+        return Err(WireError::Trailing(reader.data.len()));
+    }
+    Ok(message)
+}
+
+/// Parses a frame header into (body length, checksum), refusing bodies above `max_frame`.
+pub fn parse_header(header: [u8; HEADER_LEN], max_frame: usize) -> Result<(usize, u32), WireError> {
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if len > max_frame {
+        return Err(WireError::TooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    Ok((len, crc))
+}
+
+/// Checks a body against its checksum and decodes it.
+pub fn decode_checked(body: &[u8], crc: u32) -> Result<Message, WireError> {
+    if crc32(body) != crc {
+        return Err(WireError::Checksum);
+    }
+    decode_body(body)
+}
+
+/// Takes one whole frame off the front of `buffer` if there is one.
+pub fn split_frame(buffer: &mut BytesMut, max_frame: usize) -> Result<Option<Message>, WireError> {
+    if buffer.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let mut header = [0u8; HEADER_LEN];
+    header.copy_from_slice(&buffer[..HEADER_LEN]);
+    let (len, crc) = parse_header(header, max_frame)?;
+    if buffer.len() < HEADER_LEN + len {
+        return Ok(None);
+    }
+    buffer.advance(HEADER_LEN);
+    let body = buffer.split_to(len);
+    decode_checked(&body, crc).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn samples() -> Vec<Message> {
+        let stamp = Stamp {
+            hlc: 0x1234_5678_9abc,
+            origin: 7,
+        };
+        let live = Record::live(
+            Bytes::from_static(b"session:1"),
+            stamp,
+            Value::String(Bytes::from_static(b"data")),
+            Some(99),
+        );
+        let hash = Record::live(
+            Bytes::from_static(b"h"),
+            stamp,
+            Value::Hash(vec![
+                (Bytes::from_static(b"f"), Bytes::from_static(b"v")),
+                (Bytes::new(), Bytes::new()),
+            ]),
+            None,
+        );
+        let tombstone = Record::tombstone(Bytes::from_static(b"gone"), stamp, 1_700_000_000_000);
+        vec![
+            Message::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                cluster: "demo".into(),
+                node_name: "demo-0".into(),
+                node_id: 42,
+                advertise: "10.0.0.1:7379".into(),
+                state: NodeState::Loading,
+                has_data: true,
+            }),
+            Message::Batch {
+                first_seq: 10,
+                records: vec![live.clone(), hash, tombstone.clone()],
+                touches: vec![Touch {
+                    key: Bytes::from_static(b"session:1"),
+                    value_stamp: stamp,
+                    expire_at: 1234,
+                }],
+            },
+            Message::Ack { seq: u64::MAX },
+            Message::Heartbeat {
+                state: NodeState::Left,
+                head: 3,
+            },
+            Message::SnapshotRequest,
+            Message::SnapshotChunk {
+                records: vec![live.clone()],
+            },
+            Message::SnapshotEnd { seq: 5 },
+            Message::Digest {
+                buckets: vec![1, 2, u64::MAX],
+            },
+            Message::BucketKeys {
+                bucket: 255,
+                keys: vec![(Bytes::from_static(b"k"), stamp)],
+                done: true,
+            },
+            Message::RepairRequest {
+                keys: vec![Bytes::from_static(b"k"), Bytes::new()],
+            },
+            Message::RepairRecords {
+                records: vec![tombstone, live],
+            },
+            Message::RoundEnd,
+            Message::Leave,
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for message in samples() {
+            let frame = encode_frame(&message, DEFAULT_MAX_FRAME).unwrap_or_default();
+            let mut buffer = BytesMut::from(&frame[..]);
+            assert_eq!(
+                split_frame(&mut buffer, DEFAULT_MAX_FRAME),
+                Ok(Some(message.clone())),
+                "{}",
+                message.name()
+            );
+            assert!(buffer.is_empty());
+        }
+    }
+
+    #[test]
+    fn frames_split_across_reads() {
+        let frames: Vec<u8> = samples()
+            .iter()
+            .flat_map(|message| {
+                encode_frame(message, DEFAULT_MAX_FRAME)
+                    .unwrap_or_default()
+                    .to_vec()
+            })
+            .collect();
+        let mut buffer = BytesMut::new();
+        let mut decoded = Vec::new();
+        for chunk in frames.chunks(7) {
+            buffer.extend_from_slice(chunk);
+            while let Ok(Some(message)) = split_frame(&mut buffer, DEFAULT_MAX_FRAME) {
+                decoded.push(message);
+            }
+        }
+        assert_eq!(decoded, samples());
+    }
+
+    #[test]
+    fn corrupted_oversized_and_unknown_frames_are_refused() {
+        let frame = encode_frame(&Message::Ack { seq: 1 }, DEFAULT_MAX_FRAME).unwrap_or_default();
+        let mut corrupted = BytesMut::from(&frame[..]);
+        let last = corrupted.len() - 1;
+        corrupted[last] ^= 1;
+        assert_eq!(
+            split_frame(&mut corrupted, DEFAULT_MAX_FRAME),
+            Err(WireError::Checksum)
+        );
+
+        let mut oversized = BytesMut::from(&frame[..]);
+        assert_eq!(
+            split_frame(&mut oversized, 4),
+            Err(WireError::TooLarge { len: 10, max: 4 })
+        );
+        assert_eq!(
+            encode_frame(
+                &Message::Digest {
+                    buckets: vec![0; 10]
+                },
+                16
+            ),
+            Err(WireError::TooLarge {
+                len: 2 + 4 + 80,
+                max: 16
+            })
+        );
+
+        assert_eq!(
+            decode_body(&[FORMAT_VERSION, 200]),
+            Err(WireError::Tag(200))
+        );
+        assert_eq!(decode_body(&[9, 2]), Err(WireError::Format(9)));
+        assert_eq!(
+            decode_body(&[FORMAT_VERSION, 11, 0]),
+            Err(WireError::Trailing(1))
+        );
+        // A forged list count larger than the body is refused before allocating.
+        assert_eq!(
+            decode_body(&[FORMAT_VERSION, 9, 0xff, 0xff, 0xff, 0xff]),
+            Err(WireError::Truncated)
+        );
+    }
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_body(&data);
+            let mut buffer = BytesMut::from(&data[..]);
+            let _ = split_frame(&mut buffer, 1024);
+        }
+
+        #[test]
+        fn garbage_with_a_valid_checksum_never_panics(tag in 0u8..14, rest in proptest::collection::vec(any::<u8>(), 0..512)) {
+            // A valid format byte and tag, so the fields themselves get fuzzed.
+            let mut body = vec![FORMAT_VERSION, tag];
+            body.extend_from_slice(&rest);
+            let mut frame = Vec::new();
+            frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&crc32(&body).to_be_bytes());
+            frame.extend_from_slice(&body);
+            let mut buffer = BytesMut::from(&frame[..]);
+            let _ = split_frame(&mut buffer, 1024);
+        }
+
+        #[test]
+        fn records_round_trip(key in proptest::collection::vec(any::<u8>(), 0..40), value in proptest::collection::vec(any::<u8>(), 0..40), hlc: u64, origin: u32, expire in proptest::option::of(any::<u64>())) {
+            let record = Record::live(Bytes::from(key), Stamp { hlc, origin }, Value::String(Bytes::from(value)), expire);
+            let message = Message::RepairRecords { records: vec![record] };
+            let frame = encode_frame(&message, DEFAULT_MAX_FRAME).unwrap_or_default();
+            let mut buffer = BytesMut::from(&frame[..]);
+            prop_assert_eq!(split_frame(&mut buffer, DEFAULT_MAX_FRAME), Ok(Some(message)));
+        }
+    }
+}
