@@ -271,6 +271,13 @@ start_all() {
   mkdir -p "$RUN_DIR/containerd"
   start_proc containerd /usr/bin/containerd --config "$CONF_DIR/containerd.toml"
   wait_for containerd 30 h_containerd
+  # a fresh cluster has no pods: forget containers a crashed run left in containerd's metadata
+  local c
+  for c in $(ctr_ containers ls -q 2>/dev/null); do
+    ctr_ tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
+    ctr_ tasks rm -f "$c" >/dev/null 2>&1 || true
+    ctr_ containers rm "$c" >/dev/null 2>&1 || true
+  done
 
   step "images (pause, CoreDNS, nettest)"
   import_cluster_images
@@ -339,13 +346,21 @@ cmd_up() {
   [ "$(id -u)" = 0 ] || die "cluster.sh must run as root (it starts a kubelet and containerd)"
   [ "$(uname -s)" = Linux ] || die "the local cluster needs Linux"
   step "cluster up (Kubernetes $K8S_VERSION, state $STATE_DIR)"
-  if cluster_healthy; then step "already up and healthy"; info "KUBECONFIG=$KUBECONFIG_PATH"; return 0; fi
+  if cluster_healthy >/dev/null 2>&1; then
+    step "already up and healthy"
+    echo "$KUBECONFIG_PATH"
+    return 0
+  fi
   if [ -d "$RUN_DIR" ] && [ -n "$(ls -A "$RUN_DIR" 2>/dev/null)" ]; then
     step "cleaning leftovers of an earlier run"
     down_all quiet
   fi
   apt_install containerd runc containernetworking-plugins iptables nftables nfacct podman conntrack iproute2 openssl curl
-  build_tools; build_etcd; build_coredns; build_k8s
+  # cold machine: Kubernetes (the longest) builds alongside etcd and CoreDNS
+  local kpid
+  build_k8s & kpid=$!
+  build_tools; build_etcd; build_coredns
+  wait "$kpid" || die "building Kubernetes failed"
   build_cluster_images
 
   step "recording the machine, PKI, cgroups, network"
