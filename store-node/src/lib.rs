@@ -1,1 +1,14 @@
-//! store-node library.
+//! store-node: a Redis-compatible session store server. The library holds everything so tests
+//! can start a node in-process ([`server::start`]); `main.rs` only parses flags, sets up logs
+//! and waits for a signal.
+
+pub mod cgroup;
+pub mod commands;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod protocol;
+pub mod replication;
+pub mod server;
+pub mod state;
+pub mod store;

@@ -1,2 +1,46 @@
-//! store-node binary.
-fn main() {}
+//! store-node binary: parse configuration, set up logging, serve until SIGTERM or SIGINT, then
+//! drain within `--shutdown-timeout`.
+
+use anyhow::Context;
+use clap::Parser;
+use store_node::config::{Config, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+}
+
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    init_logging(&config);
+    let node = store_node::server::start(config)
+        .await
+        .context("failed to start store-node")?;
+    let token = node.shutdown_token();
+    let signal = shutdown_signal().await?;
+    tracing::info!(signal, "shutting down");
+    token.cancel();
+    node.wait().await.context("graceful shutdown failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}

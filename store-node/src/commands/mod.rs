@@ -1,0 +1,436 @@
+//! Command dispatch. A command takes its arguments and returns a [`Frame`]; this module looks
+//! it up, checks arity, authentication, transactions and memory, and counts it. Families live
+//! in their own files: [`strings`], [`keys`], [`hashes`], [`connection`], [`admin`],
+//! [`transaction`].
+
+pub mod admin;
+pub mod connection;
+pub mod hashes;
+pub mod keys;
+pub mod strings;
+pub mod transaction;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::protocol::{Frame, Protocol};
+use crate::state::NodeState;
+
+/// `ERR value is not an integer or out of range`
+pub const NOT_INTEGER: Frame = Frame::error("ERR value is not an integer or out of range");
+/// `ERR syntax error`
+pub const SYNTAX: Frame = Frame::error("ERR syntax error");
+/// `WRONGTYPE ...`
+pub const WRONG_TYPE: Frame =
+    Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value");
+/// Redis's OOM error.
+pub const OOM: Frame = Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
+/// `NOAUTH Authentication required.`
+pub const NOAUTH: Frame = Frame::error("NOAUTH Authentication required.");
+/// `WRONGPASS ...`
+pub const WRONGPASS: Frame =
+    Frame::error("WRONGPASS invalid username-password pair or user is disabled.");
+
+/// Per-connection state.
+#[derive(Debug)]
+pub struct ClientState {
+    /// Client id (`CLIENT ID`).
+    pub id: u64,
+    /// Protocol chosen with HELLO.
+    pub protocol: Protocol,
+    /// `CLIENT SETNAME` / `HELLO SETNAME`.
+    pub name: Option<Bytes>,
+    /// Whether AUTH succeeded (always true without a password).
+    pub authenticated: bool,
+    /// Commands queued after MULTI.
+    pub multi: Option<Vec<Vec<Bytes>>>,
+    /// Whether a queued command was refused (EXEC then aborts).
+    pub multi_failed: bool,
+    /// `CLIENT SETINFO LIB-NAME`.
+    pub lib_name: Option<Bytes>,
+    /// `CLIENT SETINFO LIB-VER`.
+    pub lib_version: Option<Bytes>,
+    /// Set by QUIT: close after writing the reply.
+    pub close: bool,
+    /// Remote address, for CLIENT LIST/INFO.
+    pub address: String,
+}
+
+impl ClientState {
+    /// A fresh connection's state.
+    pub fn new(id: u64, authenticated: bool, address: String) -> ClientState {
+        ClientState {
+            id,
+            protocol: Protocol::Resp2,
+            name: None,
+            authenticated,
+            multi: None,
+            multi_failed: false,
+            lib_name: None,
+            lib_version: None,
+            close: false,
+            address,
+        }
+    }
+}
+
+/// One command invocation.
+pub struct Call<'a> {
+    /// Node state.
+    pub state: &'a NodeState,
+    /// The calling connection.
+    pub client: &'a mut ClientState,
+    /// Arguments, the command name first.
+    pub args: &'a [Bytes],
+}
+
+/// Command properties.
+pub mod flags {
+    /// May grow memory: refused (or evicts) while the memory alarm is raised.
+    pub const DENY_OOM: u8 = 1;
+    /// Allowed before authentication.
+    pub const NO_AUTH: u8 = 2;
+    /// Executed immediately even inside MULTI.
+    pub const NO_QUEUE: u8 = 4;
+    /// Changes the keyspace.
+    pub const WRITE: u8 = 8;
+}
+
+/// A command's static description.
+pub struct CommandSpec {
+    /// Lowercase name.
+    pub name: &'static str,
+    /// Redis arity: exact when positive, minimum when negative; counts the name.
+    pub arity: i32,
+    /// [`flags`] bits.
+    pub flags: u8,
+    /// The implementation.
+    pub handler: fn(&mut Call<'_>) -> Frame,
+}
+
+macro_rules! spec {
+    ($name:literal, $arity:expr, $flags:expr, $handler:path) => {
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            handler: $handler,
+        }
+    };
+}
+
+use flags::{DENY_OOM, NO_AUTH, NO_QUEUE, WRITE};
+
+/// Every command store-node implements.
+pub static COMMANDS: &[CommandSpec] = &[
+    spec!("get", 2, 0, strings::get),
+    spec!("set", -3, WRITE | DENY_OOM, strings::set),
+    spec!("setex", 4, WRITE | DENY_OOM, strings::setex),
+    spec!("psetex", 4, WRITE | DENY_OOM, strings::psetex),
+    spec!("setnx", 3, WRITE | DENY_OOM, strings::setnx),
+    spec!("getex", -2, WRITE, strings::getex),
+    spec!("getdel", 2, WRITE, strings::getdel),
+    spec!("getset", 3, WRITE | DENY_OOM, strings::getset),
+    spec!("mget", -2, 0, strings::mget),
+    spec!("mset", -3, WRITE | DENY_OOM, strings::mset),
+    spec!("incr", 2, WRITE | DENY_OOM, strings::incr),
+    spec!("decr", 2, WRITE | DENY_OOM, strings::decr),
+    spec!("incrby", 3, WRITE | DENY_OOM, strings::incrby),
+    spec!("decrby", 3, WRITE | DENY_OOM, strings::decrby),
+    spec!("append", 3, WRITE | DENY_OOM, strings::append),
+    spec!("strlen", 2, 0, strings::strlen),
+    spec!("del", -2, WRITE, keys::del),
+    spec!("unlink", -2, WRITE, keys::del),
+    spec!("exists", -2, 0, keys::exists),
+    spec!("expire", -3, WRITE, keys::expire),
+    spec!("pexpire", -3, WRITE, keys::pexpire),
+    spec!("expireat", -3, WRITE, keys::expireat),
+    spec!("pexpireat", -3, WRITE, keys::pexpireat),
+    spec!("persist", 2, WRITE, keys::persist),
+    spec!("ttl", 2, 0, keys::ttl),
+    spec!("pttl", 2, 0, keys::pttl),
+    spec!("expiretime", 2, 0, keys::expiretime),
+    spec!("pexpiretime", 2, 0, keys::pexpiretime),
+    spec!("type", 2, 0, keys::type_),
+    spec!("rename", 3, WRITE, keys::rename),
+    spec!("renamenx", 3, WRITE, keys::renamenx),
+    spec!("scan", -2, 0, keys::scan),
+    spec!("keys", 2, 0, keys::keys),
+    spec!("dbsize", 1, 0, keys::dbsize),
+    spec!("touch", -2, 0, keys::touch),
+    spec!("hset", -4, WRITE | DENY_OOM, hashes::hset),
+    spec!("hmset", -4, WRITE | DENY_OOM, hashes::hmset),
+    spec!("hsetnx", 4, WRITE | DENY_OOM, hashes::hsetnx),
+    spec!("hget", 3, 0, hashes::hget),
+    spec!("hmget", -3, 0, hashes::hmget),
+    spec!("hgetall", 2, 0, hashes::hgetall),
+    spec!("hkeys", 2, 0, hashes::hkeys),
+    spec!("hvals", 2, 0, hashes::hvals),
+    spec!("hdel", -3, WRITE, hashes::hdel),
+    spec!("hexists", 3, 0, hashes::hexists),
+    spec!("hlen", 2, 0, hashes::hlen),
+    spec!("hincrby", 4, WRITE | DENY_OOM, hashes::hincrby),
+    spec!("ping", -1, 0, connection::ping),
+    spec!("echo", 2, 0, connection::echo),
+    spec!("quit", -1, NO_AUTH | NO_QUEUE, connection::quit),
+    spec!("auth", -2, NO_AUTH | NO_QUEUE, connection::auth),
+    spec!("hello", -1, NO_AUTH | NO_QUEUE, connection::hello),
+    spec!("select", 2, 0, connection::select),
+    spec!("client", -2, 0, connection::client),
+    spec!("reset", 1, NO_AUTH | NO_QUEUE, connection::reset),
+    spec!("info", -1, 0, admin::info),
+    spec!("config", -2, 0, admin::config),
+    spec!("command", -1, 0, admin::command),
+    spec!("flushdb", -1, WRITE, admin::flushdb),
+    spec!("flushall", -1, WRITE, admin::flushdb),
+    spec!("time", 1, 0, admin::time),
+    spec!("multi", 1, NO_QUEUE, transaction::multi),
+    spec!("exec", 1, NO_QUEUE, transaction::exec),
+    spec!("discard", 1, NO_QUEUE, transaction::discard),
+    spec!("watch", -2, NO_QUEUE, transaction::watch),
+    spec!("unwatch", 1, NO_QUEUE, transaction::unwatch),
+];
+
+fn table() -> &'static HashMap<&'static [u8], usize, foldhash::fast::FixedState> {
+    static TABLE: OnceLock<HashMap<&'static [u8], usize, foldhash::fast::FixedState>> =
+        OnceLock::new();
+    TABLE.get_or_init(|| {
+        COMMANDS
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| (spec.name.as_bytes(), index))
+            .collect()
+    })
+}
+
+/// Finds a command by name, case-insensitively, without allocating.
+pub fn lookup(name: &[u8]) -> Option<usize> {
+    let mut lower = [0u8; 16];
+    if name.len() > lower.len() {
+        return None;
+    }
+    for (target, byte) in lower.iter_mut().zip(name) {
+        *target = byte.to_ascii_lowercase();
+    }
+    table().get(&lower[..name.len()]).copied()
+}
+
+fn unknown_command(args: &[Bytes]) -> Frame {
+    let name = String::from_utf8_lossy(&args[0]);
+    let name: String = name.chars().take(128).collect();
+    let mut rest = String::new();
+    for arg in &args[1..] {
+        if rest.len() >= 128 {
+            break;
+        }
+        let text = String::from_utf8_lossy(arg);
+        let room = 128 - rest.len();
+        rest.push('\'');
+        rest.extend(text.chars().take(room));
+        rest.push_str("' ");
+    }
+    Frame::Error(format!("ERR unknown command '{name}', with args beginning with: {rest}").into())
+}
+
+/// `ERR wrong number of arguments for '<name>' command`
+pub fn wrong_arity(name: &str) -> Frame {
+    Frame::Error(format!("ERR wrong number of arguments for '{name}' command").into())
+}
+
+/// Checks name and arity; returns the command index or the error reply.
+fn resolve(args: &[Bytes]) -> Result<usize, Frame> {
+    let Some(index) = lookup(&args[0]) else {
+        return Err(unknown_command(args));
+    };
+    let spec = &COMMANDS[index];
+    let count = args.len() as i32;
+    if (spec.arity > 0 && count != spec.arity) || (spec.arity < 0 && count < -spec.arity) {
+        return Err(wrong_arity(spec.name));
+    }
+    Ok(index)
+}
+
+/// Executes one request for a connection and returns the reply.
+pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> Frame {
+    if args.is_empty() {
+        return Frame::ok();
+    }
+    let index = match resolve(args) {
+        Ok(index) => index,
+        Err(reply) => {
+            if client.multi.is_some() {
+                client.multi_failed = true;
+            }
+            return reply;
+        }
+    };
+    let spec = &COMMANDS[index];
+    if !client.authenticated && spec.flags & NO_AUTH == 0 {
+        return NOAUTH;
+    }
+    if let Some(queue) = client.multi.as_mut() {
+        if spec.flags & NO_QUEUE == 0 {
+            queue.push(args.to_vec());
+            return Frame::Simple("QUEUED".into());
+        }
+    }
+    run(state, client, index, args)
+}
+
+/// Runs a resolved command (also used by EXEC for queued commands).
+pub(crate) fn run(
+    state: &NodeState,
+    client: &mut ClientState,
+    index: usize,
+    args: &[Bytes],
+) -> Frame {
+    let spec = &COMMANDS[index];
+    let started = Instant::now();
+    if spec.flags & DENY_OOM != 0 && !state.engine.make_room() {
+        state.metrics.oom_rejections.fetch_add(1, Ordering::Relaxed);
+        return OOM;
+    }
+    let mut call = Call {
+        state,
+        client,
+        args,
+    };
+    let reply = (spec.handler)(&mut call);
+    state.metrics.observe(index, started.elapsed());
+    reply
+}
+
+/// Parses an integer the way Redis's `string2ll` does: no spaces, no `+`, no leading zeros.
+pub fn parse_i64(arg: &[u8]) -> Option<i64> {
+    if arg.is_empty() || arg.len() > 20 {
+        return None;
+    }
+    if arg == b"0" {
+        return Some(0);
+    }
+    let (negative, digits) = match arg[0] {
+        b'-' => (true, &arg[1..]),
+        _ => (false, arg),
+    };
+    match digits.first() {
+        Some(b'1'..=b'9') => {}
+        _ => return None,
+    }
+    let mut value: i64 = 0;
+    for &byte in digits {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        let digit = i64::from(byte - b'0');
+        value = if negative {
+            value.checked_mul(10)?.checked_sub(digit)?
+        } else {
+            value.checked_mul(10)?.checked_add(digit)?
+        };
+    }
+    Some(value)
+}
+
+/// Case-insensitive comparison of an argument with a lowercase keyword.
+pub fn is(arg: &[u8], keyword: &str) -> bool {
+    arg.eq_ignore_ascii_case(keyword.as_bytes())
+}
+
+/// The lossy UTF-8 text of an argument, for error messages.
+pub fn text(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).into_owned()
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers to run commands as frame → frame without sockets.
+
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::{execute, ClientState};
+    use crate::config::Config;
+    use crate::protocol::Frame;
+    use crate::state::NodeState;
+    use crate::store::{EngineConfig, MemoryEngine};
+
+    pub struct Harness {
+        pub state: NodeState,
+        pub client: ClientState,
+    }
+
+    impl Harness {
+        pub fn new() -> Harness {
+            Harness::with_password(None)
+        }
+
+        pub fn with_password(password: Option<&str>) -> Harness {
+            let engine = Arc::new(MemoryEngine::new(EngineConfig::default()));
+            let state = NodeState::new(Config::for_tests(), engine, password.map(str::to_string));
+            let client = ClientState::new(1, password.is_none(), "test".into());
+            Harness { state, client }
+        }
+
+        pub fn run(&mut self, line: &str) -> Frame {
+            let args: Vec<Bytes> = line
+                .split(' ')
+                .map(|arg| Bytes::copy_from_slice(arg.as_bytes()))
+                .collect();
+            execute(&self.state, &mut self.client, &args)
+        }
+    }
+
+    pub fn bulk(text: &str) -> Frame {
+        Frame::bulk(text.as_bytes())
+    }
+
+    pub fn err(text: &str) -> Frame {
+        Frame::Error(text.to_string().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    #[test]
+    fn integers_parse_like_redis() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-12"), Some(-12));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        for bad in [&b"01"[..], b"+1", b" 1", b"1 ", b"", b"-", b"-0", b"1a"] {
+            assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn unknown_and_arity_errors() {
+        let mut harness = Harness::new();
+        assert_eq!(
+            harness.run("foo a b"),
+            err("ERR unknown command 'foo', with args beginning with: 'a' 'b' ")
+        );
+        assert_eq!(
+            harness.run("GET"),
+            err("ERR wrong number of arguments for 'get' command")
+        );
+        assert_eq!(harness.run("gEt missing"), Frame::Null);
+    }
+
+    #[test]
+    fn noauth_before_auth() {
+        let mut harness = Harness::with_password(Some("secret"));
+        assert_eq!(harness.run("GET k"), err("NOAUTH Authentication required."));
+        assert_eq!(harness.run("AUTH wrong"), WRONGPASS);
+        assert_eq!(harness.run("AUTH default secret"), Frame::ok());
+        assert_eq!(harness.run("GET k"), Frame::Null);
+    }
+}

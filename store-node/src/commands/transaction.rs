@@ -1,0 +1,98 @@
+//! MULTI / EXEC / DISCARD. Queued commands run back to back when EXEC arrives; each command is
+//! atomic on its own key, but other clients' commands on other shards may interleave (see the
+//! README's compatibility notes). WATCH is refused rather than silently ignored.
+
+use super::{resolve, run, Call};
+use crate::protocol::Frame;
+
+/// MULTI
+pub fn multi(call: &mut Call<'_>) -> Frame {
+    if call.client.multi.is_some() {
+        return Frame::error("ERR MULTI calls can not be nested");
+    }
+    call.client.multi = Some(Vec::new());
+    call.client.multi_failed = false;
+    Frame::ok()
+}
+
+/// EXEC
+pub fn exec(call: &mut Call<'_>) -> Frame {
+    let Some(queue) = call.client.multi.take() else {
+        return Frame::error("ERR EXEC without MULTI");
+    };
+    if std::mem::take(&mut call.client.multi_failed) {
+        return Frame::error("EXECABORT Transaction discarded because of previous errors.");
+    }
+    let mut replies = Vec::with_capacity(queue.len());
+    for args in &queue {
+        let reply = match resolve(args) {
+            Ok(index) => run(call.state, call.client, index, args),
+            Err(error) => error,
+        };
+        replies.push(reply);
+    }
+    Frame::Array(replies)
+}
+
+/// DISCARD
+pub fn discard(call: &mut Call<'_>) -> Frame {
+    if call.client.multi.take().is_none() {
+        return Frame::error("ERR DISCARD without MULTI");
+    }
+    call.client.multi_failed = false;
+    Frame::ok()
+}
+
+/// WATCH key [key ...]: optimistic locking is not implemented.
+pub fn watch(call: &mut Call<'_>) -> Frame {
+    if call.client.multi.is_some() {
+        return Frame::error("ERR WATCH inside MULTI is not allowed");
+    }
+    Frame::error("ERR WATCH is not supported by store-node")
+}
+
+/// UNWATCH
+pub fn unwatch(_call: &mut Call<'_>) -> Frame {
+    Frame::ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::protocol::Frame;
+
+    #[test]
+    fn multi_exec_discard() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("EXEC"), err("ERR EXEC without MULTI"));
+        assert_eq!(h.run("DISCARD"), err("ERR DISCARD without MULTI"));
+        assert_eq!(h.run("MULTI"), Frame::ok());
+        assert_eq!(h.run("MULTI"), err("ERR MULTI calls can not be nested"));
+        assert_eq!(h.run("SET k v"), Frame::Simple("QUEUED".into()));
+        assert_eq!(h.run("INCR k"), Frame::Simple("QUEUED".into()));
+        assert_eq!(h.run("GET k"), Frame::Simple("QUEUED".into()));
+        assert_eq!(
+            h.run("EXEC"),
+            Frame::Array(vec![
+                Frame::ok(),
+                err("ERR value is not an integer or out of range"),
+                bulk("v")
+            ])
+        );
+        assert_eq!(h.run("MULTI"), Frame::ok());
+        assert_eq!(h.run("SET k w"), Frame::Simple("QUEUED".into()));
+        assert_eq!(
+            h.run("NOPE"),
+            err("ERR unknown command 'NOPE', with args beginning with: ")
+        );
+        assert_eq!(
+            h.run("EXEC"),
+            err("EXECABORT Transaction discarded because of previous errors.")
+        );
+        assert_eq!(h.run("GET k"), bulk("v"));
+        assert_eq!(h.run("MULTI"), Frame::ok());
+        assert_eq!(h.run("SET k w"), Frame::Simple("QUEUED".into()));
+        assert_eq!(h.run("DISCARD"), Frame::ok());
+        assert_eq!(h.run("GET k"), bulk("v"));
+    }
+}

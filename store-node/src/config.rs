@@ -1,0 +1,387 @@
+//! Command-line and environment configuration of a store-node, exactly as docs/contract.md
+//! describes it: every option is a clap flag with an env var, so the operator can render a
+//! StatefulSet and parse its args/env back with [`Config::try_parse_from`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Where the keyspace lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StorageMode {
+    /// Memory only; a restarted node re-syncs from its peers (replication, a later issue).
+    Ram,
+    /// Write-ahead log and snapshots under `--data-dir` (persistence, a later issue).
+    Disc,
+}
+
+/// When the write-ahead log is flushed to disc (used by persistence, a later issue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Fsync {
+    /// fsync before every acknowledgement.
+    Always,
+    /// fsync once a second.
+    Everysec,
+}
+
+/// How many peers acknowledge a write before the client is answered (used by replication).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WriteAck {
+    /// Answer as soon as the write is applied locally.
+    None,
+    /// Wait for one peer.
+    One,
+    /// Wait for every connected peer.
+    All,
+}
+
+/// What happens to growth writes above the high memory watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvictionPolicy {
+    /// Refuse them with Redis's OOM error.
+    Noeviction,
+    /// Evict keys with a TTL, nearest expiry first (sampled).
+    VolatileTtl,
+    /// Evict keys with a TTL, least recently used first (sampled).
+    VolatileLru,
+}
+
+impl EvictionPolicy {
+    /// The name Redis uses for this policy (`maxmemory-policy`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionPolicy::Noeviction => "noeviction",
+            EvictionPolicy::VolatileTtl => "volatile-ttl",
+            EvictionPolicy::VolatileLru => "volatile-lru",
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Errors found when validating a parsed [`Config`].
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// Disc mode is accepted by the parser (the operator renders it) but not served yet.
+    #[error("storage mode disc is not implemented yet (persistence is a later issue); use --storage-mode ram")]
+    DiscNotImplemented,
+    /// Watermarks must satisfy 0 < low <= high <= 1.
+    #[error("invalid watermarks: need 0 < low ({low}) <= high ({high}) <= 1")]
+    Watermarks {
+        /// The low watermark given.
+        low: f64,
+        /// The high watermark given.
+        high: f64,
+    },
+    /// The default session timeout must be within 1..=max.
+    #[error("invalid session timeouts: need 1 <= default ({default}) <= max ({max})")]
+    SessionTimeouts {
+        /// The default timeout given.
+        default: u64,
+        /// The maximum timeout given.
+        max: u64,
+    },
+    /// The expiry sweep interval must be positive.
+    #[error("expiry sweep interval must be at least 1 ms")]
+    SweepInterval,
+    /// The password file could not be read.
+    #[error("failed to read password file {path}: {reason}")]
+    PasswordFile {
+        /// The file named by `--password-file`.
+        path: String,
+        /// Why it failed.
+        reason: String,
+    },
+}
+
+/// store-node configuration (flags and env of docs/contract.md).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "store-node",
+    version,
+    about = "Redis-compatible session store node"
+)]
+pub struct Config {
+    /// Address every listener binds.
+    #[arg(long, env = "STORE_NODE_BIND", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+
+    /// Redis protocol (RESP) port; 0 lets the OS choose (tests).
+    #[arg(long, env = "STORE_NODE_RESP_PORT", default_value_t = 6379)]
+    pub resp_port: u16,
+
+    /// HTTP port: session API, /metrics, /healthz, /readyz, /v1/status, /v1/cluster.
+    #[arg(long, env = "STORE_NODE_HTTP_PORT", default_value_t = 8080)]
+    pub http_port: u16,
+
+    /// Peer replication port (used by replication, a later issue).
+    #[arg(long, env = "STORE_NODE_PEER_PORT", default_value_t = 7379)]
+    pub peer_port: u16,
+
+    /// This node's name; in a StatefulSet the pod name `<cluster>-<ordinal>`. Defaults to the
+    /// hostname.
+    #[arg(long, env = "POD_NAME")]
+    pub node_name: Option<String>,
+
+    /// Namespace of the pod (informational).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Address peers use to reach this node.
+    #[arg(long, env = "POD_IP")]
+    pub advertise_address: Option<String>,
+
+    /// Headless Service name resolved every few seconds to find peers (used by replication).
+    #[arg(long, env = "CLUSTER_SERVICE_NAME")]
+    pub cluster_service_name: Option<String>,
+
+    /// Static `host:port` peer list, comma separated (used by replication; tests).
+    #[arg(long, env = "STORE_NODE_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+
+    /// `ram` or `disc`; disc (persistence) is not implemented yet and is refused at startup.
+    #[arg(
+        long,
+        env = "STORE_NODE_STORAGE_MODE",
+        value_enum,
+        default_value = "ram"
+    )]
+    pub storage_mode: StorageMode,
+
+    /// Disc mode data directory (used by persistence).
+    #[arg(long, env = "STORE_NODE_DATA_DIR", default_value = "/data")]
+    pub data_dir: PathBuf,
+
+    /// Write-ahead log fsync policy, `always` or `everysec` (used by persistence).
+    #[arg(long, env = "STORE_NODE_FSYNC", value_enum, default_value = "everysec")]
+    pub fsync: Fsync,
+
+    /// Peer acknowledgements a write waits for: `none`, `one` or `all` (used by replication).
+    #[arg(long, env = "STORE_NODE_WRITE_ACK", value_enum, default_value = "one")]
+    pub write_ack: WriteAck,
+
+    /// Idle timeout (s) of an HTTP session created without one.
+    #[arg(
+        long,
+        env = "STORE_NODE_DEFAULT_SESSION_TIMEOUT",
+        default_value_t = 1800
+    )]
+    pub default_session_timeout: u64,
+
+    /// Largest idle timeout (s) the HTTP API accepts.
+    #[arg(long, env = "STORE_NODE_MAX_SESSION_TIMEOUT", default_value_t = 86400)]
+    pub max_session_timeout: u64,
+
+    /// Active expiry tick in milliseconds.
+    #[arg(
+        long,
+        env = "STORE_NODE_EXPIRY_SWEEP_INTERVAL_MS",
+        default_value_t = 100
+    )]
+    pub expiry_sweep_interval_ms: u64,
+
+    /// Memory limit in bytes; 0 = read the cgroup limit (v1 or v2), unlimited if none.
+    #[arg(long, env = "STORE_NODE_MAX_MEMORY", default_value_t = 0)]
+    pub max_memory: u64,
+
+    /// Fraction of the limit above which growth writes are refused (or evicted) and the alarm
+    /// is raised.
+    #[arg(long, env = "STORE_NODE_HIGH_WATERMARK", default_value_t = 0.8)]
+    pub high_watermark: f64,
+
+    /// Fraction of the limit below which the alarm clears.
+    #[arg(long, env = "STORE_NODE_LOW_WATERMARK", default_value_t = 0.7)]
+    pub low_watermark: f64,
+
+    /// `noeviction`, `volatile-ttl` or `volatile-lru`.
+    #[arg(
+        long,
+        env = "STORE_NODE_EVICTION_POLICY",
+        value_enum,
+        default_value = "noeviction"
+    )]
+    pub eviction_policy: EvictionPolicy,
+
+    /// File holding the client password (the operator mounts the Secret at
+    /// `/etc/sessionstore/auth/password`); no password when absent.
+    #[arg(long, env = "STORE_NODE_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Maximum number of RESP connections.
+    #[arg(long, env = "STORE_NODE_MAX_CLIENTS", default_value_t = 10000)]
+    pub max_clients: usize,
+
+    /// Seconds after which an idle RESP client is disconnected; 0 = never.
+    #[arg(long, env = "STORE_NODE_CLIENT_IDLE_TIMEOUT", default_value_t = 0)]
+    pub client_idle_timeout: u64,
+
+    /// Bound (s) on graceful shutdown.
+    #[arg(long, env = "STORE_NODE_SHUTDOWN_TIMEOUT", default_value_t = 20)]
+    pub shutdown_timeout: u64,
+
+    /// `text` or `json`.
+    #[arg(
+        long,
+        env = "STORE_NODE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// tracing filter, e.g. `info` or `store_node=debug`.
+    #[arg(long, env = "STORE_NODE_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl Config {
+    /// Checks the cross-field rules clap cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.storage_mode == StorageMode::Disc {
+            return Err(ConfigError::DiscNotImplemented);
+        }
+        let (low, high) = (self.low_watermark, self.high_watermark);
+        if !(low > 0.0 && low <= high && high <= 1.0) {
+            return Err(ConfigError::Watermarks { low, high });
+        }
+        if self.default_session_timeout == 0
+            || self.default_session_timeout > self.max_session_timeout
+        {
+            return Err(ConfigError::SessionTimeouts {
+                default: self.default_session_timeout,
+                max: self.max_session_timeout,
+            });
+        }
+        if self.expiry_sweep_interval_ms == 0 {
+            return Err(ConfigError::SweepInterval);
+        }
+        Ok(())
+    }
+
+    /// Reads the password file, trimming one trailing newline (Secrets mounted from
+    /// `kubectl create secret --from-file` often carry one).
+    pub fn read_password(&self) -> Result<Option<String>, ConfigError> {
+        let Some(path) = &self.password_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::PasswordFile {
+            path: path.display().to_string(),
+            reason: err.to_string(),
+        })?;
+        let password = text.strip_suffix('\n').unwrap_or(&text);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        Ok(Some(password.to_string()))
+    }
+
+    /// The node name: `--node-name`, else the hostname, else `store-node`.
+    pub fn resolved_node_name(&self) -> String {
+        if let Some(name) = &self.node_name {
+            return name.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "store-node".to_string())
+    }
+
+    /// A configuration for tests: loopback, OS-chosen ports, defaults otherwise.
+    pub fn for_tests() -> Config {
+        let mut config = Config::parse_from(["store-node"]);
+        config.bind = IpAddr::from([127, 0, 0, 1]);
+        config.resp_port = 0;
+        config.http_port = 0;
+        config.node_name = Some("test-0".to_string());
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let config = Config::try_parse_from(["store-node"]).unwrap();
+        assert_eq!(config.bind.to_string(), "0.0.0.0");
+        assert_eq!(config.resp_port, 6379);
+        assert_eq!(config.http_port, 8080);
+        assert_eq!(config.peer_port, 7379);
+        assert_eq!(config.storage_mode, StorageMode::Ram);
+        assert_eq!(config.data_dir, PathBuf::from("/data"));
+        assert_eq!(config.fsync, Fsync::Everysec);
+        assert_eq!(config.write_ack, WriteAck::One);
+        assert_eq!(config.default_session_timeout, 1800);
+        assert_eq!(config.max_session_timeout, 86400);
+        assert_eq!(config.expiry_sweep_interval_ms, 100);
+        assert_eq!(config.max_memory, 0);
+        assert_eq!(config.high_watermark, 0.8);
+        assert_eq!(config.low_watermark, 0.7);
+        assert_eq!(config.eviction_policy, EvictionPolicy::Noeviction);
+        assert_eq!(config.max_clients, 10000);
+        assert_eq!(config.client_idle_timeout, 0);
+        assert_eq!(config.shutdown_timeout, 20);
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.log_level, "info");
+        assert!(config.peers.is_empty());
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn flags_parse_and_validate() {
+        let config = Config::try_parse_from([
+            "store-node",
+            "--peers",
+            "a:7379,b:7379",
+            "--eviction-policy",
+            "volatile-lru",
+            "--write-ack",
+            "all",
+            "--fsync",
+            "always",
+            "--max-memory",
+            "1048576",
+        ])
+        .unwrap();
+        assert_eq!(config.peers, vec!["a:7379", "b:7379"]);
+        assert_eq!(config.eviction_policy, EvictionPolicy::VolatileLru);
+        assert_eq!(config.write_ack, WriteAck::All);
+        assert_eq!(config.fsync, Fsync::Always);
+        assert_eq!(config.max_memory, 1048576);
+        assert!(Config::try_parse_from(["store-node", "--write-ack", "two"]).is_err());
+        assert!(
+            Config::try_parse_from(["store-node", "--eviction-policy", "allkeys-lru"]).is_err()
+        );
+    }
+
+    #[test]
+    fn disc_mode_is_refused_with_a_clear_error() {
+        let config = Config::try_parse_from(["store-node", "--storage-mode", "disc"]).unwrap();
+        let err = config.validate().unwrap_err();
+        assert_eq!(err, ConfigError::DiscNotImplemented);
+        assert!(err.to_string().contains("not implemented yet"));
+    }
+
+    #[test]
+    fn bad_watermarks_are_refused() {
+        let config = Config::try_parse_from([
+            "store-node",
+            "--high-watermark",
+            "0.5",
+            "--low-watermark",
+            "0.6",
+        ])
+        .unwrap();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Watermarks { .. })
+        ));
+    }
+}

@@ -1,0 +1,268 @@
+//! Prometheus metrics. Hot-path counters are plain atomics indexed by command; `/metrics`
+//! builds a prometheus-client registry per scrape with a collector that reads them, so commands
+//! never take a lock or allocate to be counted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::commands::COMMANDS;
+use crate::state::NodeState;
+
+/// Latency bucket upper bounds in microseconds.
+const LATENCY_BUCKETS_MICROS: [u64; 12] = [
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 100_000,
+];
+
+/// Node counters.
+#[derive(Debug)]
+pub struct Metrics {
+    commands: Vec<AtomicU64>,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_MICROS.len() + 1],
+    latency_sum_nanos: AtomicU64,
+    /// Connections accepted.
+    pub connections_total: AtomicU64,
+    /// Connections refused because of `--max-clients`.
+    pub rejected_connections: AtomicU64,
+    /// Connections closed for a protocol error.
+    pub protocol_errors: AtomicU64,
+    /// Commands refused with OOM.
+    pub oom_rejections: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            commands: COMMANDS.iter().map(|_| AtomicU64::new(0)).collect(),
+            latency_buckets: Default::default(),
+            latency_sum_nanos: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            oom_rejections: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one call of the command at `index` in [`COMMANDS`] and its latency.
+    pub fn observe(&self, index: usize, elapsed: Duration) {
+        if let Some(counter) = self.commands.get(index) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = elapsed.as_micros() as u64;
+        let bucket = LATENCY_BUCKETS_MICROS
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(LATENCY_BUCKETS_MICROS.len());
+        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_nanos
+            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Calls of the command at `index`.
+    pub fn command_calls(&self, index: usize) -> u64 {
+        self.commands
+            .get(index)
+            .map_or(0, |counter| counter.load(Ordering::Relaxed))
+    }
+
+    /// Total commands processed.
+    pub fn total_commands(&self) -> u64 {
+        self.commands
+            .iter()
+            .map(|counter| counter.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+#[derive(Debug)]
+struct NodeCollector {
+    state: Arc<NodeState>,
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let state = &self.state;
+        let metrics = &state.metrics;
+        {
+            let mut family = encoder.encode_descriptor(
+                "store_node_commands",
+                "Commands processed, by command",
+                None,
+                MetricType::Counter,
+            )?;
+            for (index, spec) in COMMANDS.iter().enumerate() {
+                let calls = metrics.command_calls(index);
+                if calls == 0 {
+                    continue;
+                }
+                let labels = [("command", spec.name)];
+                let metric = family.encode_family(&labels)?;
+                ConstCounter::new(calls).encode(metric)?;
+            }
+        }
+        {
+            let mut cumulative = 0;
+            let mut buckets = Vec::with_capacity(LATENCY_BUCKETS_MICROS.len() + 1);
+            for (index, bound) in LATENCY_BUCKETS_MICROS.iter().enumerate() {
+                cumulative += metrics.latency_buckets[index].load(Ordering::Relaxed);
+                buckets.push((*bound as f64 / 1e6, cumulative));
+            }
+            cumulative +=
+                metrics.latency_buckets[LATENCY_BUCKETS_MICROS.len()].load(Ordering::Relaxed);
+            buckets.push((f64::INFINITY, cumulative));
+            let sum = metrics.latency_sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+            let mut histogram = encoder.encode_descriptor(
+                "store_node_command_duration_seconds",
+                "Command execution latency",
+                None,
+                MetricType::Histogram,
+            )?;
+            histogram.encode_histogram::<NoLabelSet>(sum, cumulative, &buckets, None)?;
+        }
+        let stats = state.engine.stats();
+        let memory = state.engine.memory();
+        gauge(
+            &mut encoder,
+            "store_node_keys",
+            "Keys in the keyspace",
+            stats.keys as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_keys_with_ttl",
+            "Keys with an expiry",
+            stats.volatile_keys as i64,
+        )?;
+        counter(
+            &mut encoder,
+            "store_node_expired_keys",
+            "Keys removed by expiry",
+            stats.expired,
+        )?;
+        counter(
+            &mut encoder,
+            "store_node_evicted_keys",
+            "Keys removed by eviction",
+            stats.evicted,
+        )?;
+        counter(
+            &mut encoder,
+            "store_node_keyspace_hits",
+            "Reads that found their key",
+            stats.hits,
+        )?;
+        counter(
+            &mut encoder,
+            "store_node_keyspace_misses",
+            "Reads that did not find their key",
+            stats.misses,
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_memory_used_bytes",
+            "Estimated memory used by data",
+            memory.used_bytes as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_memory_limit_bytes",
+            "Memory limit (0 = unlimited)",
+            memory.limit_bytes as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_memory_high_watermark_bytes",
+            "Alarm threshold",
+            memory.high_watermark_bytes as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_memory_low_watermark_bytes",
+            "Alarm clear threshold",
+            memory.low_watermark_bytes as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_memory_alarm",
+            "1 while the memory alarm is raised",
+            i64::from(memory.alarm),
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_connected_clients",
+            "Connected RESP clients",
+            state.clients.load(Ordering::Relaxed) as i64,
+        )?;
+        counter(
+            &mut encoder,
+            "store_node_connections",
+            "RESP connections accepted",
+            metrics.connections_total.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "store_node_rejected_connections",
+            "RESP connections refused at the client limit",
+            metrics.rejected_connections.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "store_node_protocol_errors",
+            "Connections closed for a protocol error",
+            metrics.protocol_errors.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "store_node_oom_rejections",
+            "Commands refused with OOM",
+            metrics.oom_rejections.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_uptime_seconds",
+            "Seconds since start",
+            state.uptime_seconds() as i64,
+        )?;
+        Ok(())
+    }
+}
+
+/// Renders the Prometheus text exposition for a node.
+pub fn render(state: &Arc<NodeState>) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(NodeCollector {
+        state: state.clone(),
+    }));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    Ok(text)
+}

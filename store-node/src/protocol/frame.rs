@@ -1,0 +1,263 @@
+//! Reply frames and their encoding. A command returns a [`Frame`]; the connection encodes it
+//! in the protocol version the client chose with `HELLO` (RESP2 by default).
+
+use std::borrow::Cow;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The protocol version a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// RESP2: maps become flat arrays, null is `$-1`, booleans are integers.
+    Resp2,
+    /// RESP3 (`HELLO 3`).
+    Resp3,
+}
+
+/// A RESP value. RESP3-only types are downgraded when encoded for RESP2 clients.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// `+text`
+    Simple(Cow<'static, str>),
+    /// `-ERR text`; the text includes the error code (`ERR`, `WRONGTYPE`, ...).
+    Error(Cow<'static, str>),
+    /// `:n`
+    Integer(i64),
+    /// `$len` binary-safe string.
+    Bulk(Bytes),
+    /// The null reply: `$-1` in RESP2, `_` in RESP3.
+    Null,
+    /// A null array: `*-1` in RESP2, `_` in RESP3 (EXEC after a failed transaction).
+    NullArray,
+    /// `*n` array.
+    Array(Vec<Frame>),
+    /// `%n` map; a flat array of 2n elements in RESP2.
+    Map(Vec<(Frame, Frame)>),
+    /// `~n` set; an array in RESP2.
+    Set(Vec<Frame>),
+    /// `,f` double; a bulk string in RESP2.
+    Double(f64),
+    /// `#t`/`#f`; the integer 1/0 in RESP2.
+    Boolean(bool),
+    /// `=len` verbatim string with a three-letter format (`txt`); a bulk string in RESP2.
+    Verbatim(Bytes),
+}
+
+impl Frame {
+    /// `+OK`
+    pub const fn ok() -> Frame {
+        Frame::Simple(Cow::Borrowed("OK"))
+    }
+
+    /// An error reply from static text.
+    pub const fn error(text: &'static str) -> Frame {
+        Frame::Error(Cow::Borrowed(text))
+    }
+
+    /// A bulk string copied from a slice.
+    pub fn bulk(data: &[u8]) -> Frame {
+        Frame::Bulk(Bytes::copy_from_slice(data))
+    }
+
+    /// Whether this is an error reply.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Frame::Error(_))
+    }
+
+    /// Appends the encoding of this frame to `out`.
+    pub fn encode(&self, protocol: Protocol, out: &mut BytesMut) {
+        match self {
+            Frame::Simple(text) => {
+                out.put_u8(b'+');
+                out.put_slice(text.as_bytes());
+                out.put_slice(b"\r\n");
+            }
+            Frame::Error(text) => {
+                out.put_u8(b'-');
+                out.put_slice(text.as_bytes());
+                out.put_slice(b"\r\n");
+            }
+            Frame::Integer(value) => {
+                out.put_u8(b':');
+                put_decimal(out, *value);
+                out.put_slice(b"\r\n");
+            }
+            Frame::Bulk(data) => put_bulk(out, b'$', data),
+            Frame::Null => match protocol {
+                Protocol::Resp2 => out.put_slice(b"$-1\r\n"),
+                Protocol::Resp3 => out.put_slice(b"_\r\n"),
+            },
+            Frame::NullArray => match protocol {
+                Protocol::Resp2 => out.put_slice(b"*-1\r\n"),
+                Protocol::Resp3 => out.put_slice(b"_\r\n"),
+            },
+            Frame::Array(items) => {
+                put_header(out, b'*', items.len());
+                for item in items {
+                    item.encode(protocol, out);
+                }
+            }
+            Frame::Map(pairs) => {
+                match protocol {
+                    Protocol::Resp2 => put_header(out, b'*', pairs.len() * 2),
+                    Protocol::Resp3 => put_header(out, b'%', pairs.len()),
+                }
+                for (key, value) in pairs {
+                    key.encode(protocol, out);
+                    value.encode(protocol, out);
+                }
+            }
+            Frame::Set(items) => {
+                match protocol {
+                    Protocol::Resp2 => put_header(out, b'*', items.len()),
+                    Protocol::Resp3 => put_header(out, b'~', items.len()),
+                }
+                for item in items {
+                    item.encode(protocol, out);
+                }
+            }
+            Frame::Double(value) => {
+                let text = format_double(*value);
+                match protocol {
+                    Protocol::Resp2 => put_bulk(out, b'$', text.as_bytes()),
+                    Protocol::Resp3 => {
+                        out.put_u8(b',');
+                        out.put_slice(text.as_bytes());
+                        out.put_slice(b"\r\n");
+                    }
+                }
+            }
+            Frame::Boolean(value) => match protocol {
+                Protocol::Resp2 => out.put_slice(if *value { b":1\r\n" } else { b":0\r\n" }),
+                Protocol::Resp3 => out.put_slice(if *value { b"#t\r\n" } else { b"#f\r\n" }),
+            },
+            Frame::Verbatim(data) => match protocol {
+                Protocol::Resp2 => put_bulk(out, b'$', data),
+                Protocol::Resp3 => {
+                    put_header(out, b'=', data.len() + 4);
+                    out.put_slice(b"txt:");
+                    out.put_slice(data);
+                    out.put_slice(b"\r\n");
+                }
+            },
+        }
+    }
+
+    /// Encodes into a fresh buffer (tests and tools).
+    pub fn to_bytes(&self, protocol: Protocol) -> Bytes {
+        let mut out = BytesMut::new();
+        self.encode(protocol, &mut out);
+        out.freeze()
+    }
+}
+
+/// Formats a double the way RESP3 spells special values.
+pub(crate) fn format_double(value: f64) -> String {
+    if value.is_nan() {
+        "nan".to_string()
+    } else if value == f64::INFINITY {
+        "inf".to_string()
+    } else if value == f64::NEG_INFINITY {
+        "-inf".to_string()
+    } else {
+        format!("{value}")
+    }
+}
+
+fn put_decimal(out: &mut BytesMut, value: i64) {
+    let mut buffer = itoa_buffer();
+    out.put_slice(format_i64(&mut buffer, value));
+}
+
+fn put_header(out: &mut BytesMut, tag: u8, len: usize) {
+    out.put_u8(tag);
+    let mut buffer = itoa_buffer();
+    out.put_slice(format_i64(&mut buffer, len as i64));
+    out.put_slice(b"\r\n");
+}
+
+fn put_bulk(out: &mut BytesMut, tag: u8, data: &[u8]) {
+    out.reserve(data.len() + 16);
+    put_header(out, tag, data.len());
+    out.put_slice(data);
+    out.put_slice(b"\r\n");
+}
+
+fn itoa_buffer() -> [u8; 20] {
+    [0u8; 20]
+}
+
+/// Formats an integer into a stack buffer without allocating (the hot path writes one per
+/// bulk reply).
+pub(crate) fn format_i64(buffer: &mut [u8; 20], value: i64) -> &[u8] {
+    let negative = value < 0;
+    let mut magnitude = value.unsigned_abs();
+    let mut position = buffer.len();
+    loop {
+        position -= 1;
+        buffer[position] = b'0' + (magnitude % 10) as u8;
+        magnitude /= 10;
+        if magnitude == 0 {
+            break;
+        }
+    }
+    if negative {
+        // i64::MIN has 19 digits, so there is always room for the sign.
+        position -= 1;
+        buffer[position] = b'-';
+    }
+    &buffer[position..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(frame: Frame, protocol: Protocol) -> Vec<u8> {
+        frame.to_bytes(protocol).to_vec()
+    }
+
+    #[test]
+    fn encodes_scalars() {
+        assert_eq!(encoded(Frame::ok(), Protocol::Resp2), b"+OK\r\n");
+        assert_eq!(
+            encoded(Frame::error("ERR x"), Protocol::Resp2),
+            b"-ERR x\r\n"
+        );
+        assert_eq!(encoded(Frame::Integer(-42), Protocol::Resp2), b":-42\r\n");
+        assert_eq!(
+            encoded(Frame::Integer(i64::MIN), Protocol::Resp2),
+            b":-9223372036854775808\r\n"
+        );
+        assert_eq!(
+            encoded(Frame::bulk(b"hi"), Protocol::Resp2),
+            b"$2\r\nhi\r\n"
+        );
+        assert_eq!(encoded(Frame::Null, Protocol::Resp2), b"$-1\r\n");
+        assert_eq!(encoded(Frame::Null, Protocol::Resp3), b"_\r\n");
+        assert_eq!(encoded(Frame::NullArray, Protocol::Resp2), b"*-1\r\n");
+        assert_eq!(encoded(Frame::Boolean(true), Protocol::Resp2), b":1\r\n");
+        assert_eq!(encoded(Frame::Boolean(false), Protocol::Resp3), b"#f\r\n");
+        assert_eq!(encoded(Frame::Double(1.5), Protocol::Resp3), b",1.5\r\n");
+        assert_eq!(
+            encoded(Frame::Double(1.5), Protocol::Resp2),
+            b"$3\r\n1.5\r\n"
+        );
+    }
+
+    #[test]
+    fn maps_downgrade_to_flat_arrays_in_resp2() {
+        let map = Frame::Map(vec![(Frame::bulk(b"a"), Frame::Integer(1))]);
+        assert_eq!(
+            encoded(map.clone(), Protocol::Resp2),
+            b"*2\r\n$1\r\na\r\n:1\r\n"
+        );
+        assert_eq!(encoded(map, Protocol::Resp3), b"%1\r\n$1\r\na\r\n:1\r\n");
+        let verbatim = Frame::Verbatim(Bytes::from_static(b"ab"));
+        assert_eq!(
+            encoded(verbatim.clone(), Protocol::Resp3),
+            b"=6\r\ntxt:ab\r\n"
+        );
+        assert_eq!(encoded(verbatim, Protocol::Resp2), b"$2\r\nab\r\n");
+    }
+}

@@ -1,0 +1,386 @@
+//! The request parser: RESP multibulk requests (`*N` of `$len` bulk strings) and inline
+//! commands (`PING\r\n`), with Redis's limits and its exact `Protocol error: ...` texts. Arguments
+//! are zero-copy slices of the read buffer.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Size limits applied while parsing requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest bulk string argument (Redis `proto-max-bulk-len`, 512 MiB).
+    pub max_bulk_len: usize,
+    /// Most arguments in one request (Redis allows 1024*1024).
+    pub max_args: usize,
+    /// Longest inline command line, and longest `*`/`$` header line (Redis: 64 KiB).
+    pub max_inline_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_args: 1024 * 1024,
+            max_inline_len: 64 * 1024,
+        }
+    }
+}
+
+/// A malformed request. The connection answers `-ERR Protocol error: <this>` and closes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// An inline line longer than the limit.
+    #[error("too big inline request")]
+    InlineTooBig,
+    /// A `*` header line longer than the limit.
+    #[error("too big mbulk count string")]
+    MultibulkCountTooBig,
+    /// A `$` header line longer than the limit.
+    #[error("too big bulk count string")]
+    BulkCountTooBig,
+    /// The `*` count is not a number or above the argument limit.
+    #[error("invalid multibulk length")]
+    InvalidMultibulkLength,
+    /// The `$` length is not a number or above the bulk limit.
+    #[error("invalid bulk length")]
+    InvalidBulkLength,
+    /// An element of a multibulk request is not a bulk string.
+    #[error("expected '$', got '{0}'")]
+    ExpectedBulk(char),
+    /// An inline command with an unterminated quote.
+    #[error("unbalanced quotes in request")]
+    UnbalancedQuotes,
+}
+
+/// Parses requests out of a connection's read buffer.
+#[derive(Debug, Default)]
+pub struct RequestParser {
+    limits: Limits,
+    spans: Vec<(usize, usize)>,
+}
+
+fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    let rest = buf.get(from..)?;
+    let newline = rest.iter().position(|&byte| byte == b'\n')?;
+    // Redis looks for '\r' and requires the '\n' after it; a bare '\n' inside a header makes
+    // the number invalid below, which gives the same error text.
+    Some(from + newline)
+}
+
+fn parse_len(line: &[u8]) -> Option<i64> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() || line.len() > 20 {
+        return None;
+    }
+    let (negative, digits) = match line[0] {
+        b'-' => (true, &line[1..]),
+        _ => (false, line),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &byte in digits {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(i64::from(byte - b'0'))?;
+    }
+    Some(if negative { -value } else { value })
+}
+
+impl RequestParser {
+    /// A parser with the given limits.
+    pub fn new(limits: Limits) -> RequestParser {
+        RequestParser {
+            limits,
+            spans: Vec::new(),
+        }
+    }
+
+    /// Parses the next request from `buf` into `args` (cleared first). Returns `Ok(true)` when a
+    /// request was consumed, `Ok(false)` when more bytes are needed. Empty requests (`*0`, blank
+    /// inline lines) are consumed silently, as Redis does.
+    pub fn parse(
+        &mut self,
+        buf: &mut BytesMut,
+        args: &mut Vec<Bytes>,
+    ) -> Result<bool, ProtocolError> {
+        args.clear();
+        loop {
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            let consumed = if buf[0] == b'*' {
+                self.parse_multibulk(buf, args)?
+            } else {
+                self.parse_inline(buf, args)?
+            };
+            match consumed {
+                None => return Ok(false),
+                Some(()) if args.is_empty() => continue,
+                Some(()) => return Ok(true),
+            }
+        }
+    }
+
+    fn parse_multibulk(
+        &mut self,
+        buf: &mut BytesMut,
+        args: &mut Vec<Bytes>,
+    ) -> Result<Option<()>, ProtocolError> {
+        let Some(newline) = find_crlf(buf, 1) else {
+            if buf.len() > self.limits.max_inline_len {
+                return Err(ProtocolError::MultibulkCountTooBig);
+            }
+            return Ok(None);
+        };
+        let count = parse_len(&buf[1..newline]).ok_or(ProtocolError::InvalidMultibulkLength)?;
+        if count > self.limits.max_args as i64 {
+            return Err(ProtocolError::InvalidMultibulkLength);
+        }
+        if count <= 0 {
+            buf.advance(newline + 1);
+            return Ok(Some(()));
+        }
+        let count = count as usize;
+        self.spans.clear();
+        let mut position = newline + 1;
+        for _ in 0..count {
+            let Some(&tag) = buf.get(position) else {
+                return Ok(None);
+            };
+            if tag != b'$' {
+                return Err(ProtocolError::ExpectedBulk(tag as char));
+            }
+            let Some(newline) = find_crlf(buf, position + 1) else {
+                if buf.len() - position > self.limits.max_inline_len {
+                    return Err(ProtocolError::BulkCountTooBig);
+                }
+                return Ok(None);
+            };
+            let len =
+                parse_len(&buf[position + 1..newline]).ok_or(ProtocolError::InvalidBulkLength)?;
+            if len < 0 || len as u64 > self.limits.max_bulk_len as u64 {
+                return Err(ProtocolError::InvalidBulkLength);
+            }
+            let start = newline + 1;
+            let end = start + len as usize;
+            if buf.len() < end + 2 {
+                // Make room for the whole argument at once instead of growing step by step.
+                buf.reserve(end + 2 - buf.len());
+                return Ok(None);
+            }
+            self.spans.push((start, end));
+            // Redis skips the two bytes after the payload without checking them.
+            position = end + 2;
+        }
+        let frame = buf.split_to(position).freeze();
+        args.extend(
+            self.spans
+                .iter()
+                .map(|&(start, end)| frame.slice(start..end)),
+        );
+        Ok(Some(()))
+    }
+
+    fn parse_inline(
+        &mut self,
+        buf: &mut BytesMut,
+        args: &mut Vec<Bytes>,
+    ) -> Result<Option<()>, ProtocolError> {
+        let Some(newline) = find_crlf(buf, 0) else {
+            if buf.len() > self.limits.max_inline_len {
+                return Err(ProtocolError::InlineTooBig);
+            }
+            return Ok(None);
+        };
+        if newline > self.limits.max_inline_len {
+            return Err(ProtocolError::InlineTooBig);
+        }
+        let line = buf.split_to(newline + 1);
+        let line = line.strip_suffix(b"\n").unwrap_or(&line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        split_inline(line, args)?;
+        if args.len() > self.limits.max_args {
+            return Err(ProtocolError::InvalidMultibulkLength);
+        }
+        Ok(Some(()))
+    }
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Splits an inline line like Redis's `sdssplitargs`: whitespace separated, with "double"
+/// quotes (C escapes, `\xHH`) and 'single' quotes (only `\'`).
+pub fn split_inline(line: &[u8], args: &mut Vec<Bytes>) -> Result<(), ProtocolError> {
+    let mut position = 0;
+    loop {
+        while position < line.len() && line[position].is_ascii_whitespace() {
+            position += 1;
+        }
+        if position >= line.len() {
+            return Ok(());
+        }
+        let mut current = Vec::new();
+        let mut in_double = false;
+        let mut in_single = false;
+        loop {
+            let Some(&byte) = line.get(position) else {
+                if in_double || in_single {
+                    return Err(ProtocolError::UnbalancedQuotes);
+                }
+                break;
+            };
+            if in_double {
+                if byte == b'\\' && position + 3 < line.len() && line[position + 1] == b'x' {
+                    if let (Some(high), Some(low)) =
+                        (hex_value(line[position + 2]), hex_value(line[position + 3]))
+                    {
+                        current.push(high * 16 + low);
+                        position += 4;
+                        continue;
+                    }
+                }
+                if byte == b'\\' && position + 1 < line.len() {
+                    position += 1;
+                    current.push(match line[position] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 8,
+                        b'a' => 7,
+                        other => other,
+                    });
+                } else if byte == b'"' {
+                    // A closing quote must be followed by a space or the end.
+                    if position + 1 < line.len() && !line[position + 1].is_ascii_whitespace() {
+                        return Err(ProtocolError::UnbalancedQuotes);
+                    }
+                    position += 1;
+                    break;
+                } else {
+                    current.push(byte);
+                }
+            } else if in_single {
+                if byte == b'\\' && position + 1 < line.len() && line[position + 1] == b'\'' {
+                    position += 1;
+                    current.push(b'\'');
+                } else if byte == b'\'' {
+                    if position + 1 < line.len() && !line[position + 1].is_ascii_whitespace() {
+                        return Err(ProtocolError::UnbalancedQuotes);
+                    }
+                    position += 1;
+                    break;
+                } else {
+                    current.push(byte);
+                }
+            } else if byte.is_ascii_whitespace() {
+                break;
+            } else if byte == b'"' {
+                in_double = true;
+            } else if byte == b'\'' {
+                in_single = true;
+            } else {
+                current.push(byte);
+            }
+            position += 1;
+        }
+        args.push(Bytes::from(current));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(input: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ProtocolError> {
+        let mut parser = RequestParser::default();
+        let mut buf = BytesMut::from(input);
+        let mut args = Vec::new();
+        let mut requests = Vec::new();
+        while parser.parse(&mut buf, &mut args)? {
+            requests.push(args.iter().map(|arg| arg.to_vec()).collect());
+        }
+        Ok(requests)
+    }
+
+    #[test]
+    fn parses_pipelined_multibulk_and_inline() {
+        let requests =
+            parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n*0\r\n\r\nSET a \"b c\"\r\n")
+                .unwrap();
+        assert_eq!(
+            requests,
+            vec![
+                vec![b"GET".to_vec(), b"k".to_vec()],
+                vec![b"PING".to_vec()],
+                vec![b"SET".to_vec(), b"a".to_vec(), b"b c".to_vec()],
+            ]
+        );
+    }
+
+    #[test]
+    fn waits_for_incomplete_requests() {
+        let full = b"*2\r\n$3\r\nGET\r\n$5\r\nhello\r\n";
+        for cut in 0..full.len() {
+            assert_eq!(
+                parse_all(&full[..cut]).unwrap(),
+                Vec::<Vec<Vec<u8>>>::new(),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn reports_redis_protocol_errors() {
+        assert_eq!(
+            parse_all(b"*x\r\n"),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        assert_eq!(
+            parse_all(b"*2000000\r\n"),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        assert_eq!(
+            parse_all(b"*1\r\n+foo\r\n"),
+            Err(ProtocolError::ExpectedBulk('+'))
+        );
+        assert_eq!(
+            parse_all(b"*1\r\n$-5\r\n"),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+        assert_eq!(
+            parse_all(b"*1\r\n$600000000\r\n"),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+        assert_eq!(
+            parse_all(b"SET \"a\r\n"),
+            Err(ProtocolError::UnbalancedQuotes)
+        );
+        assert_eq!(
+            parse_all(&vec![b'a'; 70 * 1024]),
+            Err(ProtocolError::InlineTooBig)
+        );
+        assert_eq!(
+            ProtocolError::ExpectedBulk('+').to_string(),
+            "expected '$', got '+'"
+        );
+    }
+
+    #[test]
+    fn inline_quotes_and_escapes() {
+        let mut args = Vec::new();
+        split_inline(br#"a "x\x41\n" 'it\'s'"#, &mut args).unwrap();
+        assert_eq!(
+            args,
+            vec![Bytes::from("a"), Bytes::from("xA\n"), Bytes::from("it's")]
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! The node's runtime: binds the RESP and HTTP listeners, runs the accept loop with its limits,
+//! the active expiry sweep, and a graceful drain on a [`CancellationToken`]. [`start`] returns a
+//! [`RunningNode`] with the bound addresses, so tests start nodes on `127.0.0.1:0`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::commands::{execute, ClientState};
+use crate::config::{Config, ConfigError};
+use crate::protocol::{Limits, RequestParser};
+use crate::state::{Lifecycle, NodeState};
+use crate::store::{EngineConfig, MemoryEngine};
+
+/// Why a node could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(ConfigError),
+    /// The RESP listener could not bind.
+    #[error("failed to bind the RESP listener on {address}: {source}")]
+    BindResp {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The HTTP listener could not bind.
+    #[error("failed to bind the HTTP listener on {address}: {source}")]
+    BindHttp {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A listener's local address could not be read.
+    #[error("failed to read the bound address: {0}")]
+    LocalAddress(std::io::Error),
+    /// Connections were still open when the shutdown bound expired.
+    #[error("shutdown did not finish within {0:?}")]
+    ShutdownTimeout(Duration),
+}
+
+/// A started node.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// Where the RESP listener is bound.
+    pub resp_addr: SocketAddr,
+    /// Where the HTTP listener is bound.
+    pub http_addr: SocketAddr,
+    /// Shared state (engine, metrics).
+    pub state: Arc<NodeState>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    shutdown_timeout: Duration,
+}
+
+impl RunningNode {
+    /// The token that stops the node when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Goes unready, stops accepting, lets connections finish the commands they have received,
+    /// and waits for everything to end within `--shutdown-timeout`.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits for the node to stop after its token was cancelled (by a signal handler or
+    /// [`RunningNode::shutdown`]).
+    pub async fn wait(self) -> Result<(), ServerError> {
+        self.shutdown.cancelled().await;
+        self.state.set_lifecycle(Lifecycle::Leaving);
+        self.tasks.close();
+        let result = tokio::time::timeout(self.shutdown_timeout, self.tasks.wait()).await;
+        self.state.set_lifecycle(Lifecycle::Left);
+        result.map_err(|_| ServerError::ShutdownTimeout(self.shutdown_timeout))
+    }
+}
+
+/// Validates the configuration, builds the engine (with the cgroup memory limit unless
+/// `--max-memory` is set) and starts serving.
+pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
+    config.validate().map_err(ServerError::Config)?;
+    let password = config.read_password().map_err(ServerError::Config)?;
+    let limit_bytes = if config.max_memory > 0 {
+        config.max_memory
+    } else {
+        crate::cgroup::memory_limit(std::path::Path::new("/sys/fs/cgroup")).unwrap_or(0)
+    };
+    let engine = Arc::new(MemoryEngine::new(EngineConfig {
+        limit_bytes,
+        high_watermark: config.high_watermark,
+        low_watermark: config.low_watermark,
+        policy: config.eviction_policy,
+    }));
+    let resp_address = SocketAddr::new(config.bind, config.resp_port);
+    let http_address = SocketAddr::new(config.bind, config.http_port);
+    let resp_listener =
+        TcpListener::bind(resp_address)
+            .await
+            .map_err(|source| ServerError::BindResp {
+                address: resp_address,
+                source,
+            })?;
+    let http_listener =
+        TcpListener::bind(http_address)
+            .await
+            .map_err(|source| ServerError::BindHttp {
+                address: http_address,
+                source,
+            })?;
+    let resp_addr = resp_listener
+        .local_addr()
+        .map_err(ServerError::LocalAddress)?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(ServerError::LocalAddress)?;
+    let shutdown_timeout = Duration::from_secs(config.shutdown_timeout);
+    let sweep_interval = Duration::from_millis(config.expiry_sweep_interval_ms);
+    let state = Arc::new(NodeState::new(config, engine, password));
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    tasks.spawn(accept_loop(
+        resp_listener,
+        state.clone(),
+        shutdown.clone(),
+        tasks.clone(),
+    ));
+    tasks.spawn(sweep_loop(state.clone(), sweep_interval, shutdown.clone()));
+    let router = crate::http::router(state.clone());
+    let http_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let serve = axum::serve(http_listener, router)
+            .with_graceful_shutdown(http_shutdown.cancelled_owned());
+        if let Err(error) = serve.await {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    });
+    tracing::info!(
+        %resp_addr,
+        %http_addr,
+        node = %state.node_name,
+        limit_bytes,
+        policy = state.engine.memory().policy.as_str(),
+        auth = state.password.is_some(),
+        "store-node serving"
+    );
+    Ok(RunningNode {
+        resp_addr,
+        http_addr,
+        state,
+        shutdown,
+        tasks,
+        shutdown_timeout,
+    })
+}
+
+async fn sweep_loop(state: Arc<NodeState>, interval: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        // 256 buckets per shard per tick (about 16k buckets, well under a millisecond), each
+        // shard locked separately, so a million expiring keys never stall clients.
+        let removed = state.engine.sweep_expired(256);
+        if removed > 0 {
+            tracing::debug!(removed, "expired keys swept");
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<NodeState>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (mut socket, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // Typically EMFILE; back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        state
+            .metrics
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        if state.clients.load(Ordering::Relaxed) >= state.config.max_clients {
+            state
+                .metrics
+                .rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%peer, max = state.config.max_clients, "client refused: limit reached");
+            tasks.spawn(async move {
+                let _ = socket
+                    .write_all(b"-ERR max number of clients reached\r\n")
+                    .await;
+            });
+            continue;
+        }
+        let _ = socket.set_nodelay(true);
+        state.clients.fetch_add(1, Ordering::Relaxed);
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            serve_connection(&state, socket, peer, shutdown).await;
+            state.clients.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Replies buffered beyond this are written before parsing more requests of a pipeline.
+const MAX_PENDING_OUTPUT: usize = 1 << 20;
+
+async fn serve_connection(
+    state: &NodeState,
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let authenticated = state.password.is_none();
+    let mut client = ClientState::new(state.next_client_id(), authenticated, peer.to_string());
+    let mut parser = RequestParser::new(Limits::default());
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = BytesMut::with_capacity(16 * 1024);
+    let mut args = Vec::new();
+    let idle = state.config.client_idle_timeout;
+    tracing::debug!(%peer, client = client.id, "client connected");
+    loop {
+        // Execute every complete request in the buffer, then answer them with one write.
+        loop {
+            match parser.parse(&mut input, &mut args) {
+                Ok(true) => {
+                    let reply = execute(state, &mut client, &args);
+                    reply.encode(client.protocol, &mut output);
+                    if client.close {
+                        break;
+                    }
+                    if output.len() >= MAX_PENDING_OUTPUT {
+                        if socket.write_all(&output).await.is_err() {
+                            return;
+                        }
+                        output.clear();
+                    }
+                }
+                Ok(false) => break,
+                Err(error) => {
+                    state
+                        .metrics
+                        .protocol_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%peer, client = client.id, %error, "closing client: protocol error");
+                    output
+                        .extend_from_slice(format!("-ERR Protocol error: {error}\r\n").as_bytes());
+                    let _ = socket.write_all(&output).await;
+                    return;
+                }
+            }
+        }
+        if !output.is_empty() {
+            if socket.write_all(&output).await.is_err() {
+                return;
+            }
+            output.clear();
+            if output.capacity() > 4 * MAX_PENDING_OUTPUT {
+                output = BytesMut::with_capacity(16 * 1024);
+            }
+        }
+        if client.close || shutdown.is_cancelled() {
+            return;
+        }
+        if input.capacity() - input.len() < 4096 {
+            input.reserve(16 * 1024);
+        }
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            read = read_with_idle_timeout(&mut socket, &mut input, idle) => read,
+        };
+        match read {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(ReadEnd::Idle) => {
+                tracing::debug!(%peer, client = client.id, "closing idle client");
+                return;
+            }
+            Err(ReadEnd::Io) => return,
+        }
+    }
+}
+
+enum ReadEnd {
+    Idle,
+    Io,
+}
+
+async fn read_with_idle_timeout(
+    socket: &mut TcpStream,
+    input: &mut BytesMut,
+    idle_seconds: u64,
+) -> Result<usize, ReadEnd> {
+    if idle_seconds == 0 {
+        return socket.read_buf(input).await.map_err(|_| ReadEnd::Io);
+    }
+    match tokio::time::timeout(Duration::from_secs(idle_seconds), socket.read_buf(input)).await {
+        Ok(result) => result.map_err(|_| ReadEnd::Io),
+        Err(_) => Err(ReadEnd::Idle),
+    }
+}

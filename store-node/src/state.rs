@@ -1,0 +1,121 @@
+//! State shared by the RESP server, the HTTP API and the background tasks of one node.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::MemoryEngine;
+
+/// Lifecycle of a node as `/v1/status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Bootstrapping (from a peer or disc); not ready.
+    Loading,
+    /// Serving.
+    Ready,
+    /// Shutting down or asked to leave; not ready.
+    Leaving,
+    /// Stopped serving.
+    Left,
+}
+
+impl Lifecycle {
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Loading => "loading",
+            Lifecycle::Ready => "ready",
+            Lifecycle::Leaving => "leaving",
+            Lifecycle::Left => "left",
+        }
+    }
+}
+
+/// Everything the protocol handlers share.
+#[derive(Debug)]
+pub struct NodeState {
+    /// The keyspace.
+    pub engine: Arc<MemoryEngine>,
+    /// The client password, if one is configured.
+    pub password: Option<String>,
+    /// `--node-name` (or the hostname).
+    pub node_name: String,
+    /// A per-process id: the node name plus a random suffix.
+    pub node_id: String,
+    /// When the node started.
+    pub started: Instant,
+    /// The configuration the node runs with.
+    pub config: Config,
+    /// Counters and histograms for `/metrics` and INFO.
+    pub metrics: Metrics,
+    /// Connected RESP clients.
+    pub clients: AtomicUsize,
+    lifecycle: AtomicU8,
+    next_client_id: AtomicU64,
+    notify_keyspace_events: parking_lot::Mutex<String>,
+}
+
+impl NodeState {
+    /// Builds the shared state.
+    pub fn new(config: Config, engine: Arc<MemoryEngine>, password: Option<String>) -> NodeState {
+        let node_name = config.resolved_node_name();
+        let suffix = {
+            use std::hash::{BuildHasher, RandomState};
+            RandomState::new().hash_one(std::process::id()) as u16
+        };
+        NodeState {
+            engine,
+            password,
+            node_id: format!("{node_name}-{suffix:04x}"),
+            node_name,
+            started: Instant::now(),
+            config,
+            metrics: Metrics::default(),
+            clients: AtomicUsize::new(0),
+            lifecycle: AtomicU8::new(Lifecycle::Ready as u8),
+            next_client_id: AtomicU64::new(1),
+            notify_keyspace_events: parking_lot::Mutex::new(String::new()),
+        }
+    }
+
+    /// The current lifecycle state.
+    pub fn lifecycle(&self) -> Lifecycle {
+        match self.lifecycle.load(Ordering::Relaxed) {
+            0 => Lifecycle::Loading,
+            1 => Lifecycle::Ready,
+            2 => Lifecycle::Leaving,
+            _ => Lifecycle::Left,
+        }
+    }
+
+    /// Moves to another lifecycle state.
+    pub fn set_lifecycle(&self, lifecycle: Lifecycle) {
+        let previous = self.lifecycle.swap(lifecycle as u8, Ordering::Relaxed);
+        if previous != lifecycle as u8 {
+            tracing::info!(state = lifecycle.as_str(), "node state changed");
+        }
+    }
+
+    /// A fresh client id.
+    pub fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Seconds since start.
+    pub fn uptime_seconds(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// The `notify-keyspace-events` value last set with CONFIG SET (accepted for compatibility;
+    /// notifications are not delivered yet).
+    pub fn notify_keyspace_events(&self) -> String {
+        self.notify_keyspace_events.lock().clone()
+    }
+
+    /// Stores `notify-keyspace-events`.
+    pub fn set_notify_keyspace_events(&self, value: String) {
+        *self.notify_keyspace_events.lock() = value;
+    }
+}

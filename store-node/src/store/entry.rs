@@ -1,0 +1,357 @@
+//! The compact in-memory layout of one key: a single heap allocation holding a small header,
+//! the key and the value, so a small session costs one allocation plus a table node.
+//!
+//! Layout: `flags u8 | lru u32 | key_len varint | [expire_at u64] | [hlc u64, origin u32] | key |
+//! payload`. Flags: bits 0-1 the kind, bit 2 an expiry is present, bit 3 a version stamp is
+//! present. A hash payload is a sequence of `varint len, field, varint len, value` (like Redis's
+//! listpack for small hashes).
+
+use bytes::Bytes;
+
+/// The type of a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A binary-safe string.
+    String,
+    /// A hash of fields to values.
+    Hash,
+}
+
+impl Kind {
+    /// The name `TYPE` reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Hash => "hash",
+        }
+    }
+}
+
+/// A version stamp for last-writer-wins: a hybrid-logical-clock value and the origin node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp {
+    /// Hybrid logical clock: physical milliseconds << 16 | logical counter.
+    pub hlc: u64,
+    /// The node that made the write.
+    pub origin: u32,
+}
+
+const KIND_MASK: u8 = 0b11;
+const HAS_EXPIRY: u8 = 0b100;
+const HAS_STAMP: u8 = 0b1000;
+const LRU_AT: usize = 1;
+const VARINT_AT: usize = 5;
+
+/// One stored key with its value, optional expiry and optional stamp.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Entry {
+    blob: Box<[u8]>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Entry")
+            .field("key", &String::from_utf8_lossy(self.key()))
+            .field("kind", &self.kind())
+            .field("expire_at", &self.expire_at())
+            .finish()
+    }
+}
+
+/// Appends `value` as LEB128.
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: usize) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Reads a LEB128 value at `position`; the blob was written by us, so it is well formed, but a
+/// short read still returns 0 rather than panicking.
+fn get_varint(data: &[u8], position: &mut usize) -> usize {
+    let mut value = 0usize;
+    let mut shift = 0;
+    while let Some(&byte) = data.get(*position) {
+        *position += 1;
+        value |= ((byte & 0x7f) as usize) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    value
+}
+
+fn varint_len(mut value: usize) -> usize {
+    let mut len = 1;
+    while value >= 0x80 {
+        value >>= 7;
+        len += 1;
+    }
+    len
+}
+
+fn read_u64(data: &[u8], at: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&data[at..at + 8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// Encodes hash fields into a payload.
+pub fn encode_hash<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (field, value) in fields {
+        put_varint(&mut out, field.len());
+        out.extend_from_slice(field);
+        put_varint(&mut out, value.len());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+/// Iterates over the `(field, value)` pairs of a hash payload.
+pub struct HashIter<'a> {
+    data: &'a [u8],
+    position: usize,
+}
+
+impl<'a> Iterator for HashIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.position >= self.data.len() {
+            return None;
+        }
+        let len = get_varint(self.data, &mut self.position);
+        let field = self.data.get(self.position..self.position + len)?;
+        self.position += len;
+        let len = get_varint(self.data, &mut self.position);
+        let value = self.data.get(self.position..self.position + len)?;
+        self.position += len;
+        Some((field, value))
+    }
+}
+
+impl Entry {
+    /// Builds an entry. `payload` is the string, or an encoded hash (see [`encode_hash`]).
+    pub fn new(
+        key: &[u8],
+        kind: Kind,
+        payload: &[u8],
+        expire_at: Option<u64>,
+        stamp: Option<Stamp>,
+        lru: u32,
+    ) -> Entry {
+        let mut flags = match kind {
+            Kind::String => 0,
+            Kind::Hash => 1,
+        };
+        let mut len = VARINT_AT + varint_len(key.len()) + key.len() + payload.len();
+        if expire_at.is_some() {
+            flags |= HAS_EXPIRY;
+            len += 8;
+        }
+        if stamp.is_some() {
+            flags |= HAS_STAMP;
+            len += 12;
+        }
+        let mut blob = Vec::with_capacity(len);
+        blob.push(flags);
+        blob.extend_from_slice(&lru.to_le_bytes());
+        put_varint(&mut blob, key.len());
+        if let Some(at) = expire_at {
+            blob.extend_from_slice(&at.to_le_bytes());
+        }
+        if let Some(stamp) = stamp {
+            blob.extend_from_slice(&stamp.hlc.to_le_bytes());
+            blob.extend_from_slice(&stamp.origin.to_le_bytes());
+        }
+        blob.extend_from_slice(key);
+        blob.extend_from_slice(payload);
+        Entry {
+            blob: blob.into_boxed_slice(),
+        }
+    }
+
+    fn flags(&self) -> u8 {
+        self.blob[0]
+    }
+
+    /// Returns (offset of the key, key length).
+    fn key_span(&self) -> (usize, usize) {
+        let mut position = VARINT_AT;
+        let len = get_varint(&self.blob, &mut position);
+        if self.flags() & HAS_EXPIRY != 0 {
+            position += 8;
+        }
+        if self.flags() & HAS_STAMP != 0 {
+            position += 12;
+        }
+        (position, len)
+    }
+
+    /// The key.
+    pub fn key(&self) -> &[u8] {
+        let (at, len) = self.key_span();
+        &self.blob[at..at + len]
+    }
+
+    /// The raw payload: the string, or the encoded hash.
+    pub fn payload(&self) -> &[u8] {
+        let (at, len) = self.key_span();
+        &self.blob[at + len..]
+    }
+
+    /// The value's type.
+    pub fn kind(&self) -> Kind {
+        if self.flags() & KIND_MASK == 1 {
+            Kind::Hash
+        } else {
+            Kind::String
+        }
+    }
+
+    fn expiry_at(&self) -> usize {
+        let mut position = VARINT_AT;
+        get_varint(&self.blob, &mut position);
+        position
+    }
+
+    /// Absolute expiry in Unix milliseconds, if any.
+    pub fn expire_at(&self) -> Option<u64> {
+        if self.flags() & HAS_EXPIRY == 0 {
+            return None;
+        }
+        Some(read_u64(&self.blob, self.expiry_at()))
+    }
+
+    /// Whether the entry is expired at `now` (Unix ms).
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.expire_at().is_some_and(|at| at <= now)
+    }
+
+    /// The version stamp, if the write carried one.
+    pub fn stamp(&self) -> Option<Stamp> {
+        if self.flags() & HAS_STAMP == 0 {
+            return None;
+        }
+        let mut at = self.expiry_at();
+        if self.flags() & HAS_EXPIRY != 0 {
+            at += 8;
+        }
+        let mut origin = [0u8; 4];
+        origin.copy_from_slice(&self.blob[at + 8..at + 12]);
+        Some(Stamp {
+            hlc: read_u64(&self.blob, at),
+            origin: u32::from_le_bytes(origin),
+        })
+    }
+
+    /// Last access time (Unix seconds, truncated to u32) for LRU eviction.
+    pub fn lru(&self) -> u32 {
+        let mut bytes = [0u8; 4];
+        bytes.copy_from_slice(&self.blob[LRU_AT..LRU_AT + 4]);
+        u32::from_le_bytes(bytes)
+    }
+
+    /// Records an access.
+    pub fn touch(&mut self, lru: u32) {
+        self.blob[LRU_AT..LRU_AT + 4].copy_from_slice(&lru.to_le_bytes());
+    }
+
+    /// The same entry with another expiry; rewritten in place when the presence does not change.
+    pub fn with_expiry(mut self, expire_at: Option<u64>) -> Entry {
+        match (self.expire_at(), expire_at) {
+            (Some(_), Some(at)) => {
+                let position = self.expiry_at();
+                self.blob[position..position + 8].copy_from_slice(&at.to_le_bytes());
+                self
+            }
+            (None, None) => self,
+            _ => Entry::new(
+                self.key(),
+                self.kind(),
+                self.payload(),
+                expire_at,
+                self.stamp(),
+                self.lru(),
+            ),
+        }
+    }
+
+    /// The hash's fields, empty for a string.
+    pub fn hash_fields(&self) -> HashIter<'_> {
+        let data = match self.kind() {
+            Kind::Hash => self.payload(),
+            Kind::String => &[],
+        };
+        HashIter { data, position: 0 }
+    }
+
+    /// One hash field's value.
+    pub fn hash_get(&self, field: &[u8]) -> Option<&[u8]> {
+        self.hash_fields()
+            .find(|(name, _)| *name == field)
+            .map(|(_, value)| value)
+    }
+
+    /// The hash's fields as owned pairs.
+    pub fn hash_pairs(&self) -> Vec<(Bytes, Bytes)> {
+        self.hash_fields()
+            .map(|(field, value)| (Bytes::copy_from_slice(field), Bytes::copy_from_slice(value)))
+            .collect()
+    }
+
+    /// Heap bytes held by the blob.
+    pub fn blob_len(&self) -> usize {
+        self.blob.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_round_trips() {
+        let stamp = Stamp { hlc: 77, origin: 3 };
+        let entry = Entry::new(b"key", Kind::String, b"value", Some(1234), Some(stamp), 9);
+        assert_eq!(entry.key(), b"key");
+        assert_eq!(entry.payload(), b"value");
+        assert_eq!(entry.expire_at(), Some(1234));
+        assert_eq!(entry.stamp(), Some(stamp));
+        assert_eq!(entry.lru(), 9);
+        assert!(entry.is_expired(1234));
+        assert!(!entry.is_expired(1233));
+        let entry = entry.with_expiry(Some(99));
+        assert_eq!(entry.expire_at(), Some(99));
+        let entry = entry.with_expiry(None);
+        assert_eq!(entry.expire_at(), None);
+        assert_eq!(entry.key(), b"key");
+        assert_eq!(entry.payload(), b"value");
+        assert_eq!(entry.stamp(), Some(stamp));
+    }
+
+    #[test]
+    fn small_string_is_one_small_allocation() {
+        let entry = Entry::new(b"key:000000001", Kind::String, b"xxx", None, None, 0);
+        assert_eq!(entry.blob_len(), 5 + 1 + 13 + 3);
+        let long_key = vec![b'k'; 300];
+        let entry = Entry::new(&long_key, Kind::String, b"v", Some(5), None, 0);
+        assert_eq!(entry.key(), &long_key[..]);
+        assert_eq!(entry.payload(), b"v");
+    }
+
+    #[test]
+    fn hash_payload() {
+        let payload = encode_hash([(&b"a"[..], &b"1"[..]), (&b"bb"[..], &b""[..])]);
+        let entry = Entry::new(b"h", Kind::Hash, &payload, None, None, 0);
+        assert_eq!(entry.kind(), Kind::Hash);
+        assert_eq!(entry.hash_get(b"a"), Some(&b"1"[..]));
+        assert_eq!(entry.hash_get(b"bb"), Some(&b""[..]));
+        assert_eq!(entry.hash_get(b"c"), None);
+        assert_eq!(entry.hash_fields().count(), 2);
+    }
+}

@@ -1,0 +1,904 @@
+//! [`MemoryEngine`]: the keyspace in sharded chained tables, the single write path, lazy and
+//! active expiry, memory accounting with high/low watermarks, and sampled eviction.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use foldhash::fast::FixedState;
+use parking_lot::{Mutex, MutexGuard};
+
+use super::entry::{encode_hash, Entry, Kind, Stamp};
+use super::op::{Op, OpSink, Value};
+use super::table::Table;
+use super::unix_ms;
+use crate::config::EvictionPolicy;
+
+/// Shard count (a power of two); the top bits of a key's hash pick the shard.
+const SHARD_BITS: u32 = 6;
+const SHARDS: usize = 1 << SHARD_BITS;
+/// Keys sampled per eviction (Redis `maxmemory-samples`).
+const EVICTION_SAMPLES: usize = 5;
+
+/// Estimated memory one entry costs: its blob rounded to the allocator's 16-byte classes plus
+/// the allocator header, a table node (24 B, a 32 B chunk) and a bucket slot.
+pub fn entry_cost(entry: &Entry) -> i64 {
+    let blob = (entry.blob_len() + 8).div_ceil(16) * 16;
+    (blob.max(32) + 32 + 8) as i64
+}
+
+/// Memory limits of an engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineConfig {
+    /// Limit in bytes; 0 = unlimited (no alarm, no OOM).
+    pub limit_bytes: u64,
+    /// Fraction of the limit at which the alarm is raised.
+    pub high_watermark: f64,
+    /// Fraction of the limit below which the alarm clears.
+    pub low_watermark: f64,
+    /// What to do with growth writes while the alarm is raised.
+    pub policy: EvictionPolicy,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            limit_bytes: 0,
+            high_watermark: 0.8,
+            low_watermark: 0.7,
+            policy: EvictionPolicy::Noeviction,
+        }
+    }
+}
+
+/// A snapshot of memory accounting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemoryStatus {
+    /// Estimated bytes used by data and per-key overhead.
+    pub used_bytes: u64,
+    /// The limit (0 = unlimited).
+    pub limit_bytes: u64,
+    /// Alarm threshold in bytes.
+    pub high_watermark_bytes: u64,
+    /// Alarm clear threshold in bytes.
+    pub low_watermark_bytes: u64,
+    /// Whether the alarm is raised.
+    pub alarm: bool,
+    /// The eviction policy.
+    pub policy: EvictionPolicy,
+}
+
+/// Counters summed over shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Keys.
+    pub keys: u64,
+    /// Keys with an expiry.
+    pub volatile_keys: u64,
+    /// Keys removed because they expired.
+    pub expired: u64,
+    /// Keys removed by eviction.
+    pub evicted: u64,
+    /// Reads that found the key.
+    pub hits: u64,
+    /// Reads that did not.
+    pub misses: u64,
+}
+
+#[derive(Debug)]
+struct Shard {
+    table: Table,
+    volatile: u64,
+    used: i64,
+    sweep_cursor: u64,
+    random: u64,
+    expired: u64,
+    evicted: u64,
+    hits: u64,
+    misses: u64,
+}
+
+impl Shard {
+    fn next_random(&mut self) -> u64 {
+        // xorshift64: only used to pick eviction sample positions.
+        let mut value = self.random;
+        value ^= value << 13;
+        value ^= value >> 7;
+        value ^= value << 17;
+        self.random = value;
+        value
+    }
+}
+
+/// The in-memory keyspace.
+pub struct MemoryEngine {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: FixedState,
+    used: AtomicI64,
+    alarm: AtomicBool,
+    limit: u64,
+    high: u64,
+    low: u64,
+    policy: EvictionPolicy,
+    sink: OnceLock<Arc<dyn OpSink>>,
+    evict_rotor: AtomicUsize,
+}
+
+impl std::fmt::Debug for MemoryEngine {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("MemoryEngine")
+            .field("memory", &self.memory())
+            .finish()
+    }
+}
+
+fn lru_now(now_ms: u64) -> u32 {
+    (now_ms / 1000) as u32
+}
+
+/// Builds the entry an op produces from the previous one (`None` = the key goes away).
+fn build(op: &Op, old: Option<&Entry>, stamp: Option<Stamp>, now: u64) -> Option<Entry> {
+    let lru = lru_now(now);
+    let live = old.filter(|entry| !entry.is_expired(now));
+    match op {
+        Op::Put {
+            key,
+            value,
+            expire_at,
+        } => Some(match value {
+            Value::String(data) => Entry::new(key, Kind::String, data, *expire_at, stamp, lru),
+            Value::Hash(fields) => {
+                let payload = encode_hash(fields.iter().map(|(f, v)| (&f[..], &v[..])));
+                Entry::new(key, Kind::Hash, &payload, *expire_at, stamp, lru)
+            }
+        }),
+        Op::HashSet { key, fields } => {
+            let (mut pairs, expire_at) = match live {
+                Some(entry) if entry.kind() == Kind::Hash => {
+                    (entry.hash_pairs(), entry.expire_at())
+                }
+                _ => (Vec::new(), None),
+            };
+            for (field, value) in fields {
+                match pairs.iter_mut().find(|(name, _)| name == field) {
+                    Some(pair) => pair.1 = value.clone(),
+                    None => pairs.push((field.clone(), value.clone())),
+                }
+            }
+            let payload = encode_hash(pairs.iter().map(|(f, v)| (&f[..], &v[..])));
+            Some(Entry::new(key, Kind::Hash, &payload, expire_at, stamp, lru))
+        }
+        Op::HashDelete { key, fields } => {
+            let entry = live.filter(|entry| entry.kind() == Kind::Hash)?;
+            let payload = encode_hash(
+                entry
+                    .hash_fields()
+                    .filter(|(name, _)| !fields.iter().any(|f| f == name)),
+            );
+            if payload.is_empty() {
+                return None;
+            }
+            Some(Entry::new(
+                key,
+                Kind::Hash,
+                &payload,
+                entry.expire_at(),
+                stamp,
+                lru,
+            ))
+        }
+        Op::SetExpiry { expire_at, .. } => live.map(|entry| entry.clone().with_expiry(*expire_at)),
+        Op::Delete { .. } | Op::FlushAll => None,
+    }
+}
+
+/// Exclusive access to one key (its shard is locked) for a command's read-modify-write.
+pub struct KeyAccess<'a> {
+    engine: &'a MemoryEngine,
+    shard: MutexGuard<'a, Shard>,
+    hash: u64,
+    key: &'a [u8],
+    now: u64,
+}
+
+impl KeyAccess<'_> {
+    /// The time this access reads and writes at (Unix ms).
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// The live entry, expiring it lazily; a hit records an access for LRU.
+    pub fn get(&mut self) -> Option<&Entry> {
+        let expired = match self.shard.table.get(self.hash, self.key) {
+            None => {
+                self.shard.misses += 1;
+                return None;
+            }
+            Some(entry) => entry.is_expired(self.now),
+        };
+        if expired {
+            if let Some(old) = self.shard.table.remove(self.hash, self.key) {
+                self.shard.expired += 1;
+                self.engine.account(&mut self.shard, Some(&old), None);
+            }
+            self.shard.misses += 1;
+            return None;
+        }
+        self.shard.hits += 1;
+        let lru = lru_now(self.now);
+        let entry = self.shard.table.get_mut(self.hash, self.key)?;
+        entry.touch(lru);
+        Some(entry)
+    }
+
+    /// Applies `op` (which must be about this key) through the engine's write path.
+    pub fn write(&mut self, op: Op) {
+        self.engine
+            .write_locked(&mut self.shard, self.hash, &op, None, self.now);
+    }
+}
+
+impl MemoryEngine {
+    /// A new, empty engine.
+    pub fn new(config: EngineConfig) -> MemoryEngine {
+        let hasher = FixedState::with_seed(0x5e55_10e5_7012_e000);
+        let shards = (0..SHARDS)
+            .map(|index| {
+                Mutex::new(Shard {
+                    table: Table::new(hasher.clone()),
+                    volatile: 0,
+                    used: 0,
+                    sweep_cursor: 0,
+                    random: 0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1),
+                    expired: 0,
+                    evicted: 0,
+                    hits: 0,
+                    misses: 0,
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        let limit = config.limit_bytes;
+        MemoryEngine {
+            shards,
+            hasher,
+            used: AtomicI64::new(0),
+            alarm: AtomicBool::new(false),
+            limit,
+            high: (limit as f64 * config.high_watermark) as u64,
+            low: (limit as f64 * config.low_watermark) as u64,
+            policy: config.policy,
+            sink: OnceLock::new(),
+            evict_rotor: AtomicUsize::new(0),
+        }
+    }
+
+    /// Installs the op sink; only the first call has an effect (it returns false otherwise).
+    pub fn set_sink(&self, sink: Arc<dyn OpSink>) -> bool {
+        self.sink.set(sink).is_ok()
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn shard_of(hash: u64) -> usize {
+        (hash >> (64 - SHARD_BITS)) as usize
+    }
+
+    /// Locks the key's shard for a read-modify-write at the current time.
+    pub fn key<'a>(&'a self, key: &'a [u8]) -> KeyAccess<'a> {
+        self.key_at(key, unix_ms())
+    }
+
+    /// Like [`MemoryEngine::key`] at a given time (tests, replay).
+    pub fn key_at<'a>(&'a self, key: &'a [u8], now: u64) -> KeyAccess<'a> {
+        let hash = self.hash(key);
+        KeyAccess {
+            engine: self,
+            shard: self.shards[Self::shard_of(hash)].lock(),
+            hash,
+            key,
+            now,
+        }
+    }
+
+    /// Applies an op from elsewhere (replication, log replay) through the same write path.
+    pub fn apply(&self, op: &Op, stamp: Option<Stamp>, now: u64) {
+        match op.key() {
+            Some(key) => {
+                let hash = self.hash(key);
+                let mut shard = self.shards[Self::shard_of(hash)].lock();
+                self.write_locked(&mut shard, hash, op, stamp, now);
+            }
+            None => self.flush(op, stamp),
+        }
+    }
+
+    /// The one write path: apply, account, hand to the sink.
+    fn write_locked(&self, shard: &mut Shard, hash: u64, op: &Op, stamp: Option<Stamp>, now: u64) {
+        let Some(key) = op.key() else {
+            return;
+        };
+        let old = shard.table.get(hash, key);
+        match build(op, old, stamp, now) {
+            Some(entry) => {
+                let new_cost_entry = entry.clone_header_only();
+                let old = shard.table.insert(hash, entry);
+                self.account(shard, old.as_ref(), Some(&new_cost_entry));
+            }
+            None => {
+                if let Some(old) = shard.table.remove(hash, key) {
+                    self.account(shard, Some(&old), None);
+                }
+            }
+        }
+        if let Some(sink) = self.sink.get() {
+            sink.record(op, stamp);
+        }
+    }
+
+    fn flush(&self, op: &Op, stamp: Option<Stamp>) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            shard.table.clear();
+            let used = shard.used;
+            shard.used = 0;
+            shard.volatile = 0;
+            self.used.fetch_sub(used, Ordering::Relaxed);
+        }
+        self.update_alarm();
+        if let Some(sink) = self.sink.get() {
+            sink.record(op, stamp);
+        }
+    }
+
+    /// Deletes every key.
+    pub fn flush_all(&self) {
+        self.flush(&Op::FlushAll, None);
+    }
+
+    fn account(&self, shard: &mut Shard, old: Option<&Entry>, new: Option<&CostInfo>) {
+        let mut delta = 0;
+        if let Some(old) = old {
+            delta -= entry_cost(old);
+            if old.expire_at().is_some() {
+                shard.volatile -= 1;
+            }
+        }
+        if let Some(new) = new {
+            delta += new.cost;
+            if new.volatile {
+                shard.volatile += 1;
+            }
+        }
+        shard.used += delta;
+        if delta != 0 {
+            self.used.fetch_add(delta, Ordering::Relaxed);
+            self.update_alarm();
+        }
+    }
+
+    fn update_alarm(&self) {
+        if self.limit == 0 {
+            return;
+        }
+        let used = self.used_bytes();
+        let alarm = self.alarm.load(Ordering::Relaxed);
+        if !alarm && used >= self.high {
+            if !self.alarm.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    used,
+                    high = self.high,
+                    limit = self.limit,
+                    "memory alarm raised"
+                );
+            }
+        } else if alarm && used < self.low && self.alarm.swap(false, Ordering::Relaxed) {
+            tracing::info!(used, low = self.low, "memory alarm cleared");
+        }
+    }
+
+    /// Estimated bytes in use.
+    pub fn used_bytes(&self) -> u64 {
+        self.used.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// The memory accounting snapshot.
+    pub fn memory(&self) -> MemoryStatus {
+        MemoryStatus {
+            used_bytes: self.used_bytes(),
+            limit_bytes: self.limit,
+            high_watermark_bytes: self.high,
+            low_watermark_bytes: self.low,
+            alarm: self.alarm.load(Ordering::Relaxed),
+            policy: self.policy,
+        }
+    }
+
+    /// Whether a growth write may proceed: true without an alarm; with one, evicts (per policy)
+    /// until usage is below the high watermark, or refuses under `noeviction`.
+    pub fn make_room(&self) -> bool {
+        if !self.alarm.load(Ordering::Relaxed) {
+            return true;
+        }
+        if self.policy == EvictionPolicy::Noeviction {
+            return false;
+        }
+        // Bounded work per write: a burst of large writes evicts over several commands.
+        for _ in 0..256 {
+            if self.used_bytes() < self.high {
+                return true;
+            }
+            if !self.evict_one() {
+                return false;
+            }
+        }
+        self.used_bytes() < self.high
+    }
+
+    fn evict_one(&self) -> bool {
+        let now = unix_ms();
+        for _ in 0..SHARDS {
+            let index = self.evict_rotor.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            let mut shard = self.shards[index].lock();
+            if shard.volatile == 0 {
+                continue;
+            }
+            let mut cursor = shard.next_random();
+            let mut best: Option<(u64, Vec<u8>)> = None;
+            let mut seen = 0;
+            for _ in 0..128 {
+                cursor = shard.table.scan(cursor, |entry| {
+                    let Some(at) = entry.expire_at() else {
+                        return;
+                    };
+                    seen += 1;
+                    let score = match self.policy {
+                        EvictionPolicy::VolatileLru => u64::from(entry.lru()),
+                        _ => at,
+                    };
+                    if best.as_ref().is_none_or(|(current, _)| score < *current) {
+                        best = Some((score, entry.key().to_vec()));
+                    }
+                });
+                if seen >= EVICTION_SAMPLES {
+                    break;
+                }
+            }
+            if let Some((_, key)) = best {
+                let hash = self.hash(&key);
+                if let Some(old) = shard.table.remove(hash, &key) {
+                    if old.is_expired(now) {
+                        shard.expired += 1;
+                    } else {
+                        shard.evicted += 1;
+                    }
+                    self.account(&mut shard, Some(&old), None);
+                    tracing::debug!(key = %String::from_utf8_lossy(&key), "evicted");
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// One active-expiry tick: visits at most `buckets_per_shard` buckets of each shard holding
+    /// keys with a TTL and removes the expired ones. Returns how many it removed.
+    pub fn sweep_expired(&self, buckets_per_shard: usize) -> u64 {
+        let now = unix_ms();
+        let mut total = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            if shard.volatile == 0 {
+                continue;
+            }
+            let mut cursor = shard.sweep_cursor;
+            let (mut removed_count, mut removed_cost) = (0u64, 0i64);
+            for _ in 0..buckets_per_shard {
+                cursor = shard.table.retain_bucket(
+                    cursor,
+                    |entry| entry.is_expired(now),
+                    |old| {
+                        removed_count += 1;
+                        removed_cost += entry_cost(&old);
+                    },
+                );
+                if cursor == 0 {
+                    break;
+                }
+            }
+            shard.sweep_cursor = cursor;
+            if removed_count > 0 {
+                shard.expired += removed_count;
+                shard.volatile -= removed_count;
+                shard.used -= removed_cost;
+                self.used.fetch_sub(removed_cost, Ordering::Relaxed);
+                total += removed_count;
+            }
+        }
+        if total > 0 {
+            self.update_alarm();
+        }
+        total
+    }
+
+    /// Counters summed over all shards.
+    pub fn stats(&self) -> StoreStats {
+        let mut stats = StoreStats::default();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            stats.keys += shard.table.len() as u64;
+            stats.volatile_keys += shard.volatile;
+            stats.expired += shard.expired;
+            stats.evicted += shard.evicted;
+            stats.hits += shard.hits;
+            stats.misses += shard.misses;
+        }
+        stats
+    }
+
+    /// Number of keys (including expired keys not yet reaped, as Redis's DBSIZE).
+    pub fn len(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().table.len() as u64)
+            .sum()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// One SCAN step. The cursor packs the shard in its low bits and that shard's
+    /// reverse-binary bucket cursor above them; it stays below 2^53 for any table size this
+    /// process can hold. `visit` sees each live entry of the visited buckets.
+    pub fn scan(&self, cursor: u64, count: usize, mut visit: impl FnMut(&Entry)) -> u64 {
+        let now = unix_ms();
+        let mut shard_index = (cursor as usize) & (SHARDS - 1);
+        let mut bucket_cursor = cursor >> SHARD_BITS;
+        let mut visited = 0usize;
+        let mut emitted = 0usize;
+        // COUNT is a hint; also bound the work on sparse tables.
+        let budget = count.max(1).saturating_mul(10);
+        loop {
+            let shard = self.shards[shard_index].lock();
+            loop {
+                bucket_cursor = shard.table.scan(bucket_cursor, |entry| {
+                    if !entry.is_expired(now) {
+                        emitted += 1;
+                        visit(entry);
+                    }
+                });
+                visited += 1;
+                if bucket_cursor == 0 || emitted >= count || visited >= budget {
+                    break;
+                }
+            }
+            drop(shard);
+            if bucket_cursor == 0 {
+                shard_index += 1;
+                if shard_index == SHARDS {
+                    return 0;
+                }
+            }
+            if emitted >= count || visited >= budget {
+                return (bucket_cursor << SHARD_BITS) | shard_index as u64;
+            }
+        }
+    }
+
+    /// Visits every live entry (KEYS).
+    pub fn for_each(&self, mut visit: impl FnMut(&Entry)) {
+        let now = unix_ms();
+        for shard in self.shards.iter() {
+            shard.lock().table.for_each(|entry| {
+                if !entry.is_expired(now) {
+                    visit(entry);
+                }
+            });
+        }
+    }
+
+    /// RENAME/RENAMENX: moves `from` to `to` (with its value and expiry) as two ops, a delete
+    /// and a put, under both shard locks. Returns `None` when `from` does not exist, `Some(false)`
+    /// when `only_if_absent` and `to` exists, `Some(true)` when renamed.
+    pub fn rename(&self, from: &Bytes, to: &Bytes, only_if_absent: bool) -> Option<bool> {
+        let now = unix_ms();
+        let (from_hash, to_hash) = (self.hash(from), self.hash(to));
+        let (from_index, to_index) = (Self::shard_of(from_hash), Self::shard_of(to_hash));
+        // Lock in index order so two renames in opposite directions cannot deadlock.
+        let (mut first, mut second) = if from_index == to_index {
+            (self.shards[from_index].lock(), None)
+        } else if from_index < to_index {
+            let first = self.shards[from_index].lock();
+            (first, Some(self.shards[to_index].lock()))
+        } else {
+            let second = self.shards[to_index].lock();
+            (self.shards[from_index].lock(), Some(second))
+        };
+        let source = first
+            .table
+            .get(from_hash, from)
+            .filter(|entry| !entry.is_expired(now))?;
+        let value = match source.kind() {
+            Kind::String => Value::String(Bytes::copy_from_slice(source.payload())),
+            Kind::Hash => Value::Hash(source.hash_pairs()),
+        };
+        let expire_at = source.expire_at();
+        if from == to {
+            return Some(!only_if_absent);
+        }
+        let target_shard: &mut Shard = match second.as_mut() {
+            Some(guard) => guard,
+            None => &mut first,
+        };
+        if only_if_absent
+            && target_shard
+                .table
+                .get(to_hash, to)
+                .is_some_and(|entry| !entry.is_expired(now))
+        {
+            return Some(false);
+        }
+        self.write_locked(
+            target_shard,
+            to_hash,
+            &Op::Put {
+                key: to.clone(),
+                value,
+                expire_at,
+            },
+            None,
+            now,
+        );
+        self.write_locked(
+            &mut first,
+            from_hash,
+            &Op::Delete { key: from.clone() },
+            None,
+            now,
+        );
+        Some(true)
+    }
+}
+
+/// What the accounting needs to know about a new entry, taken before the entry moves into the
+/// table.
+struct CostInfo {
+    cost: i64,
+    volatile: bool,
+}
+
+impl Entry {
+    fn clone_header_only(&self) -> CostInfo {
+        CostInfo {
+            cost: entry_cost(self),
+            volatile: self.expire_at().is_some(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::op::RecordingSink;
+
+    fn put(key: &str, value: &str, expire_at: Option<u64>) -> Op {
+        Op::Put {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Value::String(Bytes::copy_from_slice(value.as_bytes())),
+            expire_at,
+        }
+    }
+
+    #[test]
+    fn write_path_applies_and_records() {
+        let engine = MemoryEngine::new(EngineConfig::default());
+        let sink = RecordingSink::new();
+        assert!(engine.set_sink(sink.clone()));
+        let now = unix_ms();
+        engine.apply(&put("a", "1", None), None, now);
+        engine.apply(&put("b", "2", Some(now + 60_000)), None, now);
+        engine.apply(
+            &Op::HashSet {
+                key: Bytes::from_static(b"h"),
+                fields: vec![(Bytes::from_static(b"f"), Bytes::from_static(b"v"))],
+            },
+            None,
+            now,
+        );
+        assert_eq!(engine.len(), 3);
+        assert_eq!(engine.stats().volatile_keys, 1);
+        {
+            let mut access = engine.key(b"a");
+            assert_eq!(
+                access.get().map(|entry| entry.payload().to_vec()),
+                Some(b"1".to_vec())
+            );
+        }
+        engine.apply(
+            &Op::Delete {
+                key: Bytes::from_static(b"a"),
+            },
+            None,
+            now,
+        );
+        assert_eq!(engine.len(), 2);
+        assert_eq!(sink.ops().len(), 4);
+        assert_eq!(sink.ops()[0], put("a", "1", None));
+    }
+
+    #[test]
+    fn replay_is_deterministic() {
+        let now = 1_000_000;
+        let ops = vec![
+            put("k", "v", Some(now + 5000)),
+            Op::SetExpiry {
+                key: Bytes::from_static(b"k"),
+                expire_at: None,
+            },
+            Op::HashSet {
+                key: Bytes::from_static(b"h"),
+                fields: vec![(Bytes::from_static(b"a"), Bytes::from_static(b"1"))],
+            },
+            Op::HashDelete {
+                key: Bytes::from_static(b"h"),
+                fields: vec![Bytes::from_static(b"a")],
+            },
+        ];
+        let first = MemoryEngine::new(EngineConfig::default());
+        let second = MemoryEngine::new(EngineConfig::default());
+        for op in &ops {
+            first.apply(op, None, now);
+            second.apply(op, None, now);
+        }
+        assert_eq!(first.len(), 1);
+        assert_eq!(second.len(), 1);
+        assert_eq!(first.used_bytes(), second.used_bytes());
+        let mut access = first.key_at(b"k", now);
+        assert_eq!(access.get().and_then(|entry| entry.expire_at()), None);
+    }
+
+    #[test]
+    fn lazy_and_active_expiry() {
+        let engine = MemoryEngine::new(EngineConfig::default());
+        let now = unix_ms();
+        for index in 0..1000 {
+            engine.apply(&put(&format!("k{index}"), "v", Some(now - 1)), None, now);
+        }
+        engine.apply(&put("live", "v", Some(now + 60_000)), None, now);
+        assert_eq!(engine.len(), 1001);
+        assert!(engine.key(b"k1").get().is_none());
+        assert_eq!(engine.stats().expired, 1);
+        let mut removed = 0;
+        for _ in 0..100 {
+            removed += engine.sweep_expired(16);
+        }
+        assert_eq!(removed, 999);
+        assert_eq!(engine.len(), 1);
+        assert_eq!(engine.stats().expired, 1000);
+        let used = engine.used_bytes() as i64;
+        let mut access = engine.key(b"live");
+        let expected = access.get().map(entry_cost);
+        assert_eq!(Some(used), expected);
+    }
+
+    #[test]
+    fn alarm_with_hysteresis_and_eviction() {
+        let config = EngineConfig {
+            limit_bytes: 100_000,
+            high_watermark: 0.8,
+            low_watermark: 0.5,
+            policy: EvictionPolicy::Noeviction,
+        };
+        let engine = MemoryEngine::new(config);
+        let now = unix_ms();
+        let mut index = 0;
+        while engine.make_room() {
+            engine.apply(
+                &put(&format!("k{index}"), &"x".repeat(100), None),
+                None,
+                now,
+            );
+            index += 1;
+        }
+        assert!(engine.memory().alarm);
+        assert!(engine.used_bytes() >= 80_000);
+        // Below high but above low: still refused (hysteresis).
+        let mut removed = 0;
+        while engine.used_bytes() >= 75_000 {
+            engine.apply(
+                &Op::Delete {
+                    key: Bytes::from(format!("k{removed}")),
+                },
+                None,
+                now,
+            );
+            removed += 1;
+        }
+        assert!(!engine.make_room());
+        while engine.used_bytes() >= 50_000 {
+            engine.apply(
+                &Op::Delete {
+                    key: Bytes::from(format!("k{removed}")),
+                },
+                None,
+                now,
+            );
+            removed += 1;
+        }
+        assert!(!engine.memory().alarm);
+        assert!(engine.make_room());
+
+        let engine = MemoryEngine::new(EngineConfig {
+            policy: EvictionPolicy::VolatileTtl,
+            ..config
+        });
+        for index in 0..2000 {
+            assert!(engine.make_room(), "eviction should make room at {index}");
+            engine.apply(
+                &put(
+                    &format!("k{index}"),
+                    &"x".repeat(100),
+                    Some(now + 60_000 + index),
+                ),
+                None,
+                now,
+            );
+        }
+        assert!(engine.stats().evicted > 0);
+        assert!(engine.used_bytes() < 82_000);
+    }
+
+    #[test]
+    fn rename_moves_value_and_ttl() {
+        let engine = MemoryEngine::new(EngineConfig::default());
+        let now = unix_ms();
+        engine.apply(&put("a", "1", Some(now + 10_000)), None, now);
+        engine.apply(&put("b", "2", None), None, now);
+        assert_eq!(
+            engine.rename(&Bytes::from_static(b"a"), &Bytes::from_static(b"b"), true),
+            Some(false)
+        );
+        assert_eq!(
+            engine.rename(&Bytes::from_static(b"a"), &Bytes::from_static(b"c"), false),
+            Some(true)
+        );
+        assert_eq!(
+            engine.rename(&Bytes::from_static(b"zz"), &Bytes::from_static(b"c"), false),
+            None
+        );
+        let mut access = engine.key(b"c");
+        assert_eq!(
+            access.get().and_then(|entry| entry.expire_at()),
+            Some(now + 10_000)
+        );
+        drop(access);
+        assert!(engine.key(b"a").get().is_none());
+    }
+
+    #[test]
+    fn scan_cursor_covers_all_shards() {
+        let engine = MemoryEngine::new(EngineConfig::default());
+        let now = unix_ms();
+        for index in 0..500 {
+            engine.apply(&put(&format!("k{index}"), "v", None), None, now);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        loop {
+            cursor = engine.scan(cursor, 10, |entry| {
+                seen.insert(entry.key().to_vec());
+            });
+            assert!(cursor < (1 << 53));
+            if cursor == 0 {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 500);
+    }
+}
