@@ -85,7 +85,7 @@ build_coredns() {
 }
 
 # The helpers in go/ (pause, nettest) are cached by the hash of their sources.
-tools_hash() { (cd "$CLUSTER_DIR/go" && cat $(find . -type f | sort) | sha256sum | cut -c1-16); }
+tools_hash() { (cd "$CLUSTER_DIR/go" && find . -type f -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16); }
 tools_dir() { echo "$TOOLS_DIR/$(tools_hash)"; }
 build_tools() {
   local out; out=$(tools_dir)

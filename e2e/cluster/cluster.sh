@@ -216,7 +216,7 @@ start_proc() {
 }
 
 stop_proc() {
-  local name=$1 pid i t; t=$(date +%s)
+  local name=$1 pid t; t=$(date +%s)
   if pid=$(pid_of "$name"); then
     kill -TERM "$pid" 2>/dev/null || true
     # gone, or a zombie nobody reaped yet (its exe link is gone): either way it has stopped
@@ -458,8 +458,7 @@ delete_workloads() {
   kc delete pods --all --all-namespaces --grace-period=5 --wait=true --timeout=90s >/dev/null 2>&1 \
     || info "WARNING: not every pod was deleted in time"
   # wait for the kubelet to tear the sandboxes down
-  local i
-  for i in $(seq 1 60); do
+  for _ in $(seq 1 60); do
     [ -z "$(ctr_ tasks ls -q 2>/dev/null)" ] && break
     sleep 0.5
   done

@@ -1,7 +1,8 @@
+# shellcheck shell=bash disable=SC2034
 # Shared helpers and paths of the local cluster scripts. Source it.
 set -Eeuo pipefail
 # a failing command never ends a script silently
-trap 'rc=$?; printf "ERROR: %s failed (exit %s) at %s:%s\n" "$BASH_COMMAND" "$rc" "${BASH_SOURCE[0]##*/}" "$LINENO" >&2' ERR
+trap 'printf "ERROR: %s failed (exit %s) at %s:%s\n" "$BASH_COMMAND" "$?" "${BASH_SOURCE[0]##*/}" "$LINENO" >&2' ERR
 CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.sh
 . "$CLUSTER_DIR/versions.sh"

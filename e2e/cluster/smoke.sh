@@ -96,7 +96,7 @@ c2=$(k -n "$NS" get pod web-2 -o jsonpath='{.metadata.creationTimestamp}')
 if k -n "$NS" logs web-0 | grep -q 'listening on'; then ok "kubectl logs"; else fail "kubectl logs web-0"; fi
 
 D="$NS.svc.$CLUSTER_DOMAIN"
-names=(web-0.web.$D web-1.web.$D web-2.web.$D web.$D web-svc.$D kubernetes.default.svc.$CLUSTER_DOMAIN)
+names=("web-0.web.$D" "web-1.web.$D" "web-2.web.$D" "web.$D" "web-svc.$D" "kubernetes.default.svc.$CLUSTER_DOMAIN")
 if out=$(k -n "$NS" exec client -- /nettest lookup "${names[@]}" 2>&1); then
   ok "DNS through CoreDNS: ${#names[@]} names resolve"
 else
@@ -115,7 +115,7 @@ else
 fi
 printf '%s\n' "$out" | sed 's/^/    /' >&2
 # several connections through the ClusterIP reach more than one backend
-backends=$(for i in $(seq 1 12); do k -n "$NS" exec client -- /nettest connect "$svc_ip:80" 2>/dev/null; done \
+backends=$(for _ in $(seq 1 12); do k -n "$NS" exec client -- /nettest connect "$svc_ip:80" 2>/dev/null; done \
   | awk '{print $NF}' | sort -u | wc -l || true)
 [ "$backends" -ge 2 ] && ok "ClusterIP load-balances ($backends backends seen in 12 connections)" \
   || fail "ClusterIP reached $backends backend(s) in 12 connections"
@@ -131,7 +131,7 @@ if [ -x "$NETTEST_HOST" ]; then
   k -n "$NS" port-forward pod/web-0 18080:8080 >/dev/null 2>&1 &
   pf=$!
   pf_ok=1
-  for i in $(seq 1 20); do
+  for _ in $(seq 1 20); do
     if out=$("$NETTEST_HOST" connect 127.0.0.1:18080 2>&1) && grep -q 'hello from web-0' <<<"$out"; then pf_ok=0; break; fi
     sleep 0.5
   done
