@@ -220,7 +220,7 @@ stop_proc() {
   if pid=$(pid_of "$name"); then
     kill -TERM "$pid" 2>/dev/null || true
     # gone, or a zombie nobody reaped yet (its exe link is gone): either way it has stopped
-    for i in $(seq 1 150); do pid_of "$name" >/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 150); do pid_of "$name" >/dev/null || break; sleep 0.1; done
     if pid_of "$name" >/dev/null; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
     info "stopped $name (pid $pid, $(( $(date +%s) - t ))s)"
   fi
