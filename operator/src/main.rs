@@ -1,2 +1,3 @@
 //! The SessionCluster operator.
+
 fn main() {}

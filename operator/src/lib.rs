@@ -1,0 +1,9 @@
+//! The SessionCluster operator: validate a spec, build the objects it needs, apply them with
+//! server-side apply, report status. `main.rs` only parses the configuration and starts this.
+
+pub mod naming;
+pub mod resources;
+pub mod validate;
+
+#[cfg(test)]
+mod contract_tests;

@@ -1,0 +1,440 @@
+//! Turns a SessionCluster into a [`ValidatedCluster`] with every default resolved and every
+//! duration and quantity converted, or into a message the user can act on. Pure: no I/O.
+//!
+//! The CRD's schema and CEL rules refuse most bad specs at the API server; this repeats the
+//! checks the operator relies on, because a CRD may be older than the operator, and adds the
+//! ones CEL cannot express (names, whole seconds, the memory limit).
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
+use sessionstore_api::{
+    EvictionPolicy, FsyncPolicy, RetentionSpec, SessionCluster, SessionClusterSpec, StorageMode,
+    WriteAck,
+};
+
+use crate::naming;
+
+/// Seconds the preStop hook waits so endpoints drop the pod before it gets SIGTERM.
+pub const PRE_STOP_SECONDS: i64 = 5;
+/// Margin between the node's own shutdown bound and the kubelet's SIGKILL.
+pub const GRACE_MARGIN_SECONDS: i64 = 5;
+/// Memory limit (and request) when `resources` is absent.
+pub const DEFAULT_MEMORY: &str = "256Mi";
+/// CPU request when `resources` is absent.
+pub const DEFAULT_CPU_REQUEST: &str = "100m";
+
+/// A spec the operator cannot carry out; the message is for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSpec(pub String);
+
+/// Where the client password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSource {
+    /// Secret name.
+    pub secret: String,
+    /// Key in the Secret.
+    pub key: String,
+    /// True when the operator generates and owns the Secret.
+    pub generated: bool,
+}
+
+/// Everything the builders need, resolved and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedCluster {
+    /// SessionCluster name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Owner reference every child carries.
+    pub owner: OwnerReference,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// Desired nodes.
+    pub replicas: i32,
+    /// store-node image.
+    pub image: String,
+    /// Pull policy, when set.
+    pub image_pull_policy: Option<String>,
+    /// ram or disc.
+    pub mode: StorageMode,
+    /// Volume size in disc mode.
+    pub volume_size: Option<Quantity>,
+    /// Volume size in bytes in disc mode.
+    pub volume_size_bytes: Option<u64>,
+    /// StorageClass in disc mode.
+    pub storage_class_name: Option<String>,
+    /// fsync policy.
+    pub fsync: FsyncPolicy,
+    /// Claim retention.
+    pub retention: RetentionSpec,
+    /// `--default-session-timeout` seconds.
+    pub default_session_timeout_secs: u64,
+    /// `--max-session-timeout` seconds.
+    pub max_session_timeout_secs: u64,
+    /// `--expiry-sweep-interval-ms`.
+    pub expiry_sweep_interval_ms: u64,
+    /// Write acknowledgement.
+    pub write_ack: WriteAck,
+    /// High watermark fraction.
+    pub high_watermark: f64,
+    /// Low watermark fraction.
+    pub low_watermark: f64,
+    /// Eviction policy.
+    pub eviction_policy: EvictionPolicy,
+    /// Container resources with defaults applied.
+    pub resources: ResourceRequirements,
+    /// `limits.memory` in bytes (store-node's `--max-memory`).
+    pub memory_limit_bytes: u64,
+    /// `--shutdown-timeout` seconds.
+    pub shutdown_timeout_secs: u64,
+    /// Password source, when auth is enabled.
+    pub auth: Option<AuthSource>,
+    /// `spec.paused`.
+    pub paused: bool,
+    /// `spec.restartedAt`.
+    pub restarted_at: Option<String>,
+    /// The spec, for the fields passed through to the pods as they are.
+    pub spec: SessionClusterSpec,
+}
+
+impl ValidatedCluster {
+    /// The pod's terminationGracePeriodSeconds: the preStop pause plus the node's own shutdown
+    /// bound plus a margin, so the kubelet never kills a node that is still flushing.
+    pub fn termination_grace_period_seconds(&self) -> i64 {
+        PRE_STOP_SECONDS + self.shutdown_timeout_secs as i64 + GRACE_MARGIN_SECONDS
+    }
+}
+
+/// Checks `cluster` and resolves its defaults. `default_image` is the operator's store-node image.
+pub fn validate(
+    cluster: &SessionCluster,
+    default_image: &str,
+) -> Result<ValidatedCluster, InvalidSpec> {
+    let spec = &cluster.spec;
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let namespace = cluster.metadata.namespace.clone().unwrap_or_default();
+    if name.is_empty() || namespace.is_empty() {
+        return Err(InvalidSpec(
+            "metadata.name and metadata.namespace are required".into(),
+        ));
+    }
+    if name.len() > naming::MAX_CLUSTER_NAME_LEN {
+        return Err(InvalidSpec(format!(
+            "metadata.name is {} characters long; at most {} fit the pod and volume names the StatefulSet derives from it: recreate the SessionCluster with a shorter name",
+            name.len(),
+            naming::MAX_CLUSTER_NAME_LEN
+        )));
+    }
+    let owner = cluster.controller_owner_ref(&()).ok_or_else(|| {
+        InvalidSpec("metadata.uid is missing: the object was not read from the API server".into())
+    })?;
+    if spec.replicas < 1 {
+        return Err(InvalidSpec(format!(
+            "spec.replicas is {}; it must be at least 1 (delete the SessionCluster to remove it)",
+            spec.replicas
+        )));
+    }
+
+    let default_session_timeout_secs = whole_seconds(
+        "spec.sessions.defaultTimeout",
+        &spec.sessions.default_timeout,
+    )?;
+    let max_session_timeout_secs =
+        whole_seconds("spec.sessions.maxTimeout", &spec.sessions.max_timeout)?;
+    if default_session_timeout_secs == 0 {
+        return Err(InvalidSpec(
+            "spec.sessions.defaultTimeout must be at least 1s".into(),
+        ));
+    }
+    if max_session_timeout_secs < default_session_timeout_secs {
+        return Err(InvalidSpec(format!(
+            "spec.sessions.maxTimeout ({}) must be at least spec.sessions.defaultTimeout ({}): raise maxTimeout or lower defaultTimeout",
+            spec.sessions.max_timeout, spec.sessions.default_timeout
+        )));
+    }
+    let sweep = parse_duration(
+        "spec.sessions.cleanupInterval",
+        &spec.sessions.cleanup_interval,
+    )?;
+    let expiry_sweep_interval_ms = sweep.as_millis().clamp(10, 60_000) as u64;
+    let shutdown_timeout_secs = whole_seconds("spec.shutdownTimeout", &spec.shutdown_timeout)?;
+    if !(1..=600).contains(&shutdown_timeout_secs) {
+        return Err(InvalidSpec(format!(
+            "spec.shutdownTimeout is {}; it must be between 1s and 10m",
+            spec.shutdown_timeout
+        )));
+    }
+
+    let high = spec.memory.high_watermark;
+    let low = spec.memory.low_watermark;
+    if !(low > 0.0 && low < high && high < 1.0) {
+        return Err(InvalidSpec(format!(
+            "spec.memory watermarks must satisfy 0 < lowWatermark < highWatermark < 1 (got low {low}, high {high}), e.g. lowWatermark: 0.7, highWatermark: 0.8"
+        )));
+    }
+
+    let resources = resources_with_defaults(spec.resources.clone());
+    let memory_limit = resources
+        .limits
+        .as_ref()
+        .and_then(|limits| limits.get("memory"))
+        .ok_or_else(|| {
+            InvalidSpec(
+                "spec.resources.limits.memory is required: it is the node's memory limit and the watermarks are fractions of it, e.g. limits: {memory: 256Mi}".into(),
+            )
+        })?;
+    let memory_limit_bytes = quantity_bytes(memory_limit).ok_or_else(|| {
+        InvalidSpec(format!(
+            "spec.resources.limits.memory {:?} is not a quantity like 256Mi",
+            memory_limit.0
+        ))
+    })?;
+
+    let (volume_size, volume_size_bytes) = match spec.storage.mode {
+        StorageMode::Ram => (None, None),
+        StorageMode::Disc => {
+            let size = spec.storage.size.clone().ok_or_else(|| {
+                InvalidSpec(
+                    "spec.storage.size is required when spec.storage.mode is disc, e.g. size: 1Gi"
+                        .into(),
+                )
+            })?;
+            let bytes = quantity_bytes(&size).ok_or_else(|| {
+                InvalidSpec(format!(
+                    "spec.storage.size {:?} is not a quantity like 1Gi",
+                    size.0
+                ))
+            })?;
+            (Some(size), Some(bytes))
+        }
+    };
+
+    let auth = if spec.auth.enabled {
+        Some(match &spec.auth.secret_ref {
+            Some(reference) => AuthSource {
+                secret: reference.name.clone(),
+                key: reference.key.clone(),
+                generated: false,
+            },
+            None => AuthSource {
+                secret: naming::auth_secret(&name),
+                key: sessionstore_api::constants::PASSWORD_KEY.to_owned(),
+                generated: true,
+            },
+        })
+    } else {
+        None
+    };
+
+    Ok(ValidatedCluster {
+        owner,
+        generation: cluster.metadata.generation,
+        replicas: spec.replicas,
+        image: spec
+            .image
+            .clone()
+            .filter(|image| !image.is_empty())
+            .unwrap_or_else(|| default_image.to_owned()),
+        image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_owned()),
+        mode: spec.storage.mode,
+        volume_size,
+        volume_size_bytes,
+        storage_class_name: spec.storage.storage_class_name.clone(),
+        fsync: spec.storage.fsync,
+        retention: spec.storage.retention.clone(),
+        default_session_timeout_secs,
+        max_session_timeout_secs,
+        expiry_sweep_interval_ms,
+        write_ack: spec.replication.write_ack,
+        high_watermark: high,
+        low_watermark: low,
+        eviction_policy: spec.memory.eviction_policy,
+        resources,
+        memory_limit_bytes,
+        shutdown_timeout_secs,
+        auth,
+        paused: spec.paused,
+        restarted_at: spec.restarted_at.clone(),
+        spec: spec.clone(),
+        name,
+        namespace,
+    })
+}
+
+fn resources_with_defaults(resources: Option<ResourceRequirements>) -> ResourceRequirements {
+    match resources {
+        Some(resources) => resources,
+        None => ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity(DEFAULT_CPU_REQUEST.into())),
+                ("memory".to_owned(), Quantity(DEFAULT_MEMORY.into())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                Quantity(DEFAULT_MEMORY.into()),
+            )])),
+            ..ResourceRequirements::default()
+        },
+    }
+}
+
+fn parse_duration(field: &str, value: &str) -> Result<Duration, InvalidSpec> {
+    let parsed = kube::core::Duration::from_str(value).map_err(|_| {
+        InvalidSpec(format!(
+            "{field} {value:?} is not a duration like 30m, 1h30m or 45s"
+        ))
+    })?;
+    if parsed.is_negative() {
+        return Err(InvalidSpec(format!(
+            "{field} {value:?} must not be negative"
+        )));
+    }
+    Ok(parsed.into())
+}
+
+fn whole_seconds(field: &str, value: &str) -> Result<u64, InvalidSpec> {
+    let duration = parse_duration(field, value)?;
+    if duration.subsec_nanos() != 0 {
+        return Err(InvalidSpec(format!(
+            "{field} {value:?} must be a whole number of seconds"
+        )));
+    }
+    Ok(duration.as_secs())
+}
+
+/// Bytes in a Kubernetes quantity (`256Mi`, `1G`, `1.5Gi`, `1e9`, `1073741824`), rounded up;
+/// `None` when it is not one, or is negative.
+pub fn quantity_bytes(quantity: &Quantity) -> Option<u64> {
+    let text = quantity.0.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let multiplier: f64 = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exponent if exponent.starts_with(['e', 'E']) => {
+            10f64.powi(exponent[1..].parse::<i32>().ok()?)
+        }
+        _ => return None,
+    };
+    let bytes = (number * multiplier).ceil();
+    (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A SessionCluster as the API server would return it, from a JSON spec.
+    pub(crate) fn cluster(name: &str, spec: serde_json::Value) -> SessionCluster {
+        let object = serde_json::json!({
+            "apiVersion": "sessionstore.dev/v1alpha1",
+            "kind": "SessionCluster",
+            "metadata": {"name": name, "namespace": "apps", "uid": "uid-1", "generation": 1},
+            "spec": spec,
+        });
+        match serde_json::from_value(object) {
+            Ok(cluster) => cluster,
+            Err(error) => panic!("test spec does not parse: {error}"),
+        }
+    }
+
+    fn invalid(spec: serde_json::Value) -> String {
+        match validate(&cluster("demo", spec), "img") {
+            Ok(_) => "valid".into(),
+            Err(InvalidSpec(message)) => message,
+        }
+    }
+
+    #[test]
+    fn defaults_resolve() -> Result<(), InvalidSpec> {
+        let v = validate(
+            &cluster("demo", serde_json::json!({})),
+            "sessionstore/store-node:0.1.0",
+        )?;
+        assert_eq!(v.replicas, 3);
+        assert_eq!(v.image, "sessionstore/store-node:0.1.0");
+        assert_eq!(v.default_session_timeout_secs, 1800);
+        assert_eq!(v.max_session_timeout_secs, 86400);
+        assert_eq!(v.expiry_sweep_interval_ms, 100);
+        assert_eq!(v.memory_limit_bytes, 256 * 1024 * 1024);
+        assert_eq!(v.shutdown_timeout_secs, 20);
+        assert_eq!(v.termination_grace_period_seconds(), 30);
+        assert_eq!(
+            v.auth,
+            Some(AuthSource {
+                secret: "demo-auth".into(),
+                key: "password".into(),
+                generated: true
+            })
+        );
+        assert_eq!(v.owner.uid, "uid-1");
+        assert_eq!(v.owner.controller, Some(true));
+        Ok(())
+    }
+
+    #[test]
+    fn refusals_say_what_to_do() {
+        assert!(invalid(serde_json::json!({"replicas": 0})).contains("at least 1"));
+        assert!(invalid(serde_json::json!({"storage": {"mode": "disc"}}))
+            .contains("spec.storage.size is required"));
+        assert!(invalid(
+            serde_json::json!({"sessions": {"defaultTimeout": "2h", "maxTimeout": "1h"}})
+        )
+        .contains("raise maxTimeout"));
+        assert!(
+            invalid(serde_json::json!({"sessions": {"defaultTimeout": "1500ms"}}))
+                .contains("whole number of seconds")
+        );
+        assert!(
+            invalid(serde_json::json!({"sessions": {"defaultTimeout": "soon"}}))
+                .contains("not a duration")
+        );
+        assert!(invalid(
+            serde_json::json!({"memory": {"highWatermark": 0.5, "lowWatermark": 0.6}})
+        )
+        .contains("lowWatermark < highWatermark"));
+        assert!(
+            invalid(serde_json::json!({"resources": {"requests": {"cpu": "1"}}}))
+                .contains("limits.memory is required")
+        );
+        let long = "a".repeat(53);
+        assert!(matches!(
+            validate(&cluster(&long, serde_json::json!({})), "img"),
+            Err(InvalidSpec(message)) if message.contains("shorter name")
+        ));
+    }
+
+    #[test]
+    fn quantities_convert_to_bytes() {
+        let bytes = |text: &str| quantity_bytes(&Quantity(text.into()));
+        assert_eq!(bytes("256Mi"), Some(268_435_456));
+        assert_eq!(bytes("1Gi"), Some(1_073_741_824));
+        assert_eq!(bytes("1.5Gi"), Some(1_610_612_736));
+        assert_eq!(bytes("1G"), Some(1_000_000_000));
+        assert_eq!(bytes("1e3"), Some(1000));
+        assert_eq!(bytes("512"), Some(512));
+        assert_eq!(bytes("12Xi"), None);
+    }
+}
