@@ -26,7 +26,7 @@ LOG_DIR="$STATE_DIR/logs"
 CONTAINERD_SOCK="$RUN_DIR/containerd/containerd.sock"
 
 # Components in start order; `down` stops them in reverse.
-COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy provisioner)
 
 # sysctls the kubelet, kube-proxy and the CNI bridge plugin may change: recorded, then restored.
 SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom
@@ -255,6 +255,7 @@ h_kube-controller-manager() { curl -fsSk --max-time 2 https://127.0.0.1:10257/he
 h_kube-scheduler() { curl -fsSk --max-time 2 https://127.0.0.1:10259/healthz; }
 h_kubelet() { curl -fsS --max-time 2 http://127.0.0.1:10248/healthz; }
 h_kube-proxy() { curl -fsS --max-time 2 http://127.0.0.1:10256/healthz; }
+h_provisioner() { pid_of provisioner; }
 node_ready() {
   [ "$(kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
 }
@@ -335,6 +336,10 @@ start_all() {
   wait_for kubelet 60 h_kubelet
   wait_for "node $NODE_NAME Ready" 90 node_ready
   wait_for kube-proxy 60 h_kube-proxy
+
+  step "default StorageClass standard (hostPath volumes in $VAR_DIR/pv)"
+  kc apply -f "$CLUSTER_DIR/manifests/storageclass.yaml" >/dev/null
+  start_proc provisioner "$(command -v bash)" "$CLUSTER_DIR/provisioner.sh" "$VAR_DIR/pv"
 
   step "CoreDNS $COREDNS_VERSION at $DNS_IP"
   sed -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" -e "s|@DNS_IP@|$DNS_IP|g" \
@@ -468,6 +473,7 @@ down_all() {
   local quiet=${1:-}
   delete_workloads || true
   step "stopping components"
+  stop_proc provisioner
   stop_proc kube-proxy
   stop_proc kubelet
   stop_proc kube-scheduler

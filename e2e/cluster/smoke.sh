@@ -4,6 +4,7 @@
 #   - a 3-replica StatefulSet with a headless Service (publishNotReadyAddresses) whose pod DNS
 #     names resolve from inside a pod through CoreDNS
 #   - a ClusterIP Service reachable from a pod (kube-proxy), and the `kubernetes` Service
+#   - a PVC of the default StorageClass is provisioned and writable by a non-root pod
 #   - the pods' memory limits land in the nested cgroup root (local cluster only)
 # Uses $KUBECONFIG if set, else the local cluster's kubeconfig. Needs the nettest image
 # (imported by `cluster.sh up`).
@@ -138,6 +139,36 @@ if [ -x "$NETTEST_HOST" ]; then
   kill "$pf" 2>/dev/null || true
   wait "$pf" 2>/dev/null || true
   [ $pf_ok = 0 ] && ok "kubectl port-forward reaches web-0" || fail "kubectl port-forward: $out"
+fi
+
+# A claim of the default StorageClass is provisioned, bound, and writable by a non-root pod
+k -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 64Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: writer}
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext: {runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532}
+  containers:
+  - name: writer
+    image: $NETTEST_IMAGE
+    imagePullPolicy: IfNotPresent
+    args: [write, /data/hello, "written by 65532"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+YAML
+if k -n "$NS" wait pod/writer --for=condition=Ready --timeout=60s >/dev/null 2>&1 \
+   && k -n "$NS" logs writer | grep -q 'wrote /data/hello'; then
+  ok "PVC of the default StorageClass bound ($(k -n "$NS" get pvc data -o jsonpath='{.spec.volumeName}')) and written by UID 65532"
+else
+  fail "PVC/volume: $(k -n "$NS" get pvc data --no-headers 2>&1); $(k -n "$NS" logs writer 2>&1 | tail -2)"
 fi
 
 # Local cluster only: the pod's memory limit is enforced in the nested cgroup root.

@@ -4,6 +4,7 @@
 //	nettest lookup NAME...          resolves each name (through /etc/resolv.conf), exits 1 if any fails
 //	nettest connect HOST:PORT...    connects, prints the first line received, exits 1 on failure
 //	nettest dial HOST:PORT...       connects only (for servers that do not speak first)
+//	nettest write FILE TEXT         writes TEXT to FILE, then sleeps (a volume check)
 //	nettest sleep                   sleeps forever (a container to exec into)
 package main
 
@@ -37,6 +38,17 @@ func main() {
 		os.Exit(connect(args))
 	case "dial":
 		os.Exit(dial(args))
+	case "write":
+		if len(args) != 2 {
+			fmt.Fprintln(os.Stderr, "usage: nettest write FILE TEXT")
+			os.Exit(2)
+		}
+		if err := os.WriteFile(args[0], []byte(args[1]+"\n"), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println("wrote", args[0])
+		waitSignal()
 	case "sleep":
 		waitSignal()
 	default:
