@@ -499,11 +499,11 @@ fn peers_behind(shared: &Shared, head: u64) -> Vec<String> {
         .iter()
         .filter(|(_, entry)| entry.connected && !entry.left)
         .filter(|(_, entry)| {
-            !entry
+            entry
                 .name
                 .as_ref()
                 .and_then(|name| peers.cursors.get(name))
-                .is_some_and(|(_, cursor)| cursor.synced >= head)
+                .is_none_or(|(_, cursor)| cursor.synced < head)
         })
         .map(|(address, entry)| entry.name.clone().unwrap_or_else(|| address.clone()))
         .collect()
@@ -1359,6 +1359,9 @@ async fn run_rounds(shared: &Shared, timeout: Duration) -> usize {
 /// Applies the first-start rule until the node is ready.
 async fn bootstrap(shared: Arc<Shared>) {
     let started = Instant::now();
+    // Data held at start (recovered from disc), not what the live streams bring meanwhile:
+    // those would otherwise turn an empty node into one that skips its snapshot.
+    let had_data = !shared.replica.is_empty();
     let mut last_reason = String::new();
     loop {
         if shared.shutdown.is_cancelled() {
@@ -1368,7 +1371,7 @@ async fn bootstrap(shared: Arc<Shared>) {
         let views: Vec<StartPeer> = peers.iter().map(|(_, peer, _)| peer.clone()).collect();
         let decision = decide_start(
             &shared.config.node_name,
-            !shared.replica.is_empty(),
+            had_data,
             shared.resolver.has_sources(),
             &views,
             started.elapsed() >= shared.config.first_start_wait,

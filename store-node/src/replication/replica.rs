@@ -140,6 +140,11 @@ impl MemoryReplica {
         self.inner.lock().records.get(key).cloned()
     }
 
+    /// Whether nothing is stored (not even a tombstone).
+    pub fn is_empty(&self) -> bool {
+        self.inner.lock().records.is_empty()
+    }
+
     /// Number of stored records, tombstones included.
     pub fn len(&self) -> usize {
         self.inner.lock().records.len()

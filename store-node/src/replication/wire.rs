@@ -15,6 +15,10 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// The body format version (first body byte).
 const FORMAT_VERSION: u8 = 1;
 
+/// Encoded size of the smallest possible record (empty key, stamp, state, no expiry, kind,
+/// empty string), used to bound forged list counts.
+const MIN_RECORD_LEN: usize = 4 + 12 + 1 + 1 + 1 + 4;
+
 /// Frame header: length and checksum.
 pub const HEADER_LEN: usize = 8;
 
@@ -484,7 +488,8 @@ impl<'a> Reader<'a> {
     }
 
     fn records(&mut self) -> Result<Vec<Record>, WireError> {
-        let count = self.count(4 + 12 + 1 + 8)?;
+        // The smallest record: empty key, stamp, state, no expiry, kind, empty string.
+        let count = self.count(MIN_RECORD_LEN)?;
         let mut records = Vec::with_capacity(count);
         for _ in 0..count {
             records.push(self.record()?);
