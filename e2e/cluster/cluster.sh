@@ -18,6 +18,12 @@
 . "$CLUSTER_DIR/images.sh"
 
 RUN_DIR=/run/sessionstore-cluster        # pids, sockets, containerd state, records of the machine
+# A running cluster keeps the state dir it was started with, whatever SESSIONSTORE_CACHE says now.
+if [ -f "$RUN_DIR/state-dir" ] && [ "$(cat "$RUN_DIR/state-dir")" != "$STATE_DIR" ]; then
+  STATE_DIR=$(cat "$RUN_DIR/state-dir")
+  KUBECONFIG_PATH="$STATE_DIR/kubeconfig"
+  PKI="$STATE_DIR/pki"
+fi
 PID_DIR="$RUN_DIR/pids"
 RECORD_DIR="$RUN_DIR/record"             # what the machine looked like before the first `up`
 CONF_DIR="$STATE_DIR/config"
@@ -210,7 +216,7 @@ start_proc() {
   if pid_of "$name" >/dev/null; then info "$name already running"; return 0; fi
   mkdir -p "$PID_DIR" "$LOG_DIR"
   printf '\n==== %s %s %s\n' "$(date -Is)" "$bin" "$*" >> "$LOG_DIR/$name.log"
-  setsid "$bin" "$@" >> "$LOG_DIR/$name.log" 2>&1 < /dev/null &
+  setsid "$bin" "$@" >> "$LOG_DIR/$name.log" 2>&1 < /dev/null 9>&- &
   echo $! > "$PID_DIR/$name.pid"
   echo "$bin" > "$PID_DIR/$name.exe"
 }
@@ -370,6 +376,7 @@ cmd_up() {
 
   step "recording the machine, PKI, cgroups, network"
   mkdir -p "$RUN_DIR" "$PID_DIR" "$VAR_DIR" "$LOG_DIR" "$CONF_DIR"
+  echo "$STATE_DIR" > "$RUN_DIR/state-dir"
   record_machine
   pki_setup
   cgroup_root_path > "$RUN_DIR/cgroup-root"
@@ -501,7 +508,7 @@ down_all() {
   restore_nft_tables
   restore_dirs
   rm -rf "$VAR_DIR" "$CONF_DIR"
-  rm -rf "$RUN_DIR/containerd" "$RUN_DIR/runc" "$RUN_DIR/runc-v1" "$PID_DIR"
+  rm -rf "$RUN_DIR/containerd" "$RUN_DIR/runc" "$RUN_DIR/runc-v1" "$PID_DIR" "$RUN_DIR/state-dir"
   if [ -z "$quiet" ]; then
     rm -rf "$RECORD_DIR"
     rmdir "$RUN_DIR" 2>/dev/null || info "NOTE: $RUN_DIR not empty: $(ls -A "$RUN_DIR")"
@@ -542,9 +549,16 @@ cmd_load_image() {
   import_archive "$@"
 }
 
+# up and down of one machine's cluster never overlap (a second `up` waits, then finds it healthy)
+lock() {
+  mkdir -p "$SESSIONSTORE_CACHE"
+  exec 9> "$SESSIONSTORE_CACHE/cluster.lock"
+  flock -n 9 || { step "waiting for another cluster.sh up/down"; flock 9; }
+}
+
 case ${1:-} in
-  up) cmd_up ;;
-  down) cmd_down ;;
+  up) lock; cmd_up ;;
+  down) lock; cmd_down ;;
   status) cmd_status ;;
   load-image) shift; cmd_load_image "$@" ;;
   kubeconfig) echo "$KUBECONFIG_PATH" ;;
