@@ -24,4 +24,4 @@ for d in /var/log/containers /var/log/pods /var/lib/cni /run/containerd /run/net
   [ -e "$d" ] && echo "$d: $(find "$d" 2>/dev/null | wc -l) entries"
 done
 echo "## processes"
-for p in /proc/[0-9]*; do readlink "$p/exe" 2>/dev/null; done | grep -E 'containerd|runc|etcd|kube|coredns|nettest|/pause$|sessionstore' | sort | uniq -c
+for p in /proc/[0-9]*; do readlink "$p/exe" 2>/dev/null; done | grep -E 'containerd|runc|etcd|kube|coredns|nettest|/pause$|/cluster-tools/' | sort | uniq -c
