@@ -562,8 +562,8 @@ case ${1:-} in
   status) cmd_status ;;
   load-image) shift; cmd_load_image "$@" ;;
   kubeconfig) echo "$KUBECONFIG_PATH" ;;
-  ctr) shift; ctr_ "$@" ;;
-  kubectl) shift; if [ $# = 0 ]; then echo "$K8S_BIN/kubectl"; else kc "$@"; fi ;;
+  ctr) shift; trap - ERR; ctr_ "$@" ;;
+  kubectl) shift; trap - ERR; if [ $# = 0 ]; then echo "$K8S_BIN/kubectl"; else kc "$@"; fi ;;
   __call) shift; "$@" ;;   # debugging: run one internal function
   *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -128,6 +128,13 @@ else fail "kubernetes Service not reachable from a pod"; fi
 
 # kubectl port-forward (the demo's way in): a local port reaches web-0
 NETTEST_HOST="$(ls -d "$TOOLS_DIR"/*/nettest 2>/dev/null | head -1)"
+if [ -x "$NETTEST_HOST" ] && [ "$KUBECONFIG" = "$KUBECONFIG_PATH" ]; then
+  # on the local cluster the host reaches ClusterIPs and pod IPs directly (route via the bridge)
+  pod_ip=$(k -n "$NS" get pod web-2 -o jsonpath='{.status.podIP}')
+  if out=$("$NETTEST_HOST" connect "$svc_ip:80" "$pod_ip:8080" 2>&1); then
+    ok "host reaches ClusterIP $svc_ip and pod IP $pod_ip"
+  else fail "host to ClusterIP/pod IP: $out"; fi
+fi
 if [ -x "$NETTEST_HOST" ]; then
   k -n "$NS" port-forward pod/web-0 18080:8080 >/dev/null 2>&1 &
   pf=$!
