@@ -1,0 +1,875 @@
+//! The SessionCluster controller: validate → build → apply → status, plus the lifecycle steps
+//! that need the live cluster (safe scale-down, volume growth, member polling). Runs one
+//! kube-runtime `Controller` per watched namespace (or one for all).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{watcher, Controller};
+use kube::{Client, Resource, ResourceExt};
+use sessionstore_api::constants::{reason, LABEL_INSTANCE, LABEL_NAME, LABEL_NAME_VALUE};
+use sessionstore_api::{ScaleDownStatus, SessionCluster, SessionClusterStatus, StorageMode};
+
+use crate::apply::{Applier, ApplyError};
+use crate::metrics::Metrics;
+use crate::naming;
+use crate::node_client::{NodeApi, NodeStatus};
+use crate::resources::{self, StatefulSetInputs};
+use crate::status::{self, Observed};
+use crate::validate::{quantity_bytes, validate, ValidatedCluster};
+
+/// Reporter name on events.
+pub const REPORTER: &str = "sessionstore-operator";
+
+/// Settings of the controller.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// store-node image when the spec names none.
+    pub default_image: String,
+    /// How long leaving nodes get before the StatefulSet is lowered anyway.
+    pub leave_timeout: Duration,
+    /// Requeue of a steady cluster (member polling for memory and peers).
+    pub steady_requeue: Duration,
+    /// Requeue while something is in progress.
+    pub progress_requeue: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            default_image: format!("sessionstore/store-node:{}", env!("CARGO_PKG_VERSION")),
+            leave_timeout: Duration::from_secs(120),
+            steady_requeue: Duration::from_secs(60),
+            progress_requeue: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A reconcile failure the operator retries with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Writing or reading a child object failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// Listing the cluster's pods failed.
+    #[error("failed to list pods of {name}: {source}")]
+    ListPods {
+        /// SessionCluster name.
+        name: String,
+        /// API error.
+        source: kube::Error,
+    },
+    /// Listing or patching volume claims failed.
+    #[error("failed to expand volume claims of {name}: {source}")]
+    ExpandClaims {
+        /// SessionCluster name.
+        name: String,
+        /// API error.
+        source: kube::Error,
+    },
+    /// Writing the status failed.
+    #[error("failed to update the status of {name}: {source}")]
+    Status {
+        /// SessionCluster name.
+        name: String,
+        /// API error.
+        source: kube::Error,
+    },
+    /// Reading the password for the leave call failed.
+    #[error("failed to read password Secret {secret}: {message}")]
+    Password {
+        /// Secret name.
+        secret: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The object has no namespace or name.
+    #[error("SessionCluster without namespace or name")]
+    MissingMetadata,
+}
+
+impl Error {
+    /// Category for the failure metric.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::MissingMetadata => "invalid_object",
+            Self::Password { .. } => "password",
+            _ => "api",
+        }
+    }
+}
+
+/// Shared state of the reconciles.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Calls to nodes.
+    pub node_api: Arc<dyn NodeApi>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Settings.
+    pub config: ControllerConfig,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per cluster, for the backoff.
+    failures: Mutex<HashMap<String, u32>>,
+    /// Clusters already told that the monitoring CRDs are missing.
+    monitoring_warned: Mutex<HashSet<String>>,
+}
+
+impl Context {
+    /// A context.
+    pub fn new(
+        client: Client,
+        node_api: Arc<dyn NodeApi>,
+        config: ControllerConfig,
+        metrics: Arc<Metrics>,
+        identity: &str,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: REPORTER.to_owned(),
+                instance: Some(identity.to_owned()),
+            },
+        );
+        Self {
+            client,
+            node_api,
+            recorder,
+            config,
+            metrics,
+            failures: Mutex::default(),
+            monitoring_warned: Mutex::default(),
+        }
+    }
+
+    async fn publish(&self, cluster: &SessionCluster, warning: bool, reason: &str, note: String) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self
+            .recorder
+            .publish(&event, &cluster.object_ref(&()))
+            .await
+        {
+            tracing::warn!(cluster = %cluster.name_any(), %error, "failed to publish event");
+        }
+    }
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn key(cluster: &SessionCluster) -> String {
+    format!(
+        "{}/{}",
+        cluster.namespace().unwrap_or_default(),
+        cluster.name_any()
+    )
+}
+
+/// Reconciles one SessionCluster.
+pub async fn reconcile(cluster: Arc<SessionCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&cluster, &ctx).await;
+    ctx.metrics.observe(
+        started.elapsed(),
+        result.as_ref().err().map(Error::category),
+    );
+    match &result {
+        Ok(_) => {
+            if let Ok(mut failures) = ctx.failures.lock() {
+                failures.remove(&key(&cluster));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(cluster = %key(&cluster), %error, "reconcile failed");
+            let old = cluster.status.clone().unwrap_or_default();
+            let new = status::failed(
+                &old,
+                cluster.metadata.generation,
+                &error.to_string(),
+                &now(),
+            );
+            // Best effort: the error itself is what the backoff acts on.
+            let _ = write_status(&ctx, &cluster, &old, &new).await;
+        }
+    }
+    result
+}
+
+/// Backoff after a failed reconcile: 5s doubling per consecutive failure, at most 5 minutes.
+pub fn error_policy(cluster: Arc<SessionCluster>, _error: &Error, ctx: Arc<Context>) -> Action {
+    let attempts = match ctx.failures.lock() {
+        Ok(mut failures) => {
+            let count = failures.entry(key(&cluster)).or_insert(0);
+            *count = count.saturating_add(1);
+            *count
+        }
+        Err(_) => 1,
+    };
+    let seconds = 5u64
+        .saturating_mul(1 << attempts.min(6).saturating_sub(1))
+        .min(300);
+    Action::requeue(Duration::from_secs(seconds))
+}
+
+async fn write_status(
+    ctx: &Context,
+    cluster: &SessionCluster,
+    old: &SessionClusterStatus,
+    new: &SessionClusterStatus,
+) -> Result<bool, Error> {
+    if old == new && cluster.status.is_some() {
+        return Ok(false);
+    }
+    let name = cluster.name_any();
+    let namespace = cluster.namespace().ok_or(Error::MissingMetadata)?;
+    let api: Api<SessionCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": new })),
+    )
+    .await
+    .map_err(|source| Error::Status {
+        name: name.clone(),
+        source,
+    })?;
+    for transition in status::transitions(&old.conditions, &new.conditions) {
+        let c = &transition.condition;
+        ctx.publish(
+            cluster,
+            transition.warning,
+            &c.reason,
+            format!("{} is {}: {}", c.type_, c.status, c.message),
+        )
+        .await;
+    }
+    Ok(true)
+}
+
+fn pod_is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+}
+
+fn pod_ip(pod: &Pod) -> Option<String> {
+    pod.status.as_ref().and_then(|s| s.pod_ip.clone())
+}
+
+fn http_address(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{}", sessionstore_api::constants::HTTP_PORT)
+    } else {
+        format!("{ip}:{}", sessionstore_api::constants::HTTP_PORT)
+    }
+}
+
+fn claim_template_size(statefulset: &StatefulSet) -> Option<Quantity> {
+    statefulset
+        .spec
+        .as_ref()?
+        .volume_claim_templates
+        .as_ref()?
+        .first()?
+        .spec
+        .as_ref()?
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")
+        .cloned()
+}
+
+async fn reconcile_inner(cluster: &SessionCluster, ctx: &Context) -> Result<Action, Error> {
+    let namespace = cluster.namespace().ok_or(Error::MissingMetadata)?;
+    let name = cluster.name_any();
+    if cluster.metadata.deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove every child.
+        return Ok(Action::await_change());
+    }
+    let old = cluster.status.clone().unwrap_or_default();
+    let generation = cluster.metadata.generation;
+
+    let validated = match validate(cluster, &ctx.config.default_image) {
+        Ok(validated) => validated,
+        Err(invalid) => {
+            tracing::info!(cluster = %key(cluster), reason = %invalid, "invalid spec");
+            ctx.metrics.observe(Duration::ZERO, Some("invalid_spec"));
+            let new = status::invalid(&old, generation, &invalid.0, &now());
+            write_status(ctx, cluster, &old, &new).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    if validated.paused {
+        let new = status::paused(&old, generation, &now());
+        write_status(ctx, cluster, &old, &new).await?;
+        return Ok(Action::await_change());
+    }
+
+    let applier = Applier::new(ctx.client.clone(), &namespace);
+    let existing: Option<StatefulSet> = applier.get(&naming::statefulset(&name)).await?;
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let pods = pods_api
+        .list(&ListParams::default().labels(&naming::selector_string(&name)))
+        .await
+        .map_err(|source| Error::ListPods {
+            name: name.clone(),
+            source,
+        })?
+        .items;
+
+    // Changes a StatefulSet cannot take.
+    let existing_has_claims = existing
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .is_some_and(|t| !t.is_empty());
+    let mut refused = None;
+    let mode_refused =
+        existing.is_some() && existing_has_claims != (validated.mode == StorageMode::Disc);
+    if mode_refused {
+        refused = Some(format!(
+            "storage.mode cannot change from {} to {}: the StatefulSet's volumes are fixed. Set it back, or create a new SessionCluster with the new mode and move clients to it",
+            if existing_has_claims { "disc" } else { "ram" },
+            validated.mode.as_str()
+        ));
+    }
+    let claim_size = existing.as_ref().and_then(claim_template_size);
+    if let (Some(current), Some(wanted)) = (
+        claim_size.as_ref().and_then(quantity_bytes),
+        validated.volume_size_bytes,
+    ) {
+        if wanted < current {
+            refused = Some(format!(
+                "storage.size cannot shrink from {} to {}: Kubernetes cannot shrink a volume. The volumes keep their size",
+                claim_size.as_ref().map(|q| q.0.as_str()).unwrap_or_default(),
+                validated.volume_size.as_ref().map(|q| q.0.as_str()).unwrap_or_default()
+            ));
+        }
+    }
+
+    // Children.
+    let mut wrote = Vec::new();
+    if applier
+        .apply(&resources::build_service_account(&validated))
+        .await?
+    {
+        wrote.push("ServiceAccount");
+    }
+    let config_map = resources::build_config_map(&validated);
+    if applier.apply(&config_map).await? {
+        wrote.push("ConfigMap");
+    }
+    match &validated.auth {
+        Some(auth) if auth.generated => {
+            let password = generate_password();
+            if applier
+                .create_if_absent(&resources::build_auth_secret(&validated, &password))
+                .await?
+            {
+                wrote.push("Secret");
+            }
+        }
+        _ => {
+            applier
+                .delete_owned::<Secret>(&naming::auth_secret(&name), &validated.owner.uid)
+                .await?;
+        }
+    }
+    if applier
+        .apply(&resources::build_headless_service(&validated))
+        .await?
+    {
+        wrote.push("headless Service");
+    }
+    if applier
+        .apply(&resources::build_client_service(&validated))
+        .await?
+    {
+        wrote.push("client Service");
+    }
+    if applier
+        .apply(&resources::build_pod_disruption_budget(&validated))
+        .await?
+    {
+        wrote.push("PodDisruptionBudget");
+    }
+    match resources::build_network_policy(&validated) {
+        Some(policy) => {
+            if applier.apply(&policy).await? {
+                wrote.push("NetworkPolicy");
+            }
+        }
+        None => {
+            applier
+                .delete_owned::<NetworkPolicy>(&naming::network_policy(&name), &validated.owner.uid)
+                .await?;
+        }
+    }
+
+    // Scale-down safety: nodes leave before the StatefulSet is lowered.
+    let current_replicas = existing
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or(validated.replicas);
+    let (replicas, scale_down) =
+        scale_down_step(cluster, ctx, &validated, current_replicas, &pods, &old).await?;
+
+    if !mode_refused {
+        let statefulset = resources::build_statefulset(
+            &validated,
+            &StatefulSetInputs {
+                replicas,
+                config_hash: resources::config_hash(&config_map),
+                claim_size: claim_size.clone(),
+            },
+        );
+        if applier.apply(&statefulset).await? {
+            wrote.push("StatefulSet");
+        }
+    }
+    if validated.mode == StorageMode::Disc && !mode_refused {
+        expand_claims(cluster, ctx, &validated, claim_size.as_ref()).await?;
+    }
+    monitoring(cluster, ctx, &applier, &validated).await?;
+    if !wrote.is_empty() {
+        tracing::info!(cluster = %key(cluster), objects = ?wrote, "applied");
+    }
+
+    // Status.
+    let members = poll_members(ctx, &pods, &name, replicas).await;
+    record_member_metrics(ctx, &namespace, &name, &members);
+    let sts_status = existing
+        .as_ref()
+        .and_then(|s| s.status.clone())
+        .unwrap_or_default();
+    let observed = Observed {
+        name: name.clone(),
+        generation,
+        desired: validated.replicas,
+        statefulset_replicas: replicas,
+        replicas: sts_status.replicas,
+        ready: sts_status.ready_replicas.unwrap_or(0),
+        updated: sts_status.updated_replicas.unwrap_or(0),
+        rolling: sts_status.update_revision.is_some()
+            && sts_status.current_revision != sts_status.update_revision,
+        members,
+        scale_down,
+        refused,
+    };
+    let new = status::compute(&old, &observed, &now());
+    write_status(ctx, cluster, &old, &new).await?;
+
+    let steady = status::condition_status(
+        &new.conditions,
+        sessionstore_api::constants::condition::PROGRESSING,
+    ) == Some("False")
+        && !wrote.contains(&"StatefulSet");
+    Ok(Action::requeue(if steady {
+        ctx.config.steady_requeue
+    } else {
+        ctx.config.progress_requeue
+    }))
+}
+
+/// Decides the StatefulSet's replicas. While scaling down, asks each leaving node to leave and
+/// keeps the old count until every leaving node reports `left` (or is gone), or until
+/// `leave_timeout` passed.
+async fn scale_down_step(
+    cluster: &SessionCluster,
+    ctx: &Context,
+    validated: &ValidatedCluster,
+    current: i32,
+    pods: &[Pod],
+    old: &SessionClusterStatus,
+) -> Result<(i32, Option<ScaleDownStatus>), Error> {
+    let desired = validated.replicas;
+    if desired >= current {
+        return Ok((desired, None));
+    }
+    let leaving: Vec<String> = (desired..current)
+        .map(|i| naming::pod(&validated.name, i))
+        .collect();
+    let previous = old
+        .scale_down
+        .clone()
+        .filter(|s| s.target_replicas == desired && s.leaving == leaving);
+    let password = match &validated.auth {
+        Some(auth) => {
+            Some(read_password(ctx, &validated.namespace, &auth.secret, &auth.key).await?)
+        }
+        None => None,
+    };
+    let mut pending = Vec::new();
+    for pod_name in &leaving {
+        let Some(ip) = pods
+            .iter()
+            .find(|p| p.name_any() == *pod_name)
+            .and_then(pod_ip)
+        else {
+            continue;
+        };
+        let address = http_address(&ip);
+        let state = match ctx.node_api.status(address.clone()).await {
+            Ok(node) => node.state,
+            // A node that does not answer serves no client either.
+            Err(_) => continue,
+        };
+        if state == "left" {
+            continue;
+        }
+        if state != "leaving" {
+            if let Err(error) = ctx.node_api.leave(address, password.clone()).await {
+                tracing::warn!(cluster = %key(cluster), node = %pod_name, %error, "leave request failed");
+            } else {
+                tracing::info!(cluster = %key(cluster), node = %pod_name, "asked node to leave");
+            }
+        }
+        pending.push(pod_name.clone());
+    }
+    let started_at = previous
+        .as_ref()
+        .map(|p| p.started_at.clone())
+        .unwrap_or_else(|| now().0.to_string());
+    if previous.is_none() && !pending.is_empty() {
+        ctx.publish(
+            cluster,
+            false,
+            reason::SCALING_DOWN,
+            format!(
+                "asked {} to leave before scaling from {current} to {desired}",
+                pending.join(", ")
+            ),
+        )
+        .await;
+    }
+    if pending.is_empty() {
+        return Ok((desired, None));
+    }
+    let elapsed = started_at
+        .parse::<k8s_openapi::jiff::Timestamp>()
+        .ok()
+        .and_then(|t| {
+            k8s_openapi::jiff::Timestamp::now()
+                .duration_since(t)
+                .try_into()
+                .ok()
+        })
+        .unwrap_or(Duration::ZERO);
+    if elapsed >= ctx.config.leave_timeout {
+        ctx.publish(
+            cluster,
+            true,
+            reason::LEAVE_TIMEOUT,
+            format!(
+                "{} did not confirm leaving within {}s; scaling down anyway",
+                pending.join(", "),
+                ctx.config.leave_timeout.as_secs()
+            ),
+        )
+        .await;
+        return Ok((desired, None));
+    }
+    Ok((
+        current,
+        Some(ScaleDownStatus {
+            target_replicas: desired,
+            leaving,
+            started_at,
+        }),
+    ))
+}
+
+async fn read_password(
+    ctx: &Context,
+    namespace: &str,
+    secret: &str,
+    key: &str,
+) -> Result<String, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let found = api.get_opt(secret).await.map_err(|e| Error::Password {
+        secret: secret.to_owned(),
+        message: e.to_string(),
+    })?;
+    let bytes = found
+        .and_then(|s| s.data)
+        .and_then(|d| d.get(key).cloned())
+        .ok_or_else(|| Error::Password {
+            secret: secret.to_owned(),
+            message: format!("no key {key}"),
+        })?;
+    String::from_utf8(bytes.0)
+        .map(|p| p.trim_end_matches('\n').to_owned())
+        .map_err(|_| Error::Password {
+            secret: secret.to_owned(),
+            message: "not UTF-8".to_owned(),
+        })
+}
+
+/// Grows every claim below the spec's size (the StatefulSet's template cannot change).
+async fn expand_claims(
+    cluster: &SessionCluster,
+    ctx: &Context,
+    validated: &ValidatedCluster,
+    template_size: Option<&Quantity>,
+) -> Result<(), Error> {
+    let (Some(wanted), Some(size)) = (validated.volume_size_bytes, validated.volume_size.clone())
+    else {
+        return Ok(());
+    };
+    let Some(template) = template_size.and_then(quantity_bytes) else {
+        return Ok(());
+    };
+    if wanted <= template {
+        return Ok(());
+    }
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &validated.namespace);
+    let claims = api
+        .list(&ListParams::default().labels(&naming::selector_string(&validated.name)))
+        .await
+        .map_err(|source| Error::ExpandClaims {
+            name: validated.name.clone(),
+            source,
+        })?;
+    let mut grown = Vec::new();
+    for claim in claims.items {
+        let current = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .and_then(quantity_bytes)
+            .unwrap_or(0);
+        if current >= wanted {
+            continue;
+        }
+        let claim_name = claim.name_any();
+        api.patch(
+            &claim_name,
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"spec": {"resources": {"requests": {"storage": size}}}}),
+            ),
+        )
+        .await
+        .map_err(|source| Error::ExpandClaims {
+            name: validated.name.clone(),
+            source,
+        })?;
+        grown.push(claim_name);
+    }
+    if !grown.is_empty() {
+        ctx.publish(
+            cluster,
+            false,
+            reason::VOLUMES_EXPANDED,
+            format!("expanded {} to {}", grown.join(", "), size.0),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+async fn crd_exists(ctx: &Context, name: &str) -> bool {
+    let api: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    matches!(api.get_opt(name).await, Ok(Some(_)))
+}
+
+/// ServiceMonitor and PrometheusRule when `monitoring.enabled` and their CRDs exist.
+async fn monitoring(
+    cluster: &SessionCluster,
+    ctx: &Context,
+    applier: &Applier,
+    validated: &ValidatedCluster,
+) -> Result<(), Error> {
+    let objects = [
+        (
+            "servicemonitors.monitoring.coreos.com",
+            resources::service_monitor_resource(),
+            resources::build_service_monitor(validated),
+        ),
+        (
+            "prometheusrules.monitoring.coreos.com",
+            resources::prometheus_rule_resource(),
+            resources::build_prometheus_rule(validated),
+        ),
+    ];
+    if !validated.spec.monitoring.enabled {
+        return Ok(());
+    }
+    for (crd, resource, object) in objects {
+        if crd_exists(ctx, crd).await {
+            applier.apply_dynamic(&object, &resource).await?;
+        } else {
+            let first = ctx
+                .monitoring_warned
+                .lock()
+                .map(|mut warned| warned.insert(format!("{}/{crd}", key(cluster))))
+                .unwrap_or(false);
+            if first {
+                ctx.publish(
+                    cluster,
+                    true,
+                    "MonitoringUnavailable",
+                    format!("monitoring.enabled is true but the CRD {crd} is not installed; install the Prometheus Operator or set monitoring.enabled: false"),
+                )
+                .await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Polls `/v1/status` of every ready pod below `replicas`; nodes that do not answer are left out.
+async fn poll_members(ctx: &Context, pods: &[Pod], name: &str, replicas: i32) -> Vec<NodeStatus> {
+    let calls = pods
+        .iter()
+        .filter(|pod| pod_is_ready(pod))
+        .filter(|pod| naming::ordinal_of(name, &pod.name_any()).is_some_and(|o| o < replicas))
+        .filter_map(pod_ip)
+        .map(|ip| ctx.node_api.status(http_address(&ip)));
+    futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .filter_map(|result| match result {
+            Ok(status) => Some(status),
+            Err(error) => {
+                tracing::debug!(cluster = %name, %error, "status poll failed");
+                None
+            }
+        })
+        .collect()
+}
+
+fn record_member_metrics(ctx: &Context, namespace: &str, name: &str, members: &[NodeStatus]) {
+    for member in members {
+        let labels = crate::metrics::NodeLabels {
+            namespace: namespace.to_owned(),
+            cluster: name.to_owned(),
+            node: member.node_name.clone(),
+        };
+        ctx.metrics
+            .node_memory_used
+            .get_or_create(&labels)
+            .set(member.memory.used_bytes as i64);
+        ctx.metrics
+            .node_memory_limit
+            .get_or_create(&labels)
+            .set(member.memory.limit_bytes as i64);
+        ctx.metrics
+            .node_memory_alarm
+            .get_or_create(&labels)
+            .set(i64::from(member.memory.alarm));
+    }
+}
+
+/// 32 random bytes as hex, from the kernel's random source.
+fn generate_password() -> String {
+    let mut bytes = [0u8; 32];
+    let read = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if read.is_err() {
+        // Fall back to hashing time and process id; still unguessable across clusters in
+        // practice, and logged so an operator can rotate it.
+        tracing::warn!("/dev/urandom unavailable; deriving the password from time and pid");
+        use sha2::Digest;
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        bytes.copy_from_slice(&sha2::Sha256::digest(seed.as_bytes()));
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs the controller until `shutdown` completes. `namespaces` empty means all namespaces.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespaces: Vec<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let runs = scopes.into_iter().map(|namespace| {
+        let ctx = ctx.clone();
+        let client = ctx.client.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+            where
+                K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+            {
+                match namespace {
+                    Some(ns) => Api::namespaced(client.clone(), ns),
+                    None => Api::all(client.clone()),
+                }
+            }
+            let owned = watcher::Config::default().labels(&naming::managed_selector());
+            let pods =
+                watcher::Config::default().labels(&format!("{LABEL_NAME}={LABEL_NAME_VALUE}"));
+            Controller::new(
+                api::<SessionCluster>(&client, &namespace),
+                watcher::Config::default(),
+            )
+            .owns(api::<StatefulSet>(&client, &namespace), owned.clone())
+            .owns(api::<Service>(&client, &namespace), owned.clone())
+            .owns(api::<ConfigMap>(&client, &namespace), owned.clone())
+            .owns(api::<Secret>(&client, &namespace), owned.clone())
+            .owns(api::<ServiceAccount>(&client, &namespace), owned.clone())
+            .owns(
+                api::<PodDisruptionBudget>(&client, &namespace),
+                owned.clone(),
+            )
+            .owns(api::<NetworkPolicy>(&client, &namespace), owned)
+            .watches(api::<Pod>(&client, &namespace), pods, |pod| {
+                let instance = pod.labels().get(LABEL_INSTANCE)?.clone();
+                Some(ObjectRef::<SessionCluster>::new(&instance).within(&pod.namespace()?))
+            })
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile, error_policy, ctx)
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "controller event");
+                }
+            })
+            .await;
+        }
+    });
+    futures::future::join_all(runs).await;
+}

@@ -1,0 +1,259 @@
+//! Talking to store-node pods over HTTP: `GET /v1/status` for the members in status and
+//! `POST /v1/cluster/leave` before a scale-down. Behind the [`NodeApi`] trait so reconcile tests
+//! inject a fake. The real client is a plain hyper client (already in the tree through kube).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+
+/// Bound on one call to a node.
+pub const NODE_CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `GET /v1/status` body (docs/contract.md). Unknown fields are ignored: the node may add some.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// The node's `--node-name` (its pod name).
+    pub node_name: String,
+    /// `loading`, `ready`, `leaving` or `left`.
+    pub state: String,
+    /// Keys held.
+    #[serde(default)]
+    pub keys: u64,
+    /// Memory accounting.
+    pub memory: NodeMemory,
+    /// Replication peers.
+    #[serde(default)]
+    pub peers: Vec<NodePeer>,
+}
+
+/// Memory part of [`NodeStatus`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeMemory {
+    /// Bytes used.
+    pub used_bytes: u64,
+    /// Limit in bytes (0 = unlimited).
+    pub limit_bytes: u64,
+    /// True above the high watermark until below the low one.
+    pub alarm: bool,
+}
+
+/// A peer in [`NodeStatus`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePeer {
+    /// The peer's node name.
+    pub name: String,
+    /// Whether the connection is up.
+    pub connected: bool,
+    /// Replication lag in operations.
+    #[serde(default)]
+    pub lag_ops: u64,
+}
+
+/// A failed call to a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Connecting or sending failed, or the call timed out.
+    #[error("failed to reach node at {address}: {message}")]
+    Unreachable {
+        /// `ip:port`.
+        address: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The node answered with an unexpected status code.
+    #[error("node at {address} answered {status} to {path}")]
+    Status {
+        /// `ip:port`.
+        address: String,
+        /// Request path.
+        path: String,
+        /// HTTP status.
+        status: u16,
+    },
+    /// The status body did not parse.
+    #[error("failed to parse the status of node at {address}: {message}")]
+    Body {
+        /// `ip:port`.
+        address: String,
+        /// Parse error.
+        message: String,
+    },
+}
+
+/// The calls the operator makes to a node, addressed as `ip:port` of its HTTP port.
+pub trait NodeApi: Send + Sync {
+    /// `GET /v1/status`.
+    fn status(&self, address: String) -> BoxFuture<'static, Result<NodeStatus, NodeError>>;
+    /// `POST /v1/cluster/leave`, with the password when auth is on.
+    fn leave(
+        &self,
+        address: String,
+        password: Option<String>,
+    ) -> BoxFuture<'static, Result<(), NodeError>>;
+}
+
+/// [`NodeApi`] over plain HTTP with hyper.
+#[derive(Clone)]
+pub struct HttpNodeApi {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for HttpNodeApi {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(NODE_CALL_TIMEOUT));
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+}
+
+impl HttpNodeApi {
+    async fn call(
+        client: Client<HttpConnector, Full<Bytes>>,
+        request: http::Request<Full<Bytes>>,
+        address: String,
+    ) -> Result<(u16, Bytes), NodeError> {
+        let unreachable = |message: String| NodeError::Unreachable {
+            address: address.clone(),
+            message,
+        };
+        let work = async {
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(NODE_CALL_TIMEOUT, work)
+            .await
+            .map_err(|_| unreachable("timed out".to_owned()))?
+    }
+}
+
+impl NodeApi for HttpNodeApi {
+    fn status(&self, address: String) -> BoxFuture<'static, Result<NodeStatus, NodeError>> {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let request = http::Request::get(format!("http://{address}/v1/status"))
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| NodeError::Unreachable {
+                    address: address.clone(),
+                    message: e.to_string(),
+                })?;
+            let (status, body) = Self::call(client, request, address.clone()).await?;
+            if status != 200 {
+                return Err(NodeError::Status {
+                    address,
+                    path: "/v1/status".into(),
+                    status,
+                });
+            }
+            serde_json::from_slice(&body).map_err(|e| NodeError::Body {
+                address,
+                message: e.to_string(),
+            })
+        })
+    }
+
+    fn leave(
+        &self,
+        address: String,
+        password: Option<String>,
+    ) -> BoxFuture<'static, Result<(), NodeError>> {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let mut builder = http::Request::post(format!("http://{address}/v1/cluster/leave"));
+            if let Some(password) = password {
+                builder = builder.header("authorization", format!("Bearer {password}"));
+            }
+            let request =
+                builder
+                    .body(Full::new(Bytes::new()))
+                    .map_err(|e| NodeError::Unreachable {
+                        address: address.clone(),
+                        message: e.to_string(),
+                    })?;
+            let (status, _) = Self::call(client, request, address.clone()).await?;
+            if (200..300).contains(&status) {
+                Ok(())
+            } else {
+                Err(NodeError::Status {
+                    address,
+                    path: "/v1/cluster/leave".into(),
+                    status,
+                })
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// store-node serialises its `NodeStatus`; the operator's type reads it (docs/contract.md).
+    #[test]
+    fn reads_what_store_node_writes() -> anyhow::Result<()> {
+        let written = store_node::http::NodeStatus {
+            node_name: "demo-0".into(),
+            node_id: "demo-0-7f3a".into(),
+            version: "0.1.0".into(),
+            state: "ready".into(),
+            uptime_seconds: 120,
+            keys: 42,
+            memory: store_node::http::MemoryReport {
+                used_bytes: 1_048_576,
+                limit_bytes: 268_435_456,
+                high_watermark_bytes: 214_748_364,
+                low_watermark_bytes: 187_904_819,
+                alarm: true,
+                eviction_policy: "noeviction".into(),
+            },
+            peers: vec![store_node::http::PeerReport {
+                name: "demo-1".into(),
+                address: "10.244.0.7:7379".into(),
+                connected: true,
+                lag_ops: 3,
+            }],
+            storage: store_node::http::StorageReport { mode: "ram".into() },
+        };
+        let read: NodeStatus = serde_json::from_value(serde_json::to_value(&written)?)?;
+        assert_eq!(read.node_name, "demo-0");
+        assert_eq!(read.state, "ready");
+        assert_eq!(read.keys, 42);
+        assert_eq!(
+            read.memory,
+            NodeMemory {
+                used_bytes: 1_048_576,
+                limit_bytes: 268_435_456,
+                alarm: true
+            }
+        );
+        assert_eq!(
+            read.peers,
+            vec![NodePeer {
+                name: "demo-1".into(),
+                connected: true,
+                lag_ops: 3
+            }]
+        );
+        Ok(())
+    }
+}
