@@ -20,7 +20,7 @@ need_go() {
 go_build_module() {
   local dir=$1 out=$2 ldflags=$3; shift 3
   local tmp="$out.tmp.$$"
-  rm -rf "$tmp"; mkdir -p "$tmp"
+  rm -rf "$out".tmp.*; mkdir -p "$tmp"   # also what an interrupted build left
   ( cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" "$@" )
   mkdir -p "$out"
   mv "$tmp"/* "$out/"

@@ -215,6 +215,10 @@ start_proc() {
   local name=$1 bin; bin=$(readlink -f "$2"); shift 2
   if pid_of "$name" >/dev/null; then info "$name already running"; return 0; fi
   mkdir -p "$PID_DIR" "$LOG_DIR"
+  # keep logs bounded: one previous generation
+  if [ "$(stat -c %s "$LOG_DIR/$name.log" 2>/dev/null || echo 0)" -gt 50000000 ]; then
+    mv "$LOG_DIR/$name.log" "$LOG_DIR/$name.log.1"
+  fi
   printf '\n==== %s %s %s\n' "$(date -Is)" "$bin" "$*" >> "$LOG_DIR/$name.log"
   setsid "$bin" "$@" >> "$LOG_DIR/$name.log" 2>&1 < /dev/null 9>&- &
   echo $! > "$PID_DIR/$name.pid"
@@ -358,7 +362,10 @@ cmd_up() {
   [ "$(uname -s)" = Linux ] || die "the local cluster needs Linux"
   step "cluster up (Kubernetes $K8S_VERSION, state $STATE_DIR)"
   if cluster_healthy >/dev/null 2>&1; then
-    step "already up and healthy"
+    step "already up and healthy; refreshing the cluster images"
+    build_tools
+    build_cluster_images
+    import_cluster_images
     echo "$KUBECONFIG_PATH"
     return 0
   fi
@@ -374,6 +381,11 @@ cmd_up() {
   wait "$kpid" || die "building Kubernetes failed"
   build_cluster_images
 
+  if [ ! -f "$RECORD_DIR/complete" ] && ip link show "$BRIDGE" >/dev/null 2>&1; then
+    # our bridge without our records (e.g. /run/sessionstore-cluster was removed by hand)
+    step "removing the bridge and KUBE-* chains of an unrecorded earlier run"
+    net_down
+  fi
   step "recording the machine, PKI, cgroups, network"
   mkdir -p "$RUN_DIR" "$PID_DIR" "$VAR_DIR" "$LOG_DIR" "$CONF_DIR"
   echo "$STATE_DIR" > "$RUN_DIR/state-dir"

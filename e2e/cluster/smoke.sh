@@ -178,6 +178,12 @@ else
   fail "PVC/volume: $(k -n "$NS" get pvc data --no-headers 2>&1); $(k -n "$NS" logs writer 2>&1 | tail -2)"
 fi
 
+# The container sees its own memory limit in its cgroup (store-node's --max-memory 0 reads it)
+lim=$(k -n "$NS" exec web-0 -- /nettest cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null \
+  || k -n "$NS" exec web-0 -- /nettest cat /sys/fs/cgroup/memory.max 2>/dev/null || true)
+[ "$lim" = $((32 * 1024 * 1024)) ] && ok "container reads its 32Mi memory limit from its cgroup" \
+  || fail "container's cgroup memory limit reads '$lim', want 33554432"
+
 # Local cluster only: the pod's memory limit is enforced in the nested cgroup root.
 if [ -f /run/sessionstore-cluster/cgroup-root ] && [ "$KUBECONFIG" = "$KUBECONFIG_PATH" ]; then
   root=$(cat /run/sessionstore-cluster/cgroup-root)

@@ -5,6 +5,8 @@
 //	nettest connect HOST:PORT...    connects, prints the first line received, exits 1 on failure
 //	nettest dial HOST:PORT...       connects only (for servers that do not speak first)
 //	nettest write FILE TEXT         writes TEXT to FILE, then sleeps (a volume check)
+//	nettest cat FILE...             prints files (e.g. the container's cgroup memory limit)
+//	nettest alloc MIB               touches MIB MiB of memory, then sleeps (an OOM check)
 //	nettest sleep                   sleeps forever (a container to exec into)
 package main
 
@@ -48,6 +50,32 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Println("wrote", args[0])
+		waitSignal()
+	case "cat":
+		for _, f := range args {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			os.Stdout.Write(b)
+		}
+	case "alloc":
+		var mib int
+		if len(args) != 1 {
+			fmt.Fprintln(os.Stderr, "usage: nettest alloc MIB")
+			os.Exit(2)
+		}
+		fmt.Sscan(args[0], &mib)
+		chunks := make([][]byte, 0, mib)
+		for i := 0; i < mib; i++ {
+			c := make([]byte, 1<<20)
+			for j := range c {
+				c[j] = byte(j)
+			}
+			chunks = append(chunks, c)
+		}
+		fmt.Println("allocated", len(chunks), "MiB")
 		waitSignal()
 	case "sleep":
 		waitSignal()
