@@ -96,6 +96,8 @@ build_tools() {
   rm -rf "$src"; mkdir -p "$src"; cp -r "$CLUSTER_DIR/go/." "$src/"
   go_build_module "$src" "$out" "" ./pause ./nettest
   rm -rf "$src"
+  # builds of older sources
+  find "$TOOLS_DIR" -mindepth 1 -maxdepth 1 -type d ! -name "$(basename "$out")" -exec rm -rf {} +
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -27,6 +27,8 @@ build_image() {
     podman_ rmi -f "$image" >/dev/null 2>&1 || true
     mv "$out.tmp" "$out"
     rm -rf "$ctx"
+    # older archives of this (cluster-internal) image are of no further use
+    find "$IMAGES_DIR" -maxdepth 1 -name "$short-*.tar" ! -name "$short-$hash.tar" -delete
   fi
   echo "$out"
 }
