@@ -6,12 +6,15 @@
 #   - a ClusterIP Service reachable from a pod (kube-proxy), and the `kubernetes` Service
 #   - a PVC of the default StorageClass is provisioned and writable by a non-root pod
 #   - the pods' memory limits land in the nested cgroup root (local cluster only)
-# Uses $KUBECONFIG if set, else the local cluster's kubeconfig. Needs the nettest image
-# (imported by `cluster.sh up`).
+# Runs against the local cluster of cluster.sh (whatever KUBECONFIG says): it proves that
+# tooling, and needs its nettest image (imported by `cluster.sh up`).
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-export KUBECONFIG="${KUBECONFIG:-$KUBECONFIG_PATH}"
+KUBECONFIG_PATH=$("$CLUSTER_DIR/cluster.sh" kubeconfig)   # honours the running cluster's state dir
+STATE_DIR=$(dirname "$KUBECONFIG_PATH")
+export KUBECONFIG="$KUBECONFIG_PATH"
 KUBECTL="$K8S_BIN/kubectl"
-[ -x "$KUBECTL" ] || KUBECTL=$(command -v kubectl) || die "no kubectl"
+[ -x "$KUBECTL" ] && [ -f "$KUBECONFIG" ] || die "the local cluster is not set up (e2e/cluster/cluster.sh up)"
+"$KUBECTL" get --raw /readyz --request-timeout=5s >/dev/null 2>&1 || die "the local cluster is not up (e2e/cluster/cluster.sh up)"
 k() { "$KUBECTL" --cache-dir "$STATE_DIR/kube-cache" "$@"; }
 NS=smoke-$(date +%s)
 FAILED=0
@@ -128,7 +131,7 @@ else fail "kubernetes Service not reachable from a pod"; fi
 
 # kubectl port-forward (the demo's way in): a local port reaches web-0
 NETTEST_HOST="$(ls -d "$TOOLS_DIR"/*/nettest 2>/dev/null | head -1)"
-if [ -x "$NETTEST_HOST" ] && [ "$KUBECONFIG" = "$KUBECONFIG_PATH" ]; then
+if [ -x "$NETTEST_HOST" ]; then
   # on the local cluster the host reaches ClusterIPs and pod IPs directly (route via the bridge)
   pod_ip=$(k -n "$NS" get pod web-2 -o jsonpath='{.status.podIP}')
   if out=$("$NETTEST_HOST" connect "$svc_ip:80" "$pod_ip:8080" 2>&1); then
@@ -184,8 +187,8 @@ lim=$(k -n "$NS" exec web-0 -- /nettest cat /sys/fs/cgroup/memory/memory.limit_i
 [ "$lim" = $((32 * 1024 * 1024)) ] && ok "container reads its 32Mi memory limit from its cgroup" \
   || fail "container's cgroup memory limit reads '$lim', want 33554432"
 
-# Local cluster only: the pod's memory limit is enforced in the nested cgroup root.
-if [ -f /run/sessionstore-cluster/cgroup-root ] && [ "$KUBECONFIG" = "$KUBECONFIG_PATH" ]; then
+# The pod's memory limit is enforced in the nested cgroup root.
+if [ -f /run/sessionstore-cluster/cgroup-root ]; then
   root=$(cat /run/sessionstore-cluster/cgroup-root)
   uid=$(k -n "$NS" get pod web-0 -o jsonpath='{.metadata.uid}')
   f=$(find "/sys/fs/cgroup/memory$root" -maxdepth 4 -type d -name "pod$uid" 2>/dev/null | head -1)
