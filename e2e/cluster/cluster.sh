@@ -571,7 +571,7 @@ lock() {
 case ${1:-} in
   up) lock; cmd_up ;;
   down) lock; cmd_down ;;
-  status) cmd_status ;;
+  status) trap - ERR; cmd_status ;;
   load-image) shift; cmd_load_image "$@" ;;
   kubeconfig) echo "$KUBECONFIG_PATH" ;;
   ctr) shift; trap - ERR; ctr_ "$@" ;;
