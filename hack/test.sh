@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The README's test command: every test the project has, in order of cost.
+# The README's test command: every test the project has, cheapest first.
+#   KEEP_CLUSTER=1  leave a local cluster this run brought up running at the end
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
@@ -12,10 +13,23 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test --workspace"
+step "cargo test --workspace (unit, store-node over TCP, reconcile scenarios)"
 cargo test --workspace
 
 step "Helm chart: lint and render tests"
 hack/chart-test.sh
+
+# A real cluster: the user's when KUBECONFIG answers, else the local one (brought up here and
+# taken down again at the end, so the machine is left as it was found).
+was_up=0
+if [ -x e2e/cluster/cluster.sh ] && e2e/cluster/cluster.sh status >/dev/null 2>&1; then was_up=1; fi
+source hack/cluster-env.sh
+if [ "$LOCAL_CLUSTER" = 1 ] && [ "$was_up" = 0 ] && [ -z "${KEEP_CLUSTER:-}" ]; then
+  trap 'step "taking the local cluster down"; e2e/cluster/cluster.sh down' EXIT
+fi
+if [ "$LOCAL_CLUSTER" = 1 ]; then
+  step "local cluster smoke test (pods, DNS, Services, volumes, memory limits)"
+  e2e/cluster/smoke.sh
+fi
 
 step "all tests passed"
