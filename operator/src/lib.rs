@@ -12,3 +12,5 @@ pub mod validate;
 
 #[cfg(test)]
 mod contract_tests;
+#[cfg(test)]
+mod scenario_tests;

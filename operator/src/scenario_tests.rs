@@ -1,0 +1,442 @@
+//! Reconcile scenarios against a mocked API server: an in-memory object store behind a tower
+//! service that answers GET/LIST/PATCH/POST/DELETE like the API server does, and records every
+//! write, plus a fake [`NodeApi`] standing in for store-node pods.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use kube::client::Body;
+use kube::Client;
+use prometheus_client::registry::Registry;
+use serde_json::{json, Value};
+use sessionstore_api::SessionCluster;
+
+use crate::controller::{reconcile, Context, ControllerConfig};
+use crate::metrics::Metrics;
+use crate::node_client::{NodeApi, NodeError, NodeMemory, NodePeer, NodeStatus};
+
+#[derive(Default)]
+struct ApiState {
+    objects: BTreeMap<String, Value>,
+    writes: Vec<String>,
+}
+
+#[derive(Clone, Default)]
+struct MockApi(Arc<Mutex<ApiState>>);
+
+fn not_found() -> (StatusCode, Value) {
+    (
+        StatusCode::NOT_FOUND,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": "not found", "reason": "NotFound", "code": 404}),
+    )
+}
+
+impl MockApi {
+    fn handle(&self, method: &Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let Ok(mut state) = self.0.lock() else {
+            return (StatusCode::INTERNAL_SERVER_ERROR, json!({}));
+        };
+        if *method != Method::GET {
+            state.writes.push(format!("{method} {path}"));
+        }
+        match *method {
+            Method::GET => {
+                if let Some(object) = state.objects.get(path) {
+                    return (StatusCode::OK, object.clone());
+                }
+                let prefix = format!("{path}/");
+                let items: Vec<Value> = state
+                    .objects
+                    .iter()
+                    .filter(|(key, _)| {
+                        key.strip_prefix(&prefix)
+                            .is_some_and(|rest| !rest.contains('/'))
+                    })
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+                let is_list = segments
+                    .iter()
+                    .position(|s| *s == "namespaces")
+                    .is_some_and(|i| segments.len() == i + 3);
+                if is_list {
+                    (
+                        StatusCode::OK,
+                        json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}),
+                    )
+                } else {
+                    not_found()
+                }
+            }
+            Method::PATCH => {
+                let body = body.unwrap_or_default();
+                if let Some(object_path) = path.strip_suffix("/status") {
+                    let Some(object) = state.objects.get_mut(object_path) else {
+                        return not_found();
+                    };
+                    object["status"] = body["status"].clone();
+                    return (StatusCode::OK, object.clone());
+                }
+                let mut stored = body;
+                if let Some(previous) = state.objects.get(path) {
+                    if let Some(status) = previous.get("status") {
+                        stored["status"] = status.clone();
+                    }
+                    if stored.get("data").is_none() {
+                        if let Some(data) = previous.get("data") {
+                            stored["data"] = data.clone();
+                        }
+                    }
+                }
+                state.objects.insert(path.to_owned(), stored.clone());
+                (StatusCode::OK, stored)
+            }
+            Method::POST => {
+                let body = body.unwrap_or_default();
+                let name = body["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("event")
+                    .to_owned();
+                state.objects.insert(format!("{path}/{name}"), body.clone());
+                (StatusCode::CREATED, body)
+            }
+            Method::DELETE => match state.objects.remove(path) {
+                Some(object) => (StatusCode::OK, object),
+                None => not_found(),
+            },
+            _ => (StatusCode::METHOD_NOT_ALLOWED, json!({})),
+        }
+    }
+
+    fn client(&self) -> Client {
+        let mock = self.clone();
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let mock = mock.clone();
+            async move {
+                let method = request.method().clone();
+                let path = request.uri().path().to_owned();
+                let bytes = request.into_body().collect().await?.to_bytes();
+                let body = serde_json::from_slice::<Value>(&bytes).ok();
+                let (status, value) = mock.handle(&method, &path, body);
+                let response = Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&value).unwrap_or_default()));
+                response.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            }
+        });
+        Client::new(service, "apps")
+    }
+
+    fn take_writes(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut s| std::mem::take(&mut s.writes))
+            .unwrap_or_default()
+    }
+
+    fn get(&self, path: &str) -> Option<Value> {
+        self.0.lock().ok()?.objects.get(path).cloned()
+    }
+
+    fn put(&self, path: &str, value: Value) {
+        if let Ok(mut state) = self.0.lock() {
+            state.objects.insert(path.to_owned(), value);
+        }
+    }
+}
+
+#[derive(Default)]
+struct FakeNodes {
+    statuses: Mutex<HashMap<String, NodeStatus>>,
+    leaves: Mutex<Vec<String>>,
+}
+
+impl NodeApi for FakeNodes {
+    fn status(&self, address: String) -> BoxFuture<'static, Result<NodeStatus, NodeError>> {
+        let found = self
+            .statuses
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&address).cloned());
+        Box::pin(async move {
+            found.ok_or(NodeError::Unreachable {
+                address,
+                message: "fake: no node".into(),
+            })
+        })
+    }
+
+    fn leave(
+        &self,
+        address: String,
+        _password: Option<String>,
+    ) -> BoxFuture<'static, Result<(), NodeError>> {
+        if let Ok(mut leaves) = self.leaves.lock() {
+            leaves.push(address);
+        }
+        Box::pin(async { Ok(()) })
+    }
+}
+
+const CLUSTER: &str = "/apis/sessionstore.dev/v1alpha1/namespaces/apps/sessionclusters/demo";
+const STS: &str = "/apis/apps/v1/namespaces/apps/statefulsets/demo";
+
+struct Harness {
+    api: MockApi,
+    nodes: Arc<FakeNodes>,
+    ctx: Arc<Context>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let api = MockApi::default();
+        let nodes = Arc::new(FakeNodes::default());
+        let mut registry = Registry::default();
+        let ctx = Arc::new(Context::new(
+            api.client(),
+            nodes.clone(),
+            ControllerConfig::default(),
+            Arc::new(Metrics::new(&mut registry)),
+            "test",
+        ));
+        Self { api, nodes, ctx }
+    }
+
+    /// Stores the SessionCluster with `spec` (keeping its status) and reconciles it.
+    async fn reconcile(&self, spec: Value) -> Vec<String> {
+        let status = self.api.get(CLUSTER).and_then(|c| c.get("status").cloned());
+        let mut object = json!({
+            "apiVersion": "sessionstore.dev/v1alpha1", "kind": "SessionCluster",
+            "metadata": {"name": "demo", "namespace": "apps", "uid": "uid-1", "generation": 1},
+            "spec": spec,
+        });
+        if let Some(status) = status {
+            object["status"] = status;
+        }
+        self.api.put(CLUSTER, object.clone());
+        let cluster: SessionCluster = match serde_json::from_value(object) {
+            Ok(c) => c,
+            Err(e) => panic!("bad test object: {e}"),
+        };
+        self.api.take_writes();
+        if let Err(error) = reconcile(Arc::new(cluster), self.ctx.clone()).await {
+            panic!("reconcile failed: {error}");
+        }
+        self.api.take_writes()
+    }
+
+    fn condition(&self, type_: &str) -> (String, String, String) {
+        let status = self.api.get(CLUSTER).unwrap_or_default()["status"].clone();
+        let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
+        let found = conditions
+            .into_iter()
+            .find(|c| c["type"] == type_)
+            .unwrap_or_default();
+        let text = |k: &str| found[k].as_str().unwrap_or_default().to_owned();
+        (text("status"), text("reason"), text("message"))
+    }
+
+    /// Makes the StatefulSet look rolled out and adds ready pods with IPs 10.0.0.<ordinal+1>.
+    fn run_pods(&self, replicas: i64) {
+        if let Some(mut sts) = self.api.get(STS) {
+            sts["status"] = json!({"replicas": replicas, "readyReplicas": replicas,
+                "updatedReplicas": replicas, "currentRevision": "r1", "updateRevision": "r1"});
+            self.api.put(STS, sts);
+        }
+        for i in 0..replicas {
+            self.api.put(
+                &format!("/api/v1/namespaces/apps/pods/demo-{i}"),
+                json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("demo-{i}"), "namespace": "apps"},
+                    "status": {"podIP": format!("10.0.0.{}", i + 1),
+                        "conditions": [{"type": "Ready", "status": "True"}]}}),
+            );
+        }
+    }
+
+    fn node(&self, ordinal: i64, replicas: i64, state: &str, alarm: bool) {
+        let peers = (0..replicas)
+            .filter(|i| *i != ordinal)
+            .map(|i| NodePeer {
+                name: format!("demo-{i}"),
+                connected: true,
+                lag_ops: 0,
+            })
+            .collect();
+        if let Ok(mut statuses) = self.nodes.statuses.lock() {
+            statuses.insert(
+                format!("10.0.0.{}:8080", ordinal + 1),
+                NodeStatus {
+                    node_name: format!("demo-{ordinal}"),
+                    state: state.into(),
+                    keys: 0,
+                    memory: NodeMemory {
+                        used_bytes: if alarm { 90 } else { 10 },
+                        limit_bytes: 100,
+                        alarm,
+                    },
+                    peers,
+                },
+            );
+        }
+    }
+
+    fn sts_replicas(&self) -> i64 {
+        self.api.get(STS).unwrap_or_default()["spec"]["replicas"]
+            .as_i64()
+            .unwrap_or(-1)
+    }
+
+    fn config_hash(&self) -> String {
+        self.api.get(STS).unwrap_or_default()["spec"]["template"]["metadata"]["annotations"]
+            ["sessionstore.dev/config-hash"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+fn child_writes(writes: &[String]) -> Vec<String> {
+    writes
+        .iter()
+        .filter(|w| !w.contains("/events") && !w.ends_with("/status"))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn create_applies_every_child_then_a_steady_rereconcile_writes_nothing() {
+    let h = Harness::new();
+    let writes = h.reconcile(json!({})).await;
+    let expected = [
+        "PATCH /api/v1/namespaces/apps/serviceaccounts/demo-node",
+        "PATCH /api/v1/namespaces/apps/configmaps/demo-config",
+        "POST /api/v1/namespaces/apps/secrets",
+        "PATCH /api/v1/namespaces/apps/services/demo-headless",
+        "PATCH /api/v1/namespaces/apps/services/demo",
+        "PATCH /apis/policy/v1/namespaces/apps/poddisruptionbudgets/demo",
+        "PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo",
+    ];
+    assert_eq!(child_writes(&writes), expected);
+    assert!(writes.contains(&format!("PATCH {CLUSTER}/status")));
+    assert_eq!(h.sts_replicas(), 3);
+    assert_eq!(h.condition("Progressing").0, "True");
+
+    h.run_pods(3);
+    for i in 0..3 {
+        h.node(i, 3, "ready", false);
+    }
+    let writes = h.reconcile(json!({})).await;
+    assert!(child_writes(&writes).is_empty(), "{writes:?}");
+    assert_eq!(h.condition("Available").0, "True");
+    assert_eq!(h.condition("Clustered").0, "True");
+
+    let writes = h.reconcile(json!({})).await;
+    assert_eq!(
+        writes,
+        Vec::<String>::new(),
+        "a steady cluster costs no writes"
+    );
+}
+
+#[tokio::test]
+async fn scale_up_raises_the_statefulset() {
+    let h = Harness::new();
+    h.reconcile(json!({"replicas": 3})).await;
+    h.run_pods(3);
+    let writes = h.reconcile(json!({"replicas": 5})).await;
+    assert_eq!(
+        child_writes(&writes),
+        ["PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo"]
+    );
+    assert_eq!(h.sts_replicas(), 5);
+    assert_eq!(h.condition("Progressing").1, "ScalingUp");
+}
+
+#[tokio::test]
+async fn scale_down_asks_leaving_nodes_first() {
+    let h = Harness::new();
+    h.reconcile(json!({"replicas": 3, "auth": {"enabled": false}}))
+        .await;
+    h.run_pods(3);
+    for i in 0..3 {
+        h.node(i, 3, "ready", false);
+    }
+    h.reconcile(json!({"replicas": 2, "auth": {"enabled": false}}))
+        .await;
+    assert_eq!(
+        h.nodes.leaves.lock().map(|l| l.clone()).unwrap_or_default(),
+        vec!["10.0.0.3:8080".to_owned()]
+    );
+    assert_eq!(h.sts_replicas(), 3, "replicas stay until the node left");
+    assert_eq!(h.condition("Progressing").1, "ScalingDown");
+
+    h.node(2, 3, "left", false);
+    h.reconcile(json!({"replicas": 2, "auth": {"enabled": false}}))
+        .await;
+    assert_eq!(h.sts_replicas(), 2);
+}
+
+#[tokio::test]
+async fn config_change_rolls_the_pods() {
+    let h = Harness::new();
+    h.reconcile(json!({})).await;
+    let before = h.config_hash();
+    let writes = h
+        .reconcile(json!({"replication": {"writeAck": "all"}}))
+        .await;
+    assert!(writes.contains(&"PATCH /api/v1/namespaces/apps/configmaps/demo-config".to_owned()));
+    assert_ne!(h.config_hash(), before);
+    assert_eq!(h.config_hash().len(), 64);
+}
+
+#[tokio::test]
+async fn paused_changes_nothing_but_the_condition() {
+    let h = Harness::new();
+    h.reconcile(json!({})).await;
+    let writes = h.reconcile(json!({"paused": true, "replicas": 7})).await;
+    assert_eq!(child_writes(&writes), Vec::<String>::new());
+    assert_eq!(h.sts_replicas(), 3);
+    assert_eq!(h.condition("Paused").0, "True");
+}
+
+#[tokio::test]
+async fn invalid_spec_is_reported_without_touching_children() {
+    let h = Harness::new();
+    let writes = h
+        .reconcile(json!({"sessions": {"defaultTimeout": "2h", "maxTimeout": "1h"}}))
+        .await;
+    assert_eq!(child_writes(&writes), Vec::<String>::new());
+    let (status, reason, message) = h.condition("ReconcileSuccess");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(message.contains("raise maxTimeout"));
+    assert!(
+        writes.iter().any(|w| w.contains("/events")),
+        "a Warning event: {writes:?}"
+    );
+}
+
+#[tokio::test]
+async fn memory_pressure_comes_from_members() {
+    let h = Harness::new();
+    h.reconcile(json!({})).await;
+    h.run_pods(3);
+    h.node(0, 3, "ready", false);
+    h.node(1, 3, "ready", true);
+    h.node(2, 3, "ready", false);
+    let writes = h.reconcile(json!({})).await;
+    let (status, _, message) = h.condition("MemoryPressure");
+    assert_eq!(status, "True");
+    assert!(
+        message.starts_with("demo-1 at 90% of its memory limit"),
+        "{message}"
+    );
+    assert!(writes.iter().any(|w| w.contains("/events")));
+    let cluster = h.api.get(CLUSTER).unwrap_or_default();
+    assert_eq!(cluster["status"]["memory"], "90%");
+}
