@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod persistence;
 pub mod protocol;
 pub mod replication;
 pub mod server;

@@ -1,0 +1,502 @@
+//! Disc mode: a write-ahead log of replication [`Record`]s with group commit, periodic fuzzy
+//! snapshots that bound the log, and recovery at start (DESIGN.md §4, issue 4,
+//! docs/persistence.md).
+//!
+//! What is logged is the whole state of a key after a write, stamped, exactly the unit that
+//! replication ships (local writes and records applied from peers alike). Records merge by
+//! last-writer-wins ([`crate::replication::replica::merge`]), so replay is idempotent and
+//! order-insensitive. That makes a fuzzy snapshot correct: start a new log segment, dump the
+//! keyspace through the store's chunked iterator while writes go on, fsync and rename it, then
+//! delete the older segments. Recovery loads the newest snapshot and merges every later segment.
+//!
+//! Why not fjall or redb: the whole keyspace already lives in RAM; an LSM tree or B-tree would
+//! keep a second, indexed copy with its own log, compaction and write amplification, to answer
+//! reads nobody makes (reads are served from memory). An append-only log of idempotent records
+//! plus snapshots (Redis's AOF + RDB) is the minimal durable structure for an in-memory store.
+//!
+//! Directory layout (`--data-dir`): `node-id` (the node keeps its identity across restarts),
+//! `LOCK` (held while open), `wal-<seq>.log` segments, `snapshot-<seq>.snap` (holds everything
+//! before segment `seq`), a transient `snapshot.tmp`, and `damaged-<unix-time>/` quarantines.
+//! The file format is in [`format`].
+//!
+//! Contract with the caller (the store): append a record *after* it is applied and visible in
+//! the store. Then a record in a segment older than a snapshot was in the store before the
+//! snapshot's dump began, so deleting that segment loses nothing.
+
+pub mod error;
+pub mod format;
+pub mod metrics;
+pub mod recovery;
+mod snapshot;
+mod writer;
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+pub use error::PersistenceError;
+pub use metrics::{PersistenceMetrics, PersistenceMetricsSnapshot};
+pub use recovery::{quarantine, Recovered, RecoveryReport, Truncation};
+
+use crate::config::Fsync;
+use crate::replication::Record;
+use writer::{Item, Shared, Stop, Writer};
+
+/// Tuning of the persistence layer; [`PersistenceConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct PersistenceConfig {
+    /// The data directory (`--data-dir`); created if missing.
+    pub data_dir: PathBuf,
+    /// When the log is fdatasynced (`--fsync`).
+    pub fsync: Fsync,
+    /// Encoded bytes the writer queue holds before appends block (back-pressure).
+    pub queue_limit_bytes: usize,
+    /// Largest encoded record frame accepted by [`Persistence::append`].
+    pub max_record_bytes: usize,
+    /// A snapshot is due when the log since the last one exceeds
+    /// `max(compaction_min_bytes, compaction_ratio × last snapshot size)`.
+    pub compaction_min_bytes: u64,
+    /// See [`PersistenceConfig::compaction_min_bytes`].
+    pub compaction_ratio: f64,
+    /// Approximate record bytes per snapshot frame.
+    pub snapshot_frame_bytes: usize,
+}
+
+impl PersistenceConfig {
+    /// Defaults: 64 MiB queue, 16 MiB records (the replication frame limit), compaction at
+    /// `max(64 MiB, 1 × live bytes)`, so the directory stays within about twice the live data.
+    pub fn new(data_dir: impl Into<PathBuf>, fsync: Fsync) -> PersistenceConfig {
+        PersistenceConfig {
+            data_dir: data_dir.into(),
+            fsync,
+            queue_limit_bytes: 64 << 20,
+            max_record_bytes: crate::replication::wire::DEFAULT_MAX_FRAME,
+            compaction_min_bytes: 64 << 20,
+            compaction_ratio: 1.0,
+            snapshot_frame_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What a snapshot wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotReport {
+    /// The snapshot file.
+    pub path: PathBuf,
+    /// The first log segment replayed after it.
+    pub segment: u64,
+    /// Records written (expired ones are skipped).
+    pub records: u64,
+    /// File size.
+    pub bytes: u64,
+    /// Older files removed.
+    pub removed_files: usize,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// The open persistence layer: the log writer thread and the snapshot machinery. Dropping it
+/// stops the writer cleanly (everything queued is written and synced); prefer
+/// [`Persistence::shutdown`] to see errors.
+pub struct Persistence {
+    shared: Arc<Shared>,
+    config: PersistenceConfig,
+    node_id: u32,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    snapshot_running: Mutex<()>,
+    // Held for the lifetime of the handle: two processes on one directory would interleave
+    // segments.
+    _lock: File,
+}
+
+impl std::fmt::Debug for Persistence {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Persistence")
+            .field("data_dir", &self.config.data_dir)
+            .field("fsync", &self.config.fsync)
+            .field("node_id", &self.node_id)
+            .finish()
+    }
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn lock_dir(dir: &Path) -> Result<File, PersistenceError> {
+    let path = dir.join(format::LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| PersistenceError::ReadFile {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(PersistenceError::Locked { path }),
+        Err(std::fs::TryLockError::Error(source)) => {
+            Err(PersistenceError::ReadFile { path, source })
+        }
+    }
+}
+
+impl Persistence {
+    /// Opens the data directory at start: creates it if missing, locks it, reads or creates
+    /// the node id, recovers (see [`recovery`]), starts a new log segment and the writer
+    /// thread. `now_ms` drops expired records; tombstones deleted before `forget_before_ms`
+    /// (now minus the tombstone grace) are dropped too.
+    ///
+    /// A [`PersistenceError::is_damage`] error means the directory cannot be trusted: refuse
+    /// to serve, or call [`quarantine`] and open again empty when peers can re-sync the node.
+    pub fn open(
+        config: PersistenceConfig,
+        now_ms: u64,
+        forget_before_ms: u64,
+    ) -> Result<(Persistence, Recovered), PersistenceError> {
+        let dir = config.data_dir.clone();
+        fs::create_dir_all(&dir).map_err(|source| PersistenceError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let lock = lock_dir(&dir)?;
+        let node_id = recovery::load_node_id(&dir)?;
+        let (recovered, layout) = recovery::recover(&dir, node_id, now_ms, forget_before_ms)?;
+        let metrics = Arc::new(PersistenceMetrics::default());
+        metrics
+            .disc_bytes
+            .store(recovery::disc_bytes(&dir)?, Ordering::Relaxed);
+        metrics
+            .log_bytes_since_snapshot
+            .store(layout.log_bytes, Ordering::Relaxed);
+        metrics
+            .snapshot_bytes
+            .store(layout.snapshot_bytes, Ordering::Relaxed);
+        if recovered.report.truncated.is_some() {
+            metrics.truncations.fetch_add(1, Ordering::Relaxed);
+        }
+        let shared = Arc::new(Shared::new(metrics, config.queue_limit_bytes.max(1)));
+        let writer = Writer::new(
+            shared.clone(),
+            dir.clone(),
+            node_id,
+            config.fsync,
+            layout.next_segment,
+        )
+        .map_err(|source| PersistenceError::WriteFile {
+            path: dir.join(format::segment_name(layout.next_segment)),
+            source,
+        })?;
+        let thread = std::thread::Builder::new()
+            .name("wal-writer".to_string())
+            .spawn(move || writer.run())
+            .map_err(PersistenceError::Spawn)?;
+        tracing::info!(
+            dir = %dir.display(),
+            node_id,
+            fsync = ?config.fsync,
+            segment = layout.next_segment,
+            "persistence open"
+        );
+        Ok((
+            Persistence {
+                shared,
+                config,
+                node_id,
+                thread: Mutex::new(Some(thread)),
+                snapshot_running: Mutex::new(()),
+                _lock: lock,
+            },
+            recovered,
+        ))
+    }
+
+    /// The node id stored in the directory (the stamp origin across restarts).
+    pub fn node_id(&self) -> u32 {
+        self.node_id
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// Queues `record` for the log and returns its sequence number for
+    /// [`Persistence::wait_durable`]. Call it after the record is applied to the store. Blocks
+    /// while the queue is full (back-pressure from a slow disc). Fails with
+    /// [`PersistenceError::Unavailable`] while the log is failing: the server should answer
+    /// the client with that error (it starts with `MISCONF`).
+    pub fn append(&self, record: &Record) -> Result<u64, PersistenceError> {
+        let frame =
+            format::encode_record(record, self.config.max_record_bytes).map_err(|error| {
+                PersistenceError::TooLarge {
+                    key: String::from_utf8_lossy(&record.key).into_owned(),
+                    reason: error.to_string(),
+                }
+            })?;
+        let mut queue = self.shared.queue.lock();
+        loop {
+            if let Some(reason) = &queue.failed {
+                return Err(PersistenceError::Unavailable {
+                    reason: reason.clone(),
+                });
+            }
+            if queue.stop != Stop::No {
+                return Err(PersistenceError::Stopped);
+            }
+            if queue.queued_bytes == 0
+                || queue.queued_bytes + frame.len() <= self.shared.queue_limit
+            {
+                break;
+            }
+            self.shared.space.wait(&mut queue);
+        }
+        let seq = queue.next_seq;
+        queue.next_seq += 1;
+        queue.queued_bytes += frame.len();
+        self.shared
+            .metrics
+            .queued_bytes
+            .store(queue.queued_bytes as u64, Ordering::Relaxed);
+        match queue.items.back_mut() {
+            Some(Item::Frames {
+                bytes,
+                last_seq,
+                records,
+            }) => {
+                bytes.extend_from_slice(&frame);
+                *last_seq = seq;
+                *records += 1;
+            }
+            _ => queue.items.push_back(Item::Frames {
+                bytes: frame.to_vec(),
+                last_seq: seq,
+                records: 1,
+            }),
+        }
+        drop(queue);
+        self.shared.wake.notify_one();
+        Ok(seq)
+    }
+
+    /// Waits until record `seq` may be acknowledged: fdatasynced under `always`, written to
+    /// the file under `everysec`. Fails with [`PersistenceError::Unavailable`] while the log is
+    /// failing and with [`PersistenceError::Stopped`] after shutdown.
+    pub async fn wait_durable(&self, seq: u64) -> Result<(), PersistenceError> {
+        let mut progress = self.shared.progress.subscribe();
+        let state = progress
+            .wait_for(|state| state.acked >= seq || state.failed.is_some() || state.stopped)
+            .await
+            .map_err(|_| PersistenceError::Stopped)?;
+        if state.acked >= seq {
+            return Ok(());
+        }
+        match &state.failed {
+            Some(reason) => Err(PersistenceError::Unavailable {
+                reason: reason.to_string(),
+            }),
+            None => Err(PersistenceError::Stopped),
+        }
+    }
+
+    /// The greatest sequence that may be acknowledged (see [`Persistence::wait_durable`]).
+    pub fn durable_seq(&self) -> u64 {
+        self.shared.progress.borrow().acked
+    }
+
+    /// The greatest sequence fdatasynced.
+    pub fn synced_seq(&self) -> u64 {
+        self.shared.progress.borrow().synced
+    }
+
+    /// `Err(Unavailable)` while the log is failing: the server can refuse writes before
+    /// applying them (Redis's `MISCONF`).
+    pub fn check_writable(&self) -> Result<(), PersistenceError> {
+        match &self.shared.queue.lock().failed {
+            Some(reason) => Err(PersistenceError::Unavailable {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the log since the last snapshot exceeds the compaction threshold and no
+    /// snapshot is running: the caller then runs [`Persistence::snapshot`] (on a blocking
+    /// thread).
+    pub fn needs_snapshot(&self) -> bool {
+        let metrics = &self.shared.metrics;
+        let log = metrics.log_bytes_since_snapshot.load(Ordering::Relaxed);
+        let live = metrics.snapshot_bytes.load(Ordering::Relaxed);
+        let threshold = self
+            .config
+            .compaction_min_bytes
+            .max((live as f64 * self.config.compaction_ratio) as u64);
+        log > threshold && !self.snapshot_running.is_locked()
+    }
+
+    /// Takes a snapshot and deletes the log it replaces. `chunk(after, max)` returns up to
+    /// `max` records after the opaque cursor (`None` = from the start) and the next cursor
+    /// (`None` = done), like [`crate::replication::Replica::snapshot_chunk`]; every key
+    /// present for the whole dump must come out at least once. Blocking: run it on a blocking
+    /// thread. Writes continue meanwhile.
+    pub fn snapshot(
+        &self,
+        mut chunk: impl FnMut(Option<&[u8]>, usize) -> (Vec<Record>, Option<Vec<u8>>),
+    ) -> Result<SnapshotReport, PersistenceError> {
+        let Some(_running) = self.snapshot_running.try_lock() else {
+            return Err(PersistenceError::SnapshotRunning);
+        };
+        let started = Instant::now();
+        let dir = &self.config.data_dir;
+        let (reply, answer) = sync_channel(1);
+        {
+            let mut queue = self.shared.queue.lock();
+            if queue.stop != Stop::No {
+                return Err(PersistenceError::Stopped);
+            }
+            queue.items.push_back(Item::Rotate { reply });
+        }
+        self.shared.wake.notify_one();
+        let segment = match answer.recv() {
+            Ok(Ok(segment)) => segment,
+            Ok(Err(reason)) => return Err(PersistenceError::Unavailable { reason }),
+            Err(_) => return Err(PersistenceError::Stopped),
+        };
+        let (path, bytes, records) = snapshot::write_snapshot(
+            dir,
+            self.node_id,
+            segment,
+            now_unix_ms(),
+            self.config.snapshot_frame_bytes,
+            &mut chunk,
+        )?;
+
+        // Everything before `segment` is now in the snapshot.
+        let mut removed_files = 0;
+        let mut removed_bytes = 0;
+        let read_dir = |source| PersistenceError::ReadDir {
+            path: dir.clone(),
+            source,
+        };
+        for entry in fs::read_dir(dir).map_err(read_dir)? {
+            let entry = entry.map_err(read_dir)?;
+            let name = entry.file_name();
+            let doomed = match name.to_str().map(format::classify) {
+                Some(format::FileKind::Segment(seq)) => seq < segment,
+                Some(format::FileKind::Snapshot(seq)) => seq < segment,
+                _ => false,
+            };
+            if doomed {
+                let size = entry.metadata().map(|meta| meta.len()).unwrap_or(0);
+                fs::remove_file(entry.path()).map_err(|source| PersistenceError::Remove {
+                    path: entry.path(),
+                    source,
+                })?;
+                removed_files += 1;
+                removed_bytes += size;
+            }
+        }
+        recovery::sync_dir(dir)?;
+
+        let metrics = &self.shared.metrics;
+        metrics.snapshot_bytes.store(bytes, Ordering::Relaxed);
+        metrics.disc_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let _ = metrics
+            .disc_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |value| {
+                Some(value.saturating_sub(removed_bytes))
+            });
+        let duration = started.elapsed();
+        metrics.snapshots.fetch_add(1, Ordering::Relaxed);
+        metrics
+            .last_snapshot_unix_ms
+            .store(now_unix_ms(), Ordering::Relaxed);
+        metrics
+            .last_snapshot_duration_ms
+            .store(duration.as_millis() as u64, Ordering::Relaxed);
+        tracing::info!(
+            snapshot = %path.display(),
+            segment,
+            records,
+            bytes,
+            removed_files,
+            duration_ms = duration.as_millis() as u64,
+            "snapshot written"
+        );
+        Ok(SnapshotReport {
+            path,
+            segment,
+            records,
+            bytes,
+            removed_files,
+            duration,
+        })
+    }
+
+    /// The counters and gauges.
+    pub fn metrics(&self) -> &Arc<PersistenceMetrics> {
+        &self.shared.metrics
+    }
+
+    fn stop(&self, how: Stop) {
+        {
+            let mut queue = self.shared.queue.lock();
+            if queue.stop == Stop::No || how == Stop::Abort {
+                queue.stop = how;
+            }
+        }
+        self.shared.wake.notify_all();
+        self.shared.space.notify_all();
+        if let Some(thread) = self.thread.lock().take() {
+            if thread.join().is_err() {
+                tracing::error!("the log writer thread panicked");
+            }
+        }
+        self.shared
+            .progress
+            .send_modify(|progress| progress.stopped = true);
+    }
+
+    /// Stops cleanly: everything appended is written and fdatasynced, then the writer exits.
+    /// Fails with [`PersistenceError::Unavailable`] if the log was failing and queued records
+    /// could not be written.
+    pub fn shutdown(self) -> Result<(), PersistenceError> {
+        let appended = self.shared.queue.lock().next_seq - 1;
+        self.stop(Stop::Clean);
+        let progress = self.shared.progress.borrow().clone();
+        if progress.synced >= appended {
+            return Ok(());
+        }
+        Err(PersistenceError::Unavailable {
+            reason: progress
+                .failed
+                .map(|reason| reason.to_string())
+                .unwrap_or_else(|| format!("records up to {appended} were not synced")),
+        })
+    }
+
+    /// Test hook: stops the writer at once, dropping whatever is queued and not written, as if
+    /// the process had been killed (what was written stays in the page cache, as it would).
+    #[doc(hidden)]
+    pub fn crash(self) {
+        self.stop(Stop::Abort);
+    }
+}
+
+impl Drop for Persistence {
+    fn drop(&mut self) {
+        self.stop(Stop::Clean);
+    }
+}
