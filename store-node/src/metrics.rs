@@ -51,20 +51,55 @@ impl Default for Metrics {
     }
 }
 
-impl Metrics {
+/// Per-connection counters, added to the shared [`Metrics`] once per batch of pipelined
+/// commands: shared atomics touched per command bounce cache lines between cores.
+#[derive(Debug, Default)]
+pub struct LocalMetrics {
+    counts: Vec<(usize, u64)>,
+    buckets: [u64; LATENCY_BUCKETS_MICROS.len() + 1],
+    sum_nanos: u64,
+    observed: u64,
+}
+
+impl LocalMetrics {
     /// Records one call of the command at `index` in [`COMMANDS`] and its latency.
-    pub fn observe(&self, index: usize, elapsed: Duration) {
-        if let Some(counter) = self.commands.get(index) {
-            counter.fetch_add(1, Ordering::Relaxed);
+    pub fn observe(&mut self, index: usize, elapsed: Duration) {
+        match self.counts.iter_mut().find(|(known, _)| *known == index) {
+            Some((_, count)) => *count += 1,
+            None => self.counts.push((index, 1)),
         }
         let micros = elapsed.as_micros() as u64;
         let bucket = LATENCY_BUCKETS_MICROS
             .iter()
             .position(|&bound| micros <= bound)
             .unwrap_or(LATENCY_BUCKETS_MICROS.len());
-        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.buckets[bucket] += 1;
+        self.sum_nanos += elapsed.as_nanos() as u64;
+        self.observed += 1;
+    }
+}
+
+impl Metrics {
+    /// Adds a connection's local counters and resets them.
+    pub fn flush(&self, local: &mut LocalMetrics) {
+        if local.observed == 0 {
+            return;
+        }
+        for (index, count) in local.counts.drain(..) {
+            if let Some(counter) = self.commands.get(index) {
+                counter.fetch_add(count, Ordering::Relaxed);
+            }
+        }
+        for (shared, count) in self.latency_buckets.iter().zip(local.buckets.iter_mut()) {
+            if *count > 0 {
+                shared.fetch_add(*count, Ordering::Relaxed);
+                *count = 0;
+            }
+        }
         self.latency_sum_nanos
-            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add(local.sum_nanos, Ordering::Relaxed);
+        local.sum_nanos = 0;
+        local.observed = 0;
     }
 
     /// Calls of the command at `index`.

@@ -280,6 +280,7 @@ async fn serve_connection(
                 }
             }
         }
+        state.metrics.flush(&mut client.metrics);
         if !output.is_empty() {
             if socket.write_all(&output).await.is_err() {
                 return;

@@ -58,6 +58,8 @@ pub struct ClientState {
     pub close: bool,
     /// Remote address, for CLIENT LIST/INFO.
     pub address: String,
+    /// Counters not yet added to the node's metrics (the server flushes them per batch).
+    pub metrics: crate::metrics::LocalMetrics,
 }
 
 impl ClientState {
@@ -74,6 +76,7 @@ impl ClientState {
             lib_version: None,
             close: false,
             address,
+            metrics: Default::default(),
         }
     }
 }
@@ -300,7 +303,7 @@ pub(crate) fn run(
         args,
     };
     let reply = (spec.handler)(&mut call);
-    state.metrics.observe(index, started.elapsed());
+    call.client.metrics.observe(index, started.elapsed());
     reply
 }
 

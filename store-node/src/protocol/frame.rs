@@ -67,16 +67,8 @@ impl Frame {
     /// Appends the encoding of this frame to `out`.
     pub fn encode(&self, protocol: Protocol, out: &mut BytesMut) {
         match self {
-            Frame::Simple(text) => {
-                out.put_u8(b'+');
-                out.put_slice(text.as_bytes());
-                out.put_slice(b"\r\n");
-            }
-            Frame::Error(text) => {
-                out.put_u8(b'-');
-                out.put_slice(text.as_bytes());
-                out.put_slice(b"\r\n");
-            }
+            Frame::Simple(text) => put_line(out, b'+', text),
+            Frame::Error(text) => put_line(out, b'-', text),
             Frame::Integer(value) => {
                 out.put_u8(b':');
                 put_decimal(out, *value);
@@ -162,6 +154,24 @@ pub(crate) fn format_double(value: f64) -> String {
     } else {
         format!("{value}")
     }
+}
+
+/// Writes a simple line; CR and LF inside would end the line early, so they become spaces (as
+/// Redis does for error texts).
+fn put_line(out: &mut BytesMut, tag: u8, text: &str) {
+    out.put_u8(tag);
+    if text.bytes().any(|byte| byte == b'\r' || byte == b'\n') {
+        out.extend(text.bytes().map(|byte| {
+            if byte == b'\r' || byte == b'\n' {
+                b' '
+            } else {
+                byte
+            }
+        }));
+    } else {
+        out.put_slice(text.as_bytes());
+    }
+    out.put_slice(b"\r\n");
 }
 
 fn put_decimal(out: &mut BytesMut, value: i64) {
