@@ -306,12 +306,12 @@ fn read_session(
     };
     let mut expires_in_ms = expire_at.map_or(0, |at| at.saturating_sub(now));
     if let (true, Some(idle)) = (slide, idle) {
-        let at = now + idle * 1000;
+        let at = now.saturating_add(idle.saturating_mul(1000));
         access.write(Op::SetExpiry {
             key: key.clone(),
             expire_at: Some(at),
         });
-        expires_in_ms = idle * 1000;
+        expires_in_ms = idle.saturating_mul(1000);
     }
     Ok(SessionBody {
         id: id.to_string(),
@@ -405,7 +405,7 @@ async fn put_session(
     let mut access = state.engine.key(&key);
     let now = access.now();
     let created = access.get().is_none();
-    let expire_at = Some(now + idle * 1000);
+    let expire_at = Some(now.saturating_add(idle.saturating_mul(1000)));
     access.write(Op::Put {
         key: key.clone(),
         value: crate::store::Value::Hash(vec![
@@ -426,7 +426,7 @@ async fn put_session(
         id,
         data: body.data,
         idle_timeout_seconds: idle,
-        expires_in_ms: idle * 1000,
+        expires_in_ms: idle.saturating_mul(1000),
     };
     (status, Json(body)).into_response()
 }

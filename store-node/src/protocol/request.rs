@@ -4,6 +4,9 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+/// Largest single buffer reservation made for a partially received argument.
+const MAX_RESERVE_STEP: usize = 4 * 1024 * 1024;
+
 /// Size limits applied while parsing requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -166,8 +169,9 @@ impl RequestParser {
             let start = newline + 1;
             let end = start + len as usize;
             if buf.len() < end + 2 {
-                // Make room for the whole argument at once instead of growing step by step.
-                buf.reserve(end + 2 - buf.len());
+                // Grow towards the whole argument in steps of at most 4 MiB: a header alone
+                // must not make the server allocate 512 MiB.
+                buf.reserve((end + 2 - buf.len()).min(MAX_RESERVE_STEP));
                 return Ok(None);
             }
             self.spans.push((start, end));
@@ -371,6 +375,19 @@ mod tests {
         assert_eq!(
             ProtocolError::ExpectedBulk('+').to_string(),
             "expected '$', got '+'"
+        );
+    }
+
+    #[test]
+    fn a_huge_bulk_header_does_not_allocate_the_whole_argument() {
+        let mut parser = RequestParser::default();
+        let mut buf = BytesMut::from(&b"*1\r\n$536870000\r\nabc"[..]);
+        let mut args = Vec::new();
+        assert_eq!(parser.parse(&mut buf, &mut args), Ok(false));
+        assert!(
+            buf.capacity() <= 2 * MAX_RESERVE_STEP,
+            "capacity {}",
+            buf.capacity()
         );
     }
 
