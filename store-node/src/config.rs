@@ -25,14 +25,15 @@ pub enum Fsync {
     Everysec,
 }
 
-/// How many peers acknowledge a write before the client is answered (used by replication).
+/// How many peers acknowledge a write before the client is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WriteAck {
     /// Answer as soon as the write is applied locally.
     None,
-    /// Wait for one peer.
+    /// Wait for one member peer (with no member peers at all, answer at once).
     One,
-    /// Wait for every connected peer.
+    /// Wait for every discovered peer that has not left, connected or not: a member that is
+    /// down or partitioned makes the write fail with `NOREPLICAS` after the ack timeout.
     All,
 }
 
@@ -122,7 +123,7 @@ pub struct Config {
     #[arg(long, env = "STORE_NODE_HTTP_PORT", default_value_t = 8080)]
     pub http_port: u16,
 
-    /// Peer replication port (used by replication, a later issue).
+    /// Peer replication port.
     #[arg(long, env = "STORE_NODE_PEER_PORT", default_value_t = 7379)]
     pub peer_port: u16,
 
@@ -139,11 +140,11 @@ pub struct Config {
     #[arg(long, env = "POD_IP")]
     pub advertise_address: Option<String>,
 
-    /// Headless Service name resolved every few seconds to find peers (used by replication).
+    /// Headless Service name resolved every few seconds to find peers.
     #[arg(long, env = "CLUSTER_SERVICE_NAME")]
     pub cluster_service_name: Option<String>,
 
-    /// Static `host:port` peer list, comma separated (used by replication; tests).
+    /// Static `host:port` peer list, comma separated (tests).
     #[arg(long, env = "STORE_NODE_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
 
@@ -164,9 +165,40 @@ pub struct Config {
     #[arg(long, env = "STORE_NODE_FSYNC", value_enum, default_value = "everysec")]
     pub fsync: Fsync,
 
-    /// Peer acknowledgements a write waits for: `none`, `one` or `all` (used by replication).
+    /// Peer acknowledgements a write waits for before its reply: `none` (local apply only),
+    /// `one` (one member peer holds it) or `all` (every discovered peer that has not left holds
+    /// it). Not enough acknowledgements within `--write-ack-timeout-ms` answers `NOREPLICAS`;
+    /// the write stays applied and still replicates. See docs/replication.md.
     #[arg(long, env = "STORE_NODE_WRITE_ACK", value_enum, default_value = "one")]
     pub write_ack: WriteAck,
+
+    /// How long (ms) a write waits for the `--write-ack` acknowledgements.
+    #[arg(long, env = "STORE_NODE_WRITE_ACK_TIMEOUT_MS", default_value_t = 1000)]
+    pub write_ack_timeout_ms: u64,
+
+    /// How long (ms) an empty node looks for a ready peer before the first-start rule applies
+    /// (only ordinal 0 seeds an empty cluster). Hidden: a tuning knob for tests.
+    #[arg(
+        long,
+        env = "STORE_NODE_FIRST_START_WAIT_MS",
+        default_value_t = 15000,
+        hide = true
+    )]
+    pub first_start_wait_ms: u64,
+
+    /// Anti-entropy period (ms) per peer link. Hidden: a tuning knob for tests.
+    #[arg(
+        long,
+        env = "STORE_NODE_ANTI_ENTROPY_INTERVAL_MS",
+        default_value_t = 30000,
+        hide = true
+    )]
+    pub anti_entropy_interval_ms: u64,
+
+    /// TEST ONLY: enables `POST /v1/test/faults`, which blocks replication links to given peer
+    /// addresses (partition tests). Never set in production.
+    #[arg(long, env = "STORE_NODE_TEST_FAULTS", hide = true)]
+    pub test_faults: bool,
 
     /// Idle timeout (s) of an HTTP session created without one.
     #[arg(
@@ -290,6 +322,30 @@ impl Config {
             .map(|name| name.trim().to_string())
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| "store-node".to_string())
+    }
+
+    /// Whether replication runs: some peer source (`--peers` or a Service name) is configured.
+    pub fn replicated(&self) -> bool {
+        self.peers.iter().any(|peer| !peer.trim().is_empty())
+            || self
+                .cluster_service_name
+                .as_deref()
+                .is_some_and(|name| !name.is_empty())
+    }
+
+    /// The replication cluster name: the node name without its StatefulSet ordinal, else the
+    /// Service name, else `sessionstore`. Peers announcing another name are refused.
+    pub fn cluster_name(&self) -> String {
+        let node_name = self.resolved_node_name();
+        if crate::replication::membership::ordinal(&node_name).is_some() {
+            if let Some((base, _)) = node_name.rsplit_once('-') {
+                return base.to_string();
+            }
+        }
+        self.cluster_service_name
+            .clone()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "sessionstore".to_string())
     }
 
     /// A configuration for tests: loopback, OS-chosen ports, defaults otherwise.

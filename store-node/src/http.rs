@@ -108,7 +108,21 @@ pub fn node_status(state: &NodeState) -> NodeStatus {
             alarm: memory.alarm,
             eviction_policy: memory.policy.as_str().to_string(),
         },
-        peers: Vec::new(),
+        peers: state
+            .replication()
+            .map(|replication| {
+                replication
+                    .peers()
+                    .into_iter()
+                    .map(|peer| PeerReport {
+                        name: peer.name,
+                        address: peer.address,
+                        connected: peer.connected,
+                        lag_ops: peer.lag_ops,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         storage: StorageReport {
             mode: "ram".to_string(),
         },
@@ -124,6 +138,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/cluster", get(cluster))
         .route("/v1/cluster/leave", post(leave))
         .route("/metrics", get(metrics))
+        .route("/v1/test/faults", post(test_faults))
         .route("/v1/sessions", get(list_sessions))
         .route(
             "/v1/sessions/{id}",
@@ -138,13 +153,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<NodeState>>) -> Response {
-    match state.lifecycle() {
-        Lifecycle::Ready => (StatusCode::OK, "ready").into_response(),
-        Lifecycle::Loading => {
-            (StatusCode::SERVICE_UNAVAILABLE, "loading: starting").into_response()
-        }
-        Lifecycle::Leaving => (StatusCode::SERVICE_UNAVAILABLE, "leaving").into_response(),
-        Lifecycle::Left => (StatusCode::SERVICE_UNAVAILABLE, "left").into_response(),
+    match state.not_ready_reason() {
+        None => (StatusCode::OK, "ready").into_response(),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
     }
 }
 
@@ -162,38 +173,106 @@ async fn cluster(State(state): State<Arc<NodeState>>) -> Json<serde_json::Value>
             .unwrap_or_else(|| state.config.bind.to_string()),
         state.config.peer_port
     );
-    Json(serde_json::json!({
-        "members": [{
-            "name": state.node_name,
-            "nodeId": state.node_id,
-            "address": address,
-            "state": state.lifecycle().as_str(),
-            "self": true,
-            "connected": true,
-            "lagOps": 0,
-        }]
-    }))
+    let address = state
+        .replication()
+        .map(|replication| replication.local_address().to_string())
+        .filter(|_| state.config.advertise_address.is_none())
+        .unwrap_or(address);
+    let mut members = vec![serde_json::json!({
+        "name": state.node_name,
+        "nodeId": state.node_id,
+        "address": address,
+        "state": state.lifecycle().as_str(),
+        "self": true,
+        "connected": true,
+        "lagOps": 0,
+    })];
+    if let Some(replication) = state.replication() {
+        members.extend(replication.peers().into_iter().map(|peer| {
+            serde_json::json!({
+                "name": peer.name,
+                "address": peer.address,
+                "state": peer.state.map(|peer_state| peer_state.as_str()),
+                "self": false,
+                "connected": peer.connected,
+                "lagOps": peer.lag_ops,
+                "lastSeenMsAgo": peer.last_seen_ms_ago,
+                "left": peer.left,
+            })
+        }));
+    }
+    Json(serde_json::json!({ "members": members }))
 }
 
 async fn leave(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Response {
     if let Err(response) = authorize(&state, &headers) {
         return response.into_response();
     }
-    // A single node has no replication to flush: it goes unready at once.
+    if matches!(state.lifecycle(), Lifecycle::Leaving | Lifecycle::Left) {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    // Unready at once; the flush runs in the background and ends in `left`.
     state.set_lifecycle(Lifecycle::Leaving);
+    let timeout = std::time::Duration::from_secs(state.config.shutdown_timeout);
+    let leaving = state.clone();
+    tokio::spawn(async move { crate::cluster::leave_cluster(&leaving, timeout).await });
     StatusCode::ACCEPTED.into_response()
+}
+
+/// TEST ONLY (`--test-faults`): `{"blocked": ["host:port", ...]}` cuts replication links to
+/// those peer addresses (an empty list heals). 404 unless the flag is set.
+async fn test_faults(
+    State(state): State<Arc<NodeState>>,
+    Json(body): Json<serde_json::Value>,
+) -> Response {
+    let Some(faults) = state.test_faults.get() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let blocked: Vec<String> = body
+        .get("blocked")
+        .and_then(|blocked| blocked.as_array())
+        .map(|blocked| {
+            blocked
+                .iter()
+                .filter_map(|address| address.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    tracing::warn!(?blocked, "test fault: blocking replication peers");
+    faults.set_blocked(&blocked);
+    Json(serde_json::json!({ "blocked": faults.blocked() })).into_response()
+}
+
+/// Waits for the write-ack of the write just made by this handler; 503 when it fails.
+async fn settle_write(state: &NodeState) -> Result<(), ApiError> {
+    crate::cluster::settle_http(state)
+        .await
+        .map_err(|message| error(StatusCode::SERVICE_UNAVAILABLE, &message))
 }
 
 async fn metrics(State(state): State<Arc<NodeState>>) -> Response {
     match crate::metrics::render(&state) {
-        Ok(text) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
+        Ok(mut text) => {
+            if let Some(replication) = state.replication() {
+                // Before the OpenMetrics terminator, which must stay last.
+                let terminated = text.ends_with("# EOF\n");
+                if terminated {
+                    text.truncate(text.len() - "# EOF\n".len());
+                }
+                text.push_str(&crate::replication::metrics::render(replication));
+                if terminated {
+                    text.push_str("# EOF\n");
+                }
+            }
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                text,
+            )
+                .into_response()
+        }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
@@ -402,21 +481,27 @@ async fn put_session(
             return error(StatusCode::BAD_REQUEST, "data is not serialisable").into_response()
         }
     };
-    let mut access = state.engine.key(&key);
-    let now = access.now();
-    let created = access.get().is_none();
-    let expire_at = Some(now.saturating_add(idle.saturating_mul(1000)));
-    access.write(Op::Put {
-        key: key.clone(),
-        value: crate::store::Value::Hash(vec![
-            (Bytes::from_static(DATA_FIELD.as_bytes()), Bytes::from(data)),
-            (
-                Bytes::from_static(IDLE_FIELD.as_bytes()),
-                Bytes::from(idle.to_string()),
-            ),
-        ]),
-        expire_at,
-    });
+    let created = {
+        let mut access = state.engine.key(&key);
+        let now = access.now();
+        let created = access.get().is_none();
+        let expire_at = Some(now.saturating_add(idle.saturating_mul(1000)));
+        access.write(Op::Put {
+            key: key.clone(),
+            value: crate::store::Value::Hash(vec![
+                (Bytes::from_static(DATA_FIELD.as_bytes()), Bytes::from(data)),
+                (
+                    Bytes::from_static(IDLE_FIELD.as_bytes()),
+                    Bytes::from(idle.to_string()),
+                ),
+            ]),
+            expire_at,
+        });
+        created
+    };
+    if let Err(response) = settle_write(&state).await {
+        return response.into_response();
+    }
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -443,11 +528,16 @@ async fn delete_session(
         Ok(key) => key,
         Err(response) => return response.into_response(),
     };
-    let mut access = state.engine.key(&key);
-    if access.get().is_none() {
-        return error(StatusCode::NOT_FOUND, "session not found").into_response();
+    {
+        let mut access = state.engine.key(&key);
+        if access.get().is_none() {
+            return error(StatusCode::NOT_FOUND, "session not found").into_response();
+        }
+        access.write(Op::Delete { key: key.clone() });
     }
-    access.write(Op::Delete { key: key.clone() });
+    if let Err(response) = settle_write(&state).await {
+        return response.into_response();
+    }
     StatusCode::NO_CONTENT.into_response()
 }
 

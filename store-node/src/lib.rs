@@ -3,6 +3,7 @@
 //! and waits for a signal.
 
 pub mod cgroup;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod http;

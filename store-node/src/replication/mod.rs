@@ -46,7 +46,9 @@ pub use metrics::{MetricsSnapshot, ReplicationMetrics};
 pub use oplog::OpLog;
 pub use record::{Record, RecordState, Touch};
 pub use replica::{MemoryReplica, Replica};
-pub use transport::{InMemoryNetwork, InMemoryTransport, TcpTransport, Transport};
+pub use transport::{
+    FaultyTransport, InMemoryNetwork, InMemoryTransport, TcpTransport, Transport, TransportFaults,
+};
 pub use wire::NodeState;
 
 /// How many peers must hold a write before the client is answered.

@@ -3,7 +3,7 @@
 //!
 //! Layout: `flags u8 | lru u32 | key_len varint | [expire_at u64] | [hlc u64, origin u32] | key |
 //! payload`. Flags: bits 0-1 the kind, bit 2 an expiry is present, bit 3 a version stamp is
-//! present. A hash payload is a sequence of `varint len, field, varint len, value` (like Redis's
+//! present, bit 4 the entry is a tombstone (its payload is `deleted_at` as u64 LE). A hash payload is a sequence of `varint len, field, varint len, value` (like Redis's
 //! listpack for small hashes).
 
 use bytes::Bytes;
@@ -39,6 +39,7 @@ pub struct Stamp {
 const KIND_MASK: u8 = 0b11;
 const HAS_EXPIRY: u8 = 0b100;
 const HAS_STAMP: u8 = 0b1000;
+const TOMBSTONE: u8 = 0b1_0000;
 const LRU_AT: usize = 1;
 const VARINT_AT: usize = 5;
 
@@ -173,6 +174,51 @@ impl Entry {
         Entry {
             blob: blob.into_boxed_slice(),
         }
+    }
+
+    /// A tombstone: the key was deleted at `deleted_at_ms` by the write stamped `stamp`. Kept
+    /// (by replication) so the delete wins over older versions; reads treat it as absent.
+    pub fn tombstone(key: &[u8], stamp: Stamp, deleted_at_ms: u64, lru: u32) -> Entry {
+        let mut entry = Entry::new(
+            key,
+            Kind::String,
+            &deleted_at_ms.to_le_bytes(),
+            None,
+            Some(stamp),
+            lru,
+        );
+        entry.blob[0] |= TOMBSTONE;
+        entry
+    }
+
+    /// Whether this entry is a tombstone.
+    pub fn is_tombstone(&self) -> bool {
+        self.flags() & TOMBSTONE != 0
+    }
+
+    /// When the tombstone's delete happened (Unix ms); `None` for a live entry.
+    pub fn deleted_at(&self) -> Option<u64> {
+        if !self.is_tombstone() {
+            return None;
+        }
+        let payload = self.payload();
+        (payload.len() == 8).then(|| read_u64(payload, 0))
+    }
+
+    /// Whether the entry is a live (not expired, not deleted) value at `now` (Unix ms).
+    pub fn is_live(&self, now: u64) -> bool {
+        !self.is_tombstone() && !self.is_expired(now)
+    }
+
+    /// Moves an existing expiry to `expire_at` in place (a replicated touch); false when the
+    /// entry has no expiry to move.
+    pub fn set_expiry_in_place(&mut self, expire_at: u64) -> bool {
+        if self.flags() & HAS_EXPIRY == 0 {
+            return false;
+        }
+        let position = self.expiry_at();
+        self.blob[position..position + 8].copy_from_slice(&expire_at.to_le_bytes());
+        true
     }
 
     fn flags(&self) -> u8 {
@@ -353,5 +399,20 @@ mod tests {
         assert_eq!(entry.hash_get(b"bb"), Some(&b""[..]));
         assert_eq!(entry.hash_get(b"c"), None);
         assert_eq!(entry.hash_fields().count(), 2);
+    }
+
+    #[test]
+    fn tombstone_round_trips() {
+        let stamp = Stamp { hlc: 9, origin: 4 };
+        let entry = Entry::tombstone(b"gone", stamp, 1_234, 0);
+        assert!(entry.is_tombstone());
+        assert_eq!(entry.key(), b"gone");
+        assert_eq!(entry.stamp(), Some(stamp));
+        assert_eq!(entry.deleted_at(), Some(1_234));
+        assert_eq!(entry.expire_at(), None);
+        assert!(!entry.is_live(0));
+        let live = Entry::new(b"k", Kind::String, b"v", None, Some(stamp), 0);
+        assert!(!live.is_tombstone());
+        assert_eq!(live.deleted_at(), None);
     }
 }

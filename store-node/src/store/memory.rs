@@ -1,6 +1,14 @@
 //! [`MemoryEngine`]: the keyspace in sharded chained tables, the single write path, lazy and
 //! active expiry, memory accounting with high/low watermarks, and sampled eviction.
+//!
+//! With replication installed ([`MemoryEngine::set_replication`]) every local write is stamped
+//! with the hybrid logical clock, deletes leave tombstones (absent to every read), per-bucket
+//! digests are kept up to date, and the resulting state of the key is submitted as a
+//! [`Record`]; remote records come in through the [`Replica`] implementation and are merged by
+//! [`replica::merge`] without being fed back. Without replication none of this runs: entries
+//! carry no stamp and the write path is the single-node one.
 
+use std::cell::Cell;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -14,6 +22,25 @@ use super::op::{Op, OpSink, Value};
 use super::table::Table;
 use super::unix_ms;
 use crate::config::EvictionPolicy;
+use crate::replication::record::{bucket_of, BucketDigests, Record, RecordState, Touch, BUCKETS};
+use crate::replication::{replica, Replica, Replication};
+
+thread_local! {
+    /// The highest replication sequence number submitted by local writes on this thread since
+    /// the last [`take_submitted_seq`]. Commands run synchronously, so the server reads it right
+    /// after executing one to learn what the client must wait for (`--write-ack`).
+    static SUBMITTED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Returns and clears the highest sequence number submitted to replication by writes on this
+/// thread (0 when none). Call it right after a synchronous command, before any `.await`.
+pub fn take_submitted_seq() -> u64 {
+    SUBMITTED.with(|submitted| submitted.replace(0))
+}
+
+fn note_submitted(seq: u64) {
+    SUBMITTED.with(|submitted| submitted.set(submitted.get().max(seq)));
+}
 
 /// Shard count (a power of two); the top bits of a key's hash pick the shard.
 const SHARD_BITS: u32 = 6;
@@ -90,6 +117,10 @@ pub struct StoreStats {
 struct Shard {
     table: Table,
     volatile: u64,
+    /// Tombstones stored in `table` (not keys).
+    tombstones: u64,
+    /// Replication digests of the stamped entries of this shard (summed over shards).
+    digests: BucketDigests,
     used: i64,
     sweep_cursor: u64,
     random: u64,
@@ -100,6 +131,20 @@ struct Shard {
 }
 
 impl Shard {
+    /// Accounts a stored version in the replication digests (unstamped entries are not
+    /// replicated, so they cost nothing here).
+    fn digest_add(&mut self, entry: &Entry) {
+        if let Some(stamp) = entry.stamp() {
+            self.digests.add(entry.key(), stamp);
+        }
+    }
+
+    fn digest_remove(&mut self, entry: &Entry) {
+        if let Some(stamp) = entry.stamp() {
+            self.digests.remove(entry.key(), stamp);
+        }
+    }
+
     fn next_random(&mut self) -> u64 {
         // xorshift64: only used to pick eviction sample positions.
         let mut value = self.random;
@@ -122,6 +167,7 @@ pub struct MemoryEngine {
     low: u64,
     policy: EvictionPolicy,
     sink: OnceLock<Arc<dyn OpSink>>,
+    replication: OnceLock<Replication>,
     evict_rotor: AtomicUsize,
 }
 
@@ -141,7 +187,7 @@ fn lru_now(now_ms: u64) -> u32 {
 /// Builds the entry an op produces from the previous one (`None` = the key goes away).
 fn build(op: &Op, old: Option<&Entry>, stamp: Option<Stamp>, now: u64) -> Option<Entry> {
     let lru = lru_now(now);
-    let live = old.filter(|entry| !entry.is_expired(now));
+    let live = old.filter(|entry| entry.is_live(now));
     match op {
         Op::Put {
             key,
@@ -212,15 +258,17 @@ impl KeyAccess<'_> {
     /// The live entry, expiring it lazily; a hit records an access for LRU.
     pub fn get(&mut self) -> Option<&Entry> {
         let expired = match self.shard.table.get(self.hash, self.key) {
-            None => {
+            Some(entry) if !entry.is_tombstone() => entry.is_expired(self.now),
+            _ => {
                 self.shard.misses += 1;
                 return None;
             }
-            Some(entry) => entry.is_expired(self.now),
         };
         if expired {
+            // Every node expires the same keys from the replicated expiry: no tombstone.
             if let Some(old) = self.shard.table.remove(self.hash, self.key) {
                 self.shard.expired += 1;
+                self.shard.digest_remove(&old);
                 self.engine.account(&mut self.shard, Some(&old), None);
             }
             self.shard.misses += 1;
@@ -249,6 +297,8 @@ impl MemoryEngine {
                 Mutex::new(Shard {
                     table: Table::new(hasher.clone()),
                     volatile: 0,
+                    tombstones: 0,
+                    digests: BucketDigests::new(),
                     used: 0,
                     sweep_cursor: 0,
                     random: 0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1),
@@ -271,6 +321,7 @@ impl MemoryEngine {
             low: (limit as f64 * config.low_watermark) as u64,
             policy: config.policy,
             sink: OnceLock::new(),
+            replication: OnceLock::new(),
             evict_rotor: AtomicUsize::new(0),
         }
     }
@@ -278,6 +329,17 @@ impl MemoryEngine {
     /// Installs the op sink; only the first call has an effect (it returns false otherwise).
     pub fn set_sink(&self, sink: Arc<dyn OpSink>) -> bool {
         self.sink.set(sink).is_ok()
+    }
+
+    /// Installs replication before the node serves (the engine must still be empty of
+    /// unstamped entries); only the first call has an effect (it returns false otherwise).
+    pub fn set_replication(&self, replication: Replication) -> bool {
+        self.replication.set(replication).is_ok()
+    }
+
+    /// The installed replication, if any.
+    pub fn replication(&self) -> Option<&Replication> {
+        self.replication.get()
     }
 
     fn hash(&self, key: &[u8]) -> u64 {
@@ -317,36 +379,131 @@ impl MemoryEngine {
         }
     }
 
-    /// The one write path: apply, account, hand to the sink.
+    /// The one write path: apply, account, replicate (local writes only), hand to the sink.
     fn write_locked(&self, shard: &mut Shard, hash: u64, op: &Op, stamp: Option<Stamp>, now: u64) {
-        let Some(key) = op.key() else {
-            return;
-        };
-        let old = shard.table.get(hash, key);
-        match build(op, old, stamp, now) {
-            Some(entry) => {
-                let new_cost_entry = entry.clone_header_only();
-                let old = shard.table.insert(hash, entry);
-                self.account(shard, old.as_ref(), Some(&new_cost_entry));
-            }
-            None => {
-                if let Some(old) = shard.table.remove(hash, key) {
-                    self.account(shard, Some(&old), None);
-                }
-            }
-        }
+        let stamp = self.apply_locked(shard, hash, op, stamp, now);
         if let Some(sink) = self.sink.get() {
             sink.record(op, stamp);
         }
     }
 
+    /// Applies `op` to its key; returns the stamp the write carries. A write without a stamp is
+    /// local: with replication it is stamped here and its result submitted.
+    fn apply_locked(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        op: &Op,
+        stamp: Option<Stamp>,
+        now: u64,
+    ) -> Option<Stamp> {
+        let key = op.key()?;
+        let replication = self.replication.get().filter(|_| stamp.is_none());
+        let old = shard.table.get(hash, key);
+        if let (
+            Some(replication),
+            Op::SetExpiry {
+                expire_at: Some(at),
+                ..
+            },
+        ) = (replication, op)
+        {
+            // Sliding expiry: a later expiry of the same version is a touch, coalesced and
+            // cheap on the wire, instead of a new version carrying the whole value.
+            let current = old
+                .filter(|entry| entry.is_live(now))
+                .and_then(|entry| Some((entry.expire_at()?, entry.stamp()?)));
+            if let Some((current, value_stamp)) = current.filter(|(current, _)| at >= current) {
+                if *at > current {
+                    if let Some(entry) = shard.table.get_mut(hash, key) {
+                        entry.set_expiry_in_place(*at);
+                    }
+                    replication.submit_touch(Touch {
+                        key: key.clone(),
+                        value_stamp,
+                        expire_at: *at,
+                    });
+                }
+                return Some(value_stamp);
+            }
+        }
+        let stamp = match replication {
+            Some(replication) => Some(replication.stamp()),
+            None => stamp,
+        };
+        let mut record = None;
+        match build(op, old, stamp, now) {
+            Some(entry) => {
+                if replication.is_some() {
+                    record = Some(entry_record(&entry));
+                }
+                let cost = entry.clone_header_only();
+                shard.digest_add(&entry);
+                let old = shard.table.insert(hash, entry);
+                if let Some(old) = &old {
+                    shard.digest_remove(old);
+                }
+                self.account(shard, old.as_ref(), Some(&cost));
+            }
+            None => match (old, replication.zip(stamp)) {
+                (Some(entry), Some((_, stamp))) if entry.is_live(now) => {
+                    // A replicated delete leaves a tombstone so it wins over older versions.
+                    let tombstone = Entry::tombstone(key, stamp, now, lru_now(now));
+                    record = Some(Record::tombstone(key.clone(), stamp, now));
+                    let cost = tombstone.clone_header_only();
+                    shard.digest_add(&tombstone);
+                    let old = shard.table.insert(hash, tombstone);
+                    if let Some(old) = &old {
+                        shard.digest_remove(old);
+                    }
+                    self.account(shard, old.as_ref(), Some(&cost));
+                }
+                (Some(entry), _) if !entry.is_tombstone() => {
+                    if let Some(old) = shard.table.remove(hash, key) {
+                        shard.digest_remove(&old);
+                        self.account(shard, Some(&old), None);
+                    }
+                }
+                _ => {}
+            },
+        }
+        if let (Some(replication), Some(record)) = (replication, record) {
+            note_submitted(replication.submit(record));
+        }
+        stamp
+    }
+
     fn flush(&self, op: &Op, stamp: Option<Stamp>) {
+        if stamp.is_none() && self.replication.get().is_some() {
+            // Replicated: one tombstone per live key, so the flush wins over older versions
+            // everywhere (and survives anti-entropy).
+            let now = unix_ms();
+            for shard in self.shards.iter() {
+                let mut shard = shard.lock();
+                let mut keys = Vec::new();
+                shard.table.for_each(|entry| {
+                    if entry.is_live(now) {
+                        keys.push(Bytes::copy_from_slice(entry.key()));
+                    }
+                });
+                for key in keys {
+                    let hash = self.hash(&key);
+                    self.apply_locked(&mut shard, hash, &Op::Delete { key }, None, now);
+                }
+            }
+            if let Some(sink) = self.sink.get() {
+                sink.record(op, stamp);
+            }
+            return;
+        }
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             shard.table.clear();
             let used = shard.used;
             shard.used = 0;
             shard.volatile = 0;
+            shard.tombstones = 0;
+            shard.digests = BucketDigests::new();
             self.used.fetch_sub(used, Ordering::Relaxed);
         }
         self.update_alarm();
@@ -367,11 +524,17 @@ impl MemoryEngine {
             if old.expire_at().is_some() {
                 shard.volatile -= 1;
             }
+            if old.is_tombstone() {
+                shard.tombstones -= 1;
+            }
         }
         if let Some(new) = new {
             delta += new.cost;
             if new.volatile {
                 shard.volatile += 1;
+            }
+            if new.tombstone {
+                shard.tombstones += 1;
             }
         }
         shard.used += delta;
@@ -471,6 +634,7 @@ impl MemoryEngine {
             if let Some((_, key)) = best {
                 let hash = self.hash(&key);
                 if let Some(old) = shard.table.remove(hash, &key) {
+                    shard.digest_remove(&old);
                     if old.is_expired(now) {
                         shard.expired += 1;
                     } else {
@@ -497,13 +661,17 @@ impl MemoryEngine {
             }
             let mut cursor = shard.sweep_cursor;
             let (mut removed_count, mut removed_cost) = (0u64, 0i64);
+            let Shard { table, digests, .. } = &mut *shard;
             for _ in 0..buckets_per_shard {
-                cursor = shard.table.retain_bucket(
+                cursor = table.retain_bucket(
                     cursor,
                     |entry| entry.is_expired(now),
                     |old| {
                         removed_count += 1;
                         removed_cost += entry_cost(&old);
+                        if let Some(stamp) = old.stamp() {
+                            digests.remove(old.key(), stamp);
+                        }
                     },
                 );
                 if cursor == 0 {
@@ -530,7 +698,7 @@ impl MemoryEngine {
         let mut stats = StoreStats::default();
         for shard in self.shards.iter() {
             let shard = shard.lock();
-            stats.keys += shard.table.len() as u64;
+            stats.keys += shard.table.len() as u64 - shard.tombstones;
             stats.volatile_keys += shard.volatile;
             stats.expired += shard.expired;
             stats.evicted += shard.evicted;
@@ -544,7 +712,10 @@ impl MemoryEngine {
     pub fn len(&self) -> u64 {
         self.shards
             .iter()
-            .map(|shard| shard.lock().table.len() as u64)
+            .map(|shard| {
+                let shard = shard.lock();
+                shard.table.len() as u64 - shard.tombstones
+            })
             .sum()
     }
 
@@ -556,7 +727,19 @@ impl MemoryEngine {
     /// One SCAN step. The cursor packs the shard in its low bits and that shard's
     /// reverse-binary bucket cursor above them; it stays below 2^53 for any table size this
     /// process can hold. `visit` sees each live entry of the visited buckets.
-    pub fn scan(&self, cursor: u64, count: usize, mut visit: impl FnMut(&Entry)) -> u64 {
+    pub fn scan(&self, cursor: u64, count: usize, visit: impl FnMut(&Entry)) -> u64 {
+        self.scan_entries(cursor, count, false, visit)
+    }
+
+    /// [`MemoryEngine::scan`] over every stored entry when `raw` (tombstones and expired
+    /// entries included: replication snapshots), else over live entries only.
+    fn scan_entries(
+        &self,
+        cursor: u64,
+        count: usize,
+        raw: bool,
+        mut visit: impl FnMut(&Entry),
+    ) -> u64 {
         let now = unix_ms();
         let mut shard_index = (cursor as usize) & (SHARDS - 1);
         let mut bucket_cursor = cursor >> SHARD_BITS;
@@ -568,7 +751,7 @@ impl MemoryEngine {
             let shard = self.shards[shard_index].lock();
             loop {
                 bucket_cursor = shard.table.scan(bucket_cursor, |entry| {
-                    if !entry.is_expired(now) {
+                    if raw || entry.is_live(now) {
                         emitted += 1;
                         visit(entry);
                     }
@@ -596,7 +779,7 @@ impl MemoryEngine {
         let now = unix_ms();
         for shard in self.shards.iter() {
             shard.lock().table.for_each(|entry| {
-                if !entry.is_expired(now) {
+                if entry.is_live(now) {
                     visit(entry);
                 }
             });
@@ -623,7 +806,7 @@ impl MemoryEngine {
         let source = first
             .table
             .get(from_hash, from)
-            .filter(|entry| !entry.is_expired(now))?;
+            .filter(|entry| entry.is_live(now))?;
         let value = match source.kind() {
             Kind::String => Value::String(Bytes::copy_from_slice(source.payload())),
             Kind::Hash => Value::Hash(source.hash_pairs()),
@@ -640,7 +823,7 @@ impl MemoryEngine {
             && target_shard
                 .table
                 .get(to_hash, to)
-                .is_some_and(|entry| !entry.is_expired(now))
+                .is_some_and(|entry| entry.is_live(now))
         {
             return Some(false);
         }
@@ -671,6 +854,7 @@ impl MemoryEngine {
 struct CostInfo {
     cost: i64,
     volatile: bool,
+    tombstone: bool,
 }
 
 impl Entry {
@@ -678,7 +862,184 @@ impl Entry {
         CostInfo {
             cost: entry_cost(self),
             volatile: self.expire_at().is_some(),
+            tombstone: self.is_tombstone(),
         }
+    }
+}
+
+/// The replicated state of a stored entry (an unstamped entry has the smallest stamp).
+fn entry_record(entry: &Entry) -> Record {
+    let key = Bytes::copy_from_slice(entry.key());
+    let stamp = entry.stamp().unwrap_or(Stamp { hlc: 0, origin: 0 });
+    if let Some(deleted_at_ms) = entry.deleted_at() {
+        return Record::tombstone(key, stamp, deleted_at_ms);
+    }
+    let value = match entry.kind() {
+        Kind::String => Value::String(Bytes::copy_from_slice(entry.payload())),
+        Kind::Hash => Value::Hash(entry.hash_pairs()),
+    };
+    Record::live(key, stamp, value, entry.expire_at())
+}
+
+/// The entry storing a record.
+fn record_entry(record: &Record, lru: u32) -> Entry {
+    match &record.state {
+        RecordState::Tombstone { deleted_at_ms } => {
+            Entry::tombstone(&record.key, record.stamp, *deleted_at_ms, lru)
+        }
+        RecordState::Live { value, expire_at } => match value {
+            Value::String(data) => Entry::new(
+                &record.key,
+                Kind::String,
+                data,
+                *expire_at,
+                Some(record.stamp),
+                lru,
+            ),
+            Value::Hash(fields) => {
+                let payload = encode_hash(fields.iter().map(|(f, v)| (&f[..], &v[..])));
+                Entry::new(
+                    &record.key,
+                    Kind::Hash,
+                    &payload,
+                    *expire_at,
+                    Some(record.stamp),
+                    lru,
+                )
+            }
+        },
+    }
+}
+
+impl MemoryEngine {
+    fn shard_for(&self, key: &[u8]) -> (u64, MutexGuard<'_, Shard>) {
+        let hash = self.hash(key);
+        (hash, self.shards[Self::shard_of(hash)].lock())
+    }
+}
+
+/// Replication's view of the engine. Remote records and touches are applied here, under the
+/// key's shard lock, with memory accounting and digests, and are never submitted back.
+impl Replica for MemoryEngine {
+    fn apply(&self, record: &Record, now_ms: u64, forget_before_ms: u64) -> bool {
+        let (hash, mut shard) = self.shard_for(&record.key);
+        let stored = shard.table.get(hash, &record.key);
+        if stored
+            .and_then(Entry::stamp)
+            .is_some_and(|stamp| stamp > record.stamp)
+        {
+            return false;
+        }
+        let stored = stored.map(entry_record);
+        let Some(merged) = replica::merge(stored.as_ref(), record, now_ms, forget_before_ms) else {
+            return false;
+        };
+        let entry = record_entry(&merged, lru_now(now_ms));
+        let cost = entry.clone_header_only();
+        shard.digest_add(&entry);
+        let old = shard.table.insert(hash, entry);
+        if let Some(old) = &old {
+            shard.digest_remove(old);
+        }
+        self.account(&mut shard, old.as_ref(), Some(&cost));
+        true
+    }
+
+    fn apply_touch(&self, touch: &Touch) -> bool {
+        let (hash, mut shard) = self.shard_for(&touch.key);
+        let Some(entry) = shard.table.get_mut(hash, &touch.key) else {
+            return false;
+        };
+        if entry.is_tombstone() || entry.stamp() != Some(touch.value_stamp) {
+            return false;
+        }
+        match entry.expire_at() {
+            Some(at) if at < touch.expire_at => entry.set_expiry_in_place(touch.expire_at),
+            _ => false,
+        }
+    }
+
+    fn snapshot_chunk(
+        &self,
+        after: Option<&[u8]>,
+        max_records: usize,
+    ) -> (Vec<Record>, Option<Vec<u8>>) {
+        let cursor = after
+            .and_then(|after| <[u8; 8]>::try_from(after).ok())
+            .map_or(0, u64::from_le_bytes);
+        let mut records = Vec::new();
+        let next = self.scan_entries(cursor, max_records.max(1), true, |entry| {
+            records.push(entry_record(entry));
+        });
+        (records, (next != 0).then(|| next.to_le_bytes().to_vec()))
+    }
+
+    fn bucket_digests(&self) -> Vec<u64> {
+        let mut sums = vec![0u64; BUCKETS];
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            for (sum, shard_sum) in sums.iter_mut().zip(shard.digests.sums()) {
+                *sum = sum.wrapping_add(*shard_sum);
+            }
+        }
+        sums
+    }
+
+    fn bucket_keys(&self, bucket: usize) -> Vec<(Bytes, Stamp)> {
+        let mut keys = Vec::new();
+        for shard in self.shards.iter() {
+            shard.lock().table.for_each(|entry| {
+                if let Some(stamp) = entry.stamp() {
+                    if bucket_of(entry.key()) == bucket {
+                        keys.push((Bytes::copy_from_slice(entry.key()), stamp));
+                    }
+                }
+            });
+        }
+        keys
+    }
+
+    fn read_records(&self, keys: &[Bytes]) -> Vec<Record> {
+        keys.iter()
+            .filter_map(|key| {
+                let (hash, shard) = self.shard_for(key);
+                shard.table.get(hash, key).map(entry_record)
+            })
+            .collect()
+    }
+
+    fn collect_tombstones(&self, deleted_before_ms: u64) -> usize {
+        let mut collected = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            if shard.tombstones == 0 {
+                continue;
+            }
+            let mut doomed = Vec::new();
+            shard.table.for_each(|entry| {
+                if entry
+                    .deleted_at()
+                    .is_some_and(|deleted_at| deleted_at < deleted_before_ms)
+                {
+                    doomed.push(Bytes::copy_from_slice(entry.key()));
+                }
+            });
+            for key in doomed {
+                let hash = self.hash(&key);
+                if let Some(old) = shard.table.remove(hash, &key) {
+                    shard.digest_remove(&old);
+                    self.account(&mut shard, Some(&old), None);
+                    collected += 1;
+                }
+            }
+        }
+        collected
+    }
+
+    fn is_empty(&self) -> bool {
+        self.shards
+            .iter()
+            .all(|shard| shard.lock().table.is_empty())
     }
 }
 

@@ -9,7 +9,9 @@ pub mod op;
 pub mod table;
 
 pub use entry::{Entry, Kind, Stamp};
-pub use memory::{EngineConfig, KeyAccess, MemoryEngine, MemoryStatus, StoreStats};
+pub use memory::{
+    take_submitted_seq, EngineConfig, KeyAccess, MemoryEngine, MemoryStatus, StoreStats,
+};
 pub use op::{Op, OpSink, Value};
 
 /// The current time in Unix milliseconds.
