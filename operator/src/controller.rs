@@ -254,7 +254,7 @@ async fn write_status(
     api.patch_status(
         &name,
         &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "status": new })),
+        &Patch::Merge(serde_json::json!({ "status": status_merge_patch(old, new) })),
     )
     .await
     .map_err(|source| Error::Status {
@@ -272,6 +272,24 @@ async fn write_status(
         .await;
     }
     Ok(true)
+}
+
+/// `new` as a JSON merge patch over `old`: a field `new` leaves out (a finished `scaleDown`, the
+/// `memory` column once no node reports) is sent as `null`, because a merge patch keeps every
+/// field it does not mention and the stale value would be written again on every reconcile.
+pub fn status_merge_patch(
+    old: &SessionClusterStatus,
+    new: &SessionClusterStatus,
+) -> serde_json::Value {
+    let mut patch = serde_json::to_value(new).unwrap_or_default();
+    if let (Some(patch), Ok(serde_json::Value::Object(old))) =
+        (patch.as_object_mut(), serde_json::to_value(old))
+    {
+        for key in old.keys() {
+            patch.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    patch
 }
 
 fn pod_is_ready(pod: &Pod) -> bool {

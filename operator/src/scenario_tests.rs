@@ -18,6 +18,25 @@ use crate::controller::{reconcile, Context, ControllerConfig};
 use crate::metrics::Metrics;
 use crate::node_client::{NodeApi, NodeError, NodeMemory, NodePeer, NodeStatus};
 
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(target) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                target.remove(key);
+            } else {
+                merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct ApiState {
     objects: BTreeMap<String, Value>,
@@ -78,7 +97,9 @@ impl MockApi {
                     let Some(object) = state.objects.get_mut(object_path) else {
                         return not_found();
                     };
-                    object["status"] = body["status"].clone();
+                    // A JSON merge patch (RFC 7386), like the API server: fields the patch
+                    // does not mention are kept, `null` removes.
+                    merge_patch(&mut object["status"], &body["status"]);
                     return (StatusCode::OK, object.clone());
                 }
                 let mut stored = body;
@@ -376,10 +397,30 @@ async fn scale_down_asks_leaving_nodes_first() {
     assert_eq!(h.sts_replicas(), 3, "replicas stay until the node left");
     assert_eq!(h.condition("Progressing").1, "ScalingDown");
 
+    assert_eq!(
+        h.api.get(CLUSTER).unwrap_or_default()["status"]["scaleDown"]["leaving"],
+        json!(["demo-2"])
+    );
+
     h.node(2, 3, "left", false);
     h.reconcile(json!({"replicas": 2, "auth": {"enabled": false}}))
         .await;
     assert_eq!(h.sts_replicas(), 2);
+    // The status is a merge patch: the finished scale-down must be removed with an explicit
+    // null, or it stays forever and every later reconcile writes the status again.
+    assert_eq!(
+        h.api.get(CLUSTER).unwrap_or_default()["status"].get("scaleDown"),
+        None
+    );
+    h.run_pods(2);
+    h.node(0, 2, "ready", false);
+    h.node(1, 2, "ready", false);
+    h.reconcile(json!({"replicas": 2, "auth": {"enabled": false}}))
+        .await;
+    let writes = h
+        .reconcile(json!({"replicas": 2, "auth": {"enabled": false}}))
+        .await;
+    assert_eq!(writes, Vec::<String>::new(), "steady after the scale-down");
 }
 
 #[tokio::test]

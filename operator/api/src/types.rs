@@ -69,7 +69,9 @@ pub struct SessionClusterSpec {
     /// capacity and survive more failures, not more space. Scaling down first asks each leaving
     /// node to hand off and leave. Works with `kubectl scale` and a HorizontalPodAutoscaler.
     #[serde(default = "default_replicas")]
-    #[schemars(range(min = 1, max = 99))]
+    // A CEL rule rather than `minimum`/`maximum`: the schema's own message ("should be greater
+    // than or equal to 1") does not say why, and `kubectl scale --replicas=0` lands here too.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 99").message("replicas must be between 1 and 99: a SessionCluster cannot be scaled to zero (that would drop every session); to stop it, set paused: true or delete the SessionCluster").reason(Reason::FieldValueInvalid))]
     pub replicas: i32,
 
     /// Container image of store-node. Defaults to the image the operator was built with.
@@ -726,6 +728,14 @@ mod tests {
     fn disc_without_size_is_refused_with_a_hint() {
         let c = cluster(serde_json::json!({"storage": {"mode": "disc"}}));
         assert!(errors_of(validate_cel(&c)).contains("storage.size is required"));
+    }
+
+    #[test]
+    fn zero_replicas_is_refused_with_a_reason() {
+        let c = cluster(serde_json::json!({"replicas": 0}));
+        assert!(errors_of(validate_cel(&c)).contains("cannot be scaled to zero"));
+        let c = cluster(serde_json::json!({"replicas": 1}));
+        assert_eq!(errors_of(validate_cel(&c)), "");
     }
 
     #[test]
