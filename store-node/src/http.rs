@@ -186,6 +186,7 @@ async fn cluster(State(state): State<Arc<NodeState>>) -> Json<serde_json::Value>
         "self": true,
         "connected": true,
         "lagOps": 0,
+        "digest": state.replication().map(|_| digest_text(&state)),
     })];
     if let Some(replication) = state.replication() {
         members.extend(replication.peers().into_iter().map(|peer| {
@@ -202,6 +203,21 @@ async fn cluster(State(state): State<Arc<NodeState>>) -> Json<serde_json::Value>
         }));
     }
     Json(serde_json::json!({ "members": members }))
+}
+
+/// One number over every replication bucket digest, in hex: equal on two nodes holding the
+/// same versions of every key (tests compare it to prove convergence).
+fn digest_text(state: &NodeState) -> String {
+    use crate::replication::Replica;
+    let digest = state
+        .engine
+        .bucket_digests()
+        .iter()
+        .enumerate()
+        .fold(0u64, |acc, (index, sum)| {
+            acc.rotate_left(7) ^ sum.wrapping_add(index as u64)
+        });
+    format!("{digest:016x}")
 }
 
 async fn leave(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Response {
