@@ -252,22 +252,22 @@ async fn serve_connection(
     loop {
         // Execute every complete request in the buffer, then answer them with one write.
         loop {
-            match parser.parse(&mut input, &mut args) {
-                Ok(true) => {
-                    let reply = execute(state, &mut client, &args);
-                    reply.encode(client.protocol, &mut output);
-                    if client.close {
-                        break;
+            match process_batch(
+                state,
+                &mut client,
+                &mut parser,
+                &mut input,
+                &mut args,
+                &mut output,
+            ) {
+                BatchEnd::NeedInput | BatchEnd::Close => break,
+                BatchEnd::OutputFull => {
+                    if socket.write_all(&output).await.is_err() {
+                        return;
                     }
-                    if output.len() >= MAX_PENDING_OUTPUT {
-                        if socket.write_all(&output).await.is_err() {
-                            return;
-                        }
-                        output.clear();
-                    }
+                    output.clear();
                 }
-                Ok(false) => break,
-                Err(error) => {
+                BatchEnd::ProtocolError(error) => {
                     state
                         .metrics
                         .protocol_errors
@@ -308,6 +308,57 @@ async fn serve_connection(
                 return;
             }
             Err(ReadEnd::Io) => return,
+        }
+    }
+}
+
+/// Why [`process_batch`] stopped.
+enum BatchEnd {
+    /// The buffer holds no complete request.
+    NeedInput,
+    /// QUIT: write the replies and close.
+    Close,
+    /// Replies reached [`MAX_PENDING_OUTPUT`]: write them, then continue.
+    OutputFull,
+    /// A malformed request.
+    ProtocolError(crate::protocol::ProtocolError),
+}
+
+/// Runs the complete requests in `input`, encoding replies into `output`. The batch holds the
+/// node's transaction gate for reading; an EXEC takes it for writing, so a transaction's
+/// commands never interleave with other clients' commands.
+fn process_batch(
+    state: &NodeState,
+    client: &mut ClientState,
+    parser: &mut RequestParser,
+    input: &mut BytesMut,
+    args: &mut Vec<bytes::Bytes>,
+    output: &mut BytesMut,
+) -> BatchEnd {
+    let mut gate = Some(state.transaction_gate.read());
+    loop {
+        match parser.parse(input, args) {
+            Ok(true) => {
+                let reply = if client.multi.is_some() && args[0].eq_ignore_ascii_case(b"exec") {
+                    drop(gate.take());
+                    let exclusive = state.transaction_gate.write();
+                    let reply = execute(state, client, args);
+                    drop(exclusive);
+                    gate = Some(state.transaction_gate.read());
+                    reply
+                } else {
+                    execute(state, client, args)
+                };
+                reply.encode(client.protocol, output);
+                if client.close {
+                    return BatchEnd::Close;
+                }
+                if output.len() >= MAX_PENDING_OUTPUT {
+                    return BatchEnd::OutputFull;
+                }
+            }
+            Ok(false) => return BatchEnd::NeedInput,
+            Err(error) => return BatchEnd::ProtocolError(error),
         }
     }
 }

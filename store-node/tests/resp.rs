@@ -424,3 +424,70 @@ async fn graceful_shutdown_finishes_in_flight_and_stops_accepting() {
     assert!(raw.closed().await);
     assert!(tokio::net::TcpStream::connect(address).await.is_err());
 }
+
+// Several workers, so the reader's connection really runs in parallel with the transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transactions_are_isolated_from_other_clients() {
+    let node = node().await;
+    let mut writer = Raw::connect(&node).await;
+    writer
+        .expect(&command(&["SET", "x", "0"]), b"+OK\r\n")
+        .await;
+    let address = node.resp_addr;
+    let reader = tokio::spawn(async move {
+        let mut con = redis::Client::open(format!("redis://{address}/"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut odd = 0;
+        for _ in 0..2000 {
+            let value: i64 = con.get("x").await.unwrap();
+            if value % 2 == 1 {
+                odd += 1;
+            }
+        }
+        odd
+    });
+    // Each transaction increments twice: another client must never see the odd middle state.
+    let mut batch = Vec::new();
+    let mut expected: Vec<u8> = Vec::new();
+    // 200 other commands between the two increments widen the window a reader could hit.
+    let padding = 200;
+    for round in 0..100 {
+        batch.extend(command(&["MULTI"]));
+        expected.extend(b"+OK\r\n");
+        batch.extend(command(&["INCR", "x"]));
+        expected.extend(b"+QUEUED\r\n");
+        for index in 0..padding {
+            batch.extend(command(&["SET", &format!("pad{index}"), "v"]));
+            expected.extend(b"+QUEUED\r\n");
+        }
+        batch.extend(command(&["INCR", "x"]));
+        batch.extend(command(&["EXEC"]));
+        expected.extend(b"+QUEUED\r\n");
+        expected.extend(format!("*{}\r\n:{}\r\n", padding + 2, 2 * round + 1).as_bytes());
+        expected.extend(b"+OK\r\n".repeat(padding));
+        expected.extend(format!(":{}\r\n", 2 * round + 2).as_bytes());
+    }
+    for _ in 0..5 {
+        writer.send(&batch).await;
+        let replies = writer.bytes(expected.len()).await;
+        assert_eq!(replies, expected);
+        writer
+            .expect(&command(&["SET", "x", "0"]), b"+OK\r\n")
+            .await;
+    }
+    assert_eq!(
+        reader.await.unwrap(),
+        0,
+        "a reader saw a transaction half-applied"
+    );
+    writer
+        .expect(
+            &command(&["CLUSTER", "NODES"]),
+            b"-ERR This instance has cluster support disabled\r\n",
+        )
+        .await;
+    node.shutdown().await.unwrap();
+}

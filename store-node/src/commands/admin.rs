@@ -255,6 +255,11 @@ pub fn flushdb(call: &mut Call<'_>) -> Frame {
     Frame::ok()
 }
 
+/// CLUSTER ...: this is not a Redis Cluster (clients such as StackExchange.Redis probe it).
+pub fn cluster(_call: &mut Call<'_>) -> Frame {
+    Frame::error("ERR This instance has cluster support disabled")
+}
+
 /// TIME
 pub fn time(_call: &mut Call<'_>) -> Frame {
     let now = std::time::SystemTime::now()

@@ -196,6 +196,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("discard", 1, NO_QUEUE, transaction::discard),
     spec!("watch", -2, NO_QUEUE, transaction::watch),
     spec!("unwatch", 1, NO_QUEUE, transaction::unwatch),
+    spec!("cluster", -2, 0, admin::cluster),
 ];
 
 fn table() -> &'static HashMap<&'static [u8], usize, foldhash::fast::FixedState> {

@@ -1,6 +1,7 @@
-//! MULTI / EXEC / DISCARD. Queued commands run back to back when EXEC arrives; each command is
-//! atomic on its own key, but other clients' commands on other shards may interleave (see the
-//! README's compatibility notes). WATCH is refused rather than silently ignored.
+//! MULTI / EXEC / DISCARD. Queued commands run back to back when EXEC arrives; the server runs
+//! EXEC holding the transaction gate exclusively, so no other RESP client's command interleaves
+//! (HTTP session writes and the expiry sweep do not take the gate). WATCH is refused rather than
+//! silently ignored.
 
 use super::{resolve, run, Call};
 use crate::protocol::Frame;
