@@ -1,11 +1,14 @@
 //! State shared by the RESP server, the HTTP API and the background tasks of one node.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::replication::{self, Replication, TransportFaults};
 use crate::store::MemoryEngine;
 
 /// Lifecycle of a node as `/v1/status` reports it.
@@ -55,6 +58,10 @@ pub struct NodeState {
     /// Held for reading by every batch of RESP commands and for writing by EXEC, which makes
     /// transactions isolated from other RESP clients.
     pub transaction_gate: parking_lot::RwLock<()>,
+    /// Cancelled when the node stops serving clients (it left the cluster, or shuts down).
+    pub stop_serving: CancellationToken,
+    /// TEST ONLY: replication faults (`--test-faults`).
+    pub test_faults: OnceLock<Arc<TransportFaults>>,
     lifecycle: AtomicU8,
     next_client_id: AtomicU64,
     notify_keyspace_events: parking_lot::Mutex<String>,
@@ -78,20 +85,51 @@ impl NodeState {
             metrics: Metrics::default(),
             clients: AtomicUsize::new(0),
             transaction_gate: parking_lot::RwLock::new(()),
+            stop_serving: CancellationToken::new(),
+            test_faults: OnceLock::new(),
             lifecycle: AtomicU8::new(Lifecycle::Ready as u8),
             next_client_id: AtomicU64::new(1),
             notify_keyspace_events: parking_lot::Mutex::new(String::new()),
         }
     }
 
-    /// The current lifecycle state.
+    /// The current lifecycle state: the server's own (leaving, left) or, while it serves,
+    /// replication's (loading until synced with its peers).
     pub fn lifecycle(&self) -> Lifecycle {
-        match self.lifecycle.load(Ordering::Relaxed) {
+        let own = match self.lifecycle.load(Ordering::Relaxed) {
             0 => Lifecycle::Loading,
             1 => Lifecycle::Ready,
             2 => Lifecycle::Leaving,
             _ => Lifecycle::Left,
+        };
+        match (own, self.replication()) {
+            (Lifecycle::Ready, Some(replication)) => match replication.state() {
+                replication::NodeState::Loading => Lifecycle::Loading,
+                replication::NodeState::Ready => Lifecycle::Ready,
+                replication::NodeState::Leaving => Lifecycle::Leaving,
+                replication::NodeState::Left => Lifecycle::Left,
+            },
+            _ => own,
         }
+    }
+
+    /// Why the node is not ready (the `/readyz` body), `None` when ready.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        match self.lifecycle() {
+            Lifecycle::Ready => None,
+            Lifecycle::Loading => Some(
+                self.replication()
+                    .and_then(Replication::not_ready_reason)
+                    .unwrap_or_else(|| "loading: starting".to_string()),
+            ),
+            Lifecycle::Leaving => Some("leaving".to_string()),
+            Lifecycle::Left => Some("left".to_string()),
+        }
+    }
+
+    /// Replication, when peers are configured.
+    pub fn replication(&self) -> Option<&Replication> {
+        self.engine.replication()
     }
 
     /// Moves to another lifecycle state.
