@@ -1,0 +1,148 @@
+//! 8. Bad manifests are refused by the API server with the message the user needs (the schema
+//!    and CEL rules of the CRD), so they never reach the operator; the operator keeps running
+//!    (no restart) and keeps reconciling the valid cluster next to them.
+
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context as _};
+use e2e::namespace::with_namespace;
+use e2e::{cluster, operator_name, operator_namespace, report, wait};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use sessionstore_api::SessionCluster;
+
+const TEST: &str = "bad-manifests";
+
+/// `(pod name, uid, restarts)` of the operator's pods.
+async fn operator_pods(client: &Client) -> anyhow::Result<Vec<(String, String, i32)>> {
+    let namespace = operator_namespace();
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &namespace)
+        .get(&operator_name())
+        .await?;
+    let selector = deployment
+        .spec
+        .and_then(|s| s.selector.match_labels)
+        .unwrap_or_default()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = Api::<Pod>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await?;
+    let mut out: Vec<(String, String, i32)> = pods
+        .iter()
+        .map(|p| {
+            let restarts = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .map(|c| c.iter().map(|c| c.restart_count).sum())
+                .unwrap_or(0);
+            (p.name_any(), p.uid().unwrap_or_default(), restarts)
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The message of the CEL rule `rule` on `spec.storage` in the installed CRD.
+async fn storage_rule_message(client: &Client, rule: &str) -> anyhow::Result<String> {
+    let crd = Api::<CustomResourceDefinition>::all(client.clone())
+        .get("sessionclusters.sessionstore.dev")
+        .await?;
+    let version = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.name == "v1alpha1")
+        .context("no v1alpha1")?;
+    let schema = serde_json::to_value(&version.schema)?;
+    let rules = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["storage"]
+        ["x-kubernetes-validations"];
+    rules
+        .as_array()
+        .and_then(|rules| rules.iter().find(|r| r["rule"] == rule))
+        .and_then(|r| r["message"].as_str().map(str::to_owned))
+        .with_context(|| format!("no CEL rule {rule:?} on spec.storage in the installed CRD"))
+}
+
+/// The API server's refusal message of `result`; fails if it was accepted or failed otherwise.
+fn refusal<T: std::fmt::Debug>(
+    what: &str,
+    result: Result<T, kube::Error>,
+) -> anyhow::Result<String> {
+    match result {
+        Ok(object) => bail!("{what} was accepted: {object:?}"),
+        Err(kube::Error::Api(status)) if status.code == 422 => Ok(status.message.clone()),
+        Err(other) => bail!("{what}: expected 422 Invalid, got {other}"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster with the operator installed: e2e/run.sh"]
+async fn bad_manifests_are_refused_with_the_message_a_user_needs() -> anyhow::Result<()> {
+    with_namespace(TEST, |client, ns| async move {
+        let before = operator_pods(&client).await?;
+        let typed = cluster::api(&client, &ns);
+        let dynamic: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ApiResource::erase::<SessionCluster>(&()));
+        let object = |name: &str, spec: serde_json::Value| -> anyhow::Result<DynamicObject> {
+            Ok(serde_json::from_value(serde_json::json!({
+                "apiVersion": "sessionstore.dev/v1alpha1", "kind": "SessionCluster",
+                "metadata": {"name": name}, "spec": spec,
+            }))?)
+        };
+
+        // replicas: 0 (schema minimum).
+        let message = refusal("replicas 0", dynamic.create(&PostParams::default(), &object("zero", serde_json::json!({"replicas": 0}))?).await)?;
+        report(TEST, format!("replicas 0 -> {message}"));
+        ensure!(
+            message == "SessionCluster.sessionstore.dev \"zero\" is invalid: spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1",
+            "replicas 0: {message}"
+        );
+
+        // storage.mode: tape (schema enum).
+        let message = refusal("mode tape", dynamic.create(&PostParams::default(), &object("tape", serde_json::json!({"storage": {"mode": "tape"}}))?).await)?;
+        report(TEST, format!("storage.mode tape -> {message}"));
+        ensure!(
+            message == "SessionCluster.sessionstore.dev \"tape\" is invalid: spec.storage.mode: Unsupported value: \"tape\": supported values: \"ram\", \"disc\"",
+            "mode tape: {message}"
+        );
+
+        // disc without a size (CEL rule).
+        let required = storage_rule_message(&client, "self.mode != 'disc' || has(self.size)").await?;
+        let message = refusal("disc without size", dynamic.create(&PostParams::default(), &object("sizeless", serde_json::json!({"storage": {"mode": "disc"}}))?).await)?;
+        report(TEST, format!("disc without size -> {message}"));
+        ensure!(
+            message == format!("SessionCluster.sessionstore.dev \"sizeless\" is invalid: spec.storage: Required value: {required}"),
+            "disc without size: {message}"
+        );
+
+        // Changing storage.mode of an existing cluster (CEL transition rule).
+        let valid = cluster::manifest("steady", 1, serde_json::json!({}))?;
+        cluster::create(&client, &ns, &valid).await?;
+        let immutable = storage_rule_message(&client, "self.mode == oldSelf.mode").await?;
+        let change = typed
+            .patch("steady", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"storage": {"mode": "disc", "size": "64Mi"}}})))
+            .await;
+        let message = refusal("ram -> disc", change)?;
+        report(TEST, format!("storage.mode ram -> disc -> {message}"));
+        ensure!(
+            message == format!("SessionCluster.sessionstore.dev \"steady\" is invalid: spec.storage: Forbidden: {immutable}"),
+            "mode change: {message}"
+        );
+        ensure!(immutable.contains("create a new SessionCluster with the other mode"), "the message gives no way forward: {immutable}");
+
+        // The operator ignored nothing it should not: the valid cluster becomes Available, and no
+        // operator pod restarted or was replaced.
+        wait::cluster_ready(&client, &ns, "steady", 1, false, Duration::from_secs(180)).await?;
+        let after = operator_pods(&client).await?;
+        report(TEST, format!("operator pods before {before:?} after {after:?}"));
+        ensure!(after == before, "operator pods changed: before {before:?} after {after:?}");
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,14 @@
+//! The end-to-end suite of issue 7 against a real cluster with the operator installed (see
+//! e2e/README.md). One test binary, so `--test-threads=N` runs independent scenarios side by
+//! side; each scenario works in its own temporary namespace. Every test is `#[ignore]`: run
+//! them with `e2e/run.sh` or `cargo test -p e2e -- --ignored`.
+
+mod bad_manifests;
+mod deletion;
+mod disc;
+mod install;
+mod memory;
+mod pod_loss;
+mod ram_cluster;
+mod rolling;
+mod scale;
