@@ -83,7 +83,100 @@ pub fn is_subset(desired: &Value, actual: &Value) -> bool {
                 && desired.iter().zip(actual).all(|(d, a)| is_subset(d, a))
         }
         (Value::Number(desired), Value::Number(actual)) => desired.as_f64() == actual.as_f64(),
+        // The API server stores quantities in canonical form (`1000m` comes back as `1`,
+        // `0.5Gi` as `512Mi`), so equal amounts in different spellings are the same value.
+        (Value::String(desired), Value::String(actual)) => {
+            desired == actual
+                || quantity_nanos(desired).is_some_and(|d| quantity_nanos(actual) == Some(d))
+        }
         (desired, actual) => desired == actual,
+    }
+}
+
+/// The exact value of a Kubernetes quantity (`100m`, `1`, `1.5Gi`, `1e3`, `512Mi`) in billionths
+/// of its unit; `None` when the text is not a quantity or is not a whole number of billionths.
+pub fn quantity_nanos(text: &str) -> Option<i128> {
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() || fraction.contains('.') || fraction.len() > 9 {
+        return None;
+    }
+    let parse = |digits: &str| -> Option<i128> {
+        if digits.is_empty() {
+            Some(0)
+        } else {
+            digits.parse().ok()
+        }
+    };
+    let scale = 10i128.checked_pow(9 - u32::try_from(fraction.len()).ok()?)?;
+    let mut nanos = parse(whole)?
+        .checked_mul(1_000_000_000)?
+        .checked_add(parse(fraction)?.checked_mul(scale)?)?;
+    let (binary_power, decimal_power): (u32, i32) = match suffix {
+        "" => (0, 0),
+        "n" => (0, -9),
+        "u" => (0, -6),
+        "m" => (0, -3),
+        "k" => (0, 3),
+        "M" => (0, 6),
+        "G" => (0, 9),
+        "T" => (0, 12),
+        "P" => (0, 15),
+        "E" => (0, 18),
+        "Ki" => (10, 0),
+        "Mi" => (20, 0),
+        "Gi" => (30, 0),
+        "Ti" => (40, 0),
+        "Pi" => (50, 0),
+        "Ei" => (60, 0),
+        exponent if exponent.starts_with(['e', 'E']) => (0, exponent[1..].parse().ok()?),
+        _ => return None,
+    };
+    nanos = nanos.checked_mul(1i128.checked_shl(binary_power)?)?;
+    if decimal_power >= 0 {
+        nanos = nanos.checked_mul(10i128.checked_pow(decimal_power.unsigned_abs())?)?;
+    } else {
+        let divisor = 10i128.checked_pow(decimal_power.unsigned_abs())?;
+        if nanos % divisor != 0 {
+            return None;
+        }
+        nanos /= divisor;
+    }
+    Some(if negative { -nanos } else { nanos })
+}
+
+/// The path of the first field where `desired` is not a subset of `actual` (as [`is_subset`]
+/// decides), for the log line that says why an object is rewritten.
+pub fn first_difference(desired: &Value, actual: &Value) -> Option<String> {
+    match (desired, actual) {
+        (Value::Object(desired), Value::Object(actual)) => {
+            desired
+                .iter()
+                .find_map(|(key, value)| match actual.get(key) {
+                    _ if value.is_null() => None,
+                    None => Some(key.clone()),
+                    Some(a) => first_difference(value, a).map(|rest| {
+                        if rest.is_empty() {
+                            key.clone()
+                        } else {
+                            format!("{key}.{rest}")
+                        }
+                    }),
+                })
+        }
+        (Value::Array(d), Value::Array(a)) if d.len() == a.len() => {
+            d.iter().zip(a).enumerate().find_map(|(index, (d, a))| {
+                first_difference(d, a).map(|rest| format!("[{index}].{rest}"))
+            })
+        }
+        _ => (!is_subset(desired, actual)).then(String::new),
     }
 }
 
@@ -138,9 +231,17 @@ impl Applier {
             })
         };
         if let Some(existing) = &existing {
-            if is_subset(&without_status(serialize(desired)?), &serialize(existing)?) {
+            let desired_value = without_status(serialize(desired)?);
+            let existing_value = serialize(existing)?;
+            if is_subset(&desired_value, &existing_value) {
                 return Ok(false);
             }
+            tracing::debug!(
+                kind = %kind,
+                name = %name,
+                field = first_difference(&desired_value, &existing_value).unwrap_or_default(),
+                "live object differs"
+            );
         }
         api.patch(
             &name,
@@ -318,5 +419,46 @@ mod tests {
             &actual
         ));
         assert!(is_subset(&json!({"a": 1.0}), &json!({"a": 1})));
+    }
+
+    #[test]
+    fn quantities_compare_by_value_as_the_api_server_canonicalises_them() {
+        let live = json!({"resources": {"limits": {"cpu": "1", "memory": "512Mi"},
+            "requests": {"cpu": "100m", "memory": "1G"}}});
+        let spelled = json!({"resources": {"limits": {"cpu": "1000m", "memory": "0.5Gi"},
+            "requests": {"cpu": "0.1", "memory": "1e9"}}});
+        assert!(is_subset(&spelled, &live));
+        let changed = json!({"resources": {"limits": {"cpu": "1001m"}}});
+        assert!(!is_subset(&changed, &live));
+        assert!(!is_subset(
+            &json!({"image": "a:1"}),
+            &json!({"image": "a:1.0"})
+        ));
+    }
+
+    #[test]
+    fn first_difference_names_the_field() {
+        let live = json!({"spec": {"a": 1, "list": [{"x": "1"}, {"x": "2"}]}});
+        assert_eq!(first_difference(&json!({"spec": {"a": 1}}), &live), None);
+        assert_eq!(
+            first_difference(&json!({"spec": {"list": [{"x": "1"}, {"x": "3"}]}}), &live),
+            Some("spec.list.[1].x".to_owned())
+        );
+        assert_eq!(
+            first_difference(&json!({"spec": {"b": 1}}), &live),
+            Some("spec.b".to_owned())
+        );
+    }
+
+    #[test]
+    fn quantity_values_are_exact() {
+        assert_eq!(quantity_nanos("100m"), Some(100_000_000));
+        assert_eq!(quantity_nanos("0.1"), Some(100_000_000));
+        assert_eq!(quantity_nanos("1.5Gi"), quantity_nanos("1536Mi"));
+        assert_eq!(quantity_nanos("1k"), quantity_nanos("1e3"));
+        assert_eq!(quantity_nanos("-2"), Some(-2_000_000_000));
+        for not_a_quantity in ["", ".", "abc", "1.2.3", "1Xi", "v1", "1.0.0"] {
+            assert_eq!(quantity_nanos(not_a_quantity), None, "{not_a_quantity}");
+        }
     }
 }

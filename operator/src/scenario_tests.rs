@@ -37,6 +37,21 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
+/// What the API server does to the quantities these tests use: it stores them in canonical
+/// form, so the object read back differs in spelling from the object applied.
+fn canonicalise_quantities(value: &mut Value) {
+    match value {
+        Value::String(text) => match text.as_str() {
+            "1000m" => *text = "1".to_owned(),
+            "0.5Gi" => *text = "512Mi".to_owned(),
+            _ => {}
+        },
+        Value::Object(map) => map.values_mut().for_each(canonicalise_quantities),
+        Value::Array(items) => items.iter_mut().for_each(canonicalise_quantities),
+        _ => {}
+    }
+}
+
 #[derive(Default)]
 struct ApiState {
     objects: BTreeMap<String, Value>,
@@ -103,6 +118,7 @@ impl MockApi {
                     return (StatusCode::OK, object.clone());
                 }
                 let mut stored = body;
+                canonicalise_quantities(&mut stored);
                 if let Some(previous) = state.objects.get(path) {
                     if let Some(status) = previous.get("status") {
                         stored["status"] = status.clone();
@@ -363,6 +379,25 @@ async fn create_applies_every_child_then_a_steady_rereconcile_writes_nothing() {
         Vec::<String>::new(),
         "a steady cluster costs no writes"
     );
+}
+
+#[tokio::test]
+async fn quantities_the_api_server_canonicalises_cause_no_rewrite() {
+    let h = Harness::new();
+    let spec = json!({"replicas": 1, "resources": {
+        "requests": {"cpu": "1000m", "memory": "0.5Gi"},
+        "limits": {"cpu": "1000m", "memory": "0.5Gi"}}});
+    h.reconcile(spec.clone()).await;
+    let stored = h.api.get(STS).unwrap_or_default();
+    assert_eq!(
+        stored["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"], "1",
+        "the mock canonicalises like the API server"
+    );
+    h.run_pods(1);
+    h.node(0, 1, "ready", false);
+    h.reconcile(spec.clone()).await;
+    let writes = h.reconcile(spec).await;
+    assert_eq!(writes, Vec::<String>::new(), "1000m and 1 are the same CPU");
 }
 
 #[tokio::test]
