@@ -44,6 +44,9 @@ pub enum ServerError {
     /// A listener's local address could not be read.
     #[error("failed to read the bound address: {0}")]
     LocalAddress(std::io::Error),
+    /// Replication could not start.
+    #[error("{0}")]
+    Replication(String),
     /// Connections were still open when the shutdown bound expired.
     #[error("shutdown did not finish within {0:?}")]
     ShutdownTimeout(Duration),
@@ -80,9 +83,15 @@ impl RunningNode {
     /// [`RunningNode::shutdown`]).
     pub async fn wait(self) -> Result<(), ServerError> {
         self.shutdown.cancelled().await;
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         self.state.set_lifecycle(Lifecycle::Leaving);
         self.tasks.close();
-        let result = tokio::time::timeout(self.shutdown_timeout, self.tasks.wait()).await;
+        // Unready, RESP closed, then replication flushed to the peers (bounded).
+        crate::cluster::leave_cluster(&self.state, self.shutdown_timeout).await;
+        let result = tokio::time::timeout_at(deadline, self.tasks.wait()).await;
+        if let Some(replication) = self.state.replication() {
+            replication.shutdown();
+        }
         self.state.set_lifecycle(Lifecycle::Left);
         result.map_err(|_| ServerError::ShutdownTimeout(self.shutdown_timeout))
     }
@@ -129,6 +138,12 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
     let shutdown_timeout = Duration::from_secs(config.shutdown_timeout);
     let sweep_interval = Duration::from_millis(config.expiry_sweep_interval_ms);
     let state = Arc::new(NodeState::new(config, engine, password));
+    if state.config.replicated() {
+        // Before serving, so every write is stamped and replicated.
+        crate::cluster::start_replication(&state)
+            .await
+            .map_err(|error| ServerError::Replication(error.to_string()))?;
+    }
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
@@ -193,6 +208,7 @@ async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = state.stop_serving.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let (mut socket, peer) = match accepted {
@@ -248,6 +264,7 @@ async fn serve_connection(
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut args = Vec::new();
     let idle = state.config.client_idle_timeout;
+    let mut acks = crate::cluster::WriteAcks::new(state);
     tracing::debug!(%peer, client = client.id, "client connected");
     loop {
         // Execute every complete request in the buffer, then answer them with one write.
@@ -259,9 +276,11 @@ async fn serve_connection(
                 &mut input,
                 &mut args,
                 &mut output,
+                &mut acks,
             ) {
                 BatchEnd::NeedInput | BatchEnd::Close => break,
                 BatchEnd::OutputFull => {
+                    acks.settle(state, &mut output).await;
                     if socket.write_all(&output).await.is_err() {
                         return;
                     }
@@ -282,6 +301,7 @@ async fn serve_connection(
         }
         state.metrics.flush(&mut client.metrics);
         if !output.is_empty() {
+            acks.settle(state, &mut output).await;
             if socket.write_all(&output).await.is_err() {
                 return;
             }
@@ -290,7 +310,7 @@ async fn serve_connection(
                 output = BytesMut::with_capacity(16 * 1024);
             }
         }
-        if client.close || shutdown.is_cancelled() {
+        if client.close || shutdown.is_cancelled() || state.stop_serving.is_cancelled() {
             return;
         }
         if input.capacity() - input.len() < 4096 {
@@ -298,6 +318,7 @@ async fn serve_connection(
         }
         let read = tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = state.stop_serving.cancelled() => return,
             read = read_with_idle_timeout(&mut socket, &mut input, idle) => read,
         };
         match read {
@@ -334,6 +355,7 @@ fn process_batch(
     input: &mut BytesMut,
     args: &mut Vec<bytes::Bytes>,
     output: &mut BytesMut,
+    acks: &mut crate::cluster::WriteAcks,
 ) -> BatchEnd {
     let mut gate = Some(state.transaction_gate.read());
     loop {
@@ -349,7 +371,9 @@ fn process_batch(
                 } else {
                     execute(state, client, args)
                 };
+                let start = output.len();
                 reply.encode(client.protocol, output);
+                acks.note(start, output.len());
                 if client.close {
                     return BatchEnd::Close;
                 }
