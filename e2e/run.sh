@@ -26,6 +26,8 @@
 source "$(dirname "$0")/../hack/lib.sh"
 cd "$ROOT"
 
+# anyhow errors of failed tests without a backtrace each; the diagnostics say more.
+export RUST_LIB_BACKTRACE=0
 RELEASE=sessionstore-operator
 OPERATOR_NAMESPACE=sessionstore-system
 THREADS="${THREADS:-3}"

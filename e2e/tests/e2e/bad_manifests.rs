@@ -49,8 +49,9 @@ async fn operator_pods(client: &Client) -> anyhow::Result<Vec<(String, String, i
     Ok(out)
 }
 
-/// The message of the CEL rule `rule` on `spec.storage` in the installed CRD.
-async fn storage_rule_message(client: &Client, rule: &str) -> anyhow::Result<String> {
+/// The message of the CEL rule `rule` on the field `spec.<field>` (`replicas`, `storage`) in the
+/// installed CRD: the exact text a user gets back.
+async fn rule_message(client: &Client, field: &str, rule: &str) -> anyhow::Result<String> {
     let crd = Api::<CustomResourceDefinition>::all(client.clone())
         .get("sessionclusters.sessionstore.dev")
         .await?;
@@ -61,13 +62,13 @@ async fn storage_rule_message(client: &Client, rule: &str) -> anyhow::Result<Str
         .find(|v| v.name == "v1alpha1")
         .context("no v1alpha1")?;
     let schema = serde_json::to_value(&version.schema)?;
-    let rules = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["storage"]
+    let rules = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"][field]
         ["x-kubernetes-validations"];
     rules
         .as_array()
         .and_then(|rules| rules.iter().find(|r| r["rule"] == rule))
         .and_then(|r| r["message"].as_str().map(str::to_owned))
-        .with_context(|| format!("no CEL rule {rule:?} on spec.storage in the installed CRD"))
+        .with_context(|| format!("no CEL rule {rule:?} on spec.{field} in the installed CRD"))
 }
 
 /// The API server's refusal message of `result`; fails if it was accepted or failed otherwise.
@@ -99,21 +100,28 @@ async fn bad_manifests_are_refused_with_the_message_a_user_needs() -> anyhow::Re
         // replicas: 0 (schema minimum).
         let message = refusal("replicas 0", dynamic.create(&PostParams::default(), &object("zero", serde_json::json!({"replicas": 0}))?).await)?;
         report(TEST, format!("replicas 0 -> {message}"));
+        let range = rule_message(&client, "replicas", "self >= 1 && self <= 99").await?;
         ensure!(
-            message == "SessionCluster.sessionstore.dev \"zero\" is invalid: spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1",
+            message == format!("SessionCluster.sessionstore.dev \"zero\" is invalid: spec.replicas: Invalid value: \"integer\": {range}"),
             "replicas 0: {message}"
         );
+        ensure!(range.contains("paused: true"), "the message gives no way forward: {range}");
 
         // storage.mode: tape (schema enum).
         let message = refusal("mode tape", dynamic.create(&PostParams::default(), &object("tape", serde_json::json!({"storage": {"mode": "tape"}}))?).await)?;
         report(TEST, format!("storage.mode tape -> {message}"));
         ensure!(
-            message == "SessionCluster.sessionstore.dev \"tape\" is invalid: spec.storage.mode: Unsupported value: \"tape\": supported values: \"ram\", \"disc\"",
+            // The API server skips the CEL rules of an object that fails the schema and says so
+            // in a second, generic error.
+            message
+                == "SessionCluster.sessionstore.dev \"tape\" is invalid: [spec.storage.mode: Unsupported value: \"tape\": \
+                    supported values: \"ram\", \"disc\", <nil>: Invalid value: \"null\": some validation rules were not \
+                    checked because the object was invalid; correct the existing errors to complete validation]",
             "mode tape: {message}"
         );
 
         // disc without a size (CEL rule).
-        let required = storage_rule_message(&client, "self.mode != 'disc' || has(self.size)").await?;
+        let required = rule_message(&client, "storage", "self.mode != 'disc' || has(self.size)").await?;
         let message = refusal("disc without size", dynamic.create(&PostParams::default(), &object("sizeless", serde_json::json!({"storage": {"mode": "disc"}}))?).await)?;
         report(TEST, format!("disc without size -> {message}"));
         ensure!(
@@ -124,7 +132,7 @@ async fn bad_manifests_are_refused_with_the_message_a_user_needs() -> anyhow::Re
         // Changing storage.mode of an existing cluster (CEL transition rule).
         let valid = cluster::manifest("steady", 1, serde_json::json!({}))?;
         cluster::create(&client, &ns, &valid).await?;
-        let immutable = storage_rule_message(&client, "self.mode == oldSelf.mode").await?;
+        let immutable = rule_message(&client, "storage", "self.mode == oldSelf.mode").await?;
         let change = typed
             .patch("steady", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"storage": {"mode": "disc", "size": "64Mi"}}})))
             .await;

@@ -82,6 +82,16 @@ async fn filling_memory_raises_pressure_and_deleting_clears_it() -> anyhow::Resu
         .await?;
         report(TEST, format!("event {warning}"));
 
+        // Nothing was deleted yet: the node must still be in alarm and the condition still True.
+        let status = sessions::node_status(node_http.addr()).await?;
+        ensure!(status["memory"]["alarm"] == true, "node alarm cleared before any delete: {status}");
+        let current = cluster::api(&client, &ns).get(NAME).await?;
+        ensure!(
+            wait::condition_is(&current, condition::MEMORY_PRESSURE, "True"),
+            "MemoryPressure fell back before any delete: {}",
+            wait::status_line(&current)
+        );
+
         let clock = Stopwatch::start();
         let keys: Vec<String> = (0..written).map(|i| format!("fill:{i}")).collect();
         for chunk in keys.chunks(100) {
@@ -97,6 +107,9 @@ async fn filling_memory_raises_pressure_and_deleting_clears_it() -> anyhow::Resu
         let () = redis::cmd("SET").arg("after").arg("ok").query_async(&mut conn).await?;
         let put = sessions::http_put(web.addr(), &password, "after", &serde_json::json!({"ok": true})).await?;
         ensure!(put.status == 201, "HTTP PUT after the alarm cleared: {put:?}");
+        for event in diagnostics::cluster_events(&client, &ns, NAME).await? {
+            report(TEST, format!("event {}", diagnostics::event_line(&event)));
+        }
         Ok(())
     })
     .await
