@@ -44,7 +44,7 @@ stop() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
 run_bench() {
   local port=$1; shift
   redis-benchmark -p "$port" -n "$REQUESTS" -c "$CLIENTS" --csv "$@" 2>/dev/null \
-    | awk -F'","' 'NR==2 { gsub(/"/, ""); print $2, $5, $7 }'
+    | awk -F'","' 'NR==2 { print $2, $5, $7 }'
 }
 median() { sort -g | awk '{ a[NR]=$1 } END { print a[int((NR+1)/2)] }'; }
 
