@@ -232,7 +232,10 @@ mod tests {
                 connected: true,
                 lag_ops: 3,
             }],
-            storage: store_node::http::StorageReport { mode: "ram".into() },
+            storage: store_node::http::StorageReport {
+                mode: "ram".into(),
+                disc: None,
+            },
         };
         let read: NodeStatus = serde_json::from_value(serde_json::to_value(&written)?)?;
         assert_eq!(read.node_name, "demo-0");

@@ -138,6 +138,16 @@ pub fn compute(
                 scale_down.target_replicas
             ),
         ))
+    } else if observed.replicas > desired {
+        // The StatefulSet was lowered; its removed pods are still shutting down (their
+        // `updatedReplicas` no longer counts them, which is not a rollout).
+        Some((
+            reason::SCALING_DOWN,
+            format!(
+                "{} removed nodes shutting down",
+                observed.replicas - desired
+            ),
+        ))
     } else if observed.replicas < desired {
         Some((
             reason::SCALING_UP,
@@ -534,6 +544,24 @@ mod tests {
             Some("app.kubernetes.io/instance=demo,app.kubernetes.io/name=store-node")
         );
         assert_eq!(status.conditions.len(), 7);
+    }
+
+    #[test]
+    fn pods_removed_by_a_scale_down_are_not_a_rollout() {
+        // What a real StatefulSet reports right after it was lowered from 2 to 1: the removed pod
+        // still counts in `replicas` but no longer in `updatedReplicas`.
+        let observed = Observed {
+            desired: 1,
+            statefulset_replicas: 1,
+            replicas: 2,
+            ready: 2,
+            updated: 1,
+            ..steady(vec![node("demo-0", &[], false)])
+        };
+        let status = compute(&SessionClusterStatus::default(), &observed, &now());
+        let progressing = get(&status, "Progressing");
+        assert_eq!(progressing.reason, "ScalingDown");
+        assert_eq!(progressing.message, "1 removed nodes shutting down");
     }
 
     #[test]
