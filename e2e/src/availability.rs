@@ -42,6 +42,8 @@ impl AvailabilityWatch {
             let started = std::time::Instant::now();
             let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
             let mut last: Option<Vec<String>> = None;
+            // During a (re)list the map is incomplete: judge only once the list is done.
+            let mut listing = false;
             let mut stream = watcher(api, config).boxed();
             while let Some(event) = stream.next().await {
                 match event {
@@ -51,9 +53,15 @@ impl AvailabilityWatch {
                     Ok(watcher::Event::Delete(pod)) => {
                         pods.remove(&pod.name_any());
                     }
-                    Ok(watcher::Event::Init) => pods.clear(),
-                    Ok(watcher::Event::InitDone) => {}
+                    Ok(watcher::Event::Init) => {
+                        listing = true;
+                        pods.clear();
+                    }
+                    Ok(watcher::Event::InitDone) => listing = false,
                     Err(_) => continue,
+                }
+                if listing {
+                    continue;
                 }
                 let unavailable: Vec<String> = desired
                     .iter()

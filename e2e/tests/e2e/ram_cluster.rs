@@ -37,10 +37,15 @@ async fn three_ram_nodes_serve_every_session_from_every_pod() -> anyhow::Result<
             "status.ready {:?}",
             status.ready
         );
+        // A label selector's terms are unordered: compare them as a set.
+        let terms = |selector: &str| -> BTreeSet<String> {
+            selector.split(',').map(str::to_owned).collect()
+        };
         ensure!(
-            status.selector.as_deref() == Some(wait::pod_selector(NAME).as_str()),
-            "status.selector {:?}",
-            status.selector
+            status.selector.as_deref().map(terms) == Some(terms(&wait::pod_selector(NAME))),
+            "status.selector {:?}, expected the terms of {}",
+            status.selector,
+            wait::pod_selector(NAME)
         );
 
         let password = cluster::password(&client, &ns, NAME).await?;
