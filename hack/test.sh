@@ -37,4 +37,7 @@ if [ "$LOCAL_CLUSTER" = 1 ]; then
   e2e/cluster/smoke.sh
 fi
 
+step "end-to-end suite on the cluster (e2e/run.sh)"
+e2e/run.sh
+
 step "all tests passed"
