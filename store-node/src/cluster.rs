@@ -15,7 +15,7 @@ use crate::replication::{
     ReplicationError, TcpTransport, Transport, TransportFaults, WriteAck,
 };
 use crate::state::{Lifecycle, NodeState};
-use crate::store::take_submitted_seq;
+use crate::store::{take_logged, take_submitted_seq};
 
 /// Replication could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +29,14 @@ pub enum ClusterError {
 }
 
 /// Starts replication for a node whose configuration names peers, and installs it in the
-/// engine; call before anything is served so every write is stamped.
-pub async fn start_replication(state: &NodeState) -> Result<(), ClusterError> {
+/// engine; call before anything is served so every write is stamped. In disc mode `disc` is
+/// the persistent node id, the origin of local stamps, and the greatest recovered stamp, which
+/// the clock is moved past. The handshake always announces a fresh per-process id, so peers
+/// never resume a restarted node at a cursor it may have lost writes behind.
+pub async fn start_replication(
+    state: &NodeState,
+    disc: Option<(u32, u64)>,
+) -> Result<(), ClusterError> {
     let config = &state.config;
     let listen = SocketAddr::new(config.bind, config.peer_port).to_string();
     let mut replication_config = ReplicationConfig::new(
@@ -45,6 +51,7 @@ pub async fn start_replication(state: &NodeState) -> Result<(), ClusterError> {
             Err(_) => format!("{address}:{}", config.peer_port),
         }
     });
+    replication_config.stamp_origin = disc.map(|(origin, _)| origin);
     replication_config.first_start_wait = Duration::from_millis(config.first_start_wait_ms);
     replication_config.anti_entropy_interval =
         Duration::from_millis(config.anti_entropy_interval_ms.max(100));
@@ -76,6 +83,9 @@ pub async fn start_replication(state: &NodeState) -> Result<(), ClusterError> {
         write_ack = ?config.write_ack,
         "replication started"
     );
+    if let Some((_, max_hlc)) = disc {
+        replication.clock().observe(max_hlc);
+    }
     state.engine.set_replication(replication);
     Ok(())
 }
@@ -101,14 +111,19 @@ pub async fn leave_cluster(state: &NodeState, timeout: Duration) {
     state.set_lifecycle(Lifecycle::Left);
 }
 
-/// The `--write-ack` wait of one connection: which replies in the output buffer answer writes
-/// replication must acknowledge before they are sent. Inert (one branch per command) without
-/// replication or with `--write-ack none`.
+/// The wait of one connection before it answers writes: durability in the write-ahead log
+/// (disc mode, [`crate::persistence::Persistence::wait_durable`]) and the `--write-ack`
+/// acknowledgements of replication. It knows which replies in the output buffer answer such
+/// writes. Inert (one branch per command) in RAM mode without replication or with
+/// `--write-ack none`.
 #[derive(Debug)]
 pub struct WriteAcks {
     level: Option<WriteAck>,
+    durable: bool,
     timeout: Duration,
     seq: u64,
+    log_seq: u64,
+    log_failed: bool,
     spans: Vec<(usize, usize)>,
 }
 
@@ -122,45 +137,89 @@ impl WriteAcks {
         };
         WriteAcks {
             level: level.filter(|_| state.replication().is_some()),
+            durable: state.engine.persistence().is_some(),
             timeout: Duration::from_millis(state.config.write_ack_timeout_ms),
             seq: 0,
+            log_seq: 0,
+            log_failed: false,
             spans: Vec::new(),
         }
     }
 
-    /// Whether writes wait for acknowledgements at all.
+    /// Whether writes wait at all.
     pub fn enabled(&self) -> bool {
-        self.level.is_some()
+        self.level.is_some() || self.durable
     }
 
     /// Call right after a command executed (synchronously, on this thread, before any
     /// `.await`) with the span `start..end` of the output its reply was encoded at.
     pub fn note(&mut self, start: usize, end: usize) {
-        if self.level.is_none() {
+        if !self.enabled() {
             return;
         }
-        let seq = take_submitted_seq();
-        if seq > 0 {
+        let (log_seq, log_failed) = if self.durable {
+            take_logged()
+        } else {
+            (0, false)
+        };
+        let seq = if self.level.is_some() {
+            take_submitted_seq()
+        } else {
+            0
+        };
+        if seq > 0 || log_seq > 0 || log_failed {
             self.seq = self.seq.max(seq);
+            self.log_seq = self.log_seq.max(log_seq);
+            self.log_failed |= log_failed;
             self.spans.push((start, end));
         }
     }
 
-    /// Waits (holding no lock) until the writes answered in `output` are acknowledged; when
-    /// they are not in time, replaces each write's reply with the error (`NOREPLICAS ...`).
-    /// The writes stay applied and still replicate.
+    /// Waits (holding no lock) until the writes answered in `output` are durable in the log
+    /// and acknowledged by replication. When the log failed, each write's reply becomes the
+    /// log's error (`MISCONF ...`); when the acknowledgements do not come in time, it becomes
+    /// the replication error (`NOREPLICAS ...`). The writes stay applied (and still
+    /// replicate).
     pub async fn settle(&mut self, state: &NodeState, output: &mut BytesMut) {
-        let (Some(level), Some(replication)) = (self.level, state.replication()) else {
-            return;
-        };
-        if self.seq == 0 {
+        if self.spans.is_empty() {
             return;
         }
-        if let Err(error) = replication.wait_acked(self.seq, level, self.timeout).await {
-            let line = match error {
-                ReplicationError::NotEnoughReplicas { .. } => format!("-{error}\r\n"),
-                other => format!("-ERR {other}\r\n"),
+        let mut failure = None;
+        if let Some(persistence) = state.engine.persistence() {
+            let result = if self.log_failed {
+                Err(persistence
+                    .check_writable()
+                    .err()
+                    .map(|error| error.to_string())
+                    .unwrap_or_else(|| "MISCONF Errors writing to the write-ahead log".to_string()))
+            } else if self.log_seq > 0 {
+                persistence
+                    .wait_durable(self.log_seq)
+                    .await
+                    .map_err(|error| error.to_string())
+            } else {
+                Ok(())
             };
+            if let Err(text) = result {
+                let text = if text.starts_with("MISCONF") {
+                    text
+                } else {
+                    format!("MISCONF {text}")
+                };
+                failure = Some(format!("-{text}\r\n"));
+            }
+        }
+        if failure.is_none() && self.seq > 0 {
+            if let (Some(level), Some(replication)) = (self.level, state.replication()) {
+                if let Err(error) = replication.wait_acked(self.seq, level, self.timeout).await {
+                    failure = Some(match error {
+                        ReplicationError::NotEnoughReplicas { .. } => format!("-{error}\r\n"),
+                        other => format!("-ERR {other}\r\n"),
+                    });
+                }
+            }
+        }
+        if let Some(line) = failure {
             let mut patched = BytesMut::with_capacity(output.len());
             let mut position = 0;
             for (start, end) in &self.spans {
@@ -172,14 +231,33 @@ impl WriteAcks {
             *output = patched;
         }
         self.seq = 0;
+        self.log_seq = 0;
+        self.log_failed = false;
         self.spans.clear();
     }
 }
 
-/// Waits (bounded) for the write-ack level of the node after an HTTP write. `Err` carries the
-/// replication error text.
+/// Waits for the write-ahead log (disc mode) and then (bounded) for the write-ack level of
+/// the node after an HTTP write. `Err` carries the log's (`MISCONF ...`) or replication's
+/// error text.
 pub async fn settle_http(state: &NodeState) -> Result<(), String> {
     let seq = take_submitted_seq();
+    let (log_seq, log_failed) = take_logged();
+    if let Some(persistence) = state.engine.persistence() {
+        if log_failed {
+            return Err(persistence
+                .check_writable()
+                .err()
+                .map(|error| error.to_string())
+                .unwrap_or_else(|| "MISCONF Errors writing to the write-ahead log".to_string()));
+        }
+        if log_seq > 0 {
+            persistence
+                .wait_durable(log_seq)
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+    }
     let Some(replication) = state.replication() else {
         return Ok(());
     };

@@ -10,13 +10,13 @@ use clap::{Parser, ValueEnum};
 /// Where the keyspace lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StorageMode {
-    /// Memory only; a restarted node re-syncs from its peers (replication, a later issue).
+    /// Memory only; a restarted node re-syncs from its peers.
     Ram,
-    /// Write-ahead log and snapshots under `--data-dir` (persistence, a later issue).
+    /// Write-ahead log and snapshots under `--data-dir` (docs/persistence.md).
     Disc,
 }
 
-/// When the write-ahead log is flushed to disc (used by persistence, a later issue).
+/// When the write-ahead log is flushed to disc (disc mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Fsync {
     /// fsync before every acknowledgement.
@@ -71,9 +71,6 @@ pub enum LogFormat {
 /// Errors found when validating a parsed [`Config`].
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
-    /// Disc mode is accepted by the parser (the operator renders it) but not served yet.
-    #[error("storage mode disc is not implemented yet (persistence is a later issue); use --storage-mode ram")]
-    DiscNotImplemented,
     /// Watermarks must satisfy 0 < low <= high <= 1.
     #[error("invalid watermarks: need 0 < low ({low}) <= high ({high}) <= 1")]
     Watermarks {
@@ -148,7 +145,7 @@ pub struct Config {
     #[arg(long, env = "STORE_NODE_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
 
-    /// `ram` or `disc`; disc (persistence) is not implemented yet and is refused at startup.
+    /// `ram` or `disc` (write-ahead log and snapshots under `--data-dir`).
     #[arg(
         long,
         env = "STORE_NODE_STORAGE_MODE",
@@ -276,9 +273,6 @@ pub struct Config {
 impl Config {
     /// Checks the cross-field rules clap cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.storage_mode == StorageMode::Disc {
-            return Err(ConfigError::DiscNotImplemented);
-        }
         let (low, high) = (self.low_watermark, self.high_watermark);
         if !(low > 0.0 && low <= high && high <= 1.0) {
             return Err(ConfigError::Watermarks { low, high });
@@ -418,11 +412,21 @@ mod tests {
     }
 
     #[test]
-    fn disc_mode_is_refused_with_a_clear_error() {
-        let config = Config::try_parse_from(["store-node", "--storage-mode", "disc"]).unwrap();
-        let err = config.validate().unwrap_err();
-        assert_eq!(err, ConfigError::DiscNotImplemented);
-        assert!(err.to_string().contains("not implemented yet"));
+    fn disc_mode_is_accepted_with_its_data_dir_and_fsync() {
+        let config = Config::try_parse_from([
+            "store-node",
+            "--storage-mode",
+            "disc",
+            "--data-dir",
+            "/var/lib/store",
+            "--fsync",
+            "always",
+        ])
+        .unwrap();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.storage_mode, StorageMode::Disc);
+        assert_eq!(config.data_dir, std::path::PathBuf::from("/var/lib/store"));
+        assert_eq!(config.fsync, Fsync::Always);
     }
 
     #[test]

@@ -88,6 +88,54 @@ pub struct PeerReport {
 pub struct StorageReport {
     /// `ram` or `disc`.
     pub mode: String,
+    /// Disc mode only: the data directory and its usage.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub disc: Option<DiscReport>,
+}
+
+/// Disc-mode part of [`StorageReport`] (absent in RAM mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscReport {
+    /// `--data-dir`.
+    pub data_dir: String,
+    /// `always` or `everysec`.
+    pub fsync: String,
+    /// Bytes of snapshots and log segments.
+    pub disc_bytes: u64,
+    /// 99th percentile fdatasync latency (µs), absent before the first fdatasync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsync_p99_micros: Option<u64>,
+    /// When the last snapshot was written (Unix ms), 0 = none since start.
+    pub last_snapshot_unix_ms: u64,
+    /// Whether the log is failing (writes answer `MISCONF`).
+    pub failing: bool,
+}
+
+/// The storage report of a node.
+pub fn storage_report(state: &NodeState) -> StorageReport {
+    let Some(persistence) = state.engine.persistence() else {
+        return StorageReport {
+            mode: "ram".to_string(),
+            disc: None,
+        };
+    };
+    let metrics = persistence.metrics().snapshot();
+    StorageReport {
+        mode: "disc".to_string(),
+        disc: Some(DiscReport {
+            data_dir: persistence.data_dir().display().to_string(),
+            fsync: match state.config.fsync {
+                crate::config::Fsync::Always => "always",
+                crate::config::Fsync::Everysec => "everysec",
+            }
+            .to_string(),
+            disc_bytes: metrics.disc_bytes,
+            fsync_p99_micros: metrics.fsync_quantile_micros(0.99),
+            last_snapshot_unix_ms: metrics.last_snapshot_unix_ms,
+            failing: metrics.failing,
+        }),
+    }
 }
 
 /// Builds the status document.
@@ -123,9 +171,7 @@ pub fn node_status(state: &NodeState) -> NodeStatus {
                     .collect()
             })
             .unwrap_or_default(),
-        storage: StorageReport {
-            mode: "ram".to_string(),
-        },
+        storage: storage_report(state),
     }
 }
 

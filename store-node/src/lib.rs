@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod cluster;
 pub mod commands;
 pub mod config;
+pub mod disc;
 pub mod http;
 pub mod metrics;
 pub mod persistence;

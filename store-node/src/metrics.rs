@@ -287,8 +287,103 @@ impl Collector for NodeCollector {
             "Seconds since start",
             state.uptime_seconds() as i64,
         )?;
+        if let Some(persistence) = state.engine.persistence() {
+            encode_persistence(&mut encoder, &persistence.metrics().snapshot())?;
+        }
         Ok(())
     }
+}
+
+/// The write-ahead log's metrics (disc mode).
+fn encode_persistence(
+    encoder: &mut DescriptorEncoder,
+    metrics: &crate::persistence::PersistenceMetricsSnapshot,
+) -> Result<(), std::fmt::Error> {
+    let gauges = [
+        (
+            "store_node_disc_bytes",
+            "Bytes of snapshots and log segments in the data directory",
+            metrics.disc_bytes,
+        ),
+        (
+            "store_node_wal_bytes_since_snapshot",
+            "Log bytes written since the last snapshot",
+            metrics.log_bytes_since_snapshot,
+        ),
+        (
+            "store_node_snapshot_bytes",
+            "Size of the last snapshot",
+            metrics.snapshot_bytes,
+        ),
+        (
+            "store_node_wal_failing",
+            "1 while the write-ahead log cannot be written (writes answer MISCONF)",
+            u64::from(metrics.failing),
+        ),
+        (
+            "store_node_last_snapshot_timestamp_ms",
+            "When the last snapshot was written (Unix ms), 0 = none since start",
+            metrics.last_snapshot_unix_ms,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        gauge(encoder, name, help, value as i64)?;
+    }
+    let counters = [
+        (
+            "store_node_wal_records",
+            "Records appended to the write-ahead log",
+            metrics.records_written,
+        ),
+        (
+            "store_node_wal_written_bytes",
+            "Bytes appended to the write-ahead log",
+            metrics.bytes_written,
+        ),
+        (
+            "store_node_wal_io_errors",
+            "Write-ahead log write or fdatasync errors",
+            metrics.io_errors,
+        ),
+        (
+            "store_node_snapshots",
+            "Snapshots written",
+            metrics.snapshots,
+        ),
+        (
+            "store_node_wal_truncations",
+            "Torn log tails cut at recovery",
+            metrics.truncations,
+        ),
+    ];
+    for (name, help, value) in counters {
+        counter(encoder, name, help, value)?;
+    }
+    // Per-bucket counts: the encoder accumulates them.
+    let mut buckets = Vec::with_capacity(metrics.fsync_buckets.len());
+    for (index, bound) in crate::persistence::metrics::FSYNC_BUCKETS_MICROS
+        .iter()
+        .enumerate()
+    {
+        buckets.push((*bound as f64 / 1e6, metrics.fsync_buckets[index]));
+    }
+    buckets.push((
+        f64::INFINITY,
+        metrics.fsync_buckets[crate::persistence::metrics::FSYNC_BUCKETS_MICROS.len()],
+    ));
+    let count = metrics.fsync_buckets.iter().sum();
+    let mut histogram = encoder.encode_descriptor(
+        "store_node_wal_fsync_duration_seconds",
+        "Write-ahead log fdatasync latency",
+        None,
+        MetricType::Histogram,
+    )?;
+    histogram.encode_histogram::<NoLabelSet>(
+        metrics.fsync_micros_total as f64 / 1e6,
+        count,
+        &buckets,
+        None,
+    )
 }
 
 /// Renders the Prometheus text exposition for a node.

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::commands::{execute, ClientState};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, StorageMode};
 use crate::protocol::{Limits, RequestParser};
 use crate::state::{Lifecycle, NodeState};
 use crate::store::{EngineConfig, MemoryEngine};
@@ -47,6 +47,9 @@ pub enum ServerError {
     /// Replication could not start.
     #[error("{0}")]
     Replication(String),
+    /// Disc mode could not start (damaged or unreadable data directory).
+    #[error("{0}")]
+    Disc(crate::disc::DiscError),
     /// Connections were still open when the shutdown bound expired.
     #[error("shutdown did not finish within {0:?}")]
     ShutdownTimeout(Duration),
@@ -92,6 +95,7 @@ impl RunningNode {
         if let Some(replication) = self.state.replication() {
             replication.shutdown();
         }
+        crate::disc::close(&self.state.engine);
         self.state.set_lifecycle(Lifecycle::Left);
         result.map_err(|_| ServerError::ShutdownTimeout(self.shutdown_timeout))
     }
@@ -137,10 +141,19 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
         .map_err(ServerError::LocalAddress)?;
     let shutdown_timeout = Duration::from_secs(config.shutdown_timeout);
     let sweep_interval = Duration::from_millis(config.expiry_sweep_interval_ms);
+    let disc = match config.storage_mode {
+        StorageMode::Disc => {
+            let opened = crate::disc::open(&config, &engine)
+                .await
+                .map_err(ServerError::Disc)?;
+            Some((opened.node_id, opened.max_hlc))
+        }
+        StorageMode::Ram => None,
+    };
     let state = Arc::new(NodeState::new(config, engine, password));
     if state.config.replicated() {
         // Before serving, so every write is stamped and replicated.
-        crate::cluster::start_replication(&state)
+        crate::cluster::start_replication(&state, disc)
             .await
             .map_err(|error| ServerError::Replication(error.to_string()))?;
     }
@@ -154,6 +167,12 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
         tasks.clone(),
     ));
     tasks.spawn(sweep_loop(state.clone(), sweep_interval, shutdown.clone()));
+    if disc.is_some() {
+        tasks.spawn(crate::disc::snapshot_loop(
+            state.engine.clone(),
+            shutdown.clone(),
+        ));
+    }
     let router = crate::http::router(state.clone());
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {

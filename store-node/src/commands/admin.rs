@@ -85,9 +85,7 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
         );
     }
     if wanted("persistence") {
-        out.push_str(
-            "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\naof_enabled:0\r\n\r\n",
-        );
+        out.push_str(&super::info_persistence::persistence_section(state));
     }
     if wanted("stats") {
         let _ = write!(

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod connection;
 pub mod hashes;
+pub mod info_persistence;
 pub mod keys;
 pub mod strings;
 pub mod transaction;

@@ -473,6 +473,13 @@ impl Persistence {
     /// Fails with [`PersistenceError::Unavailable`] if the log was failing and queued records
     /// could not be written.
     pub fn shutdown(self) -> Result<(), PersistenceError> {
+        self.close()
+    }
+
+    /// [`Persistence::shutdown`] through a shared handle (the server holds it in an `Arc`):
+    /// writes and fdatasyncs everything appended, then stops the writer; later appends fail
+    /// with [`PersistenceError::Stopped`].
+    pub fn close(&self) -> Result<(), PersistenceError> {
         let appended = self.shared.queue.lock().next_seq - 1;
         self.stop(Stop::Clean);
         let progress = self.shared.progress.borrow().clone();

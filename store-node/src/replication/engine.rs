@@ -32,8 +32,14 @@ pub struct ReplicationConfig {
     pub cluster: String,
     /// This node's name (`POD_NAME`).
     pub node_name: String,
-    /// This node's id: the origin of its stamps (see [`generate_node_id`]).
+    /// This process's incarnation id, announced in the peer handshake, where peers key the
+    /// replication cursors they resume from (see [`generate_node_id`]); new at every start, so
+    /// a restarted node is never trusted at a cursor it may have lost writes behind. It is also
+    /// the origin of local stamps unless [`ReplicationConfig::stamp_origin`] is set.
     pub node_id: u32,
+    /// The origin of local stamps when it must outlive the process (disc mode: the persistent
+    /// node id of the data directory); `None` = [`ReplicationConfig::node_id`].
+    pub stamp_origin: Option<u32>,
     /// Address the peer listener binds (`<bind>:<peer-port>`).
     pub listen_address: String,
     /// Address peers reach this node at (`<POD_IP>:<peer-port>`), to skip it in discovery.
@@ -101,6 +107,7 @@ impl ReplicationConfig {
             cluster: cluster.to_string(),
             node_name: node_name.to_string(),
             node_id,
+            stamp_origin: None,
             listen_address: listen_address.to_string(),
             advertise_address: None,
             batch_max_items: 4096,
@@ -266,7 +273,11 @@ impl Replication {
     pub fn stamp(&self) -> Stamp {
         Stamp {
             hlc: self.shared.clock.now(),
-            origin: self.shared.config.node_id,
+            origin: self
+                .shared
+                .config
+                .stamp_origin
+                .unwrap_or(self.shared.config.node_id),
         }
     }
 

@@ -22,6 +22,8 @@ use super::op::{Op, OpSink, Value};
 use super::table::Table;
 use super::unix_ms;
 use crate::config::EvictionPolicy;
+use crate::persistence::Persistence;
+use crate::replication::clock::{system_wall_clock, HybridClock};
 use crate::replication::record::{bucket_of, BucketDigests, Record, RecordState, Touch, BUCKETS};
 use crate::replication::{replica, Replica, Replication};
 
@@ -41,6 +43,24 @@ pub fn take_submitted_seq() -> u64 {
 fn note_submitted(seq: u64) {
     SUBMITTED.with(|submitted| submitted.set(submitted.get().max(seq)));
 }
+
+thread_local! {
+    /// The highest write-ahead log sequence appended by local writes on this thread since the
+    /// last [`take_logged`], and whether an append failed (disc mode).
+    static LOGGED: Cell<(u64, bool)> = const { Cell::new((0, false)) };
+}
+
+/// What the local writes on this thread since the last call appended to the write-ahead log:
+/// the highest sequence for [`Persistence::wait_durable`] (0 when none) and whether an append
+/// failed (the reply must then be the log's `MISCONF` error). Call it right after a
+/// synchronous command, before any `.await`, like [`take_submitted_seq`].
+pub fn take_logged() -> (u64, bool) {
+    LOGGED.with(|logged| logged.replace((0, false)))
+}
+
+/// How far past the wall clock a recovered stamp may move the local clock of a node without
+/// peers (the replication engine's own bound).
+const MAX_CLOCK_DRIFT_MS: u64 = 60_000;
 
 /// Shard count (a power of two); the top bits of a key's hash pick the shard.
 const SHARD_BITS: u32 = 6;
@@ -168,6 +188,10 @@ pub struct MemoryEngine {
     policy: EvictionPolicy,
     sink: OnceLock<Arc<dyn OpSink>>,
     replication: OnceLock<Replication>,
+    persistence: OnceLock<Arc<Persistence>>,
+    // Stamps local writes in disc mode without replication (origin: the persistent node id),
+    // so they become records for the log.
+    local_clock: OnceLock<(HybridClock, u32)>,
     evict_rotor: AtomicUsize,
 }
 
@@ -235,7 +259,19 @@ fn build(op: &Op, old: Option<&Entry>, stamp: Option<Stamp>, now: u64) -> Option
                 lru,
             ))
         }
-        Op::SetExpiry { expire_at, .. } => live.map(|entry| entry.clone().with_expiry(*expire_at)),
+        // A new expiry that is not a touch (added, removed, shortened) is a new version: it
+        // carries the write's stamp, else replicas and log replay would keep the old expiry.
+        Op::SetExpiry { key, expire_at } => live.map(|entry| match stamp {
+            Some(_) => Entry::new(
+                key,
+                entry.kind(),
+                entry.payload(),
+                *expire_at,
+                stamp,
+                entry.lru(),
+            ),
+            None => entry.clone().with_expiry(*expire_at),
+        }),
         Op::Delete { .. } | Op::FlushAll => None,
     }
 }
@@ -322,6 +358,8 @@ impl MemoryEngine {
             policy: config.policy,
             sink: OnceLock::new(),
             replication: OnceLock::new(),
+            persistence: OnceLock::new(),
+            local_clock: OnceLock::new(),
             evict_rotor: AtomicUsize::new(0),
         }
     }
@@ -340,6 +378,49 @@ impl MemoryEngine {
     /// The installed replication, if any.
     pub fn replication(&self) -> Option<&Replication> {
         self.replication.get()
+    }
+
+    /// Installs the write-ahead log (disc mode) after the recovered records were loaded and
+    /// before the node serves: from then on every applied write, local or from a peer, is
+    /// appended after it is applied. Without replication, local writes are stamped by a local
+    /// clock with origin `origin` (the persistent node id), set past `max_hlc` (the greatest
+    /// recovered stamp). Only the first call has an effect (it returns false otherwise).
+    pub fn set_persistence(
+        &self,
+        persistence: Arc<Persistence>,
+        origin: u32,
+        max_hlc: u64,
+    ) -> bool {
+        let clock = HybridClock::new(system_wall_clock(), MAX_CLOCK_DRIFT_MS);
+        clock.observe(max_hlc);
+        let _ = self.local_clock.set((clock, origin));
+        self.persistence.set(persistence).is_ok()
+    }
+
+    /// The installed write-ahead log, if any (disc mode).
+    pub fn persistence(&self) -> Option<&Arc<Persistence>> {
+        self.persistence.get()
+    }
+
+    /// Appends an applied record to the log (disc mode); `local` notes the sequence (or the
+    /// failure) for the client's durability wait ([`take_logged`]).
+    fn log(&self, record: &Record, local: bool) {
+        let Some(persistence) = self.persistence.get() else {
+            return;
+        };
+        let result = persistence.append(record);
+        if let Err(error) = &result {
+            tracing::warn!(%error, "failed to append a record to the write-ahead log");
+        }
+        if local {
+            LOGGED.with(|logged| {
+                let (seq, failed) = logged.get();
+                match result {
+                    Ok(appended) => logged.set((seq.max(appended), failed)),
+                    Err(_) => logged.set((seq, true)),
+                }
+            });
+        }
     }
 
     fn hash(&self, key: &[u8]) -> u64 {
@@ -418,6 +499,13 @@ impl MemoryEngine {
                     if let Some(entry) = shard.table.get_mut(hash, key) {
                         entry.set_expiry_in_place(*at);
                     }
+                    // Disc mode logs the touched key's whole record with its new expiry (same
+                    // stamp: replay merges it like the touch), so a restart keeps the touch.
+                    if self.persistence.get().is_some() {
+                        if let Some(entry) = shard.table.get(hash, key) {
+                            self.log(&entry_record(entry), true);
+                        }
+                    }
                     replication.submit_touch(Touch {
                         key: key.clone(),
                         value_stamp,
@@ -427,14 +515,19 @@ impl MemoryEngine {
                 return Some(value_stamp);
             }
         }
-        let stamp = match replication {
-            Some(replication) => Some(replication.stamp()),
-            None => stamp,
+        let logged = self.persistence.get().is_some();
+        let stamp = match (replication, self.local_clock.get()) {
+            (Some(replication), _) => Some(replication.stamp()),
+            (None, Some((clock, origin))) if stamp.is_none() => Some(Stamp {
+                hlc: clock.now(),
+                origin: *origin,
+            }),
+            _ => stamp,
         };
         let mut record = None;
         match build(op, old, stamp, now) {
             Some(entry) => {
-                if replication.is_some() {
+                if replication.is_some() || logged {
                     record = Some(entry_record(&entry));
                 }
                 let cost = entry.clone_header_only();
@@ -459,6 +552,11 @@ impl MemoryEngine {
                     self.account(shard, old.as_ref(), Some(&cost));
                 }
                 (Some(entry), _) if !entry.is_tombstone() => {
+                    // Disc mode without replication keeps no tombstone in memory but logs
+                    // one, so replay removes the key.
+                    if let (true, Some(stamp)) = (logged, stamp) {
+                        record = Some(Record::tombstone(key.clone(), stamp, now));
+                    }
                     if let Some(old) = shard.table.remove(hash, key) {
                         shard.digest_remove(&old);
                         self.account(shard, Some(&old), None);
@@ -467,14 +565,18 @@ impl MemoryEngine {
                 _ => {}
             },
         }
-        if let (Some(replication), Some(record)) = (replication, record) {
-            note_submitted(replication.submit(record));
+        if let Some(record) = record {
+            self.log(&record, true);
+            if let Some(replication) = replication {
+                note_submitted(replication.submit(record));
+            }
         }
         stamp
     }
 
     fn flush(&self, op: &Op, stamp: Option<Stamp>) {
-        if stamp.is_none() && self.replication.get().is_some() {
+        if stamp.is_none() && (self.replication.get().is_some() || self.persistence.get().is_some())
+        {
             // Replicated: one tombstone per live key, so the flush wins over older versions
             // everywhere (and survives anti-entropy).
             let now = unix_ms();
@@ -942,6 +1044,7 @@ impl Replica for MemoryEngine {
             shard.digest_remove(old);
         }
         self.account(&mut shard, old.as_ref(), Some(&cost));
+        self.log(&merged, false);
         true
     }
 
@@ -953,10 +1056,15 @@ impl Replica for MemoryEngine {
         if entry.is_tombstone() || entry.stamp() != Some(touch.value_stamp) {
             return false;
         }
-        match entry.expire_at() {
+        let touched = match entry.expire_at() {
             Some(at) if at < touch.expire_at => entry.set_expiry_in_place(touch.expire_at),
             _ => false,
+        };
+        if touched && self.persistence.get().is_some() {
+            let record = entry_record(entry);
+            self.log(&record, false);
         }
+        touched
     }
 
     fn snapshot_chunk(

@@ -10,7 +10,8 @@ pub mod table;
 
 pub use entry::{Entry, Kind, Stamp};
 pub use memory::{
-    take_submitted_seq, EngineConfig, KeyAccess, MemoryEngine, MemoryStatus, StoreStats,
+    take_logged, take_submitted_seq, EngineConfig, KeyAccess, MemoryEngine, MemoryStatus,
+    StoreStats,
 };
 pub use op::{Op, OpSink, Value};
 
