@@ -103,9 +103,40 @@ pub enum Error {
     MissingMetadata,
 }
 
+fn api_error(error: &Error) -> Option<&kube::Error> {
+    match error {
+        Error::Apply(
+            ApplyError::Read { source, .. }
+            | ApplyError::Apply { source, .. }
+            | ApplyError::Create { source, .. }
+            | ApplyError::Delete { source, .. },
+        )
+        | Error::ListPods { source, .. }
+        | Error::ExpandClaims { source, .. }
+        | Error::Status { source, .. } => Some(source),
+        _ => None,
+    }
+}
+
 impl Error {
+    /// The namespace is being deleted (or is gone): the SessionCluster goes with it, so there is
+    /// nothing to retry or report. The controller's cache sees the cluster a little longer than
+    /// the API server, and writes into a terminating namespace are refused with 403.
+    pub fn namespace_gone(&self) -> bool {
+        match api_error(self) {
+            Some(kube::Error::Api(status)) => {
+                (status.code == 403 && status.message.contains("because it is being terminated"))
+                    || (status.code == 404 && status.message.starts_with("namespaces "))
+            }
+            _ => false,
+        }
+    }
+
     /// Category for the failure metric.
     pub fn category(&self) -> &'static str {
+        if self.namespace_gone() {
+            return "namespace_deleted";
+        }
         match self {
             Self::MissingMetadata => "invalid_object",
             Self::Password { .. } => "password",
@@ -176,7 +207,15 @@ impl Context {
             .publish(&event, &cluster.object_ref(&()))
             .await
         {
-            tracing::warn!(cluster = %cluster.name_any(), %error, "failed to publish event");
+            match &error {
+                // The namespace is being deleted, and the cluster with it.
+                kube::Error::Api(status) if status.message.contains("being terminated") => {
+                    tracing::debug!(cluster = %cluster.name_any(), %error, "event not published");
+                }
+                _ => {
+                    tracing::warn!(cluster = %cluster.name_any(), %error, "failed to publish event")
+                }
+            }
         }
     }
 }
@@ -206,6 +245,10 @@ pub async fn reconcile(cluster: Arc<SessionCluster>, ctx: Arc<Context>) -> Resul
             if let Ok(mut failures) = ctx.failures.lock() {
                 failures.remove(&key(&cluster));
             }
+        }
+        Err(error) if error.namespace_gone() => {
+            tracing::debug!(cluster = %key(&cluster), %error, "namespace is being deleted");
+            return Ok(Action::await_change());
         }
         Err(error) => {
             tracing::warn!(cluster = %key(&cluster), %error, "reconcile failed");
@@ -890,4 +933,33 @@ pub async fn run(
         }
     });
     futures::future::join_all(runs).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_failure(code: u16, message: &str) -> Error {
+        Error::Apply(ApplyError::Apply {
+            kind: "ConfigMap".into(),
+            name: "web-config".into(),
+            source: kube::Error::Api(Box::new(
+                kube::core::Status::failure(message, "Forbidden").with_code(code),
+            )),
+        })
+    }
+
+    #[test]
+    fn writes_refused_by_a_terminating_namespace_are_not_failures() {
+        let terminating = api_failure(
+            403,
+            "configmaps \"web-config\" is forbidden: unable to create new content in namespace e2e because it is being terminated",
+        );
+        assert!(terminating.namespace_gone());
+        assert_eq!(terminating.category(), "namespace_deleted");
+        assert!(api_failure(404, "namespaces \"e2e\" not found").namespace_gone());
+        let rbac = api_failure(403, "configmaps is forbidden: User cannot patch resource");
+        assert!(!rbac.namespace_gone());
+        assert_eq!(rbac.category(), "api");
+    }
 }
