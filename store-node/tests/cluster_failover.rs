@@ -64,10 +64,10 @@ fn acknowledged_writes_survive_a_sigkill_and_the_node_resyncs() {
     }
     // Restart in ram mode on the same ports: it bootstraps from a peer.
     all[0].start(&peers, &["--write-ack", "one"]);
-    all[0].wait_ready(Duration::from_secs(30));
+    all[0].wait_ready(Duration::from_secs(60));
     let everyone = [&all[0], &all[1], &all[2]];
     assert!(
-        eventually(Duration::from_secs(15), || same_digest(&everyone)),
+        eventually(Duration::from_secs(60), || same_digest(&everyone)),
         "the restarted node did not re-sync"
     );
     let mut connection = all[0].redis();

@@ -1,5 +1,8 @@
 //! Multi-process: a rolling restart of every node, one at a time, each waiting for the
 //! previous one to be ready, under client load through all nodes: zero lost sessions.
+//!
+//! CI runs this on a loaded 2-core machine: every wait is generous but bounded (see
+//! `cluster_support`), and the assertion stays exact: every acknowledged session is on every node.
 
 mod cluster_support;
 
@@ -8,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cluster_support::{eventually, nodes, same_digest, start_all, Node};
-use redis::Commands;
+
+/// Bound on one write of the load (the node answers within `--write-ack-timeout-ms`, 1 s, when
+/// it is not starved of CPU).
+const WRITE_WITHIN: Duration = Duration::from_secs(10);
 
 #[test]
 fn rolling_restart_under_load_loses_no_session() {
@@ -37,6 +43,12 @@ fn rolling_restart_under_load_loses_no_session() {
                                     client
                                         .get_connection_with_timeout(Duration::from_millis(300))
                                         .ok()
+                                })
+                                // Without a read timeout a stuck node would hang the writer
+                                // and the test; a timed-out write is simply not counted.
+                                .filter(|connection| {
+                                    connection.set_read_timeout(Some(WRITE_WITHIN)).is_ok()
+                                        && connection.set_write_timeout(Some(WRITE_WITHIN)).is_ok()
                                 });
                         continue;
                     };
@@ -48,7 +60,8 @@ fn rolling_restart_under_load_loses_no_session() {
                         .query(current);
                     match result {
                         Ok(()) => {
-                            let _: redis::RedisResult<()> = current.expire(&key, 600);
+                            let _: redis::RedisResult<()> =
+                                redis::cmd("EXPIRE").arg(&key).arg(600).query(current);
                             acked.lock().expect("lock").push(key);
                             index += 1;
                         }
@@ -62,12 +75,13 @@ fn rolling_restart_under_load_loses_no_session() {
     for node in all.iter_mut() {
         let node: &mut Node = node;
         assert!(
-            node.terminate(Duration::from_secs(10)),
+            // `--shutdown-timeout 5` bounds the drain; the rest is a loaded machine's slack.
+            node.terminate(Duration::from_secs(20)),
             "{} did not stop cleanly on SIGTERM",
             node.name
         );
         node.start(&peers, &["--write-ack", "one"]);
-        node.wait_ready(Duration::from_secs(30));
+        node.wait_ready(Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(300));
     }
     stop.store(true, Ordering::Relaxed);
@@ -78,15 +92,30 @@ fn rolling_restart_under_load_loses_no_session() {
     assert!(acked.len() > 100, "too little load: {}", acked.len());
     let everyone = [&all[0], &all[1], &all[2]];
     assert!(
-        eventually(Duration::from_secs(15), || same_digest(&everyone)),
+        eventually(Duration::from_secs(60), || same_digest(&everyone)),
         "digests differ after the rolling restart"
     );
     for node in &all {
         let mut connection = node.redis();
-        let lost: Vec<&String> = acked
-            .iter()
-            .filter(|key| !connection.exists::<_, bool>(key.as_str()).unwrap_or(false))
-            .collect();
+        // Pipelined in chunks: one round trip per 500 keys instead of one per key. A failed
+        // EXISTS is an error, never counted as a lost session (nor as a present one).
+        let mut lost: Vec<&String> = Vec::new();
+        for chunk in acked.chunks(500) {
+            let mut pipeline = redis::pipe();
+            for key in chunk {
+                pipeline.cmd("EXISTS").arg(key);
+            }
+            let present: Vec<bool> = pipeline
+                .query(&mut connection)
+                .unwrap_or_else(|error| panic!("EXISTS on {}: {error}", node.name));
+            lost.extend(
+                chunk
+                    .iter()
+                    .zip(present)
+                    .filter(|(_, present)| !present)
+                    .map(|(key, _)| key),
+            );
+        }
         assert!(
             lost.is_empty(),
             "{} lost {} of {} sessions, e.g. {:?}",

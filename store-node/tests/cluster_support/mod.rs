@@ -1,12 +1,64 @@
 //! Helpers of the multi-process cluster tests: real `store-node` processes on 127.0.0.1 with
 //! OS-chosen free ports and `--peers`, driven with the `redis` crate and a minimal HTTP client.
+//!
+//! These tests run in CI on a loaded 2-core machine next to other builds, so every wait here is
+//! generous but bounded, and a failure says which node, and whether its process is still alive.
 
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// Bound on getting a working Redis connection to a node that should be serving.
+pub const CONNECT_WITHIN: Duration = Duration::from_secs(30);
+
+/// The store-node binary every start of this test process runs.
+///
+/// `CARGO_BIN_EXE_store-node` lives in the shared target directory, which another `cargo build`
+/// relinks while a test runs (cargo holds its lock only while building). A node restarted after
+/// that would run a different build than its peers, or fail to spawn mid-relink. A hard link
+/// (a copy across filesystems) taken once keeps this process on the build it was compiled with.
+fn binary() -> &'static PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let original = PathBuf::from(env!("CARGO_BIN_EXE_store-node"));
+        let directory = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        remove_stale_binaries(&directory);
+        let pinned = directory.join(format!("store-node.{}", std::process::id()));
+        let _ = std::fs::remove_file(&pinned);
+        if std::fs::hard_link(&original, &pinned).is_ok()
+            || std::fs::copy(&original, &pinned).is_ok()
+        {
+            pinned
+        } else {
+            original
+        }
+    })
+}
+
+/// Removes the pinned binaries of test processes that no longer run.
+fn remove_stale_binaries(directory: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("store-node."))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
 
 /// A port the OS just handed out (and released): good enough on loopback for tests.
 pub fn free_port() -> u16 {
@@ -23,6 +75,7 @@ pub struct Node {
     pub http: u16,
     pub peer: u16,
     child: Option<Child>,
+    pid: Option<u32>,
 }
 
 impl Node {
@@ -34,6 +87,7 @@ impl Node {
             http: free_port(),
             peer: free_port(),
             child: None,
+            pid: None,
         }
     }
 
@@ -44,7 +98,7 @@ impl Node {
 
     /// Starts the process with `--peers` and extra flags.
     pub fn start(&mut self, peers: &[String], extra: &[&str]) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_store-node"));
+        let mut command = Command::new(binary());
         command
             .args(["--bind", "127.0.0.1"])
             .args(["--resp-port", &self.resp.to_string()])
@@ -63,7 +117,27 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        self.child = Some(command.spawn().expect("store-node starts"));
+        let child = command.spawn().expect("store-node starts");
+        self.pid = Some(child.id());
+        self.child = Some(child);
+    }
+
+    /// `running`, `exited` (a zombie not yet reaped) or `not started`, for failure messages.
+    pub fn process_state(&self) -> &'static str {
+        match self.pid {
+            None => "not started",
+            Some(pid) => match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Ok(stat)
+                    if stat
+                        .rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('Z')) =>
+                {
+                    "exited"
+                }
+                Ok(_) => "running",
+                Err(_) => "exited",
+            },
+        }
     }
 
     /// SIGKILL.
@@ -110,18 +184,26 @@ impl Node {
             .is_some_and(|(status, _)| status == 200)
     }
 
-    /// Waits until ready; panics with the last `/readyz` answer after `within`.
+    /// Waits until ready; panics with the last `/readyz` answer after `within`, or at once
+    /// when the process has exited.
     pub fn wait_ready(&self, within: Duration) {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if self.is_ready() {
                 return;
             }
+            assert_ne!(
+                self.process_state(),
+                "exited",
+                "{} exited before it was ready (see its log above)",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!(
-            "{} not ready within {within:?}: {:?}",
+            "{} not ready within {within:?} (process {}): {:?}",
             self.name,
+            self.process_state(),
             self.http_get("/readyz")
         );
     }
@@ -138,13 +220,40 @@ impl Node {
             .map(str::to_string)
     }
 
-    /// A fresh synchronous Redis connection.
+    /// A fresh synchronous Redis connection, retried for [`CONNECT_WITHIN`]: on a loaded
+    /// machine the TCP connect plus the client's setup round trip (`CLIENT SETINFO`) can take
+    /// longer than one short attempt. Commands on it time out after [`CONNECT_WITHIN`] too, so
+    /// a stuck node fails the test instead of hanging it.
     pub fn redis(&self) -> redis::Connection {
         let client =
             redis::Client::open(format!("redis://127.0.0.1:{}/", self.resp)).expect("valid url");
-        client
-            .get_connection_with_timeout(Duration::from_secs(2))
-            .expect("connects")
+        let deadline = Instant::now() + CONNECT_WITHIN;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let error = match client.get_connection_with_timeout(Duration::from_secs(5)) {
+                Ok(connection) => {
+                    connection
+                        .set_read_timeout(Some(CONNECT_WITHIN))
+                        .expect("read timeout");
+                    connection
+                        .set_write_timeout(Some(CONNECT_WITHIN))
+                        .expect("write timeout");
+                    return connection;
+                }
+                Err(error) => error,
+            };
+            if Instant::now() >= deadline || self.process_state() == "exited" {
+                panic!(
+                    "{} (RESP port {}, process {}) gave no Redis connection in {attempts} attempt(s) within {CONNECT_WITHIN:?}: {error}; /readyz: {:?}",
+                    self.name,
+                    self.resp,
+                    self.process_state(),
+                    self.http_get("/readyz")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// A Redis connection, or `None` when the node does not answer.
@@ -175,7 +284,7 @@ pub fn start_all(nodes: &mut [Node], peers: &[String], extra: &[&str]) {
         node.start(peers, extra);
     }
     for node in nodes.iter() {
-        node.wait_ready(Duration::from_secs(20));
+        node.wait_ready(Duration::from_secs(60));
     }
 }
 
@@ -201,7 +310,7 @@ pub fn same_digest(nodes: &[&Node]) -> bool {
 
 fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
     let mut stream =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
