@@ -71,24 +71,33 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether some configured peer answers now: a static `--peers` address that accepts a TCP
-/// connection within a second, or a headless Service (its peers are resolved and re-synced by
-/// replication; a Service name alone is taken as reachable).
+/// Whether some configured peer answers now: a `--peers` address, or an address the headless
+/// Service name resolves to, accepts a TCP connection on its peer port within a second. This
+/// node's own peer listener is not bound yet, so it never counts itself.
 async fn peers_reachable(config: &Config) -> bool {
-    if config
+    let mut candidates: Vec<String> = config
+        .peers
+        .iter()
+        .map(|peer| peer.trim().to_string())
+        .filter(|peer| !peer.is_empty())
+        .collect();
+    if let Some(name) = config
         .cluster_service_name
         .as_deref()
-        .is_some_and(|name| !name.is_empty())
+        .filter(|name| !name.is_empty())
     {
-        return true;
+        candidates.push(format!("{name}:{}", config.peer_port));
     }
-    for peer in config.peers.iter().filter(|peer| !peer.trim().is_empty()) {
-        let addresses = peer
-            .trim()
-            .to_socket_addrs()
-            .map(Iterator::collect::<Vec<_>>)
-            .unwrap_or_default();
-        for address in addresses {
+    for candidate in candidates {
+        let resolved = tokio::task::spawn_blocking(move || {
+            candidate
+                .to_socket_addrs()
+                .map(Iterator::collect::<Vec<_>>)
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        for address in resolved {
             let connect = tokio::net::TcpStream::connect(address);
             if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
                 return true;
