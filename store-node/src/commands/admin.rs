@@ -101,7 +101,7 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
         );
     }
     if wanted("replication") {
-        out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
+        out.push_str(&replication_section(state));
     }
     if wanted("keyspace") {
         out.push_str("# Keyspace\r\n");
@@ -117,6 +117,38 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
         out.truncate(out.len() - 2);
     }
     out
+}
+
+/// The `# Replication` section, ending with the blank line INFO puts between sections.
+///
+/// Every node accepts writes, so it is `role:master` for clients (ioredis, StackExchange.Redis
+/// and redis-py read `role` and would refuse writes to a `slave`). Redis's `connected_slaves`
+/// and `master_*` fields are left out: they describe primary/replica replication, which
+/// sessionstore does not have, and clients tolerate their absence. The `sessionstore_*` fields
+/// describe the leaderless replication (docs/replication.md): without peers configured the node
+/// is a single-node cluster with zero peers.
+pub fn replication_section(state: &crate::state::NodeState) -> String {
+    let (discovered, connected, lag_max, metrics) = match state.replication() {
+        Some(replication) => {
+            let peers = replication.peers();
+            (
+                peers.len(),
+                peers.iter().filter(|peer| peer.connected).count(),
+                peers.iter().map(|peer| peer.lag_ops).max().unwrap_or(0),
+                replication.metrics().snapshot(),
+            )
+        }
+        None => (0, 0, 0, crate::replication::MetricsSnapshot::default()),
+    };
+    format!(
+        "# Replication\r\nrole:master\r\nsessionstore_peers_discovered:{discovered}\r\nsessionstore_peers_connected:{connected}\r\nsessionstore_replication_state:{replication_state}\r\nsessionstore_lag_ops_max:{lag_max}\r\nsessionstore_records_sent:{records_sent}\r\nsessionstore_records_received:{records_received}\r\nsessionstore_bytes_sent:{bytes_sent}\r\nsessionstore_bytes_received:{bytes_received}\r\nsessionstore_repairs:{repairs}\r\n\r\n",
+        replication_state = state.lifecycle().as_str(),
+        records_sent = metrics.records_sent,
+        records_received = metrics.records_received,
+        bytes_sent = metrics.bytes_sent,
+        bytes_received = metrics.bytes_received,
+        repairs = metrics.repairs_applied,
+    )
 }
 
 /// INFO [section]
@@ -306,5 +338,28 @@ mod tests {
         );
         assert_eq!(h.run("FLUSHDB"), Frame::ok());
         assert_eq!(h.run("DBSIZE"), Frame::Integer(0));
+    }
+
+    #[test]
+    fn info_replication_of_a_single_node() {
+        let mut h = Harness::new();
+        h.run("SET a 1");
+        assert_eq!(
+            h.run("INFO replication"),
+            Frame::Verbatim(bytes::Bytes::from_static(
+                b"# Replication\r\nrole:master\r\nsessionstore_peers_discovered:0\r\nsessionstore_peers_connected:0\r\nsessionstore_replication_state:ready\r\nsessionstore_lag_ops_max:0\r\nsessionstore_records_sent:0\r\nsessionstore_records_received:0\r\nsessionstore_bytes_sent:0\r\nsessionstore_bytes_received:0\r\nsessionstore_repairs:0\r\n"
+            ))
+        );
+        let Frame::Verbatim(all) = h.run("INFO") else {
+            panic!("not verbatim")
+        };
+        let all = String::from_utf8_lossy(&all).into_owned();
+        let persistence = all
+            .split("\r\n\r\n")
+            .find(|section| section.starts_with("# Persistence"))
+            .expect("a persistence section");
+        assert!(persistence.contains("\r\nloading:0\r\n"), "{persistence}");
+        assert!(all.contains("\r\n\r\n# Replication\r\nrole:master\r\n"));
+        assert!(!all.contains("connected_slaves"));
     }
 }

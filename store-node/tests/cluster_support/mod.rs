@@ -60,12 +60,38 @@ fn remove_stale_binaries(directory: &std::path::Path) {
     }
 }
 
-/// A port the OS just handed out (and released): good enough on loopback for tests.
+/// A free port on 127.0.0.1 below the OS's ephemeral range.
+///
+/// A node's ports are free whenever it is down (before its first start, during a restart), and
+/// `127.0.0.1:0` binds and outgoing connections of any process on the machine (other test
+/// binaries, other builds' tests, other nodes) take ports from the ephemeral range: a port the
+/// OS handed out and took back can be someone else's by the time the node binds it, and the
+/// node then fails with `Address already in use`. No automatic allocation hands out a port below
+/// the range, so only an explicit bind of the same port (picked at random) can collide.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
+    use std::hash::{BuildHasher, RandomState};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (first, last) = if low > 12_000 {
+        (10_000, low - 1)
+    } else {
+        (61_001, 65_535)
+    };
+    // Ports already given to a node of this process are taken even while that node is down.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().expect("port list");
+    let random = RandomState::new();
+    for attempt in 0u64..1000 {
+        let port = first
+            + (random.hash_one((std::process::id(), attempt)) % u64::from(last - first)) as u16;
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port in {first}..{last}")
 }
 
 /// One node's identity and ports; survives restarts (same name, same ports).
