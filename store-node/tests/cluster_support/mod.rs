@@ -22,7 +22,7 @@ pub const CONNECT_WITHIN: Duration = Duration::from_secs(30);
 /// relinks while a test runs (cargo holds its lock only while building). A node restarted after
 /// that would run a different build than its peers, or fail to spawn mid-relink. A hard link
 /// (a copy across filesystems) taken once keeps this process on the build it was compiled with.
-fn binary() -> &'static PathBuf {
+pub fn binary() -> &'static PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let original = PathBuf::from(env!("CARGO_BIN_EXE_store-node"));
@@ -334,7 +334,8 @@ pub fn same_digest(nodes: &[&Node]) -> bool {
     digests[0].is_some() && digests.iter().all(|digest| *digest == digests[0])
 }
 
-fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+/// One HTTP/1.1 request to 127.0.0.1:`port`: (status, body), `None` when it gets no answer.
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
     let mut stream =
         TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

@@ -1,22 +1,20 @@
 //! Helpers of the disc-mode tests: a real `store-node` process on 127.0.0.1 with OS-chosen
 //! ports and a temporary `--data-dir`, restarted on the same ports and directory, driven with
-//! the `redis` crate and a minimal HTTP client.
+//! the `redis` crate and a minimal HTTP client. Ports, the pinned binary and the HTTP client
+//! come from the cluster tests' helpers, so both suites get the same protection against port
+//! reuse and a binary relinked by a concurrent build.
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+#[path = "../cluster_support/mod.rs"]
+mod cluster_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// A port the OS just handed out (and released): good enough on loopback for tests.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
+pub use cluster_support::free_port;
+use cluster_support::{binary, http};
 
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -104,7 +102,7 @@ impl Node {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_store-node"));
+        let mut command = Command::new(binary());
         command
             .args(["--bind", "127.0.0.1"])
             .args(["--resp-port", &self.resp.to_string()])
@@ -197,7 +195,7 @@ impl Node {
 
     /// `GET path` on the HTTP port: (status, body).
     pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
-        http(self.http, "GET", path)
+        http(self.http, "GET", path, "")
     }
 
     /// Whether `/readyz` answers 200.
@@ -237,22 +235,4 @@ impl Drop for Node {
         self.kill();
         let _ = std::fs::remove_file(&self.log);
     }
-}
-
-fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    Some((status, body))
 }
