@@ -63,20 +63,21 @@ pub async fn http_put(
     .await
 }
 
-/// `GET /v1/sessions/{id}?touch=false`: the session's data, or `None` on 404.
+/// `GET /v1/sessions/{id}?touch=false` over a kept-alive `connection`: the session's data, or
+/// `None` on 404.
 pub async fn http_get(
-    addr: SocketAddr,
+    connection: &mut http::Connection,
     token: &str,
     id: &str,
 ) -> anyhow::Result<Option<serde_json::Value>> {
-    let response = http::request(
-        addr,
-        "GET",
-        &format!("/v1/sessions/{id}?touch=false"),
-        Some(token),
-        None,
-    )
-    .await?;
+    let response = connection
+        .request(
+            "GET",
+            &format!("/v1/sessions/{id}?touch=false"),
+            Some(token),
+            None,
+        )
+        .await?;
     match response.status {
         200 => Ok(Some(response.json()?["data"].clone())),
         404 => Ok(None),
@@ -381,11 +382,14 @@ pub async fn verify_http_on_pods(
 ) -> anyhow::Result<usize> {
     for pod in pods {
         let forwarder = Forwarder::pod(client, namespace, pod, 8080).await?;
+        // One port-forward stream for all reads of this pod: a new one per GET costs about a
+        // second each.
+        let mut connection = http::Connection::new(forwarder.addr());
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let mut missing = Vec::new();
             for (id, data) in expected {
-                match http_get(forwarder.addr(), token, id).await {
+                match http_get(&mut connection, token, id).await {
                     Ok(Some(got)) if &got == data => {}
                     Ok(Some(got)) => missing.push(format!("{id} (got {got})")),
                     Ok(None) => missing.push(format!("{id} (404)")),
