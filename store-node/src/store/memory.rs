@@ -114,6 +114,11 @@ pub struct MemoryStatus {
     pub alarm: bool,
     /// The eviction policy.
     pub policy: EvictionPolicy,
+    /// Estimated bytes held by replication tombstones. Not part of `used_bytes` and not
+    /// counted against the limit: evicting a key leaves a tombstone, and if tombstones counted,
+    /// eviction of small keys would free almost nothing and never get below the watermark.
+    /// Tombstones are collected after the grace period (docs/replication.md).
+    pub tombstone_bytes: u64,
 }
 
 /// Counters summed over shards.
@@ -139,6 +144,8 @@ struct Shard {
     volatile: u64,
     /// Tombstones stored in `table` (not keys).
     tombstones: u64,
+    /// Their estimated bytes (outside `used`).
+    tombstone_bytes: i64,
     /// Replication digests of the stamped entries of this shard (summed over shards).
     digests: BucketDigests,
     used: i64,
@@ -181,6 +188,7 @@ pub struct MemoryEngine {
     shards: Box<[Mutex<Shard>]>,
     hasher: FixedState,
     used: AtomicI64,
+    tombstone_bytes: AtomicI64,
     alarm: AtomicBool,
     limit: u64,
     high: u64,
@@ -334,6 +342,7 @@ impl MemoryEngine {
                     table: Table::new(hasher.clone()),
                     volatile: 0,
                     tombstones: 0,
+                    tombstone_bytes: 0,
                     digests: BucketDigests::new(),
                     used: 0,
                     sweep_cursor: 0,
@@ -351,6 +360,7 @@ impl MemoryEngine {
             shards,
             hasher,
             used: AtomicI64::new(0),
+            tombstone_bytes: AtomicI64::new(0),
             alarm: AtomicBool::new(false),
             limit,
             high: (limit as f64 * config.high_watermark) as u64,
@@ -605,6 +615,9 @@ impl MemoryEngine {
             shard.used = 0;
             shard.volatile = 0;
             shard.tombstones = 0;
+            self.tombstone_bytes
+                .fetch_sub(shard.tombstone_bytes, Ordering::Relaxed);
+            shard.tombstone_bytes = 0;
             shard.digests = BucketDigests::new();
             self.used.fetch_sub(used, Ordering::Relaxed);
         }
@@ -619,25 +632,36 @@ impl MemoryEngine {
         self.flush(&Op::FlushAll, None);
     }
 
+    /// Accounts replacing `old` by `new` (either may be absent). Tombstones are counted apart
+    /// from `used` (see [`MemoryStatus::tombstone_bytes`]).
     fn account(&self, shard: &mut Shard, old: Option<&Entry>, new: Option<&CostInfo>) {
-        let mut delta = 0;
+        let (mut delta, mut tombstone_delta) = (0, 0);
         if let Some(old) = old {
-            delta -= entry_cost(old);
             if old.expire_at().is_some() {
                 shard.volatile -= 1;
             }
             if old.is_tombstone() {
                 shard.tombstones -= 1;
+                tombstone_delta -= entry_cost(old);
+            } else {
+                delta -= entry_cost(old);
             }
         }
         if let Some(new) = new {
-            delta += new.cost;
             if new.volatile {
                 shard.volatile += 1;
             }
             if new.tombstone {
                 shard.tombstones += 1;
+                tombstone_delta += new.cost;
+            } else {
+                delta += new.cost;
             }
+        }
+        if tombstone_delta != 0 {
+            shard.tombstone_bytes += tombstone_delta;
+            self.tombstone_bytes
+                .fetch_add(tombstone_delta, Ordering::Relaxed);
         }
         shard.used += delta;
         if delta != 0 {
@@ -680,11 +704,14 @@ impl MemoryEngine {
             low_watermark_bytes: self.low,
             alarm: self.alarm.load(Ordering::Relaxed),
             policy: self.policy,
+            tombstone_bytes: self.tombstone_bytes.load(Ordering::Relaxed).max(0) as u64,
         }
     }
 
-    /// Whether a growth write may proceed: true without an alarm; with one, evicts (per policy)
-    /// until usage is below the high watermark, or refuses under `noeviction`.
+    /// Whether a growth write may proceed: true without an alarm; with one, refuses under
+    /// `noeviction`, else evicts (per policy) toward the low watermark, where the alarm clears
+    /// (the same hysteresis as `noeviction`), and lets the write proceed once usage is below
+    /// the high watermark.
     pub fn make_room(&self) -> bool {
         if !self.alarm.load(Ordering::Relaxed) {
             return true;
@@ -692,13 +719,12 @@ impl MemoryEngine {
         if self.policy == EvictionPolicy::Noeviction {
             return false;
         }
-        // Bounded work per write: a burst of large writes evicts over several commands.
+        // Bounded work per write: the way down to the low watermark is spread over several
+        // writes. Tombstones left by evictions are outside `used_bytes`, so every eviction
+        // makes progress.
         for _ in 0..256 {
-            if self.used_bytes() < self.high {
-                return true;
-            }
-            if !self.evict_one() {
-                return false;
+            if !self.alarm.load(Ordering::Relaxed) || !self.evict_one() {
+                break;
             }
         }
         self.used_bytes() < self.high
@@ -735,17 +761,39 @@ impl MemoryEngine {
             }
             if let Some((_, key)) = best {
                 let hash = self.hash(&key);
-                if let Some(old) = shard.table.remove(hash, &key) {
-                    shard.digest_remove(&old);
-                    if old.is_expired(now) {
+                let expired = match shard.table.get(hash, &key) {
+                    Some(entry) => entry.is_expired(now),
+                    None => continue,
+                };
+                if expired {
+                    // Every node expires it from the replicated expiry: no tombstone.
+                    if let Some(old) = shard.table.remove(hash, &key) {
+                        shard.digest_remove(&old);
                         shard.expired += 1;
-                    } else {
-                        shard.evicted += 1;
+                        self.account(&mut shard, Some(&old), None);
                     }
-                    self.account(&mut shard, Some(&old), None);
-                    tracing::debug!(key = %String::from_utf8_lossy(&key), "evicted");
                     return true;
                 }
+                // An eviction is a delete through the one write path: with replication it
+                // leaves a tombstone that replicates (else anti-entropy would bring the key back
+                // from a peer), in disc mode it is logged. The client whose write made room does
+                // not wait for it (`--write-ack`, fsync): the thread's notes are restored.
+                let submitted = SUBMITTED.with(Cell::get);
+                let logged = LOGGED.with(Cell::get);
+                shard.evicted += 1;
+                tracing::debug!(key = %String::from_utf8_lossy(&key), "evicted");
+                self.write_locked(
+                    &mut shard,
+                    hash,
+                    &Op::Delete {
+                        key: Bytes::from(key),
+                    },
+                    None,
+                    now,
+                );
+                SUBMITTED.with(|cell| cell.set(submitted));
+                LOGGED.with(|cell| cell.set(logged));
+                return true;
             }
         }
         false
@@ -1321,6 +1369,79 @@ mod tests {
         }
         assert!(engine.stats().evicted > 0);
         assert!(engine.used_bytes() < 82_000);
+    }
+
+    /// An eviction with replication installed is a replicated delete: it leaves a tombstone,
+    /// submits it, and the tombstone costs nothing against the limit, so evicting keys as small
+    /// as their tombstones still makes progress and the alarm clears at the low watermark.
+    #[tokio::test]
+    async fn eviction_replicates_a_tombstone_outside_the_budget() {
+        use crate::replication::{
+            generate_node_id, InMemoryNetwork, RecordState, ReplicationConfig, StaticPeers,
+        };
+        let engine = Arc::new(MemoryEngine::new(EngineConfig {
+            limit_bytes: 100_000,
+            high_watermark: 0.8,
+            low_watermark: 0.5,
+            policy: EvictionPolicy::VolatileTtl,
+        }));
+        let network = InMemoryNetwork::new();
+        let replica: Arc<dyn Replica> = engine.clone();
+        let replication = Replication::start(
+            ReplicationConfig::new("test", "node-0", generate_node_id(), "node-0:7379"),
+            replica,
+            Arc::new(network.transport("node-0:7379")),
+            Arc::new(StaticPeers(Default::default())),
+        )
+        .await
+        .expect("replication starts");
+        assert!(engine.set_replication(replication.clone()));
+        let now = unix_ms();
+        // A one-byte value costs as much as the tombstone that replaces it when evicted.
+        let (mut raised, mut cleared, mut alarm) = (0, 0, false);
+        for index in 0..5000u64 {
+            assert!(engine.make_room(), "no room at {index}");
+            let was = alarm;
+            alarm = engine.memory().alarm;
+            if alarm != was {
+                assert!(alarm || engine.used_bytes() < 50_000);
+                *(if alarm { &mut raised } else { &mut cleared }) += 1;
+            }
+            engine.apply(
+                &put(&format!("k{index}"), "x", Some(now + 60_000 + index)),
+                None,
+                now,
+            );
+        }
+        let stats = engine.stats();
+        let memory = engine.memory();
+        // Raised at the high watermark, cleared at the low one by eviction, more than once.
+        assert!(
+            raised >= 2 && cleared >= 2,
+            "raised {raised}, cleared {cleared}"
+        );
+        assert!(stats.evicted > 3000, "evicted {}", stats.evicted);
+        assert_eq!(stats.keys, 5000 - stats.evicted);
+        assert!(memory.used_bytes < 80_000, "used {}", memory.used_bytes);
+        assert!(
+            memory.tombstone_bytes > 100_000,
+            "tombstones {}",
+            memory.tombstone_bytes
+        );
+        // Every write and every eviction went to replication, nothing else.
+        assert_eq!(replication.head(), 5000 + stats.evicted);
+        // Each evicted key is a tombstone, absent to reads.
+        let evicted: Vec<Bytes> = (0..5000)
+            .map(|index| Bytes::from(format!("k{index}")))
+            .filter(|key| engine.key(key).get().is_none())
+            .collect();
+        assert_eq!(evicted.len() as u64, stats.evicted);
+        let records = engine.read_records(&evicted);
+        assert_eq!(records.len(), evicted.len());
+        assert!(records
+            .iter()
+            .all(|record| matches!(record.state, RecordState::Tombstone { .. })));
+        replication.shutdown();
     }
 
     #[test]
