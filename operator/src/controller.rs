@@ -22,7 +22,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::{Client, Resource, ResourceExt};
-use sessionstore_api::constants::{reason, LABEL_INSTANCE, LABEL_NAME, LABEL_NAME_VALUE};
+use sessionstore_api::constants::{
+    reason, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_MANAGED_BY_VALUE,
+};
 use sessionstore_api::{ScaleDownStatus, SessionCluster, SessionClusterStatus, StorageMode};
 
 use crate::apply::{Applier, ApplyError};
@@ -47,6 +49,11 @@ pub struct ControllerConfig {
     pub steady_requeue: Duration,
     /// Requeue while something is in progress.
     pub progress_requeue: Duration,
+    /// First requeue while the members are not all synced (not every node reported, is
+    /// `ready` and sees every other one); doubled on each further unsynced poll.
+    pub unsynced_requeue: Duration,
+    /// Bound on the doubled unsynced requeue.
+    pub unsynced_requeue_max: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -56,6 +63,8 @@ impl Default for ControllerConfig {
             leave_timeout: Duration::from_secs(120),
             steady_requeue: Duration::from_secs(60),
             progress_requeue: Duration::from_secs(5),
+            unsynced_requeue: Duration::from_secs(1),
+            unsynced_requeue_max: Duration::from_secs(30),
         }
     }
 }
@@ -159,6 +168,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per cluster, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Consecutive polls per cluster that found the members not all synced.
+    unsynced_polls: Mutex<HashMap<String, u32>>,
     /// Clusters already told that the monitoring CRDs are missing.
     monitoring_warned: Mutex<HashSet<String>>,
 }
@@ -186,6 +197,7 @@ impl Context {
             config,
             metrics,
             failures: Mutex::default(),
+            unsynced_polls: Mutex::default(),
             monitoring_warned: Mutex::default(),
         }
     }
@@ -556,16 +568,62 @@ async fn reconcile_inner(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
     let new = status::compute(&old, &observed, &now());
     write_status(ctx, cluster, &old, &new).await?;
 
-    let steady = status::condition_status(
+    let progressing = status::condition_status(
         &new.conditions,
         sessionstore_api::constants::condition::PROGRESSING,
-    ) == Some("False")
-        && !wrote.contains(&"StatefulSet");
-    Ok(Action::requeue(if steady {
-        ctx.config.steady_requeue
-    } else {
-        ctx.config.progress_requeue
-    }))
+    ) != Some("False")
+        || wrote.contains(&"StatefulSet");
+    // The backoff counts unsynced polls of a cluster at rest; a rollout or scaling polls at the
+    // progress rate and starts the count afresh once it is done.
+    let unsynced_polls = match ctx.unsynced_polls.lock() {
+        Ok(mut polls) if progressing || status::members_synced(&new, validated.replicas) => {
+            polls.remove(&key(cluster));
+            0
+        }
+        Ok(mut polls) => {
+            let count = polls.entry(key(cluster)).or_insert(0);
+            *count = count.saturating_add(1);
+            *count
+        }
+        Err(_) => 1,
+    };
+    Ok(Action::requeue(requeue_delay(
+        &ctx.config,
+        progressing,
+        unsynced_polls,
+    )))
+}
+
+/// When to look at a cluster again if no watched object changes before: soon while something is
+/// in progress; after 1 s, 2 s, 4 s, ... (bounded) while the members are not all synced, which is
+/// how `Clustered` comes back seconds after the peers reconnected to a restarted pod rather than
+/// at the next steady poll; slowly when steady (member polling for memory, no API writes).
+pub fn requeue_delay(
+    config: &ControllerConfig,
+    progressing: bool,
+    unsynced_polls: u32,
+) -> Duration {
+    if progressing {
+        return config.progress_requeue;
+    }
+    let Some(doublings) = unsynced_polls.checked_sub(1) else {
+        return config.steady_requeue;
+    };
+    config
+        .unsynced_requeue
+        .saturating_mul(1 << doublings.min(16))
+        .min(config.unsynced_requeue_max)
+}
+
+/// The SessionCluster a pod belongs to: pods carry the cluster name in the `instance` label
+/// (docs/contract.md), so a pod turning ready or going away reconciles its cluster at once.
+pub fn cluster_of_pod(pod: &Pod) -> Option<ObjectRef<SessionCluster>> {
+    let labels = pod.labels();
+    if labels.get(LABEL_MANAGED_BY).map(String::as_str) != Some(LABEL_MANAGED_BY_VALUE) {
+        return None;
+    }
+    let instance = labels.get(LABEL_INSTANCE)?;
+    Some(ObjectRef::new(instance).within(&pod.namespace()?))
 }
 
 /// Decides the StatefulSet's replicas. While scaling down, asks each leaving node to leave and
@@ -902,8 +960,7 @@ pub async fn run(
                 }
             }
             let owned = watcher::Config::default().labels(&naming::managed_selector());
-            let pods =
-                watcher::Config::default().labels(&format!("{LABEL_NAME}={LABEL_NAME_VALUE}"));
+            let pods = watcher::Config::default().labels(&naming::pod_watch_selector());
             Controller::new(
                 api::<SessionCluster>(&client, &namespace),
                 watcher::Config::default(),
@@ -919,8 +976,7 @@ pub async fn run(
             )
             .owns(api::<NetworkPolicy>(&client, &namespace), owned)
             .watches(api::<Pod>(&client, &namespace), pods, |pod| {
-                let instance = pod.labels().get(LABEL_INSTANCE)?.clone();
-                Some(ObjectRef::<SessionCluster>::new(&instance).within(&pod.namespace()?))
+                cluster_of_pod(&pod)
             })
             .graceful_shutdown_on(shutdown)
             .run(reconcile, error_policy, ctx)

@@ -129,6 +129,11 @@ pub fn selector_string(cluster: &str) -> String {
         .join(",")
 }
 
+/// Selector of the store-node pods of every cluster the operator manages (its pod watch).
+pub fn pod_watch_selector() -> String {
+    format!("{LABEL_NAME}={LABEL_NAME_VALUE},{}", managed_selector())
+}
+
 /// Selector of everything the operator manages, for its watches.
 pub fn managed_selector() -> String {
     format!("{LABEL_MANAGED_BY}={LABEL_MANAGED_BY_VALUE}")

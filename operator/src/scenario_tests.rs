@@ -4,17 +4,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::Pod;
 use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::Client;
 use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
 use sessionstore_api::SessionCluster;
 
-use crate::controller::{reconcile, Context, ControllerConfig};
+use crate::controller::{cluster_of_pod, reconcile, Context, ControllerConfig};
 use crate::metrics::Metrics;
 use crate::node_client::{NodeApi, NodeError, NodeMemory, NodePeer, NodeStatus};
 
@@ -246,6 +250,11 @@ impl Harness {
 
     /// Stores the SessionCluster with `spec` (keeping its status) and reconciles it.
     async fn reconcile(&self, spec: Value) -> Vec<String> {
+        self.reconcile_action(spec).await.0
+    }
+
+    /// [`Self::reconcile`], also returning when the controller asked to look again.
+    async fn reconcile_action(&self, spec: Value) -> (Vec<String>, Action) {
         let status = self.api.get(CLUSTER).and_then(|c| c.get("status").cloned());
         let mut object = json!({
             "apiVersion": "sessionstore.dev/v1alpha1", "kind": "SessionCluster",
@@ -261,10 +270,36 @@ impl Harness {
             Err(e) => panic!("bad test object: {e}"),
         };
         self.api.take_writes();
-        if let Err(error) = reconcile(Arc::new(cluster), self.ctx.clone()).await {
-            panic!("reconcile failed: {error}");
+        match reconcile(Arc::new(cluster), self.ctx.clone()).await {
+            Ok(action) => (self.api.take_writes(), action),
+            Err(error) => panic!("reconcile failed: {error}"),
         }
-        self.api.take_writes()
+    }
+
+    /// `(type, reason)` of every event published so far, oldest first.
+    fn events(&self) -> Vec<(String, String)> {
+        let prefix = "/apis/events.k8s.io/v1/namespaces/apps/events/";
+        let Ok(state) = self.api.0.lock() else {
+            return Vec::new();
+        };
+        state
+            .objects
+            .iter()
+            .filter(|(path, _)| path.starts_with(prefix))
+            .map(|(_, event)| {
+                let text = |k: &str| event[k].as_str().unwrap_or_default().to_owned();
+                (text("type"), text("reason"))
+            })
+            .collect()
+    }
+
+    /// Sets the StatefulSet's observed counts.
+    fn statefulset_status(&self, replicas: i64, ready: i64) {
+        if let Some(mut sts) = self.api.get(STS) {
+            sts["status"] = json!({"replicas": replicas, "readyReplicas": ready,
+                "updatedReplicas": replicas, "currentRevision": "r1", "updateRevision": "r1"});
+            self.api.put(STS, sts);
+        }
     }
 
     fn condition(&self, type_: &str) -> (String, String, String) {
@@ -297,8 +332,14 @@ impl Harness {
     }
 
     fn node(&self, ordinal: i64, replicas: i64, state: &str, alarm: bool) {
-        let peers = (0..replicas)
-            .filter(|i| *i != ordinal)
+        let peers: Vec<i64> = (0..replicas).filter(|i| *i != ordinal).collect();
+        self.node_seeing(ordinal, &peers, state, alarm);
+    }
+
+    /// Node `ordinal` answering `/v1/status` with `peers` connected.
+    fn node_seeing(&self, ordinal: i64, peers: &[i64], state: &str, alarm: bool) {
+        let peers = peers
+            .iter()
             .map(|i| NodePeer {
                 name: format!("demo-{i}"),
                 connected: true,
@@ -515,4 +556,132 @@ async fn memory_pressure_comes_from_members() {
     assert!(writes.iter().any(|w| w.contains("/events")));
     let cluster = h.api.get(CLUSTER).unwrap_or_default();
     assert_eq!(cluster["status"]["memory"], "90%");
+}
+
+#[tokio::test]
+async fn unsynced_members_are_polled_again_soon_with_a_bounded_backoff() {
+    let h = Harness::new();
+    h.reconcile(json!({})).await;
+    h.run_pods(3);
+    // demo-0 restarted and is ready; demo-1 and demo-2 have not reconnected to it yet.
+    h.node_seeing(0, &[1, 2], "ready", false);
+    h.node_seeing(1, &[2], "ready", false);
+    h.node_seeing(2, &[1], "ready", false);
+    let mut delays = Vec::new();
+    for _ in 0..7 {
+        let (writes, action) = h.reconcile_action(json!({})).await;
+        assert!(child_writes(&writes).is_empty(), "{writes:?}");
+        delays.push(action);
+    }
+    let seconds = |s| Action::requeue(Duration::from_secs(s));
+    assert_eq!(
+        delays,
+        [1, 2, 4, 8, 16, 30, 30].map(seconds),
+        "1 s doubling while unsynced, bounded at 30 s"
+    );
+    assert_eq!(h.condition("Clustered").1, "PeersMissing");
+
+    // The peers reconnected: Clustered comes back and the cluster is polled slowly again.
+    h.node(1, 3, "ready", false);
+    h.node(2, 3, "ready", false);
+    let (writes, action) = h.reconcile_action(json!({})).await;
+    assert_eq!(h.condition("Clustered").0, "True");
+    assert_eq!(
+        writes,
+        [
+            format!("PATCH {CLUSTER}/status"),
+            "POST /apis/events.k8s.io/v1/namespaces/apps/events".to_owned()
+        ]
+    );
+    assert_eq!(
+        h.events().last(),
+        Some(&("Normal".to_owned(), "AllPeersConnected".to_owned()))
+    );
+    assert_eq!(action, seconds(60));
+    let (writes, action) = h.reconcile_action(json!({})).await;
+    assert_eq!(
+        writes,
+        Vec::<String>::new(),
+        "a steady cluster costs no writes"
+    );
+    assert_eq!(action, seconds(60));
+
+    // The next restart starts the backoff from 1 s again.
+    h.node_seeing(1, &[2], "ready", false);
+    assert_eq!(h.reconcile_action(json!({})).await.1, seconds(1));
+}
+
+#[tokio::test]
+async fn a_node_still_loading_keeps_the_fast_polls() {
+    let h = Harness::new();
+    h.reconcile(json!({"replicas": 1})).await;
+    h.run_pods(1);
+    h.node(0, 1, "loading", false);
+    let (_, action) = h.reconcile_action(json!({"replicas": 1})).await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(1)));
+}
+
+#[tokio::test]
+async fn pods_of_the_statefulset_map_back_to_their_cluster() {
+    let h = Harness::new();
+    h.reconcile(json!({"podLabels": {"team": "web"}})).await;
+    let template_labels =
+        h.api.get(STS).unwrap_or_default()["spec"]["template"]["metadata"]["labels"].clone();
+    let pod = |labels: Value| -> Pod {
+        match serde_json::from_value(json!({"metadata": {
+            "name": "demo-0", "namespace": "apps", "labels": labels}}))
+        {
+            Ok(pod) => pod,
+            Err(error) => panic!("bad test pod: {error}"),
+        }
+    };
+    assert_eq!(
+        cluster_of_pod(&pod(template_labels.clone())),
+        Some(ObjectRef::new("demo").within("apps"))
+    );
+    // A store-node pod some other tool manages is not ours.
+    let mut foreign = template_labels.clone();
+    foreign["app.kubernetes.io/managed-by"] = json!("helm");
+    assert_eq!(cluster_of_pod(&pod(foreign)), None);
+    let mut unnamed = template_labels;
+    if let Some(labels) = unnamed.as_object_mut() {
+        labels.remove("app.kubernetes.io/instance");
+    }
+    assert_eq!(cluster_of_pod(&pod(unnamed)), None);
+    assert_eq!(
+        crate::naming::pod_watch_selector(),
+        "app.kubernetes.io/name=store-node,app.kubernetes.io/managed-by=sessionstore-operator"
+    );
+}
+
+#[tokio::test]
+async fn a_scale_up_warns_of_no_quorum_loss_until_a_ready_node_is_lost() {
+    let h = Harness::new();
+    h.reconcile(json!({"replicas": 1})).await;
+    h.run_pods(1);
+    h.node(0, 1, "ready", false);
+    h.reconcile(json!({"replicas": 1})).await;
+    assert_eq!(h.condition("Available").0, "True");
+
+    h.reconcile(json!({"replicas": 3})).await;
+    // The new pods exist and are starting.
+    h.statefulset_status(3, 1);
+    h.reconcile(json!({"replicas": 3})).await;
+    h.reconcile(json!({"replicas": 3})).await;
+    let (status, reason, _) = h.condition("Available");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "ScalingUp"));
+    let warnings: Vec<_> = h
+        .events()
+        .into_iter()
+        .filter(|(t, _)| t == "Warning")
+        .collect();
+    assert_eq!(warnings, Vec::<(String, String)>::new());
+
+    // demo-0 goes away while the new pods are still starting: quorum is really lost.
+    h.statefulset_status(3, 0);
+    h.reconcile(json!({"replicas": 3})).await;
+    assert_eq!(h.condition("Available").1, "QuorumLost");
+    assert!(h
+        .events()
+        .contains(&("Warning".to_owned(), "QuorumLost".to_owned())));
 }

@@ -109,22 +109,36 @@ pub fn compute(
     let mut conditions = old.conditions.clone();
 
     let quorum = desired / 2 + 1;
-    let (available, available_reason) = if observed.ready >= desired && desired > 0 {
-        (true, reason::ALL_NODES_READY)
-    } else if observed.ready >= quorum {
-        (true, reason::QUORUM_READY)
-    } else {
-        (false, reason::QUORUM_LOST)
-    };
+    let counts = format!(
+        "{} of {desired} nodes ready (quorum {quorum})",
+        observed.ready
+    );
+    // Below the quorum of the new size right after a scale-up is not a loss: the new pods are
+    // still starting. Only fewer ready nodes than before is.
+    let no_ready_node_lost = condition_status(&old.conditions, condition::AVAILABLE)
+        == Some("True")
+        && observed.ready > 0
+        && observed.ready >= old.ready_replicas;
+    let (available, available_reason, available_message) =
+        if observed.ready >= desired && desired > 0 {
+            (true, reason::ALL_NODES_READY, counts)
+        } else if observed.ready >= quorum {
+            (true, reason::QUORUM_READY, counts)
+        } else if no_ready_node_lost {
+            (
+                true,
+                reason::SCALING_UP,
+                format!("{counts}; no ready node was lost, the new nodes are starting"),
+            )
+        } else {
+            (false, reason::QUORUM_LOST, counts)
+        };
     set_condition(
         &mut conditions,
         condition::AVAILABLE,
         available,
         available_reason,
-        format!(
-            "{} of {desired} nodes ready (quorum {quorum})",
-            observed.ready
-        ),
+        available_message,
         generation,
         now,
     );
@@ -238,6 +252,13 @@ pub fn compute(
         .filter(|m| !m.missing_peers.is_empty())
         .map(|m| format!("{} does not see {}", m.name, m.missing_peers.join(", ")))
         .collect();
+    // Two nodes that both answer but do not see each other are a partition; a node nobody sees
+    // that has not answered yet is a pod still starting (a scale-up, a restart).
+    let partitioned = members.iter().any(|m| {
+        m.missing_peers
+            .iter()
+            .any(|peer| members.iter().any(|other| other.name == *peer))
+    });
     if members.is_empty() {
         set_condition(
             &mut conditions,
@@ -258,13 +279,26 @@ pub fn compute(
             generation,
             now,
         );
-    } else {
+    } else if partitioned {
         set_condition(
             &mut conditions,
             condition::CLUSTERED,
             false,
             reason::PEERS_MISSING,
             missing.join("; "),
+            generation,
+            now,
+        );
+    } else {
+        set_condition(
+            &mut conditions,
+            condition::CLUSTERED,
+            false,
+            reason::NODES_JOINING,
+            format!(
+                "{}: the missing nodes are not ready yet",
+                missing.join("; ")
+            ),
             generation,
             now,
         );
@@ -414,16 +448,29 @@ pub fn failed(
     status
 }
 
-/// Whether a condition in this state means trouble (a Warning event on the way in).
-pub fn is_trouble(type_: &str, status: &str) -> bool {
-    matches!(
-        (type_, status),
+/// Whether every node the spec asks for reported its status, is `ready` and sees every other
+/// node. Until then the controller polls again soon: a restarted pod is ready within seconds,
+/// and its peers reconnect to it a few seconds later.
+pub fn members_synced(status: &SessionClusterStatus, desired: i32) -> bool {
+    usize::try_from(desired).is_ok_and(|desired| status.members.len() == desired)
+        && status
+            .members
+            .iter()
+            .all(|m| m.state == "ready" && m.missing_peers.is_empty())
+}
+
+/// Whether a condition in this state means trouble (a Warning event on the way in). Nodes still
+/// joining after a scale-up or a restart are not.
+pub fn is_trouble(condition: &Condition) -> bool {
+    let trouble = matches!(
+        (condition.type_.as_str(), condition.status.as_str()),
         (condition::AVAILABLE, "False")
             | (condition::DEGRADED, "True")
             | (condition::CLUSTERED, "False")
             | (condition::MEMORY_PRESSURE, "True")
             | (condition::RECONCILE_SUCCESS, "False")
-    )
+    );
+    trouble && condition.reason != reason::NODES_JOINING
 }
 
 /// A condition that changed status between `old` and `new`.
@@ -435,16 +482,22 @@ pub struct Transition {
     pub warning: bool,
 }
 
-/// Conditions whose status changed, worth an event. A condition that appears for the first
-/// time is only reported when it is trouble other than "not yet available" (expected at start)
-/// or no members reporting yet.
+/// Conditions whose status changed, or that turned into trouble without changing status (nodes
+/// joining, then a partition), worth an event. A condition that appears for the first time is
+/// only reported when it is trouble other than "not yet available" (expected at start) or no
+/// members reporting yet.
 pub fn transitions(old: &[Condition], new: &[Condition]) -> Vec<Transition> {
     new.iter()
         .filter_map(|condition| {
             let previous = old.iter().find(|c| c.type_ == condition.type_);
-            let trouble = is_trouble(&condition.type_, &condition.status);
+            let trouble = is_trouble(condition);
             match previous {
-                Some(previous) if previous.status == condition.status => None,
+                Some(previous)
+                    if previous.status == condition.status
+                        && (is_trouble(previous) || !trouble) =>
+                {
+                    None
+                }
                 Some(_) => Some(Transition {
                     condition: condition.clone(),
                     warning: trouble,
@@ -547,6 +600,118 @@ mod tests {
     }
 
     #[test]
+    fn a_scale_up_is_not_a_quorum_loss_but_losing_a_ready_node_is() {
+        let one = Observed {
+            desired: 1,
+            statefulset_replicas: 1,
+            replicas: 1,
+            ready: 1,
+            updated: 1,
+            ..steady(vec![node("demo-0", &[], false)])
+        };
+        let before = compute(&SessionClusterStatus::default(), &one, &now());
+        assert_eq!(get(&before, "Available").status, "True");
+
+        // `replicas: 3` applied; the two new pods exist but are still starting.
+        let scaling = Observed {
+            desired: 3,
+            statefulset_replicas: 3,
+            replicas: 3,
+            updated: 3,
+            ..one.clone()
+        };
+        let during = compute(&before, &scaling, &now());
+        let available = get(&during, "Available");
+        assert_eq!(
+            (available.status.as_str(), available.reason.as_str()),
+            ("True", "ScalingUp")
+        );
+        assert_eq!(
+            available.message,
+            "1 of 3 nodes ready (quorum 2); no ready node was lost, the new nodes are starting"
+        );
+        assert!(
+            transitions(&before.conditions, &during.conditions)
+                .iter()
+                .all(|t| !t.warning),
+            "no Warning event on a scale-up"
+        );
+        // Still starting on the next poll: still no loss.
+        assert_eq!(
+            get(&compute(&during, &scaling, &now()), "Available").status,
+            "True"
+        );
+
+        // The one ready node goes away: that is a real loss.
+        let lost = Observed {
+            ready: 0,
+            members: vec![],
+            ..scaling
+        };
+        let after = compute(&during, &lost, &now());
+        let available = get(&after, "Available");
+        assert_eq!(
+            (available.status.as_str(), available.reason.as_str()),
+            ("False", "QuorumLost")
+        );
+        let events = transitions(&during.conditions, &after.conditions);
+        assert!(events
+            .iter()
+            .any(|t| t.warning && t.condition.reason == "QuorumLost"));
+    }
+
+    #[test]
+    fn a_steady_cluster_losing_two_of_three_nodes_loses_its_quorum() {
+        let all = steady(vec![node("demo-0", &["demo-1", "demo-2"], false)]);
+        let healthy = compute(&SessionClusterStatus::default(), &all, &now());
+        let one_left = Observed {
+            ready: 1,
+            ..all.clone()
+        };
+        let status = compute(&healthy, &one_left, &now());
+        assert_eq!(get(&status, "Available").reason, "QuorumLost");
+        assert_eq!(
+            get(&status, "Available").message,
+            "1 of 3 nodes ready (quorum 2)"
+        );
+    }
+
+    #[test]
+    fn members_are_synced_when_every_node_reports_ready_and_sees_the_others() {
+        let all = vec![
+            node("demo-0", &["demo-1", "demo-2"], false),
+            node("demo-1", &["demo-0", "demo-2"], false),
+            node("demo-2", &["demo-0", "demo-1"], false),
+        ];
+        let status = compute(
+            &SessionClusterStatus::default(),
+            &steady(all.clone()),
+            &now(),
+        );
+        assert!(members_synced(&status, 3));
+        // A restarted node its peers have not reconnected to yet.
+        let mut reconnecting = all.clone();
+        reconnecting[1].peers.retain(|p| p.name != "demo-0");
+        let status = compute(
+            &SessionClusterStatus::default(),
+            &steady(reconnecting),
+            &now(),
+        );
+        assert!(!members_synced(&status, 3));
+        // A node still loading, and a node that did not answer.
+        let mut loading = all.clone();
+        loading[2].state = "loading".into();
+        let status = compute(&SessionClusterStatus::default(), &steady(loading), &now());
+        assert!(!members_synced(&status, 3));
+        let status = compute(
+            &SessionClusterStatus::default(),
+            &steady(all[..2].to_vec()),
+            &now(),
+        );
+        assert!(!members_synced(&status, 3));
+    }
+
+    #[test]
     fn pods_removed_by_a_scale_down_are_not_a_rollout() {
         // What a real StatefulSet reports right after it was lowered from 2 to 1: the removed pod
         // still counts in `replicas` but no longer in `updatedReplicas`.
@@ -578,6 +743,48 @@ mod tests {
         assert_eq!(
             clustered.message,
             "demo-0 does not see demo-2; demo-1 does not see demo-2; demo-2 does not see demo-0, demo-1"
+        );
+    }
+
+    #[test]
+    fn nodes_still_joining_are_no_warning_but_a_partition_then_is() {
+        let all = steady(vec![
+            node("demo-0", &["demo-1", "demo-2"], false),
+            node("demo-1", &["demo-0", "demo-2"], false),
+            node("demo-2", &["demo-0", "demo-1"], false),
+        ]);
+        let healthy = compute(&SessionClusterStatus::default(), &all, &now());
+        // demo-1 and demo-2 restart: not ready, not reporting, not seen.
+        let joining = compute(&healthy, &steady(vec![node("demo-0", &[], false)]), &now());
+        let clustered = get(&joining, "Clustered");
+        assert_eq!(
+            (clustered.status.as_str(), clustered.reason.as_str()),
+            ("False", "NodesJoining")
+        );
+        assert_eq!(
+            clustered.message,
+            "demo-0 does not see demo-1, demo-2: the missing nodes are not ready yet"
+        );
+        let events = transitions(&healthy.conditions, &joining.conditions);
+        assert_eq!(events.len(), 1);
+        assert!(!events[0].warning);
+
+        // demo-1 is back and reporting, but does not see demo-0: a partition.
+        let partition = compute(
+            &joining,
+            &steady(vec![
+                node("demo-0", &["demo-1"], false),
+                node("demo-1", &[], false),
+            ]),
+            &now(),
+        );
+        assert_eq!(get(&partition, "Clustered").reason, "PeersMissing");
+        let events = transitions(&joining.conditions, &partition.conditions);
+        assert_eq!(events.len(), 1);
+        assert!(events[0].warning, "trouble without a status change");
+        assert_eq!(
+            transitions(&partition.conditions, &partition.conditions),
+            Vec::new()
         );
     }
 

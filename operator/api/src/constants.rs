@@ -85,8 +85,10 @@ pub mod reason {
     pub const HEALTHY: &str = "Healthy";
     /// Every node sees every other node.
     pub const ALL_PEERS_CONNECTED: &str = "AllPeersConnected";
-    /// Some node misses some peer.
+    /// Two nodes that both report their status do not see each other.
     pub const PEERS_MISSING: &str = "PeersMissing";
+    /// Nodes do not see pods that are still starting (a scale-up, a restart); not trouble.
+    pub const NODES_JOINING: &str = "NodesJoining";
     /// No node answered its status endpoint yet.
     pub const NO_MEMBERS: &str = "NoMembersReporting";
     /// Every node is below its high watermark.
