@@ -203,9 +203,12 @@ pub struct StorageSpec {
     #[serde(default)]
     pub mode: StorageMode,
 
-    /// Size of each node's volume in disc mode, e.g. `1Gi`. May grow (the operator expands the
+    /// Size of each node's volume in disc mode: a Kubernetes quantity written as a string,
+    /// e.g. `1Gi`, `500Mi` or `10G`. Required in disc mode. May grow (the operator expands the
     /// claims; the StorageClass must allow volume expansion), never shrink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "quantity_string_schema")]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message("storage.size must be a Kubernetes quantity such as 1Gi, 500Mi or 10G").reason(Reason::FieldValueInvalid))]
     pub size: Option<Quantity>,
 
     /// StorageClass of the volumes in disc mode. Defaults to the cluster's default class.
@@ -637,6 +640,13 @@ pub struct ScaleDownStatus {
     pub started_at: String,
 }
 
+/// A quantity as a plain string. k8s-openapi's own Quantity schema is int-or-string, which has no
+/// `type`, and `kubectl explain` prints a field without a type as `<Object>`; a size is always
+/// written with a unit anyway. The length bound keeps the CEL rules on it cheap to estimate.
+fn quantity_string_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "maxLength": 64})
+}
+
 fn default_replicas() -> i32 {
     3
 }
@@ -768,6 +778,23 @@ mod tests {
         let shrunk = cluster(serde_json::json!({"storage": {"mode": "disc", "size": "1500Mi"}}));
         assert_eq!(errors_of(validate_cel_update(&grown, &old)), "");
         assert!(errors_of(validate_cel_update(&shrunk, &old)).contains("may grow but not shrink"));
+    }
+
+    #[test]
+    fn storage_size_is_a_quantity_string() -> anyhow::Result<()> {
+        let bad = cluster(serde_json::json!({"storage": {"mode": "disc", "size": "lots"}}));
+        assert!(errors_of(validate_cel(&bad))
+            .contains("storage.size must be a Kubernetes quantity such as 1Gi, 500Mi or 10G"));
+        let crd = serde_json::to_value(<SessionCluster as kube::CustomResourceExt>::crd())?;
+        let size = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["storage"]["properties"]["size"];
+        // `kubectl explain` prints the `type`; without one it says `<Object>`.
+        assert_eq!(size["type"], "string");
+        assert_eq!(size.get("x-kubernetes-int-or-string"), None);
+        assert!(size["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("e.g. `1Gi`, `500Mi` or `10G`")));
+        Ok(())
     }
 
     #[test]
