@@ -202,6 +202,23 @@ impl Context {
         }
     }
 
+    /// Drops what the operator keeps about a deleted cluster: its node gauges, its backoff and
+    /// unsynced-poll counts, its "monitoring CRDs missing" notes.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.metrics.forget_cluster(namespace, name);
+        let cluster = format!("{namespace}/{name}");
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(&cluster);
+        }
+        if let Ok(mut polls) = self.unsynced_polls.lock() {
+            polls.remove(&cluster);
+        }
+        if let Ok(mut warned) = self.monitoring_warned.lock() {
+            let prefix = format!("{cluster}/");
+            warned.retain(|entry| !entry.starts_with(&prefix));
+        }
+    }
+
     async fn publish(&self, cluster: &SessionCluster, warning: bool, reason: &str, note: String) {
         let event = Event {
             type_: if warning {
@@ -392,6 +409,7 @@ async fn reconcile_inner(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
     let name = cluster.name_any();
     if cluster.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove every child.
+        ctx.forget(&namespace, &name);
         return Ok(Action::await_change());
     }
     let old = cluster.status.clone().unwrap_or_default();
@@ -546,7 +564,7 @@ async fn reconcile_inner(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
 
     // Status.
     let members = poll_members(ctx, &pods, &name, replicas).await;
-    record_member_metrics(ctx, &namespace, &name, &members);
+    record_member_metrics(ctx, &namespace, &name, replicas, &members);
     let sts_status = existing
         .as_ref()
         .and_then(|s| s.status.clone())
@@ -896,26 +914,28 @@ async fn poll_members(ctx: &Context, pods: &[Pod], name: &str, replicas: i32) ->
         .collect()
 }
 
-fn record_member_metrics(ctx: &Context, namespace: &str, name: &str, members: &[NodeStatus]) {
+/// Sets the gauges of every polled node and removes those of nodes a scale-down removed (a node
+/// that merely did not answer this time keeps its last value).
+fn record_member_metrics(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    replicas: i32,
+    members: &[NodeStatus],
+) {
     for member in members {
-        let labels = crate::metrics::NodeLabels {
-            namespace: namespace.to_owned(),
-            cluster: name.to_owned(),
-            node: member.node_name.clone(),
-        };
-        ctx.metrics
-            .node_memory_used
-            .get_or_create(&labels)
-            .set(member.memory.used_bytes as i64);
-        ctx.metrics
-            .node_memory_limit
-            .get_or_create(&labels)
-            .set(member.memory.limit_bytes as i64);
-        ctx.metrics
-            .node_memory_alarm
-            .get_or_create(&labels)
-            .set(i64::from(member.memory.alarm));
+        ctx.metrics.set_node_memory(
+            namespace,
+            name,
+            &member.node_name,
+            member.memory.used_bytes,
+            member.memory.limit_bytes,
+            member.memory.alarm,
+        );
     }
+    ctx.metrics.retain_nodes(namespace, name, |node| {
+        naming::ordinal_of(name, node).is_some_and(|ordinal| ordinal < replicas)
+    });
 }
 
 /// 32 random bytes as hex, from the kernel's random source.
@@ -932,6 +952,28 @@ fn generate_password() -> String {
         bytes.copy_from_slice(&sha2::Sha256::digest(seed.as_bytes()));
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the controller reports after each reconcile it scheduled.
+pub type Outcome = Result<
+    (ObjectRef<SessionCluster>, Action),
+    kube::runtime::controller::Error<Error, watcher::Error>,
+>;
+
+/// Acts on a controller outcome. Without a finalizer a deletion is never reconciled; it shows as
+/// a reconcile of a cluster that is no longer there (its requeue, or its children and pods being
+/// garbage collected), which is when the operator forgets the cluster's gauges and counters.
+pub fn handle_outcome(ctx: &Context, outcome: Outcome) {
+    match outcome {
+        Ok(_) => {}
+        Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+            if let Some(namespace) = &object.namespace {
+                tracing::debug!(cluster = %format!("{namespace}/{}", object.name), "deleted; forgetting it");
+                ctx.forget(namespace, &object.name);
+            }
+        }
+        Err(error) => tracing::debug!(%error, "controller event"),
+    }
 }
 
 /// Runs the controller until `shutdown` completes. `namespaces` empty means all namespaces.
@@ -979,11 +1021,10 @@ pub async fn run(
                 cluster_of_pod(&pod)
             })
             .graceful_shutdown_on(shutdown)
-            .run(reconcile, error_policy, ctx)
-            .for_each(|result| async move {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "controller event");
-                }
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|outcome| {
+                handle_outcome(&ctx, outcome);
+                std::future::ready(())
             })
             .await;
         }

@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
 use sessionstore_api::SessionCluster;
 
-use crate::controller::{cluster_of_pod, reconcile, Context, ControllerConfig};
+use crate::controller::{cluster_of_pod, handle_outcome, reconcile, Context, ControllerConfig};
 use crate::metrics::Metrics;
 use crate::node_client::{NodeApi, NodeError, NodeMemory, NodePeer, NodeStatus};
 
@@ -231,6 +231,7 @@ struct Harness {
     api: MockApi,
     nodes: Arc<FakeNodes>,
     ctx: Arc<Context>,
+    registry: Registry,
 }
 
 impl Harness {
@@ -245,7 +246,33 @@ impl Harness {
             Arc::new(Metrics::new(&mut registry)),
             "test",
         ));
-        Self { api, nodes, ctx }
+        Self {
+            api,
+            nodes,
+            ctx,
+            registry,
+        }
+    }
+
+    /// The node names in the operator's `node_memory_used_bytes` samples, sorted.
+    fn gauge_nodes(&self) -> Vec<String> {
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            panic!("encoding failed: {error}");
+        }
+        let mut nodes: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("sessionstore_operator_node_memory_used_bytes{"))
+            .filter_map(|l| {
+                l.split("node=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()
+                    .map(str::to_owned)
+            })
+            .collect();
+        nodes.sort();
+        nodes
     }
 
     /// Stores the SessionCluster with `spec` (keeping its status) and reconciles it.
@@ -684,4 +711,48 @@ async fn a_scale_up_warns_of_no_quorum_loss_until_a_ready_node_is_lost() {
     assert!(h
         .events()
         .contains(&("Warning".to_owned(), "QuorumLost".to_owned())));
+}
+
+#[tokio::test]
+async fn node_gauges_go_with_a_scale_down_and_with_the_cluster() {
+    let h = Harness::new();
+    let spec = |replicas: i64| json!({"replicas": replicas, "auth": {"enabled": false}});
+    h.reconcile(spec(3)).await;
+    h.run_pods(3);
+    for i in 0..3 {
+        h.node(i, 3, "ready", false);
+    }
+    h.reconcile(spec(3)).await;
+    assert_eq!(h.gauge_nodes(), ["demo-0", "demo-1", "demo-2"]);
+
+    // 3 -> 2: demo-2 leaves, then the StatefulSet is lowered.
+    h.reconcile(spec(2)).await;
+    assert_eq!(
+        h.gauge_nodes(),
+        ["demo-0", "demo-1", "demo-2"],
+        "still a member while leaving"
+    );
+    h.node(2, 3, "left", false);
+    h.reconcile(spec(2)).await;
+    assert_eq!(h.sts_replicas(), 2);
+    assert_eq!(h.gauge_nodes(), ["demo-0", "demo-1"]);
+
+    // A node that does not answer once keeps its gauges.
+    if let Ok(mut statuses) = h.nodes.statuses.lock() {
+        statuses.remove("10.0.0.2:8080");
+    }
+    h.reconcile(spec(2)).await;
+    assert_eq!(h.gauge_nodes(), ["demo-0", "demo-1"]);
+
+    // Deleted: the controller's next look at it finds no object.
+    let gone = ObjectRef::<SessionCluster>::new("demo")
+        .within("apps")
+        .erase();
+    handle_outcome(
+        &h.ctx,
+        Err(kube::runtime::controller::Error::ObjectNotFound(Box::new(
+            gone,
+        ))),
+    );
+    assert_eq!(h.gauge_nodes(), Vec::<String>::new());
 }
