@@ -121,6 +121,8 @@ pub struct WriteAcks {
     level: Option<WriteAck>,
     durable: bool,
     timeout: Duration,
+    /// The sequence numbers the answered writes submitted (`first..=seq`; 0 when none).
+    first: u64,
     seq: u64,
     log_seq: u64,
     log_failed: bool,
@@ -139,6 +141,7 @@ impl WriteAcks {
             level: level.filter(|_| state.replication().is_some()),
             durable: state.engine.persistence().is_some(),
             timeout: Duration::from_millis(state.config.write_ack_timeout_ms),
+            first: 0,
             seq: 0,
             log_seq: 0,
             log_failed: false,
@@ -162,12 +165,19 @@ impl WriteAcks {
         } else {
             (0, false)
         };
-        let seq = if self.level.is_some() {
+        let (first, seq) = if self.level.is_some() {
             take_submitted_seq()
         } else {
-            0
+            (0, 0)
         };
         if seq > 0 || log_seq > 0 || log_failed {
+            if first > 0 {
+                self.first = if self.first == 0 {
+                    first
+                } else {
+                    self.first.min(first)
+                };
+            }
             self.seq = self.seq.max(seq);
             self.log_seq = self.log_seq.max(log_seq);
             self.log_failed |= log_failed;
@@ -211,7 +221,10 @@ impl WriteAcks {
         }
         if failure.is_none() && self.seq > 0 {
             if let (Some(level), Some(replication)) = (self.level, state.replication()) {
-                if let Err(error) = replication.wait_acked(self.seq, level, self.timeout).await {
+                if let Err(error) = replication
+                    .wait_writes_acked(self.first, self.seq, level, self.timeout)
+                    .await
+                {
                     failure = Some(match error {
                         ReplicationError::NotEnoughReplicas { .. } => format!("-{error}\r\n"),
                         other => format!("-ERR {other}\r\n"),
@@ -230,6 +243,7 @@ impl WriteAcks {
             patched.extend_from_slice(&output[position..]);
             *output = patched;
         }
+        self.first = 0;
         self.seq = 0;
         self.log_seq = 0;
         self.log_failed = false;
@@ -241,7 +255,7 @@ impl WriteAcks {
 /// the node after an HTTP write. `Err` carries the log's (`MISCONF ...`) or replication's
 /// error text.
 pub async fn settle_http(state: &NodeState) -> Result<(), String> {
-    let seq = take_submitted_seq();
+    let (first, seq) = take_submitted_seq();
     let (log_seq, log_failed) = take_logged();
     if let Some(persistence) = state.engine.persistence() {
         if log_failed {
@@ -270,7 +284,8 @@ pub async fn settle_http(state: &NodeState) -> Result<(), String> {
         return Ok(());
     }
     replication
-        .wait_acked(
+        .wait_writes_acked(
+            first,
             seq,
             level,
             Duration::from_millis(state.config.write_ack_timeout_ms),

@@ -1,5 +1,6 @@
 //! Multi-process: a rolling restart of every node, one at a time, each waiting for the
-//! previous one to be ready, under client load through all nodes: zero lost sessions.
+//! previous one to be ready, under client load through all nodes: zero lost sessions, and with
+//! `--write-ack one` not one `NOREPLICAS` (another peer is always up).
 //!
 //! CI runs this on a loaded 2-core machine: every wait is generous but bounded (see
 //! `cluster_support`), and the assertion stays exact: every acknowledged session is on every node.
@@ -23,12 +24,14 @@ fn rolling_restart_under_load_loses_no_session() {
     let ports: Vec<u16> = all.iter().map(|node| node.resp).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(Mutex::new(Vec::new()));
     // One client per node; a client whose node goes away reconnects to the next one.
     let writers: Vec<_> = (0..3)
         .map(|writer| {
             let ports = ports.clone();
             let stop = stop.clone();
             let acked = acked.clone();
+            let refused = refused.clone();
             std::thread::spawn(move || {
                 let mut target = writer;
                 let mut index = 0u64;
@@ -65,7 +68,15 @@ fn rolling_restart_under_load_loses_no_session() {
                             acked.lock().expect("lock").push(key);
                             index += 1;
                         }
-                        Err(_) => connection = None,
+                        Err(error) => {
+                            if error.to_string().contains("NOREPLICAS") {
+                                refused
+                                    .lock()
+                                    .expect("lock")
+                                    .push(format!("{key} on node {target}: {error}"));
+                            }
+                            connection = None;
+                        }
                     }
                 }
             })
@@ -90,6 +101,13 @@ fn rolling_restart_under_load_loses_no_session() {
     }
     let acked = acked.lock().expect("lock").clone();
     assert!(acked.len() > 100, "too little load: {}", acked.len());
+    let refused = refused.lock().expect("lock").clone();
+    assert!(
+        refused.is_empty(),
+        "{} write(s) refused with one peer always up, e.g. {:?}",
+        refused.len(),
+        &refused[..refused.len().min(3)]
+    );
     let everyone = [&all[0], &all[1], &all[2]];
     assert!(
         eventually(Duration::from_secs(60), || same_digest(&everyone)),

@@ -491,6 +491,85 @@ async fn replication_write_ack_one_and_all() {
     shutdown(&nodes);
 }
 
+/// The rolling-restart `NOREPLICAS` with `--write-ack one`: a restarted node (new address, not
+/// yet in its peers' DNS) must not report ready before its peers dial it, and once ready it
+/// must count for their writes at once, before their anti-entropy round closes its gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_restarted_node_acks_writes_as_soon_as_it_is_ready() {
+    let network = InMemoryNetwork::new();
+    // Heartbeats every 3 s: node-0 learns that the restarted node is ready (and runs the
+    // round that closes its gap) only long after the writes below.
+    let slow_heartbeats = |config: &mut ReplicationConfig| {
+        config.heartbeat_interval = Duration::from_secs(3);
+        config.peer_timeout = Duration::from_secs(10);
+    };
+    let (mut nodes, peers) = memory_cluster(&network, 3, slow_heartbeats).await;
+    let seq = nodes[0].write("before", "1");
+    nodes[0]
+        .replication
+        .wait_acked(seq, WriteAck::All, Duration::from_secs(5))
+        .await
+        .expect("all acked");
+
+    let old = nodes.pop().expect("node-2");
+    let _ = old.replication.leave(Duration::from_secs(2)).await;
+    old.replication.shutdown();
+    // node-2 comes back at a new address that node-0 and node-1 do not resolve yet.
+    let own_view = SharedPeers::default();
+    own_view.set(&[address("node-0"), address("node-1"), address("node-2b")]);
+    let mut config = fast_config("node-2", &address("node-2b"));
+    slow_heartbeats(&mut config);
+    let replica = Arc::new(MemoryReplica::new());
+    let replication = Replication::start(
+        config,
+        replica.clone(),
+        Arc::new(network.transport(&address("node-2b"))),
+        Arc::new(own_view),
+    )
+    .await
+    .expect("start node-2 again");
+    let restarted = Node {
+        name: "node-2".into(),
+        replica,
+        replication,
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || restarted
+            .value("before")
+            .is_some())
+        .await,
+        "no snapshot"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(restarted.replication.state(), NodeState::Loading);
+    assert_eq!(
+        restarted.replication.not_ready_reason().as_deref(),
+        Some("loading: waiting for node-0, node-1 to connect back")
+    );
+
+    peers.set(&[address("node-0"), address("node-1"), address("node-2b")]);
+    assert!(
+        wait_until(Duration::from_secs(5), || restarted.replication.state()
+            == NodeState::Ready)
+        .await,
+        "not ready after the peers learned the new address: {:?}",
+        restarted.replication.not_ready_reason()
+    );
+    // The rolling restart goes on at once: node-1 stops.
+    let stopped = nodes.pop().expect("node-1");
+    let _ = stopped.replication.leave(Duration::from_millis(200)).await;
+    stopped.replication.shutdown();
+    let seq = nodes[0].write("after", "2");
+    nodes[0]
+        .replication
+        .wait_writes_acked(seq, seq, WriteAck::One, Duration::from_millis(500))
+        .await
+        .expect("the restarted node acknowledges");
+    assert_eq!(restarted.value("after").as_deref(), Some("2"));
+    shutdown(&nodes);
+    restarted.replication.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_touches_coalesce_and_never_resurrect() {
     let network = InMemoryNetwork::new();

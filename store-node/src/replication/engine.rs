@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -69,6 +69,9 @@ pub struct ReplicationConfig {
     pub tombstone_gc_interval: Duration,
     /// How long an empty node looks for a ready peer before the first-start rule applies.
     pub first_start_wait: Duration,
+    /// How long a starting node that caught up waits for its ready peers to dial it back
+    /// before it reports ready anyway (see `wait_for_links_back`).
+    pub links_back_wait: Duration,
     /// Op-log bound in items.
     pub oplog_max_items: usize,
     /// Op-log bound in bytes.
@@ -122,6 +125,7 @@ impl ReplicationConfig {
             tombstone_grace: Duration::from_secs(3600),
             tombstone_gc_interval: Duration::from_secs(60),
             first_start_wait: Duration::from_secs(15),
+            links_back_wait: Duration::from_secs(15),
             oplog_max_items: 1_000_000,
             oplog_max_bytes: 64 << 20,
             chunk_records: 1000,
@@ -182,6 +186,10 @@ struct Shared {
     log: OpLog,
     pending_touches: Mutex<HashMap<Bytes, Touch>>,
     peers: Mutex<Peers>,
+    /// Open inbound links by peer name: the peers that push their writes to this node.
+    inbound: Mutex<HashMap<String, usize>>,
+    /// Wakes discovery before its next period (a peer dialed in from an unknown address).
+    discover_now: Notify,
     /// Bumped whenever an ack, a round or the membership changes.
     acks: watch::Sender<u64>,
     state: watch::Sender<NodeState>,
@@ -239,6 +247,8 @@ impl Replication {
             resolver,
             pending_touches: Mutex::new(HashMap::new()),
             peers: Mutex::new(peers),
+            inbound: Mutex::new(HashMap::new()),
+            discover_now: Notify::new(),
             acks: watch::Sender::new(0),
             state: watch::Sender::new(NodeState::Loading),
             reason: Mutex::new(Some("loading: starting".into())),
@@ -331,6 +341,21 @@ impl Replication {
         ack: WriteAck,
         timeout: Duration,
     ) -> Result<(), ReplicationError> {
+        self.wait_writes_acked(1, seq, ack, timeout).await
+    }
+
+    /// Like [`Replication::wait_acked`] for the writes with sequence numbers `first..=last`
+    /// only (what one client batch submitted): a peer holds them when it holds everything up to
+    /// `last`, or when it acknowledged them on its current push stream. The second case counts
+    /// a peer that joined after older writes (a restarted node, whose earlier gap only an
+    /// anti-entropy round closes) as soon as it applied these writes.
+    pub async fn wait_writes_acked(
+        &self,
+        first: u64,
+        last: u64,
+        ack: WriteAck,
+        timeout: Duration,
+    ) -> Result<(), ReplicationError> {
         if ack == WriteAck::None {
             return Ok(());
         }
@@ -338,7 +363,7 @@ impl Replication {
         let mut changes = self.shared.acks.subscribe();
         loop {
             changes.borrow_and_update();
-            let (acked, members) = acked_members(&self.shared, seq);
+            let (acked, members) = acked_members(&self.shared, first.max(1), last);
             let required = match ack {
                 WriteAck::None => 0,
                 WriteAck::One => members.min(1),
@@ -475,9 +500,10 @@ impl Replication {
     }
 }
 
-/// (member peers holding `seq`, member peers). Members are discovered peers that did not
-/// leave, counted once per name; a never-reached peer is a member that holds nothing.
-fn acked_members(shared: &Shared, seq: u64) -> (usize, usize) {
+/// (member peers holding the writes `first..=last`, member peers). Members are discovered peers
+/// that did not leave, counted once per name; a never-reached peer is a member that holds
+/// nothing.
+fn acked_members(shared: &Shared, first: u64, last: u64) -> (usize, usize) {
     let peers = shared.peers.lock();
     let mut names = BTreeSet::new();
     let mut unnamed = 0;
@@ -496,7 +522,7 @@ fn acked_members(shared: &Shared, seq: u64) -> (usize, usize) {
                 .cursors
                 .get(name)
                 .is_some_and(|(cursor_node, cursor)| {
-                    Some(*cursor_node) == *node_id && cursor.synced >= seq
+                    Some(*cursor_node) == *node_id && cursor.holds(first, last)
                 })
         })
         .count();
@@ -676,6 +702,17 @@ async fn serve_inbound(shared: Arc<Shared>, connection: Connection) {
         return;
     }
     debug!(peer = %peer.node_name, remote = %remote_address, "inbound peer link up");
+    let _inbound = InboundLink::open(&shared, &peer.node_name);
+    let known = {
+        let peers = shared.peers.lock();
+        peers.by_address.contains_key(&peer.advertise)
+            || peers.self_addresses.contains(&peer.advertise)
+    };
+    if !known {
+        // A restarted pod has a new address that DNS may not have shown yet: look again now
+        // rather than at the next period, so the link back to it comes up soon.
+        shared.discover_now.notify_one();
+    }
     let result = inbound_session(&shared, &peer, &mut sender, &mut *receiver).await;
     match result {
         Ok(()) => debug!(peer = %peer.node_name, "inbound peer link closed"),
@@ -834,6 +871,34 @@ async fn inbound_session(
     }
 }
 
+/// Counts an open inbound link of a peer (by name) while it lives.
+struct InboundLink<'a> {
+    shared: &'a Shared,
+    name: String,
+}
+
+impl<'a> InboundLink<'a> {
+    fn open(shared: &'a Shared, name: &str) -> InboundLink<'a> {
+        *shared.inbound.lock().entry(name.to_string()).or_insert(0) += 1;
+        InboundLink {
+            shared,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for InboundLink<'_> {
+    fn drop(&mut self) {
+        let mut inbound = self.shared.inbound.lock();
+        if let Some(count) = inbound.get_mut(&self.name) {
+            *count -= 1;
+            if *count == 0 {
+                inbound.remove(&self.name);
+            }
+        }
+    }
+}
+
 fn update_peer_by_name(shared: &Shared, name: &str, mut update: impl FnMut(&mut PeerEntry)) {
     let mut peers = shared.peers.lock();
     for entry in peers.by_address.values_mut() {
@@ -850,6 +915,7 @@ async fn discovery_loop(shared: Arc<Shared>) {
         tokio::select! {
             () = shared.shutdown.cancelled() => return,
             _ = tick.tick() => {}
+            () = shared.discover_now.notified() => {}
         }
         match shared.resolver.resolve().await {
             Ok(addresses) => reconcile_peers(&shared, addresses),
@@ -1397,6 +1463,7 @@ async fn bootstrap(shared: Arc<Shared>) {
             StartDecision::CatchUp => {
                 *shared.reason.lock() = Some("loading: catching up with peers".into());
                 let rounds = run_rounds(&shared, round_timeout).await;
+                wait_for_links_back(&shared).await;
                 info!(node = %shared.config.node_name, rounds, "caught up with peers; ready");
                 set_state(&shared, NodeState::Ready, None);
                 return;
@@ -1417,6 +1484,7 @@ async fn bootstrap(shared: Arc<Shared>) {
                     Ok(records) => {
                         *shared.reason.lock() = Some(format!("loading: snapshot of {records} records received, reconciling with peers"));
                         let rounds = run_rounds(&shared, round_timeout).await;
+                        wait_for_links_back(&shared).await;
                         info!(node = %shared.config.node_name, records, rounds, "bootstrap complete; ready");
                         set_state(&shared, NodeState::Ready, None);
                         return;
@@ -1437,6 +1505,40 @@ async fn bootstrap(shared: Arc<Shared>) {
                     () = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }
+        }
+    }
+}
+
+/// Before a starting node reports ready: waits, at most `links_back_wait`, until every
+/// connected ready peer has dialed this node too. A peer's writes reach this node only over
+/// that link, so until it is up the peer cannot count this node for `--write-ack`. A rolling
+/// restart stops the next node as soon as this one is ready: if this node were ready before
+/// the links back, a peer that just lost the stopped node could have no member acknowledging
+/// its writes and answer `NOREPLICAS` (seen in the e2e rolling restart, where a restarted pod
+/// has a new address that peers learn only from DNS).
+async fn wait_for_links_back(shared: &Shared) {
+    let deadline = Instant::now() + shared.config.links_back_wait;
+    loop {
+        let missing: Vec<String> = connected_ready_peers(shared)
+            .into_iter()
+            .filter(|(_, peer, _)| peer.state == NodeState::Ready)
+            .map(|(_, peer, _)| peer.name)
+            .filter(|name| !shared.inbound.lock().contains_key(name))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            warn!(peers = ?missing, "ready although these peers have not connected back: their clients may get NOREPLICAS until they do");
+            return;
+        }
+        *shared.reason.lock() = Some(format!(
+            "loading: waiting for {} to connect back",
+            missing.join(", ")
+        ));
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
 }

@@ -183,6 +183,14 @@ impl PeerCursor {
         }
     }
 
+    /// Whether the peer holds the items `first..=last`: everything up to `last` is synced, or
+    /// the current stream carried all of them (it started at or before `first`) and the peer
+    /// acknowledged it up to `last`. Items of an earlier stream that were acknowledged but not
+    /// folded into `synced` are not counted (conservative).
+    pub fn holds(&self, first: u64, last: u64) -> bool {
+        last <= self.synced || (self.stream_start <= first && self.stream_acked >= last)
+    }
+
     /// Whether the stream currently has a gap.
     pub fn has_gap(&self) -> bool {
         self.stream_start > self.synced + 1
@@ -269,6 +277,34 @@ mod tests {
         cursor.synced_to(55);
         assert_eq!(cursor.synced, 60);
         assert!(!cursor.has_gap());
+    }
+
+    #[test]
+    fn a_gapped_stream_holds_the_writes_it_carried() {
+        // A new incarnation of the peer: the stream starts at the head, 10 items in.
+        let mut cursor = PeerCursor::default();
+        assert!(cursor.start_stream(11));
+        assert!(!cursor.holds(11, 12));
+        cursor.ack(12);
+        assert!(cursor.holds(11, 12));
+        assert!(cursor.holds(12, 12));
+        assert!(!cursor.holds(12, 13), "not acknowledged yet");
+        assert!(
+            !cursor.holds(10, 12),
+            "10 was written before the stream started"
+        );
+        assert!(
+            !cursor.holds(1, 12),
+            "everything up to 12: only after the gap closes"
+        );
+        cursor.synced_to(10);
+        assert!(cursor.holds(1, 12));
+        // A reconnection forgets what the previous stream acknowledged beyond `synced`.
+        let mut cursor = PeerCursor::default();
+        assert!(cursor.start_stream(20));
+        cursor.ack(25);
+        assert!(cursor.start_stream(26));
+        assert!(!cursor.holds(21, 25));
     }
 
     #[test]

@@ -28,20 +28,26 @@ use crate::replication::record::{bucket_of, BucketDigests, Record, RecordState, 
 use crate::replication::{replica, Replica, Replication};
 
 thread_local! {
-    /// The highest replication sequence number submitted by local writes on this thread since
-    /// the last [`take_submitted_seq`]. Commands run synchronously, so the server reads it right
-    /// after executing one to learn what the client must wait for (`--write-ack`).
-    static SUBMITTED: Cell<u64> = const { Cell::new(0) };
+    /// The lowest and highest replication sequence numbers submitted by local writes on this
+    /// thread since the last [`take_submitted_seq`]. Commands run synchronously, so the server
+    /// reads them right after executing one to learn what the client must wait for
+    /// (`--write-ack`).
+    static SUBMITTED: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
-/// Returns and clears the highest sequence number submitted to replication by writes on this
-/// thread (0 when none). Call it right after a synchronous command, before any `.await`.
-pub fn take_submitted_seq() -> u64 {
-    SUBMITTED.with(|submitted| submitted.replace(0))
+/// Returns and clears the `(first, last)` sequence numbers submitted to replication by writes
+/// on this thread (`(0, 0)` when none). Call it right after a synchronous command, before any
+/// `.await`.
+pub fn take_submitted_seq() -> (u64, u64) {
+    SUBMITTED.with(|submitted| submitted.replace((0, 0)))
 }
 
 fn note_submitted(seq: u64) {
-    SUBMITTED.with(|submitted| submitted.set(submitted.get().max(seq)));
+    SUBMITTED.with(|submitted| {
+        let (first, last) = submitted.get();
+        let first = if first == 0 { seq } else { first.min(seq) };
+        submitted.set((first, last.max(seq)));
+    });
 }
 
 thread_local! {
