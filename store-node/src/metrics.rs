@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -59,9 +59,30 @@ pub struct LocalMetrics {
     buckets: [u64; LATENCY_BUCKETS_MICROS.len() + 1],
     sum_nanos: u64,
     observed: u64,
+    /// When the previous command of the current batch ended: the next one is timed from there,
+    /// so a pipelined command costs one clock read instead of two.
+    previous_end: Option<Instant>,
 }
 
 impl LocalMetrics {
+    /// Starts a batch of commands read together; the first is timed from its own start.
+    pub fn begin_batch(&mut self) {
+        self.previous_end = None;
+    }
+
+    /// When the command about to run started: the end of the previous one in this batch.
+    pub fn command_start(&self) -> Instant {
+        self.previous_end.unwrap_or_else(Instant::now)
+    }
+
+    /// Records one call of the command at `index` in [`COMMANDS`] that started at `started`
+    /// and ends now.
+    pub fn observe_since(&mut self, index: usize, started: Instant) {
+        let now = Instant::now();
+        self.observe(index, now.saturating_duration_since(started));
+        self.previous_end = Some(now);
+    }
+
     /// Records one call of the command at `index` in [`COMMANDS`] and its latency.
     pub fn observe(&mut self, index: usize, elapsed: Duration) {
         match self.counts.iter_mut().find(|(known, _)| *known == index) {
@@ -165,15 +186,18 @@ impl Collector for NodeCollector {
             }
         }
         {
-            let mut cumulative = 0;
+            // Per-bucket counts: the text encoder makes them cumulative.
+            let mut count = 0;
             let mut buckets = Vec::with_capacity(LATENCY_BUCKETS_MICROS.len() + 1);
-            for (index, bound) in LATENCY_BUCKETS_MICROS.iter().enumerate() {
-                cumulative += metrics.latency_buckets[index].load(Ordering::Relaxed);
-                buckets.push((*bound as f64 / 1e6, cumulative));
+            let bounds = LATENCY_BUCKETS_MICROS
+                .iter()
+                .map(|&bound| bound as f64 / 1e6)
+                .chain([f64::INFINITY]);
+            for (bound, bucket) in bounds.zip(metrics.latency_buckets.iter()) {
+                let in_bucket = bucket.load(Ordering::Relaxed);
+                count += in_bucket;
+                buckets.push((bound, in_bucket));
             }
-            cumulative +=
-                metrics.latency_buckets[LATENCY_BUCKETS_MICROS.len()].load(Ordering::Relaxed);
-            buckets.push((f64::INFINITY, cumulative));
             let sum = metrics.latency_sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
             let mut histogram = encoder.encode_descriptor(
                 "store_node_command_duration_seconds",
@@ -181,7 +205,7 @@ impl Collector for NodeCollector {
                 None,
                 MetricType::Histogram,
             )?;
-            histogram.encode_histogram::<NoLabelSet>(sum, cumulative, &buckets, None)?;
+            histogram.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         }
         let stats = state.engine.stats();
         let memory = state.engine.memory();
@@ -395,4 +419,46 @@ pub fn render(state: &Arc<NodeState>) -> Result<String, std::fmt::Error> {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)?;
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::store::{EngineConfig, MemoryEngine};
+
+    /// The counts of the `le` series of a histogram in the text exposition, in order.
+    fn bucket_counts(text: &str, name: &str) -> Vec<u64> {
+        let prefix = format!("{name}_bucket{{");
+        text.lines()
+            .filter(|line| line.starts_with(&prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn command_latency_histogram_buckets_are_cumulative_once() {
+        let engine = Arc::new(MemoryEngine::new(EngineConfig::default()));
+        let state = Arc::new(NodeState::new(Config::for_tests(), engine, None));
+        let mut local = LocalMetrics::default();
+        for micros in [3, 7, 7, 2_000, 1_000_000] {
+            local.observe(0, Duration::from_micros(micros));
+        }
+        state.metrics.flush(&mut local);
+        let text = render(&state).expect("the exposition renders");
+        // Bounds 5 µs, 10, 25, 50, 100, 250, 500 µs, 1, 2.5, 5, 10, 100 ms, +Inf.
+        assert_eq!(
+            bucket_counts(&text, "store_node_command_duration_seconds"),
+            [1, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 5],
+            "{text}"
+        );
+        assert!(
+            text.contains("store_node_command_duration_seconds_count 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("store_node_command_duration_seconds_sum 1.002017\n"),
+            "{text}"
+        );
+    }
 }
