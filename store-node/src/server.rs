@@ -376,6 +376,7 @@ fn process_batch(
     output: &mut BytesMut,
     acks: &mut crate::cluster::WriteAcks,
 ) -> BatchEnd {
+    client.metrics.begin_batch();
     let mut gate = Some(state.transaction_gate.read());
     loop {
         match parser.parse(input, args) {

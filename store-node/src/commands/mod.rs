@@ -14,7 +14,6 @@ pub mod transaction;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -294,7 +293,7 @@ pub(crate) fn run(
     args: &[Bytes],
 ) -> Frame {
     let spec = &COMMANDS[index];
-    let started = Instant::now();
+    let started = client.metrics.command_start();
     if spec.flags & DENY_OOM != 0 && !state.engine.make_room() {
         state.metrics.oom_rejections.fetch_add(1, Ordering::Relaxed);
         return OOM;
@@ -305,7 +304,7 @@ pub(crate) fn run(
         args,
     };
     let reply = (spec.handler)(&mut call);
-    call.client.metrics.observe(index, started.elapsed());
+    call.client.metrics.observe_since(index, started);
     reply
 }
 

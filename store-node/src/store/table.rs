@@ -170,19 +170,20 @@ impl Table {
     ) -> u64 {
         let mask = (self.buckets.len() - 1) as u64;
         let index = (cursor & mask) as usize;
-        let mut chain = self.buckets[index].take();
-        let mut kept: Option<Box<Node>> = None;
-        while let Some(mut node) = chain {
-            chain = node.next.take();
-            if remove(&node.entry) {
-                self.len -= 1;
-                removed(node.entry);
-            } else {
-                node.next = kept;
-                kept = Some(node);
+        // Unlink in place: a bucket with nothing to remove (the common case for the expiry
+        // sweep) is only read, never rewritten.
+        let mut link = &mut self.buckets[index];
+        while link.is_some() {
+            if link.as_ref().is_some_and(|node| remove(&node.entry)) {
+                if let Some(mut node) = link.take() {
+                    *link = node.next.take();
+                    self.len -= 1;
+                    removed(node.entry);
+                }
+            } else if let Some(node) = link {
+                link = &mut node.next;
             }
         }
-        self.buckets[index] = kept;
         let next = next_cursor(cursor, mask);
         self.maybe_shrink();
         next
