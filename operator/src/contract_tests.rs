@@ -86,6 +86,7 @@ fn render(spec: serde_json::Value) -> (StatefulSet, ConfigMap) {
         &StatefulSetInputs {
             replicas: cluster.replicas,
             config_hash: config_hash(&config_map),
+            auth_hash: None,
             claim_size: None,
         },
     );

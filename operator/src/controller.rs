@@ -23,7 +23,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::{Client, Resource, ResourceExt};
 use sessionstore_api::constants::{
-    reason, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_MANAGED_BY_VALUE,
+    reason, ANNOTATION_AUTH_HASH, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_MANAGED_BY_VALUE,
 };
 use sessionstore_api::{ScaleDownStatus, SessionCluster, SessionClusterStatus, StorageMode};
 
@@ -99,7 +99,15 @@ pub enum Error {
         /// API error.
         source: kube::Error,
     },
-    /// Reading the password for the leave call failed.
+    /// Reading the password Secret failed.
+    #[error("failed to read password Secret {secret}: {source}")]
+    ReadSecret {
+        /// Secret name.
+        secret: String,
+        /// API error.
+        source: kube::Error,
+    },
+    /// The password for the leave call is missing or not text.
     #[error("failed to read password Secret {secret}: {message}")]
     Password {
         /// Secret name.
@@ -122,6 +130,7 @@ fn api_error(error: &Error) -> Option<&kube::Error> {
         )
         | Error::ListPods { source, .. }
         | Error::ExpandClaims { source, .. }
+        | Error::ReadSecret { source, .. }
         | Error::Status { source, .. } => Some(source),
         _ => None,
     }
@@ -387,6 +396,19 @@ fn http_address(ip: &str) -> String {
     }
 }
 
+fn template_auth_hash(statefulset: &StatefulSet) -> Option<String> {
+    statefulset
+        .spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_AUTH_HASH)
+        .cloned()
+}
+
 fn claim_template_size(statefulset: &StatefulSet) -> Option<Quantity> {
     statefulset
         .spec
@@ -501,6 +523,25 @@ async fn reconcile_inner(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
                 .await?;
         }
     }
+    // The password the pods mount: its hash in the pod template rolls them when it changes. A
+    // missing Secret keeps the previous hash: rolling now would replace running nodes with pods
+    // that cannot start.
+    let (auth_hash, auth_missing) = match &validated.auth {
+        None => (None, None),
+        Some(auth) => match read_secret_value(ctx, &namespace, &auth.secret, &auth.key).await? {
+            Some(password) => (
+                Some(resources::auth_hash(&validated.owner.uid, &password)),
+                None,
+            ),
+            None => (
+                existing.as_ref().and_then(template_auth_hash),
+                Some(format!(
+                    "the password Secret {} with key {} does not exist: running nodes keep their password, but a node that restarts cannot start until it exists. Create it, or point auth.secretRef at an existing one",
+                    auth.secret, auth.key
+                )),
+            ),
+        },
+    };
     if applier
         .apply(&resources::build_headless_service(&validated))
         .await?
@@ -547,6 +588,7 @@ async fn reconcile_inner(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
             &StatefulSetInputs {
                 replicas,
                 config_hash: resources::config_hash(&config_map),
+                auth_hash,
                 claim_size: claim_size.clone(),
             },
         );
@@ -582,6 +624,7 @@ async fn reconcile_inner(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
         members,
         scale_down,
         refused,
+        auth_missing,
     };
     let new = status::compute(&old, &observed, &now());
     write_status(ctx, cluster, &old, &new).await?;
@@ -752,25 +795,40 @@ async fn scale_down_step(
     ))
 }
 
+/// The value of `key` in Secret `secret`; `None` when the Secret or the key does not exist.
+async fn read_secret_value(
+    ctx: &Context,
+    namespace: &str,
+    secret: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let found = api
+        .get_opt(secret)
+        .await
+        .map_err(|source| Error::ReadSecret {
+            secret: secret.to_owned(),
+            source,
+        })?;
+    Ok(found
+        .and_then(|s| s.data)
+        .and_then(|mut data| data.remove(key))
+        .map(|bytes| bytes.0))
+}
+
 async fn read_password(
     ctx: &Context,
     namespace: &str,
     secret: &str,
     key: &str,
 ) -> Result<String, Error> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let found = api.get_opt(secret).await.map_err(|e| Error::Password {
-        secret: secret.to_owned(),
-        message: e.to_string(),
-    })?;
-    let bytes = found
-        .and_then(|s| s.data)
-        .and_then(|d| d.get(key).cloned())
+    let bytes = read_secret_value(ctx, namespace, secret, key)
+        .await?
         .ok_or_else(|| Error::Password {
             secret: secret.to_owned(),
             message: format!("no key {key}"),
         })?;
-    String::from_utf8(bytes.0)
+    String::from_utf8(bytes)
         .map(|p| p.trim_end_matches('\n').to_owned())
         .map_err(|_| Error::Password {
             secret: secret.to_owned(),
@@ -976,6 +1034,34 @@ pub fn handle_outcome(ctx: &Context, outcome: Outcome) {
     }
 }
 
+/// The SessionClusters whose pods mount `secret`: those naming it in `auth.secretRef`, and the
+/// one it was generated for (`<name>-auth`). A change to it reconciles them, which rolls their
+/// pods when the password changed.
+pub fn clusters_using_secret(
+    clusters: &[Arc<SessionCluster>],
+    secret: &Secret,
+) -> Vec<ObjectRef<SessionCluster>> {
+    let (Some(namespace), Some(secret_name)) = (secret.namespace(), secret.metadata.name.as_ref())
+    else {
+        return Vec::new();
+    };
+    clusters
+        .iter()
+        .filter(|cluster| cluster.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|cluster| cluster.spec.auth.enabled)
+        .filter(|cluster| match &cluster.spec.auth.secret_ref {
+            Some(reference) => reference.name == *secret_name,
+            None => naming::auth_secret(&cluster.name_any()) == *secret_name,
+        })
+        .map(|cluster| ObjectRef::from_obj(cluster.as_ref()))
+        .collect()
+}
+
+/// Secrets the operator watches: all but Helm release and service-account token Secrets, which
+/// never hold a password a SessionCluster mounts (Helm's are large and change on every upgrade).
+pub const SECRET_WATCH_FIELDS: &str =
+    "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
+
 /// Runs the controller until `shutdown` completes. `namespaces` empty means all namespaces.
 pub async fn run(
     ctx: Arc<Context>,
@@ -1003,30 +1089,36 @@ pub async fn run(
             }
             let owned = watcher::Config::default().labels(&naming::managed_selector());
             let pods = watcher::Config::default().labels(&naming::pod_watch_selector());
-            Controller::new(
+            let secrets = watcher::Config::default().fields(SECRET_WATCH_FIELDS);
+            let controller = Controller::new(
                 api::<SessionCluster>(&client, &namespace),
                 watcher::Config::default(),
-            )
-            .owns(api::<StatefulSet>(&client, &namespace), owned.clone())
-            .owns(api::<Service>(&client, &namespace), owned.clone())
-            .owns(api::<ConfigMap>(&client, &namespace), owned.clone())
-            .owns(api::<Secret>(&client, &namespace), owned.clone())
-            .owns(api::<ServiceAccount>(&client, &namespace), owned.clone())
-            .owns(
-                api::<PodDisruptionBudget>(&client, &namespace),
-                owned.clone(),
-            )
-            .owns(api::<NetworkPolicy>(&client, &namespace), owned)
-            .watches(api::<Pod>(&client, &namespace), pods, |pod| {
-                cluster_of_pod(&pod)
-            })
-            .graceful_shutdown_on(shutdown)
-            .run(reconcile, error_policy, ctx.clone())
-            .for_each(|outcome| {
-                handle_outcome(&ctx, outcome);
-                std::future::ready(())
-            })
-            .await;
+            );
+            let clusters = controller.store();
+            controller
+                .owns(api::<StatefulSet>(&client, &namespace), owned.clone())
+                .owns(api::<Service>(&client, &namespace), owned.clone())
+                .owns(api::<ConfigMap>(&client, &namespace), owned.clone())
+                // Referenced Secrets are the user's, without our labels or owner reference.
+                .watches(api::<Secret>(&client, &namespace), secrets, move |secret| {
+                    clusters_using_secret(&clusters.state(), &secret)
+                })
+                .owns(api::<ServiceAccount>(&client, &namespace), owned.clone())
+                .owns(
+                    api::<PodDisruptionBudget>(&client, &namespace),
+                    owned.clone(),
+                )
+                .owns(api::<NetworkPolicy>(&client, &namespace), owned)
+                .watches(api::<Pod>(&client, &namespace), pods, |pod| {
+                    cluster_of_pod(&pod)
+                })
+                .graceful_shutdown_on(shutdown)
+                .run(reconcile, error_policy, ctx.clone())
+                .for_each(|outcome| {
+                    handle_outcome(&ctx, outcome);
+                    std::future::ready(())
+                })
+                .await;
         }
     });
     futures::future::join_all(runs).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -18,7 +18,9 @@ use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
 use sessionstore_api::SessionCluster;
 
-use crate::controller::{cluster_of_pod, handle_outcome, reconcile, Context, ControllerConfig};
+use crate::controller::{
+    cluster_of_pod, clusters_using_secret, handle_outcome, reconcile, Context, ControllerConfig,
+};
 use crate::metrics::Metrics;
 use crate::node_client::{NodeApi, NodeError, NodeMemory, NodePeer, NodeStatus};
 
@@ -53,6 +55,18 @@ fn canonicalise_quantities(value: &mut Value) {
         Value::Object(map) => map.values_mut().for_each(canonicalise_quantities),
         Value::Array(items) => items.iter_mut().for_each(canonicalise_quantities),
         _ => {}
+    }
+}
+
+/// What the API server does to a Secret's `stringData`: it is stored base64-encoded in `data`.
+fn store_string_data(object: &mut Value) {
+    let Some(Value::Object(strings)) = object.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    for (key, value) in strings {
+        let bytes = k8s_openapi::ByteString(value.as_str().unwrap_or_default().as_bytes().to_vec());
+        object["data"][key] = serde_json::to_value(bytes).unwrap_or_default();
     }
 }
 
@@ -137,7 +151,8 @@ impl MockApi {
                 (StatusCode::OK, stored)
             }
             Method::POST => {
-                let body = body.unwrap_or_default();
+                let mut body = body.unwrap_or_default();
+                store_string_data(&mut body);
                 let name = body["metadata"]["name"]
                     .as_str()
                     .unwrap_or("event")
@@ -755,4 +770,161 @@ async fn node_gauges_go_with_a_scale_down_and_with_the_cluster() {
         ))),
     );
     assert_eq!(h.gauge_nodes(), Vec::<String>::new());
+}
+
+const PASSWORD_SECRET: &str = "/api/v1/namespaces/apps/secrets/web-pass";
+
+fn password_secret(password: &str) -> Value {
+    let data = serde_json::to_value(k8s_openapi::ByteString(password.as_bytes().to_vec()))
+        .unwrap_or_default();
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "web-pass", "namespace": "apps"},
+        "data": {"password": data}})
+}
+
+impl Harness {
+    /// [`Self::run_pods`] with every node ready and seeing the others.
+    fn run_ready(&self, replicas: i64) {
+        self.run_pods(replicas);
+        for i in 0..replicas {
+            self.node(i, replicas, "ready", false);
+        }
+    }
+
+    fn auth_hash(&self) -> Option<String> {
+        self.api.get(STS).unwrap_or_default()["spec"]["template"]["metadata"]["annotations"]
+            ["sessionstore.dev/auth-hash"]
+            .as_str()
+            .map(str::to_owned)
+    }
+}
+
+#[tokio::test]
+async fn a_new_password_in_the_referenced_secret_rolls_the_pods() {
+    let h = Harness::new();
+    let spec = json!({"auth": {"secretRef": {"name": "web-pass"}}});
+    h.api.put(PASSWORD_SECRET, password_secret("first"));
+    h.reconcile(spec.clone()).await;
+    assert_eq!(
+        h.auth_hash(),
+        Some(crate::resources::auth_hash("uid-1", b"first"))
+    );
+    h.run_ready(3);
+    h.reconcile(spec.clone()).await;
+    assert_eq!(h.reconcile(spec.clone()).await, Vec::<String>::new());
+
+    h.api.put(PASSWORD_SECRET, password_secret("second"));
+    let writes = h.reconcile(spec.clone()).await;
+    // Only the pod template changes; the StatefulSet's RollingUpdate replaces one pod at a time.
+    assert_eq!(
+        child_writes(&writes),
+        ["PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo"]
+    );
+    assert_eq!(
+        h.auth_hash(),
+        Some(crate::resources::auth_hash("uid-1", b"second"))
+    );
+    assert_eq!(
+        h.api.get(STS).unwrap_or_default()["spec"]["updateStrategy"]["type"],
+        "RollingUpdate"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_password_secret_rolls_nothing_and_is_reported() {
+    let h = Harness::new();
+    let spec = json!({"auth": {"secretRef": {"name": "web-pass"}}});
+    h.api.put(PASSWORD_SECRET, password_secret("first"));
+    h.reconcile(spec.clone()).await;
+    let before = h.auth_hash();
+    h.run_ready(3);
+    h.reconcile(spec.clone()).await;
+
+    h.api
+        .0
+        .lock()
+        .map(|mut s| s.objects.remove(PASSWORD_SECRET))
+        .ok();
+    let writes = h.reconcile(spec.clone()).await;
+    assert_eq!(child_writes(&writes), Vec::<String>::new());
+    assert_eq!(h.auth_hash(), before);
+    let (status, reason, message) = h.condition("Degraded");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "AuthSecretMissing")
+    );
+    assert!(message.starts_with("the password Secret web-pass with key password does not exist"));
+    assert!(h
+        .events()
+        .contains(&("Warning".to_owned(), "AuthSecretMissing".to_owned())));
+
+    // Put back with the same password: healthy again, still no roll.
+    h.api.put(PASSWORD_SECRET, password_secret("first"));
+    let writes = h.reconcile(spec).await;
+    assert_eq!(child_writes(&writes), Vec::<String>::new());
+    assert_eq!(h.condition("Degraded").0, "False");
+}
+
+#[tokio::test]
+async fn the_generated_password_is_hashed_into_the_pod_template() {
+    let h = Harness::new();
+    h.reconcile(json!({})).await;
+    let secret = h
+        .api
+        .get("/api/v1/namespaces/apps/secrets/demo-auth")
+        .unwrap_or_default();
+    let password: k8s_openapi::ByteString =
+        serde_json::from_value(secret["data"]["password"].clone()).unwrap_or_default();
+    assert_eq!(password.0.len(), 64);
+    assert_eq!(
+        h.auth_hash(),
+        Some(crate::resources::auth_hash("uid-1", &password.0))
+    );
+    let writes = h.reconcile(json!({"auth": {"enabled": false}})).await;
+    assert!(writes.contains(&"PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo".to_owned()));
+    assert_eq!(h.auth_hash(), None, "no password, no hash");
+}
+
+#[test]
+fn secrets_map_to_the_clusters_that_mount_them() {
+    let cluster = |name: &str, namespace: &str, auth: Value| -> Arc<SessionCluster> {
+        match serde_json::from_value(json!({
+            "apiVersion": "sessionstore.dev/v1alpha1", "kind": "SessionCluster",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"auth": auth}}))
+        {
+            Ok(c) => Arc::new(c),
+            Err(e) => panic!("bad test object: {e}"),
+        }
+    };
+    let clusters = [
+        cluster(
+            "web",
+            "apps",
+            json!({"secretRef": {"name": "shared", "key": "pw"}}),
+        ),
+        cluster("api", "apps", json!({"secretRef": {"name": "shared"}})),
+        cluster("other", "staging", json!({"secretRef": {"name": "shared"}})),
+        cluster("gen", "apps", json!({})),
+        cluster(
+            "open",
+            "apps",
+            json!({"enabled": false, "secretRef": {"name": "shared"}}),
+        ),
+    ];
+    let secret = |name: &str| -> Secret {
+        match serde_json::from_value(json!({"metadata": {"name": name, "namespace": "apps"}})) {
+            Ok(s) => s,
+            Err(e) => panic!("bad test secret: {e}"),
+        }
+    };
+    let names = |secret_name: &str| -> Vec<String> {
+        clusters_using_secret(&clusters, &secret(secret_name))
+            .into_iter()
+            .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
+            .collect()
+    };
+    assert_eq!(names("shared"), ["apps/web", "apps/api"]);
+    assert_eq!(names("gen-auth"), ["apps/gen"]);
+    assert_eq!(names("unrelated"), Vec::<String>::new());
 }

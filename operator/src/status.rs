@@ -34,6 +34,8 @@ pub struct Observed {
     pub scale_down: Option<ScaleDownStatus>,
     /// A change of the spec that cannot be carried out, explained.
     pub refused: Option<String>,
+    /// The password Secret the pods mount is missing, explained.
+    pub auth_missing: Option<String>,
 }
 
 /// Sets condition `type_` in `conditions`, keeping `lastTransitionTime` when the status is
@@ -206,6 +208,8 @@ pub fn compute(
 
     let (degraded, degraded_reason, degraded_message) = if let Some(refused) = &observed.refused {
         (true, reason::CHANGE_REFUSED, refused.clone())
+    } else if let Some(missing) = &observed.auth_missing {
+        (true, reason::AUTH_SECRET_MISSING, missing.clone())
     } else if progressing.is_none() && observed.ready < desired {
         (
             true,

@@ -25,6 +25,9 @@ pub const LABEL_COMPONENT_VALUE: &str = "session-store";
 
 /// Pod template annotation holding the SHA-256 of the ConfigMap data; a change rolls the pods.
 pub const ANNOTATION_CONFIG_HASH: &str = "sessionstore.dev/config-hash";
+/// Pod template annotation holding a SHA-256 of the password the pods mount (salted with the
+/// SessionCluster's uid); a new password in the Secret rolls the pods.
+pub const ANNOTATION_AUTH_HASH: &str = "sessionstore.dev/auth-hash";
 /// Pod template annotation copied from `spec.restartedAt`; a change rolls the pods.
 pub const ANNOTATION_RESTARTED_AT: &str = "sessionstore.dev/restartedAt";
 
@@ -109,6 +112,8 @@ pub mod reason {
     pub const NOT_PAUSED: &str = "ReconciliationActive";
     /// Leaving nodes did not confirm within the bound; scale-down went on anyway.
     pub const LEAVE_TIMEOUT: &str = "LeaveTimedOut";
+    /// The password Secret (or its key) the pods mount does not exist.
+    pub const AUTH_SECRET_MISSING: &str = "AuthSecretMissing";
     /// Persistent volume claims were grown.
     pub const VOLUMES_EXPANDED: &str = "VolumesExpanded";
 }

@@ -20,8 +20,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sessionstore_api::constants::{
-    ANNOTATION_CONFIG_HASH, ANNOTATION_RESTARTED_AT, HTTP_PORT, HTTP_PORT_NAME, PEER_PORT_NAME,
-    RESP_PORT, RESP_PORT_NAME,
+    ANNOTATION_AUTH_HASH, ANNOTATION_CONFIG_HASH, ANNOTATION_RESTARTED_AT, HTTP_PORT,
+    HTTP_PORT_NAME, PEER_PORT_NAME, RESP_PORT, RESP_PORT_NAME,
 };
 use sessionstore_api::StorageMode;
 
@@ -39,6 +39,8 @@ pub struct StatefulSetInputs {
     pub replicas: i32,
     /// [`super::config_hash`] of the ConfigMap.
     pub config_hash: String,
+    /// [`super::auth_hash`] of the mounted password, when auth is enabled.
+    pub auth_hash: Option<String>,
     /// Size in the volumeClaimTemplate. A StatefulSet's claim templates are immutable, so once
     /// it exists this is the size it was created with; growth is done by patching the claims.
     pub claim_size: Option<Quantity>,
@@ -115,6 +117,9 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
         ANNOTATION_CONFIG_HASH.to_owned(),
         inputs.config_hash.clone(),
     );
+    if let Some(auth_hash) = &inputs.auth_hash {
+        annotations.insert(ANNOTATION_AUTH_HASH.to_owned(), auth_hash.clone());
+    }
     if let Some(restarted_at) = &cluster.restarted_at {
         annotations.insert(ANNOTATION_RESTARTED_AT.to_owned(), restarted_at.clone());
     }
@@ -334,8 +339,42 @@ mod tests {
         StatefulSetInputs {
             replicas: 3,
             config_hash: "abc".into(),
+            auth_hash: Some("def".into()),
             claim_size: None,
         }
+    }
+
+    fn template_annotations(statefulset: &StatefulSet) -> BTreeMap<String, String> {
+        statefulset
+            .spec
+            .clone()
+            .and_then(|s| s.template.metadata)
+            .and_then(|m| m.annotations)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_password_hash_is_a_pod_template_annotation() {
+        let cluster = validated(serde_json::json!({}));
+        let sts = build_statefulset(&cluster, &inputs());
+        assert_eq!(
+            template_annotations(&sts),
+            BTreeMap::from([
+                ("sessionstore.dev/auth-hash".to_owned(), "def".to_owned()),
+                ("sessionstore.dev/config-hash".to_owned(), "abc".to_owned()),
+            ])
+        );
+        let without_auth = build_statefulset(
+            &validated(serde_json::json!({"auth": {"enabled": false}})),
+            &StatefulSetInputs {
+                auth_hash: None,
+                ..inputs()
+            },
+        );
+        assert_eq!(
+            template_annotations(&without_auth).get("sessionstore.dev/auth-hash"),
+            None
+        );
     }
 
     fn pod_spec(statefulset: &StatefulSet) -> PodSpec {
@@ -374,7 +413,10 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(
             annotations,
-            BTreeMap::from([(ANNOTATION_CONFIG_HASH.to_owned(), "abc".to_owned())])
+            BTreeMap::from([
+                (ANNOTATION_AUTH_HASH.to_owned(), "def".to_owned()),
+                (ANNOTATION_CONFIG_HASH.to_owned(), "abc".to_owned())
+            ])
         );
 
         let pod = pod_spec(&sts);
