@@ -10,7 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::persistence::{quarantine, Persistence, PersistenceConfig, PersistenceError, Recovered};
+use crate::persistence::{
+    quarantine, Persistence, PersistenceConfig, PersistenceError, Recovered, RecoveryPhase,
+    RecoveryProgress,
+};
 use crate::replication::Replica;
 use crate::store::MemoryEngine;
 
@@ -107,12 +110,21 @@ async fn peers_reachable(config: &Config) -> bool {
     false
 }
 
+/// Records loaded between two progress updates.
+const PROGRESS_EVERY: usize = 4096;
+
 async fn open_blocking(
     config: PersistenceConfig,
+    progress: Arc<RecoveryProgress>,
 ) -> Result<Result<(Persistence, Recovered), PersistenceError>, DiscError> {
     tokio::task::spawn_blocking(move || {
         let now = now_ms();
-        Persistence::open(config, now, now.saturating_sub(TOMBSTONE_GRACE_MS))
+        Persistence::open_with_progress(
+            config,
+            now,
+            now.saturating_sub(TOMBSTONE_GRACE_MS),
+            &progress,
+        )
     })
     .await
     .map_err(|error| DiscError::Task(error.to_string()))
@@ -122,11 +134,17 @@ async fn open_blocking(
 /// (memory accounted, nothing fed back to replication), then installs the log in the engine.
 /// A damaged directory refuses to start with the file and byte offset, unless a peer is
 /// reachable: then the damaged files go to `damaged-<unix-secs>/` and the node starts empty
-/// and re-syncs from its peers.
-pub async fn open(config: &Config, engine: &Arc<MemoryEngine>) -> Result<Opened, DiscError> {
+/// and re-syncs from its peers. `progress` follows the reading and loading (the server
+/// answers `LOADING` and reports it meanwhile).
+pub async fn open(
+    config: &Config,
+    engine: &Arc<MemoryEngine>,
+    progress: &Arc<RecoveryProgress>,
+) -> Result<Opened, DiscError> {
     let data_dir = config.data_dir.display().to_string();
     let persistence_config = PersistenceConfig::new(config.data_dir.clone(), config.fsync);
-    let (persistence, recovered) = match open_blocking(persistence_config.clone()).await? {
+    let opened = open_blocking(persistence_config.clone(), progress.clone()).await?;
+    let (persistence, recovered) = match opened {
         Ok(opened) => opened,
         Err(source) if source.is_damage() => {
             if !(config.replicated() && peers_reachable(config).await) {
@@ -141,7 +159,7 @@ pub async fn open(config: &Config, engine: &Arc<MemoryEngine>) -> Result<Opened,
                 }
             })?;
             tracing::warn!(%source, quarantine = %moved.display(), "data directory damaged: files moved aside, re-syncing from peers");
-            open_blocking(persistence_config)
+            open_blocking(persistence_config, progress.clone())
                 .await?
                 .map_err(|source| DiscError::Open {
                     data_dir: data_dir.clone(),
@@ -162,15 +180,22 @@ pub async fn open(config: &Config, engine: &Arc<MemoryEngine>) -> Result<Opened,
     }
     let loader = engine.clone();
     let records = recovered.records;
+    let loading = progress.clone();
+    loading.set_records_total(records.len() as u64);
+    loading.set_phase(RecoveryPhase::Loading);
     tokio::task::spawn_blocking(move || {
         let now = now_ms();
         let forget_before = now.saturating_sub(TOMBSTONE_GRACE_MS);
-        for record in &records {
-            Replica::apply(&*loader, record, now, forget_before);
+        for chunk in records.chunks(PROGRESS_EVERY) {
+            for record in chunk {
+                Replica::apply(&*loader, record, now, forget_before);
+            }
+            loading.add_records_loaded(chunk.len() as u64);
         }
     })
     .await
     .map_err(|error| DiscError::Task(error.to_string()))?;
+    progress.set_phase(RecoveryPhase::Done);
     let persistence = Arc::new(persistence);
     let node_id = persistence.node_id();
     engine.set_persistence(persistence.clone(), node_id, report.max_hlc);

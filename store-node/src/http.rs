@@ -110,21 +110,57 @@ pub struct DiscReport {
     pub last_snapshot_unix_ms: u64,
     /// Whether the log is failing (writes answer `MISCONF`).
     pub failing: bool,
+    /// Recovery from the data directory at start: in progress while `state` is `loading`,
+    /// then its final counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryStatus>,
+}
+
+/// Recovery part of [`DiscReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryStatus {
+    /// `pending`, `reading` (snapshot and log), `loading` (into memory) or `done`.
+    pub phase: String,
+    /// Bytes of snapshot and log read.
+    pub bytes_read: u64,
+    /// Bytes of snapshot and log to read.
+    pub bytes_total: u64,
+    /// Records loaded into memory.
+    pub records_loaded: u64,
+    /// Records to load into memory (known once reading is done).
+    pub records_total: u64,
+}
+
+fn recovery_status(state: &NodeState) -> RecoveryStatus {
+    let progress = state.recovery.snapshot();
+    RecoveryStatus {
+        phase: progress.phase.as_str().to_string(),
+        bytes_read: progress.bytes_read,
+        bytes_total: progress.bytes_total,
+        records_loaded: progress.records_loaded,
+        records_total: progress.records_total,
+    }
 }
 
 /// The storage report of a node.
 pub fn storage_report(state: &NodeState) -> StorageReport {
-    let Some(persistence) = state.engine.persistence() else {
+    if state.config.storage_mode != crate::config::StorageMode::Disc {
         return StorageReport {
             mode: "ram".to_string(),
             disc: None,
         };
-    };
-    let metrics = persistence.metrics().snapshot();
+    }
+    // While recovering, the log is not open yet: only the recovery progress is known.
+    let metrics = state
+        .engine
+        .persistence()
+        .map(|persistence| persistence.metrics().snapshot())
+        .unwrap_or_default();
     StorageReport {
         mode: "disc".to_string(),
         disc: Some(DiscReport {
-            data_dir: persistence.data_dir().display().to_string(),
+            data_dir: state.config.data_dir.display().to_string(),
             fsync: match state.config.fsync {
                 crate::config::Fsync::Always => "always",
                 crate::config::Fsync::Everysec => "everysec",
@@ -134,6 +170,7 @@ pub fn storage_report(state: &NodeState) -> StorageReport {
             fsync_p99_micros: metrics.fsync_quantile_micros(0.99),
             last_snapshot_unix_ms: metrics.last_snapshot_unix_ms,
             failing: metrics.failing,
+            recovery: Some(recovery_status(state)),
         }),
     }
 }
@@ -381,6 +418,17 @@ fn authorize(state: &NodeState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// 503 with Redis's `LOADING` text while the node recovers from disc.
+fn available(state: &NodeState) -> Result<(), ApiError> {
+    if state.recovering() {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "LOADING Redis is loading the dataset in memory",
+        ));
+    }
+    Ok(())
+}
+
 fn session_key(id: &str) -> Result<Bytes, ApiError> {
     if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(|c| c.is_control()) {
         return Err(error(StatusCode::BAD_REQUEST, "invalid session id"));
@@ -476,6 +524,7 @@ async fn get_session(
     Query(query): Query<GetQuery>,
 ) -> Response {
     let result = authorize(&state, &headers)
+        .and_then(|_| available(&state))
         .and_then(|_| session_key(&id))
         .and_then(|key| read_session(&state, &id, &key, query.touch.unwrap_or(true)));
     match result {
@@ -490,6 +539,7 @@ async fn touch_session(
     Path(id): Path<String>,
 ) -> Response {
     let result = authorize(&state, &headers)
+        .and_then(|_| available(&state))
         .and_then(|_| session_key(&id))
         .and_then(|key| read_session(&state, &id, &key, true));
     match result {
@@ -504,7 +554,7 @@ async fn put_session(
     Path(id): Path<String>,
     body: Result<Json<PutSession>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(response) = authorize(&state, &headers) {
+    if let Err(response) = authorize(&state, &headers).and_then(|_| available(&state)) {
         return response.into_response();
     }
     let key = match session_key(&id) {
@@ -583,7 +633,7 @@ async fn delete_session(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(response) = authorize(&state, &headers) {
+    if let Err(response) = authorize(&state, &headers).and_then(|_| available(&state)) {
         return response.into_response();
     }
     let key = match session_key(&id) {
@@ -627,7 +677,7 @@ async fn list_sessions(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    if let Err(response) = authorize(&state, &headers) {
+    if let Err(response) = authorize(&state, &headers).and_then(|_| available(&state)) {
         return response.into_response();
     }
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);

@@ -141,31 +141,48 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
         .map_err(ServerError::LocalAddress)?;
     let shutdown_timeout = Duration::from_secs(config.shutdown_timeout);
     let sweep_interval = Duration::from_millis(config.expiry_sweep_interval_ms);
-    let disc = match config.storage_mode {
-        StorageMode::Disc => {
-            let opened = crate::disc::open(&config, &engine)
-                .await
-                .map_err(ServerError::Disc)?;
-            Some((opened.node_id, opened.max_hlc))
-        }
-        StorageMode::Ram => None,
-    };
+    let disc_mode = config.storage_mode == StorageMode::Disc;
     let state = Arc::new(NodeState::new(config, engine, password));
-    if state.config.replicated() {
-        // Before serving, so every write is stamped and replicated.
-        crate::cluster::start_replication(&state, disc)
-            .await
-            .map_err(|error| ServerError::Replication(error.to_string()))?;
-    }
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
-
-    tasks.spawn(accept_loop(
-        resp_listener,
-        state.clone(),
-        shutdown.clone(),
-        tasks.clone(),
-    ));
+    let mut listeners = Some((resp_listener, http_listener));
+    if disc_mode {
+        // Listeners open before recovery so clients and probes get answers while a large data
+        // directory loads: LOADING for data commands, 503 on /readyz, progress in /v1/status.
+        state.set_lifecycle(Lifecycle::Loading);
+        if let Some((resp, http)) = listeners.take() {
+            serve_listeners(resp, http, &state, &shutdown, &tasks);
+        }
+    }
+    let stop_listeners = |tasks: TaskTracker, shutdown: CancellationToken| async move {
+        shutdown.cancel();
+        tasks.close();
+        tasks.wait().await;
+    };
+    let disc = if disc_mode {
+        tracing::info!(%resp_addr, %http_addr, data_dir = %state.config.data_dir.display(), "recovering from disc; answering LOADING meanwhile");
+        match crate::disc::open(&state.config, &state.engine, &state.recovery).await {
+            Ok(opened) => Some((opened.node_id, opened.max_hlc)),
+            Err(error) => {
+                stop_listeners(tasks, shutdown).await;
+                return Err(ServerError::Disc(error));
+            }
+        }
+    } else {
+        None
+    };
+    if state.config.replicated() {
+        // Before serving data commands, so every write is stamped and replicated.
+        if let Err(error) = crate::cluster::start_replication(&state, disc).await {
+            stop_listeners(tasks, shutdown).await;
+            return Err(ServerError::Replication(error.to_string()));
+        }
+    }
+    if let Some((resp, http)) = listeners.take() {
+        // RAM mode: nothing to load, so the listeners open once replication runs.
+        serve_listeners(resp, http, &state, &shutdown, &tasks);
+    }
+    state.finish_recovery();
     tasks.spawn(sweep_loop(state.clone(), sweep_interval, shutdown.clone()));
     if disc.is_some() {
         tasks.spawn(crate::disc::snapshot_loop(
@@ -173,15 +190,6 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
             shutdown.clone(),
         ));
     }
-    let router = crate::http::router(state.clone());
-    let http_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let serve = axum::serve(http_listener, router)
-            .with_graceful_shutdown(http_shutdown.cancelled_owned());
-        if let Err(error) = serve.await {
-            tracing::error!(%error, "HTTP server failed");
-        }
-    });
     tracing::info!(
         %resp_addr,
         %http_addr,
@@ -199,6 +207,31 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
         tasks,
         shutdown_timeout,
     })
+}
+
+/// Spawns the RESP accept loop and the HTTP server.
+fn serve_listeners(
+    resp_listener: TcpListener,
+    http_listener: TcpListener,
+    state: &Arc<NodeState>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) {
+    tasks.spawn(accept_loop(
+        resp_listener,
+        state.clone(),
+        shutdown.clone(),
+        tasks.clone(),
+    ));
+    let router = crate::http::router(state.clone());
+    let http_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let serve = axum::serve(http_listener, router)
+            .with_graceful_shutdown(http_shutdown.cancelled_owned());
+        if let Err(error) = serve.await {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    });
 }
 
 async fn sweep_loop(state: Arc<NodeState>, interval: Duration, shutdown: CancellationToken) {

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::persistence::RecoveryProgress;
 use crate::replication::{self, Replication, TransportFaults};
 use crate::store::MemoryEngine;
 
@@ -62,6 +63,8 @@ pub struct NodeState {
     pub stop_serving: CancellationToken,
     /// TEST ONLY: replication faults (`--test-faults`).
     pub test_faults: OnceLock<Arc<TransportFaults>>,
+    /// Disc mode: how far recovery from `--data-dir` has got.
+    pub recovery: Arc<RecoveryProgress>,
     lifecycle: AtomicU8,
     next_client_id: AtomicU64,
     notify_keyspace_events: parking_lot::Mutex<String>,
@@ -87,6 +90,7 @@ impl NodeState {
             transaction_gate: parking_lot::RwLock::new(()),
             stop_serving: CancellationToken::new(),
             test_faults: OnceLock::new(),
+            recovery: Arc::new(RecoveryProgress::default()),
             lifecycle: AtomicU8::new(Lifecycle::Ready as u8),
             next_client_id: AtomicU64::new(1),
             notify_keyspace_events: parking_lot::Mutex::new(String::new()),
@@ -117,6 +121,9 @@ impl NodeState {
     pub fn not_ready_reason(&self) -> Option<String> {
         match self.lifecycle() {
             Lifecycle::Ready => None,
+            Lifecycle::Loading if self.recovering() => {
+                Some(format!("loading: {}", self.recovery.snapshot().describe()))
+            }
             Lifecycle::Loading => Some(
                 self.replication()
                     .and_then(Replication::not_ready_reason)
@@ -125,6 +132,12 @@ impl NodeState {
             Lifecycle::Leaving => Some("leaving".to_string()),
             Lifecycle::Left => Some("left".to_string()),
         }
+    }
+
+    /// Whether the node is still recovering its keyspace from `--data-dir` (disc mode): its
+    /// listeners answer, but data commands get `LOADING` until the keyspace is complete.
+    pub fn recovering(&self) -> bool {
+        self.lifecycle.load(Ordering::Relaxed) == Lifecycle::Loading as u8
     }
 
     /// Replication, when peers are configured.
@@ -137,6 +150,20 @@ impl NodeState {
         let previous = self.lifecycle.swap(lifecycle as u8, Ordering::Relaxed);
         if previous != lifecycle as u8 {
             tracing::info!(state = lifecycle.as_str(), "node state changed");
+        }
+    }
+
+    /// Ends disc recovery: `loading` becomes `ready`, unless the node was asked to leave
+    /// meanwhile.
+    pub fn finish_recovery(&self) {
+        let finished = self.lifecycle.compare_exchange(
+            Lifecycle::Loading as u8,
+            Lifecycle::Ready as u8,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        if finished.is_ok() {
+            tracing::info!(state = Lifecycle::Ready.as_str(), "node state changed");
         }
     }
 

@@ -1,11 +1,36 @@
 //! The `# Persistence` section of INFO: Redis's field names where they mean the same thing
 //! (`loading`, `aof_enabled`, `aof_last_write_status`, ...) plus the write-ahead log's disc
-//! usage, fdatasync latency and last snapshot (disc mode, docs/persistence.md).
+//! usage, fdatasync latency and last snapshot (disc mode, docs/persistence.md). While the node
+//! recovers from disc, Redis's `loading_*` progress fields.
 
+use crate::config::StorageMode;
 use crate::state::{Lifecycle, NodeState};
+
+/// The section while disc recovery runs: `loading:1` and Redis's progress fields over the
+/// bytes of snapshot and log read.
+fn recovering_section(state: &NodeState) -> String {
+    let progress = state.recovery.snapshot();
+    let percent = if progress.bytes_total == 0 {
+        0.0
+    } else {
+        progress.bytes_read as f64 * 100.0 / progress.bytes_total as f64
+    };
+    format!(
+        "# Persistence\r\nloading:1\r\nstorage_mode:disc\r\ndata_dir:{dir}\r\naof_enabled:1\r\nloading_phase:{phase}\r\nloading_total_bytes:{total}\r\nloading_loaded_bytes:{read}\r\nloading_loaded_perc:{percent:.2}\r\nloading_total_records:{records_total}\r\nloading_loaded_records:{records_loaded}\r\n\r\n",
+        dir = state.config.data_dir.display(),
+        phase = progress.phase.as_str(),
+        total = progress.bytes_total,
+        read = progress.bytes_read,
+        records_total = progress.records_total,
+        records_loaded = progress.records_loaded,
+    )
+}
 
 /// The section text, ending with the blank line INFO puts between sections.
 pub fn persistence_section(state: &NodeState) -> String {
+    if state.recovering() && state.config.storage_mode == StorageMode::Disc {
+        return recovering_section(state);
+    }
     let loading = u8::from(state.lifecycle() == Lifecycle::Loading);
     let Some(persistence) = state.engine.persistence() else {
         return format!(

@@ -31,6 +31,8 @@ pub const WRONG_TYPE: Frame =
 pub const OOM: Frame = Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
 /// `NOAUTH Authentication required.`
 pub const NOAUTH: Frame = Frame::error("NOAUTH Authentication required.");
+/// Redis's answer to data commands while it loads its dataset (here: disc recovery).
+pub const LOADING: Frame = Frame::error("LOADING Redis is loading the dataset in memory");
 /// `WRONGPASS ...`
 pub const WRONGPASS: Frame =
     Frame::error("WRONGPASS invalid username-password pair or user is disabled.");
@@ -101,6 +103,9 @@ pub mod flags {
     pub const NO_QUEUE: u8 = 4;
     /// Changes the keyspace.
     pub const WRITE: u8 = 8;
+    /// Answered while the node recovers from disc (Redis's `loading` flag); every other
+    /// command gets `LOADING` meanwhile.
+    pub const LOADING_OK: u8 = 16;
 }
 
 /// A command's static description.
@@ -126,7 +131,7 @@ macro_rules! spec {
     };
 }
 
-use flags::{DENY_OOM, NO_AUTH, NO_QUEUE, WRITE};
+use flags::{DENY_OOM, LOADING_OK, NO_AUTH, NO_QUEUE, WRITE};
 
 /// Every command store-node implements.
 pub static COMMANDS: &[CommandSpec] = &[
@@ -177,20 +182,40 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("hexists", 3, 0, hashes::hexists),
     spec!("hlen", 2, 0, hashes::hlen),
     spec!("hincrby", 4, WRITE | DENY_OOM, hashes::hincrby),
-    spec!("ping", -1, 0, connection::ping),
-    spec!("echo", 2, 0, connection::echo),
-    spec!("quit", -1, NO_AUTH | NO_QUEUE, connection::quit),
-    spec!("auth", -2, NO_AUTH | NO_QUEUE, connection::auth),
-    spec!("hello", -1, NO_AUTH | NO_QUEUE, connection::hello),
-    spec!("select", 2, 0, connection::select),
-    spec!("client", -2, 0, connection::client),
-    spec!("reset", 1, NO_AUTH | NO_QUEUE, connection::reset),
-    spec!("info", -1, 0, admin::info),
-    spec!("config", -2, 0, admin::config),
-    spec!("command", -1, 0, admin::command),
+    spec!("ping", -1, LOADING_OK, connection::ping),
+    spec!("echo", 2, LOADING_OK, connection::echo),
+    spec!(
+        "quit",
+        -1,
+        NO_AUTH | NO_QUEUE | LOADING_OK,
+        connection::quit
+    ),
+    spec!(
+        "auth",
+        -2,
+        NO_AUTH | NO_QUEUE | LOADING_OK,
+        connection::auth
+    ),
+    spec!(
+        "hello",
+        -1,
+        NO_AUTH | NO_QUEUE | LOADING_OK,
+        connection::hello
+    ),
+    spec!("select", 2, LOADING_OK, connection::select),
+    spec!("client", -2, LOADING_OK, connection::client),
+    spec!(
+        "reset",
+        1,
+        NO_AUTH | NO_QUEUE | LOADING_OK,
+        connection::reset
+    ),
+    spec!("info", -1, LOADING_OK, admin::info),
+    spec!("config", -2, LOADING_OK, admin::config),
+    spec!("command", -1, LOADING_OK, admin::command),
     spec!("flushdb", -1, WRITE, admin::flushdb),
     spec!("flushall", -1, WRITE, admin::flushdb),
-    spec!("time", 1, 0, admin::time),
+    spec!("time", 1, LOADING_OK, admin::time),
     spec!("multi", 1, NO_QUEUE, transaction::multi),
     spec!("exec", 1, NO_QUEUE, transaction::exec),
     spec!("discard", 1, NO_QUEUE, transaction::discard),
@@ -275,6 +300,12 @@ pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> F
     let spec = &COMMANDS[index];
     if !client.authenticated && spec.flags & NO_AUTH == 0 {
         return NOAUTH;
+    }
+    if spec.flags & LOADING_OK == 0 && state.recovering() {
+        if client.multi.is_some() {
+            client.multi_failed = true;
+        }
+        return LOADING;
     }
     if let Some(queue) = client.multi.as_mut() {
         if spec.flags & NO_QUEUE == 0 {

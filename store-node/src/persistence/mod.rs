@@ -42,7 +42,10 @@ use parking_lot::Mutex;
 
 pub use error::PersistenceError;
 pub use metrics::{PersistenceMetrics, PersistenceMetricsSnapshot};
-pub use recovery::{quarantine, Recovered, RecoveryReport, Truncation};
+pub use recovery::{
+    quarantine, Recovered, RecoveryPhase, RecoveryProgress, RecoveryProgressSnapshot,
+    RecoveryReport, Truncation,
+};
 
 use crate::config::Fsync;
 use crate::replication::Record;
@@ -166,6 +169,22 @@ impl Persistence {
         now_ms: u64,
         forget_before_ms: u64,
     ) -> Result<(Persistence, Recovered), PersistenceError> {
+        Persistence::open_with_progress(
+            config,
+            now_ms,
+            forget_before_ms,
+            &RecoveryProgress::default(),
+        )
+    }
+
+    /// [`Persistence::open`], advancing `progress` (phase `reading`, bytes read of the total)
+    /// while it reads the snapshot and the log, so a server can report it while it loads.
+    pub fn open_with_progress(
+        config: PersistenceConfig,
+        now_ms: u64,
+        forget_before_ms: u64,
+        progress: &RecoveryProgress,
+    ) -> Result<(Persistence, Recovered), PersistenceError> {
         let dir = config.data_dir.clone();
         fs::create_dir_all(&dir).map_err(|source| PersistenceError::CreateDir {
             path: dir.clone(),
@@ -173,7 +192,8 @@ impl Persistence {
         })?;
         let lock = lock_dir(&dir)?;
         let node_id = recovery::load_node_id(&dir)?;
-        let (recovered, layout) = recovery::recover(&dir, node_id, now_ms, forget_before_ms)?;
+        let (recovered, layout) =
+            recovery::recover(&dir, node_id, progress, now_ms, forget_before_ms)?;
         let metrics = Arc::new(PersistenceMetrics::default());
         metrics
             .disc_bytes

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -72,6 +73,121 @@ pub struct Recovered {
     pub records: Vec<Record>,
     /// What was found.
     pub report: RecoveryReport,
+}
+
+/// How far recovery has got, for probes, `INFO` and `/v1/status` while the node loads: plain
+/// atomics the recovering thread advances and anyone may read.
+#[derive(Debug, Default)]
+pub struct RecoveryProgress {
+    phase: AtomicU8,
+    bytes_total: AtomicU64,
+    bytes_read: AtomicU64,
+    records_total: AtomicU64,
+    records_loaded: AtomicU64,
+}
+
+/// A phase of recovery ([`RecoveryProgress::phase`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryPhase {
+    /// Not started.
+    Pending,
+    /// Reading the snapshot and the log segments.
+    Reading,
+    /// Loading the recovered records into the store.
+    Loading,
+    /// Finished.
+    Done,
+}
+
+impl RecoveryPhase {
+    /// The spelling in `/v1/status` and INFO.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveryPhase::Pending => "pending",
+            RecoveryPhase::Reading => "reading",
+            RecoveryPhase::Loading => "loading",
+            RecoveryPhase::Done => "done",
+        }
+    }
+}
+
+/// A copy of [`RecoveryProgress`] at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryProgressSnapshot {
+    /// The phase.
+    pub phase: RecoveryPhase,
+    /// Bytes of snapshot and log to read (known once reading starts).
+    pub bytes_total: u64,
+    /// Bytes of snapshot and log read so far.
+    pub bytes_read: u64,
+    /// Records to load into the store (known once reading ends).
+    pub records_total: u64,
+    /// Records loaded so far.
+    pub records_loaded: u64,
+}
+
+impl RecoveryProgress {
+    /// Moves to `phase`.
+    pub fn set_phase(&self, phase: RecoveryPhase) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
+    }
+
+    /// Sets the number of records to load.
+    pub fn set_records_total(&self, records: u64) {
+        self.records_total.store(records, Ordering::Relaxed);
+    }
+
+    /// Counts `records` more records loaded.
+    pub fn add_records_loaded(&self, records: u64) {
+        self.records_loaded.fetch_add(records, Ordering::Relaxed);
+    }
+
+    fn start_reading(&self, bytes_total: u64) {
+        self.bytes_total.store(bytes_total, Ordering::Relaxed);
+        self.bytes_read.store(0, Ordering::Relaxed);
+        self.records_total.store(0, Ordering::Relaxed);
+        self.records_loaded.store(0, Ordering::Relaxed);
+        self.set_phase(RecoveryPhase::Reading);
+    }
+
+    fn add_bytes_read(&self, bytes: u64) {
+        self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The current values.
+    pub fn snapshot(&self) -> RecoveryProgressSnapshot {
+        RecoveryProgressSnapshot {
+            phase: match self.phase.load(Ordering::Relaxed) {
+                0 => RecoveryPhase::Pending,
+                1 => RecoveryPhase::Reading,
+                2 => RecoveryPhase::Loading,
+                _ => RecoveryPhase::Done,
+            },
+            bytes_total: self.bytes_total.load(Ordering::Relaxed),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            records_total: self.records_total.load(Ordering::Relaxed),
+            records_loaded: self.records_loaded.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl RecoveryProgressSnapshot {
+    /// One line for `/readyz` and logs, e.g. `recovering from disc: read 52428800 of
+    /// 104857600 bytes`.
+    pub fn describe(&self) -> String {
+        match self.phase {
+            RecoveryPhase::Pending => "recovering from disc: opening the data directory".into(),
+            RecoveryPhase::Reading => format!(
+                "recovering from disc: read {} of {} bytes",
+                self.bytes_read, self.bytes_total
+            ),
+            RecoveryPhase::Loading => format!(
+                "recovering from disc: loaded {} of {} records",
+                self.records_loaded, self.records_total
+            ),
+            RecoveryPhase::Done => "recovered from disc".into(),
+        }
+    }
 }
 
 /// Directory state recovery leaves for the writer.
@@ -254,18 +370,21 @@ fn check_header(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn load_snapshot(
     path: &Path,
     seq: u64,
     node_id: u32,
     map: &mut RecordMap,
     stats: &mut Stats,
+    progress: &RecoveryProgress,
     now_ms: u64,
     forget_before_ms: u64,
 ) -> Result<u64, PersistenceError> {
     let (reader, len, header) = open_with_header(path)?;
     let header = header.map_err(|reason| corrupt(path, 0, reason))?;
     check_header(&header, path, SNAPSHOT_MAGIC, node_id, seq)?;
+    progress.add_bytes_read(FILE_HEADER_LEN as u64);
     let mut frames = FrameReader::new(reader, len - FILE_HEADER_LEN as u64);
     let mut offset = FILE_HEADER_LEN as u64;
     let mut count = 0u64;
@@ -282,6 +401,7 @@ fn load_snapshot(
                     merge_into(map, record, now_ms, forget_before_ms);
                 }
                 offset += size;
+                progress.add_bytes_read(size);
             }
             FrameRead::Frame(
                 crate::replication::wire::Message::SnapshotEnd { seq: total },
@@ -329,6 +449,7 @@ fn replay_segment(
     node_id: u32,
     map: &mut RecordMap,
     stats: &mut Stats,
+    progress: &RecoveryProgress,
     now_ms: u64,
     forget_before_ms: u64,
 ) -> Result<(u64, Option<Truncation>), PersistenceError> {
@@ -356,6 +477,7 @@ fn replay_segment(
         Err(reason) => return Err(corrupt(path, 0, reason)),
     };
     check_header(&header, path, WAL_MAGIC, node_id, seq)?;
+    progress.add_bytes_read(FILE_HEADER_LEN as u64);
     let mut frames = FrameReader::new(reader, len - FILE_HEADER_LEN as u64);
     let mut offset = FILE_HEADER_LEN as u64;
     let damage = loop {
@@ -370,6 +492,7 @@ fn replay_segment(
                     merge_into(map, record, now_ms, forget_before_ms);
                 }
                 offset += size;
+                progress.add_bytes_read(size);
             }
             FrameRead::Frame(message, _) => {
                 break Some(format!(
@@ -421,6 +544,7 @@ fn replay_segment(
 pub(crate) fn recover(
     dir: &Path,
     node_id: u32,
+    progress: &RecoveryProgress,
     now_ms: u64,
     forget_before_ms: u64,
 ) -> Result<(Recovered, Layout), PersistenceError> {
@@ -431,19 +555,6 @@ pub(crate) fn recover(
     let mut report = RecoveryReport::default();
 
     let snapshot = listing.snapshots.iter().next_back();
-    let mut snapshot_bytes = 0;
-    if let Some((seq, path)) = snapshot {
-        snapshot_bytes = load_snapshot(
-            path,
-            *seq,
-            node_id,
-            &mut map,
-            &mut stats,
-            now_ms,
-            forget_before_ms,
-        )?;
-        report.snapshot = Some(path.clone());
-    }
     let first = match snapshot {
         Some((seq, _)) => *seq,
         None => listing.segments.keys().next().copied().unwrap_or(1),
@@ -453,6 +564,29 @@ pub(crate) fn recover(
         .range(first..)
         .map(|(seq, path)| (*seq, path))
         .collect();
+    // Only for progress: a file that cannot be read fails below with its own error.
+    let bytes_total = snapshot
+        .map(|(_, path)| path)
+        .into_iter()
+        .chain(replay.iter().map(|(_, path)| *path))
+        .filter_map(|path| fs::metadata(path).ok())
+        .map(|meta| meta.len())
+        .sum();
+    progress.start_reading(bytes_total);
+    let mut snapshot_bytes = 0;
+    if let Some((seq, path)) = snapshot {
+        snapshot_bytes = load_snapshot(
+            path,
+            *seq,
+            node_id,
+            &mut map,
+            &mut stats,
+            progress,
+            now_ms,
+            forget_before_ms,
+        )?;
+        report.snapshot = Some(path.clone());
+    }
     for (index, (seq, _)) in replay.iter().enumerate() {
         let expected = first + index as u64;
         if *seq != expected {
@@ -481,6 +615,7 @@ pub(crate) fn recover(
             node_id,
             &mut map,
             &mut stats,
+            progress,
             now_ms,
             forget_before_ms,
         )?;
