@@ -597,7 +597,9 @@ async fn reconcile_inner(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
         }
     }
     if validated.mode == StorageMode::Disc && !mode_refused {
-        expand_claims(cluster, ctx, &validated, claim_size.as_ref()).await?;
+        if let Some(refusal) = expand_claims(cluster, ctx, &validated, claim_size.as_ref()).await? {
+            refused.get_or_insert(refusal);
+        }
     }
     monitoring(cluster, ctx, &applier, &validated).await?;
     if !wrote.is_empty() {
@@ -836,22 +838,37 @@ async fn read_password(
         })
 }
 
-/// Grows every claim below the spec's size (the StatefulSet's template cannot change).
+/// Whether the API server refused a claim patch for a reason a retry cannot fix: the
+/// StorageClass does not allow expansion (403 from the PersistentVolumeClaimResize admission) or
+/// the claim cannot take the value (422).
+fn expansion_refused(error: &kube::Error) -> Option<&str> {
+    match error {
+        kube::Error::Api(status) if status.code == 403 || status.code == 422 => {
+            Some(status.message.as_str())
+        }
+        _ => None,
+    }
+}
+
+/// Grows every claim below the spec's size (the StatefulSet's template cannot change). A refusal
+/// the user must resolve (typically a StorageClass without `allowVolumeExpansion`) is returned as
+/// an explanation for the `Degraded` condition rather than failing the reconcile; the next
+/// reconcile tries again, so allowing expansion later is picked up.
 async fn expand_claims(
     cluster: &SessionCluster,
     ctx: &Context,
     validated: &ValidatedCluster,
     template_size: Option<&Quantity>,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let (Some(wanted), Some(size)) = (validated.volume_size_bytes, validated.volume_size.clone())
     else {
-        return Ok(());
+        return Ok(None);
     };
     let Some(template) = template_size.and_then(quantity_bytes) else {
-        return Ok(());
+        return Ok(None);
     };
     if wanted <= template {
-        return Ok(());
+        return Ok(None);
     }
     let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &validated.namespace);
     let claims = api
@@ -862,6 +879,7 @@ async fn expand_claims(
             source,
         })?;
     let mut grown = Vec::new();
+    let mut refusal = None;
     for claim in claims.items {
         let current = claim
             .spec
@@ -875,19 +893,31 @@ async fn expand_claims(
             continue;
         }
         let claim_name = claim.name_any();
-        api.patch(
-            &claim_name,
-            &PatchParams::default(),
-            &Patch::Merge(
-                serde_json::json!({"spec": {"resources": {"requests": {"storage": size}}}}),
-            ),
-        )
-        .await
-        .map_err(|source| Error::ExpandClaims {
-            name: validated.name.clone(),
-            source,
-        })?;
-        grown.push(claim_name);
+        let patched = api
+            .patch(
+                &claim_name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    serde_json::json!({"spec": {"resources": {"requests": {"storage": size}}}}),
+                ),
+            )
+            .await;
+        match patched {
+            Ok(_) => grown.push(claim_name),
+            Err(source) => {
+                let Some(message) = expansion_refused(&source) else {
+                    return Err(Error::ExpandClaims {
+                        name: validated.name.clone(),
+                        source,
+                    });
+                };
+                refusal = Some(format!(
+                    "storage.size cannot grow to {}: the API server refused to expand claim {claim_name}: {message}. The volumes keep their size until the StorageClass allows expansion (allowVolumeExpansion: true)",
+                    size.0
+                ));
+                break;
+            }
+        }
     }
     if !grown.is_empty() {
         ctx.publish(
@@ -898,7 +928,7 @@ async fn expand_claims(
         )
         .await;
     }
-    Ok(())
+    Ok(refusal)
 }
 
 async fn crd_exists(ctx: &Context, name: &str) -> bool {
