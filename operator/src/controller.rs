@@ -181,6 +181,8 @@ pub struct Context {
     unsynced_polls: Mutex<HashMap<String, u32>>,
     /// Clusters already told that the monitoring CRDs are missing.
     monitoring_warned: Mutex<HashSet<String>>,
+    /// Clusters with monitoring disabled whose leftover monitoring objects were deleted.
+    monitoring_cleaned: Mutex<HashSet<String>>,
 }
 
 impl Context {
@@ -208,6 +210,7 @@ impl Context {
             failures: Mutex::default(),
             unsynced_polls: Mutex::default(),
             monitoring_warned: Mutex::default(),
+            monitoring_cleaned: Mutex::default(),
         }
     }
 
@@ -225,6 +228,9 @@ impl Context {
         if let Ok(mut warned) = self.monitoring_warned.lock() {
             let prefix = format!("{cluster}/");
             warned.retain(|entry| !entry.starts_with(&prefix));
+        }
+        if let Ok(mut cleaned) = self.monitoring_cleaned.lock() {
+            cleaned.remove(&cluster);
         }
     }
 
@@ -956,8 +962,45 @@ async fn monitoring(
         ),
     ];
     if !validated.spec.monitoring.enabled {
+        // Delete what an earlier `enabled: true` made, once per disable (and once per cluster
+        // after the operator starts), not on every poll: two reads per cluster and minute for
+        // objects that almost never exist.
+        let first = ctx
+            .monitoring_cleaned
+            .lock()
+            .map(|mut cleaned| cleaned.insert(key(cluster)))
+            .unwrap_or(true);
+        if first {
+            for (_, resource, object) in &objects {
+                let name = object.name_any();
+                match applier
+                    .delete_owned_dynamic(&name, &validated.owner.uid, resource)
+                    .await
+                {
+                    Ok(true) => {
+                        tracing::info!(cluster = %key(cluster), kind = %resource.kind, "deleted; monitoring disabled")
+                    }
+                    Ok(false) => {}
+                    // Without the CRD the kind does not exist: nothing to delete.
+                    Err(ApplyError::Read {
+                        source: kube::Error::Api(status),
+                        ..
+                    }) if status.code == 404 => {}
+                    Err(error) => {
+                        if let Ok(mut cleaned) = ctx.monitoring_cleaned.lock() {
+                            cleaned.remove(&key(cluster));
+                        }
+                        return Err(error.into());
+                    }
+                }
+            }
+        }
         return Ok(());
     }
+    if let Ok(mut cleaned) = ctx.monitoring_cleaned.lock() {
+        cleaned.remove(&key(cluster));
+    }
+    let mut missing = Vec::new();
     for (crd, resource, object) in objects {
         if crd_exists(ctx, crd).await {
             applier.apply_dynamic(&object, &resource).await?;
@@ -968,15 +1011,20 @@ async fn monitoring(
                 .map(|mut warned| warned.insert(format!("{}/{crd}", key(cluster))))
                 .unwrap_or(false);
             if first {
-                ctx.publish(
-                    cluster,
-                    true,
-                    "MonitoringUnavailable",
-                    format!("monitoring.enabled is true but the CRD {crd} is not installed; install the Prometheus Operator or set monitoring.enabled: false"),
-                )
-                .await;
+                missing.push(crd);
             }
         }
+    }
+    // One event: the recorder folds events of the same reason into one series that keeps the
+    // first note, so a second event would lose its CRD's name.
+    if !missing.is_empty() {
+        ctx.publish(
+            cluster,
+            true,
+            "MonitoringUnavailable",
+            format!("monitoring.enabled is true but the CRD {} is not installed; install the Prometheus Operator or set monitoring.enabled: false", missing.join(" and ")),
+        )
+        .await;
     }
     Ok(())
 }
