@@ -1022,7 +1022,13 @@ async fn monitoring(
             cluster,
             true,
             "MonitoringUnavailable",
-            format!("monitoring.enabled is true but the CRD {} is not installed; install the Prometheus Operator or set monitoring.enabled: false", missing.join(" and ")),
+            format!(
+                "monitoring.enabled is true but {} not installed; install the Prometheus Operator or set monitoring.enabled: false",
+                match missing.as_slice() {
+                    [one] => format!("the CRD {one} is"),
+                    more => format!("the CRDs {} are", more.join(" and ")),
+                }
+            ),
         )
         .await;
     }
