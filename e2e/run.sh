@@ -5,7 +5,9 @@
 #      (LOCAL_CLUSTER=1), imports them into its containerd,
 #   3. applies the CRD (server-side) and installs/upgrades the operator with Helm from
 #      charts/sessionstore-operator into sessionstore-system,
-#   4. runs `cargo test -p e2e --test e2e -- --ignored --test-threads=$THREADS [FILTER...]`,
+#   4. runs `cargo test --workspace --test e2e -- --ignored --test-threads=$THREADS [FILTER...]`
+#      (--workspace, not -p e2e: the same dependency features as `cargo test --workspace`, so
+#      the test command does not compile kube and k8s-openapi a second time),
 #   5. prints a summary (result per test, what each measured, operator restarts, total time),
 #   6. cleans up: deletes the test namespaces and, unless KEEP=1, uninstalls the Helm release if
 #      this run installed it.
@@ -49,8 +51,8 @@ kubectl() { "$KUBECTL" "$@"; }
 kubectl version --request-timeout=10s >/dev/null || { echo "run.sh: the cluster at KUBECONFIG=$KUBECONFIG does not answer" >&2; exit 1; }
 step "cluster: $(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}') (LOCAL_CLUSTER=$LOCAL_CLUSTER)"
 
-step "cargo test -p e2e --test e2e --no-run"
-cargo test -p e2e --test e2e --no-run
+step "cargo test --workspace --test e2e --no-run"
+cargo test --workspace --test e2e --no-run
 
 installed_here=0
 log="$(mktemp)"
@@ -113,11 +115,11 @@ operator_restarts() {
     -o jsonpath='{range .items[*]}{.metadata.name}{" "}{range .status.containerStatuses[*]}{.restartCount}{end}{"\n"}{end}'
 }
 
-step "cargo test -p e2e --test e2e -- --ignored --test-threads=$THREADS $*"
+step "cargo test --workspace --test e2e -- --ignored --test-threads=$THREADS $*"
 test_start=$(date +%s)
 set +e
 E2E_OPERATOR_NAMESPACE="$OPERATOR_NAMESPACE" E2E_OPERATOR_NAME="$RELEASE" \
-  cargo test -p e2e --test e2e -- --ignored --nocapture --test-threads="$THREADS" "$@" 2>&1 | tee "$log"
+  cargo test --workspace --test e2e -- --ignored --nocapture --test-threads="$THREADS" "$@" 2>&1 | tee "$log"
 test_status=${PIPESTATUS[0]}
 set -e
 test_seconds=$(( $(date +%s) - test_start ))
