@@ -14,16 +14,7 @@ cd "$ROOT"
 ROUNDS=${ROUNDS:-3}; REQUESTS=${REQUESTS:-200000}; CLIENTS=${CLIENTS:-50}; SESSIONS=${SESSIONS:-1000000}
 if [ "${1:-}" = "--quick" ]; then ROUNDS=1; REQUESTS=50000; SESSIONS=100000; fi
 
-apt_install redis-server redis-tools
-step "building store-node (release)"
-cargo build --release -q -p store-node
-NODE_BIN="$CARGO_TARGET_DIR/release/store-node"
-
-work=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+BENCH_PACKAGES="redis-server redis-tools" source bench/lib.sh
 wait_port() { for _ in $(seq 100); do redis-cli -p "$1" PING >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server on port $1 did not answer PING" >&2; return 1; }
 
 # start_redis / start_node: start a fresh server, set PORT and PID.
@@ -46,7 +37,6 @@ run_bench() {
   redis-benchmark -p "$port" -n "$REQUESTS" -c "$CLIENTS" --csv "$@" 2>/dev/null \
     | awk -F'","' 'NR==2 { print $2, $5, $7 }'
 }
-median() { sort -g | awk '{ a[NR]=$1 } END { print a[int((NR+1)/2)] }'; }
 
 # label | prefill (run first, not measured; empty for none) | measured redis-benchmark args
 rows=(

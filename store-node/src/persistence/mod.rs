@@ -73,7 +73,9 @@ pub struct PersistenceConfig {
 
 impl PersistenceConfig {
     /// Defaults: 64 MiB queue, 16 MiB records (the replication frame limit), compaction at
-    /// `max(64 MiB, 1 × live bytes)`, so the directory stays within about twice the live data.
+    /// `max(64 MiB, 0.5 × last snapshot)`, so outside a snapshot being written the directory
+    /// stays within about 1.5 × the live data (plus 64 MiB) at the cost of writing a snapshot
+    /// per half the live size logged.
     pub fn new(data_dir: impl Into<PathBuf>, fsync: Fsync) -> PersistenceConfig {
         PersistenceConfig {
             data_dir: data_dir.into(),
@@ -81,7 +83,7 @@ impl PersistenceConfig {
             queue_limit_bytes: 64 << 20,
             max_record_bytes: crate::replication::wire::DEFAULT_MAX_FRAME,
             compaction_min_bytes: 64 << 20,
-            compaction_ratio: 1.0,
+            compaction_ratio: 0.5,
             snapshot_frame_bytes: 1 << 20,
         }
     }
