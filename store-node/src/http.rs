@@ -429,6 +429,13 @@ fn available(state: &NodeState) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Admission of a session write in disc mode: 503 `MISCONF ...` while the write-ahead log is
+/// failing (the write is not applied), a wait while its queue is full.
+fn admit_write(state: &NodeState) -> Result<(), ApiError> {
+    crate::disc::admit_write(&state.engine)
+        .map_err(|refused| error(StatusCode::SERVICE_UNAVAILABLE, &refused.to_string()))
+}
+
 fn session_key(id: &str) -> Result<Bytes, ApiError> {
     if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(|c| c.is_control()) {
         return Err(error(StatusCode::BAD_REQUEST, "invalid session id"));
@@ -593,6 +600,9 @@ async fn put_session(
             return error(StatusCode::BAD_REQUEST, "data is not serialisable").into_response()
         }
     };
+    if let Err(response) = admit_write(&state) {
+        return response.into_response();
+    }
     let created = {
         let mut access = state.engine.key(&key);
         let now = access.now();
@@ -640,6 +650,9 @@ async fn delete_session(
         Ok(key) => key,
         Err(response) => return response.into_response(),
     };
+    if let Err(response) = admit_write(&state) {
+        return response.into_response();
+    }
     {
         let mut access = state.engine.key(&key);
         if access.get().is_none() {

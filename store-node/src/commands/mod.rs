@@ -329,6 +329,11 @@ pub(crate) fn run(
         state.metrics.oom_rejections.fetch_add(1, Ordering::Relaxed);
         return OOM;
     }
+    if spec.flags & WRITE != 0 {
+        if let Err(error) = crate::disc::admit_write(&state.engine) {
+            return Frame::Error(error.to_string().into());
+        }
+    }
     let mut call = Call {
         state,
         client,

@@ -49,6 +49,7 @@ pub use recovery::{
 
 use crate::config::Fsync;
 use crate::replication::Record;
+pub use writer::WriterFault;
 use writer::{Item, Shared, Stop, Writer};
 
 /// Tuning of the persistence layer; [`PersistenceConfig::new`] gives the defaults.
@@ -256,10 +257,13 @@ impl Persistence {
     }
 
     /// Queues `record` for the log and returns its sequence number for
-    /// [`Persistence::wait_durable`]. Call it after the record is applied to the store. Blocks
-    /// while the queue is full (back-pressure from a slow disc). Fails with
-    /// [`PersistenceError::Unavailable`] while the log is failing: the server should answer
-    /// the client with that error (it starts with `MISCONF`).
+    /// [`Persistence::wait_durable`]. Call it after the record is applied to the store, under
+    /// the key's lock: it never blocks. Back-pressure comes before the lock, from
+    /// [`Persistence::admit_write`] (local writes) and [`Persistence::wait_for_room`] (records
+    /// from peers), so the queue may exceed its limit by what the writers admitted meanwhile
+    /// carry. While the log is failing the record is still queued (the writer rewrites the
+    /// queue when the disc recovers) unless the queue is full: then it is dropped with
+    /// [`PersistenceError::Unavailable`] (it stays in memory, unlogged).
     pub fn append(&self, record: &Record) -> Result<u64, PersistenceError> {
         let frame =
             format::encode_record(record, self.config.max_record_bytes).map_err(|error| {
@@ -269,21 +273,15 @@ impl Persistence {
                 }
             })?;
         let mut queue = self.shared.queue.lock();
-        loop {
-            if let Some(reason) = &queue.failed {
+        if queue.stop != Stop::No {
+            return Err(PersistenceError::Stopped);
+        }
+        if let Some(reason) = &queue.failed {
+            if queue.queued_bytes + frame.len() > self.shared.queue_limit {
                 return Err(PersistenceError::Unavailable {
                     reason: reason.clone(),
                 });
             }
-            if queue.stop != Stop::No {
-                return Err(PersistenceError::Stopped);
-            }
-            if queue.queued_bytes == 0
-                || queue.queued_bytes + frame.len() <= self.shared.queue_limit
-            {
-                break;
-            }
-            self.shared.space.wait(&mut queue);
         }
         let seq = queue.next_seq;
         queue.next_seq += 1;
@@ -311,6 +309,41 @@ impl Persistence {
         drop(queue);
         self.shared.wake.notify_one();
         Ok(seq)
+    }
+
+    /// Admission of a local write, before it takes any lock or changes anything: refuses it
+    /// with [`PersistenceError::Unavailable`] (its text starts with `MISCONF`) while the log is
+    /// failing, so a refused write has no effect, and waits while the queue is full (a slow
+    /// disc slows writers down without stalling readers of the keys they write).
+    pub fn admit_write(&self) -> Result<(), PersistenceError> {
+        let metrics = &self.shared.metrics;
+        // Fast path without the queue lock: the writer keeps both gauges current.
+        if metrics.failing.load(Ordering::Relaxed) == 0
+            && (metrics.queued_bytes.load(Ordering::Relaxed) as usize) < self.shared.queue_limit
+        {
+            return Ok(());
+        }
+        let mut queue = self.shared.queue.lock();
+        loop {
+            if let Some(reason) = &queue.failed {
+                return Err(PersistenceError::Unavailable {
+                    reason: reason.clone(),
+                });
+            }
+            if queue.stop != Stop::No {
+                return Err(PersistenceError::Stopped);
+            }
+            if queue.queued_bytes < self.shared.queue_limit {
+                return Ok(());
+            }
+            self.shared.space.wait(&mut queue);
+        }
+    }
+
+    /// Waits while the queue is full, before applying a record from a peer (which cannot be
+    /// refused); returns at once while the log is failing or stopped.
+    pub fn wait_for_room(&self) {
+        let _ = self.admit_write();
     }
 
     /// Waits until record `seq` may be acknowledged: fdatasynced under `always`, written to
@@ -343,8 +376,7 @@ impl Persistence {
         self.shared.progress.borrow().synced
     }
 
-    /// `Err(Unavailable)` while the log is failing: the server can refuse writes before
-    /// applying them (Redis's `MISCONF`).
+    /// `Err(Unavailable)` while the log is failing (without waiting for queue space).
     pub fn check_writable(&self) -> Result<(), PersistenceError> {
         match &self.shared.queue.lock().failed {
             Some(reason) => Err(PersistenceError::Unavailable {
@@ -352,6 +384,13 @@ impl Persistence {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Test hook: `Fail` makes every write of the log fail with ENOSPC (a full disc), `Stall`
+    /// holds the writer before it writes (a slow disc), `None` heals.
+    #[doc(hidden)]
+    pub fn inject_fault(&self, fault: WriterFault) {
+        self.shared.fault.store(fault as u8, Ordering::Relaxed);
     }
 
     /// Whether the log since the last snapshot exceeds the compaction threshold and no

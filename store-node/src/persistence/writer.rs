@@ -9,9 +9,9 @@
 //! - `fsync=everysec`: publishes right after the write (the record survives a process crash,
 //!   not a power cut) and fdatasyncs at most a second after the first unsynced write.
 //!
-//! A write or fdatasync error (disc full, I/O error) makes the log *failing*: appends are
-//! refused with [`PersistenceError::Unavailable`] (a `MISCONF` error for clients) and waiters
-//! get it too. Every second the writer cuts the segment back to its last synced length and
+//! A write or fdatasync error (disc full, I/O error) makes the log *failing*: local writes are
+//! refused at admission with [`PersistenceError::Unavailable`] (a `MISCONF` error for clients,
+//! before they are applied) and waiters get it too. Every second the writer cuts the segment back to its last synced length and
 //! rewrites everything since (it keeps those batches until they are synced), then clears the
 //! failure. Never a panic.
 //!
@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,6 +86,18 @@ pub(crate) struct Progress {
     pub stopped: bool,
 }
 
+/// A fault injected by tests ([`super::Persistence::inject_fault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WriterFault {
+    /// Writes go to the file.
+    None = 0,
+    /// Every write fails with ENOSPC, as on a full disc.
+    Fail = 1,
+    /// The writer waits before writing, as on a stalled disc.
+    Stall = 2,
+}
+
 /// State shared by the handle and the writer thread.
 pub(crate) struct Shared {
     pub queue: Mutex<Queue>,
@@ -96,6 +108,8 @@ pub(crate) struct Shared {
     pub progress: watch::Sender<Progress>,
     pub metrics: Arc<PersistenceMetrics>,
     pub queue_limit: usize,
+    /// [`WriterFault`] as a number.
+    pub fault: AtomicU8,
 }
 
 impl Shared {
@@ -113,6 +127,7 @@ impl Shared {
             progress: watch::Sender::new(Progress::default()),
             metrics,
             queue_limit,
+            fault: AtomicU8::new(WriterFault::None as u8),
         }
     }
 }
@@ -335,6 +350,15 @@ impl Writer {
     }
 
     fn try_persist(&mut self, sync_now: bool) -> Result<(), (&'static str, io::Error)> {
+        while self.shared.fault.load(Ordering::Relaxed) == WriterFault::Stall as u8 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if self.written < self.unsynced.len()
+            && self.shared.fault.load(Ordering::Relaxed) == WriterFault::Fail as u8
+        {
+            // ENOSPC: "No space left on device".
+            return Err(("write", io::Error::from_raw_os_error(28)));
+        }
         while self.written < self.unsynced.len() {
             let pending = &self.unsynced[self.written];
             self.file

@@ -1094,6 +1094,10 @@ impl MemoryEngine {
 /// key's shard lock, with memory accounting and digests, and are never submitted back.
 impl Replica for MemoryEngine {
     fn apply(&self, record: &Record, now_ms: u64, forget_before_ms: u64) -> bool {
+        // Back-pressure from the write-ahead log before the shard lock, never under it.
+        if let Some(persistence) = self.persistence.get() {
+            persistence.wait_for_room();
+        }
         let (hash, mut shard) = self.shard_for(&record.key);
         let stored = shard.table.get(hash, &record.key);
         if stored
@@ -1119,6 +1123,9 @@ impl Replica for MemoryEngine {
     }
 
     fn apply_touch(&self, touch: &Touch) -> bool {
+        if let Some(persistence) = self.persistence.get() {
+            persistence.wait_for_room();
+        }
         let (hash, mut shard) = self.shard_for(&touch.key);
         let Some(entry) = shard.table.get_mut(hash, &touch.key) else {
             return false;
