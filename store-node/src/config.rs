@@ -256,6 +256,11 @@ pub struct Config {
     #[arg(long, env = "STORE_NODE_SHUTDOWN_TIMEOUT", default_value_t = 20)]
     pub shutdown_timeout: u64,
 
+    /// Runtime worker threads serving RESP, HTTP and replication; 0 = one per CPU the process
+    /// may use (its affinity and cgroup CPU quota count).
+    #[arg(long, env = "STORE_NODE_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+
     /// `text` or `json`.
     #[arg(
         long,
@@ -289,6 +294,14 @@ impl Config {
             return Err(ConfigError::SweepInterval);
         }
         Ok(())
+    }
+
+    /// The number of runtime worker threads: `--worker-threads`, or one per available CPU.
+    pub fn resolved_worker_threads(&self) -> usize {
+        if self.worker_threads > 0 {
+            return self.worker_threads;
+        }
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     }
 
     /// Reads the password file, trimming one trailing newline (Secrets mounted from
@@ -358,6 +371,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn worker_threads_flag_overrides_the_cpu_count() {
+        let config = Config::try_parse_from(["store-node", "--worker-threads", "1"]).unwrap();
+        assert_eq!(config.resolved_worker_threads(), 1);
+        assert!(Config::try_parse_from(["store-node", "--worker-threads", "-1"]).is_err());
+    }
+
+    #[test]
     fn defaults_match_the_contract() {
         let config = Config::try_parse_from(["store-node"]).unwrap();
         assert_eq!(config.bind.to_string(), "0.0.0.0");
@@ -378,6 +398,11 @@ mod tests {
         assert_eq!(config.max_clients, 10000);
         assert_eq!(config.client_idle_timeout, 0);
         assert_eq!(config.shutdown_timeout, 20);
+        assert_eq!(config.worker_threads, 0);
+        assert_eq!(
+            config.resolved_worker_threads(),
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        );
         assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.log_level, "info");
         assert!(config.peers.is_empty());

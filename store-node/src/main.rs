@@ -29,10 +29,20 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     init_logging(&config);
+    let worker_threads = config.resolved_worker_threads();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads)
+        .enable_all()
+        .build()
+        .context("failed to build the runtime")?
+        .block_on(serve(config, worker_threads))
+}
+
+async fn serve(config: Config, worker_threads: usize) -> anyhow::Result<()> {
+    tracing::info!(worker_threads, "runtime started");
     let node = store_node::server::start(config)
         .await
         .context("failed to start store-node")?;
