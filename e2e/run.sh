@@ -98,7 +98,15 @@ fi
 if [ "${SKIP_INSTALL:-}" != 1 ]; then
   step "CRD (server-side apply; helm installs CRDs but never upgrades them)"
   kubectl apply --server-side --force-conflicts -f charts/sessionstore-operator/crds/ >/dev/null
-  kubectl wait --for=condition=Established --timeout=60s crd/sessionclusters.sessionstore.dev >/dev/null
+  # Not `kubectl wait --for=condition=Established`: on a CRD created a moment ago it fails at once
+  # with ".status.conditions accessor error: <nil>" instead of waiting (kubectl 1.33).
+  crd=crd/sessionclusters.sessionstore.dev
+  for _ in $(seq 60); do
+    established="$(kubectl get "$crd" -o jsonpath='{.status.conditions[?(@.type=="Established")].status}')"
+    [ "$established" = True ] && break
+    sleep 1
+  done
+  [ "$established" = True ] || { echo "run.sh: $crd not Established after 60s" >&2; kubectl get "$crd" -o yaml >&2; exit 1; }
   if ! "$HELM" status "$RELEASE" -n "$OPERATOR_NAMESPACE" >/dev/null 2>&1; then installed_here=1; fi
   step "helm upgrade --install $RELEASE charts/sessionstore-operator -n $OPERATOR_NAMESPACE"
   "$HELM" upgrade --install "$RELEASE" charts/sessionstore-operator \
