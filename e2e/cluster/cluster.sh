@@ -220,7 +220,15 @@ start_proc() {
     mv "$LOG_DIR/$name.log" "$LOG_DIR/$name.log.1"
   fi
   printf '\n==== %s %s %s\n' "$(date -Is)" "$bin" "$*" >> "$LOG_DIR/$name.log"
-  setsid "$bin" "$@" >> "$LOG_DIR/$name.log" 2>&1 < /dev/null 9>&- &
+  (
+    # A daemon must not inherit the caller's descriptors: it would hold them for the cluster's
+    # lifetime (a `flock FILE cluster.sh up` lock never released, a CI log pipe never closed).
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+    done
+    exec setsid "$bin" "$@" >> "$LOG_DIR/$name.log" 2>&1 < /dev/null
+  ) &
   echo $! > "$PID_DIR/$name.pid"
   echo "$bin" > "$PID_DIR/$name.exe"
 }
