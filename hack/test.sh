@@ -17,8 +17,10 @@ step "cargo test --workspace (unit, store-node over TCP, reconcile scenarios)"
 cargo test --workspace
 
 step "redis-py 8 (RESP3) against store-node"
-# the debug binary cargo test just built: no second release build of store-node here
-cargo build -q -p store-node --bin store-node
+# The debug binary cargo test just built: no second release build of store-node here.
+# --workspace, not -p store-node: the same dependency features as cargo test --workspace, so
+# nothing is compiled again.
+cargo build -q --workspace --bin store-node
 STORE_NODE_BIN="$CARGO_TARGET_DIR/debug/store-node" store-node/tests/python/run.sh
 
 step "Helm chart: lint and render tests"
