@@ -25,6 +25,11 @@ use super::wire::{Hello, Message, NodeState, PROTOCOL_VERSION};
 use super::{ReplicationError, WriteAck};
 use crate::store::Stamp;
 
+/// Buckets listed per pass over the keyspace in an anti-entropy round: a round where every
+/// bucket differs makes 8 passes (it made one per bucket, 256, which at 1M keys outlasted the
+/// peer timeout) and holds about an eighth of the key list at a time.
+const LIST_GROUP: usize = 32;
+
 /// Tunables of the engine; [`ReplicationConfig::new`] gives production defaults.
 #[derive(Clone)]
 pub struct ReplicationConfig {
@@ -799,9 +804,12 @@ async fn inbound_session(
             }
             Message::Digest { buckets } => {
                 let mine = shared.replica.bucket_digests();
-                for bucket in 0..BUCKETS {
-                    if buckets.get(bucket) != mine.get(bucket) {
-                        let keys = shared.replica.bucket_keys(bucket);
+                let differing: Vec<usize> = (0..BUCKETS)
+                    .filter(|bucket| buckets.get(*bucket) != mine.get(*bucket))
+                    .collect();
+                for group in differing.chunks(LIST_GROUP) {
+                    let lists = shared.replica.bucket_keys(group);
+                    for (&bucket, keys) in group.iter().zip(lists) {
                         // Chunked so one huge bucket cannot exceed the frame limit.
                         let mut chunks = keys
                             .chunks(shared.config.chunk_records.max(1) * 4)
@@ -1231,6 +1239,10 @@ async fn outbound_session(
                         if let Err(reason) = repair(shared, &mut sender, theirs).await {
                             return reason;
                         }
+                        // The repair can outlast the peer timeout at 1M keys on a loaded
+                        // machine; the silence meanwhile was ours (nothing was read), not the
+                        // peer's.
+                        last_heard = Instant::now();
                     }
                     Message::RepairRecords { records } => {
                         let applied = records.iter().filter(|record| apply_remote(shared, record)).count();
@@ -1353,44 +1365,60 @@ async fn repair(
     sender: &mut Box<dyn MessageSender>,
     theirs: BTreeMap<u16, Vec<(Bytes, Stamp)>>,
 ) -> Result<(), String> {
-    let mut push = Vec::new();
-    let mut want = Vec::new();
-    for (bucket, their_keys) in theirs {
-        let mine: HashMap<Bytes, Stamp> = shared
-            .replica
-            .bucket_keys(bucket as usize)
-            .into_iter()
-            .collect();
-        let their_map: HashMap<Bytes, Stamp> = their_keys.into_iter().collect();
-        for (key, stamp) in &mine {
-            match their_map.get(key) {
-                Some(theirs) if theirs >= stamp => {}
-                _ => push.push(key.clone()),
-            }
+    let theirs: Vec<(u16, Vec<(Bytes, Stamp)>)> = theirs.into_iter().collect();
+    for group in theirs.chunks(LIST_GROUP) {
+        let buckets: Vec<usize> = group.iter().map(|(bucket, _)| *bucket as usize).collect();
+        let lists = shared.replica.bucket_keys(&buckets);
+        let (mut push, mut want) = (Vec::new(), Vec::new());
+        for ((_, their_keys), mine) in group.iter().zip(lists) {
+            compare_bucket(mine, their_keys, &mut push, &mut want);
         }
-        for (key, stamp) in their_map {
-            match mine.get(&key) {
-                Some(mine) if *mine >= stamp => {}
-                _ => want.push(key),
-            }
+        // Sent group by group: this task sends no heartbeat while it repairs, and the peer
+        // closes a link it hears nothing from for the peer timeout. Repairing all buckets of
+        // 1M keys before sending anything took longer than that on a loaded machine.
+        if !push.is_empty() {
+            let records = shared.replica.read_records(&push);
+            ReplicationMetrics::add(&shared.metrics.repairs_sent, records.len() as u64);
+            send_records(shared, sender, records, false).await?;
         }
-    }
-    if !push.is_empty() {
-        let records = shared.replica.read_records(&push);
-        ReplicationMetrics::add(&shared.metrics.repairs_sent, records.len() as u64);
-        send_records(shared, sender, records, false).await?;
-    }
-    for keys in want.chunks(shared.config.chunk_records.max(1) * 4) {
-        send(
-            shared,
-            sender,
-            Message::RepairRequest {
-                keys: keys.to_vec(),
-            },
-        )
-        .await?;
+        for keys in want.chunks(shared.config.chunk_records.max(1) * 4) {
+            send(
+                shared,
+                sender,
+                Message::RepairRequest {
+                    keys: keys.to_vec(),
+                },
+            )
+            .await?;
+        }
+        tokio::task::yield_now().await;
     }
     send(shared, sender, Message::RoundEnd).await
+}
+
+/// One bucket of a round: the keys to push (ours newer, or theirs absent) and to request
+/// (theirs newer, or ours absent).
+fn compare_bucket(
+    mine: Vec<(Bytes, Stamp)>,
+    theirs: &[(Bytes, Stamp)],
+    push: &mut Vec<Bytes>,
+    want: &mut Vec<Bytes>,
+) {
+    let mine: HashMap<Bytes, Stamp> = mine.into_iter().collect();
+    let their_map: HashMap<&Bytes, Stamp> =
+        theirs.iter().map(|(key, stamp)| (key, *stamp)).collect();
+    for (key, stamp) in &mine {
+        match their_map.get(key) {
+            Some(theirs) if theirs >= stamp => {}
+            _ => push.push(key.clone()),
+        }
+    }
+    for (key, stamp) in theirs {
+        match mine.get(key) {
+            Some(mine) if mine >= stamp => {}
+            _ => want.push(key.clone()),
+        }
+    }
 }
 
 fn connected_ready_peers(

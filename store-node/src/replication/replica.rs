@@ -45,8 +45,10 @@ pub trait Replica: Send + Sync + 'static {
     /// The [`BUCKETS`] digests (see [`BucketDigests`]).
     fn bucket_digests(&self) -> Vec<u64>;
 
-    /// The `(key, stamp)` of every stored version in `bucket`, tombstones included.
-    fn bucket_keys(&self, bucket: usize) -> Vec<(Bytes, Stamp)>;
+    /// For each of the distinct `buckets`, in the order asked, the `(key, stamp)` of every
+    /// stored version in it, tombstones included. One call makes one pass over the keyspace
+    /// however many buckets it lists (a bucket outside `0..BUCKETS` lists nothing).
+    fn bucket_keys(&self, buckets: &[usize]) -> Vec<Vec<(Bytes, Stamp)>>;
 
     /// The stored records of `keys` (absent keys are skipped).
     fn read_records(&self, keys: &[Bytes]) -> Vec<Record>;
@@ -56,6 +58,33 @@ pub trait Replica: Send + Sync + 'static {
 
     /// Whether the store holds nothing (the first-start rule).
     fn is_empty(&self) -> bool;
+}
+
+/// Where each bucket asked of [`Replica::bucket_keys`] goes in its answer, so one pass over the
+/// keyspace sorts every key into its list with one hash and one array lookup.
+pub struct BucketPositions {
+    positions: [u16; BUCKETS],
+}
+
+impl BucketPositions {
+    const ABSENT: u16 = u16::MAX;
+
+    /// The positions of `buckets` (the last one wins for a bucket asked twice).
+    pub fn new(buckets: &[usize]) -> BucketPositions {
+        let mut positions = [Self::ABSENT; BUCKETS];
+        for (position, bucket) in buckets.iter().enumerate() {
+            if let Some(slot) = positions.get_mut(*bucket) {
+                *slot = position as u16;
+            }
+        }
+        BucketPositions { positions }
+    }
+
+    /// The position of `key`'s bucket in the answer, `None` when it was not asked for.
+    pub fn of(&self, key: &[u8]) -> Option<usize> {
+        let position = self.positions[bucket_of(key)];
+        (position != Self::ABSENT).then_some(position as usize)
+    }
 }
 
 /// Decides what a replica stores for `incoming` given the stored version: `None` = unchanged.
@@ -236,17 +265,15 @@ impl Replica for MemoryReplica {
         self.inner.lock().digests.sums().to_vec()
     }
 
-    fn bucket_keys(&self, bucket: usize) -> Vec<(Bytes, Stamp)> {
-        if bucket >= BUCKETS {
-            return Vec::new();
+    fn bucket_keys(&self, buckets: &[usize]) -> Vec<Vec<(Bytes, Stamp)>> {
+        let positions = BucketPositions::new(buckets);
+        let mut lists = vec![Vec::new(); buckets.len()];
+        for record in self.inner.lock().records.values() {
+            if let Some(position) = positions.of(&record.key) {
+                lists[position].push((record.key.clone(), record.stamp));
+            }
         }
-        self.inner
-            .lock()
-            .records
-            .values()
-            .filter(|record| bucket_of(&record.key) == bucket)
-            .map(|record| (record.key.clone(), record.stamp))
-            .collect()
+        lists
     }
 
     fn read_records(&self, keys: &[Bytes]) -> Vec<Record> {
@@ -418,8 +445,7 @@ mod tests {
         assert_eq!(replica.collect_tombstones(150), 1);
         assert_eq!(replica.len(), 2);
         assert_eq!(
-            replica
-                .bucket_keys(bucket_of(b"a"))
+            replica.bucket_keys(&[bucket_of(b"a")])[0]
                 .iter()
                 .filter(|(key, _)| key == "a")
                 .count(),

@@ -24,7 +24,8 @@ use super::unix_ms;
 use crate::config::EvictionPolicy;
 use crate::persistence::Persistence;
 use crate::replication::clock::{system_wall_clock, HybridClock};
-use crate::replication::record::{bucket_of, BucketDigests, Record, RecordState, Touch, BUCKETS};
+use crate::replication::record::{BucketDigests, Record, RecordState, Touch, BUCKETS};
+use crate::replication::replica::BucketPositions;
 use crate::replication::{replica, Replica, Replication};
 
 thread_local! {
@@ -1170,18 +1171,22 @@ impl Replica for MemoryEngine {
         sums
     }
 
-    fn bucket_keys(&self, bucket: usize) -> Vec<(Bytes, Stamp)> {
-        let mut keys = Vec::new();
+    fn bucket_keys(&self, buckets: &[usize]) -> Vec<Vec<(Bytes, Stamp)>> {
+        let positions = BucketPositions::new(buckets);
+        let mut lists = vec![Vec::new(); buckets.len()];
+        if buckets.is_empty() {
+            return lists;
+        }
         for shard in self.shards.iter() {
             shard.lock().table.for_each(|entry| {
                 if let Some(stamp) = entry.stamp() {
-                    if bucket_of(entry.key()) == bucket {
-                        keys.push((Bytes::copy_from_slice(entry.key()), stamp));
+                    if let Some(position) = positions.of(entry.key()) {
+                        lists[position].push((Bytes::copy_from_slice(entry.key()), stamp));
                     }
                 }
             });
         }
-        keys
+        lists
     }
 
     fn read_records(&self, keys: &[Bytes]) -> Vec<Record> {
@@ -1496,6 +1501,48 @@ mod tests {
             .iter()
             .all(|record| matches!(record.state, RecordState::Tombstone { .. })));
         replication.shutdown();
+    }
+
+    /// One call lists several buckets in one pass: each list holds exactly the stamped
+    /// versions (tombstones included) of its bucket, in the order the buckets were asked.
+    #[test]
+    fn bucket_keys_lists_the_asked_buckets_in_one_call() {
+        use crate::replication::record::bucket_of;
+        let engine = MemoryEngine::new(EngineConfig::default());
+        let stamp = |hlc| Stamp { hlc, origin: 7 };
+        let mut expected: Vec<Vec<(Bytes, Stamp)>> = vec![Vec::new(); BUCKETS];
+        for index in 0..2000u64 {
+            let key = Bytes::from(format!("session:{index}"));
+            let record = if index % 10 == 0 {
+                Record::tombstone(key.clone(), stamp(index + 1), 1)
+            } else {
+                Record::live(
+                    key.clone(),
+                    stamp(index + 1),
+                    Value::String(Bytes::from_static(b"v")),
+                    None,
+                )
+            };
+            assert!(Replica::apply(&engine, &record, 2, 0));
+            expected[bucket_of(&key)].push((key, stamp(index + 1)));
+        }
+        // An unstamped (never replicated) entry is in no bucket.
+        engine.apply(&put("local", "v", None), None, unix_ms());
+        let asked = [200, 3, 17, 255, 0];
+        let lists = engine.bucket_keys(&asked);
+        assert_eq!(lists.len(), asked.len());
+        for (bucket, mut list) in asked.iter().zip(lists) {
+            list.sort();
+            let mut want = expected[*bucket].clone();
+            want.sort();
+            assert!(!want.is_empty());
+            assert_eq!(list, want, "bucket {bucket}");
+        }
+        let all: Vec<usize> = (0..BUCKETS).collect();
+        let total: usize = engine.bucket_keys(&all).iter().map(Vec::len).sum();
+        assert_eq!(total, 2000);
+        assert_eq!(engine.bucket_keys(&[]), Vec::<Vec<(Bytes, Stamp)>>::new());
+        assert_eq!(engine.bucket_keys(&[BUCKETS]), vec![Vec::new()]);
     }
 
     #[test]
