@@ -32,7 +32,7 @@ build_k8s() {
   for c in "${K8S_CMDS[@]}"; do [ -x "$K8S_BIN/$c" ] || have=0; done
   [ $have = 1 ] && return 0
   need_go
-  step "building Kubernetes $K8S_VERSION (${K8S_CMDS[*]}); cold: ~5 min on 2 cores"
+  step "building Kubernetes $K8S_VERSION (${K8S_CMDS[*]}); cold: ~15 min on 2 cores, with etcd and CoreDNS"
   local src="$SESSIONSTORE_CACHE/k8s/$K8S_VERSION/src"
   mkdir -p "$src"
   {
