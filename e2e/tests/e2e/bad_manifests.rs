@@ -51,7 +51,11 @@ async fn operator_pods(client: &Client) -> anyhow::Result<Vec<(String, String, i
 
 /// The message of the CEL rule `rule` on the field `spec.<field>` (`replicas`, `storage`) in the
 /// installed CRD: the exact text a user gets back.
-async fn rule_message(client: &Client, field: &str, rule: &str) -> anyhow::Result<String> {
+pub(crate) async fn rule_message(
+    client: &Client,
+    field: &str,
+    rule: &str,
+) -> anyhow::Result<String> {
     let crd = Api::<CustomResourceDefinition>::all(client.clone())
         .get("sessionclusters.sessionstore.dev")
         .await?;
@@ -72,7 +76,7 @@ async fn rule_message(client: &Client, field: &str, rule: &str) -> anyhow::Resul
 }
 
 /// The API server's refusal message of `result`; fails if it was accepted or failed otherwise.
-fn refusal<T: std::fmt::Debug>(
+pub(crate) fn refusal<T: std::fmt::Debug>(
     what: &str,
     result: Result<T, kube::Error>,
 ) -> anyhow::Result<String> {
