@@ -110,9 +110,6 @@ async fn peers_reachable(config: &Config) -> bool {
     false
 }
 
-/// Records loaded between two progress updates.
-const PROGRESS_EVERY: usize = 4096;
-
 /// Most threads loading recovered records into the engine.
 const LOAD_THREADS: usize = 4;
 
@@ -189,24 +186,12 @@ pub async fn open(
     tokio::task::spawn_blocking(move || {
         let now = now_ms();
         let forget_before = now.saturating_sub(TOMBSTONE_GRACE_MS);
-        // Every key appears once and the engine's shards lock separately, so the records load
-        // from several threads at once.
+        // The engine's shards lock separately, so they load from several threads at once.
         let threads = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .clamp(1, LOAD_THREADS);
-        let per_thread = records.len().div_ceil(threads).max(1);
-        std::thread::scope(|scope| {
-            for part in records.chunks(per_thread) {
-                let (loader, loading) = (&loader, &loading);
-                scope.spawn(move || {
-                    for chunk in part.chunks(PROGRESS_EVERY) {
-                        for record in chunk {
-                            Replica::apply(&**loader, record, now, forget_before);
-                        }
-                        loading.add_records_loaded(chunk.len() as u64);
-                    }
-                });
-            }
+        loader.load_records(&records, now, forget_before, threads, &|records| {
+            loading.add_records_loaded(records)
         });
         // Freeing a million records takes a while and nothing waits for it.
         let _ = std::thread::Builder::new()

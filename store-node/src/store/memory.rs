@@ -10,7 +10,7 @@
 
 use std::cell::Cell;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -1085,6 +1085,98 @@ fn record_entry(record: &Record, lru: u32) -> Entry {
 }
 
 impl MemoryEngine {
+    /// Loads recovered records (at start, before the write-ahead log is installed) through the
+    /// same merge rule as [`Replica::apply`], a shard at a time: every key is hashed once, each
+    /// shard's table is sized once for its records, and each shard lock is taken once, from up
+    /// to `threads` threads. `loaded` is called with the number of records of each shard done.
+    /// Returns the records that changed the store.
+    pub fn load_records(
+        &self,
+        records: &[Record],
+        now_ms: u64,
+        forget_before_ms: u64,
+        threads: usize,
+        loaded: &(dyn Fn(u64) + Sync),
+    ) -> u64 {
+        let mut by_shard: Vec<Vec<(u64, usize)>> = vec![Vec::new(); self.shards.len()];
+        for (index, record) in records.iter().enumerate() {
+            let hash = self.hash(&record.key);
+            by_shard[Self::shard_of(hash)].push((hash, index));
+        }
+        let next = AtomicUsize::new(0);
+        let changed = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.max(1) {
+                scope.spawn(|| loop {
+                    let shard_index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(items) = by_shard.get(shard_index) else {
+                        break;
+                    };
+                    let count =
+                        self.load_shard(shard_index, items, records, now_ms, forget_before_ms);
+                    changed.fetch_add(count, Ordering::Relaxed);
+                    loaded(items.len() as u64);
+                });
+            }
+        });
+        changed.into_inner()
+    }
+
+    fn load_shard(
+        &self,
+        shard_index: usize,
+        items: &[(u64, usize)],
+        records: &[Record],
+        now_ms: u64,
+        forget_before_ms: u64,
+    ) -> u64 {
+        let mut changed = 0;
+        let mut shard = self.shards[shard_index].lock();
+        shard.table.reserve(items.len());
+        for &(hash, index) in items {
+            let Some(record) = records.get(index) else {
+                continue;
+            };
+            if self
+                .merge_locked(&mut shard, hash, record, now_ms, forget_before_ms)
+                .is_some()
+            {
+                changed += 1;
+            }
+        }
+        changed
+    }
+
+    /// Merges a record into its locked shard (the replication merge rule), with memory
+    /// accounting and digests; returns the merged record if the store changed.
+    fn merge_locked(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        record: &Record,
+        now_ms: u64,
+        forget_before_ms: u64,
+    ) -> Option<Record> {
+        let stored = shard.table.get(hash, &record.key);
+        if stored
+            .and_then(Entry::stamp)
+            .is_some_and(|stamp| stamp > record.stamp)
+        {
+            return None;
+        }
+        let stored = stored.map(entry_record);
+        let merged = replica::merge(stored.as_ref(), record, now_ms, forget_before_ms)?;
+        let entry = record_entry(&merged, lru_now(now_ms));
+        let cost = entry.clone_header_only();
+        shard.digest_add(&entry);
+        let old = shard.table.insert(hash, entry);
+        if let Some(old) = &old {
+            shard.digest_remove(old);
+        }
+        self.account(shard, old.as_ref(), Some(&cost));
+        Some(merged)
+    }
+
     fn shard_for(&self, key: &[u8]) -> (u64, MutexGuard<'_, Shard>) {
         let hash = self.hash(key);
         (hash, self.shards[Self::shard_of(hash)].lock())
@@ -1100,25 +1192,10 @@ impl Replica for MemoryEngine {
             persistence.wait_for_room();
         }
         let (hash, mut shard) = self.shard_for(&record.key);
-        let stored = shard.table.get(hash, &record.key);
-        if stored
-            .and_then(Entry::stamp)
-            .is_some_and(|stamp| stamp > record.stamp)
-        {
-            return false;
-        }
-        let stored = stored.map(entry_record);
-        let Some(merged) = replica::merge(stored.as_ref(), record, now_ms, forget_before_ms) else {
+        let Some(merged) = self.merge_locked(&mut shard, hash, record, now_ms, forget_before_ms)
+        else {
             return false;
         };
-        let entry = record_entry(&merged, lru_now(now_ms));
-        let cost = entry.clone_header_only();
-        shard.digest_add(&entry);
-        let old = shard.table.insert(hash, entry);
-        if let Some(old) = &old {
-            shard.digest_remove(old);
-        }
-        self.account(&mut shard, old.as_ref(), Some(&cost));
         self.log(&merged, false);
         true
     }
@@ -1543,6 +1620,78 @@ mod tests {
         assert_eq!(total, 2000);
         assert_eq!(engine.bucket_keys(&[]), Vec::<Vec<(Bytes, Stamp)>>::new());
         assert_eq!(engine.bucket_keys(&[BUCKETS]), vec![Vec::new()]);
+    }
+
+    /// The bulk loader at start keeps exactly what record-by-record merging keeps: the newest
+    /// version of a key whatever the order, no expired value, no tombstone past the grace, and
+    /// the same memory accounting and digests.
+    #[test]
+    fn load_records_matches_applying_one_by_one() {
+        let stamp = |hlc| Stamp { hlc, origin: 3 };
+        let live = |key: &str, hlc, value: &'static str, expire_at| {
+            Record::live(
+                Bytes::copy_from_slice(key.as_bytes()),
+                stamp(hlc),
+                Value::String(Bytes::from_static(value.as_bytes())),
+                expire_at,
+            )
+        };
+        let (now, forget_before) = (10_000, 5_000);
+        let mut records: Vec<Record> = (0..3000u64)
+            .map(|index| live(&format!("session:{index}"), index + 1, "v", None))
+            .collect();
+        records.push(live("dup", 20, "new", None));
+        records.push(live("dup", 10, "old", None));
+        records.push(live("expired", 30, "v", Some(now)));
+        records.push(Record::tombstone(
+            Bytes::from_static(b"old-delete"),
+            stamp(40),
+            4_999,
+        ));
+        records.push(Record::tombstone(
+            Bytes::from_static(b"new-delete"),
+            stamp(41),
+            5_000,
+        ));
+        records.push(live("new-delete", 12, "v", None));
+
+        let loaded = MemoryEngine::new(EngineConfig::default());
+        let calls = AtomicU64::new(0);
+        let counted = AtomicU64::new(0);
+        let changed = loaded.load_records(&records, now, forget_before, 3, &|count| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            counted.fetch_add(count, Ordering::Relaxed);
+        });
+        let applied = MemoryEngine::new(EngineConfig::default());
+        let mut applied_changed = 0;
+        for record in &records {
+            if Replica::apply(&applied, record, now, forget_before) {
+                applied_changed += 1;
+            }
+        }
+        // 3000 sessions, "dup" once (the older version loses), "new-delete" once.
+        assert_eq!(changed, 3002);
+        assert_eq!(applied_changed, 3002);
+        assert_eq!(calls.into_inner(), SHARDS as u64);
+        assert_eq!(counted.into_inner(), records.len() as u64);
+        assert_eq!(loaded.len(), applied.len());
+        assert_eq!(loaded.used_bytes(), applied.used_bytes());
+        assert_eq!(loaded.bucket_digests(), applied.bucket_digests());
+        let keys: Vec<Bytes> = records.iter().map(|record| record.key.clone()).collect();
+        assert_eq!(loaded.read_records(&keys), applied.read_records(&keys));
+        let read = loaded.read_records(&[
+            Bytes::from_static(b"dup"),
+            Bytes::from_static(b"expired"),
+            Bytes::from_static(b"old-delete"),
+            Bytes::from_static(b"new-delete"),
+        ]);
+        assert_eq!(
+            read,
+            vec![
+                live("dup", 20, "new", None),
+                Record::tombstone(Bytes::from_static(b"new-delete"), stamp(41), 5_000),
+            ]
+        );
     }
 
     #[test]

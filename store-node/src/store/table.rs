@@ -97,6 +97,15 @@ impl Table {
         None
     }
 
+    /// Makes room for `additional` more entries without growing again (a bulk load, where
+    /// doubling from the minimum would re-hash every key about once more).
+    pub fn reserve(&mut self, additional: usize) {
+        let target = (self.len + additional).next_power_of_two().max(MIN_BUCKETS);
+        if target > self.buckets.len() {
+            self.resize(target);
+        }
+    }
+
     /// Inserts or replaces; returns the replaced entry.
     pub fn insert(&mut self, hash: u64, entry: Entry) -> Option<Entry> {
         if let Some(slot) = self.get_mut(hash, entry.key()) {
