@@ -168,30 +168,12 @@ impl Node {
 
     /// SIGKILL.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// SIGTERM, then waits (bounded) for the exit; returns whether it exited successfully.
     pub fn terminate(&mut self, within: Duration) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return false;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        terminate_child(&mut self.child, within)
     }
 
     /// `GET path` on the HTTP port: (status, body).
@@ -352,4 +334,33 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, Str
         .map(|(_, body)| body.to_string())
         .unwrap_or_default();
     Some((status, body))
+}
+
+/// SIGKILLs the process in `slot` (if any) and reaps it; `slot` is left empty.
+pub fn kill_child(slot: &mut Option<Child>) {
+    if let Some(mut child) = slot.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// SIGTERMs the process in `slot` (if any), waits up to `within` for it to exit, SIGKILLs it
+/// otherwise; returns whether it exited successfully by itself. `slot` is left empty.
+pub fn terminate_child(slot: &mut Option<Child>, within: Duration) -> bool {
+    let Some(mut child) = slot.take() else {
+        return false;
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.success();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
 }
