@@ -30,6 +30,11 @@ use crate::store::Stamp;
 /// peer timeout) and holds about an eighth of the key list at a time.
 const LIST_GROUP: usize = 32;
 
+/// Bulk frames (log batches, snapshot chunks, anti-entropy lists and repairs) a link queues for
+/// its writer beyond what the socket holds: a peer that reads slowly slows their producers down
+/// instead of growing memory.
+const BULK_QUEUE: usize = 8;
+
 /// Tunables of the engine; [`ReplicationConfig::new`] gives production defaults.
 #[derive(Clone)]
 pub struct ReplicationConfig {
@@ -621,10 +626,10 @@ async fn send(
     Ok(())
 }
 
-/// Sends records in chunks of the configured size.
+/// Queues records in chunks of the configured size.
 async fn send_records(
     shared: &Shared,
-    sender: &mut Box<dyn MessageSender>,
+    outbox: &Outbox,
     records: Vec<Record>,
     snapshot: bool,
 ) -> Result<(), String> {
@@ -635,9 +640,102 @@ async fn send_records(
         } else {
             Message::RepairRecords { records }
         };
-        send(shared, sender, message).await?;
+        outbox.bulk(message).await?;
     }
     Ok(())
+}
+
+/// A small message for a link's writer, and who to tell once it is on the wire.
+type UrgentMessage = (Message, Option<oneshot::Sender<()>>);
+
+/// The sending side of a link. One task per link ([`write_link`]) owns the transport's sender,
+/// so the task that reads a link never waits for its socket to take a frame.
+///
+/// That is what keeps a link free of deadlock: if both ends could stop reading while they wait
+/// to send, two full socket buffers (one end sending repair requests, the other their answers)
+/// would block both forever. The dialer's reading task queues only urgent messages (never
+/// waited for) and offers a log batch only when the bulk queue has room; the acceptor's reading
+/// task queues its answers' work unbounded (what a peer can ask is bounded by the keys this
+/// node listed to it). So each end keeps reading whatever the other does, and either end alone
+/// is enough to keep the link moving, also against a peer of an older version.
+#[derive(Clone)]
+struct Outbox {
+    /// Heartbeats, acks, requests: small, queued without waiting, written before bulk traffic.
+    urgent: mpsc::UnboundedSender<UrgentMessage>,
+    /// Log batches, snapshot chunks and anti-entropy traffic, at most [`BULK_QUEUE`] queued.
+    bulk: mpsc::Sender<Message>,
+}
+
+impl Outbox {
+    /// Queues a small message. A writer that ended reports it through its task, not here.
+    fn urgent(&self, message: Message) {
+        let _ = self.urgent.send((message, None));
+    }
+
+    /// Queues bulk traffic, waiting while the queue is full.
+    async fn bulk(&self, message: Message) -> Result<(), String> {
+        self.bulk
+            .send(message)
+            .await
+            .map_err(|_| "link closed".to_string())
+    }
+}
+
+/// Starts the writer task of a link; the task ends (returning why) when a send fails, and is
+/// aborted when the returned guard is dropped.
+fn open_outbox(
+    shared: &Arc<Shared>,
+    sender: Box<dyn MessageSender>,
+) -> (Outbox, AbortOnDrop<String>) {
+    let (urgent, urgent_queue) = mpsc::unbounded_channel();
+    let (bulk, bulk_queue) = mpsc::channel(BULK_QUEUE);
+    let writer = tokio::spawn(write_link(shared.clone(), sender, urgent_queue, bulk_queue));
+    (Outbox { urgent, bulk }, AbortOnDrop(writer))
+}
+
+async fn write_link(
+    shared: Arc<Shared>,
+    mut sender: Box<dyn MessageSender>,
+    mut urgent: mpsc::UnboundedReceiver<UrgentMessage>,
+    mut bulk: mpsc::Receiver<Message>,
+) -> String {
+    loop {
+        let (message, written) = tokio::select! {
+            // Heartbeats and acks first: a peer must not time out behind a queue of repairs.
+            biased;
+            next = urgent.recv() => match next {
+                Some(next) => next,
+                None => return "link closed".into(),
+            },
+            next = bulk.recv() => match next {
+                Some(message) => (message, None),
+                None => return "link closed".into(),
+            },
+        };
+        if let Err(reason) = send(&shared, &mut sender, message).await {
+            return reason;
+        }
+        if let Some(written) = written {
+            let _ = written.send(());
+        }
+    }
+}
+
+/// Why a link task ended: its own reason, or how it failed.
+fn task_ended(ended: Result<String, tokio::task::JoinError>) -> String {
+    ended.unwrap_or_else(|error| format!("link task failed: {error}"))
+}
+
+/// Lists the keys of `buckets` on the blocking pool: one pass over the whole keyspace, which at
+/// 1M keys on a loaded machine takes seconds that the link's tasks must spend on heartbeats.
+async fn list_buckets(
+    shared: &Shared,
+    buckets: Vec<usize>,
+) -> Result<Vec<Vec<(Bytes, Stamp)>>, String> {
+    let replica = shared.replica.clone();
+    tokio::task::spawn_blocking(move || replica.bucket_keys(&buckets))
+        .await
+        .map_err(|error| format!("listing bucket keys failed: {error}"))
 }
 
 fn validate_hello(shared: &Shared, hello: &Hello) -> Result<(), String> {
@@ -718,22 +816,55 @@ async fn serve_inbound(shared: Arc<Shared>, connection: Connection) {
         // rather than at the next period, so the link back to it comes up soon.
         shared.discover_now.notify_one();
     }
-    let result = inbound_session(&shared, &peer, &mut sender, &mut *receiver).await;
+    let (outbox, mut writer) = open_outbox(&shared, sender);
+    let (requests, queue) = mpsc::unbounded_channel();
+    let mut answerer = AbortOnDrop(tokio::spawn(answer_requests(
+        shared.clone(),
+        peer.node_name.clone(),
+        queue,
+        outbox.clone(),
+    )));
+    let result = inbound_session(
+        &shared,
+        &peer,
+        &outbox,
+        &requests,
+        &mut *receiver,
+        [&mut writer, &mut answerer],
+    )
+    .await;
     match result {
         Ok(()) => debug!(peer = %peer.node_name, "inbound peer link closed"),
         Err(reason) => debug!(peer = %peer.node_name, %reason, "inbound peer link ended"),
     }
 }
 
+/// What the acceptor of a link answers, in the order asked, off its reading task.
+enum Request {
+    Snapshot,
+    Digest(Vec<u64>),
+    Repair(Vec<Bytes>),
+    RoundEnd,
+}
+
+/// The reading task of an inbound link: applies batches and repairs, answers heartbeats, and
+/// hands every request that needs work to [`answer_requests`], so a keyspace listing or a
+/// snapshot never stops it from reading. It ends when the peer closes or times out, or when
+/// one of `tasks` (the writer and the answerer) ends.
 async fn inbound_session(
     shared: &Shared,
     peer: &Hello,
-    sender: &mut Box<dyn MessageSender>,
+    outbox: &Outbox,
+    requests: &mpsc::UnboundedSender<Request>,
     receiver: &mut dyn super::transport::MessageReceiver,
+    tasks: [&mut AbortOnDrop<String>; 2],
 ) -> Result<(), String> {
+    let [writer, answerer] = tasks;
     loop {
         let received = tokio::select! {
             () = shared.shutdown.cancelled() => return Ok(()),
+            ended = &mut writer.0 => return Err(task_ended(ended)),
+            ended = &mut answerer.0 => return Err(task_ended(ended)),
             received = tokio::time::timeout(shared.config.peer_timeout, receiver.recv()) => received,
         };
         let (message, bytes) = match received {
@@ -743,7 +874,10 @@ async fn inbound_session(
             Ok(Ok(Some(received))) => received,
         };
         ReplicationMetrics::add(&shared.metrics.bytes_received, bytes as u64);
-        match message {
+        // Requests keep their order: a round's RoundEnd is echoed after the answers to its
+        // repair requests, and after the repairs pushed before it, applied here already.
+        // A failed queue means the answerer ended: reported by its task next time round.
+        let request = match message {
             Message::Batch {
                 first_seq,
                 records,
@@ -759,15 +893,11 @@ async fn inbound_session(
                 ReplicationMetrics::add(&shared.metrics.records_received, records.len() as u64);
                 ReplicationMetrics::add(&shared.metrics.touches_received, touches.len() as u64);
                 if count > 0 {
-                    send(
-                        shared,
-                        sender,
-                        Message::Ack {
-                            seq: first_seq + count - 1,
-                        },
-                    )
-                    .await?;
+                    outbox.urgent(Message::Ack {
+                        seq: first_seq + count - 1,
+                    });
                 }
+                None
             }
             Message::Heartbeat { state, .. } => {
                 update_peer_by_name(shared, &peer.node_name, |entry| {
@@ -778,92 +908,21 @@ async fn inbound_session(
                 });
                 let head = shared.log.head();
                 let state = *shared.state.borrow();
-                send(shared, sender, Message::Heartbeat { state, head }).await?;
+                outbox.urgent(Message::Heartbeat { state, head });
+                None
             }
-            Message::SnapshotRequest => {
-                let head = shared.log.head();
-                info!(peer = %peer.node_name, head, "serving a snapshot");
-                let mut cursor: Option<Vec<u8>> = None;
-                let mut total = 0usize;
-                loop {
-                    let (records, next) = shared
-                        .replica
-                        .snapshot_chunk(cursor.as_deref(), shared.config.chunk_records.max(1));
-                    total += records.len();
-                    if !records.is_empty() {
-                        send_records(shared, sender, records, true).await?;
-                    }
-                    match next {
-                        Some(next) => cursor = Some(next),
-                        None => break,
-                    }
-                }
-                send(shared, sender, Message::SnapshotEnd { seq: head }).await?;
-                ReplicationMetrics::add(&shared.metrics.snapshots_served, 1);
-                info!(peer = %peer.node_name, records = total, "snapshot served");
-            }
-            Message::Digest { buckets } => {
-                let mine = shared.replica.bucket_digests();
-                let differing: Vec<usize> = (0..BUCKETS)
-                    .filter(|bucket| buckets.get(*bucket) != mine.get(*bucket))
-                    .collect();
-                for group in differing.chunks(LIST_GROUP) {
-                    let lists = shared.replica.bucket_keys(group);
-                    for (&bucket, keys) in group.iter().zip(lists) {
-                        // Chunked so one huge bucket cannot exceed the frame limit.
-                        let mut chunks = keys
-                            .chunks(shared.config.chunk_records.max(1) * 4)
-                            .peekable();
-                        if chunks.peek().is_none() {
-                            send(
-                                shared,
-                                sender,
-                                Message::BucketKeys {
-                                    bucket: bucket as u16,
-                                    keys: Vec::new(),
-                                    done: false,
-                                },
-                            )
-                            .await?;
-                        }
-                        for chunk in chunks {
-                            send(
-                                shared,
-                                sender,
-                                Message::BucketKeys {
-                                    bucket: bucket as u16,
-                                    keys: chunk.to_vec(),
-                                    done: false,
-                                },
-                            )
-                            .await?;
-                        }
-                    }
-                }
-                send(
-                    shared,
-                    sender,
-                    Message::BucketKeys {
-                        bucket: 0,
-                        keys: Vec::new(),
-                        done: true,
-                    },
-                )
-                .await?;
-            }
-            Message::RepairRequest { keys } => {
-                let records = shared.replica.read_records(&keys);
-                ReplicationMetrics::add(&shared.metrics.repairs_sent, records.len() as u64);
-                send_records(shared, sender, records, false).await?;
-            }
+            Message::SnapshotRequest => Some(Request::Snapshot),
+            Message::Digest { buckets } => Some(Request::Digest(buckets)),
+            Message::RepairRequest { keys } => Some(Request::Repair(keys)),
             Message::RepairRecords { records } => {
                 let applied = records
                     .iter()
                     .filter(|record| apply_remote(shared, record))
                     .count();
                 ReplicationMetrics::add(&shared.metrics.repairs_applied, applied as u64);
+                None
             }
-            Message::RoundEnd => send(shared, sender, Message::RoundEnd).await?,
+            Message::RoundEnd => Some(Request::RoundEnd),
             Message::Leave => {
                 info!(peer = %peer.node_name, "peer is leaving the cluster");
                 update_peer_by_name(shared, &peer.node_name, |entry| {
@@ -871,12 +930,110 @@ async fn inbound_session(
                     entry.state = Some(NodeState::Left);
                 });
                 bump_acks(shared);
+                None
             }
             other => {
-                debug!(peer = %peer.node_name, message = other.name(), "unexpected message on an inbound link")
+                debug!(peer = %peer.node_name, message = other.name(), "unexpected message on an inbound link");
+                None
+            }
+        };
+        if let Some(request) = request {
+            let _ = requests.send(request);
+        }
+    }
+}
+
+/// Answers an inbound link's requests one at a time, in order, through the link's bulk queue;
+/// returns why it stopped.
+async fn answer_requests(
+    shared: Arc<Shared>,
+    peer: String,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    outbox: Outbox,
+) -> String {
+    while let Some(request) = requests.recv().await {
+        let answered = match request {
+            Request::Snapshot => serve_snapshot(&shared, &peer, &outbox).await,
+            Request::Digest(buckets) => answer_digest(&shared, &outbox, &buckets).await,
+            Request::Repair(keys) => {
+                let records = shared.replica.read_records(&keys);
+                ReplicationMetrics::add(&shared.metrics.repairs_sent, records.len() as u64);
+                send_records(&shared, &outbox, records, false).await
+            }
+            Request::RoundEnd => outbox.bulk(Message::RoundEnd).await,
+        };
+        if let Err(reason) = answered {
+            return reason;
+        }
+    }
+    "link closed".into()
+}
+
+async fn serve_snapshot(shared: &Shared, peer: &str, outbox: &Outbox) -> Result<(), String> {
+    let head = shared.log.head();
+    info!(peer = %peer, head, "serving a snapshot");
+    let mut cursor: Option<Vec<u8>> = None;
+    let mut total = 0usize;
+    loop {
+        let (records, next) = shared
+            .replica
+            .snapshot_chunk(cursor.as_deref(), shared.config.chunk_records.max(1));
+        total += records.len();
+        if !records.is_empty() {
+            send_records(shared, outbox, records, true).await?;
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    outbox.bulk(Message::SnapshotEnd { seq: head }).await?;
+    ReplicationMetrics::add(&shared.metrics.snapshots_served, 1);
+    info!(peer = %peer, records = total, "snapshot served");
+    Ok(())
+}
+
+/// Answers a round's digests with the `(key, stamp)` lists of the differing buckets, listed a
+/// group at a time on the blocking pool.
+async fn answer_digest(shared: &Shared, outbox: &Outbox, buckets: &[u64]) -> Result<(), String> {
+    let mine = shared.replica.bucket_digests();
+    let differing: Vec<usize> = (0..BUCKETS)
+        .filter(|bucket| buckets.get(*bucket) != mine.get(*bucket))
+        .collect();
+    for group in differing.chunks(LIST_GROUP) {
+        let lists = list_buckets(shared, group.to_vec()).await?;
+        for (&bucket, keys) in group.iter().zip(lists) {
+            // Chunked so one huge bucket cannot exceed the frame limit.
+            let mut chunks = keys
+                .chunks(shared.config.chunk_records.max(1) * 4)
+                .peekable();
+            if chunks.peek().is_none() {
+                outbox
+                    .bulk(Message::BucketKeys {
+                        bucket: bucket as u16,
+                        keys: Vec::new(),
+                        done: false,
+                    })
+                    .await?;
+            }
+            for chunk in chunks {
+                outbox
+                    .bulk(Message::BucketKeys {
+                        bucket: bucket as u16,
+                        keys: chunk.to_vec(),
+                        done: false,
+                    })
+                    .await?;
             }
         }
     }
+    outbox
+        .bulk(Message::BucketKeys {
+            bucket: 0,
+            keys: Vec::new(),
+            done: true,
+        })
+        .await
 }
 
 /// Counts an open inbound link of a peer (by name) while it lives.
@@ -1042,6 +1199,7 @@ async fn run_link(
                         .await;
                 set_connected(&shared, &address, false);
                 if !cancel.is_cancelled() {
+                    ReplicationMetrics::add(&shared.metrics.links_dropped, 1);
                     info!(peer = %peer.node_name, address = %address, %reason, "peer link down");
                 }
             }
@@ -1084,12 +1242,16 @@ struct Round {
     started_ms: u64,
     theirs: BTreeMap<u16, Vec<(Bytes, Stamp)>>,
     waiting_for_end: bool,
+    /// The task comparing and repairing, once the peer's lists are in.
+    repair: Option<AbortOnDrop<()>>,
 }
 
 /// The pushing side of a connected link: streams the log, heartbeats, drives snapshots and
-/// anti-entropy rounds. Returns why it ended.
+/// anti-entropy rounds. It never waits for the socket (see [`Outbox`]) and leaves the work of
+/// a round to a task of its own, so it keeps reading and heartbeating whatever a round costs.
+/// Returns why it ended.
 async fn outbound_session(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     address: &str,
     connection: Connection,
     peer: &Hello,
@@ -1097,7 +1259,7 @@ async fn outbound_session(
     cancel: &CancellationToken,
 ) -> String {
     let Connection {
-        mut sender,
+        sender,
         mut receiver,
         ..
     } = connection;
@@ -1150,6 +1312,8 @@ async fn outbound_session(
         }
     });
     let _reader_guard = AbortOnDrop(reader);
+    let (outbox, mut writer) = open_outbox(shared, sender);
+    let (repair_failures, mut repair_failed) = mpsc::unbounded_channel::<String>();
 
     let mut head_changes = shared.log.subscribe();
     let mut heartbeat = tokio::time::interval(shared.config.heartbeat_interval);
@@ -1172,20 +1336,21 @@ async fn outbound_session(
             let horizon = shared.log.head();
             let started_ms = wall_ms(shared);
             let buckets = shared.replica.bucket_digests();
-            if let Err(reason) = send(shared, &mut sender, Message::Digest { buckets }).await {
-                return reason;
-            }
+            outbox.urgent(Message::Digest { buckets });
             round = Some(Round {
                 horizon,
                 started_ms,
                 theirs: BTreeMap::new(),
                 waiting_for_end: false,
+                repair: None,
             });
         }
         head_changes.borrow_and_update();
         let pending = next <= shared.log.head();
         tokio::select! {
             () = cancel.cancelled() => return "peer removed".into(),
+            ended = &mut writer.0 => return task_ended(ended),
+            Some(reason) = repair_failed.recv() => return format!("anti-entropy repair failed: {reason}"),
             received = incoming.recv() => {
                 let Some((message, bytes)) = received else {
                     return "connection closed".into();
@@ -1236,13 +1401,12 @@ async fn outbound_session(
                         }
                         let theirs = std::mem::take(&mut current.theirs);
                         current.waiting_for_end = true;
-                        if let Err(reason) = repair(shared, &mut sender, theirs).await {
-                            return reason;
-                        }
-                        // The repair can outlast the peer timeout at 1M keys on a loaded
-                        // machine; the silence meanwhile was ours (nothing was read), not the
-                        // peer's.
-                        last_heard = Instant::now();
+                        let (shared, outbox, failures) = (shared.clone(), outbox.clone(), repair_failures.clone());
+                        current.repair = Some(AbortOnDrop(tokio::spawn(async move {
+                            if let Err(reason) = repair(&shared, &outbox, theirs).await {
+                                let _ = failures.send(reason);
+                            }
+                        })));
                     }
                     Message::RepairRecords { records } => {
                         let applied = records.iter().filter(|record| apply_remote(shared, record)).count();
@@ -1269,7 +1433,10 @@ async fn outbound_session(
                     other => debug!(peer = %name, message = other.name(), "unexpected message on an outbound link"),
                 }
             }
-            () = std::future::ready(()), if pending => {
+            // Only with room in the bulk queue: this task must never wait for the socket.
+            permit = outbox.bulk.reserve(), if pending => {
+                // A closed queue means the writer ended: reported by its branch next time round.
+                let Ok(permit) = permit else { continue };
                 match shared.log.read(next, shared.config.batch_max_items, shared.config.batch_max_bytes) {
                     Ok(items) => {
                         let Some((last, _)) = items.last() else { continue };
@@ -1294,9 +1461,7 @@ async fn outbound_session(
                             }
                         }
                         let (record_count, touch_count) = (records.len() as u64, touches.len() as u64);
-                        if let Err(reason) = send(shared, &mut sender, Message::Batch { first_seq: next, records, touches }).await {
-                            return reason;
-                        }
+                        permit.send(Message::Batch { first_seq: next, records, touches });
                         ReplicationMetrics::add(&shared.metrics.records_sent, record_count);
                         ReplicationMetrics::add(&shared.metrics.touches_sent, touch_count);
                         next = last + 1;
@@ -1317,9 +1482,7 @@ async fn outbound_session(
                     return "peer timed out".into();
                 }
                 let state = *shared.state.borrow();
-                if let Err(reason) = send(shared, &mut sender, Message::Heartbeat { state, head: shared.log.head() }).await {
-                    return reason;
-                }
+                outbox.urgent(Message::Heartbeat { state, head: shared.log.head() });
             }
             _ = anti_entropy.tick() => {
                 if *shared.state.borrow() == NodeState::Ready {
@@ -1329,9 +1492,7 @@ async fn outbound_session(
             command = commands.recv() => match command {
                 None => return "link closed".into(),
                 Some(LinkCommand::Snapshot(reply)) => {
-                    if let Err(reason) = send(shared, &mut sender, Message::SnapshotRequest).await {
-                        return reason;
-                    }
+                    outbox.urgent(Message::SnapshotRequest);
                     snapshot = Some((reply, 0));
                 }
                 Some(LinkCommand::Round(reply)) => {
@@ -1339,61 +1500,60 @@ async fn outbound_session(
                     round_waiters.push(reply);
                 }
                 Some(LinkCommand::Leave(reply)) => {
-                    if let Err(reason) = send(shared, &mut sender, Message::Leave).await {
-                        return reason;
-                    }
-                    let _ = reply.send(());
+                    // Answered once written (or dropped if the link fails first).
+                    let _ = outbox.urgent.send((Message::Leave, Some(reply)));
                 }
             },
         }
     }
 }
 
-/// Aborts the connection's reader task when the session ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Aborts a link's task (reader, writer, answerer, repair) when the session ends.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
 
 /// Compares the peer's keys of the differing buckets with ours: pushes what we have newer or
-/// they lack, asks for what they have newer or we lack, then ends the round.
+/// they lack, asks for what they have newer or we lack, then ends the round. Runs in a task of
+/// its own, a group of buckets at a time, listing and comparing on the blocking pool; the link
+/// keeps reading (the answers to its requests, heartbeats) meanwhile.
 async fn repair(
     shared: &Shared,
-    sender: &mut Box<dyn MessageSender>,
+    outbox: &Outbox,
     theirs: BTreeMap<u16, Vec<(Bytes, Stamp)>>,
 ) -> Result<(), String> {
-    let theirs: Vec<(u16, Vec<(Bytes, Stamp)>)> = theirs.into_iter().collect();
-    for group in theirs.chunks(LIST_GROUP) {
-        let buckets: Vec<usize> = group.iter().map(|(bucket, _)| *bucket as usize).collect();
-        let lists = shared.replica.bucket_keys(&buckets);
-        let (mut push, mut want) = (Vec::new(), Vec::new());
-        for ((_, their_keys), mine) in group.iter().zip(lists) {
-            compare_bucket(mine, their_keys, &mut push, &mut want);
-        }
-        // Sent group by group: this task sends no heartbeat while it repairs, and the peer
-        // closes a link it hears nothing from for the peer timeout. Repairing all buckets of
-        // 1M keys before sending anything took longer than that on a loaded machine.
-        if !push.is_empty() {
-            let records = shared.replica.read_records(&push);
+    let mut theirs = theirs.into_iter().peekable();
+    while theirs.peek().is_some() {
+        let group: Vec<(u16, Vec<(Bytes, Stamp)>)> = theirs.by_ref().take(LIST_GROUP).collect();
+        let replica = shared.replica.clone();
+        let (records, want) = tokio::task::spawn_blocking(move || {
+            let buckets: Vec<usize> = group.iter().map(|(bucket, _)| *bucket as usize).collect();
+            let lists = replica.bucket_keys(&buckets);
+            let (mut push, mut want) = (Vec::new(), Vec::new());
+            for ((_, their_keys), mine) in group.iter().zip(lists) {
+                compare_bucket(mine, their_keys, &mut push, &mut want);
+            }
+            (replica.read_records(&push), want)
+        })
+        .await
+        .map_err(|error| format!("comparing bucket keys failed: {error}"))?;
+        if !records.is_empty() {
             ReplicationMetrics::add(&shared.metrics.repairs_sent, records.len() as u64);
-            send_records(shared, sender, records, false).await?;
+            send_records(shared, outbox, records, false).await?;
         }
         for keys in want.chunks(shared.config.chunk_records.max(1) * 4) {
-            send(
-                shared,
-                sender,
-                Message::RepairRequest {
+            outbox
+                .bulk(Message::RepairRequest {
                     keys: keys.to_vec(),
-                },
-            )
-            .await?;
+                })
+                .await?;
         }
-        tokio::task::yield_now().await;
     }
-    send(shared, sender, Message::RoundEnd).await
+    outbox.bulk(Message::RoundEnd).await
 }
 
 /// One bucket of a round: the keys to push (ours newer, or theirs absent) and to request

@@ -33,6 +33,9 @@ pub struct ReplicationMetrics {
     pub peers_up: AtomicU64,
     /// Records not replicated because they exceed the frame size limit.
     pub records_too_large: AtomicU64,
+    /// Outgoing links that went down while their peer was still discovered (timed out, closed
+    /// or failed); each is redialled.
+    pub links_dropped: AtomicU64,
 }
 
 /// A plain copy of [`ReplicationMetrics`].
@@ -66,6 +69,8 @@ pub struct MetricsSnapshot {
     pub peers_up: u64,
     /// See [`ReplicationMetrics::records_too_large`].
     pub records_too_large: u64,
+    /// See [`ReplicationMetrics::links_dropped`].
+    pub links_dropped: u64,
 }
 
 impl ReplicationMetrics {
@@ -92,6 +97,7 @@ impl ReplicationMetrics {
             tombstones_collected: read(&self.tombstones_collected),
             peers_up: read(&self.peers_up),
             records_too_large: read(&self.records_too_large),
+            links_dropped: read(&self.links_dropped),
         }
     }
 }
@@ -213,6 +219,12 @@ pub fn render(replication: &super::Replication) -> String {
         "counter",
         "Tombstones collected after the grace period.",
         snapshot.tombstones_collected,
+    );
+    metric(
+        "links_dropped",
+        "counter",
+        "Links to discovered peers that went down (timed out, closed or failed) and were redialled.",
+        snapshot.links_dropped,
     );
     out
 }
