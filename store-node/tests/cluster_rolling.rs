@@ -1,21 +1,36 @@
 //! Multi-process: a rolling restart of every node, one at a time, each waiting for the
-//! previous one to be ready, under client load through all nodes: zero lost sessions, and with
-//! `--write-ack one` not one `NOREPLICAS` (another peer is always up).
+//! previous one to be ready, under client load through all nodes with `--write-ack one`: zero
+//! lost sessions (every acknowledged session is on every node), and every session write is
+//! acknowledged within [`ACKNOWLEDGED_WITHIN`], retried as a client does.
 //!
-//! CI runs this on a loaded 2-core machine: every wait is generous but bounded (see
-//! `cluster_support`), and the assertion stays exact: every acknowledged session is on every node.
+//! `NOREPLICAS` is not a failure here. With the default `--write-ack-timeout-ms` (1 s) it also
+//! means "no peer acknowledged within 1 s", which a loaded 2-core CI machine (load 8 and more,
+//! three debug-build nodes and the writers) can cause with every peer up. The write stays applied
+//! and replicates (docs/replication.md, Write-ack guarantees), and a client retries it, so the
+//! writers retry it on the same node and count it; the count is printed. What would make it a
+//! bug, a restarted node that peers cannot count yet while the next one stops, is pinned
+//! deterministically in process by `replication_restarted_node_acks_writes_as_soon_as_it_is_ready`
+//! (tests/replication_cluster.rs); here it would show as a write refused for
+//! [`ACKNOWLEDGED_WITHIN`].
+//!
+//! Every wait is generous but bounded (see `cluster_support`).
 
 mod cluster_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cluster_support::{eventually, nodes, same_digest, start_all, Node};
 
 /// Bound on one write of the load (the node answers within `--write-ack-timeout-ms`, 1 s, when
 /// it is not starved of CPU).
 const WRITE_WITHIN: Duration = Duration::from_secs(10);
+
+/// Bound on getting one session write acknowledged, retries and reconnections included: far
+/// more than a loaded machine needs while a node restarts, far less than a node left without
+/// any peer able to acknowledge for the rest of the restart.
+const ACKNOWLEDGED_WITHIN: Duration = Duration::from_secs(30);
 
 #[test]
 fn rolling_restart_under_load_loses_no_session() {
@@ -24,7 +39,8 @@ fn rolling_restart_under_load_loses_no_session() {
     let ports: Vec<u16> = all.iter().map(|node| node.resp).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let refused = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(Mutex::new(0usize));
+    let late = Arc::new(Mutex::new(Vec::new()));
     // One client per node; a client whose node goes away reconnects to the next one.
     let writers: Vec<_> = (0..3)
         .map(|writer| {
@@ -32,10 +48,13 @@ fn rolling_restart_under_load_loses_no_session() {
             let stop = stop.clone();
             let acked = acked.clone();
             let refused = refused.clone();
+            let late = late.clone();
             std::thread::spawn(move || {
                 let mut target = writer;
                 let mut index = 0u64;
                 let mut connection: Option<redis::Connection> = None;
+                // When the current session's first attempt was made.
+                let mut first_attempt = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     let Some(current) = connection.as_mut() else {
                         target = (target + 1) % ports.len();
@@ -65,19 +84,31 @@ fn rolling_restart_under_load_loses_no_session() {
                         Ok(()) => {
                             let _: redis::RedisResult<()> =
                                 redis::cmd("EXPIRE").arg(&key).arg(600).query(current);
+                            let took = first_attempt.elapsed();
+                            if took > ACKNOWLEDGED_WITHIN {
+                                late.lock()
+                                    .expect("lock")
+                                    .push(format!("{key}: acknowledged after {took:?}"));
+                            }
                             acked.lock().expect("lock").push(key);
                             index += 1;
+                            first_attempt = Instant::now();
                         }
-                        Err(error) => {
-                            if error.to_string().contains("NOREPLICAS") {
-                                refused
-                                    .lock()
-                                    .expect("lock")
-                                    .push(format!("{key} on node {target}: {error}"));
-                            }
-                            connection = None;
+                        // Applied on this node, not yet known to be held by a peer: retry
+                        // here, as a client does (the node is up; the next node may not be).
+                        Err(error) if error.to_string().contains("NOREPLICAS") => {
+                            *refused.lock().expect("lock") += 1;
+                            std::thread::sleep(Duration::from_millis(50));
                         }
+                        // The node is going away (or stuck): the same session on the next one.
+                        Err(_) => connection = None,
                     }
+                }
+                let waited = first_attempt.elapsed();
+                if waited > ACKNOWLEDGED_WITHIN {
+                    late.lock().expect("lock").push(format!(
+                        "session:{writer}:{index}: not acknowledged after {waited:?}"
+                    ));
                 }
             })
         })
@@ -101,12 +132,17 @@ fn rolling_restart_under_load_loses_no_session() {
     }
     let acked = acked.lock().expect("lock").clone();
     assert!(acked.len() > 100, "too little load: {}", acked.len());
-    let refused = refused.lock().expect("lock").clone();
+    eprintln!(
+        "{} sessions acknowledged, {} NOREPLICAS answers retried",
+        acked.len(),
+        *refused.lock().expect("lock")
+    );
+    let late = late.lock().expect("lock").clone();
     assert!(
-        refused.is_empty(),
-        "{} write(s) refused with one peer always up, e.g. {:?}",
-        refused.len(),
-        &refused[..refused.len().min(3)]
+        late.is_empty(),
+        "{} session write(s) not acknowledged within {ACKNOWLEDGED_WITHIN:?}, e.g. {:?}",
+        late.len(),
+        &late[..late.len().min(3)]
     );
     let everyone = [&all[0], &all[1], &all[2]];
     assert!(
