@@ -11,8 +11,10 @@
 //!
 //! `cargo test --release -p store-node --test anti_entropy_pass -- --ignored --nocapture`
 //!
-//! With the default peer timeout (5 s) that round must complete; `PASS_PEER_TIMEOUT_S=600`
-//! lets a slower implementation finish so it can be timed.
+//! With the default peer timeout (5 s) that round must complete without a link dropping;
+//! `PASS_PEER_TIMEOUT_S` sets another one (with a heartbeat of a fifth of it): 1 shows that a
+//! round far longer than the peer timeout keeps its links, 600 lets a slower implementation
+//! finish so it can be timed.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +62,8 @@ async fn start(
         .and_then(|value| value.parse().ok())
     {
         config.peer_timeout = Duration::from_secs(seconds);
+        // Five heartbeats per peer timeout, as with the defaults (1 s and 5 s).
+        config.heartbeat_interval = config.heartbeat_interval.min(config.peer_timeout / 5);
     }
     let replica: Arc<dyn Replica> = engine.clone();
     Replication::start(
@@ -385,6 +389,8 @@ async fn full_anti_entropy_pass_at_one_million_keys() {
     let elapsed = started.elapsed();
     eprintln!("anti_entropy_now: {rounds} round(s) completed after {elapsed:?}");
     assert_eq!(rounds, 1);
+    assert_eq!(node_0.metrics().snapshot().links_dropped, 0);
+    assert_eq!(node_1.metrics().snapshot().links_dropped, 0);
     assert_eq!(first.bucket_digests(), second.bucket_digests());
     assert_eq!(first.len(), (KEYS + BUCKETS) as u64);
     eprintln!(
