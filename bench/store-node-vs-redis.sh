@@ -7,7 +7,9 @@
 # Absolute numbers on a shared 2-core machine swing; the ratio is what to read.
 #
 # Usage: bench/store-node-vs-redis.sh [--quick]
-#   ROUNDS (default 3), REQUESTS (default 200000), CLIENTS (50), SESSIONS (default 1000000)
+#   ROUNDS (default 3), REQUESTS (default 200000), CLIENTS (50), SESSIONS (default 1000000),
+#   NODE_ARGS (extra store-node flags, e.g. "--worker-threads 1"; default none),
+#   ONLY (an extended regex: run only the throughput rows whose label matches; skips memory)
 source "$(dirname "$0")/../hack/lib.sh"
 cd "$ROOT"
 
@@ -26,7 +28,7 @@ start_redis() {
 start_node() {
   PORT=$(free_port)
   "$NODE_BIN" --bind 127.0.0.1 --resp-port "$PORT" --http-port "$(free_port)" --peer-port "$(free_port)" \
-    --max-memory 16000000000 --log-level warn >"$work/node.log" 2>&1 &
+    --max-memory 16000000000 --log-level warn ${NODE_ARGS:-} >"$work/node.log" 2>&1 &
   PID=$!; pids+=("$PID"); wait_port "$PORT"
 }
 stop() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
@@ -64,6 +66,7 @@ measure() {
 printf '\n| test | redis ops/s | store-node ops/s | ratio | redis p50/p99 ms | store-node p50/p99 ms | p99 ratio |\n|---|---|---|---|---|---|---|\n' > "$work/table"
 for row in "${rows[@]}"; do
   IFS='|' read -r label prefill args <<<"$row"
+  if [ -n "${ONLY:-}" ] && ! [[ $label =~ $ONLY ]]; then continue; fi
   step "$label ($ROUNDS rounds each, alternating)"
   : > "$work/r"; : > "$work/s"
   for _ in $(seq "$ROUNDS"); do
@@ -89,8 +92,9 @@ for i in range(n):
 PY
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-printf '\n| sessions | redis B/session | store-node B/session | ratio |\n|---|---|---|---|\n' >> "$work/table"
+[ -n "${ONLY:-}" ] || printf '\n| sessions | redis B/session | store-node B/session | ratio |\n|---|---|---|---|\n' >> "$work/table"
 for size in 32 1024; do
+  [ -n "${ONLY:-}" ] && break
   step "memory: $SESSIONS sessions of $size B with TTL"
   gen "$SESSIONS" "$size" > "$work/load.resp"
   start_redis; before=$(rss_kb "$PID"); redis-cli -p "$PORT" --pipe < "$work/load.resp" >/dev/null

@@ -26,6 +26,9 @@ name=$($KUBECTL -n "$NS" get -f examples/sessioncluster-ram.yaml -o jsonpath='{.
 step "waiting for SessionCluster $name to be Available and Clustered"
 $KUBECTL -n "$NS" wait "sessioncluster/$name" --for=condition=Available --timeout=5m
 $KUBECTL -n "$NS" wait "sessioncluster/$name" --for=condition=Clustered --timeout=2m
+# Available and Clustered can come while the last pod is still turning ready; show it complete.
+replicas=$($KUBECTL -n "$NS" get "sessioncluster/$name" -o jsonpath='{.spec.replicas}')
+$KUBECTL -n "$NS" wait "sessioncluster/$name" --for=jsonpath='{.status.readyReplicas}'="$replicas" --timeout=2m
 $KUBECTL -n "$NS" get sessionclusters
 
 step "writing a session through the client Service and reading it back"
