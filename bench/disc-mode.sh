@@ -21,6 +21,8 @@ SESSIONS=${SESSIONS:-1000000}; OVERWRITES=${OVERWRITES:-3}
 if [ "${1:-}" = "--quick" ]; then ROUNDS=1; REQUESTS=50000; SESSIONS=100000; OVERWRITES=2; fi
 
 BENCH_PACKAGES="redis-tools curl" source bench/lib.sh
+# CARGO_TARGET_DIR decides which build is measured (hack/lib.sh defaults it to the shared one).
+step "measuring $NODE_BIN (built $(date -u -r "$NODE_BIN" +%Y-%m-%dT%H:%M:%SZ))"
 
 now() { date +%s.%N; }
 # wait_ready: polls /readyz every 20 ms (up to 10 min); fails if the node exits.

@@ -1,11 +1,14 @@
 //! Persistence scenarios on temporary directories: crash and recover, crash at every byte
 //! offset past the durable point under `fsync=always`, torn tails, corruption of older
-//! segments and snapshots, quarantine, expiry at load, node id persistence, compaction bounds.
+//! segments and snapshots, quarantine, expiry at load, node id persistence, compaction bounds,
+//! and `everysec` group commit led by concurrent waiters.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use store_node::config::Fsync;
@@ -542,5 +545,94 @@ fn a_second_snapshot_while_one_runs_is_refused() {
         (Vec::new(), None)
     });
     assert_eq!(result.expect("snapshot").records, 0);
+    log.shutdown().expect("shutdown");
+}
+
+/// Under `everysec` each waiter writes the queued records itself (group commit led by the
+/// waiter), racing other waiters, the writer thread and a snapshot's rotation: every record
+/// acknowledged by `wait_durable` must be in the log after a crash, exactly once per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everysec_waiters_leading_concurrently_lose_nothing_acknowledged() {
+    const TASKS: u64 = 8;
+    const PER_TASK: u64 = 300;
+    let dir = TempDir::new("leaders");
+    let (log, _) = Persistence::open(config(&dir.0, Fsync::Everysec), NOW, 0).expect("open");
+    let log = Arc::new(log);
+    let replica = Arc::new(MemoryReplica::new());
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let log = log.clone();
+        let replica = replica.clone();
+        tasks.push(tokio::spawn(async move {
+            for index in 0..PER_TASK {
+                let record = record(
+                    &format!("t{task}-{index:04}"),
+                    task * 10_000 + index + 1,
+                    &format!("value-{task}-{index}"),
+                    None,
+                );
+                replica.put_local(record.clone());
+                let seq = log.append(&record).expect("append");
+                log.wait_durable(seq).await.expect("written");
+                assert!(log.durable_seq() >= seq);
+                if index % 50 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    let snapshotting = {
+        let log = log.clone();
+        let replica = replica.clone();
+        tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            log.snapshot(|after, max| replica.snapshot_chunk(after, max))
+        })
+    };
+    for task in tasks {
+        task.await.expect("writer task");
+    }
+    let report = snapshotting
+        .await
+        .expect("snapshot task")
+        .expect("snapshot");
+    assert_eq!(report.segment, 2);
+    assert_eq!(log.metrics().snapshot().records_written, TASKS * PER_TASK);
+    let Ok(log) = Arc::try_unwrap(log) else {
+        panic!("the log is still shared");
+    };
+    log.crash();
+
+    let (log, recovered) =
+        Persistence::open(config(&dir.0, Fsync::Everysec), NOW, 0).expect("reopen");
+    let (expected, _) = replica.snapshot_chunk(None, usize::MAX);
+    assert_eq!(expected.len() as u64, TASKS * PER_TASK);
+    assert_eq!(by_key(recovered.records), by_key(expected));
+    log.shutdown().expect("shutdown");
+}
+
+/// Under `everysec` a record nobody waits for (one applied from a peer) still reaches the
+/// file within the writer's flush tick (10 ms), not only at the next sync.
+#[tokio::test]
+async fn everysec_writes_records_nobody_waits_for_within_a_tick() {
+    let dir = TempDir::new("unwaited");
+    let (log, _) = Persistence::open(config(&dir.0, Fsync::Everysec), NOW, 0).expect("open");
+    let first = log.append(&record("a", 1, "x", None)).expect("append");
+    log.wait_durable(first).await.expect("written");
+    // The log is now written but unsynced: the writer sleeps on a deadline, not parked.
+    let seq = log.append(&record("b", 2, "y", None)).expect("append");
+    let started = Instant::now();
+    while log.durable_seq() < seq {
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "record {seq} not written after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    log.crash();
+    let (log, recovered) =
+        Persistence::open(config(&dir.0, Fsync::Everysec), NOW, 0).expect("reopen");
+    assert_eq!(recovered.report.records_read, 2);
     log.shutdown().expect("shutdown");
 }

@@ -210,18 +210,21 @@ impl Persistence {
         if recovered.report.truncated.is_some() {
             metrics.truncations.fetch_add(1, Ordering::Relaxed);
         }
-        let shared = Arc::new(Shared::new(metrics, config.queue_limit_bytes.max(1)));
-        let writer = Writer::new(
-            shared.clone(),
-            dir.clone(),
-            node_id,
-            config.fsync,
-            layout.next_segment,
-        )
-        .map_err(|source| PersistenceError::WriteFile {
-            path: dir.join(format::segment_name(layout.next_segment)),
-            source,
-        })?;
+        let shared = Arc::new(
+            Shared::open(
+                metrics,
+                config.queue_limit_bytes.max(1),
+                dir.clone(),
+                node_id,
+                config.fsync,
+                layout.next_segment,
+            )
+            .map_err(|source| PersistenceError::WriteFile {
+                path: dir.join(format::segment_name(layout.next_segment)),
+                source,
+            })?,
+        );
+        let writer = Writer::new(shared.clone());
         let thread = std::thread::Builder::new()
             .name("wal-writer".to_string())
             .spawn(move || writer.run())
@@ -300,14 +303,22 @@ impl Persistence {
                 *last_seq = seq;
                 *records += 1;
             }
+            // Takes over the encoder's buffer without copying it (the `Bytes` is unique).
             _ => queue.items.push_back(Item::Frames {
-                bytes: frame.to_vec(),
+                bytes: Vec::from(frame),
                 last_seq: seq,
                 records: 1,
             }),
         }
+        // Under `everysec` the waiting appender writes the record itself (see [`writer::lead`]);
+        // the writer thread only needs waking when it sleeps without a deadline. A wake-up per
+        // record was a large part of the cost of disc mode.
+        let wake = self.config.fsync == Fsync::Always || queue.parked;
+        queue.parked = false;
         drop(queue);
-        self.shared.wake.notify_one();
+        if wake {
+            self.shared.wake.notify_one();
+        }
         Ok(seq)
     }
 
@@ -349,7 +360,14 @@ impl Persistence {
     /// Waits until record `seq` may be acknowledged: fdatasynced under `always`, written to
     /// the file under `everysec`. Fails with [`PersistenceError::Unavailable`] while the log is
     /// failing and with [`PersistenceError::Stopped`] after shutdown.
+    ///
+    /// Under `everysec` the caller first tries to write the queued records itself, on its own
+    /// thread ([`writer::lead`]): one `write` of a few KiB at most, no waiting for another
+    /// thread.
     pub async fn wait_durable(&self, seq: u64) -> Result<(), PersistenceError> {
+        if self.durable_seq() >= seq || writer::lead(&self.shared, seq) {
+            return Ok(());
+        }
         let mut progress = self.shared.progress.subscribe();
         let state = progress
             .wait_for(|state| state.acked >= seq || state.failed.is_some() || state.stopped)
@@ -428,6 +446,7 @@ impl Persistence {
                 return Err(PersistenceError::Stopped);
             }
             queue.items.push_back(Item::Rotate { reply });
+            queue.kicked = true;
         }
         self.shared.wake.notify_one();
         let segment = match answer.recv() {

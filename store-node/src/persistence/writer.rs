@@ -1,23 +1,35 @@
-//! The log writer: a dedicated thread doing group commit.
+//! The log writer: group commit, led by the waiting appender under `everysec` and by a
+//! dedicated thread under `always`.
 //!
 //! Appenders encode their record on their own thread, push the frame into a bounded queue under
-//! a short lock and get a sequence number. The writer takes everything queued at once, writes
-//! it with one `write`, and then:
-//! - `fsync=always`: fdatasyncs and publishes the batch's last sequence as acknowledged, so
-//!   [`super::Persistence::wait_durable`] returns only once the record is on disc; appenders
-//!   arriving during the fdatasync form the next batch (group commit).
-//! - `fsync=everysec`: publishes right after the write (the record survives a process crash,
-//!   not a power cut) and fdatasyncs at most a second after the first unsynced write.
+//! a short lock and get a sequence number. The open segment ([`Log`]) sits behind its own lock;
+//! whoever holds it takes everything queued at once (in sequence order, since taking happens
+//! under that lock), writes it with one `write`, and then:
+//! - `fsync=always`: the writer thread fdatasyncs and publishes the batch's last sequence as
+//!   acknowledged, so [`super::Persistence::wait_durable`] returns only once the record is on
+//!   disc; appenders arriving during the fdatasync form the next batch (group commit).
+//! - `fsync=everysec`: the appender waiting for its record takes the log lock itself
+//!   ([`lead`]), writes whatever is queued (its own record and every other appender's) and
+//!   publishes right after the write (the record survives a process crash, not a power cut).
+//!   Handing each record to the writer thread instead cost a thread wake-up per record and a
+//!   task wake-up per waiter, which on two cores cut throughput to about half of RAM mode
+//!   (docs/persistence.md). The writer thread fdatasyncs at most a second after the first
+//!   unsynced write, without holding the log lock (appenders keep writing meanwhile), and
+//!   every [`FLUSH_TICK`] writes records nobody waits for (applied from peers).
 //!
 //! A write or fdatasync error (disc full, I/O error) makes the log *failing*: local writes are
 //! refused at admission with [`PersistenceError::Unavailable`] (a `MISCONF` error for clients,
-//! before they are applied) and waiters get it too. Every second the writer cuts the segment back to its last synced length and
-//! rewrites everything since (it keeps those batches until they are synced), then clears the
-//! failure. Never a panic.
+//! before they are applied) and waiters get it too. Only the writer thread touches a failing
+//! log: every second it cuts the segment back to its last synced length and rewrites everything
+//! since (it keeps those batches until they are synced), then clears the failure. Never a
+//! panic.
 //!
-//! Rotation (for snapshots) is an item in the same queue, so every record queued before it lands
-//! in the old segment, which is fdatasynced before the new segment is created: an older segment
-//! is therefore never torn, and damage in it is real corruption.
+//! Rotation (for snapshots) is an item in the same queue, only ever taken by the writer thread,
+//! so every record queued before it lands in the old segment, which is fdatasynced before the
+//! new segment is created: an older segment is therefore never torn, and damage in it is real
+//! corruption.
+//!
+//! [`PersistenceError::Unavailable`]: super::PersistenceError::Unavailable
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -28,7 +40,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use super::format::{self, FileHeader, FILE_HEADER_LEN, WAL_MAGIC};
@@ -37,6 +49,15 @@ use crate::config::Fsync;
 
 /// How long `everysec` lets written data stay unsynced, and the retry period after an error.
 const SYNC_PERIOD: Duration = Duration::from_secs(1);
+
+/// Under `everysec`, how long a queued record nobody leads to the file (a record applied from
+/// a peer) may wait for the writer thread.
+pub(crate) const FLUSH_TICK: Duration = Duration::from_millis(10);
+
+/// How long a leading appender waits for the log lock before leaving its record to the writer
+/// thread: the lock is normally held for one `write` of a few KiB; longer means a rotation or
+/// a descheduled holder, and an appender runs on a runtime worker that other clients share.
+const LEAD_LOCK_WAIT: Duration = Duration::from_micros(500);
 
 /// What the writer is asked to do.
 pub(crate) enum Item {
@@ -70,6 +91,12 @@ pub(crate) struct Queue {
     pub queued_bytes: usize,
     pub failed: Option<String>,
     pub stop: Stop,
+    /// The writer thread waits with nothing to do and no deadline (`everysec`): the next
+    /// append wakes it.
+    pub parked: bool,
+    /// The writer thread should look at the log now: a leading appender wrote into a synced
+    /// log (a sync is now due within a second), failed, or left its record to the writer.
+    pub kicked: bool,
 }
 
 /// What waiters watch.
@@ -98,10 +125,11 @@ pub enum WriterFault {
     Stall = 2,
 }
 
-/// State shared by the handle and the writer thread.
+/// State shared by the handle, leading appenders and the writer thread. Lock order: `log`
+/// before `queue`.
 pub(crate) struct Shared {
     pub queue: Mutex<Queue>,
-    /// Signals the writer: items queued or stop requested.
+    /// Signals the writer: items queued, kicked or stop requested.
     pub wake: Condvar,
     /// Signals appenders: queue space freed or failure state changed.
     pub space: Condvar,
@@ -110,17 +138,35 @@ pub(crate) struct Shared {
     pub queue_limit: usize,
     /// [`WriterFault`] as a number.
     pub fault: AtomicU8,
+    pub fsync: Fsync,
+    /// The open segment.
+    pub log: Mutex<Log>,
 }
 
 impl Shared {
-    pub(crate) fn new(metrics: Arc<PersistenceMetrics>, queue_limit: usize) -> Shared {
-        Shared {
+    /// Creates segment `segment` (see [`create_segment`]) and the shared state around it.
+    pub(crate) fn open(
+        metrics: Arc<PersistenceMetrics>,
+        queue_limit: usize,
+        dir: PathBuf,
+        node_id: u32,
+        fsync: Fsync,
+        segment: u64,
+    ) -> io::Result<Shared> {
+        let (file, path, len) = create_segment(&dir, node_id, segment)?;
+        metrics.disc_bytes.fetch_add(len, Ordering::Relaxed);
+        metrics
+            .log_bytes_since_snapshot
+            .fetch_add(len, Ordering::Relaxed);
+        Ok(Shared {
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
                 next_seq: 1,
                 queued_bytes: 0,
                 failed: None,
                 stop: Stop::No,
+                parked: false,
+                kicked: false,
             }),
             wake: Condvar::new(),
             space: Condvar::new(),
@@ -128,7 +174,66 @@ impl Shared {
             metrics,
             queue_limit,
             fault: AtomicU8::new(WriterFault::None as u8),
+            fsync,
+            log: Mutex::new(Log {
+                dir,
+                node_id,
+                file: Arc::new(file),
+                path,
+                segment,
+                len,
+                synced_len: len,
+                unsynced: Vec::new(),
+                written: 0,
+                written_seq: 0,
+                synced_seq: 0,
+                last_sync: Instant::now(),
+                failing: false,
+            }),
+        })
+    }
+
+    fn fault(&self) -> u8 {
+        self.fault.load(Ordering::Relaxed)
+    }
+
+    /// Makes the writer thread run a round now.
+    fn kick(&self) {
+        self.queue.lock().kicked = true;
+        self.wake.notify_one();
+    }
+
+    /// Takes queued items in order: every item, or (`frames_only`) the frames before the first
+    /// rotation. Frees their queue space.
+    fn take(&self, frames_only: bool) -> Vec<Item> {
+        let mut queue = self.queue.lock();
+        let count = if frames_only {
+            queue
+                .items
+                .iter()
+                .position(|item| matches!(item, Item::Rotate { .. }))
+                .unwrap_or(queue.items.len())
+        } else {
+            queue.items.len()
+        };
+        if count == 0 {
+            return Vec::new();
         }
+        let items: Vec<Item> = queue.items.drain(..count).collect();
+        let freed: usize = items
+            .iter()
+            .map(|item| match item {
+                Item::Frames { bytes, .. } => bytes.len(),
+                Item::Rotate { .. } => 0,
+            })
+            .sum();
+        queue.queued_bytes = queue.queued_bytes.saturating_sub(freed);
+        self.metrics
+            .queued_bytes
+            .store(queue.queued_bytes as u64, Ordering::Relaxed);
+        drop(queue);
+        self.space.notify_all();
+        items
     }
 }
 
@@ -138,13 +243,12 @@ struct Pending {
     last_seq: u64,
 }
 
-/// The writer thread's state.
-pub(crate) struct Writer {
-    shared: Arc<Shared>,
+/// The open segment and what of it is written and synced.
+pub(crate) struct Log {
     dir: PathBuf,
     node_id: u32,
-    fsync: Fsync,
-    file: File,
+    /// Shared so the writer thread can fdatasync it without holding the lock.
+    file: Arc<File>,
     path: PathBuf,
     segment: u64,
     /// Current length of the segment.
@@ -185,50 +289,313 @@ pub(crate) fn create_segment(
     Ok((file, path, FILE_HEADER_LEN as u64))
 }
 
-impl Writer {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        dir: PathBuf,
-        node_id: u32,
-        fsync: Fsync,
-        segment: u64,
-    ) -> io::Result<Writer> {
-        let (file, path, len) = create_segment(&dir, node_id, segment)?;
-        shared.metrics.disc_bytes.fetch_add(len, Ordering::Relaxed);
+/// Concatenates taken frames into one batch: (bytes, last sequence, record count).
+fn concat(items: Vec<Item>) -> (Vec<u8>, u64, u64) {
+    let mut batch: Vec<u8> = Vec::new();
+    let mut last_seq = 0;
+    let mut records = 0;
+    for item in items {
+        if let Item::Frames {
+            bytes,
+            last_seq: seq,
+            records: count,
+        } = item
+        {
+            if batch.is_empty() {
+                batch = bytes;
+            } else {
+                batch.extend_from_slice(&bytes);
+            }
+            last_seq = seq;
+            records += count;
+        }
+    }
+    (batch, last_seq, records)
+}
+
+/// Under `everysec`, called by an appender waiting for record `seq`: writes everything queued
+/// on the calling thread (group commit led by the waiter) and says whether `seq` may now be
+/// acknowledged. `false` leaves it to the writer thread (another mode, a failing or faulty
+/// log, a rotation queued first, a stop, a busy lock): the caller then waits for
+/// [`Progress`].
+pub(crate) fn lead(shared: &Shared, seq: u64) -> bool {
+    if shared.fsync != Fsync::Everysec
+        || shared.fault() != WriterFault::None as u8
+        || shared.metrics.failing.load(Ordering::Relaxed) != 0
+    {
+        return false;
+    }
+    let Some(mut log) = shared.log.try_lock_for(LEAD_LOCK_WAIT) else {
+        shared.kick();
+        return false;
+    };
+    if log.written_seq >= seq && !log.failing {
+        return true;
+    }
+    if log.failing || shared.fault() != WriterFault::None as u8 {
+        drop(log);
+        shared.kick();
+        return false;
+    }
+    if shared.queue.lock().stop != Stop::No {
+        return false;
+    }
+    let (batch, last_seq, records) = concat(shared.take(true));
+    if batch.is_empty() {
+        // A rotation is queued before the record: the writer thread takes both in order.
+        drop(log);
+        shared.kick();
+        return false;
+    }
+    let was_synced = !log.dirty();
+    log.push(shared, batch, last_seq, records);
+    match log.write_pending(shared) {
+        Ok(()) => {
+            let done = log.written_seq >= seq;
+            drop(log);
+            if was_synced || !done {
+                // A sync is due within a second of this first unsynced write.
+                shared.kick();
+            }
+            done
+        }
+        Err((step, error)) => {
+            log.fail(shared, step, error);
+            drop(log);
+            shared.kick();
+            false
+        }
+    }
+}
+
+impl Log {
+    /// Whether written or queued-for-writing bytes are not yet synced.
+    fn dirty(&self) -> bool {
+        self.written < self.unsynced.len() || self.synced_len < self.len
+    }
+
+    /// Adds a batch to write.
+    fn push(&mut self, shared: &Shared, batch: Vec<u8>, last_seq: u64, records: u64) {
+        if batch.is_empty() {
+            return;
+        }
         shared
             .metrics
-            .log_bytes_since_snapshot
-            .fetch_add(len, Ordering::Relaxed);
-        Ok(Writer {
+            .records_written
+            .fetch_add(records, Ordering::Relaxed);
+        self.unsynced.push(Pending {
+            bytes: batch,
+            last_seq,
+        });
+    }
+
+    /// Writes every batch not yet in the file; under `everysec`, publishes them.
+    fn write_pending(&mut self, shared: &Shared) -> Result<(), (&'static str, io::Error)> {
+        if self.written < self.unsynced.len() && shared.fault() == WriterFault::Fail as u8 {
+            // ENOSPC: "No space left on device".
+            return Err(("write", io::Error::from_raw_os_error(28)));
+        }
+        while self.written < self.unsynced.len() {
+            let pending = &self.unsynced[self.written];
+            (&*self.file)
+                .write_all(&pending.bytes)
+                .map_err(|error| ("write", error))?;
+            let size = pending.bytes.len() as u64;
+            self.len += size;
+            self.written_seq = pending.last_seq;
+            self.written += 1;
+            let metrics = &shared.metrics;
+            metrics.bytes_written.fetch_add(size, Ordering::Relaxed);
+            metrics.disc_bytes.fetch_add(size, Ordering::Relaxed);
+            metrics
+                .log_bytes_since_snapshot
+                .fetch_add(size, Ordering::Relaxed);
+        }
+        if shared.fsync == Fsync::Everysec {
+            self.publish(shared);
+        }
+        Ok(())
+    }
+
+    /// Accounts an fdatasync that covered the first `len` bytes and `count` batches.
+    fn synced(&mut self, shared: &Shared, len: u64, seq: u64, count: usize, elapsed: Duration) {
+        shared.metrics.observe_fsync(elapsed);
+        self.synced_len = len;
+        self.synced_seq = seq;
+        self.unsynced.drain(..count);
+        self.written -= count;
+        self.last_sync = Instant::now();
+        self.publish(shared);
+    }
+
+    fn publish(&self, shared: &Shared) {
+        let acked = match shared.fsync {
+            Fsync::Always => self.synced_seq,
+            Fsync::Everysec => self.written_seq,
+        };
+        let synced = self.synced_seq;
+        shared.progress.send_if_modified(|progress| {
+            let changed = progress.acked < acked || progress.synced < synced;
+            progress.acked = progress.acked.max(acked);
+            progress.synced = progress.synced.max(synced);
+            changed
+        });
+    }
+
+    /// A write or fdatasync failed: the log is failing until the writer thread rewrites it.
+    fn fail(&mut self, shared: &Shared, step: &'static str, error: io::Error) {
+        shared.metrics.io_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            file = %self.path.display(),
+            step,
+            error = %error,
+            "write-ahead log failing; refusing writes until it recovers"
+        );
+        self.set_failed(
             shared,
-            dir,
-            node_id,
-            fsync,
-            file,
-            path,
-            segment,
-            len,
-            synced_len: len,
-            unsynced: Vec::new(),
-            written: 0,
-            written_seq: 0,
-            synced_seq: 0,
-            last_sync: Instant::now(),
-            failing: false,
-        })
+            Some(format!("{step} {}: {error}", self.path.display())),
+        );
+        self.rewind(shared);
+    }
+
+    /// After an error: cut the segment back to its synced length so the unsynced batches can
+    /// be rewritten without leaving a torn frame in the middle of the log.
+    fn rewind(&mut self, shared: &Shared) {
+        if let Err(error) = self.file.set_len(self.synced_len) {
+            tracing::error!(file = %self.path.display(), error = %error, "failed to cut the log back after an error");
+        }
+        let cut = self.len.saturating_sub(self.synced_len);
+        let metrics = &shared.metrics;
+        metrics.disc_bytes.fetch_sub(
+            cut.min(metrics.disc_bytes.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        metrics.log_bytes_since_snapshot.fetch_sub(
+            cut.min(metrics.log_bytes_since_snapshot.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        self.len = self.synced_len;
+        self.written = 0;
+    }
+
+    fn set_failed(&mut self, shared: &Shared, reason: Option<String>) {
+        let failing = reason.is_some();
+        self.failing = failing;
+        shared
+            .metrics
+            .failing
+            .store(u64::from(failing), Ordering::Relaxed);
+        let shared_reason: Option<Arc<str>> = reason.as_deref().map(Arc::from);
+        shared.queue.lock().failed = reason;
+        shared.space.notify_all();
+        shared
+            .progress
+            .send_modify(|progress| progress.failed = shared_reason);
+        if !failing {
+            tracing::info!(file = %self.path.display(), "write-ahead log recovered from the error");
+        }
+    }
+
+    /// Starts the next segment (the current one is synced).
+    fn rotate(&mut self, shared: &Shared) -> Result<u64, String> {
+        let next = self.segment + 1;
+        match create_segment(&self.dir, self.node_id, next) {
+            Ok((file, path, len)) => {
+                self.file = Arc::new(file);
+                self.path = path;
+                self.segment = next;
+                self.len = len;
+                self.synced_len = len;
+                let metrics = &shared.metrics;
+                metrics.disc_bytes.fetch_add(len, Ordering::Relaxed);
+                metrics
+                    .log_bytes_since_snapshot
+                    .store(len, Ordering::Relaxed);
+                tracing::debug!(segment = next, "started a new log segment");
+                Ok(next)
+            }
+            Err(error) => {
+                shared.metrics.io_errors.fetch_add(1, Ordering::Relaxed);
+                let reason = format!(
+                    "create {}: {error}",
+                    self.dir.join(format::segment_name(next)).display()
+                );
+                tracing::error!(segment = next, error = %error, "failed to start a new log segment");
+                Err(reason)
+            }
+        }
+    }
+}
+
+/// Writes and, when asked, fdatasyncs everything pushed to `log`. With `unlocked`, the
+/// fdatasync runs without the log lock so leading appenders keep writing meanwhile; what they
+/// write then is synced next time.
+fn write_and_sync(
+    shared: &Shared,
+    log: &mut MutexGuard<'_, Log>,
+    sync_now: bool,
+    unlocked: bool,
+) -> Result<(), (&'static str, io::Error)> {
+    log.write_pending(shared)?;
+    if !sync_now {
+        return Ok(());
+    }
+    if log.synced_len >= log.len {
+        log.last_sync = Instant::now();
+        return Ok(());
+    }
+    let file = log.file.clone();
+    let (len, seq, count) = (log.len, log.written_seq, log.written);
+    let sync = || {
+        let started = Instant::now();
+        file.sync_data().map(|()| started.elapsed())
+    };
+    let result = if unlocked {
+        MutexGuard::unlocked(log, sync)
+    } else {
+        sync()
+    };
+    let elapsed = result.map_err(|error| ("fdatasync", error))?;
+    // A failure meanwhile (a leading appender's write) rewound the file: the retry syncs.
+    if !log.failing {
+        log.synced(shared, len, seq, count, elapsed);
+    }
+    Ok(())
+}
+
+/// The writer thread.
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    /// Whether the log held unsynced bytes after the last round, and when a sync is due.
+    dirty: bool,
+    sync_due: Instant,
+}
+
+impl Writer {
+    pub(crate) fn new(shared: Arc<Shared>) -> Writer {
+        Writer {
+            shared,
+            dirty: false,
+            sync_due: Instant::now(),
+        }
     }
 
     /// The thread body.
     pub(crate) fn run(mut self) {
+        let shared = self.shared.clone();
         loop {
-            let (items, stop) = self.next_items();
+            let stop = self.wait_for_work();
             if stop == Stop::Abort {
                 return;
             }
+            while shared.fault() == WriterFault::Stall as u8 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let mut log = shared.log.lock();
             let mut batch: Vec<u8> = Vec::new();
             let mut last_seq = 0;
             let mut records = 0;
-            for item in items {
+            for item in shared.take(false) {
                 match item {
                     Item::Frames {
                         bytes,
@@ -245,238 +612,129 @@ impl Writer {
                     }
                     Item::Rotate { reply } => {
                         let taken = std::mem::take(&mut batch);
-                        if !self.persist(taken, last_seq, records, true) {
+                        // Synced under the lock: nothing may reach the next segment before
+                        // this one is whole on disc.
+                        if !persist(&shared, &mut log, taken, last_seq, records, true, false) {
                             return;
                         }
                         records = 0;
                         // The receiver may have given up; nothing to do then.
-                        let _ = reply.send(self.rotate());
+                        let _ = reply.send(log.rotate(&shared));
                     }
                 }
             }
-            let sync_now = match self.fsync {
+            let sync_now = match shared.fsync {
                 Fsync::Always => true,
-                Fsync::Everysec => self.last_sync.elapsed() >= SYNC_PERIOD,
+                Fsync::Everysec => log.last_sync.elapsed() >= SYNC_PERIOD,
             };
-            if !self.persist(batch, last_seq, records, sync_now) {
+            if !persist(&shared, &mut log, batch, last_seq, records, sync_now, true) {
                 return;
             }
             if stop == Stop::Clean {
-                let empty = self.shared.queue.lock().items.is_empty();
+                let empty = shared.queue.lock().items.is_empty();
                 if empty {
-                    self.persist(Vec::new(), 0, 0, true);
+                    persist(&shared, &mut log, Vec::new(), 0, 0, true, false);
                     return;
                 }
             }
+            self.dirty = log.dirty();
+            self.sync_due = log.last_sync + SYNC_PERIOD;
         }
     }
 
-    /// Blocks until there is work: items, a stop request, or an `everysec` sync due.
-    fn next_items(&mut self) -> (Vec<Item>, Stop) {
-        let mut queue = self.shared.queue.lock();
+    /// Blocks until there is work: items (`always`), a kick, a tick with something queued
+    /// or written (`everysec`), a sync due, or a stop request.
+    fn wait_for_work(&mut self) -> Stop {
+        let shared = &*self.shared;
+        let mut queue = shared.queue.lock();
+        let mut tick = Instant::now() + FLUSH_TICK;
         loop {
-            if queue.stop == Stop::Abort {
-                return (Vec::new(), Stop::Abort);
+            if queue.stop != Stop::No {
+                return queue.stop;
             }
-            if !queue.items.is_empty() {
-                let items: Vec<Item> = queue.items.drain(..).collect();
-                queue.queued_bytes = 0;
-                self.shared.metrics.queued_bytes.store(0, Ordering::Relaxed);
-                self.shared.space.notify_all();
-                return (items, queue.stop);
+            if queue.kicked {
+                queue.kicked = false;
+                return Stop::No;
             }
-            if queue.stop == Stop::Clean {
-                return (Vec::new(), Stop::Clean);
+            let now = Instant::now();
+            if self.dirty && now >= self.sync_due {
+                return Stop::No;
             }
-            if self.unsynced.is_empty() {
-                self.shared.wake.wait(&mut queue);
-            } else {
-                let deadline = self.last_sync + SYNC_PERIOD;
-                if Instant::now() >= deadline {
-                    return (Vec::new(), Stop::No);
-                }
-                self.shared.wake.wait_until(&mut queue, deadline);
-            }
-        }
-    }
-
-    /// Writes `batch` (and syncs when asked), retrying every second through failures.
-    /// Returns false when a stop was requested while failing.
-    fn persist(&mut self, batch: Vec<u8>, last_seq: u64, records: u64, sync_now: bool) -> bool {
-        if !batch.is_empty() {
-            self.shared
-                .metrics
-                .records_written
-                .fetch_add(records, Ordering::Relaxed);
-            self.unsynced.push(Pending {
-                bytes: batch,
-                last_seq,
-            });
-        }
-        let mut sync_now = sync_now;
-        loop {
-            match self.try_persist(sync_now) {
-                Ok(()) => {
-                    if self.failing {
-                        self.set_failed(None);
+            match shared.fsync {
+                Fsync::Always => {
+                    if !queue.items.is_empty() {
+                        return Stop::No;
                     }
-                    return true;
+                    if self.dirty {
+                        shared.wake.wait_until(&mut queue, self.sync_due);
+                    } else {
+                        shared.wake.wait(&mut queue);
+                    }
                 }
-                Err((step, error)) => {
-                    self.shared
-                        .metrics
-                        .io_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        file = %self.path.display(),
-                        step,
-                        error = %error,
-                        "write-ahead log failing; refusing writes until it recovers"
-                    );
-                    self.set_failed(Some(format!("{step} {}: {error}", self.path.display())));
-                    self.rewind();
-                    // The retry must prove the bytes reached the disc.
-                    sync_now = true;
-                    let mut queue = self.shared.queue.lock();
+                Fsync::Everysec => {
+                    if self.dirty || !queue.items.is_empty() {
+                        if now >= tick {
+                            if queue.items.is_empty() {
+                                tick = now + FLUSH_TICK;
+                            } else {
+                                return Stop::No;
+                            }
+                        }
+                        let until = if self.dirty {
+                            tick.min(self.sync_due)
+                        } else {
+                            tick
+                        };
+                        shared.wake.wait_until(&mut queue, until);
+                    } else {
+                        queue.parked = true;
+                        shared.wake.wait(&mut queue);
+                        queue.parked = false;
+                        // Woken by an append: give its appender a tick to lead it.
+                        tick = Instant::now() + FLUSH_TICK;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Pushes `batch` and writes (and syncs when asked) the log, retrying every second through
+/// failures with the log lock released. Returns false when a stop was requested while failing.
+fn persist(
+    shared: &Shared,
+    log: &mut MutexGuard<'_, Log>,
+    batch: Vec<u8>,
+    last_seq: u64,
+    records: u64,
+    sync_now: bool,
+    unlocked: bool,
+) -> bool {
+    log.push(shared, batch, last_seq, records);
+    // A leading appender's failure is retried here; the retry must prove the bytes reached
+    // the disc.
+    let mut sync_now = sync_now || log.failing;
+    loop {
+        match write_and_sync(shared, log, sync_now, unlocked && !log.failing) {
+            Ok(()) => {
+                if log.failing {
+                    log.set_failed(shared, None);
+                }
+                return true;
+            }
+            Err((step, error)) => {
+                log.fail(shared, step, error);
+                sync_now = true;
+                let stopped = MutexGuard::unlocked(log, || {
+                    let mut queue = shared.queue.lock();
                     if queue.stop == Stop::No {
-                        self.shared.wake.wait_for(&mut queue, SYNC_PERIOD);
+                        shared.wake.wait_for(&mut queue, SYNC_PERIOD);
                     }
-                    if queue.stop != Stop::No {
-                        return false;
-                    }
+                    queue.stop != Stop::No
+                });
+                if stopped {
+                    return false;
                 }
-            }
-        }
-    }
-
-    fn try_persist(&mut self, sync_now: bool) -> Result<(), (&'static str, io::Error)> {
-        while self.shared.fault.load(Ordering::Relaxed) == WriterFault::Stall as u8 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if self.written < self.unsynced.len()
-            && self.shared.fault.load(Ordering::Relaxed) == WriterFault::Fail as u8
-        {
-            // ENOSPC: "No space left on device".
-            return Err(("write", io::Error::from_raw_os_error(28)));
-        }
-        while self.written < self.unsynced.len() {
-            let pending = &self.unsynced[self.written];
-            self.file
-                .write_all(&pending.bytes)
-                .map_err(|error| ("write", error))?;
-            let size = pending.bytes.len() as u64;
-            self.len += size;
-            self.written_seq = pending.last_seq;
-            self.written += 1;
-            let metrics = &self.shared.metrics;
-            metrics.bytes_written.fetch_add(size, Ordering::Relaxed);
-            metrics.disc_bytes.fetch_add(size, Ordering::Relaxed);
-            metrics
-                .log_bytes_since_snapshot
-                .fetch_add(size, Ordering::Relaxed);
-        }
-        if self.fsync == Fsync::Everysec {
-            self.publish();
-        }
-        if sync_now && self.synced_len < self.len {
-            let started = Instant::now();
-            self.file
-                .sync_data()
-                .map_err(|error| ("fdatasync", error))?;
-            self.shared.metrics.observe_fsync(started.elapsed());
-            self.synced_len = self.len;
-            self.synced_seq = self.written_seq;
-            self.unsynced.clear();
-            self.written = 0;
-            self.last_sync = Instant::now();
-            self.publish();
-        } else if sync_now {
-            self.last_sync = Instant::now();
-        }
-        Ok(())
-    }
-
-    fn publish(&self) {
-        let acked = match self.fsync {
-            Fsync::Always => self.synced_seq,
-            Fsync::Everysec => self.written_seq,
-        };
-        let synced = self.synced_seq;
-        self.shared.progress.send_if_modified(|progress| {
-            let changed = progress.acked < acked || progress.synced < synced;
-            progress.acked = progress.acked.max(acked);
-            progress.synced = progress.synced.max(synced);
-            changed
-        });
-    }
-
-    /// After an error: cut the segment back to its synced length so the unsynced batches can
-    /// be rewritten without leaving a torn frame in the middle of the log.
-    fn rewind(&mut self) {
-        if let Err(error) = self.file.set_len(self.synced_len) {
-            tracing::error!(file = %self.path.display(), error = %error, "failed to cut the log back after an error");
-        }
-        let cut = self.len.saturating_sub(self.synced_len);
-        let metrics = &self.shared.metrics;
-        metrics.disc_bytes.fetch_sub(
-            cut.min(metrics.disc_bytes.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
-        metrics.log_bytes_since_snapshot.fetch_sub(
-            cut.min(metrics.log_bytes_since_snapshot.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
-        self.len = self.synced_len;
-        self.written = 0;
-    }
-
-    fn set_failed(&mut self, reason: Option<String>) {
-        let failing = reason.is_some();
-        self.failing = failing;
-        self.shared
-            .metrics
-            .failing
-            .store(u64::from(failing), Ordering::Relaxed);
-        let shared_reason: Option<Arc<str>> = reason.as_deref().map(Arc::from);
-        self.shared.queue.lock().failed = reason;
-        self.shared.space.notify_all();
-        self.shared
-            .progress
-            .send_modify(|progress| progress.failed = shared_reason);
-        if !failing {
-            tracing::info!(file = %self.path.display(), "write-ahead log recovered from the error");
-        }
-    }
-
-    /// Starts the next segment (the current one is synced).
-    fn rotate(&mut self) -> Result<u64, String> {
-        let next = self.segment + 1;
-        match create_segment(&self.dir, self.node_id, next) {
-            Ok((file, path, len)) => {
-                self.file = file;
-                self.path = path;
-                self.segment = next;
-                self.len = len;
-                self.synced_len = len;
-                let metrics = &self.shared.metrics;
-                metrics.disc_bytes.fetch_add(len, Ordering::Relaxed);
-                metrics
-                    .log_bytes_since_snapshot
-                    .store(len, Ordering::Relaxed);
-                tracing::debug!(segment = next, "started a new log segment");
-                Ok(next)
-            }
-            Err(error) => {
-                self.shared
-                    .metrics
-                    .io_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                let reason = format!(
-                    "create {}: {error}",
-                    self.dir.join(format::segment_name(next)).display()
-                );
-                tracing::error!(segment = next, error = %error, "failed to start a new log segment");
-                Err(reason)
             }
         }
     }
