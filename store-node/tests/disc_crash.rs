@@ -20,6 +20,8 @@ struct Ledger {
     /// The write sent but not answered when the connection broke: (key, value written).
     in_flight: Option<(String, Option<String>)>,
     acked_writes: u64,
+    /// How the writes ended (the kill, normally): shown when a round acknowledged nothing.
+    end: Option<String>,
 }
 
 /// Writes until the connection fails: a new key per step, and every 7th step deletes the key
@@ -54,7 +56,10 @@ fn write_until_killed(resp: u16, round: usize, ledger: Arc<Mutex<Ledger>>) {
                 ledger.acked_writes += 1;
             }
             Ok(other) => panic!("unexpected reply to a write: {other:?}"),
-            Err(_) => return,
+            Err(error) => {
+                ledger.end = Some(error.to_string());
+                return;
+            }
         }
     }
 }
@@ -116,6 +121,7 @@ fn crash_rounds(fsync: &str, rounds: usize) -> (u64, Duration) {
             acked: all.clone(),
             in_flight: None,
             acked_writes: 0,
+            end: None,
         };
         verify(&node, &previous, &HashMap::new());
 
@@ -140,7 +146,8 @@ fn crash_rounds(fsync: &str, rounds: usize) -> (u64, Duration) {
         );
         assert!(
             ledger.acked_writes > 0,
-            "round {round}: no write acknowledged\n{}",
+            "round {round}: no write acknowledged (the writer ended with {:?})\n{}",
+            ledger.end,
             node.log()
         );
         total_acked += ledger.acked_writes;

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use store_node::config::Fsync;
 use store_node::persistence::format::{self, FILE_HEADER_LEN};
-use store_node::persistence::{quarantine, Persistence, PersistenceConfig, PersistenceError};
+use store_node::persistence::{
+    quarantine, Persistence, PersistenceConfig, PersistenceError, WriterFault,
+};
 use store_node::replication::{MemoryReplica, Record, Replica};
 use store_node::store::{Stamp, Value};
 
@@ -634,5 +636,38 @@ async fn everysec_writes_records_nobody_waits_for_within_a_tick() {
     let (log, recovered) =
         Persistence::open(config(&dir.0, Fsync::Everysec), NOW, 0).expect("reopen");
     assert_eq!(recovered.report.records_read, 2);
+    log.shutdown().expect("shutdown");
+}
+
+/// A write error cuts the segment back to its synced length and, once the disc heals, rewrites
+/// every unsynced batch there: recovery then reads all of them, with no hole and no truncation
+/// (the rewrite used to land at the old file offset, past a hole of zeros read as a torn tail).
+#[tokio::test]
+async fn records_rewritten_after_a_write_error_are_all_recovered() {
+    let dir = TempDir::new("rewrite");
+    let (log, _) = Persistence::open(config(&dir.0, Fsync::Everysec), NOW, 0).expect("open");
+    // Written within the first second: not yet fdatasynced when the disc fails.
+    for (hlc, key) in [(1, "a"), (2, "b")] {
+        let seq = log.append(&record(key, hlc, "x", None)).expect("append");
+        log.wait_durable(seq).await.expect("written");
+    }
+    assert_eq!(log.synced_seq(), 0);
+    log.inject_fault(WriterFault::Fail);
+    let seq = log.append(&record("c", 3, "x", None)).expect("append");
+    let error = log.wait_durable(seq).await.expect_err("the disc is full");
+    assert!(error.to_string().starts_with("MISCONF"), "{error}");
+    log.inject_fault(WriterFault::None);
+    let started = Instant::now();
+    while log.check_writable().is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never healed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(log.synced_seq(), 3);
+    log.crash();
+
+    let (log, recovered) =
+        Persistence::open(config(&dir.0, Fsync::Everysec), NOW, 0).expect("reopen");
+    assert_eq!(recovered.report.truncated, None);
+    assert_eq!(recovered.report.records_read, 3);
     log.shutdown().expect("shutdown");
 }

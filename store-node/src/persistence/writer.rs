@@ -33,7 +33,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -463,6 +463,12 @@ impl Log {
     fn rewind(&mut self, shared: &Shared) {
         if let Err(error) = self.file.set_len(self.synced_len) {
             tracing::error!(file = %self.path.display(), error = %error, "failed to cut the log back after an error");
+        }
+        // ftruncate leaves the file offset where it was: without the seek the rewrite would
+        // land past a hole of zeros, which recovery reads as a torn frame and cuts, with
+        // every record after it.
+        if let Err(error) = (&*self.file).seek(SeekFrom::Start(self.synced_len)) {
+            tracing::error!(file = %self.path.display(), error = %error, "failed to move back to the synced length after an error");
         }
         let cut = self.len.saturating_sub(self.synced_len);
         let metrics = &shared.metrics;
