@@ -210,60 +210,12 @@ impl Message {
     }
 }
 
-/// CRC-32 (IEEE) lookup tables for slicing-by-8, built at compile time: `CRC_TABLES[0]` is the
-/// classic byte table, `CRC_TABLES[k][b]` the CRC of byte `b` followed by `k` zero bytes.
-const CRC_TABLES: [[u32; 256]; 8] = {
-    let mut tables = [[0u32; 256]; 8];
-    let mut index = 0;
-    while index < 256 {
-        let mut value = index as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            value = if value & 1 != 0 {
-                0xedb8_8320 ^ (value >> 1)
-            } else {
-                value >> 1
-            };
-            bit += 1;
-        }
-        tables[0][index] = value;
-        index += 1;
-    }
-    let mut slice = 1;
-    while slice < 8 {
-        let mut index = 0;
-        while index < 256 {
-            let previous = tables[slice - 1][index];
-            tables[slice][index] = (previous >> 8) ^ tables[0][(previous & 0xff) as usize];
-            index += 1;
-        }
-        slice += 1;
-    }
-    tables
-};
-
-/// CRC-32 (IEEE 802.3) of `data`, eight bytes per step (slicing-by-8: about 4x the byte-wise
-/// loop, which made CRC the largest cost of reading a write-ahead log at recovery).
+/// CRC-32 (IEEE 802.3) of `data`, by crc32fast: carry-less multiplication (PCLMULQDQ) where
+/// the CPU has it, about 13x the slicing-by-8 tables this replaced (84 ns against 1.08 us per
+/// KiB here); every replicated and logged record is checksummed, so a 1 KiB SET in disc mode
+/// paid that microsecond on the client's thread.
 pub fn crc32(data: &[u8]) -> u32 {
-    let tables = &CRC_TABLES;
-    let mut crc = !0u32;
-    let mut chunks = data.chunks_exact(8);
-    for chunk in &mut chunks {
-        let low = crc ^ u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        let high = u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
-        crc = tables[7][(low & 0xff) as usize]
-            ^ tables[6][((low >> 8) & 0xff) as usize]
-            ^ tables[5][((low >> 16) & 0xff) as usize]
-            ^ tables[4][(low >> 24) as usize]
-            ^ tables[3][(high & 0xff) as usize]
-            ^ tables[2][((high >> 8) & 0xff) as usize]
-            ^ tables[1][((high >> 16) & 0xff) as usize]
-            ^ tables[0][(high >> 24) as usize];
-    }
-    for &byte in chunks.remainder() {
-        crc = tables[0][((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
+    crc32fast::hash(data)
 }
 
 fn put_bytes(out: &mut BytesMut, data: &[u8]) {
@@ -810,19 +762,26 @@ mod tests {
         );
     }
 
-    /// The byte-at-a-time definition, to check the sliced one against.
-    fn crc32_bytewise(data: &[u8]) -> u32 {
+    /// The bit-at-a-time definition of CRC-32 (IEEE), to check the fast one against.
+    fn crc32_bitwise(data: &[u8]) -> u32 {
         let mut crc = !0u32;
         for &byte in data {
-            crc = CRC_TABLES[0][((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    0xedb8_8320 ^ (crc >> 1)
+                } else {
+                    crc >> 1
+                };
+            }
         }
         !crc
     }
 
     proptest! {
         #[test]
-        fn sliced_crc32_equals_the_bytewise_one(data in proptest::collection::vec(any::<u8>(), 0..100)) {
-            prop_assert_eq!(crc32(&data), crc32_bytewise(&data));
+        fn crc32_equals_the_bitwise_definition(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(crc32(&data), crc32_bitwise(&data));
         }
 
         #[test]
