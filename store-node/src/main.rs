@@ -6,6 +6,13 @@ use clap::Parser;
 use store_node::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc. Records are built on one runtime thread and freed on
+/// another (the log leader, the replication writer), which glibc serialises on its arena locks:
+/// on a pipelined 1 KiB SET the node made 1.3x the requests with it, and 1M small sessions took
+/// 105 B each instead of 136 (redis-server, with jemalloc, 188).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_logging(config: &Config) {
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     match config.log_format {
