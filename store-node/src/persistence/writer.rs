@@ -289,6 +289,15 @@ pub(crate) fn create_segment(
     Ok((file, path, FILE_HEADER_LEN as u64))
 }
 
+/// Appends queued frames to a batch being assembled, taking the first one without a copy.
+fn join_frames(batch: &mut Vec<u8>, bytes: Vec<u8>) {
+    if batch.is_empty() {
+        *batch = bytes;
+    } else {
+        batch.extend_from_slice(&bytes);
+    }
+}
+
 /// Concatenates taken frames into one batch: (bytes, last sequence, record count).
 fn concat(items: Vec<Item>) -> (Vec<u8>, u64, u64) {
     let mut batch: Vec<u8> = Vec::new();
@@ -301,11 +310,7 @@ fn concat(items: Vec<Item>) -> (Vec<u8>, u64, u64) {
             records: count,
         } = item
         {
-            if batch.is_empty() {
-                batch = bytes;
-            } else {
-                batch.extend_from_slice(&bytes);
-            }
+            join_frames(&mut batch, bytes);
             last_seq = seq;
             records += count;
         }
@@ -608,11 +613,7 @@ impl Writer {
                         last_seq: seq,
                         records: count,
                     } => {
-                        if batch.is_empty() {
-                            batch = bytes;
-                        } else {
-                            batch.extend_from_slice(&bytes);
-                        }
+                        join_frames(&mut batch, bytes);
                         last_seq = seq;
                         records += count;
                     }
