@@ -362,13 +362,39 @@ impl Persistence {
     /// failing and with [`PersistenceError::Stopped`] after shutdown.
     ///
     /// Under `everysec` the caller first tries to write the queued records itself, on its own
-    /// thread ([`writer::lead`]): one `write` of a few KiB at most, no waiting for another
+    /// thread ([`writer::lead`]): one `write` of a few KiB at most. While another thread holds
+    /// the log it awaits that holder's progress (the runtime thread serves other clients
+    /// meanwhile) and tries again; after `LEAD_BUSY_WAIT` it leaves the record to the writer
     /// thread.
     pub async fn wait_durable(&self, seq: u64) -> Result<(), PersistenceError> {
-        if self.durable_seq() >= seq || writer::lead(&self.shared, seq) {
+        if self.durable_seq() >= seq {
             return Ok(());
         }
         let mut progress = self.shared.progress.subscribe();
+        let give_up = tokio::time::Instant::now() + writer::LEAD_BUSY_WAIT;
+        loop {
+            match writer::lead(&self.shared, seq) {
+                Some(true) => return Ok(()),
+                Some(false) => break,
+                None if tokio::time::Instant::now() >= give_up => {
+                    self.shared.kick();
+                    break;
+                }
+                None => {
+                    // Another thread holds the log (a leader writing, often with this record):
+                    // wait for its progress on this task, the runtime thread free meanwhile,
+                    // instead of spinning and parking the thread on the lock.
+                    let _ = tokio::time::timeout(writer::LEAD_RETRY, progress.changed()).await;
+                    let current = progress.borrow_and_update();
+                    if current.acked >= seq {
+                        return Ok(());
+                    }
+                    if current.failed.is_some() || current.stopped {
+                        break;
+                    }
+                }
+            }
+        }
         let state = progress
             .wait_for(|state| state.acked >= seq || state.failed.is_some() || state.stopped)
             .await

@@ -11,6 +11,9 @@
 //! - `fsync=everysec`: the appender waiting for its record takes the log lock itself
 //!   ([`lead`]), writes whatever is queued (its own record and every other appender's) and
 //!   publishes right after the write (the record survives a process crash, not a power cut).
+//!   A busy log lock is never waited for on the thread: the appender's task awaits the holder's
+//!   progress (at most [`LEAD_RETRY`]) and tries again, and after [`LEAD_BUSY_WAIT`] leaves its
+//!   record to the writer thread.
 //!   Handing each record to the writer thread instead cost a thread wake-up per record and a
 //!   task wake-up per waiter, which on two cores cut throughput to about half of RAM mode
 //!   (docs/persistence.md). The writer thread fdatasyncs at most a second after the first
@@ -54,10 +57,15 @@ const SYNC_PERIOD: Duration = Duration::from_secs(1);
 /// a peer) may wait for the writer thread.
 pub(crate) const FLUSH_TICK: Duration = Duration::from_millis(10);
 
-/// How long a leading appender waits for the log lock before leaving its record to the writer
-/// thread: the lock is normally held for one `write` of a few KiB; longer means a rotation or
-/// a descheduled holder, and an appender runs on a runtime worker that other clients share.
-const LEAD_LOCK_WAIT: Duration = Duration::from_micros(500);
+/// How long an appender that found the log lock busy waits for the holder's progress before
+/// trying to lead again: a leader publishes as soon as its `write` returned, but a holder that
+/// wrote nothing publishes nothing (1 ms, the runtime timer's resolution).
+pub(crate) const LEAD_RETRY: Duration = Duration::from_millis(1);
+
+/// How long an appender keeps trying to lead while the log lock stays busy before leaving its
+/// record to the writer thread: longer than a few writes means a rotation or a descheduled
+/// holder.
+pub(crate) const LEAD_BUSY_WAIT: Duration = Duration::from_millis(5);
 
 /// What the writer is asked to do.
 pub(crate) enum Item {
@@ -198,7 +206,7 @@ impl Shared {
     }
 
     /// Makes the writer thread run a round now.
-    fn kick(&self) {
+    pub(crate) fn kick(&self) {
         self.queue.lock().kicked = true;
         self.wake.notify_one();
     }
@@ -320,37 +328,37 @@ fn concat(items: Vec<Item>) -> (Vec<u8>, u64, u64) {
 
 /// Under `everysec`, called by an appender waiting for record `seq`: writes everything queued
 /// on the calling thread (group commit led by the waiter) and says whether `seq` may now be
-/// acknowledged. `false` leaves it to the writer thread (another mode, a failing or faulty
-/// log, a rotation queued first, a stop, a busy lock): the caller then waits for
-/// [`Progress`].
-pub(crate) fn lead(shared: &Shared, seq: u64) -> bool {
+/// acknowledged. `Some(false)` leaves it to the writer thread (another mode, a failing or faulty
+/// log, a rotation queued first, a stop): the caller then waits for [`Progress`]. `None`: the
+/// log lock is busy (a leader writing, the writer thread syncing or rotating); it is never
+/// waited for here, since spinning and parking a runtime thread on it made everysec slower
+/// than fsync=always on pipelined writes (`sched_yield` was 16.5 % of the runtime threads'
+/// context switches): the caller awaits the holder's progress instead and tries again.
+pub(crate) fn lead(shared: &Shared, seq: u64) -> Option<bool> {
     if shared.fsync != Fsync::Everysec
         || shared.fault() != WriterFault::None as u8
         || shared.metrics.failing.load(Ordering::Relaxed) != 0
     {
-        return false;
+        return Some(false);
     }
-    let Some(mut log) = shared.log.try_lock_for(LEAD_LOCK_WAIT) else {
-        shared.kick();
-        return false;
-    };
+    let mut log = shared.log.try_lock()?;
     if log.written_seq >= seq && !log.failing {
-        return true;
+        return Some(true);
     }
     if log.failing || shared.fault() != WriterFault::None as u8 {
         drop(log);
         shared.kick();
-        return false;
+        return Some(false);
     }
     if shared.queue.lock().stop != Stop::No {
-        return false;
+        return Some(false);
     }
     let (batch, last_seq, records) = concat(shared.take(true));
     if batch.is_empty() {
         // A rotation is queued before the record: the writer thread takes both in order.
         drop(log);
         shared.kick();
-        return false;
+        return Some(false);
     }
     let was_synced = !log.dirty();
     log.push(shared, batch, last_seq, records);
@@ -362,13 +370,13 @@ pub(crate) fn lead(shared: &Shared, seq: u64) -> bool {
                 // A sync is due within a second of this first unsynced write.
                 shared.kick();
             }
-            done
+            Some(done)
         }
         Err((step, error)) => {
             log.fail(shared, step, error);
             drop(log);
             shared.kick();
-            false
+            Some(false)
         }
     }
 }
