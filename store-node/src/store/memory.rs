@@ -508,6 +508,33 @@ impl MemoryEngine {
     ) -> Option<Stamp> {
         let key = op.key()?;
         let replication = self.replication.get().filter(|_| stamp.is_none());
+        if let (
+            None,
+            None,
+            None,
+            None,
+            Op::SetExpiry {
+                expire_at: Some(at),
+                ..
+            },
+        ) = (
+            replication,
+            stamp,
+            self.local_clock.get(),
+            self.persistence.get(),
+            op,
+        ) {
+            // Unversioned (one node in RAM): an expiry that replaces one is rewritten in the
+            // entry, not by a copy of it. Same size, still volatile: nothing to account.
+            let moved = shard
+                .table
+                .get_mut(hash, key)
+                .filter(|entry| entry.is_live(now))
+                .is_some_and(|entry| entry.set_expiry_in_place(*at));
+            if moved {
+                return None;
+            }
+        }
         let old = shard.table.get(hash, key);
         if let (
             Some(replication),
@@ -544,29 +571,6 @@ impl MemoryEngine {
             }
         }
         let logged = self.persistence.get().is_some();
-        let unversioned =
-            replication.is_none() && stamp.is_none() && self.local_clock.get().is_none();
-        if let (
-            true,
-            false,
-            Op::SetExpiry {
-                expire_at: Some(at),
-                ..
-            },
-        ) = (unversioned, logged, op)
-        {
-            // Unversioned (one node in RAM): an expiry that replaces one is rewritten in the
-            // entry, not by a copy of it. Same size, still volatile: nothing to account.
-            let moved = old.filter(|entry| entry.is_live(now)).is_some()
-                && shard
-                    .table
-                    .get_mut(hash, key)
-                    .is_some_and(|entry| entry.set_expiry_in_place(*at));
-            if moved {
-                return None;
-            }
-        }
-        let old = shard.table.get(hash, key);
         let stamp = match (replication, self.local_clock.get()) {
             (Some(replication), _) => Some(replication.stamp()),
             (None, Some((clock, origin))) if stamp.is_none() => Some(Stamp {
