@@ -229,8 +229,16 @@ start_proc() {
     done
     exec setsid "$bin" "$@" >> "$LOG_DIR/$name.log" 2>&1 < /dev/null
   ) &
-  echo $! > "$PID_DIR/$name.pid"
+  local pid=$!
+  echo "$pid" > "$PID_DIR/$name.pid"
   echo "$bin" > "$PID_DIR/$name.exe"
+  # Until the subshell has closed its descriptors and exec'd (through setsid) the binary, its
+  # /proc exe is bash or setsid and pid_of says "not running": a caller polling at once took
+  # that for an exit ("containerd exited" while it was starting). Wait for the exec, or the end.
+  for _ in $(seq 1 100); do
+    if pid_of "$name" >/dev/null || ! kill -0 "$pid" 2>/dev/null; then break; fi
+    sleep 0.05
+  done
 }
 
 stop_proc() {
