@@ -102,7 +102,7 @@ if [ "${SKIP_INSTALL:-}" != 1 ]; then
   # with ".status.conditions accessor error: <nil>" instead of waiting (kubectl 1.33).
   crd=crd/sessionclusters.sessionstore.dev
   for _ in $(seq 60); do
-    established="$(kubectl get "$crd" -o jsonpath='{.status.conditions[?(@.type=="Established")].status}')"
+    established="$(kubectl get "$crd" -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null || true)"
     [ "$established" = True ] && break
     sleep 1
   done
