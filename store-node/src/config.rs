@@ -256,10 +256,16 @@ pub struct Config {
     #[arg(long, env = "STORE_NODE_SHUTDOWN_TIMEOUT", default_value_t = 20)]
     pub shutdown_timeout: u64,
 
-    /// Runtime worker threads serving RESP, HTTP and replication; 0 = one per CPU the process
-    /// may use (its affinity and cgroup CPU quota count).
+    /// Runtime worker threads serving HTTP, replication and background work; 0 = one per CPU
+    /// the process may use (its affinity and cgroup CPU quota count).
     #[arg(long, env = "STORE_NODE_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
+
+    /// Threads serving RESP connections, each with its own event loop (a connection stays on
+    /// one thread); 0 = one per CPU the process may use beyond the first, at least one (the
+    /// kernel's network stack and the clients need a core too).
+    #[arg(long, env = "STORE_NODE_IO_THREADS", default_value_t = 0)]
+    pub io_threads: usize,
 
     /// `text` or `json`.
     #[arg(
@@ -302,6 +308,18 @@ impl Config {
             return self.worker_threads;
         }
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }
+
+    /// The number of RESP connection threads: `--io-threads`, or one per available CPU beyond
+    /// the first, at least one.
+    pub fn resolved_io_threads(&self) -> usize {
+        if self.io_threads > 0 {
+            return self.io_threads;
+        }
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .saturating_sub(1)
+            .max(1)
     }
 
     /// Reads the password file, trimming one trailing newline (Secrets mounted from
@@ -399,6 +417,7 @@ mod tests {
         assert_eq!(config.client_idle_timeout, 0);
         assert_eq!(config.shutdown_timeout, 20);
         assert_eq!(config.worker_threads, 0);
+        assert_eq!(config.io_threads, 0);
         assert_eq!(
             config.resolved_worker_threads(),
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -407,6 +426,15 @@ mod tests {
         assert_eq!(config.log_level, "info");
         assert!(config.peers.is_empty());
         assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn io_threads_leave_a_cpu_to_the_kernel_unless_set() {
+        let mut config = Config::parse_from(["store-node"]);
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert_eq!(config.resolved_io_threads(), (cpus - 1).max(1));
+        config.io_threads = 3;
+        assert_eq!(config.resolved_io_threads(), 3);
     }
 
     #[test]

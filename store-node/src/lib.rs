@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod disc;
 pub mod http;
+pub mod io_threads;
 pub mod metrics;
 pub mod persistence;
 pub mod protocol;

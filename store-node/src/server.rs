@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::commands::{execute, ClientState};
 use crate::config::{Config, ConfigError, StorageMode};
+use crate::io_threads::IoThreads;
 use crate::protocol::{Limits, RequestParser};
 use crate::state::{Lifecycle, NodeState};
 use crate::store::{EngineConfig, MemoryEngine};
@@ -41,6 +42,9 @@ pub enum ServerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The RESP connection threads could not start.
+    #[error("failed to start the RESP connection threads: {0}")]
+    IoThreads(std::io::Error),
     /// A listener's local address could not be read.
     #[error("failed to read the bound address: {0}")]
     LocalAddress(std::io::Error),
@@ -145,13 +149,23 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
     let state = Arc::new(NodeState::new(config, engine, password));
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let mut listeners = Some((resp_listener, http_listener));
+    // Shutting down stops serving clients: connections wait on `stop_serving` alone.
+    tasks.spawn({
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            state.stop_serving.cancel();
+        }
+    });
+    let io_threads = IoThreads::start(state.config.resolved_io_threads(), &state, &tasks)
+        .map_err(ServerError::IoThreads)?;
+    let mut listeners = Some((resp_listener, http_listener, io_threads));
     if disc_mode {
         // Listeners open before recovery so clients and probes get answers while a large data
         // directory loads: LOADING for data commands, 503 on /readyz, progress in /v1/status.
         state.set_lifecycle(Lifecycle::Loading);
-        if let Some((resp, http)) = listeners.take() {
-            serve_listeners(resp, http, &state, &shutdown, &tasks);
+        if let Some((resp, http, io_threads)) = listeners.take() {
+            serve_listeners(resp, http, io_threads, &state, &shutdown, &tasks);
         }
     }
     let stop_listeners = |tasks: TaskTracker, shutdown: CancellationToken| async move {
@@ -178,9 +192,9 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
             return Err(ServerError::Replication(error.to_string()));
         }
     }
-    if let Some((resp, http)) = listeners.take() {
+    if let Some((resp, http, io_threads)) = listeners.take() {
         // RAM mode: nothing to load, so the listeners open once replication runs.
-        serve_listeners(resp, http, &state, &shutdown, &tasks);
+        serve_listeners(resp, http, io_threads, &state, &shutdown, &tasks);
     }
     state.finish_recovery();
     tasks.spawn(sweep_loop(state.clone(), sweep_interval, shutdown.clone()));
@@ -213,12 +227,14 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
 fn serve_listeners(
     resp_listener: TcpListener,
     http_listener: TcpListener,
+    io_threads: IoThreads,
     state: &Arc<NodeState>,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) {
     tasks.spawn(accept_loop(
         resp_listener,
+        io_threads,
         state.clone(),
         shutdown.clone(),
         tasks.clone(),
@@ -253,6 +269,7 @@ async fn sweep_loop(state: Arc<NodeState>, interval: Duration, shutdown: Cancell
 
 async fn accept_loop(
     listener: TcpListener,
+    io_threads: IoThreads,
     state: Arc<NodeState>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -290,24 +307,24 @@ async fn accept_loop(
             continue;
         }
         let _ = socket.set_nodelay(true);
+        // The connection thread decrements it when the connection ends.
         state.clients.fetch_add(1, Ordering::Relaxed);
-        let state = state.clone();
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            serve_connection(&state, socket, peer, shutdown).await;
+        if !io_threads.serve(socket, peer) {
             state.clients.fetch_sub(1, Ordering::Relaxed);
-        });
+        }
     }
 }
 
 /// Replies buffered beyond this are written before parsing more requests of a pipeline.
 const MAX_PENDING_OUTPUT: usize = 1 << 20;
 
-async fn serve_connection(
+/// Serves one RESP client until it quits, fails, or `stop` (the node stops serving) is
+/// cancelled; runs on a connection thread ([`IoThreads`]).
+pub(crate) async fn serve_connection(
     state: &NodeState,
     mut socket: TcpStream,
     peer: SocketAddr,
-    shutdown: CancellationToken,
+    stop: &CancellationToken,
 ) {
     let authenticated = state.password.is_none();
     let mut client = ClientState::new(state.next_client_id(), authenticated, peer.to_string());
@@ -362,15 +379,14 @@ async fn serve_connection(
                 output = BytesMut::with_capacity(16 * 1024);
             }
         }
-        if client.close || shutdown.is_cancelled() || state.stop_serving.is_cancelled() {
+        if client.close || stop.is_cancelled() {
             return;
         }
         if input.capacity() - input.len() < 4096 {
             input.reserve(16 * 1024);
         }
         let read = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = state.stop_serving.cancelled() => return,
+            _ = stop.cancelled() => return,
             read = read_with_idle_timeout(&mut socket, &mut input, idle) => read,
         };
         match read {
