@@ -35,6 +35,11 @@ const LIST_GROUP: usize = 32;
 /// instead of growing memory.
 const BULK_QUEUE: usize = 8;
 
+/// A link's writer puts every message already queued into one write, until about this many
+/// bytes: under write load a batch, its ack and the next batch leave in one syscall each way
+/// instead of one per frame.
+const WRITE_COALESCE: usize = 256 * 1024;
+
 /// Tunables of the engine; [`ReplicationConfig::new`] gives production defaults.
 #[derive(Clone)]
 pub struct ReplicationConfig {
@@ -699,8 +704,9 @@ async fn write_link(
     mut urgent: mpsc::UnboundedReceiver<UrgentMessage>,
     mut bulk: mpsc::Receiver<Message>,
 ) -> String {
+    let mut written: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
-        let (message, written) = tokio::select! {
+        let first = tokio::select! {
             // Heartbeats and acks first: a peer must not time out behind a queue of repairs.
             biased;
             next = urgent.recv() => match next {
@@ -712,11 +718,46 @@ async fn write_link(
                 None => return "link closed".into(),
             },
         };
-        if let Err(reason) = send(&shared, &mut sender, message).await {
-            return reason;
+        // Everything else already queued goes out in the same write (urgent before bulk, each
+        // queue in order), up to about WRITE_COALESCE bytes; acks, which are cumulative, are
+        // folded into the latest one.
+        let mut ack = None;
+        let mut next = Some(first);
+        let mut bytes = 0;
+        loop {
+            if let Some((message, done)) = next.take() {
+                match message {
+                    Message::Ack { seq } => ack = ack.max(Some(seq)),
+                    message => match sender.queue(&message) {
+                        Ok(len) => bytes += len,
+                        Err(error) => return format!("{}: {error}", message.name()),
+                    },
+                }
+                written.extend(done);
+            }
+            if sender.queued() >= WRITE_COALESCE {
+                break;
+            }
+            next = match urgent.try_recv() {
+                Ok(message) => Some(message),
+                Err(_) => match bulk.try_recv() {
+                    Ok(message) => Some((message, None)),
+                    Err(_) => break,
+                },
+            };
         }
-        if let Some(written) = written {
-            let _ = written.send(());
+        if let Some(seq) = ack {
+            match sender.queue(&Message::Ack { seq }) {
+                Ok(len) => bytes += len,
+                Err(error) => return format!("ack: {error}"),
+            }
+        }
+        if let Err(error) = sender.flush().await {
+            return format!("flush: {error}");
+        }
+        ReplicationMetrics::add(&shared.metrics.bytes_sent, bytes as u64);
+        for done in written.drain(..) {
+            let _ = done.send(());
         }
     }
 }
@@ -1476,7 +1517,12 @@ async fn outbound_session(
                     }
                 }
             }
-            _ = head_changes.changed() => {}
+            _ = head_changes.changed() => {
+                // Let the other runnable tasks (client connections writing right now) append
+                // theirs before the batch is read: woken by the first append, this task would
+                // otherwise run next and push one write per batch.
+                tokio::task::yield_now().await;
+            }
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > shared.config.peer_timeout {
                     return "peer timed out".into();

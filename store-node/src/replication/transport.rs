@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{encode_frame, split_frame, Message, WireError};
+use super::wire::{encode_frame, encode_frame_into, split_frame, Message, WireError};
 
 /// Transport failures, each naming the step that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,10 +49,27 @@ pub enum TransportError {
     Wire(WireError),
 }
 
-/// The sending half of a connection.
+/// The sending half of a connection. Messages are queued (encoded) and then flushed, so
+/// several messages queued at once can leave in one write.
 pub trait MessageSender: Send {
-    /// Sends one message; returns the bytes put on the wire.
-    fn send(&mut self, message: Message) -> BoxFuture<'_, Result<usize, TransportError>>;
+    /// Encodes `message` behind the ones already queued; returns its size on the wire. Nothing
+    /// is sent before [`MessageSender::flush`].
+    fn queue(&mut self, message: &Message) -> Result<usize, TransportError>;
+
+    /// Bytes queued and not flushed yet.
+    fn queued(&self) -> usize;
+
+    /// Sends everything queued, in order.
+    fn flush(&mut self) -> BoxFuture<'_, Result<(), TransportError>>;
+
+    /// Sends one message (queue and flush); returns the bytes put on the wire.
+    fn send(&mut self, message: Message) -> BoxFuture<'_, Result<usize, TransportError>> {
+        Box::pin(async move {
+            let len = self.queue(&message)?;
+            self.flush().await?;
+            Ok(len)
+        })
+    }
 }
 
 /// The receiving half of a connection.
@@ -107,10 +124,17 @@ struct TcpListenerHandle {
     max_frame: usize,
 }
 
+/// A sender keeps one buffer that every frame is encoded into, reused from write to write.
 struct TcpSender {
     writer: OwnedWriteHalf,
+    buffer: BytesMut,
     max_frame: usize,
 }
+
+/// What a link's send buffer starts with, and shrinks back to after a write of more than
+/// [`SEND_BUFFER_KEEP`] (snapshot chunks and repairs can reach megabytes).
+const SEND_BUFFER_INITIAL: usize = 64 * 1024;
+const SEND_BUFFER_KEEP: usize = 4 << 20;
 
 struct TcpReceiver {
     reader: OwnedReadHalf,
@@ -123,7 +147,11 @@ fn tcp_connection(stream: TcpStream, remote_address: String, max_frame: usize) -
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     Connection {
-        sender: Box::new(TcpSender { writer, max_frame }),
+        sender: Box::new(TcpSender {
+            writer,
+            buffer: BytesMut::with_capacity(SEND_BUFFER_INITIAL),
+            max_frame,
+        }),
         receiver: Box::new(TcpReceiver {
             reader,
             buffer: BytesMut::with_capacity(64 * 1024),
@@ -134,14 +162,26 @@ fn tcp_connection(stream: TcpStream, remote_address: String, max_frame: usize) -
 }
 
 impl MessageSender for TcpSender {
-    fn send(&mut self, message: Message) -> BoxFuture<'_, Result<usize, TransportError>> {
+    fn queue(&mut self, message: &Message) -> Result<usize, TransportError> {
+        encode_frame_into(message, self.max_frame, &mut self.buffer).map_err(TransportError::Wire)
+    }
+
+    fn queued(&self) -> usize {
+        self.buffer.len()
+    }
+
+    fn flush(&mut self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
-            let frame = encode_frame(&message, self.max_frame).map_err(TransportError::Wire)?;
-            self.writer
-                .write_all(&frame)
-                .await
-                .map_err(|error| TransportError::Send(error.to_string()))?;
-            Ok(frame.len())
+            if self.buffer.is_empty() {
+                return Ok(());
+            }
+            let written = self.writer.write_all(&self.buffer).await;
+            if self.buffer.capacity() > SEND_BUFFER_KEEP {
+                self.buffer = BytesMut::with_capacity(SEND_BUFFER_INITIAL);
+            } else {
+                self.buffer.clear();
+            }
+            written.map_err(|error| TransportError::Send(error.to_string()))
         })
     }
 }
@@ -299,16 +339,32 @@ struct FaultySender {
     faults: Arc<TransportFaults>,
 }
 
+impl FaultySender {
+    fn check(&self) -> Result<(), TransportError> {
+        if self.faults.is_blocked(&self.address) {
+            return Err(TransportError::Send(format!(
+                "{} is blocked by a test fault",
+                self.address
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl MessageSender for FaultySender {
-    fn send(&mut self, message: Message) -> BoxFuture<'_, Result<usize, TransportError>> {
+    fn queue(&mut self, message: &Message) -> Result<usize, TransportError> {
+        self.check()?;
+        self.inner.queue(message)
+    }
+
+    fn queued(&self) -> usize {
+        self.inner.queued()
+    }
+
+    fn flush(&mut self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
-            if self.faults.is_blocked(&self.address) {
-                return Err(TransportError::Send(format!(
-                    "{} is blocked by a test fault",
-                    self.address
-                )));
-            }
-            self.inner.send(message).await
+            self.check()?;
+            self.inner.flush().await
         })
     }
 }
@@ -449,6 +505,8 @@ impl Drop for MemoryListener {
 
 struct MemorySender {
     outgoing: mpsc::Sender<Bytes>,
+    /// Encoded frames not flushed yet.
+    queue: Vec<Bytes>,
     broken: CancellationToken,
     max_frame: usize,
 }
@@ -460,18 +518,29 @@ struct MemoryReceiver {
 }
 
 impl MessageSender for MemorySender {
-    fn send(&mut self, message: Message) -> BoxFuture<'_, Result<usize, TransportError>> {
+    fn queue(&mut self, message: &Message) -> Result<usize, TransportError> {
+        let frame = encode_frame(message, self.max_frame).map_err(TransportError::Wire)?;
+        let len = frame.len();
+        self.queue.push(frame);
+        Ok(len)
+    }
+
+    fn queued(&self) -> usize {
+        self.queue.iter().map(Bytes::len).sum()
+    }
+
+    fn flush(&mut self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
-            if self.broken.is_cancelled() {
-                return Err(TransportError::Send("network partitioned".into()));
+            for frame in std::mem::take(&mut self.queue) {
+                if self.broken.is_cancelled() {
+                    return Err(TransportError::Send("network partitioned".into()));
+                }
+                tokio::select! {
+                    sent = self.outgoing.send(frame) => sent.map_err(|_| TransportError::Send("connection closed".into()))?,
+                    () = self.broken.cancelled() => return Err(TransportError::Send("network partitioned".into())),
+                }
             }
-            let frame = encode_frame(&message, self.max_frame).map_err(TransportError::Wire)?;
-            let len = frame.len();
-            tokio::select! {
-                sent = self.outgoing.send(frame) => sent.map_err(|_| TransportError::Send("connection closed".into()))?,
-                () = self.broken.cancelled() => return Err(TransportError::Send("network partitioned".into())),
-            }
-            Ok(len)
+            Ok(())
         })
     }
 }
@@ -569,6 +638,7 @@ impl Transport for InMemoryTransport {
             let server_side = Connection {
                 sender: Box::new(MemorySender {
                     outgoing: to_client,
+                    queue: Vec::new(),
                     broken: broken.clone(),
                     max_frame: self.max_frame,
                 }),
@@ -586,6 +656,7 @@ impl Transport for InMemoryTransport {
             Ok(Connection {
                 sender: Box::new(MemorySender {
                     outgoing: to_server,
+                    queue: Vec::new(),
                     broken: broken.clone(),
                     max_frame: self.max_frame,
                 }),
@@ -617,8 +688,20 @@ mod tests {
         })
     }
 
-    /// The suite every transport passes: a request/answer exchange, a large message, clean
-    /// close, and a refused connection.
+    /// Messages queued and flushed once, as a link's writer sends what it has queued.
+    fn queued_messages() -> Vec<Message> {
+        vec![
+            Message::Ack { seq: 1 },
+            Message::Heartbeat {
+                state: NodeState::Ready,
+                head: 9,
+            },
+            hello("queued"),
+        ]
+    }
+
+    /// The suite every transport passes: a request/answer exchange, a large message, several
+    /// messages queued and flushed at once, clean close, and a refused connection.
     async fn transport_suite(
         server: &dyn Transport,
         client: &dyn Transport,
@@ -636,9 +719,15 @@ mod tests {
                 .await
                 .expect("server send");
             let big = connection.receiver.recv().await.expect("big");
+            let mut queued = Vec::new();
+            for _ in 0..queued_messages().len() {
+                let message = connection.receiver.recv().await.expect("queued");
+                queued.extend(message.map(|(message, _)| message));
+            }
             (
                 received.map(|(message, _)| message),
                 big.map(|(message, _)| message),
+                queued,
                 connection,
             )
         });
@@ -656,9 +745,18 @@ mod tests {
             buckets: vec![7; 100_000],
         };
         connection.sender.send(big.clone()).await.expect("send big");
-        let (received, received_big, server_connection) = accepted.await.expect("join");
+        assert_eq!(connection.sender.queued(), 0);
+        let mut queued_len = 0;
+        for message in queued_messages() {
+            queued_len += connection.sender.queue(&message).expect("queue");
+        }
+        assert_eq!(connection.sender.queued(), queued_len);
+        connection.sender.flush().await.expect("flush");
+        assert_eq!(connection.sender.queued(), 0);
+        let (received, received_big, queued, server_connection) = accepted.await.expect("join");
         assert_eq!(received, Some(hello("client")));
         assert_eq!(received_big, Some(big));
+        assert_eq!(queued, queued_messages());
         drop(server_connection);
         assert!(matches!(
             connection.receiver.recv().await,
