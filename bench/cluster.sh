@@ -19,12 +19,14 @@
 #
 # Usage: bench/cluster.sh [--quick]
 #   ROUNDS (default 3), REQUESTS (default 150000), CLIENTS (default 48), SESSIONS (default
-#   1000000), PARTITION_WRITES (default "20000 100000")
+#   1000000), PARTITION_WRITES (default "20000 100000"), PARTS (default "abc": the parts to run;
+#   PARTS=a runs only the throughput part, for iterating on it)
 source "$(dirname "$0")/../hack/lib.sh"
 cd "$ROOT"
 
 ROUNDS=${ROUNDS:-3}; REQUESTS=${REQUESTS:-150000}; CLIENTS=${CLIENTS:-48}
 SESSIONS=${SESSIONS:-1000000}; PARTITION_WRITES=${PARTITION_WRITES:-"20000 100000"}
+PARTS=${PARTS:-abc}
 if [ "${1:-}" = "--quick" ]; then ROUNDS=1; REQUESTS=30000; SESSIONS=100000; PARTITION_WRITES="20000"; fi
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -126,6 +128,7 @@ done
 } > "$work/table"
 
 # ---- (b) bootstrap -----------------------------------------------------------------------------
+if [[ $PARTS == *b* ]]; then
 gen() { python3 - "$1" <<'PY'
 import sys
 out = sys.stdout.buffer
@@ -162,8 +165,10 @@ for i in 0 1 2; do stop_node "n-$i"; done
   printf '| keys on the joining node when ready | %s |\n' "$joined_keys"
   printf '| joining node RSS when ready | %s MB |\n' "$rss_mb"
 } >> "$work/table"
+fi
 
 # ---- (c) partition heal ------------------------------------------------------------------------
+if [[ $PARTS == *c* ]]; then
 block() { curl -s -o /dev/null --max-time 5 -X POST -H 'Content-Type: application/json' -d "{\"blocked\": $2}" "http://127.0.0.1:${HTTP[$1]}/v1/test/faults"; }
 isolated() { [ "$(http_get n-0 /v1/status | jq '[.peers[].connected] | any')" = false ]; }
 printf '\n| partition {n-0} or {n-1, n-2}, writes of 1 KiB on each side | heal to same digest on all 3 |\n|---|---|\n' >> "$work/table"
@@ -187,6 +192,7 @@ for writes in $PARTITION_WRITES; do
     "$writes" "$(echo "$(now) - $healed" | bc -l)" >> "$work/table"
   for i in 0 1 2; do stop_node "n-$i"; done
 done
+fi
 
 printf '\nbench/cluster.sh: commit %s, %s, %s cores, load average %s at start, %s at end; ROUNDS=%s\n' \
   "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$(nproc)" \
