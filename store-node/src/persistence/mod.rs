@@ -63,6 +63,11 @@ pub struct PersistenceConfig {
     pub queue_limit_bytes: usize,
     /// Largest encoded record frame accepted by [`Persistence::append`].
     pub max_record_bytes: usize,
+    /// Under `everysec`, written bytes not yet fdatasynced that make the writer thread sync
+    /// before the second is up. The log keeps unsynced batches in memory (to rewrite them
+    /// after an error), so this bounds that memory and lets the allocator reuse it instead of
+    /// faulting in fresh pages for every byte written within the second.
+    pub sync_bytes: u64,
     /// A snapshot is due when the log since the last one exceeds
     /// `max(compaction_min_bytes, compaction_ratio × last snapshot size)`.
     pub compaction_min_bytes: u64,
@@ -83,6 +88,7 @@ impl PersistenceConfig {
             fsync,
             queue_limit_bytes: 64 << 20,
             max_record_bytes: crate::replication::wire::DEFAULT_MAX_FRAME,
+            sync_bytes: 4 << 20,
             compaction_min_bytes: 64 << 20,
             compaction_ratio: 0.5,
             snapshot_frame_bytes: 1 << 20,
@@ -214,6 +220,7 @@ impl Persistence {
             Shared::open(
                 metrics,
                 config.queue_limit_bytes.max(1),
+                config.sync_bytes.max(1),
                 dir.clone(),
                 node_id,
                 config.fsync,

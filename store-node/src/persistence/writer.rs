@@ -17,8 +17,12 @@
 //!   Handing each record to the writer thread instead cost a thread wake-up per record and a
 //!   task wake-up per waiter, which on two cores cut throughput to about half of RAM mode
 //!   (docs/persistence.md). The writer thread fdatasyncs at most a second after the first
-//!   unsynced write, without holding the log lock (appenders keep writing meanwhile), and
-//!   every [`FLUSH_TICK`] writes records nobody waits for (applied from peers).
+//!   unsynced write, or at once when `sync_bytes` (4 MiB) are written and unsynced, without
+//!   holding the log lock (appenders keep writing meanwhile), and every [`FLUSH_TICK`] writes
+//!   records nobody waits for (applied from peers). The early sync bounds the unsynced batches
+//!   kept in memory for a rewrite after an error: kept for a whole second, pipelined writes
+//!   (over 100 MB/s) made every batch fresh memory, and zeroing its pages (`clear_page_erms`,
+//!   15 % of the node's CPU) made everysec cost more CPU per SET than fsync=always.
 //!
 //! A write or fdatasync error (disc full, I/O error) makes the log *failing*: local writes are
 //! refused at admission with [`PersistenceError::Unavailable`] (a `MISCONF` error for clients,
@@ -144,6 +148,9 @@ pub(crate) struct Shared {
     pub progress: watch::Sender<Progress>,
     pub metrics: Arc<PersistenceMetrics>,
     pub queue_limit: usize,
+    /// Under `everysec`, unsynced written bytes that make a sync due at once
+    /// ([`super::PersistenceConfig::sync_bytes`]).
+    pub sync_bytes: u64,
     /// [`WriterFault`] as a number.
     pub fault: AtomicU8,
     pub fsync: Fsync,
@@ -156,6 +163,7 @@ impl Shared {
     pub(crate) fn open(
         metrics: Arc<PersistenceMetrics>,
         queue_limit: usize,
+        sync_bytes: u64,
         dir: PathBuf,
         node_id: u32,
         fsync: Fsync,
@@ -181,6 +189,7 @@ impl Shared {
             progress: watch::Sender::new(Progress::default()),
             metrics,
             queue_limit,
+            sync_bytes,
             fault: AtomicU8::new(WriterFault::None as u8),
             fsync,
             log: Mutex::new(Log {
@@ -361,13 +370,16 @@ pub(crate) fn lead(shared: &Shared, seq: u64) -> Option<bool> {
         return Some(false);
     }
     let was_synced = !log.dirty();
+    let was_below = log.unsynced_bytes() < shared.sync_bytes;
     log.push(shared, batch, last_seq, records);
     match log.write_pending(shared) {
         Ok(()) => {
             let done = log.written_seq >= seq;
+            let sync_due = was_below && log.unsynced_bytes() >= shared.sync_bytes;
             drop(log);
-            if was_synced || !done {
-                // A sync is due within a second of this first unsynced write.
+            if was_synced || !done || sync_due {
+                // A sync is due within a second of this first unsynced write, and at once
+                // when the unsynced bytes reach `sync_bytes`.
                 shared.kick();
             }
             Some(done)
@@ -385,6 +397,18 @@ impl Log {
     /// Whether written or queued-for-writing bytes are not yet synced.
     fn dirty(&self) -> bool {
         self.written < self.unsynced.len() || self.synced_len < self.len
+    }
+
+    /// Bytes written to the file and not yet fdatasynced.
+    fn unsynced_bytes(&self) -> u64 {
+        self.len.saturating_sub(self.synced_len)
+    }
+
+    /// Under `everysec`, whether a sync is due now: a second after the last one, or once
+    /// `sync_bytes` are written and unsynced (with `extra` bytes about to be written).
+    fn everysec_sync_due(&self, shared: &Shared, extra: u64) -> bool {
+        self.last_sync.elapsed() >= SYNC_PERIOD
+            || self.unsynced_bytes() + extra >= shared.sync_bytes
     }
 
     /// Adds a batch to write.
@@ -640,7 +664,7 @@ impl Writer {
             }
             let sync_now = match shared.fsync {
                 Fsync::Always => true,
-                Fsync::Everysec => log.last_sync.elapsed() >= SYNC_PERIOD,
+                Fsync::Everysec => log.everysec_sync_due(&shared, batch.len() as u64),
             };
             if !persist(&shared, &mut log, batch, last_seq, records, sync_now, true) {
                 return;
@@ -653,7 +677,13 @@ impl Writer {
                 }
             }
             self.dirty = log.dirty();
-            self.sync_due = log.last_sync + SYNC_PERIOD;
+            // Leaders wrote `sync_bytes` more during an unlocked sync: sync again at once.
+            self.sync_due = if shared.fsync == Fsync::Everysec && log.everysec_sync_due(&shared, 0)
+            {
+                Instant::now()
+            } else {
+                log.last_sync + SYNC_PERIOD
+            };
         }
     }
 
