@@ -310,12 +310,22 @@ impl Persistence {
                 *last_seq = seq;
                 *records += 1;
             }
-            // Takes over the encoder's buffer without copying it (the `Bytes` is unique).
-            _ => queue.items.push_back(Item::Frames {
-                bytes: Vec::from(frame),
-                last_seq: seq,
-                records: 1,
-            }),
+            _ => {
+                // A recycled buffer of synced records, else the encoder's buffer, taken over
+                // without a copy (the `Bytes` is unique).
+                let bytes = match queue.buffer() {
+                    Some(mut buffer) => {
+                        buffer.extend_from_slice(&frame);
+                        buffer
+                    }
+                    None => Vec::from(frame),
+                };
+                queue.items.push_back(Item::Frames {
+                    bytes,
+                    last_seq: seq,
+                    records: 1,
+                })
+            }
         }
         // Under `everysec` the waiting appender writes the record itself (see [`writer::lead`]);
         // the writer thread only needs waking when it sleeps without a deadline. A wake-up per
