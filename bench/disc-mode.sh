@@ -13,6 +13,7 @@
 #
 # Usage: bench/disc-mode.sh [--quick]
 #   ROUNDS (default 3), REQUESTS (200000), CLIENTS (50), SESSIONS (1000000), OVERWRITES (3)
+#   THROUGHPUT_ONLY=1 runs only part 1 (the SET rows) and prints their table.
 source "$(dirname "$0")/../hack/lib.sh"
 cd "$ROOT"
 
@@ -73,6 +74,13 @@ for row in "${rows[@]}"; do
   printf '| %s | %.0f | %.0f | %s | %.0f | %s |\n' "$label" "$ram" "$every" "$(ratio "$every" "$ram")" \
     "$always" "$(ratio "$always" "$ram")" >> "$table"
 done
+
+if [ "${THROUGHPUT_ONLY:-0}" = 1 ]; then
+  printf '\nstore-node disc mode vs ram mode (throughput only), commit %s, %s rounds, -n %s -c %s, %s, load average %s\n\n' \
+    "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$ROUNDS" "$REQUESTS" "$CLIENTS" "$(date -u +%Y-%m-%dT%H:%MZ)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+  cat "$table"
+  exit 0
+fi
 
 # Sessions as RESP: SET sess:<12 digits> <1024 bytes> EX 86400, generated (not stored) per pass.
 gen() { python3 - "$SESSIONS" "$1" <<'PY'
