@@ -50,5 +50,11 @@ mod tests {
         assert_eq!(memory_limit(&dir), None);
         let dir = scratch("none");
         assert_eq!(memory_limit(&dir), None);
+        for name in ["v2", "v1", "none"] {
+            let _ = std::fs::remove_dir_all(
+                std::env::temp_dir()
+                    .join(format!("store-node-cgroup-{name}-{}", std::process::id())),
+            );
+        }
     }
 }

@@ -244,6 +244,7 @@ async fn session_api_requires_the_bearer_password() {
         (503, "leaving".to_string())
     );
     node.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 async fn status(node: &store_node::server::RunningNode) -> Value {

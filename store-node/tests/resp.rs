@@ -267,6 +267,7 @@ async fn auth_hello_and_names() {
         .await
         .is_err());
     node.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
