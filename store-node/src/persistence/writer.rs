@@ -116,6 +116,23 @@ pub(crate) struct Queue {
     pub spare_bytes: usize,
 }
 
+impl Queue {
+    /// An empty queue whose first record gets sequence 1.
+    pub(crate) fn new() -> Queue {
+        Queue {
+            items: VecDeque::new(),
+            next_seq: 1,
+            queued_bytes: 0,
+            failed: None,
+            stop: Stop::No,
+            parked: false,
+            kicked: false,
+            spare: Vec::new(),
+            spare_bytes: 0,
+        }
+    }
+}
+
 /// Capacity [`Queue::spare`] may hold in all.
 const SPARE_LIMIT_BYTES: usize = 8 << 20;
 
@@ -207,17 +224,7 @@ impl Shared {
             .log_bytes_since_snapshot
             .fetch_add(len, Ordering::Relaxed);
         Ok(Shared {
-            queue: Mutex::new(Queue {
-                items: VecDeque::new(),
-                next_seq: 1,
-                queued_bytes: 0,
-                failed: None,
-                stop: Stop::No,
-                parked: false,
-                kicked: false,
-                spare: Vec::new(),
-                spare_bytes: 0,
-            }),
+            queue: Mutex::new(Queue::new()),
             wake: Condvar::new(),
             space: Condvar::new(),
             progress: watch::Sender::new(Progress::default()),
@@ -824,23 +831,9 @@ fn persist(
 mod tests {
     use super::*;
 
-    fn queue() -> Queue {
-        Queue {
-            items: VecDeque::new(),
-            next_seq: 1,
-            queued_bytes: 0,
-            failed: None,
-            stop: Stop::No,
-            parked: false,
-            kicked: false,
-            spare: Vec::new(),
-            spare_bytes: 0,
-        }
-    }
-
     #[test]
     fn synced_buffers_are_reused_empty_up_to_the_limit() {
-        let mut queue = queue();
+        let mut queue = Queue::new();
         assert!(queue.buffer().is_none());
         let big = vec![7u8; SPARE_LIMIT_BYTES - 1024];
         let small = vec![9u8; 512];
