@@ -255,7 +255,7 @@ pub async fn snapshot_loop(engine: Arc<MemoryEngine>, shutdown: CancellationToke
         }
         let source = engine.clone();
         let result = tokio::task::spawn_blocking(move || {
-            persistence.snapshot(|after, max| source.snapshot_chunk(after, max))
+            persistence.snapshot(|after, max, visit| source.visit_snapshot_chunk(after, max, visit))
         })
         .await;
         match result {

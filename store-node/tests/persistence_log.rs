@@ -92,9 +92,7 @@ fn snapshots(dir: &Path) -> Vec<(u64, PathBuf)> {
 }
 
 fn frame_len(record: &Record) -> u64 {
-    format::encode_record(record, usize::MAX)
-        .expect("encodes")
-        .len() as u64
+    format::encode_record_into(&record.view(), usize::MAX, &mut Vec::new()).expect("encodes") as u64
 }
 
 fn flip_byte(path: &Path, offset: u64) {
@@ -345,7 +343,7 @@ fn a_damaged_snapshot_is_a_corruption_error_and_quarantine_starts_empty() {
             log.append(&record).expect("append");
         }
         let report = log
-            .snapshot(|after, max| replica.snapshot_chunk(after, max))
+            .snapshot(|after, max, visit| replica.visit_snapshot_chunk(after, max, visit))
             .expect("snapshot");
         assert_eq!(report.records, 100);
         assert_eq!(report.segment, 2);
@@ -387,7 +385,7 @@ fn a_snapshot_cut_at_a_frame_boundary_is_detected() {
             replica.put_local(record.clone());
             log.append(&record).expect("append");
         }
-        log.snapshot(|after, max| replica.snapshot_chunk(after, max))
+        log.snapshot(|after, max, visit| replica.visit_snapshot_chunk(after, max, visit))
             .expect("snapshot");
         log.shutdown().expect("shutdown");
     }
@@ -514,7 +512,7 @@ async fn compaction_keeps_disc_bytes_within_twice_the_live_bytes() {
             let seq = log.append(&record).expect("append");
             log.wait_durable(seq).await.expect("written");
             if log.needs_snapshot() {
-                log.snapshot(|after, max| replica.snapshot_chunk(after, max))
+                log.snapshot(|after, max, visit| replica.visit_snapshot_chunk(after, max, visit))
                     .expect("snapshot");
                 snapshots_taken += 1;
             }
@@ -541,10 +539,10 @@ async fn compaction_keeps_disc_bytes_within_twice_the_live_bytes() {
 fn a_second_snapshot_while_one_runs_is_refused() {
     let dir = TempDir::new("concurrent");
     let (log, _) = Persistence::open(config(&dir.0, Fsync::Everysec), NOW, 0).expect("open");
-    let result = log.snapshot(|_, _| {
-        let nested = log.snapshot(|_, _| (Vec::new(), None));
+    let result = log.snapshot(|_, _, _| {
+        let nested = log.snapshot(|_, _, _| None);
         assert!(matches!(nested, Err(PersistenceError::SnapshotRunning)));
-        (Vec::new(), None)
+        None
     });
     assert_eq!(result.expect("snapshot").records, 0);
     log.shutdown().expect("shutdown");
@@ -588,7 +586,7 @@ async fn everysec_waiters_leading_concurrently_lose_nothing_acknowledged() {
         let replica = replica.clone();
         tokio::task::spawn_blocking(move || {
             std::thread::sleep(Duration::from_millis(5));
-            log.snapshot(|after, max| replica.snapshot_chunk(after, max))
+            log.snapshot(|after, max, visit| replica.visit_snapshot_chunk(after, max, visit))
         })
     };
     for task in tasks {

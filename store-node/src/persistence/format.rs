@@ -13,8 +13,10 @@ use std::io::{self, Read};
 
 use bytes::Bytes;
 
-use crate::replication::wire::{self, Message, WireError, HEADER_LEN as FRAME_HEADER_LEN};
-use crate::replication::Record;
+use crate::replication::wire::{
+    self, Message, RecordsFrame, RecordsMessage, WireError, HEADER_LEN as FRAME_HEADER_LEN,
+};
+use crate::replication::RecordView;
 
 /// Magic of a log segment.
 pub const WAL_MAGIC: [u8; 8] = *b"SSNWAL\r\n";
@@ -143,19 +145,16 @@ impl FileHeader {
     }
 }
 
-/// Encodes one record as a log frame; fails when it exceeds `max_frame` bytes.
-pub fn encode_record(record: &Record, max_frame: usize) -> Result<Bytes, WireError> {
-    wire::encode_frame(
-        &Message::RepairRecords {
-            records: vec![record.clone()],
-        },
-        max_frame,
-    )
-}
-
-/// Encodes records as one snapshot frame.
-pub fn encode_snapshot_chunk(records: Vec<Record>) -> Result<Bytes, WireError> {
-    wire::encode_frame(&Message::SnapshotChunk { records }, u32::MAX as usize)
+/// Encodes one record as a log frame at the end of `out` and returns the frame's length; fails,
+/// leaving `out` as it was, when the record exceeds `max_frame` bytes.
+pub fn encode_record_into(
+    record: &RecordView<'_>,
+    max_frame: usize,
+    out: &mut Vec<u8>,
+) -> Result<usize, WireError> {
+    let mut frame = RecordsFrame::begin(out, RecordsMessage::RepairRecords);
+    frame.push(out, record);
+    frame.finish(out, max_frame)
 }
 
 /// Encodes the snapshot trailer.
@@ -230,6 +229,7 @@ impl<R: Read> FrameReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replication::Record;
     use crate::store::{Stamp, Value};
 
     #[test]
@@ -269,8 +269,9 @@ mod tests {
             Value::String(Bytes::from_static(b"v")),
             None,
         );
-        let frame = encode_record(&record, 1 << 20).unwrap_or_default();
-        let mut file = frame.to_vec();
+        let mut frame = Vec::new();
+        encode_record_into(&record.view(), 1 << 20, &mut frame).expect("encode");
+        let mut file = frame.clone();
         file.extend_from_slice(&frame[..5]);
         let mut reader = FrameReader::new(&file[..], file.len() as u64);
         match reader.next_frame() {

@@ -48,9 +48,13 @@ pub use recovery::{
 };
 
 use crate::config::Fsync;
-use crate::replication::Record;
+use crate::replication::wire::WireError;
+use crate::replication::{Record, RecordView};
 pub use writer::WriterFault;
 use writer::{Item, Shared, Stop, Writer};
+
+/// Initial capacity of a new queued batch; most batches reuse the buffer of a synced one.
+const NEW_BATCH_CAPACITY: usize = 16 << 10;
 
 /// Tuning of the persistence layer; [`PersistenceConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
@@ -275,58 +279,61 @@ impl Persistence {
     /// queue when the disc recovers) unless the queue is full: then it is dropped with
     /// [`PersistenceError::Unavailable`] (it stays in memory, unlogged).
     pub fn append(&self, record: &Record) -> Result<u64, PersistenceError> {
-        let frame =
-            format::encode_record(record, self.config.max_record_bytes).map_err(|error| {
-                PersistenceError::TooLarge {
-                    key: String::from_utf8_lossy(&record.key).into_owned(),
-                    reason: error.to_string(),
-                }
-            })?;
+        self.append_view(&record.view())
+    }
+
+    /// [`Persistence::append`] of a borrowed record (a stored entry's), encoded straight into
+    /// the queue.
+    pub fn append_view(&self, record: &RecordView<'_>) -> Result<u64, PersistenceError> {
+        let too_large = |error: WireError| PersistenceError::TooLarge {
+            key: String::from_utf8_lossy(record.key).into_owned(),
+            reason: error.to_string(),
+        };
+        let max = self.config.max_record_bytes;
         let mut queue = self.shared.queue.lock();
         if queue.stop != Stop::No {
             return Err(PersistenceError::Stopped);
         }
         if let Some(reason) = &queue.failed {
-            if queue.queued_bytes + frame.len() > self.shared.queue_limit {
+            if queue.queued_bytes + record.size() > self.shared.queue_limit {
                 return Err(PersistenceError::Unavailable {
                     reason: reason.clone(),
                 });
             }
         }
         let seq = queue.next_seq;
-        queue.next_seq += 1;
-        queue.queued_bytes += frame.len();
-        self.shared
-            .metrics
-            .queued_bytes
-            .store(queue.queued_bytes as u64, Ordering::Relaxed);
-        match queue.items.back_mut() {
+        // The frame is encoded straight into the queued batch: into the last one, else into a
+        // recycled buffer of synced records or a new one.
+        let len = match queue.items.back_mut() {
             Some(Item::Frames {
                 bytes,
                 last_seq,
                 records,
             }) => {
-                bytes.extend_from_slice(&frame);
+                let len = format::encode_record_into(record, max, bytes).map_err(too_large)?;
                 *last_seq = seq;
                 *records += 1;
+                len
             }
             _ => {
-                // A recycled buffer of synced records, else the encoder's buffer, taken over
-                // without a copy (the `Bytes` is unique).
-                let bytes = match queue.buffer() {
-                    Some(mut buffer) => {
-                        buffer.extend_from_slice(&frame);
-                        buffer
-                    }
-                    None => Vec::from(frame),
-                };
+                let mut bytes = queue
+                    .buffer()
+                    .unwrap_or_else(|| Vec::with_capacity(NEW_BATCH_CAPACITY));
+                let len = format::encode_record_into(record, max, &mut bytes).map_err(too_large)?;
                 queue.items.push_back(Item::Frames {
                     bytes,
                     last_seq: seq,
                     records: 1,
-                })
+                });
+                len
             }
-        }
+        };
+        queue.next_seq += 1;
+        queue.queued_bytes += len;
+        self.shared
+            .metrics
+            .queued_bytes
+            .store(queue.queued_bytes as u64, Ordering::Relaxed);
         // Under `everysec` the waiting appender writes the record itself (see [`writer::lead`]);
         // the writer thread only needs waking when it sleeps without a deadline. A wake-up per
         // record was a large part of the cost of disc mode.
@@ -475,7 +482,7 @@ impl Persistence {
     /// thread. Writes continue meanwhile.
     pub fn snapshot(
         &self,
-        mut chunk: impl FnMut(Option<&[u8]>, usize) -> (Vec<Record>, Option<Vec<u8>>),
+        mut chunk: impl FnMut(Option<&[u8]>, usize, &mut dyn FnMut(&RecordView<'_>)) -> Option<Vec<u8>>,
     ) -> Result<SnapshotReport, PersistenceError> {
         let Some(_running) = self.snapshot_running.try_lock() else {
             return Err(PersistenceError::SnapshotRunning);

@@ -8,22 +8,31 @@
 //! the newest version.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::error::PersistenceError;
 use super::format::{self, FileHeader, SNAPSHOT_MAGIC};
 use super::recovery::{snapshot_tmp, sync_dir};
-use crate::replication::{Record, RecordState};
+use crate::replication::wire::{RecordsFrame, RecordsMessage};
+use crate::replication::{RecordView, StateView};
 
-/// The caller's chunked iterator over the keyspace (see `Persistence::snapshot`).
+/// The caller's chunked iterator over the keyspace (see `Persistence::snapshot`): visits up
+/// to `max` records after the cursor and returns the next cursor (`None` = done).
 pub(crate) type ChunkSource<'a> =
-    dyn FnMut(Option<&[u8]>, usize) -> (Vec<Record>, Option<Vec<u8>>) + 'a;
+    dyn FnMut(Option<&[u8]>, usize, &mut dyn FnMut(&RecordView<'_>)) -> Option<Vec<u8>> + 'a;
 
-/// Records asked from the source per call.
-pub(crate) const CHUNK_RECORDS: usize = 1024;
+/// Records asked from the source per call. The source visits them under a lock of the
+/// store (a shard's), which the encoding of each record into the frame holds too: 256 records
+/// of 1 KiB keep that under a few tens of microseconds.
+pub(crate) const CHUNK_RECORDS: usize = 256;
 
-/// Writes the snapshot for segment `seq`; returns its path, size and record count.
+/// A frame is sealed as soon as it reaches this size, even within one call of the source.
+const FRAME_CAP_BYTES: usize = 64 << 20;
+
+/// Writes the snapshot for segment `seq`; returns its path, size and record count. Records
+/// are encoded straight from the source's views into one reused buffer, in frames of about
+/// `frame_bytes`, which is written out whenever it holds that much.
 pub(crate) fn write_snapshot(
     dir: &Path,
     node_id: u32,
@@ -41,58 +50,68 @@ pub(crate) fn write_snapshot(
         path: tmp.clone(),
         source: std::io::Error::other(error.to_string()),
     };
-    let file = File::create(&tmp).map_err(write)?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    out.write_all(
+    let mut file = File::create(&tmp).map_err(write)?;
+    let mut out: Vec<u8> = Vec::with_capacity(frame_bytes.saturating_mul(2));
+    out.extend_from_slice(
         &FileHeader {
             magic: SNAPSHOT_MAGIC,
             node_id,
             seq,
         }
         .encode(),
-    )
-    .map_err(write)?;
+    );
     let mut total = 0u64;
-    let mut frame: Vec<Record> = Vec::new();
-    let mut frame_size = 0usize;
+    let mut frame = RecordsFrame::begin(&mut out, RecordsMessage::SnapshotChunk);
+    let mut failed = None;
     let mut cursor: Option<Vec<u8>> = None;
     loop {
-        let (records, next) = chunk(cursor.as_deref(), CHUNK_RECORDS);
-        for record in records {
+        let next = chunk(cursor.as_deref(), CHUNK_RECORDS, &mut |record| {
             // Expired sessions would be dropped at load anyway; compaction drops them now.
-            if let RecordState::Live {
+            if let StateView::Live {
                 expire_at: Some(at),
                 ..
             } = record.state
             {
                 if at <= now_ms {
-                    continue;
+                    return;
                 }
             }
-            frame_size += record.size();
-            frame.push(record);
+            frame.push(&mut out, record);
             total += 1;
-            if frame_size >= frame_bytes {
-                let bytes =
-                    format::encode_snapshot_chunk(std::mem::take(&mut frame)).map_err(encode)?;
-                out.write_all(&bytes).map_err(write)?;
-                frame_size = 0;
+            if frame.len(&out) >= FRAME_CAP_BYTES {
+                // Large records: sealed here, written once the source returns (and its lock
+                // is released). Frames are otherwise sealed outside the source's lock.
+                if let Err(error) = frame.finish(&mut out, u32::MAX as usize) {
+                    failed.get_or_insert(error);
+                }
+                frame = RecordsFrame::begin(&mut out, RecordsMessage::SnapshotChunk);
             }
+        });
+        if let Some(error) = failed.take() {
+            return Err(encode(error));
+        }
+        if out.len() >= frame_bytes {
+            if frame.is_empty() {
+                frame.cancel(&mut out);
+            } else {
+                frame.finish(&mut out, u32::MAX as usize).map_err(encode)?;
+            }
+            file.write_all(&out).map_err(write)?;
+            out.clear();
+            frame = RecordsFrame::begin(&mut out, RecordsMessage::SnapshotChunk);
         }
         match next {
             Some(next) => cursor = Some(next),
             None => break,
         }
     }
-    if !frame.is_empty() {
-        let bytes = format::encode_snapshot_chunk(frame).map_err(encode)?;
-        out.write_all(&bytes).map_err(write)?;
+    if frame.is_empty() {
+        frame.cancel(&mut out);
+    } else {
+        frame.finish(&mut out, u32::MAX as usize).map_err(encode)?;
     }
-    out.write_all(&format::encode_snapshot_end(total).map_err(encode)?)
-        .map_err(write)?;
-    let file = out
-        .into_inner()
-        .map_err(|error| write(error.into_error()))?;
+    out.extend_from_slice(&format::encode_snapshot_end(total).map_err(encode)?);
+    file.write_all(&out).map_err(write)?;
     file.sync_all().map_err(write)?;
     let size = file.metadata().map_err(write)?.len();
     drop(file);

@@ -133,8 +133,11 @@ impl Queue {
     }
 }
 
-/// Capacity [`Queue::spare`] may hold in all.
-const SPARE_LIMIT_BYTES: usize = 8 << 20;
+/// Capacity [`Queue::spare`] may hold in all: several times the bytes written between two
+/// syncs under `everysec` (`sync_bytes`, 4 MiB by default), since a batch is often a few
+/// records in a larger buffer and every written batch is held until the sync. With 8 MiB about
+/// half the batches between two syncs came from fresh, zeroed pages again.
+const SPARE_LIMIT_BYTES: usize = 32 << 20;
 
 impl Queue {
     /// A buffer for new queued frames: a spare one when there is one.

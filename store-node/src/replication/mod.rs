@@ -44,7 +44,7 @@ pub use engine::{generate_node_id, Replication, ReplicationConfig};
 pub use membership::{Discovery, PeerResolver, PeerStatus, StaticPeers};
 pub use metrics::{MetricsSnapshot, ReplicationMetrics};
 pub use oplog::OpLog;
-pub use record::{Record, RecordState, Touch};
+pub use record::{Record, RecordState, RecordView, StateView, Touch, ValueView};
 pub use replica::{MemoryReplica, Replica};
 pub use transport::{
     FaultyTransport, InMemoryNetwork, InMemoryTransport, TcpTransport, Transport, TransportFaults,

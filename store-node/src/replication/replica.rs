@@ -8,7 +8,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::record::{bucket_of, BucketDigests, Record, RecordState, Touch, BUCKETS};
+use super::record::{bucket_of, BucketDigests, Record, RecordState, RecordView, Touch, BUCKETS};
 use crate::store::Stamp;
 
 /// The local store as replication sees it. Calls are synchronous and short; the engine calls
@@ -41,6 +41,21 @@ pub trait Replica: Send + Sync + 'static {
         after: Option<&[u8]>,
         max_records: usize,
     ) -> (Vec<Record>, Option<Vec<u8>>);
+
+    /// [`Replica::snapshot_chunk`] visiting borrowed records instead of returning copies: the
+    /// write-ahead log's snapshots encode them straight into their buffer.
+    fn visit_snapshot_chunk(
+        &self,
+        after: Option<&[u8]>,
+        max_records: usize,
+        visit: &mut dyn FnMut(&RecordView<'_>),
+    ) -> Option<Vec<u8>> {
+        let (records, next) = self.snapshot_chunk(after, max_records);
+        for record in &records {
+            visit(&record.view());
+        }
+        next
+    }
 
     /// The [`BUCKETS`] digests (see [`BucketDigests`]).
     fn bucket_digests(&self) -> Vec<u64>;

@@ -6,7 +6,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::record::{Record, RecordState, Touch};
+use super::record::{Record, RecordState, RecordView, StateView, Touch, ValueView};
 use crate::store::{Stamp, Value};
 
 /// The peer protocol version announced in [`Hello`]; peers with another version are refused.
@@ -218,21 +218,21 @@ pub fn crc32(data: &[u8]) -> u32 {
     crc32fast::hash(data)
 }
 
-fn put_bytes(out: &mut BytesMut, data: &[u8]) {
+fn put_bytes(out: &mut impl BufMut, data: &[u8]) {
     out.put_u32(data.len() as u32);
     out.put_slice(data);
 }
 
-fn put_stamp(out: &mut BytesMut, stamp: Stamp) {
+fn put_stamp(out: &mut impl BufMut, stamp: Stamp) {
     out.put_u64(stamp.hlc);
     out.put_u32(stamp.origin);
 }
 
-fn put_record(out: &mut BytesMut, record: &Record) {
-    put_bytes(out, &record.key);
+fn put_record(out: &mut impl BufMut, record: &RecordView<'_>) {
+    put_bytes(out, record.key);
     put_stamp(out, record.stamp);
     match &record.state {
-        RecordState::Live { value, expire_at } => {
+        StateView::Live { value, expire_at } => {
             out.put_u8(0);
             match expire_at {
                 Some(at) => {
@@ -242,21 +242,23 @@ fn put_record(out: &mut BytesMut, record: &Record) {
                 None => out.put_u8(0),
             }
             match value {
-                Value::String(data) => {
+                ValueView::String(data) => {
                     out.put_u8(0);
                     put_bytes(out, data);
                 }
-                Value::Hash(fields) => {
+                hash => {
                     out.put_u8(1);
-                    out.put_u32(fields.len() as u32);
-                    for (field, value) in fields {
+                    let mut count = 0u32;
+                    hash.for_each_pair(|_, _| count += 1);
+                    out.put_u32(count);
+                    hash.for_each_pair(|field, value| {
                         put_bytes(out, field);
                         put_bytes(out, value);
-                    }
+                    });
                 }
             }
         }
-        RecordState::Tombstone { deleted_at_ms } => {
+        StateView::Tombstone { deleted_at_ms } => {
             out.put_u8(1);
             out.put_u64(*deleted_at_ms);
         }
@@ -266,7 +268,91 @@ fn put_record(out: &mut BytesMut, record: &Record) {
 fn put_records(out: &mut BytesMut, records: &[Record]) {
     out.put_u32(records.len() as u32);
     for record in records {
+        put_record(out, &record.view());
+    }
+}
+
+/// Fills in the length and checksum of the frame that starts at `frame[0]` and fills the
+/// slice; fails when its body exceeds `max_frame` (the caller drops the bytes).
+fn seal_frame(frame: &mut [u8], max_frame: usize) -> Result<usize, WireError> {
+    let len = frame.len() - HEADER_LEN;
+    if len > max_frame {
+        return Err(WireError::TooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    let crc = crc32(&frame[HEADER_LEN..]);
+    frame[0..4].copy_from_slice(&(len as u32).to_be_bytes());
+    frame[4..8].copy_from_slice(&crc.to_be_bytes());
+    Ok(frame.len())
+}
+
+/// Which message a [`RecordsFrame`] encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordsMessage {
+    /// [`Message::SnapshotChunk`].
+    SnapshotChunk,
+    /// [`Message::RepairRecords`].
+    RepairRecords,
+}
+
+/// A frame of records (a [`Message::SnapshotChunk`] or [`Message::RepairRecords`]) encoded in
+/// place at the end of a caller's buffer, record by record from borrowed views: the write-ahead
+/// log encodes each write straight into its queue and a snapshot straight from the stored
+/// entries, with no [`Record`] copy or frame allocation in between.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordsFrame {
+    start: usize,
+    count: u32,
+}
+
+impl RecordsFrame {
+    /// Starts the frame at the end of `out`.
+    pub fn begin(out: &mut Vec<u8>, message: RecordsMessage) -> RecordsFrame {
+        let start = out.len();
+        out.put_bytes(0, HEADER_LEN);
+        out.put_u8(FORMAT_VERSION);
+        out.put_u8(match message {
+            RecordsMessage::SnapshotChunk => 5,
+            RecordsMessage::RepairRecords => 10,
+        });
+        out.put_u32(0);
+        RecordsFrame { start, count: 0 }
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, out: &mut Vec<u8>, record: &RecordView<'_>) {
         put_record(out, record);
+        self.count += 1;
+    }
+
+    /// Records pushed so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Bytes of the frame so far.
+    pub fn len(&self, out: &[u8]) -> usize {
+        out.len() - self.start
+    }
+
+    /// Whether no record was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Removes the frame from `out` (nothing to send).
+    pub fn cancel(self, out: &mut Vec<u8>) {
+        out.truncate(self.start);
+    }
+
+    /// Completes the frame and returns its length; when its body exceeds `max_frame` the
+    /// frame is removed from `out` and the error says by how much.
+    pub fn finish(self, out: &mut Vec<u8>, max_frame: usize) -> Result<usize, WireError> {
+        let count_at = self.start + HEADER_LEN + 2;
+        out[count_at..count_at + 4].copy_from_slice(&self.count.to_be_bytes());
+        seal_frame(&mut out[self.start..], max_frame).inspect_err(|_| out.truncate(self.start))
     }
 }
 
@@ -388,18 +474,7 @@ pub fn encode_frame_into(
         Message::RoundEnd => out.put_u8(11),
         Message::Leave => out.put_u8(12),
     }
-    let len = out.len() - start - HEADER_LEN;
-    if len > max_frame {
-        out.truncate(start);
-        return Err(WireError::TooLarge {
-            len,
-            max: max_frame,
-        });
-    }
-    let crc = crc32(&out[start + HEADER_LEN..]);
-    out[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
-    Ok(HEADER_LEN + len)
+    seal_frame(&mut out[start..], max_frame).inspect_err(|_| out.truncate(start))
 }
 
 /// A bounds-checked reader over a message body. With `owner` (the body as [`Bytes`]), keys
@@ -947,5 +1022,68 @@ mod tests {
             let frame = encode_frame(&message, usize::MAX).unwrap_or_default();
             prop_assert!(frame.len() <= HEADER_LEN + 64 + size_hint(&message));
         }
+
+        /// The log and snapshots encode borrowed records in place: the bytes must be exactly
+        /// the frame of the same message, and decode back to its records.
+        #[test]
+        fn records_frames_built_in_place_equal_the_messages(records in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..40), proptest::collection::vec(any::<u8>(), 0..300), proptest::option::of(any::<u64>()), 0u8..3), 0..12), prefix in proptest::collection::vec(any::<u8>(), 0..20)) {
+            let records: Vec<Record> = records
+                .into_iter()
+                .map(|(key, value, expire, kind)| {
+                    let stamp = Stamp { hlc: 5, origin: 9 };
+                    match kind {
+                        0 => Record::tombstone(Bytes::from(key), stamp, 7),
+                        1 => Record::live(Bytes::from(key), stamp, Value::String(Bytes::from(value)), expire),
+                        _ => {
+                            let fields = value
+                                .chunks(7)
+                                .map(|pair| (Bytes::copy_from_slice(&pair[..pair.len() / 2]), Bytes::copy_from_slice(&pair[pair.len() / 2..])))
+                                .collect();
+                            Record::live(Bytes::from(key), stamp, Value::Hash(fields), expire)
+                        }
+                    }
+                })
+                .collect();
+            for (kind, message) in [
+                (RecordsMessage::SnapshotChunk, Message::SnapshotChunk { records: records.clone() }),
+                (RecordsMessage::RepairRecords, Message::RepairRecords { records: records.clone() }),
+            ] {
+                let mut out = prefix.clone();
+                let mut frame = RecordsFrame::begin(&mut out, kind);
+                for record in &records {
+                    frame.push(&mut out, &record.view());
+                }
+                prop_assert_eq!(frame.count() as usize, records.len());
+                let len = frame.finish(&mut out, DEFAULT_MAX_FRAME).expect("fits");
+                let expected = encode_frame(&message, DEFAULT_MAX_FRAME).expect("fits");
+                prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
+                prop_assert_eq!(&out[prefix.len()..], &expected[..]);
+                prop_assert_eq!(len, expected.len());
+                let mut buffer = BytesMut::from(&out[prefix.len()..]);
+                prop_assert_eq!(split_frame(&mut buffer, DEFAULT_MAX_FRAME), Ok(Some(message)));
+            }
+        }
+    }
+
+    #[test]
+    fn a_records_frame_over_the_limit_is_removed_and_cancel_removes_it_too() {
+        let record = Record::live(
+            Bytes::from_static(b"key"),
+            Stamp { hlc: 1, origin: 1 },
+            Value::String(Bytes::from(vec![b'v'; 100])),
+            None,
+        );
+        let mut out = b"before".to_vec();
+        let mut frame = RecordsFrame::begin(&mut out, RecordsMessage::RepairRecords);
+        frame.push(&mut out, &record.view());
+        assert!(matches!(
+            frame.finish(&mut out, 50),
+            Err(WireError::TooLarge { max: 50, .. })
+        ));
+        assert_eq!(out, b"before");
+        let frame = RecordsFrame::begin(&mut out, RecordsMessage::SnapshotChunk);
+        assert!(frame.is_empty());
+        frame.cancel(&mut out);
+        assert_eq!(out, b"before");
     }
 }

@@ -113,6 +113,7 @@ pub fn encode_hash<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -
 }
 
 /// Iterates over the `(field, value)` pairs of a hash payload.
+#[derive(Clone)]
 pub struct HashIter<'a> {
     data: &'a [u8],
     position: usize,

@@ -24,7 +24,9 @@ use super::unix_ms;
 use crate::config::EvictionPolicy;
 use crate::persistence::Persistence;
 use crate::replication::clock::{system_wall_clock, HybridClock};
-use crate::replication::record::{BucketDigests, Record, RecordState, Touch, BUCKETS};
+use crate::replication::record::{
+    BucketDigests, Record, RecordState, RecordView, StateView, Touch, ValueView, BUCKETS,
+};
 use crate::replication::replica::BucketPositions;
 use crate::replication::{replica, Replica, Replication};
 
@@ -432,11 +434,11 @@ impl MemoryEngine {
 
     /// Appends an applied record to the log (disc mode); `local` notes the sequence (or the
     /// failure) for the client's durability wait ([`take_logged`]).
-    fn log(&self, record: &Record, local: bool) {
+    fn log(&self, record: &RecordView<'_>, local: bool) {
         let Some(persistence) = self.persistence.get() else {
             return;
         };
-        let result = persistence.append(record);
+        let result = persistence.append_view(record);
         if let Err(error) = &result {
             tracing::warn!(%error, "failed to append a record to the write-ahead log");
         }
@@ -558,7 +560,7 @@ impl MemoryEngine {
                     // stamp: replay merges it like the touch), so a restart keeps the touch.
                     if self.persistence.get().is_some() {
                         if let Some(entry) = shard.table.get(hash, key) {
-                            self.log(&entry_record(entry), true);
+                            self.log(&entry_view(entry), true);
                         }
                     }
                     replication.submit_touch(Touch {
@@ -582,8 +584,11 @@ impl MemoryEngine {
         let mut record = None;
         match build(op, old, stamp, now) {
             Some(entry) => {
-                if replication.is_some() || logged {
+                if replication.is_some() {
                     record = Some(entry_record(&entry));
+                } else if logged {
+                    // Disc mode alone: the log encodes the entry itself, without a copy.
+                    self.log(&entry_view(&entry), true);
                 }
                 let cost = entry.clone_header_only();
                 shard.digest_add(&entry);
@@ -621,7 +626,7 @@ impl MemoryEngine {
             },
         }
         if let Some(record) = record {
-            self.log(&record, true);
+            self.log(&record.view(), true);
             if let Some(replication) = replication {
                 note_submitted(replication.submit(record));
             }
@@ -1084,18 +1089,29 @@ impl Entry {
     }
 }
 
-/// The replicated state of a stored entry (an unstamped entry has the smallest stamp).
-fn entry_record(entry: &Entry) -> Record {
-    let key = Bytes::copy_from_slice(entry.key());
-    let stamp = entry.stamp().unwrap_or(Stamp { hlc: 0, origin: 0 });
-    if let Some(deleted_at_ms) = entry.deleted_at() {
-        return Record::tombstone(key, stamp, deleted_at_ms);
-    }
-    let value = match entry.kind() {
-        Kind::String => Value::String(Bytes::copy_from_slice(entry.payload())),
-        Kind::Hash => Value::Hash(entry.hash_pairs()),
+/// The replicated state of a stored entry (an unstamped entry has the smallest stamp),
+/// borrowed from it.
+fn entry_view(entry: &Entry) -> RecordView<'_> {
+    let state = match entry.deleted_at() {
+        Some(deleted_at_ms) => StateView::Tombstone { deleted_at_ms },
+        None => StateView::Live {
+            value: match entry.kind() {
+                Kind::String => ValueView::String(entry.payload()),
+                Kind::Hash => ValueView::StoredHash(entry.hash_fields()),
+            },
+            expire_at: entry.expire_at(),
+        },
     };
-    Record::live(key, stamp, value, entry.expire_at())
+    RecordView {
+        key: entry.key(),
+        stamp: entry.stamp().unwrap_or(Stamp { hlc: 0, origin: 0 }),
+        state,
+    }
+}
+
+/// [`entry_view`], copied.
+fn entry_record(entry: &Entry) -> Record {
+    entry_view(entry).to_record()
 }
 
 /// The entry storing a record.
@@ -1240,7 +1256,7 @@ impl Replica for MemoryEngine {
         else {
             return false;
         };
-        self.log(&merged, false);
+        self.log(&merged.view(), false);
         true
     }
 
@@ -1260,8 +1276,7 @@ impl Replica for MemoryEngine {
             _ => false,
         };
         if touched && self.persistence.get().is_some() {
-            let record = entry_record(entry);
-            self.log(&record, false);
+            self.log(&entry_view(entry), false);
         }
         touched
     }
@@ -1271,14 +1286,26 @@ impl Replica for MemoryEngine {
         after: Option<&[u8]>,
         max_records: usize,
     ) -> (Vec<Record>, Option<Vec<u8>>) {
+        let mut records = Vec::new();
+        let next = self.visit_snapshot_chunk(after, max_records, &mut |record| {
+            records.push(record.to_record());
+        });
+        (records, next)
+    }
+
+    fn visit_snapshot_chunk(
+        &self,
+        after: Option<&[u8]>,
+        max_records: usize,
+        visit: &mut dyn FnMut(&RecordView<'_>),
+    ) -> Option<Vec<u8>> {
         let cursor = after
             .and_then(|after| <[u8; 8]>::try_from(after).ok())
             .map_or(0, u64::from_le_bytes);
-        let mut records = Vec::new();
         let next = self.scan_entries(cursor, max_records.max(1), true, |entry| {
-            records.push(entry_record(entry));
+            visit(&entry_view(entry));
         });
-        (records, (next != 0).then(|| next.to_le_bytes().to_vec()))
+        (next != 0).then(|| next.to_le_bytes().to_vec())
     }
 
     fn bucket_digests(&self) -> Vec<u64> {
@@ -1358,6 +1385,36 @@ impl Replica for MemoryEngine {
 mod tests {
     use super::*;
     use crate::store::op::RecordingSink;
+
+    /// The log and snapshots encode stored entries through `entry_view`; copied, the view
+    /// must give back exactly the record the entry was built from.
+    #[test]
+    fn entry_views_give_back_the_stored_records() {
+        let stamp = Stamp { hlc: 42, origin: 3 };
+        let records = [
+            Record::live(
+                Bytes::from_static(b"s"),
+                stamp,
+                Value::String(Bytes::from_static(b"value")),
+                Some(99),
+            ),
+            Record::live(
+                Bytes::from_static(b"h"),
+                stamp,
+                Value::Hash(vec![
+                    (Bytes::from_static(b"f1"), Bytes::from_static(b"v1")),
+                    (Bytes::from_static(b""), Bytes::from(vec![b'x'; 300])),
+                ]),
+                None,
+            ),
+            Record::tombstone(Bytes::from_static(b"t"), stamp, 1234),
+        ];
+        for record in records {
+            let entry = record_entry(&record, 0);
+            assert_eq!(entry_view(&entry).to_record(), record);
+            assert_eq!(entry_view(&entry).size(), record.size());
+        }
+    }
 
     fn put(key: &str, value: &str, expire_at: Option<u64>) -> Op {
         Op::Put {
