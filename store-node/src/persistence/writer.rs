@@ -1,8 +1,8 @@
 //! The log writer: group commit, led by the waiting appender under `everysec` and by a
 //! dedicated thread under `always`.
 //!
-//! Appenders encode their record on their own thread, push the frame into a bounded queue under
-//! a short lock and get a sequence number. The open segment ([`Log`]) sits behind its own lock;
+//! Appenders encode their record on their own thread straight into a queued batch buffer
+//! (under a short lock of the bounded queue) and get a sequence number. The open segment ([`Log`]) sits behind its own lock;
 //! whoever holds it takes everything queued at once (in sequence order, since taking happens
 //! under that lock), writes it with one `write`, and then:
 //! - `fsync=always`: the writer thread fdatasyncs and publishes the batch's last sequence as
@@ -19,16 +19,17 @@
 //!   (docs/persistence.md). The writer thread fdatasyncs at most a second after the first
 //!   unsynced write, or at once when `sync_bytes` (4 MiB) are written and unsynced, without
 //!   holding the log lock (appenders keep writing meanwhile), and every [`FLUSH_TICK`] writes
-//!   records nobody waits for (applied from peers). The early sync bounds the unsynced batches
-//!   kept in memory for a rewrite after an error: kept for a whole second, pipelined writes
-//!   (over 100 MB/s) made every batch fresh memory, and zeroing its pages (`clear_page_erms`,
-//!   15 % of the node's CPU) made everysec cost more CPU per SET than fsync=always.
+//!   records nobody waits for (applied from peers). The early sync bounds the copy of the
+//!   unsynced bytes the log keeps for a rewrite after an error. Batch buffers go back to the
+//!   queue as soon as they are written: kept until the sync, pipelined writes (over 100 MB/s)
+//!   made every batch fresh memory, and zeroing its pages (`clear_page_erms`, 15 % of the
+//!   node's CPU) made everysec cost more CPU per SET than fsync=always.
 //!
 //! A write or fdatasync error (disc full, I/O error) makes the log *failing*: local writes are
 //! refused at admission with [`PersistenceError::Unavailable`] (a `MISCONF` error for clients,
 //! before they are applied) and waiters get it too. Only the writer thread touches a failing
 //! log: every second it cuts the segment back to its last synced length and rewrites everything
-//! since (it keeps those batches until they are synced), then clears the failure. Never a
+//! since (the log keeps a copy of those bytes until they are synced), then clears the failure. Never a
 //! panic.
 //!
 //! Rotation (for snapshots) is an item in the same queue, only ever taken by the writer thread,
@@ -133,11 +134,9 @@ impl Queue {
     }
 }
 
-/// Capacity [`Queue::spare`] may hold in all: several times the bytes written between two
-/// syncs under `everysec` (`sync_bytes`, 4 MiB by default), since a batch is often a few
-/// records in a larger buffer and every written batch is held until the sync. With 8 MiB about
-/// half the batches between two syncs came from fresh, zeroed pages again.
-const SPARE_LIMIT_BYTES: usize = 32 << 20;
+/// Capacity [`Queue::spare`] may hold in all. Batch buffers come back as soon as they are
+/// written (the log keeps its own copy of the unsynced bytes), so a few are in use at a time.
+const SPARE_LIMIT_BYTES: usize = 8 << 20;
 
 impl Queue {
     /// A buffer for new queued frames: a spare one when there is one.
@@ -147,7 +146,7 @@ impl Queue {
         Some(buffer)
     }
 
-    /// Keeps the buffers of synced batches for reuse (up to [`SPARE_LIMIT_BYTES`]). Freeing
+    /// Keeps the buffers of written batches for reuse (up to [`SPARE_LIMIT_BYTES`]). Freeing
     /// them let the allocator return their pages to the kernel, and the next batches then
     /// faulted in and zeroed fresh (transparent huge) pages: under everysec on pipelined
     /// writes that was 14 % of the node's CPU.
@@ -244,8 +243,8 @@ impl Shared {
                 segment,
                 len,
                 synced_len: len,
+                pending: Vec::new(),
                 unsynced: Vec::new(),
-                written: 0,
                 written_seq: 0,
                 synced_seq: 0,
                 last_sync: Instant::now(),
@@ -256,6 +255,13 @@ impl Shared {
 
     fn fault(&self) -> u8 {
         self.fault.load(Ordering::Relaxed)
+    }
+
+    /// Returns emptied batch buffers to the queue for reuse.
+    fn recycle(&self, buffers: Vec<Vec<u8>>) {
+        if !buffers.is_empty() {
+            self.queue.lock().recycle(buffers.into_iter());
+        }
     }
 
     /// Makes the writer thread run a round now.
@@ -298,7 +304,7 @@ impl Shared {
     }
 }
 
-/// A batch written but not yet synced.
+/// A batch not yet written.
 struct Pending {
     bytes: Vec<u8>,
     last_seq: u64,
@@ -316,9 +322,14 @@ pub(crate) struct Log {
     len: u64,
     /// Length known to be on disc.
     synced_len: u64,
-    /// Batches since the last sync; `written` of them are in the file.
-    unsynced: Vec<Pending>,
-    written: usize,
+    /// Batches not yet written.
+    pending: Vec<Pending>,
+    /// A copy of the bytes written since the last sync (the file from `synced_len` to `len`),
+    /// to write again after an error: a failed fdatasync may have lost them from the page
+    /// cache. A copy rather than the batches themselves, so that their buffers go back to the
+    /// queue at once: held until the sync, batches of a few records each kept faulting in
+    /// fresh buffers (a second's worth of them under `everysec`).
+    unsynced: Vec<u8>,
     written_seq: u64,
     synced_seq: u64,
     last_sync: Instant,
@@ -350,18 +361,22 @@ pub(crate) fn create_segment(
     Ok((file, path, FILE_HEADER_LEN as u64))
 }
 
-/// Appends queued frames to a batch being assembled, taking the first one without a copy.
-fn join_frames(batch: &mut Vec<u8>, bytes: Vec<u8>) {
+/// Appends queued frames to a batch being assembled, taking the first one without a copy;
+/// the buffers of the others go to `used`.
+fn join_frames(batch: &mut Vec<u8>, bytes: Vec<u8>, used: &mut Vec<Vec<u8>>) {
     if batch.is_empty() {
         *batch = bytes;
     } else {
         batch.extend_from_slice(&bytes);
+        used.push(bytes);
     }
 }
 
-/// Concatenates taken frames into one batch: (bytes, last sequence, record count).
-fn concat(items: Vec<Item>) -> (Vec<u8>, u64, u64) {
+/// Concatenates taken frames into one batch: (bytes, last sequence, record count); the
+/// emptied buffers go back to the queue.
+fn concat(shared: &Shared, items: Vec<Item>) -> (Vec<u8>, u64, u64) {
     let mut batch: Vec<u8> = Vec::new();
+    let mut used = Vec::new();
     let mut last_seq = 0;
     let mut records = 0;
     for item in items {
@@ -371,11 +386,12 @@ fn concat(items: Vec<Item>) -> (Vec<u8>, u64, u64) {
             records: count,
         } = item
         {
-            join_frames(&mut batch, bytes);
+            join_frames(&mut batch, bytes, &mut used);
             last_seq = seq;
             records += count;
         }
     }
+    shared.recycle(used);
     (batch, last_seq, records)
 }
 
@@ -406,7 +422,7 @@ pub(crate) fn lead(shared: &Shared, seq: u64) -> Option<bool> {
     if shared.queue.lock().stop != Stop::No {
         return Some(false);
     }
-    let (batch, last_seq, records) = concat(shared.take(true));
+    let (batch, last_seq, records) = concat(shared, shared.take(true));
     if batch.is_empty() {
         // A rotation is queued before the record: the writer thread takes both in order.
         drop(log);
@@ -440,7 +456,7 @@ pub(crate) fn lead(shared: &Shared, seq: u64) -> Option<bool> {
 impl Log {
     /// Whether written or queued-for-writing bytes are not yet synced.
     fn dirty(&self) -> bool {
-        self.written < self.unsynced.len() || self.synced_len < self.len
+        !self.pending.is_empty() || self.synced_len < self.len
     }
 
     /// Bytes written to the file and not yet fdatasynced.
@@ -464,7 +480,7 @@ impl Log {
             .metrics
             .records_written
             .fetch_add(records, Ordering::Relaxed);
-        self.unsynced.push(Pending {
+        self.pending.push(Pending {
             bytes: batch,
             last_seq,
         });
@@ -472,19 +488,22 @@ impl Log {
 
     /// Writes every batch not yet in the file; under `everysec`, publishes them.
     fn write_pending(&mut self, shared: &Shared) -> Result<(), (&'static str, io::Error)> {
-        if self.written < self.unsynced.len() && shared.fault() == WriterFault::Fail as u8 {
+        if !self.pending.is_empty() && shared.fault() == WriterFault::Fail as u8 {
             // ENOSPC: "No space left on device".
             return Err(("write", io::Error::from_raw_os_error(28)));
         }
-        while self.written < self.unsynced.len() {
-            let pending = &self.unsynced[self.written];
-            (&*self.file)
-                .write_all(&pending.bytes)
-                .map_err(|error| ("write", error))?;
+        let mut written = 0;
+        let mut result = Ok(());
+        for pending in &self.pending {
+            if let Err(error) = (&*self.file).write_all(&pending.bytes) {
+                result = Err(("write", error));
+                break;
+            }
+            self.unsynced.extend_from_slice(&pending.bytes);
             let size = pending.bytes.len() as u64;
             self.len += size;
             self.written_seq = pending.last_seq;
-            self.written += 1;
+            written += 1;
             let metrics = &shared.metrics;
             metrics.bytes_written.fetch_add(size, Ordering::Relaxed);
             metrics.disc_bytes.fetch_add(size, Ordering::Relaxed);
@@ -492,20 +511,26 @@ impl Log {
                 .log_bytes_since_snapshot
                 .fetch_add(size, Ordering::Relaxed);
         }
+        let done: Vec<Vec<u8>> = self
+            .pending
+            .drain(..written)
+            .map(|pending| pending.bytes)
+            .collect();
+        shared.recycle(done);
+        result?;
         if shared.fsync == Fsync::Everysec {
             self.publish(shared);
         }
         Ok(())
     }
 
-    /// Accounts an fdatasync that covered the first `len` bytes and `count` batches.
-    fn synced(&mut self, shared: &Shared, len: u64, seq: u64, count: usize, elapsed: Duration) {
+    /// Accounts an fdatasync that covered the first `len` bytes of the segment.
+    fn synced(&mut self, shared: &Shared, len: u64, seq: u64, elapsed: Duration) {
         shared.metrics.observe_fsync(elapsed);
+        let covered = len.saturating_sub(self.synced_len) as usize;
+        self.unsynced.drain(..covered.min(self.unsynced.len()));
         self.synced_len = len;
         self.synced_seq = seq;
-        let done = self.unsynced.drain(..count).map(|pending| pending.bytes);
-        shared.queue.lock().recycle(done);
-        self.written -= count;
         self.last_sync = Instant::now();
         self.publish(shared);
     }
@@ -563,7 +588,17 @@ impl Log {
             Ordering::Relaxed,
         );
         self.len = self.synced_len;
-        self.written = 0;
+        // What was written since the last sync is written again, before the rest.
+        if !self.unsynced.is_empty() {
+            let bytes = std::mem::take(&mut self.unsynced);
+            self.pending.insert(
+                0,
+                Pending {
+                    bytes,
+                    last_seq: self.written_seq,
+                },
+            );
+        }
     }
 
     fn set_failed(&mut self, shared: &Shared, reason: Option<String>) {
@@ -633,7 +668,7 @@ fn write_and_sync(
         return Ok(());
     }
     let file = log.file.clone();
-    let (len, seq, count) = (log.len, log.written_seq, log.written);
+    let (len, seq) = (log.len, log.written_seq);
     let sync = || {
         let started = Instant::now();
         file.sync_data().map(|()| started.elapsed())
@@ -646,7 +681,7 @@ fn write_and_sync(
     let elapsed = result.map_err(|error| ("fdatasync", error))?;
     // A failure meanwhile (a leading appender's write) rewound the file: the retry syncs.
     if !log.failing {
-        log.synced(shared, len, seq, count, elapsed);
+        log.synced(shared, len, seq, elapsed);
     }
     Ok(())
 }
@@ -681,6 +716,7 @@ impl Writer {
             }
             let mut log = shared.log.lock();
             let mut batch: Vec<u8> = Vec::new();
+            let mut used = Vec::new();
             let mut last_seq = 0;
             let mut records = 0;
             for item in shared.take(false) {
@@ -690,7 +726,7 @@ impl Writer {
                         last_seq: seq,
                         records: count,
                     } => {
-                        join_frames(&mut batch, bytes);
+                        join_frames(&mut batch, bytes, &mut used);
                         last_seq = seq;
                         records += count;
                     }
@@ -707,6 +743,7 @@ impl Writer {
                     }
                 }
             }
+            shared.recycle(std::mem::take(&mut used));
             let sync_now = match shared.fsync {
                 Fsync::Always => true,
                 Fsync::Everysec => log.everysec_sync_due(&shared, batch.len() as u64),
@@ -833,6 +870,65 @@ fn persist(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 4: a written batch's buffer goes back to the queue at once (held until the sync,
+    /// small batches kept faulting in fresh memory); the log's copy of the unsynced bytes is
+    /// what an error rewrites, ahead of the batches not yet written.
+    #[test]
+    fn written_batches_return_at_once_and_an_error_rewrites_the_unsynced_copy() {
+        let dir = std::env::temp_dir().join(format!(
+            "store-node-writer-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let metrics = Arc::new(PersistenceMetrics::default());
+        let shared = Shared::open(
+            metrics,
+            1 << 20,
+            4 << 20,
+            dir.clone(),
+            1,
+            Fsync::Everysec,
+            1,
+        )
+        .expect("open");
+        let mut log = shared.log.lock();
+        log.push(&shared, vec![1u8; 100], 1, 1);
+        log.write_pending(&shared).expect("write");
+        assert_eq!(log.unsynced, vec![1u8; 100]);
+        assert!(log.pending.is_empty());
+        assert_eq!(shared.queue.lock().spare.len(), 1);
+        assert_eq!(shared.progress.borrow().acked, 1);
+
+        write_and_sync(&shared, &mut log, true, false).expect("sync");
+        assert!(log.unsynced.is_empty());
+        assert_eq!(log.synced_seq, 1);
+
+        log.push(&shared, vec![2u8; 10], 2, 1);
+        log.write_pending(&shared).expect("write");
+        log.push(&shared, vec![3u8; 5], 3, 1);
+        log.fail(&shared, "write", io::Error::from_raw_os_error(28));
+        assert_eq!(log.len, log.synced_len);
+        let rewrite: Vec<(Vec<u8>, u64)> = log
+            .pending
+            .iter()
+            .map(|pending| (pending.bytes.clone(), pending.last_seq))
+            .collect();
+        assert_eq!(rewrite, vec![(vec![2u8; 10], 2), (vec![3u8; 5], 3)]);
+        log.write_pending(&shared).expect("rewrite");
+        assert_eq!(log.written_seq, 3);
+        let expected_len = FILE_HEADER_LEN as u64 + 100 + 10 + 5;
+        assert_eq!(log.len, expected_len);
+        let path = log.path.clone();
+        drop(log);
+        assert_eq!(
+            std::fs::metadata(&path).expect("segment").len(),
+            expected_len
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn synced_buffers_are_reused_empty_up_to_the_limit() {
