@@ -365,6 +365,11 @@ fn encode_persistence(
             metrics.bytes_written,
         ),
         (
+            "store_node_wal_writes",
+            "write calls appending to the write-ahead log (group commit: records per write)",
+            metrics.log_writes,
+        ),
+        (
             "store_node_wal_io_errors",
             "Write-ahead log write or fdatasync errors",
             metrics.io_errors,

@@ -637,6 +637,44 @@ async fn everysec_writes_records_nobody_waits_for_within_a_tick() {
     log.shutdown().expect("shutdown");
 }
 
+/// Under `everysec` the connections served by one thread share a `write`: a waiter first lets
+/// the others ready on its thread apply their writes, and whoever leads then writes them all,
+/// as Redis writes its AOF once per event-loop iteration. Without that each waiter led its own
+/// `write` (8 here): on pipelined 1 KiB SETs 6297 writes for 50k SETs, 279 with it.
+#[tokio::test]
+async fn everysec_waiters_on_one_thread_share_one_write() {
+    let dir = TempDir::new("group-commit");
+    let (log, _) = Persistence::open(config(&dir.0, Fsync::Everysec), NOW, 0).expect("open");
+    let log = Arc::new(log);
+    let before = log.metrics().snapshot().log_writes;
+    let tasks: Vec<_> = (0..8u64)
+        .map(|index| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let key = format!("k{index}");
+                let seq = log
+                    .append(&record(&key, index + 1, "v", None))
+                    .expect("append");
+                log.wait_durable(seq).await.expect("written");
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let writes = log.metrics().snapshot().log_writes - before;
+    // One leader writes all eight; the writer thread's tick may take a share on a slow runner.
+    assert!(writes <= 2, "{writes} writes for 8 waiters on one thread");
+    let Ok(log) = Arc::try_unwrap(log) else {
+        panic!("the tasks still hold the log");
+    };
+    log.crash();
+    let (log, recovered) =
+        Persistence::open(config(&dir.0, Fsync::Everysec), NOW, 0).expect("reopen");
+    assert_eq!(recovered.report.records_read, 8);
+    log.shutdown().expect("shutdown");
+}
+
 fn config_for(dir: &Path) -> PersistenceConfig {
     config(dir, Fsync::Everysec)
 }

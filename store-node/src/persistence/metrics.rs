@@ -25,6 +25,8 @@ pub struct PersistenceMetrics {
     pub records_written: AtomicU64,
     /// Frame bytes appended to the log.
     pub bytes_written: AtomicU64,
+    /// `write` calls that appended to the log (records per write shows the group commit).
+    pub log_writes: AtomicU64,
     /// Completed fdatasync calls on log segments.
     pub fsyncs: AtomicU64,
     /// Sum of fsync latencies (microseconds).
@@ -73,6 +75,7 @@ impl PersistenceMetrics {
             snapshot_bytes: load(&self.snapshot_bytes),
             records_written: load(&self.records_written),
             bytes_written: load(&self.bytes_written),
+            log_writes: load(&self.log_writes),
             fsyncs: load(&self.fsyncs),
             fsync_micros_total: load(&self.fsync_micros_total),
             fsync_buckets,
@@ -100,6 +103,8 @@ pub struct PersistenceMetricsSnapshot {
     pub records_written: u64,
     /// See [`PersistenceMetrics::bytes_written`].
     pub bytes_written: u64,
+    /// See [`PersistenceMetrics::log_writes`].
+    pub log_writes: u64,
     /// See [`PersistenceMetrics::fsyncs`].
     pub fsyncs: u64,
     /// See [`PersistenceMetrics::fsync_micros_total`].

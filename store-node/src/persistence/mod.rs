@@ -394,6 +394,15 @@ impl Persistence {
         if self.durable_seq() >= seq {
             return Ok(());
         }
+        if self.config.fsync == Fsync::Everysec {
+            // Group commit across connections, like Redis's one AOF `write` per event-loop
+            // iteration: the other connections ready on this thread apply their writes first,
+            // and whoever leads then writes them all at once (the others find theirs written).
+            tokio::task::yield_now().await;
+            if self.durable_seq() >= seq {
+                return Ok(());
+            }
+        }
         let mut progress = self.shared.progress.subscribe();
         let give_up = tokio::time::Instant::now() + writer::LEAD_BUSY_WAIT;
         loop {

@@ -505,6 +505,7 @@ impl Log {
             self.written_seq = pending.last_seq;
             written += 1;
             let metrics = &shared.metrics;
+            metrics.log_writes.fetch_add(1, Ordering::Relaxed);
             metrics.bytes_written.fetch_add(size, Ordering::Relaxed);
             metrics.disc_bytes.fetch_add(size, Ordering::Relaxed);
             metrics
