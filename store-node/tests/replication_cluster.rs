@@ -491,6 +491,77 @@ async fn replication_write_ack_one_and_all() {
     shutdown(&nodes);
 }
 
+/// The op-log drops the writes every member holds (at the next append), and still keeps what a
+/// member that is cut off lacks, so the member resumes from the log without anti-entropy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_log_releases_what_every_member_holds_and_still_resumes() {
+    let network = InMemoryNetwork::new();
+    let (nodes, _peers) = memory_cluster(&network, 3, |config| {
+        // Only the log can deliver within the test.
+        config.anti_entropy_interval = Duration::from_secs(600);
+    })
+    .await;
+    for index in 0..100 {
+        let seq = nodes[0].write(&format!("held:{index}"), "v");
+        nodes[0]
+            .replication
+            .wait_acked(seq, WriteAck::All, Duration::from_secs(5))
+            .await
+            .expect("all acked");
+    }
+    let seq = nodes[0].write("next", "v");
+    assert_eq!(
+        nodes[0].replication.log_len_and_bytes().0,
+        1,
+        "the 100 writes both peers held are dropped"
+    );
+    nodes[0]
+        .replication
+        .wait_acked(seq, WriteAck::All, Duration::from_secs(5))
+        .await
+        .expect("all acked");
+    let repairs_before: u64 = nodes
+        .iter()
+        .map(|node| node.replication.metrics().snapshot().repairs_applied)
+        .sum();
+
+    network.partition(
+        &[&address("node-2")],
+        &[&address("node-0"), &address("node-1")],
+    );
+    for index in 0..30 {
+        let seq = nodes[0].write(&format!("cut:{index}"), "v");
+        nodes[0]
+            .replication
+            .wait_acked(seq, WriteAck::One, Duration::from_secs(5))
+            .await
+            .expect("one acked");
+    }
+    assert_eq!(
+        nodes[0].replication.log_len_and_bytes().0,
+        30,
+        "node-2 held everything up to `next` and nothing after"
+    );
+    // Longer than the peer timeout: the links drop and are dialled again after the heal.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    network.heal();
+    assert!(
+        wait_until(Duration::from_secs(5), || (0..30)
+            .all(
+                |index| nodes[2].value(&format!("cut:{index}")).as_deref() == Some("v")
+            ))
+        .await,
+        "node-2 did not resume from the log"
+    );
+    let repairs_after: u64 = nodes
+        .iter()
+        .map(|node| node.replication.metrics().snapshot().repairs_applied)
+        .sum();
+    assert_eq!(repairs_after, repairs_before, "no anti-entropy repair");
+    assert_eq!(nodes[2].value("held:99").as_deref(), Some("v"));
+    shutdown(&nodes);
+}
+
 /// The rolling-restart `NOREPLICAS` with `--write-ack one`: a restarted node (new address, not
 /// yet in its peers' DNS) must not report ready before its peers dial it, and once ready it
 /// must count for their writes at once, before their anti-entropy round closes its gap.

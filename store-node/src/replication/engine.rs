@@ -453,6 +453,11 @@ impl Replication {
         self.shared.log.head()
     }
 
+    /// The items and approximate bytes the op-log retains.
+    pub fn log_len_and_bytes(&self) -> (usize, usize) {
+        self.shared.log.len_and_bytes()
+    }
+
     /// The counters.
     pub fn metrics(&self) -> &ReplicationMetrics {
         &self.shared.metrics
@@ -542,6 +547,26 @@ fn acked_members(shared: &Shared, first: u64, last: u64) -> (usize, usize) {
         })
         .count();
     (acked, names.len() + unnamed)
+}
+
+/// The highest log sequence up to which every member holds everything (see
+/// [`acked_members`] for who is a member); 0 when there is no member, or when one holds
+/// nothing known yet (not yet reached, or a new incarnation).
+fn held_by_every_member(peers: &Peers) -> u64 {
+    peers
+        .by_address
+        .values()
+        .filter(|entry| !entry.left)
+        .map(|entry| {
+            entry
+                .name
+                .as_ref()
+                .and_then(|name| peers.cursors.get(name))
+                .filter(|(cursor_node, _)| Some(*cursor_node) == entry.node_id)
+                .map_or(0, |(_, cursor)| cursor.synced)
+        })
+        .min()
+        .unwrap_or(0)
 }
 
 fn peers_behind(shared: &Shared, head: u64) -> Vec<String> {
@@ -1400,8 +1425,12 @@ async fn outbound_session(
                 ReplicationMetrics::add(&shared.metrics.bytes_received, bytes as u64);
                 match message {
                     Message::Ack { seq } => {
-                        if let Some((_, cursor)) = shared.peers.lock().cursors.get_mut(&name) {
-                            cursor.ack(seq);
+                        {
+                            let mut peers = shared.peers.lock();
+                            if let Some((_, cursor)) = peers.cursors.get_mut(&name) {
+                                cursor.ack(seq);
+                            }
+                            shared.log.release_through(held_by_every_member(&peers));
                         }
                         bump_acks(shared);
                     }
@@ -1463,6 +1492,7 @@ async fn outbound_session(
                                 if let Some(entry) = peers.by_address.get_mut(address) {
                                     entry.last_round_started_ms = Some(done.started_ms);
                                 }
+                                shared.log.release_through(held_by_every_member(&peers));
                             }
                             ReplicationMetrics::add(&shared.metrics.anti_entropy_rounds, 1);
                             bump_acks(shared);

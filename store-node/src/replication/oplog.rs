@@ -2,9 +2,11 @@
 //! number and stays in a bounded in-memory queue (by count and by bytes) from which each peer
 //! link pushes batches. [`PeerCursor`] tracks, per peer, up to which sequence the peer is known
 //! to hold everything; a peer whose position fell off the log (or that is new) has a gap that
-//! only an anti-entropy round or a snapshot can close.
+//! only an anti-entropy round or a snapshot can close. Items every member holds are released
+//! early ([`OpLog::release_through`]): no link reads them again.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -55,6 +57,8 @@ pub struct OpLog {
     max_items: usize,
     max_bytes: usize,
     head: watch::Sender<u64>,
+    /// Items up to this sequence may be dropped (see [`OpLog::release_through`]).
+    released: AtomicU64,
 }
 
 impl OpLog {
@@ -70,14 +74,23 @@ impl OpLog {
             max_items: max_items.max(1),
             max_bytes,
             head: watch::Sender::new(0),
+            released: AtomicU64::new(0),
         }
     }
 
     /// Appends an item and returns its sequence number; cheap and non-blocking (called from the
-    /// store's write path).
+    /// store's write path). Drops the released items first.
     pub fn append(&self, item: LogItem) -> u64 {
         let size = item.size();
+        let released = self.released.load(Ordering::Relaxed);
         let mut inner = self.inner.lock();
+        while inner.first_seq <= released {
+            let Some((_, dropped)) = inner.items.pop_front() else {
+                break;
+            };
+            inner.bytes -= dropped;
+            inner.first_seq += 1;
+        }
         inner.items.push_back((item, size));
         inner.bytes += size;
         let seq = inner.first_seq + inner.items.len() as u64 - 1;
@@ -92,6 +105,16 @@ impl OpLog {
         drop(inner);
         self.head.send_replace(seq);
         seq
+    }
+
+    /// Lets the next appends drop every item up to `seq`, because every member holds them. No
+    /// link reads them again: a member that reconnects resumes after what it holds, and any
+    /// other peer starts at the head with a gap that anti-entropy closes, as when the log
+    /// overflows. They are dropped by the appending thread, not here, because the store's write
+    /// path allocated them there: freed on the thread that allocated them, their memory is
+    /// reused by the next records instead of new pages.
+    pub fn release_through(&self, seq: u64) {
+        self.released.fetch_max(seq, Ordering::Relaxed);
     }
 
     /// The last sequence appended (0 when nothing was).
@@ -253,6 +276,33 @@ mod tests {
         assert_eq!(log.first_seq(), 3);
         // A byte budget smaller than one item still returns one item.
         assert_eq!(log.read(3, 10, 1).map(|items| items.len()), Ok(1));
+    }
+
+    #[test]
+    fn released_items_go_at_the_next_append() {
+        let log = OpLog::new(100, 1 << 20);
+        for index in 1..=5 {
+            log.append(touch(index));
+        }
+        log.release_through(3);
+        assert_eq!(log.len_and_bytes().0, 5, "kept until the next append");
+        assert_eq!(log.append(touch(6)), 6);
+        assert_eq!(log.first_seq(), 4);
+        assert_eq!(log.len_and_bytes(), (3, 3 * touch(1).size()));
+        assert_eq!(
+            log.read(3, 10, 1 << 20),
+            Err(Truncated {
+                requested: 3,
+                first_available: 4
+            })
+        );
+        assert_eq!(log.read(4, 10, 1 << 20).map(|items| items.len()), Ok(3));
+        // Never backwards, and everything released still leaves the new item.
+        log.release_through(2);
+        log.release_through(7);
+        assert_eq!(log.append(touch(7)), 7);
+        assert_eq!(log.first_seq(), 7);
+        assert_eq!(log.read(7, 10, 1 << 20), Ok(vec![(7, touch(7))]));
     }
 
     #[test]
