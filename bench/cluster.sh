@@ -7,7 +7,12 @@
 #     in this run, alternating, ROUNDS times each, each round on fresh processes; the table shows
 #     medians and the ratio cluster / single (target >= 0.5). On a 2-core machine the three nodes
 #     and three clients share the cores that one node and one client have alone, and every write
-#     is applied three times: the ratio is what to read, not the absolute numbers.
+#     is applied three times: the ratio is what to read, not the absolute numbers. Each round
+#     starts after SETTLE seconds of rest: on this VM, memory freed for a second or two goes back
+#     to the host (virtio_balloon free page reporting) and costs about 0.4 GB/s to touch again,
+#     against 8 to 10 GB/s right after it was freed, so without the pause the single node ran on
+#     the pages the previous 3-node round had just freed and the cluster on pages the host had
+#     taken back (docs/replication.md, "New memory").
 # (b) Bootstrap. A third node joins a 2-node cluster holding SESSIONS sessions of 1 KiB (loaded
 #     through redis-cli --pipe): time from its start to /readyz 200 (snapshot from a peer, an
 #     anti-entropy round with each peer, the link-back wait), and the replication bytes it
@@ -20,13 +25,14 @@
 # Usage: bench/cluster.sh [--quick]
 #   ROUNDS (default 3), REQUESTS (default 150000), CLIENTS (default 48), SESSIONS (default
 #   1000000), PARTITION_WRITES (default "20000 100000"), PARTS (default "abc": the parts to run;
-#   PARTS=a runs only the throughput part, for iterating on it)
+#   PARTS=a runs only the throughput part, for iterating on it), SETTLE (default 8: seconds of
+#   rest before each throughput round)
 source "$(dirname "$0")/../hack/lib.sh"
 cd "$ROOT"
 
 ROUNDS=${ROUNDS:-3}; REQUESTS=${REQUESTS:-150000}; CLIENTS=${CLIENTS:-48}
 SESSIONS=${SESSIONS:-1000000}; PARTITION_WRITES=${PARTITION_WRITES:-"20000 100000"}
-PARTS=${PARTS:-abc}
+PARTS=${PARTS:-abc}; SETTLE=${SETTLE:-8}
 if [ "${1:-}" = "--quick" ]; then ROUNDS=1; REQUESTS=30000; SESSIONS=100000; PARTITION_WRITES="20000"; fi
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -113,9 +119,9 @@ cluster_round() {
 : > "$work/single.set"; : > "$work/single.get"; : > "$work/cluster.set"; : > "$work/cluster.get"
 for round in $(seq "$ROUNDS"); do
   step "throughput round $round/$ROUNDS: single node"
-  single_round
+  sleep "$SETTLE"; single_round
   step "throughput round $round/$ROUNDS: 3 nodes, --write-ack one"
-  cluster_round
+  sleep "$SETTLE"; cluster_round
 done
 {
   printf '\n| load (-n %s -c %s in total, 1 KiB values) | 1 node ops/s | 3 nodes ops/s (3 × -c %s, summed) | ratio (target >= 0.5) |\n|---|---|---|---|\n' \
@@ -194,7 +200,7 @@ for writes in $PARTITION_WRITES; do
 done
 fi
 
-printf '\nbench/cluster.sh: commit %s, %s, %s cores, load average %s at start, %s at end; ROUNDS=%s\n' \
+printf '\nbench/cluster.sh: commit %s, %s, %s cores, load average %s at start, %s at end; ROUNDS=%s SETTLE=%s\n' \
   "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$(nproc)" \
-  "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" "$ROUNDS"
+  "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" "$ROUNDS" "$SETTLE"
 cat "$work/table"
