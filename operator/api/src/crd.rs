@@ -56,15 +56,19 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     ))
 }
 
+/// The workspace root, from `CARGO_MANIFEST_DIR` as cargo sets it when it runs a test or a
+/// binary (else as it was at build time). Read at run time: the shared target directory lets
+/// cargo reuse a build made in another checkout, whose path, baked in by `env!`, may be gone.
+pub fn workspace_root() -> std::path::PathBuf {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.join("../..")
+}
+
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-
-    fn workspace_root() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-    }
 
     #[test]
     fn descriptions_are_unwrapped_but_keep_paragraphs_and_lists() {
@@ -93,14 +97,11 @@ mod tests {
 
 #[cfg(test)]
 mod example_tests {
-    use std::path::PathBuf;
-
+    use crate::crd::workspace_root;
     use crate::types::{SessionCluster, StorageMode};
 
     fn example(name: &str) -> anyhow::Result<SessionCluster> {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples")
-            .join(name);
+        let path = workspace_root().join("examples").join(name);
         Ok(serde_yaml::from_str(&std::fs::read_to_string(path)?)?)
     }
 

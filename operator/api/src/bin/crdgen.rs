@@ -1,9 +1,7 @@
 //! Writes the SessionCluster CRD to `crds/` and to the chart's `crds/` (or to stdout with `-`).
 
-use std::path::PathBuf;
-
 use anyhow::Context;
-use sessionstore_api::crd::{crd_yaml, CRD_DIRS, CRD_FILE};
+use sessionstore_api::crd::{crd_yaml, workspace_root, CRD_DIRS, CRD_FILE};
 
 fn main() -> anyhow::Result<()> {
     let yaml = crd_yaml().context("rendering the CRD")?;
@@ -11,7 +9,7 @@ fn main() -> anyhow::Result<()> {
         print!("{yaml}");
         return Ok(());
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = workspace_root();
     for dir in CRD_DIRS {
         let dir = root.join(dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
