@@ -68,9 +68,8 @@ pub struct PersistenceConfig {
     /// Largest encoded record frame accepted by [`Persistence::append`].
     pub max_record_bytes: usize,
     /// Under `everysec`, written bytes not yet fdatasynced that make the writer thread sync
-    /// before the second is up. The log keeps unsynced batches in memory (to rewrite them
-    /// after an error), so this bounds that memory and lets the allocator reuse it instead of
-    /// faulting in fresh pages for every byte written within the second.
+    /// before the second is up. The log keeps a copy of the unsynced bytes in memory (to
+    /// rewrite them after an error), so this bounds that copy.
     pub sync_bytes: u64,
     /// A snapshot is due when the log since the last one exceeds
     /// `max(compaction_min_bytes, compaction_ratio × last snapshot size)`.

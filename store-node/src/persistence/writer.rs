@@ -110,7 +110,7 @@ pub(crate) struct Queue {
     /// The writer thread should look at the log now: a leading appender wrote into a synced
     /// log (a sync is now due within a second), failed, or left its record to the writer.
     pub kicked: bool,
-    /// Emptied batch buffers of synced records, reused for the next queued frames (see
+    /// Emptied buffers of written batches, reused for the next queued frames (see
     /// [`Queue::recycle`]).
     pub spare: Vec<Vec<u8>>,
     /// Capacity held in `spare`.
@@ -622,6 +622,10 @@ impl Log {
 
     /// Starts the next segment (the current one is synced).
     fn rotate(&mut self, shared: &Shared) -> Result<u64, String> {
+        debug_assert!(
+            self.pending.is_empty() && self.unsynced.is_empty(),
+            "rotating a segment that is not wholly written and synced"
+        );
         let next = self.segment + 1;
         match create_segment(&self.dir, self.node_id, next) {
             Ok((file, path, len)) => {
@@ -680,8 +684,12 @@ fn write_and_sync(
         sync()
     };
     let elapsed = result.map_err(|error| ("fdatasync", error))?;
-    // A failure meanwhile (a leading appender's write) rewound the file: the retry syncs.
-    if !log.failing {
+    // A failure during an unlocked sync (a leading appender's write) rewound the file and put
+    // the unsynced bytes back to be written again: nothing to account, the retry syncs. With
+    // the lock held (a retry of a failing log) nobody could rewind meanwhile: the sync covered
+    // everything written, and the copy must be drained now, or a rotation right after would
+    // carry the old segment's bytes into the next rewrite.
+    if !(unlocked && log.failing) {
         log.synced(shared, len, seq, elapsed);
     }
     Ok(())
@@ -927,6 +935,56 @@ mod tests {
         assert_eq!(
             std::fs::metadata(&path).expect("segment").len(),
             expected_len
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Found in review: a retried sync of a failing log (with the lock held) skipped its
+    /// accounting, so the copy of the unsynced bytes kept the old segment's bytes across the
+    /// rotation that followed, and the next error rewrote them into the new segment: a
+    /// misaligned frame that recovery cuts, with every acknowledged record after it.
+    #[test]
+    fn a_retried_sync_before_a_rotation_leaves_nothing_to_rewrite_in_the_next_segment() {
+        let dir = std::env::temp_dir().join(format!(
+            "store-node-writer-rotate-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let metrics = Arc::new(PersistenceMetrics::default());
+        let shared = Shared::open(
+            metrics,
+            1 << 20,
+            4 << 20,
+            dir.clone(),
+            1,
+            Fsync::Everysec,
+            1,
+        )
+        .expect("open");
+        let mut log = shared.log.lock();
+        log.push(&shared, vec![1u8; 100], 1, 1);
+        log.write_pending(&shared).expect("write");
+        log.fail(&shared, "fdatasync", io::Error::from_raw_os_error(5));
+        // The writer's retry (persist): rewrite and sync with the lock held, then heal.
+        write_and_sync(&shared, &mut log, true, false).expect("retry");
+        log.set_failed(&shared, None);
+        assert!(log.unsynced.is_empty());
+        assert_eq!(log.synced_seq, 1);
+        log.rotate(&shared).expect("rotate");
+        log.push(&shared, vec![2u8; 10], 2, 1);
+        write_and_sync(&shared, &mut log, true, false).expect("sync");
+        log.push(&shared, vec![3u8; 5], 3, 1);
+        log.write_pending(&shared).expect("write");
+        log.fail(&shared, "fdatasync", io::Error::from_raw_os_error(5));
+        log.write_pending(&shared).expect("rewrite");
+        let path = log.path.clone();
+        drop(log);
+        let file = std::fs::read(&path).expect("segment 2");
+        assert_eq!(
+            &file[FILE_HEADER_LEN..],
+            [[2u8; 10].as_slice(), &[3u8; 5]].concat()
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
