@@ -880,13 +880,10 @@ fn persist(
 mod tests {
     use super::*;
 
-    /// Issue 4: a written batch's buffer goes back to the queue at once (held until the sync,
-    /// small batches kept faulting in fresh memory); the log's copy of the unsynced bytes is
-    /// what an error rewrites, ahead of the batches not yet written.
-    #[test]
-    fn written_batches_return_at_once_and_an_error_rewrites_the_unsynced_copy() {
+    /// An everysec log on segment 1 in a fresh scratch directory (removed by the caller).
+    fn scratch_log(name: &str) -> (PathBuf, Shared) {
         let dir = std::env::temp_dir().join(format!(
-            "store-node-writer-{}-{:?}",
+            "{name}-{}-{:?}",
             std::process::id(),
             std::thread::current().id()
         ));
@@ -903,6 +900,15 @@ mod tests {
             1,
         )
         .expect("open");
+        (dir, shared)
+    }
+
+    /// Issue 4: a written batch's buffer goes back to the queue at once (held until the sync,
+    /// small batches kept faulting in fresh memory); the log's copy of the unsynced bytes is
+    /// what an error rewrites, ahead of the batches not yet written.
+    #[test]
+    fn written_batches_return_at_once_and_an_error_rewrites_the_unsynced_copy() {
+        let (dir, shared) = scratch_log("store-node-writer");
         let mut log = shared.log.lock();
         log.push(&shared, vec![1u8; 100], 1, 1);
         log.write_pending(&shared).expect("write");
@@ -945,24 +951,7 @@ mod tests {
     /// misaligned frame that recovery cuts, with every acknowledged record after it.
     #[test]
     fn a_retried_sync_before_a_rotation_leaves_nothing_to_rewrite_in_the_next_segment() {
-        let dir = std::env::temp_dir().join(format!(
-            "store-node-writer-rotate-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        let metrics = Arc::new(PersistenceMetrics::default());
-        let shared = Shared::open(
-            metrics,
-            1 << 20,
-            4 << 20,
-            dir.clone(),
-            1,
-            Fsync::Everysec,
-            1,
-        )
-        .expect("open");
+        let (dir, shared) = scratch_log("store-node-writer-rotate");
         let mut log = shared.log.lock();
         log.push(&shared, vec![1u8; 100], 1, 1);
         log.write_pending(&shared).expect("write");
