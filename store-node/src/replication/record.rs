@@ -241,15 +241,23 @@ fn mix(mut value: u64) -> u64 {
 
 /// The anti-entropy bucket of a key.
 pub fn bucket_of(key: &[u8]) -> usize {
+    bucket_of_hash(key_hash(key))
+}
+
+/// The anti-entropy bucket of a key with [`key_hash`] `hash`.
+fn bucket_of_hash(hash: u64) -> usize {
     // The top bits: FNV's low bits are weaker.
-    (mix(key_hash(key)) >> 56) as usize % BUCKETS
+    (mix(hash) >> 56) as usize % BUCKETS
 }
 
 /// The digest contribution of one stored version (live or tombstone).
 pub fn version_hash(key: &[u8], stamp: Stamp) -> u64 {
-    mix(key_hash(key)
-        ^ mix(stamp.hlc)
-        ^ mix(u64::from(stamp.origin).wrapping_add(0x9e37_79b9_7f4a_7c15)))
+    version_hash_of(key_hash(key), stamp)
+}
+
+/// [`version_hash`] of a key with [`key_hash`] `hash`.
+fn version_hash_of(hash: u64, stamp: Stamp) -> u64 {
+    mix(hash ^ mix(stamp.hlc) ^ mix(u64::from(stamp.origin).wrapping_add(0x9e37_79b9_7f4a_7c15)))
 }
 
 /// Per-bucket digests maintained incrementally: the wrapping sum of [`version_hash`] of every
@@ -276,14 +284,25 @@ impl BucketDigests {
 
     /// Accounts a stored version.
     pub fn add(&mut self, key: &[u8], stamp: Stamp) {
-        let bucket = bucket_of(key);
-        self.sums[bucket] = self.sums[bucket].wrapping_add(version_hash(key, stamp));
+        self.replace(key_hash(key), None, Some(stamp));
     }
 
     /// Removes a stored version.
     pub fn remove(&mut self, key: &[u8], stamp: Stamp) {
-        let bucket = bucket_of(key);
-        self.sums[bucket] = self.sums[bucket].wrapping_sub(version_hash(key, stamp));
+        self.replace(key_hash(key), Some(stamp), None);
+    }
+
+    /// Replaces the stored version `old` of the key with [`key_hash`] `hash` by `new` (either
+    /// may be absent): one hash of the key for both, where a write hashed it twice per
+    /// version (the bucket and the version hash), 3 % of a disc node's CPU under SETs.
+    pub fn replace(&mut self, hash: u64, old: Option<Stamp>, new: Option<Stamp>) {
+        let sum = &mut self.sums[bucket_of_hash(hash)];
+        if let Some(stamp) = old {
+            *sum = sum.wrapping_sub(version_hash_of(hash, stamp));
+        }
+        if let Some(stamp) = new {
+            *sum = sum.wrapping_add(version_hash_of(hash, stamp));
+        }
     }
 
     /// The digests, one per bucket.
@@ -322,6 +341,22 @@ mod tests {
         two.remove(b"a", second);
         two.remove(b"b", second);
         assert_eq!(two, BucketDigests::new());
+    }
+
+    #[test]
+    fn replacing_a_version_equals_removing_it_and_adding_the_new_one() {
+        let stamp = |hlc| Stamp { hlc, origin: 3 };
+        let mut apart = BucketDigests::new();
+        apart.add(b"session:1", stamp(10));
+        apart.remove(b"session:1", stamp(10));
+        apart.add(b"session:1", stamp(11));
+        let mut replaced = BucketDigests::new();
+        replaced.replace(key_hash(b"session:1"), None, Some(stamp(10)));
+        replaced.replace(key_hash(b"session:1"), Some(stamp(10)), Some(stamp(11)));
+        assert_eq!(replaced, apart);
+        assert_ne!(replaced, BucketDigests::new());
+        replaced.replace(key_hash(b"session:1"), Some(stamp(11)), None);
+        assert_eq!(replaced, BucketDigests::new());
     }
 
     #[test]

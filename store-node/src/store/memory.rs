@@ -25,7 +25,7 @@ use crate::config::EvictionPolicy;
 use crate::persistence::Persistence;
 use crate::replication::clock::{system_wall_clock, HybridClock};
 use crate::replication::record::{
-    BucketDigests, Record, RecordState, RecordView, StateView, Touch, ValueView, BUCKETS,
+    key_hash, BucketDigests, Record, RecordState, RecordView, StateView, Touch, ValueView, BUCKETS,
 };
 use crate::replication::replica::BucketPositions;
 use crate::replication::{replica, Replica, Replication};
@@ -175,18 +175,30 @@ struct Shard {
 }
 
 impl Shard {
-    /// Accounts a stored version in the replication digests (unstamped entries are not
+    /// Removes a stored version from the replication digests (unstamped entries are not
     /// replicated, so they cost nothing here).
-    fn digest_add(&mut self, entry: &Entry) {
-        if let Some(stamp) = entry.stamp() {
-            self.digests.add(entry.key(), stamp);
-        }
-    }
-
     fn digest_remove(&mut self, entry: &Entry) {
         if let Some(stamp) = entry.stamp() {
             self.digests.remove(entry.key(), stamp);
         }
+    }
+
+    /// Inserts `entry` in place of the stored version of its key (returned), keeping the
+    /// digests with one hash of the key for both versions.
+    fn insert_digested(&mut self, hash: u64, entry: Entry) -> Option<Entry> {
+        let new = entry.stamp();
+        let digest_hash = new.map(|_| key_hash(entry.key()));
+        let old = self.table.insert(hash, entry);
+        let previous = old.as_ref().and_then(Entry::stamp);
+        if previous.is_some() || new.is_some() {
+            let digest_hash = match (digest_hash, &old) {
+                (Some(digest_hash), _) => digest_hash,
+                (None, Some(old)) => key_hash(old.key()),
+                (None, None) => return old,
+            };
+            self.digests.replace(digest_hash, previous, new);
+        }
+        old
     }
 
     fn next_random(&mut self) -> u64 {
@@ -591,11 +603,7 @@ impl MemoryEngine {
                     self.log(&entry_view(&entry), true);
                 }
                 let cost = entry.clone_header_only();
-                shard.digest_add(&entry);
-                let old = shard.table.insert(hash, entry);
-                if let Some(old) = &old {
-                    shard.digest_remove(old);
-                }
+                let old = shard.insert_digested(hash, entry);
                 self.account(shard, old.as_ref(), Some(&cost));
             }
             None => match (old, replication.zip(stamp)) {
@@ -604,11 +612,7 @@ impl MemoryEngine {
                     let tombstone = Entry::tombstone(key, stamp, now, lru_now(now));
                     record = Some(Record::tombstone(key.clone(), stamp, now));
                     let cost = tombstone.clone_header_only();
-                    shard.digest_add(&tombstone);
-                    let old = shard.table.insert(hash, tombstone);
-                    if let Some(old) = &old {
-                        shard.digest_remove(old);
-                    }
+                    let old = shard.insert_digested(hash, tombstone);
                     self.account(shard, old.as_ref(), Some(&cost));
                 }
                 (Some(entry), _) if !entry.is_tombstone() => {
@@ -1228,11 +1232,7 @@ impl MemoryEngine {
         let merged = replica::merge(stored.as_ref(), record, now_ms, forget_before_ms)?;
         let entry = record_entry(&merged, lru_now(now_ms));
         let cost = entry.clone_header_only();
-        shard.digest_add(&entry);
-        let old = shard.table.insert(hash, entry);
-        if let Some(old) = &old {
-            shard.digest_remove(old);
-        }
+        let old = shard.insert_digested(hash, entry);
         self.account(shard, old.as_ref(), Some(&cost));
         Some(merged)
     }
