@@ -3,7 +3,11 @@
 #
 # 1. SET throughput: the same redis-benchmark flags for ram, disc+everysec and disc+always,
 #    ROUNDS times each, alternating on fresh processes and fresh data directories; median and
-#    ratio to ram (target: everysec >= 0.7x).
+#    ratio to ram (target: everysec >= 0.7x). Every run starts after SETTLE seconds of rest:
+#    on this VM, memory freed for a second or two goes back to the host and costs about
+#    0.4 GB/s to touch again, against 8-10 GB/s right after a free, so without the rest each
+#    mode ran on whatever the mode before it freed (RAM mode always after `always`, which
+#    freed its page cache too) and the ratio swung between 0.6 and 0.9 (docs/persistence.md).
 # 2. Recovery: SESSIONS sessions of 1 KiB (EX 86400) loaded into a disc node with
 #    redis-cli --pipe, SIGTERM, restart on the same directory; the time from the start of the
 #    process to /readyz answering 200 (target <= 10 s), and every key checked with DBSIZE.
@@ -13,12 +17,13 @@
 #
 # Usage: bench/disc-mode.sh [--quick]
 #   ROUNDS (default 3), REQUESTS (200000), CLIENTS (50), SESSIONS (1000000), OVERWRITES (3)
+#   SETTLE (default 8: seconds of rest before each throughput run)
 #   THROUGHPUT_ONLY=1 runs only part 1 (the SET rows) and prints their table.
 source "$(dirname "$0")/../hack/lib.sh"
 cd "$ROOT"
 
 ROUNDS=${ROUNDS:-3}; REQUESTS=${REQUESTS:-200000}; CLIENTS=${CLIENTS:-50}
-SESSIONS=${SESSIONS:-1000000}; OVERWRITES=${OVERWRITES:-3}
+SESSIONS=${SESSIONS:-1000000}; OVERWRITES=${OVERWRITES:-3}; SETTLE=${SETTLE:-8}
 if [ "${1:-}" = "--quick" ]; then ROUNDS=1; REQUESTS=50000; SESSIONS=100000; OVERWRITES=2; fi
 
 BENCH_PACKAGES="redis-tools curl" source bench/lib.sh
@@ -64,6 +69,7 @@ for row in "${rows[@]}"; do
   for round in $(seq "$ROUNDS"); do
     for mode in "${modes[@]}"; do
       read -r storage fsync <<<"$mode"
+      sleep "$SETTLE"
       start "$storage" "$fsync" "$work/data-$round-$storage-$fsync"; wait_ready
       redis-benchmark -p "$PORT" -n "$REQUESTS" -c "$CLIENTS" --csv "${a[@]}" 2>/dev/null \
         | awk -F'","' 'NR==2 { print $2 }' >> "$work/${mode// /-}"
@@ -76,8 +82,8 @@ for row in "${rows[@]}"; do
 done
 
 if [ "${THROUGHPUT_ONLY:-0}" = 1 ]; then
-  printf '\nstore-node disc mode vs ram mode (throughput only), commit %s, %s rounds, -n %s -c %s, %s, load average %s\n\n' \
-    "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$ROUNDS" "$REQUESTS" "$CLIENTS" "$(date -u +%Y-%m-%dT%H:%MZ)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+  printf '\nstore-node disc mode vs ram mode (throughput only), commit %s, %s rounds, -n %s -c %s, SETTLE=%s, %s, load average %s\n\n' \
+    "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$ROUNDS" "$REQUESTS" "$CLIENTS" "$SETTLE" "$(date -u +%Y-%m-%dT%H:%MZ)" "$(cut -d' ' -f1-3 /proc/loadavg)"
   cat "$table"
   exit 0
 fi
@@ -132,8 +138,8 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
     "$OVERWRITES" "$(ratio "$disc" "$live")" "$disc" "$live" "$keys_after" "$snapshots" "$(ratio "$peak" "$live")"
 } > "$work/table2"
 
-printf '\nstore-node disc mode vs ram mode, commit %s, %s rounds, -n %s -c %s, %s, load average %s\n\n' \
-  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$ROUNDS" "$REQUESTS" "$CLIENTS" "$(date -u +%Y-%m-%dT%H:%MZ)" "$load"
+printf '\nstore-node disc mode vs ram mode, commit %s, %s rounds, -n %s -c %s, SETTLE=%s, %s, load average %s\n\n' \
+  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$ROUNDS" "$REQUESTS" "$CLIENTS" "$SETTLE" "$(date -u +%Y-%m-%dT%H:%MZ)" "$load"
 cat "$table"
 printf '\n| measure | result |\n|---|---|\n'
 cat "$work/table2"

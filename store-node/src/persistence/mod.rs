@@ -23,6 +23,7 @@
 //! the store. Then a record in a segment older than a snapshot was in the store before the
 //! snapshot's dump began, so deleting that segment loses nothing.
 
+mod cache;
 pub mod error;
 pub mod format;
 pub mod metrics;

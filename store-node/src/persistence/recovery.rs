@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::cache::ReadAhead;
 use super::error::PersistenceError;
 use super::format::{
     self, FileHeader, FileKind, FrameRead, FrameReader, FILE_HEADER_LEN, NODE_ID_FILE,
@@ -318,13 +319,13 @@ fn merge_into(map: &mut RecordMap, record: Record, now_ms: u64, forget_before_ms
 
 /// An open file positioned after its header, its length, and the header or what is wrong
 /// with it.
-type Opened = (BufReader<File>, u64, Result<FileHeader, String>);
+type Opened = (BufReader<ReadAhead>, u64, Result<FileHeader, String>);
 
 /// Opens a file and reads its header.
 fn open_with_header(path: &Path) -> Result<Opened, PersistenceError> {
     let file = File::open(path).map_err(read_error(path))?;
     let len = file.metadata().map_err(read_error(path))?.len();
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut reader = BufReader::with_capacity(1 << 20, ReadAhead::new(file));
     if len < FILE_HEADER_LEN as u64 {
         return Ok((
             reader,

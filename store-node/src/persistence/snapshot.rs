@@ -30,6 +30,10 @@ pub(crate) const CHUNK_RECORDS: usize = 256;
 /// A frame is sealed as soon as it reaches this size, even within one call of the source.
 const FRAME_CAP_BYTES: usize = 64 << 20;
 
+/// Every this many bytes written, the snapshot so far is written back and dropped from the
+/// page cache, so a snapshot of a large store keeps only this much of itself cached.
+const WRITE_BACK_BYTES: u64 = 8 << 20;
+
 /// Writes the snapshot for segment `seq`; returns its path, size and record count. Records
 /// are encoded straight from the source's views into one reused buffer, in frames of about
 /// `frame_bytes`, which is written out whenever it holds that much.
@@ -61,6 +65,8 @@ pub(crate) fn write_snapshot(
         .encode(),
     );
     let mut total = 0u64;
+    // Bytes in the file, and how many of them were written back and dropped from the cache.
+    let (mut written, mut dropped) = (0u64, 0u64);
     let mut frame = RecordsFrame::begin(&mut out, RecordsMessage::SnapshotChunk);
     let mut failed = None;
     let mut cursor: Option<Vec<u8>> = None;
@@ -97,6 +103,11 @@ pub(crate) fn write_snapshot(
                 frame.finish(&mut out, u32::MAX as usize).map_err(encode)?;
             }
             file.write_all(&out).map_err(write)?;
+            written += out.len() as u64;
+            if written - dropped >= WRITE_BACK_BYTES {
+                super::cache::write_back_and_drop(&file, dropped, written);
+                dropped = written;
+            }
             out.clear();
             frame = RecordsFrame::begin(&mut out, RecordsMessage::SnapshotChunk);
         }
@@ -114,6 +125,7 @@ pub(crate) fn write_snapshot(
     file.write_all(&out).map_err(write)?;
     file.sync_all().map_err(write)?;
     let size = file.metadata().map_err(write)?.len();
+    super::cache::drop_cached(&file, 0, size);
     drop(file);
     let path = dir.join(format::snapshot_name(seq));
     fs::rename(&tmp, &path).map_err(|source| PersistenceError::Remove {

@@ -525,9 +525,11 @@ impl Log {
         Ok(())
     }
 
-    /// Accounts an fdatasync that covered the first `len` bytes of the segment.
+    /// Accounts an fdatasync that covered the first `len` bytes of the segment, and drops
+    /// those bytes from the page cache ([`super::cache::drop_cached`]).
     fn synced(&mut self, shared: &Shared, len: u64, seq: u64, elapsed: Duration) {
         shared.metrics.observe_fsync(elapsed);
+        super::cache::drop_cached(&self.file, self.synced_len, len);
         let covered = len.saturating_sub(self.synced_len) as usize;
         self.unsynced.drain(..covered.min(self.unsynced.len()));
         self.synced_len = len;
