@@ -112,12 +112,57 @@ impl Read for ReadAhead {
     }
 }
 
+/// How many pages of the file at `path` are in the page cache (`mincore` over a mapping),
+/// for tests.
+#[cfg(test)]
+pub(crate) fn cached_pages(path: &std::path::Path) -> usize {
+    let file = File::open(path).expect("open for mincore");
+    let len = file.metadata().map(|meta| meta.len() as usize).unwrap_or(0);
+    if len == 0 {
+        return 0;
+    }
+    let mut resident = vec![0u8; len.div_ceil(PAGE as usize)];
+    // SAFETY: a read-only shared mapping of `len` bytes of a file this process keeps open,
+    // unmapped before returning; mincore writes one byte per page into `resident`, which has
+    // room for every page of the mapping.
+    unsafe {
+        let address = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(address, libc::MAP_FAILED, "mmap for mincore");
+        let result = libc::mincore(address, len, resident.as_mut_ptr());
+        libc::munmap(address, len);
+        assert_eq!(result, 0, "mincore");
+    }
+    resident.iter().filter(|page| **page & 1 == 1).count()
+}
+
+/// Whether dropping pages works where `dir` lives (not on tmpfs, which has no disc to drop
+/// them to), so tests of dropping can tell a bug from a file system that keeps everything.
+#[cfg(test)]
+pub(crate) fn dropping_works_in(dir: &std::path::Path) -> bool {
+    use std::io::Write;
+    let path = dir.join("drop-probe");
+    let mut file = File::create(&path).expect("probe file");
+    file.write_all(&[7u8; 1 << 20]).expect("write probe");
+    file.sync_all().expect("sync probe");
+    drop_cached(&file, 0, 1 << 20);
+    let works = cached_pages(&path) == 0;
+    let _ = std::fs::remove_file(&path);
+    works
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_read_ahead_file_reads_exactly_its_bytes() {
+    fn a_read_ahead_file_reads_exactly_its_bytes_and_drops_them_behind() {
         let dir = std::env::temp_dir().join(format!("ss-readahead-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("scratch dir");
         let path = dir.join("file");
@@ -125,10 +170,24 @@ mod tests {
             .map(|i| (i % 251) as u8)
             .collect();
         std::fs::write(&path, &bytes).expect("write scratch file");
+        // On disc, as recovery's files are: dirty pages cannot be dropped.
+        File::open(&path)
+            .and_then(|file| file.sync_all())
+            .expect("sync scratch file");
         let mut read = Vec::new();
         let mut reader = ReadAhead::new(File::open(&path).expect("open scratch file"));
         reader.read_to_end(&mut read).expect("read back");
+        let left = cached_pages(&path);
+        let works = dropping_works_in(&dir);
         std::fs::remove_dir_all(&dir).expect("remove scratch dir");
+        if works {
+            // What was read is dropped up to a step behind the end.
+            let most = (READ_AHEAD_BYTES / PAGE) as usize;
+            assert!(
+                left <= most,
+                "{left} pages still cached, expected at most {most}"
+            );
+        }
         assert!(
             read == bytes,
             "read {} bytes, wrote {}",

@@ -905,6 +905,32 @@ mod tests {
         (dir, shared)
     }
 
+    /// Issue 4: once fdatasynced, the log's bytes leave the page cache (docs/persistence.md,
+    /// "Page cache").
+    #[test]
+    fn synced_log_bytes_leave_the_page_cache() {
+        let (dir, shared) = scratch_log("store-node-writer-cache");
+        if !crate::persistence::cache::dropping_works_in(&dir) {
+            eprintln!("skipped: {} keeps dropped pages (tmpfs?)", dir.display());
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+        let mut log = shared.log.lock();
+        log.push(&shared, vec![5u8; 4 << 20], 1, 1);
+        log.write_pending(&shared).expect("write");
+        let written = crate::persistence::cache::cached_pages(&log.path);
+        write_and_sync(&shared, &mut log, true, false).expect("sync");
+        let synced = crate::persistence::cache::cached_pages(&log.path);
+        drop(log);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            written >= 1000,
+            "only {written} pages cached after the write"
+        );
+        // The last page, partly written, may stay.
+        assert!(synced <= 1, "{synced} pages still cached after the sync");
+    }
+
     /// Issue 4: a written batch's buffer goes back to the queue at once (held until the sync,
     /// small batches kept faulting in fresh memory); the log's copy of the unsynced bytes is
     /// what an error rewrites, ahead of the batches not yet written.
