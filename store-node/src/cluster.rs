@@ -189,11 +189,13 @@ impl WriteAcks {
     /// and acknowledged by replication. When the log failed, each write's reply becomes the
     /// log's error (`MISCONF ...`); when the acknowledgements do not come in time, it becomes
     /// the replication error (`NOREPLICAS ...`). The writes stay applied (and still
-    /// replicate).
-    pub async fn settle(&mut self, state: &NodeState, output: &mut BytesMut) {
+    /// replicate). Returns whether it waited (for the log or for replication), which lets
+    /// every other ready connection on the thread run first.
+    pub async fn settle(&mut self, state: &NodeState, output: &mut BytesMut) -> bool {
         if self.spans.is_empty() {
-            return;
+            return false;
         }
+        let mut waited = false;
         let mut failure = None;
         if let Some(persistence) = state.engine.persistence() {
             let result = if self.log_failed {
@@ -203,6 +205,7 @@ impl WriteAcks {
                     .map(|error| error.to_string())
                     .unwrap_or_else(|| "MISCONF Errors writing to the write-ahead log".to_string()))
             } else if self.log_seq > 0 {
+                waited = true;
                 persistence
                     .wait_durable(self.log_seq)
                     .await
@@ -221,6 +224,7 @@ impl WriteAcks {
         }
         if failure.is_none() && self.seq > 0 {
             if let (Some(level), Some(replication)) = (self.level, state.replication()) {
+                waited = true;
                 if let Err(error) = replication
                     .wait_writes_acked(self.first, self.seq, level, self.timeout)
                     .await
@@ -248,6 +252,7 @@ impl WriteAcks {
         self.log_seq = 0;
         self.log_failed = false;
         self.spans.clear();
+        waited
     }
 }
 

@@ -373,14 +373,15 @@ pub(crate) async fn serve_connection(
         }
         state.metrics.flush(&mut client.metrics);
         if !output.is_empty() {
-            acks.settle(state, &mut output).await;
-            if executed == 1 {
+            let waited = acks.settle(state, &mut output).await;
+            if executed == 1 && !waited {
                 // One request per read: answer after every other ready connection on this
                 // thread had its turn, as Redis's event loop writes its replies once per
                 // iteration, so the client finds them together instead of being woken for
                 // each one (docs/benchmarks.md: un-pipelined SET 0.86 -> 1.00 of Redis).
                 // A pipelining client sends a burst and gets one back already; making it
-                // wait cost `SET -d 1024 -P 16` a tenth.
+                // wait cost `SET -d 1024 -P 16` a tenth. Waiting for the log or for
+                // replication already let the others run.
                 tokio::task::yield_now().await;
             }
             if socket.write_all(&output).await.is_err() {

@@ -161,6 +161,28 @@ pub(crate) fn dropping_works_in(dir: &std::path::Path) -> bool {
 mod tests {
     use super::*;
 
+    /// What a snapshot does every 8 MiB: bytes still dirty (not yet fsynced) are written back
+    /// first, or dropping them would do nothing.
+    #[test]
+    fn written_back_bytes_leave_the_page_cache_before_any_fsync() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("ss-writeback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let path = dir.join("file");
+        let mut file = File::create(&path).expect("create scratch file");
+        file.write_all(&vec![9u8; 8 << 20])
+            .expect("write scratch file");
+        let dirty = cached_pages(&path);
+        write_back_and_drop(&file, 0, 8 << 20);
+        let left = cached_pages(&path);
+        let works = dropping_works_in(&dir);
+        std::fs::remove_dir_all(&dir).expect("remove scratch dir");
+        if works {
+            assert!(dirty >= 2000, "only {dirty} pages cached after the write");
+            assert_eq!(left, 0, "{left} pages still cached after the write-back");
+        }
+    }
+
     #[test]
     fn a_read_ahead_file_reads_exactly_its_bytes_and_drops_them_behind() {
         let dir = std::env::temp_dir().join(format!("ss-readahead-{}", std::process::id()));
