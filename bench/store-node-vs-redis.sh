@@ -9,12 +9,20 @@
 # Usage: bench/store-node-vs-redis.sh [--quick]
 #   ROUNDS (default 3), REQUESTS (default 200000), CLIENTS (50), SESSIONS (default 1000000),
 #   NODE_ARGS (extra store-node flags, e.g. "--worker-threads 1"; default none),
-#   ONLY (an extended regex: run only the throughput rows whose label matches; skips memory)
+#   ONLY (an extended regex: run only the throughput rows whose label matches; skips memory),
+#   SUBJECT=redis-server (a control run: a second redis-server takes store-node's place, so the
+#   table shows how far two runs of the same server differ on this machine; skips memory)
 source "$(dirname "$0")/../hack/lib.sh"
 cd "$ROOT"
 
 ROUNDS=${ROUNDS:-3}; REQUESTS=${REQUESTS:-200000}; CLIENTS=${CLIENTS:-50}; SESSIONS=${SESSIONS:-1000000}
 if [ "${1:-}" = "--quick" ]; then ROUNDS=1; REQUESTS=50000; SESSIONS=100000; fi
+# start_redis or start_node, defined below.
+case "${SUBJECT:=store-node}" in
+  store-node) start_subject=start_node ;;
+  redis-server) start_subject=start_redis ;;
+  *) echo "SUBJECT must be store-node or redis-server, not '$SUBJECT'" >&2; exit 2 ;;
+esac
 
 BENCH_PACKAGES="redis-server redis-tools" source bench/lib.sh
 wait_port() { for _ in $(seq 100); do redis-cli -p "$1" PING >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server on port $1 did not answer PING" >&2; return 1; }
@@ -63,7 +71,8 @@ measure() {
   stop
 }
 
-printf '\n| test | redis ops/s | store-node ops/s | ratio | redis p50/p99 ms | store-node p50/p99 ms | p99 ratio |\n|---|---|---|---|---|---|---|\n' > "$work/table"
+printf '\n| test | redis ops/s | %s ops/s | ratio | redis p50/p99 ms | %s p50/p99 ms | p99 ratio |\n|---|---|---|---|---|---|---|\n' \
+  "$SUBJECT" "$SUBJECT" > "$work/table"
 for row in "${rows[@]}"; do
   IFS='|' read -r label prefill args <<<"$row"
   if [ -n "${ONLY:-}" ] && ! [[ $label =~ $ONLY ]]; then continue; fi
@@ -71,7 +80,7 @@ for row in "${rows[@]}"; do
   : > "$work/r"; : > "$work/s"
   for _ in $(seq "$ROUNDS"); do
     measure start_redis "$prefill" "$args" "$work/r"
-    measure start_node "$prefill" "$args" "$work/s"
+    measure "$start_subject" "$prefill" "$args" "$work/s"
   done
   rr=$(cut -d' ' -f1 "$work/r" | median); sr=$(cut -d' ' -f1 "$work/s" | median)
   r50=$(cut -d' ' -f2 "$work/r" | median); s50=$(cut -d' ' -f2 "$work/s" | median)
@@ -92,9 +101,10 @@ for i in range(n):
 PY
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-[ -n "${ONLY:-}" ] || printf '\n| sessions | redis B/session | store-node B/session | ratio |\n|---|---|---|---|\n' >> "$work/table"
+memory=yes; { [ -n "${ONLY:-}" ] || [ "$SUBJECT" != store-node ]; } && memory=no
+[ "$memory" = no ] || printf '\n| sessions | redis B/session | store-node B/session | ratio |\n|---|---|---|---|\n' >> "$work/table"
 for size in 32 1024; do
-  [ -n "${ONLY:-}" ] && break
+  [ "$memory" = no ] && break
   step "memory: $SESSIONS sessions of $size B with TTL"
   gen "$SESSIONS" "$size" > "$work/load.resp"
   start_redis; before=$(rss_kb "$PID"); redis-cli -p "$PORT" --pipe < "$work/load.resp" >/dev/null
@@ -105,6 +115,6 @@ for size in 32 1024; do
   rm -f "$work/load.resp"
 done
 
-printf '\nstore-node vs redis-server %s, %s rounds, -n %s -c %s, %s\n' \
-  "$(redis-server --version | awk '{print $3}' | cut -d= -f2)" "$ROUNDS" "$REQUESTS" "$CLIENTS" "$(date -u +%Y-%m-%d)"
+printf '\n%s vs redis-server %s, %s rounds, -n %s -c %s, %s\n' \
+  "$SUBJECT" "$(redis-server --version | awk '{print $3}' | cut -d= -f2)" "$ROUNDS" "$REQUESTS" "$CLIENTS" "$(date -u +%Y-%m-%d)"
 cat "$work/table"
