@@ -382,7 +382,7 @@ pub(crate) async fn serve_connection(
                 // A pipelining client sends a burst and gets one back already; making it
                 // wait cost `SET -d 1024 -P 16` a tenth. Waiting for the log or for
                 // replication already let the others run.
-                tokio::task::yield_now().await;
+                crate::io_threads::yield_to_queued().await;
             }
             if socket.write_all(&output).await.is_err() {
                 return;
