@@ -2,8 +2,9 @@
 # Benchmark: store-node against redis-server on this machine, in the same run, alternating.
 #
 # For every row both servers get the same redis-benchmark flags, ROUNDS times each, alternating
-# (redis, store-node, redis, ...); the table shows the median throughput and latencies and the
-# ratio store-node / redis. Then resident memory per session for N sessions on both.
+# (redis, store-node, redis, ...); the table shows the median throughput and latencies, the
+# server's CPU time per request (all its threads, from /proc/PID/task/*/schedstat), and the
+# ratios store-node / redis. Then resident memory per session for N sessions on both.
 # Absolute numbers on a shared 2-core machine swing; the ratio is what to read.
 #
 # Usage: bench/store-node-vs-redis.sh [--quick]
@@ -61,18 +62,24 @@ rows=(
   "session EXPIRE|-r 100000 SET sess:__rand_int__ payload-of-a-session-0123456789 EX 1800|-r 100000 EXPIRE sess:__rand_int__ 1800"
 )
 
-# measure START_FN PREFILL ARGS OUT: one round on a fresh server, appended to OUT.
+# cpu_ns PID: CPU time the server's threads have used, in nanoseconds (schedstat).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ t += $1 } END { printf "%.0f\n", t }'; }
+
+# measure START_FN PREFILL ARGS OUT: one round on a fresh server, appended to OUT as
+# "ops/s p50 p99 server-CPU-µs-per-request".
 measure() {
-  local start_fn=$1 prefill=$2 args=$3 out=$4 p a
+  local start_fn=$1 prefill=$2 args=$3 out=$4 p a before result
   "$start_fn"
   if [ -n "$prefill" ]; then read -r -a p <<<"$prefill"; run_bench "$PORT" "${p[@]}" >/dev/null; fi
   read -r -a a <<<"$args"
-  run_bench "$PORT" "${a[@]}" >> "$out"
+  before=$(cpu_ns "$PID")
+  result=$(run_bench "$PORT" "${a[@]}")
+  echo "$result $(echo "($(cpu_ns "$PID") - $before) / 1000 / $REQUESTS" | bc -l)" >> "$out"
   stop
 }
 
-printf '\n| test | redis ops/s | %s ops/s | ratio | redis p50/p99 ms | %s p50/p99 ms | p99 ratio |\n|---|---|---|---|---|---|---|\n' \
-  "$SUBJECT" "$SUBJECT" > "$work/table"
+printf '\n| test | redis ops/s | %s ops/s | ratio | redis p50/p99 ms | %s p50/p99 ms | p99 ratio | server CPU µs/request, redis / %s | CPU ratio |\n|---|---|---|---|---|---|---|---|---|\n' \
+  "$SUBJECT" "$SUBJECT" "$SUBJECT" > "$work/table"
 for row in "${rows[@]}"; do
   IFS='|' read -r label prefill args <<<"$row"
   if [ -n "${ONLY:-}" ] && ! [[ $label =~ $ONLY ]]; then continue; fi
@@ -85,8 +92,10 @@ for row in "${rows[@]}"; do
   rr=$(cut -d' ' -f1 "$work/r" | median); sr=$(cut -d' ' -f1 "$work/s" | median)
   r50=$(cut -d' ' -f2 "$work/r" | median); s50=$(cut -d' ' -f2 "$work/s" | median)
   r99=$(cut -d' ' -f3 "$work/r" | median); s99=$(cut -d' ' -f3 "$work/s" | median)
-  printf '| %s | %.0f | %.0f | %.2f | %s / %s | %s / %s | %.2f |\n' "$label" "$rr" "$sr" \
-    "$(echo "$sr / $rr" | bc -l)" "$r50" "$r99" "$s50" "$s99" "$(echo "$s99 / ($r99 + 0.000001)" | bc -l)" >> "$work/table"
+  rc=$(cut -d' ' -f4 "$work/r" | median); sc=$(cut -d' ' -f4 "$work/s" | median)
+  printf '| %s | %.0f | %.0f | %.2f | %s / %s | %s / %s | %.2f | %.2f / %.2f | %.2f |\n' "$label" "$rr" "$sr" \
+    "$(echo "$sr / $rr" | bc -l)" "$r50" "$r99" "$s50" "$s99" "$(echo "$s99 / ($r99 + 0.000001)" | bc -l)" \
+    "$rc" "$sc" "$(echo "$sc / ($rc + 0.000001)" | bc -l)" >> "$work/table"
 done
 
 # Memory per session: load SESSIONS keys with a TTL through redis-cli --pipe, compare RSS growth.
