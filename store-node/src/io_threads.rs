@@ -140,7 +140,7 @@ async fn run(
 /// Unlike `tokio::task::yield_now`, which defers the task until the runtime has polled its
 /// I/O driver, this costs no `epoll_wait`: a round of ready connections on a RESP thread is one
 /// poll of the driver, as in Redis's event loop, instead of two (200k un-pipelined SETs made
-/// 224k `epoll_wait` calls against Redis's 130k; docs/benchmarks.md).
+/// 223k `epoll_wait` calls before, 136k after, against Redis's 127k-138k; docs/benchmarks.md).
 pub(crate) async fn yield_to_queued() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
