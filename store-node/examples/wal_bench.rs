@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use store_node::config::Fsync;
 use store_node::persistence::{Persistence, PersistenceConfig};
-use store_node::replication::Record;
-use store_node::store::{Stamp, Value};
+use store_node::store::{Record, Stamp, Value};
 
 const WRITERS: u64 = 64;
 const VALUE: usize = 1024;

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
+pub use crate::store::EvictionPolicy;
+
 /// Where the keyspace lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StorageMode {
@@ -37,25 +39,21 @@ pub enum WriteAck {
     All,
 }
 
-/// What happens to growth writes above the high memory watermark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EvictionPolicy {
-    /// Refuse them with Redis's OOM error.
-    Noeviction,
-    /// Evict keys with a TTL, nearest expiry first (sampled).
-    VolatileTtl,
-    /// Evict keys with a TTL, least recently used first (sampled).
-    VolatileLru,
-}
+/// `--eviction-policy` takes the engine's policies by Redis's names.
+impl ValueEnum for EvictionPolicy {
+    fn value_variants<'a>() -> &'a [Self] {
+        &EvictionPolicy::ALL
+    }
 
-impl EvictionPolicy {
-    /// The name Redis uses for this policy (`maxmemory-policy`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EvictionPolicy::Noeviction => "noeviction",
-            EvictionPolicy::VolatileTtl => "volatile-ttl",
-            EvictionPolicy::VolatileLru => "volatile-lru",
-        }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self {
+            EvictionPolicy::Noeviction => "Refuse them with Redis's OOM error",
+            EvictionPolicy::VolatileTtl => "Evict keys with a TTL, nearest expiry first (sampled)",
+            EvictionPolicy::VolatileLru => {
+                "Evict keys with a TTL, least recently used first (sampled)"
+            }
+        };
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(help))
     }
 }
 
@@ -356,21 +354,6 @@ impl Config {
                 .cluster_service_name
                 .as_deref()
                 .is_some_and(|name| !name.is_empty())
-    }
-
-    /// The replication cluster name: the node name without its StatefulSet ordinal, else the
-    /// Service name, else `sessionstore`. Peers announcing another name are refused.
-    pub fn cluster_name(&self) -> String {
-        let node_name = self.resolved_node_name();
-        if crate::replication::membership::ordinal(&node_name).is_some() {
-            if let Some((base, _)) = node_name.rsplit_once('-') {
-                return base.to_string();
-            }
-        }
-        self.cluster_service_name
-            .clone()
-            .filter(|name| !name.is_empty())
-            .unwrap_or_else(|| "sessionstore".to_string())
     }
 
     /// A configuration for tests: loopback, OS-chosen ports, defaults otherwise.

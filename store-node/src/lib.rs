@@ -1,18 +1,23 @@
 //! store-node: a Redis-compatible session store server. The library holds everything so tests
 //! can start a node in-process ([`server::start`]); `main.rs` only parses flags, sets up logs
-//! and waits for a signal.
+//! and waits for a signal. ARCHITECTURE.md at the repository root maps the parts; from the
+//! bottom up:
+//! - [`protocol`], [`store`], [`metrics`], [`config`]: leaves (RESP framing; the keyspace
+//!   engine with its value model and write hook; counters; flags).
+//! - [`persistence`], [`replication`]: the write-ahead log and the peer protocol, each over
+//!   the store's records.
+//! - [`node`]: one node's shared state, and replication and the log plugged into the engine.
+//! - [`commands`]: the Redis commands, over the node state.
+//! - [`net`]: the RESP and HTTP listeners.
+//! - [`server`]: start-up and shutdown, which puts the parts together.
 
-pub mod cgroup;
-pub mod cluster;
 pub mod commands;
 pub mod config;
-pub mod disc;
-pub mod http;
-pub mod io_threads;
 pub mod metrics;
+pub mod net;
+pub mod node;
 pub mod persistence;
 pub mod protocol;
 pub mod replication;
 pub mod server;
-pub mod state;
 pub mod store;

@@ -1,23 +1,20 @@
-//! The node's runtime: binds the RESP and HTTP listeners, runs the accept loop with its limits,
-//! the active expiry sweep, and a graceful drain on a [`CancellationToken`]. [`start`] returns a
-//! [`RunningNode`] with the bound addresses, so tests start nodes on `127.0.0.1:0`.
+//! Start-up and shutdown of a node, the one place that puts the parts together: the engine,
+//! the node state, disc recovery and replication (`crate::node`), the RESP and HTTP listeners
+//! (`crate::net`) and the background tasks (active expiry, snapshots), with a graceful drain
+//! on a [`CancellationToken`]. [`start`] returns a [`RunningNode`] with the bound addresses, so
+//! tests start nodes on `127.0.0.1:0`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::commands::{execute, ClientState};
 use crate::config::{Config, ConfigError, StorageMode};
-use crate::io_threads::IoThreads;
-use crate::protocol::{Limits, RequestParser};
-use crate::state::{Lifecycle, NodeState};
+use crate::net::io_threads::IoThreads;
+use crate::node::{Lifecycle, NodeState};
 use crate::store::{EngineConfig, MemoryEngine};
 
 /// Why a node could not start or stop cleanly.
@@ -53,7 +50,7 @@ pub enum ServerError {
     Replication(String),
     /// Disc mode could not start (damaged or unreadable data directory).
     #[error("{0}")]
-    Disc(crate::disc::DiscError),
+    Disc(crate::node::disc::DiscError),
     /// Connections were still open when the shutdown bound expired.
     #[error("shutdown did not finish within {0:?}")]
     ShutdownTimeout(Duration),
@@ -94,12 +91,12 @@ impl RunningNode {
         self.state.set_lifecycle(Lifecycle::Leaving);
         self.tasks.close();
         // Unready, RESP closed, then replication flushed to the peers (bounded).
-        crate::cluster::leave_cluster(&self.state, self.shutdown_timeout).await;
+        crate::node::cluster::leave_cluster(&self.state, self.shutdown_timeout).await;
         let result = tokio::time::timeout_at(deadline, self.tasks.wait()).await;
         if let Some(replication) = self.state.replication() {
             replication.shutdown();
         }
-        crate::disc::close(&self.state.engine);
+        crate::node::disc::close(&self.state);
         self.state.set_lifecycle(Lifecycle::Left);
         result.map_err(|_| ServerError::ShutdownTimeout(self.shutdown_timeout))
     }
@@ -113,7 +110,7 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
     let limit_bytes = if config.max_memory > 0 {
         config.max_memory
     } else {
-        crate::cgroup::memory_limit(std::path::Path::new("/sys/fs/cgroup")).unwrap_or(0)
+        crate::node::cgroup::memory_limit(std::path::Path::new("/sys/fs/cgroup")).unwrap_or(0)
     };
     let engine = Arc::new(MemoryEngine::new(EngineConfig {
         limit_bytes,
@@ -175,7 +172,9 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
     };
     let disc = if disc_mode {
         tracing::info!(%resp_addr, %http_addr, data_dir = %state.config.data_dir.display(), "recovering from disc; answering LOADING meanwhile");
-        match crate::disc::open(&state.config, &state.engine, &state.recovery).await {
+        match crate::node::disc::open(&state.config, &state.engine, &state.hook, &state.recovery)
+            .await
+        {
             Ok(opened) => Some((opened.node_id, opened.max_hlc)),
             Err(error) => {
                 stop_listeners(tasks, shutdown).await;
@@ -187,7 +186,7 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
     };
     if state.config.replicated() {
         // Before serving data commands, so every write is stamped and replicated.
-        if let Err(error) = crate::cluster::start_replication(&state, disc).await {
+        if let Err(error) = crate::node::cluster::start_replication(&state, disc).await {
             stop_listeners(tasks, shutdown).await;
             return Err(ServerError::Replication(error.to_string()));
         }
@@ -199,8 +198,8 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
     state.finish_recovery();
     tasks.spawn(sweep_loop(state.clone(), sweep_interval, shutdown.clone()));
     if disc.is_some() {
-        tasks.spawn(crate::disc::snapshot_loop(
-            state.engine.clone(),
+        tasks.spawn(crate::node::disc::snapshot_loop(
+            state.clone(),
             shutdown.clone(),
         ));
     }
@@ -232,14 +231,14 @@ fn serve_listeners(
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) {
-    tasks.spawn(accept_loop(
+    tasks.spawn(crate::net::resp::accept_loop(
         resp_listener,
         io_threads,
         state.clone(),
         shutdown.clone(),
         tasks.clone(),
     ));
-    let router = crate::http::router(state.clone());
+    let router = crate::net::http::router(state.clone());
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let serve = axum::serve(http_listener, router)
@@ -264,315 +263,5 @@ async fn sweep_loop(state: Arc<NodeState>, interval: Duration, shutdown: Cancell
         if removed > 0 {
             tracing::debug!(removed, "expired keys swept");
         }
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    io_threads: IoThreads,
-    state: Arc<NodeState>,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = state.stop_serving.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (mut socket, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(error) => {
-                // Typically EMFILE; back off instead of spinning.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        state
-            .metrics
-            .connections_total
-            .fetch_add(1, Ordering::Relaxed);
-        if state.clients.load(Ordering::Relaxed) >= state.config.max_clients {
-            state
-                .metrics
-                .rejected_connections
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, max = state.config.max_clients, "client refused: limit reached");
-            tasks.spawn(async move {
-                let _ = socket
-                    .write_all(b"-ERR max number of clients reached\r\n")
-                    .await;
-            });
-            continue;
-        }
-        let _ = socket.set_nodelay(true);
-        // The connection thread decrements it when the connection ends.
-        state.clients.fetch_add(1, Ordering::Relaxed);
-        if !io_threads.serve(socket, peer) {
-            state.clients.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Replies buffered beyond this are written before parsing more requests of a pipeline.
-const MAX_PENDING_OUTPUT: usize = 1 << 20;
-
-/// Serves one RESP client until it quits, fails, or `stop` (the node stops serving) is
-/// cancelled; runs on a connection thread ([`IoThreads`]).
-pub(crate) async fn serve_connection(
-    state: &NodeState,
-    mut socket: TcpStream,
-    peer: SocketAddr,
-    stop: &CancellationToken,
-) {
-    let authenticated = state.password.is_none();
-    let mut client = ClientState::new(state.next_client_id(), authenticated, peer.to_string());
-    let mut parser = RequestParser::new(Limits::default());
-    let mut input = BytesMut::with_capacity(16 * 1024);
-    let mut output = BytesMut::with_capacity(16 * 1024);
-    let mut args = Vec::new();
-    let idle = state.config.client_idle_timeout;
-    let mut acks = crate::cluster::WriteAcks::new(state);
-    tracing::debug!(%peer, client = client.id, "client connected");
-    loop {
-        // Execute every complete request in the buffer, then answer them with one write.
-        let mut executed = 0;
-        loop {
-            let (end, ran) = process_batch(
-                state,
-                &mut client,
-                &mut parser,
-                &mut input,
-                &mut args,
-                &mut output,
-                &mut acks,
-            );
-            executed += ran;
-            match end {
-                BatchEnd::NeedInput | BatchEnd::Close => break,
-                BatchEnd::OutputFull => {
-                    acks.settle(state, &mut output).await;
-                    if socket.write_all(&output).await.is_err() {
-                        return;
-                    }
-                    output.clear();
-                }
-                BatchEnd::ProtocolError(error) => {
-                    state
-                        .metrics
-                        .protocol_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(%peer, client = client.id, %error, "closing client: protocol error");
-                    output
-                        .extend_from_slice(format!("-ERR Protocol error: {error}\r\n").as_bytes());
-                    let _ = socket.write_all(&output).await;
-                    return;
-                }
-            }
-        }
-        state.metrics.flush(&mut client.metrics);
-        if !output.is_empty() {
-            let waited = acks.settle(state, &mut output).await;
-            if executed == 1 && !waited {
-                // One request per read: answer after every other ready connection on this
-                // thread had its turn, as Redis's event loop writes its replies once per
-                // iteration, so the client finds them together instead of being woken for
-                // each one (docs/benchmarks.md: un-pipelined SET 0.86 -> 1.00 of Redis).
-                // A pipelining client sends a burst and gets one back already; making it
-                // wait cost `SET -d 1024 -P 16` a tenth. Waiting for the log or for
-                // replication already let the others run.
-                crate::io_threads::yield_to_queued().await;
-            }
-            if socket.write_all(&output).await.is_err() {
-                return;
-            }
-            output.clear();
-            if output.capacity() > 4 * MAX_PENDING_OUTPUT {
-                output = BytesMut::with_capacity(16 * 1024);
-            }
-        }
-        if client.close || stop.is_cancelled() {
-            return;
-        }
-        if input.capacity() - input.len() < 4096 {
-            input.reserve(16 * 1024);
-        }
-        if input.is_empty() && input.capacity() > 4 * READ_AHEAD_LIMIT {
-            input = BytesMut::with_capacity(16 * 1024);
-        }
-        let spare = input.capacity() - input.len();
-        let read = tokio::select! {
-            _ = stop.cancelled() => return,
-            read = read_with_idle_timeout(&mut socket, &mut input, idle) => read,
-        };
-        match read {
-            Ok(0) => return,
-            Ok(read) => {
-                if read == spare {
-                    read_rest_of_burst(&socket, &mut input, READ_AHEAD_LIMIT);
-                }
-            }
-            Err(ReadEnd::Idle) => {
-                tracing::debug!(%peer, client = client.id, "closing idle client");
-                return;
-            }
-            Err(ReadEnd::Io) => return,
-        }
-    }
-}
-
-/// [`read_rest_of_burst`] stops once the buffer holds this much.
-const READ_AHEAD_LIMIT: usize = 256 * 1024;
-
-/// After a read that filled the buffer, reads what else the client has already sent, without
-/// waiting, until the socket is drained or the buffer holds `limit` bytes. Redis reads
-/// as much as its query buffer holds for the same reason: a burst executed together is answered
-/// with one write. Reading 16 KiB at a time answered a pipeline of sixteen 1 KiB SETs (17 KB)
-/// in two writes, so the client paid a second read and event for every pipeline
-/// (docs/benchmarks.md: 50k TCP segments per 200k SETs against Redis's 25.5k).
-fn read_rest_of_burst(socket: &TcpStream, input: &mut BytesMut, limit: usize) {
-    while input.len() < limit {
-        input.reserve(input.len().max(16 * 1024));
-        let spare = input.capacity() - input.len();
-        match socket.try_read_buf(input) {
-            Ok(read) if read == spare => continue,
-            // A short read drained the socket; an error or the end of the stream shows at the
-            // next read, after the requests already read are answered.
-            _ => return,
-        }
-    }
-}
-
-/// Why [`process_batch`] stopped.
-enum BatchEnd {
-    /// The buffer holds no complete request.
-    NeedInput,
-    /// QUIT: write the replies and close.
-    Close,
-    /// Replies reached [`MAX_PENDING_OUTPUT`]: write them, then continue.
-    OutputFull,
-    /// A malformed request.
-    ProtocolError(crate::protocol::ProtocolError),
-}
-
-/// Runs the complete requests in `input`, encoding replies into `output`; returns why it
-/// stopped and how many requests it ran. The batch holds the
-/// node's transaction gate for reading; an EXEC takes it for writing, so a transaction's
-/// commands never interleave with other clients' commands.
-fn process_batch(
-    state: &NodeState,
-    client: &mut ClientState,
-    parser: &mut RequestParser,
-    input: &mut BytesMut,
-    args: &mut Vec<bytes::Bytes>,
-    output: &mut BytesMut,
-    acks: &mut crate::cluster::WriteAcks,
-) -> (BatchEnd, usize) {
-    client.metrics.begin_batch();
-    let mut gate = Some(state.transaction_gate.read());
-    let mut executed = 0;
-    loop {
-        match parser.parse(input, args) {
-            Ok(true) => {
-                let reply = if client.multi.is_some() && args[0].eq_ignore_ascii_case(b"exec") {
-                    drop(gate.take());
-                    let exclusive = state.transaction_gate.write();
-                    let reply = execute(state, client, args);
-                    drop(exclusive);
-                    gate = Some(state.transaction_gate.read());
-                    reply
-                } else {
-                    execute(state, client, args)
-                };
-                executed += 1;
-                let start = output.len();
-                reply.encode(client.protocol, output);
-                acks.note(start, output.len());
-                if client.close {
-                    return (BatchEnd::Close, executed);
-                }
-                if output.len() >= MAX_PENDING_OUTPUT {
-                    return (BatchEnd::OutputFull, executed);
-                }
-            }
-            Ok(false) => return (BatchEnd::NeedInput, executed),
-            Err(error) => return (BatchEnd::ProtocolError(error), executed),
-        }
-    }
-}
-
-enum ReadEnd {
-    Idle,
-    Io,
-}
-
-async fn read_with_idle_timeout(
-    socket: &mut TcpStream,
-    input: &mut BytesMut,
-    idle_seconds: u64,
-) -> Result<usize, ReadEnd> {
-    if idle_seconds == 0 {
-        return socket.read_buf(input).await.map_err(|_| ReadEnd::Io);
-    }
-    match tokio::time::timeout(Duration::from_secs(idle_seconds), socket.read_buf(input)).await {
-        Ok(result) => result.map_err(|_| ReadEnd::Io),
-        Err(_) => Err(ReadEnd::Idle),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A connected pair of loopback sockets.
-    async fn pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
-        let (client, accepted) = tokio::join!(TcpStream::connect(address), listener.accept());
-        (client.expect("connect"), accepted.expect("accept").0)
-    }
-
-    #[tokio::test]
-    async fn a_read_that_fills_the_buffer_takes_the_rest_of_the_burst() {
-        let (mut client, server) = pair().await;
-        let burst: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        client.write_all(&burst).await.expect("write");
-        client.flush().await.expect("flush");
-        server.readable().await.expect("readable");
-        // Let the whole burst reach the server's receive queue.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-
-        let mut input = BytesMut::with_capacity(16 * 1024);
-        let spare = input.capacity() - input.len();
-        let read = server.try_read_buf(&mut input).expect("first read");
-        assert_eq!(read, spare, "the first read fills the buffer");
-        read_rest_of_burst(&server, &mut input, READ_AHEAD_LIMIT);
-        assert_eq!(&input[..], &burst[..]);
-    }
-
-    #[tokio::test]
-    async fn reading_the_rest_of_a_burst_stops_at_the_limit() {
-        let (mut client, server) = pair().await;
-        let limit = 64 * 1024;
-        let burst = vec![7u8; 4 * limit];
-        let writer = tokio::spawn(async move {
-            client.write_all(&burst).await.expect("write");
-            client
-        });
-        server.readable().await.expect("readable");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-
-        let mut input = BytesMut::with_capacity(16 * 1024);
-        server.try_read_buf(&mut input).expect("first read");
-        read_rest_of_burst(&server, &mut input, limit);
-        // The last read may take a whole doubled buffer past the limit, never more.
-        assert!(
-            (limit..2 * limit).contains(&input.len()),
-            "read {} bytes",
-            input.len()
-        );
-        drop(server);
-        let _ = writer.await;
     }
 }

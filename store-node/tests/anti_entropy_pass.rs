@@ -25,12 +25,12 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use store_node::replication::membership::MembershipError;
-use store_node::replication::record::{bucket_of, BUCKETS};
 use store_node::replication::{
-    generate_node_id, InMemoryNetwork, NodeState, PeerResolver, Record, Replica, Replication,
-    ReplicationConfig, StaticPeers, TcpTransport, Touch, Transport,
+    generate_node_id, InMemoryNetwork, NodeState, PeerResolver, Replica, Replication,
+    ReplicationConfig, StaticPeers, TcpTransport, Transport,
 };
-use store_node::store::{EngineConfig, MemoryEngine, Stamp, Value};
+use store_node::store::digest::{bucket_of, BUCKETS};
+use store_node::store::{EngineConfig, MemoryEngine, Record, Stamp, Touch, Value};
 
 const KEYS: usize = 1_000_000;
 const FAR_FUTURE: u64 = 4_000_000_000_000;

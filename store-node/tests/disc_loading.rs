@@ -14,8 +14,7 @@ use bytes::Bytes;
 use disc_support::{Node, TempDir};
 use store_node::config::Fsync;
 use store_node::persistence::{Persistence, PersistenceConfig};
-use store_node::replication::Record;
-use store_node::store::{Stamp, Value};
+use store_node::store::{Record, Stamp, Value};
 
 /// Enough 1 KiB sessions that a debug build takes seconds to recover them.
 const SESSIONS: usize = 60_000;

@@ -77,7 +77,6 @@ async fn a_write_refused_with_misconf_has_no_effect() {
     );
     let persistence = node
         .state
-        .engine
         .persistence()
         .expect("disc mode has a log")
         .clone();

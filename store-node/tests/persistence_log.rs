@@ -16,8 +16,8 @@ use store_node::persistence::format::{self, FILE_HEADER_LEN};
 use store_node::persistence::{
     quarantine, Persistence, PersistenceConfig, PersistenceError, WriterFault,
 };
-use store_node::replication::{MemoryReplica, Record, Replica};
-use store_node::store::{Stamp, Value};
+use store_node::replication::{MemoryReplica, Replica};
+use store_node::store::{Record, Stamp, Value};
 
 const NOW: u64 = 1_800_000_000_000;
 

@@ -12,10 +12,10 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use store_node::replication::membership::MembershipError;
 use store_node::replication::{
-    InMemoryNetwork, MemoryReplica, NodeState, PeerResolver, Record, RecordState, Replica,
-    Replication, ReplicationConfig, ReplicationError, TcpTransport, Touch, Transport, WriteAck,
+    InMemoryNetwork, MemoryReplica, NodeState, PeerResolver, Replica, Replication,
+    ReplicationConfig, ReplicationError, TcpTransport, Transport, WriteAck,
 };
-use store_node::store::{Stamp, Value};
+use store_node::store::{Record, RecordState, Stamp, Touch, Value};
 
 /// A peer list tests can change while nodes run (what DNS does in Kubernetes).
 #[derive(Clone, Default)]

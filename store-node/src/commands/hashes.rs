@@ -45,10 +45,10 @@ fn set_fields(call: &mut Call<'_>, name: &str) -> Result<i64, Frame> {
             new_fields.len() as i64
         }
     };
-    access.write(Op::HashSet {
+    call.wrote(access.write(Op::HashSet {
         key: call.args[1].clone(),
         fields,
-    });
+    }));
     Ok(added)
 }
 
@@ -70,10 +70,10 @@ pub fn hsetnx(call: &mut Call<'_>) -> Frame {
         Some(entry) if entry.hash_get(&call.args[2]).is_some() => return Frame::Integer(0),
         _ => {}
     }
-    access.write(Op::HashSet {
+    call.wrote(access.write(Op::HashSet {
         key: call.args[1].clone(),
         fields: vec![(call.args[2].clone(), call.args[3].clone())],
-    });
+    }));
     Frame::Integer(1)
 }
 
@@ -159,10 +159,10 @@ pub fn hdel(call: &mut Call<'_>) -> Frame {
     fields.dedup();
     let removed = fields.len() as i64;
     if removed > 0 {
-        access.write(Op::HashDelete {
+        call.wrote(access.write(Op::HashDelete {
             key: call.args[1].clone(),
             fields,
-        });
+        }));
     }
     Frame::Integer(removed)
 }
@@ -204,10 +204,10 @@ pub fn hincrby(call: &mut Call<'_>) -> Frame {
     let Some(next) = current.checked_add(by) else {
         return Frame::error("ERR increment or decrement would overflow");
     };
-    access.write(Op::HashSet {
+    call.wrote(access.write(Op::HashSet {
         key: call.args[1].clone(),
         fields: vec![(call.args[2].clone(), Bytes::from(next.to_string()))],
-    });
+    }));
     Frame::Integer(next)
 }
 

@@ -13,7 +13,7 @@ pub fn del(call: &mut Call<'_>) -> Frame {
     for key in &call.args[1..] {
         let mut access = call.state.engine.key(key);
         if access.get().is_some() {
-            access.write(Op::Delete { key: key.clone() });
+            call.wrote(access.write(Op::Delete { key: key.clone() }));
             removed += 1;
         }
     }
@@ -87,14 +87,14 @@ fn set_expiry(call: &mut Call<'_>, unit_ms: i64, absolute: bool, command: &str) 
         return Frame::Integer(0);
     }
     if at <= now as i64 {
-        access.write(Op::Delete {
+        call.wrote(access.write(Op::Delete {
             key: args[1].clone(),
-        });
+        }));
     } else {
-        access.write(Op::SetExpiry {
+        call.wrote(access.write(Op::SetExpiry {
             key: args[1].clone(),
             expire_at: Some(at as u64),
-        });
+        }));
     }
     Frame::Integer(1)
 }
@@ -124,10 +124,10 @@ pub fn persist(call: &mut Call<'_>) -> Frame {
     let mut access = call.state.engine.key(&call.args[1]);
     match access.get().map(|entry| entry.expire_at()) {
         Some(Some(_)) => {
-            access.write(Op::SetExpiry {
+            call.wrote(access.write(Op::SetExpiry {
                 key: call.args[1].clone(),
                 expire_at: None,
-            });
+            }));
             Frame::Integer(1)
         }
         _ => Frame::Integer(0),
@@ -185,11 +185,12 @@ pub fn type_(call: &mut Call<'_>) -> Frame {
 
 /// RENAME key newkey
 pub fn rename(call: &mut Call<'_>) -> Frame {
-    match call
+    let (outcome, receipt) = call
         .state
         .engine
-        .rename(&call.args[1], &call.args[2], false)
-    {
+        .rename(&call.args[1], &call.args[2], false);
+    call.wrote(receipt);
+    match outcome {
         None => Frame::error("ERR no such key"),
         Some(_) => Frame::ok(),
     }
@@ -197,7 +198,9 @@ pub fn rename(call: &mut Call<'_>) -> Frame {
 
 /// RENAMENX key newkey
 pub fn renamenx(call: &mut Call<'_>) -> Frame {
-    match call.state.engine.rename(&call.args[1], &call.args[2], true) {
+    let (outcome, receipt) = call.state.engine.rename(&call.args[1], &call.args[2], true);
+    call.wrote(receipt);
+    match outcome {
         None => Frame::error("ERR no such key"),
         Some(renamed) => Frame::Integer(i64::from(renamed)),
     }

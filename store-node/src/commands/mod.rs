@@ -1,12 +1,12 @@
-//! Command dispatch. A command takes its arguments and returns a [`Frame`]; this module looks
-//! it up, checks arity, authentication, transactions and memory, and counts it. Families live
-//! in their own files: [`strings`], [`keys`], [`hashes`], [`connection`], [`admin`],
-//! [`transaction`].
+//! Command dispatch. A command takes its arguments and returns a [`Frame`], noting the receipts
+//! of its writes in its [`Call`]; this module looks it up, checks arity, authentication,
+//! transactions and memory, and counts it. Families live in their own files: [`strings`],
+//! [`keys`], [`hashes`], [`connection`], [`info`], [`admin`], [`transaction`].
 
 pub mod admin;
 pub mod connection;
 pub mod hashes;
-pub mod info_persistence;
+pub mod info;
 pub mod keys;
 pub mod strings;
 pub mod transaction;
@@ -17,8 +17,10 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
+use crate::metrics::LocalMetrics;
+use crate::node::NodeState;
 use crate::protocol::{Frame, Protocol};
-use crate::state::NodeState;
+use crate::store::WriteReceipt;
 
 /// `ERR value is not an integer or out of range`
 pub const NOT_INTEGER: Frame = Frame::error("ERR value is not an integer or out of range");
@@ -61,7 +63,7 @@ pub struct ClientState {
     /// Remote address, for CLIENT LIST/INFO.
     pub address: String,
     /// Counters not yet added to the node's metrics (the server flushes them per batch).
-    pub metrics: crate::metrics::LocalMetrics,
+    pub metrics: LocalMetrics,
 }
 
 impl ClientState {
@@ -91,6 +93,33 @@ pub struct Call<'a> {
     pub client: &'a mut ClientState,
     /// Arguments, the command name first.
     pub args: &'a [Bytes],
+    /// What the command's writes ask its client to wait for.
+    pub receipt: WriteReceipt,
+}
+
+impl Call<'_> {
+    /// Notes the receipt of one of the command's writes.
+    pub fn wrote(&mut self, receipt: WriteReceipt) {
+        self.receipt.merge(receipt);
+    }
+}
+
+/// A command's reply and what its client must wait for before the reply is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed {
+    /// The reply.
+    pub reply: Frame,
+    /// The merged receipt of the command's writes.
+    pub receipt: WriteReceipt,
+}
+
+impl From<Frame> for Executed {
+    fn from(reply: Frame) -> Executed {
+        Executed {
+            reply,
+            receipt: WriteReceipt::NONE,
+        }
+    }
 }
 
 /// Command properties.
@@ -210,7 +239,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         NO_AUTH | NO_QUEUE | LOADING_OK,
         connection::reset
     ),
-    spec!("info", -1, LOADING_OK, admin::info),
+    spec!("info", -1, LOADING_OK, info::info),
     spec!("config", -2, LOADING_OK, admin::config),
     spec!("command", -1, LOADING_OK, admin::command),
     spec!("flushdb", -1, WRITE, admin::flushdb),
@@ -283,10 +312,10 @@ fn resolve(args: &[Bytes]) -> Result<usize, Frame> {
     Ok(index)
 }
 
-/// Executes one request for a connection and returns the reply.
-pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> Frame {
+/// Executes one request for a connection and returns the reply with its receipt.
+pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> Executed {
     if args.is_empty() {
-        return Frame::ok();
+        return Frame::ok().into();
     }
     let index = match resolve(args) {
         Ok(index) => index,
@@ -294,23 +323,23 @@ pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> F
             if client.multi.is_some() {
                 client.multi_failed = true;
             }
-            return reply;
+            return reply.into();
         }
     };
     let spec = &COMMANDS[index];
     if !client.authenticated && spec.flags & NO_AUTH == 0 {
-        return NOAUTH;
+        return NOAUTH.into();
     }
     if spec.flags & LOADING_OK == 0 && state.recovering() {
         if client.multi.is_some() {
             client.multi_failed = true;
         }
-        return LOADING;
+        return LOADING.into();
     }
     if let Some(queue) = client.multi.as_mut() {
         if spec.flags & NO_QUEUE == 0 {
             queue.push(args.to_vec());
-            return Frame::Simple("QUEUED".into());
+            return Frame::Simple("QUEUED".into()).into();
         }
     }
     run(state, client, index, args)
@@ -322,26 +351,30 @@ pub(crate) fn run(
     client: &mut ClientState,
     index: usize,
     args: &[Bytes],
-) -> Frame {
+) -> Executed {
     let spec = &COMMANDS[index];
     let started = client.metrics.command_start();
     if spec.flags & DENY_OOM != 0 && !state.engine.make_room() {
         state.metrics.oom_rejections.fetch_add(1, Ordering::Relaxed);
-        return OOM;
+        return OOM.into();
     }
     if spec.flags & WRITE != 0 {
-        if let Err(error) = crate::disc::admit_write(&state.engine) {
-            return Frame::Error(error.to_string().into());
+        if let Err(error) = crate::node::disc::admit_write(state) {
+            return Frame::Error(error.to_string().into()).into();
         }
     }
     let mut call = Call {
         state,
         client,
         args,
+        receipt: WriteReceipt::NONE,
     };
     let reply = (spec.handler)(&mut call);
     call.client.metrics.observe_since(index, started);
-    reply
+    Executed {
+        reply,
+        receipt: call.receipt,
+    }
 }
 
 /// Parses an integer the way Redis's `string2ll` does: no spaces, no `+`, no leading zeros.
@@ -395,8 +428,8 @@ pub(crate) mod testing {
 
     use super::{execute, ClientState};
     use crate::config::Config;
+    use crate::node::NodeState;
     use crate::protocol::Frame;
-    use crate::state::NodeState;
     use crate::store::{EngineConfig, MemoryEngine};
 
     pub struct Harness {
@@ -421,7 +454,7 @@ pub(crate) mod testing {
                 .split(' ')
                 .map(|arg| Bytes::copy_from_slice(arg.as_bytes()))
                 .collect();
-            execute(&self.state, &mut self.client, &args)
+            execute(&self.state, &mut self.client, &args).reply
         }
     }
 
@@ -438,6 +471,11 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
+
+    #[test]
+    fn every_command_has_a_metrics_slot() {
+        assert!(COMMANDS.len() <= crate::metrics::COMMAND_SLOTS);
+    }
 
     #[test]
     fn integers_parse_like_redis() {

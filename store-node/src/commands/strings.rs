@@ -142,11 +142,11 @@ pub fn set(call: &mut Call<'_>) -> Frame {
             Expiry::Keep => old_expiry,
             Expiry::At(at) => Some(at),
         };
-        access.write(Op::Put {
+        call.wrote(access.write(Op::Put {
             key: args[1].clone(),
             value: Value::String(args[2].clone()),
             expire_at,
-        });
+        }));
     }
     if return_old {
         return old_value.map_or(Frame::Null, Frame::Bulk);
@@ -165,11 +165,11 @@ fn set_with_expiry(call: &mut Call<'_>, unit: i64, command: &str) -> Frame {
         Err(error) => return error,
     };
     let mut access = call.state.engine.key_at(&call.args[1], now);
-    access.write(Op::Put {
+    call.wrote(access.write(Op::Put {
         key: call.args[1].clone(),
         value: Value::String(call.args[3].clone()),
         expire_at: Some(at),
-    });
+    }));
     Frame::ok()
 }
 
@@ -189,11 +189,11 @@ pub fn setnx(call: &mut Call<'_>) -> Frame {
     if access.get().is_some() {
         return Frame::Integer(0);
     }
-    access.write(Op::Put {
+    call.wrote(access.write(Op::Put {
         key: call.args[1].clone(),
         value: Value::String(call.args[2].clone()),
         expire_at: None,
-    });
+    }));
     Frame::Integer(1)
 }
 
@@ -240,13 +240,13 @@ pub fn getex(call: &mut Call<'_>) -> Frame {
         Some(entry) => (Bytes::copy_from_slice(entry.payload()), entry.expire_at()),
     };
     match change {
-        Some(Some(at)) if at <= now => access.write(Op::Delete {
+        Some(Some(at)) if at <= now => call.wrote(access.write(Op::Delete {
             key: args[1].clone(),
-        }),
-        Some(expire_at) if expire_at != current => access.write(Op::SetExpiry {
+        })),
+        Some(expire_at) if expire_at != current => call.wrote(access.write(Op::SetExpiry {
             key: args[1].clone(),
             expire_at,
-        }),
+        })),
         _ => {}
     }
     Frame::Bulk(value)
@@ -260,9 +260,9 @@ pub fn getdel(call: &mut Call<'_>) -> Frame {
         Some(entry) if entry.kind() != Kind::String => return WRONG_TYPE,
         Some(entry) => Bytes::copy_from_slice(entry.payload()),
     };
-    access.write(Op::Delete {
+    call.wrote(access.write(Op::Delete {
         key: call.args[1].clone(),
-    });
+    }));
     Frame::Bulk(value)
 }
 
@@ -274,11 +274,11 @@ pub fn getset(call: &mut Call<'_>) -> Frame {
         Some(entry) if entry.kind() != Kind::String => return WRONG_TYPE,
         Some(entry) => Frame::bulk(entry.payload()),
     };
-    access.write(Op::Put {
+    call.wrote(access.write(Op::Put {
         key: call.args[1].clone(),
         value: Value::String(call.args[2].clone()),
         expire_at: None,
-    });
+    }));
     old
 }
 
@@ -304,11 +304,11 @@ pub fn mset(call: &mut Call<'_>) -> Frame {
     }
     for pair in call.args[1..].chunks_exact(2) {
         let mut access = call.state.engine.key(&pair[0]);
-        access.write(Op::Put {
+        call.wrote(access.write(Op::Put {
             key: pair[0].clone(),
             value: Value::String(pair[1].clone()),
             expire_at: None,
-        });
+        }));
     }
     Frame::ok()
 }
@@ -326,11 +326,11 @@ fn increment(call: &mut Call<'_>, by: i64) -> Frame {
     let Some(next) = current.checked_add(by) else {
         return Frame::error("ERR increment or decrement would overflow");
     };
-    access.write(Op::Put {
+    call.wrote(access.write(Op::Put {
         key: call.args[1].clone(),
         value: Value::String(Bytes::from(next.to_string())),
         expire_at,
-    });
+    }));
     Frame::Integer(next)
 }
 
@@ -370,11 +370,11 @@ pub fn append(call: &mut Call<'_>) -> Frame {
     };
     value.extend_from_slice(&call.args[2]);
     let len = value.len() as i64;
-    access.write(Op::Put {
+    call.wrote(access.write(Op::Put {
         key: call.args[1].clone(),
         value: Value::String(Bytes::from(value)),
         expire_at,
-    });
+    }));
     Frame::Integer(len)
 }
 

@@ -27,7 +27,11 @@ pub fn exec(call: &mut Call<'_>) -> Frame {
     let mut replies = Vec::with_capacity(queue.len());
     for args in &queue {
         let reply = match resolve(args) {
-            Ok(index) => run(call.state, call.client, index, args),
+            Ok(index) => {
+                let executed = run(call.state, call.client, index, args);
+                call.wrote(executed.receipt);
+                executed.reply
+            }
             Err(error) => error,
         };
         replies.push(reply);

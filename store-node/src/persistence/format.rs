@@ -16,7 +16,7 @@ use bytes::Bytes;
 use crate::replication::wire::{
     self, Message, RecordsFrame, RecordsMessage, WireError, HEADER_LEN as FRAME_HEADER_LEN,
 };
-use crate::replication::RecordView;
+use crate::store::RecordView;
 
 /// Magic of a log segment.
 pub const WAL_MAGIC: [u8; 8] = *b"SSNWAL\r\n";
@@ -229,8 +229,7 @@ impl<R: Read> FrameReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replication::Record;
-    use crate::store::{Stamp, Value};
+    use crate::store::{Record, Stamp, Value};
 
     #[test]
     fn names_round_trip_and_sort_by_sequence() {

@@ -4,7 +4,7 @@
 //!
 //! What is logged is the whole state of a key after a write, stamped, exactly the unit that
 //! replication ships (local writes and records applied from peers alike). Records merge by
-//! last-writer-wins ([`crate::replication::replica::merge`]), so replay is idempotent and
+//! last-writer-wins ([`crate::store::record::merge`]), so replay is idempotent and
 //! order-insensitive. That makes a fuzzy snapshot correct: start a new log segment, dump the
 //! keyspace through the store's chunked iterator while writes go on, fsync and rename it, then
 //! delete the older segments. Recovery loads the newest snapshot and merges every later segment.
@@ -50,7 +50,7 @@ pub use recovery::{
 
 use crate::config::Fsync;
 use crate::replication::wire::WireError;
-use crate::replication::{Record, RecordView};
+use crate::store::{Record, RecordView};
 pub use writer::WriterFault;
 use writer::{Item, Shared, Stop, Writer};
 

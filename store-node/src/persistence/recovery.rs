@@ -24,8 +24,8 @@ use super::format::{
     self, FileHeader, FileKind, FrameRead, FrameReader, FILE_HEADER_LEN, NODE_ID_FILE,
     SNAPSHOT_MAGIC, SNAPSHOT_TMP, WAL_MAGIC,
 };
-use crate::replication::replica::merge;
-use crate::replication::{Record, RecordState};
+use crate::store::record::merge;
+use crate::store::{Record, RecordState};
 
 /// A torn or corrupt tail cut off the last log segment.
 #[derive(Debug, Clone, PartialEq, Eq)]

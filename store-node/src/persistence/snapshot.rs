@@ -15,7 +15,7 @@ use super::error::PersistenceError;
 use super::format::{self, FileHeader, SNAPSHOT_MAGIC};
 use super::recovery::{snapshot_tmp, sync_dir};
 use crate::replication::wire::{RecordsFrame, RecordsMessage};
-use crate::replication::{RecordView, StateView};
+use crate::store::{RecordView, StateView};
 
 /// The caller's chunked iterator over the keyspace (see `Persistence::snapshot`): visits up
 /// to `max` records after the cursor and returns the next cursor (`None` = done).

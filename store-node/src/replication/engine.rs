@@ -18,12 +18,13 @@ use super::clock::{HybridClock, WallClock};
 use super::membership::{decide_start, PeerResolver, PeerStatus, StartDecision, StartPeer};
 use super::metrics::ReplicationMetrics;
 use super::oplog::{LogItem, OpLog, PeerCursor};
-use super::record::{Record, Touch, BUCKETS};
 use super::replica::Replica;
 use super::transport::{Connection, MessageSender, Transport};
 use super::wire::{Hello, Message, NodeState, PROTOCOL_VERSION};
 use super::{ReplicationError, WriteAck};
+use crate::store::digest::BUCKETS;
 use crate::store::Stamp;
+use crate::store::{Record, Touch};
 
 /// Buckets listed per pass over the keyspace in an anti-entropy round: a round where every
 /// bucket differs makes 8 passes (it made one per bucket, 256, which at 1M keys outlasted the

@@ -1,11 +1,11 @@
 //! Leaderless full replication between store-nodes (DESIGN.md §4, docs/replication.md).
 //!
-//! Every node holds every key. The replicated unit is a [`Record`]: the whole state of a key
+//! Every node holds every key. The replicated unit is a [`crate::store::Record`]: the whole state of a key
 //! after a local write (a live value with its absolute expiry, or a tombstone), stamped with a
 //! hybrid logical clock and the node id ([`crate::store::Stamp`]); every node keeps, per key,
 //! the record with the greatest `(hlc, origin)`, so conflicting writes (including concurrent
 //! hash updates) resolve the same way everywhere, in any delivery order. Sliding-expiry touches
-//! are [`Touch`]es: they extend the expiry of one exact version only, never resurrect a deleted
+//! are [`crate::store::Touch`]es: they extend the expiry of one exact version only, never resurrect a deleted
 //! or overwritten value, and are coalesced per key before entering the log.
 //!
 //! Data paths, over one link per ordered pair of nodes (the dialer pushes, the acceptor
@@ -26,15 +26,14 @@
 //! than the start of the last completed anti-entropy round with every member peer: a peer that
 //! is partitioned or down blocks collection, so it cannot bring back a deleted key afterwards.
 //!
-//! The lead wires this in by implementing [`Replica`] for the real engine and starting
-//! [`Replication::start`] from the server; see docs/replication.md.
+//! The node implements [`Replica`] for its engine (`crate::node::replica`) and starts
+//! [`Replication::start`] before serving data commands; see docs/replication.md.
 
 pub mod clock;
 pub mod engine;
 pub mod membership;
 pub mod metrics;
 pub mod oplog;
-pub mod record;
 pub mod replica;
 pub mod transport;
 pub mod wire;
@@ -44,7 +43,6 @@ pub use engine::{generate_node_id, Replication, ReplicationConfig};
 pub use membership::{Discovery, PeerResolver, PeerStatus, StaticPeers};
 pub use metrics::{MetricsSnapshot, ReplicationMetrics};
 pub use oplog::OpLog;
-pub use record::{Record, RecordState, RecordView, StateView, Touch, ValueView};
 pub use replica::{MemoryReplica, Replica};
 pub use transport::{
     FaultyTransport, InMemoryNetwork, InMemoryTransport, TcpTransport, Transport, TransportFaults,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::record::{Record, Touch};
+use crate::store::{Record, Touch};
 
 /// One entry of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,4 @@
-//! What replication needs from the local store ([`Replica`]), with the merge rules every
-//! implementation must follow, and [`MemoryReplica`], a small `BTreeMap` implementation used by
+//! What replication needs from the local store ([`Replica`]), and [`MemoryReplica`], a small `BTreeMap` implementation used by
 //! the tests and as the executable specification of those rules.
 
 use std::collections::BTreeMap;
@@ -8,25 +7,18 @@ use std::ops::Bound;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::record::{bucket_of, BucketDigests, Record, RecordState, RecordView, Touch, BUCKETS};
-use crate::store::Stamp;
+use crate::store::digest::{BucketDigests, BucketPositions};
+use crate::store::record::merge;
+use crate::store::{Record, RecordState, RecordView, Stamp, Touch};
 
 /// The local store as replication sees it. Calls are synchronous and short; the engine calls
 /// them from its tasks.
 ///
-/// Merge rules (identical on every node, so every node converges to the same state):
-/// - A record whose stamp is greater than the stored one (or whose key is absent) replaces the
-///   key, with two exceptions: a live record already expired at `now_ms` becomes a tombstone
-///   with its stamp if the key was present (so an older, longer-lived version elsewhere cannot
-///   come back) and is ignored if absent; a tombstone older than `forget_before_ms` is ignored if
-///   the key is absent (it was collected here already).
-/// - A record with the stored stamp merges the expiry: the later one wins (`None`, persistent,
-///   is the latest). This also repairs lost touches.
-/// - A record with a smaller stamp changes nothing.
+/// Every implementation follows [`merge`], the rule that makes every node converge.
 ///
 /// Writes applied through this trait must not be handed back to replication as local writes.
 pub trait Replica: Send + Sync + 'static {
-    /// Applies a remote record by the rules above; true when the stored state changed.
+    /// Applies a remote record by [`merge`]; true when the stored state changed.
     fn apply(&self, record: &Record, now_ms: u64, forget_before_ms: u64) -> bool;
 
     /// Applies a touch: when the key holds a live value stamped `touch.value_stamp` with an
@@ -73,82 +65,6 @@ pub trait Replica: Send + Sync + 'static {
 
     /// Whether the store holds nothing (the first-start rule).
     fn is_empty(&self) -> bool;
-}
-
-/// Where each bucket asked of [`Replica::bucket_keys`] goes in its answer, so one pass over the
-/// keyspace sorts every key into its list with one hash and one array lookup.
-pub struct BucketPositions {
-    positions: [u16; BUCKETS],
-}
-
-impl BucketPositions {
-    const ABSENT: u16 = u16::MAX;
-
-    /// The positions of `buckets` (the last one wins for a bucket asked twice).
-    pub fn new(buckets: &[usize]) -> BucketPositions {
-        let mut positions = [Self::ABSENT; BUCKETS];
-        for (position, bucket) in buckets.iter().enumerate() {
-            if let Some(slot) = positions.get_mut(*bucket) {
-                *slot = position as u16;
-            }
-        }
-        BucketPositions { positions }
-    }
-
-    /// The position of `key`'s bucket in the answer, `None` when it was not asked for.
-    pub fn of(&self, key: &[u8]) -> Option<usize> {
-        let position = self.positions[bucket_of(key)];
-        (position != Self::ABSENT).then_some(position as usize)
-    }
-}
-
-/// Decides what a replica stores for `incoming` given the stored version: `None` = unchanged.
-/// Shared by [`MemoryReplica`]; the real engine can call it too.
-pub fn merge(
-    stored: Option<&Record>,
-    incoming: &Record,
-    now_ms: u64,
-    forget_before_ms: u64,
-) -> Option<Record> {
-    match stored {
-        Some(stored) if stored.stamp == incoming.stamp => match (&stored.state, &incoming.state) {
-            (
-                RecordState::Live {
-                    value,
-                    expire_at: Some(mine),
-                },
-                RecordState::Live {
-                    expire_at: theirs, ..
-                },
-            ) if theirs.is_none_or(|theirs| theirs > *mine) => Some(Record {
-                key: stored.key.clone(),
-                stamp: stored.stamp,
-                state: RecordState::Live {
-                    value: value.clone(),
-                    expire_at: *theirs,
-                },
-            }),
-            _ => None,
-        },
-        Some(stored) if stored.stamp > incoming.stamp => None,
-        _ => {
-            let present = stored.is_some();
-            match &incoming.state {
-                RecordState::Live {
-                    expire_at: Some(at),
-                    ..
-                } if *at <= now_ms => {
-                    present.then(|| Record::tombstone(incoming.key.clone(), incoming.stamp, *at))
-                }
-                RecordState::Tombstone { deleted_at_ms }
-                    if !present && *deleted_at_ms < forget_before_ms =>
-                {
-                    None
-                }
-                _ => Some(incoming.clone()),
-            }
-        }
-    }
 }
 
 #[derive(Debug, Default)]
@@ -321,6 +237,7 @@ impl Replica for MemoryReplica {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::digest::bucket_of;
     use crate::store::Value;
 
     fn stamp(hlc: u64, origin: u32) -> Stamp {

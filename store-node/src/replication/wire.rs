@@ -6,18 +6,14 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::record::{Record, RecordState, RecordView, StateView, Touch, ValueView};
-use crate::store::{Stamp, Value};
+use crate::store::codec::{put_bytes, put_record, put_stamp, DecodeError, Reader};
+use crate::store::{Record, RecordView, Stamp, Touch};
 
 /// The peer protocol version announced in [`Hello`]; peers with another version are refused.
 pub const PROTOCOL_VERSION: u16 = 1;
 
 /// The body format version (first body byte).
 const FORMAT_VERSION: u8 = 1;
-
-/// Encoded size of the smallest possible record (empty key, stamp, state, no expiry, kind,
-/// empty string), used to bound forged list counts.
-const MIN_RECORD_LEN: usize = 4 + 12 + 1 + 1 + 1 + 4;
 
 /// Frame header: length and checksum.
 pub const HEADER_LEN: usize = 8;
@@ -54,6 +50,15 @@ pub enum WireError {
     /// A field has an invalid value.
     #[error("invalid field {0}")]
     Invalid(&'static str),
+}
+
+impl From<DecodeError> for WireError {
+    fn from(error: DecodeError) -> WireError {
+        match error {
+            DecodeError::Truncated => WireError::Truncated,
+            DecodeError::Invalid(field) => WireError::Invalid(field),
+        }
+    }
 }
 
 /// A node's replication state, as announced to peers.
@@ -216,53 +221,6 @@ impl Message {
 /// paid that microsecond on the client's thread.
 pub fn crc32(data: &[u8]) -> u32 {
     crc32fast::hash(data)
-}
-
-fn put_bytes(out: &mut impl BufMut, data: &[u8]) {
-    out.put_u32(data.len() as u32);
-    out.put_slice(data);
-}
-
-fn put_stamp(out: &mut impl BufMut, stamp: Stamp) {
-    out.put_u64(stamp.hlc);
-    out.put_u32(stamp.origin);
-}
-
-fn put_record(out: &mut impl BufMut, record: &RecordView<'_>) {
-    put_bytes(out, record.key);
-    put_stamp(out, record.stamp);
-    match &record.state {
-        StateView::Live { value, expire_at } => {
-            out.put_u8(0);
-            match expire_at {
-                Some(at) => {
-                    out.put_u8(1);
-                    out.put_u64(*at);
-                }
-                None => out.put_u8(0),
-            }
-            match value {
-                ValueView::String(data) => {
-                    out.put_u8(0);
-                    put_bytes(out, data);
-                }
-                hash => {
-                    out.put_u8(1);
-                    let mut count = 0u32;
-                    hash.for_each_pair(|_, _| count += 1);
-                    out.put_u32(count);
-                    hash.for_each_pair(|field, value| {
-                        put_bytes(out, field);
-                        put_bytes(out, value);
-                    });
-                }
-            }
-        }
-        StateView::Tombstone { deleted_at_ms } => {
-            out.put_u8(1);
-            out.put_u64(*deleted_at_ms);
-        }
-    }
 }
 
 fn put_records(out: &mut BytesMut, records: &[Record]) {
@@ -477,140 +435,16 @@ pub fn encode_frame_into(
     seal_frame(&mut out[start..], max_frame).inspect_err(|_| out.truncate(start))
 }
 
-/// A bounds-checked reader over a message body. With `owner` (the body as [`Bytes`]), keys
-/// and values are slices of it instead of copies.
-struct Reader<'a> {
-    data: &'a [u8],
-    owner: Option<&'a Bytes>,
-}
-
-impl<'a> Reader<'a> {
-    fn need(&self, len: usize) -> Result<(), WireError> {
-        if self.data.remaining() < len {
-            return Err(WireError::Truncated);
-        }
-        Ok(())
-    }
-
-    fn u8(&mut self) -> Result<u8, WireError> {
-        self.need(1)?;
-        Ok(self.data.get_u8())
-    }
-
-    fn u16(&mut self) -> Result<u16, WireError> {
-        self.need(2)?;
-        Ok(self.data.get_u16())
-    }
-
-    fn u32(&mut self) -> Result<u32, WireError> {
-        self.need(4)?;
-        Ok(self.data.get_u32())
-    }
-
-    fn u64(&mut self) -> Result<u64, WireError> {
-        self.need(8)?;
-        Ok(self.data.get_u64())
-    }
-
-    fn bool(&mut self) -> Result<bool, WireError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(WireError::Invalid("boolean")),
-        }
-    }
-
-    fn bytes(&mut self) -> Result<Bytes, WireError> {
-        let len = self.u32()? as usize;
-        self.need(len)?;
-        let out = match self.owner {
-            Some(owner) => owner.slice_ref(&self.data[..len]),
-            None => Bytes::copy_from_slice(&self.data[..len]),
-        };
-        self.data.advance(len);
-        Ok(out)
-    }
-
-    fn string(&mut self) -> Result<String, WireError> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| WireError::Invalid("utf-8 string"))
-    }
-
-    /// A list count, checked against the bytes left (each item takes at least `min_item`
-    /// bytes), so a forged count cannot make us allocate gigabytes.
-    fn count(&mut self, min_item: usize) -> Result<usize, WireError> {
-        let count = self.u32()? as usize;
-        if count.saturating_mul(min_item) > self.data.remaining() {
-            return Err(WireError::Truncated);
-        }
-        Ok(count)
-    }
-
-    fn stamp(&mut self) -> Result<Stamp, WireError> {
-        Ok(Stamp {
-            hlc: self.u64()?,
-            origin: self.u32()?,
-        })
-    }
-
-    fn record(&mut self) -> Result<Record, WireError> {
-        let key = self.bytes()?;
-        let stamp = self.stamp()?;
-        let state = match self.u8()? {
-            0 => {
-                let expire_at = if self.bool()? {
-                    Some(self.u64()?)
-                } else {
-                    None
-                };
-                let value = match self.u8()? {
-                    0 => Value::String(self.bytes()?),
-                    1 => {
-                        let count = self.count(8)?;
-                        let mut fields = Vec::with_capacity(count);
-                        for _ in 0..count {
-                            fields.push((self.bytes()?, self.bytes()?));
-                        }
-                        Value::Hash(fields)
-                    }
-                    _ => return Err(WireError::Invalid("value kind")),
-                };
-                RecordState::Live { value, expire_at }
-            }
-            1 => RecordState::Tombstone {
-                deleted_at_ms: self.u64()?,
-            },
-            _ => return Err(WireError::Invalid("record state")),
-        };
-        Ok(Record { key, stamp, state })
-    }
-
-    fn records(&mut self) -> Result<Vec<Record>, WireError> {
-        // The smallest record: empty key, stamp, state, no expiry, kind, empty string.
-        let count = self.count(MIN_RECORD_LEN)?;
-        let mut records = Vec::with_capacity(count);
-        for _ in 0..count {
-            records.push(self.record()?);
-        }
-        Ok(records)
-    }
-}
-
 /// Decodes a frame body (after the header was checked); keys and values are copied out of it.
 pub fn decode_body(body: &[u8]) -> Result<Message, WireError> {
-    decode_with(Reader {
-        data: body,
-        owner: None,
-    })
+    decode_with(Reader::new(body))
 }
 
 /// Decodes a frame body whose keys and values stay slices of `body` (no copy, no allocation
 /// per key or value): a replicated record is copied once, into the store's entry, and the
 /// body is freed once the message is applied. The transport decodes frames this way.
 pub fn decode_shared(body: &Bytes) -> Result<Message, WireError> {
-    decode_with(Reader {
-        data: body,
-        owner: Some(body),
-    })
+    decode_with(Reader::shared(body))
 }
 
 fn decode_with(mut reader: Reader<'_>) -> Result<Message, WireError> {
@@ -689,8 +523,8 @@ fn decode_with(mut reader: Reader<'_>) -> Result<Message, WireError> {
         12 => Message::Leave,
         tag => return Err(WireError::Tag(tag)),
     };
-    if !reader.data.is_empty() {
-        return Err(WireError::Trailing(reader.data.len()));
+    if reader.remaining() > 0 {
+        return Err(WireError::Trailing(reader.remaining()));
     }
     Ok(message)
 }
@@ -738,6 +572,7 @@ pub fn split_frame(buffer: &mut BytesMut, max_frame: usize) -> Result<Option<Mes
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{RecordState, Value};
     use proptest::prelude::*;
 
     fn samples() -> Vec<Message> {

@@ -8,33 +8,8 @@
 
 use bytes::Bytes;
 
-/// The type of a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A binary-safe string.
-    String,
-    /// A hash of fields to values.
-    Hash,
-}
-
-impl Kind {
-    /// The name `TYPE` reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::String => "string",
-            Kind::Hash => "hash",
-        }
-    }
-}
-
-/// A version stamp for last-writer-wins: a hybrid-logical-clock value and the origin node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Stamp {
-    /// Hybrid logical clock: physical milliseconds << 16 | logical counter.
-    pub hlc: u64,
-    /// The node that made the write.
-    pub origin: u32,
-}
+use super::stamp::Stamp;
+use super::value::{get_varint, put_varint, varint_len, HashIter, Kind, Value, ValueView};
 
 const KIND_MASK: u8 = 0b11;
 const HAS_EXPIRY: u8 = 0b100;
@@ -60,84 +35,14 @@ impl std::fmt::Debug for Entry {
     }
 }
 
-/// Appends `value` as LEB128.
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: usize) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-/// Reads a LEB128 value at `position`; the blob was written by us, so it is well formed, but a
-/// short read still returns 0 rather than panicking.
-fn get_varint(data: &[u8], position: &mut usize) -> usize {
-    let mut value = 0usize;
-    let mut shift = 0;
-    while let Some(&byte) = data.get(*position) {
-        *position += 1;
-        value |= ((byte & 0x7f) as usize) << shift;
-        if byte & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
-    value
-}
-
-fn varint_len(mut value: usize) -> usize {
-    let mut len = 1;
-    while value >= 0x80 {
-        value >>= 7;
-        len += 1;
-    }
-    len
-}
-
 fn read_u64(data: &[u8], at: usize) -> u64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&data[at..at + 8]);
     u64::from_le_bytes(bytes)
 }
 
-/// Encodes hash fields into a payload.
-pub fn encode_hash<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (field, value) in fields {
-        put_varint(&mut out, field.len());
-        out.extend_from_slice(field);
-        put_varint(&mut out, value.len());
-        out.extend_from_slice(value);
-    }
-    out
-}
-
-/// Iterates over the `(field, value)` pairs of a hash payload.
-#[derive(Clone)]
-pub struct HashIter<'a> {
-    data: &'a [u8],
-    position: usize,
-}
-
-impl<'a> Iterator for HashIter<'a> {
-    type Item = (&'a [u8], &'a [u8]);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.position >= self.data.len() {
-            return None;
-        }
-        let len = get_varint(self.data, &mut self.position);
-        let field = self.data.get(self.position..self.position + len)?;
-        self.position += len;
-        let len = get_varint(self.data, &mut self.position);
-        let value = self.data.get(self.position..self.position + len)?;
-        self.position += len;
-        Some((field, value))
-    }
-}
-
 impl Entry {
-    /// Builds an entry. `payload` is the string, or an encoded hash (see [`encode_hash`]).
+    /// Builds an entry. `payload` is the value's payload (see [`Value::payload`]).
     pub fn new(
         key: &[u8],
         kind: Kind,
@@ -146,10 +51,7 @@ impl Entry {
         stamp: Option<Stamp>,
         lru: u32,
     ) -> Entry {
-        let mut flags = match kind {
-            Kind::String => 0,
-            Kind::Hash => 1,
-        };
+        let mut flags = kind.tag();
         let mut len = VARINT_AT + varint_len(key.len()) + key.len() + payload.len();
         if expire_at.is_some() {
             flags |= HAS_EXPIRY;
@@ -253,11 +155,17 @@ impl Entry {
 
     /// The value's type.
     pub fn kind(&self) -> Kind {
-        if self.flags() & KIND_MASK == 1 {
-            Kind::Hash
-        } else {
-            Kind::String
-        }
+        Kind::from_tag(self.flags() & KIND_MASK)
+    }
+
+    /// The value, borrowed from the entry.
+    pub fn value_view(&self) -> ValueView<'_> {
+        ValueView::from_payload(self.kind(), self.payload())
+    }
+
+    /// The value, copied.
+    pub fn value(&self) -> Value {
+        self.value_view().to_value()
     }
 
     fn expiry_at(&self) -> usize {
@@ -334,7 +242,7 @@ impl Entry {
             Kind::Hash => self.payload(),
             Kind::String => &[],
         };
-        HashIter { data, position: 0 }
+        HashIter::new(data)
     }
 
     /// One hash field's value.
@@ -393,6 +301,7 @@ mod tests {
 
     #[test]
     fn hash_payload() {
+        use crate::store::value::encode_hash;
         let payload = encode_hash([(&b"a"[..], &b"1"[..]), (&b"bb"[..], &b""[..])]);
         let entry = Entry::new(b"h", Kind::Hash, &payload, None, None, 0);
         assert_eq!(entry.kind(), Kind::Hash);

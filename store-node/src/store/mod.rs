@@ -1,19 +1,30 @@
-//! The keyspace engine: synchronous, sharded, with one write path. Every mutation is an
-//! [`Op`] value with absolute times, applied by [`MemoryEngine`] and then handed to an optional
-//! [`OpSink`] (replication and the write-ahead log plug in there in later issues).
+//! The keyspace engine, a leaf: it depends on nothing else in store-node. Every mutation is an
+//! [`Op`] applied through one write path ([`MemoryEngine`]); what a write means beyond this
+//! node (replicating it, logging it) is the business of the [`WriteHook`] installed in the
+//! engine, implemented outside this module (`crate::node`), and what the client must wait for
+//! comes back from the write as a [`WriteReceipt`]. The value model ([`value`]), the replicated
+//! unit ([`Record`]) with its merge rule, its byte encoding ([`codec`]) and the anti-entropy
+//! digests ([`digest`]) live here because the engine stores, merges and digests them.
 
+pub mod codec;
+pub mod digest;
+pub mod engine;
 pub mod entry;
 pub mod glob;
-pub mod memory;
+pub mod hook;
 pub mod op;
+pub mod record;
+pub mod stamp;
 pub mod table;
+pub mod value;
 
-pub use entry::{Entry, Kind, Stamp};
-pub use memory::{
-    take_logged, take_submitted_seq, EngineConfig, KeyAccess, MemoryEngine, MemoryStatus,
-    StoreStats,
-};
-pub use op::{Op, OpSink, Value};
+pub use engine::{EngineConfig, EvictionPolicy, KeyAccess, MemoryEngine, MemoryStatus, StoreStats};
+pub use entry::Entry;
+pub use hook::{Versioning, WriteHook, WriteReceipt};
+pub use op::Op;
+pub use record::{Record, RecordState, RecordView, StateView, Touch};
+pub use stamp::Stamp;
+pub use value::{Kind, Value, ValueView};
 
 /// The current time in Unix milliseconds.
 pub fn unix_ms() -> u64 {

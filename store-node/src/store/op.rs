@@ -2,20 +2,9 @@
 //! absolute, self-contained operations, so an op replays to the same state on another node or
 //! from a log.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
-use super::entry::Stamp;
-
-/// A whole value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    /// A string.
-    String(Bytes),
-    /// A hash, as field/value pairs.
-    Hash(Vec<(Bytes, Bytes)>),
-}
+use super::value::Value;
 
 /// One mutation of the keyspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,36 +60,5 @@ impl Op {
             | Op::Delete { key } => Some(key),
             Op::FlushAll => None,
         }
-    }
-}
-
-/// Receives every applied op, in per-key order, while the key's shard is still locked.
-/// Replication and the write-ahead log implement this; it must not block for long.
-pub trait OpSink: Send + Sync + 'static {
-    /// Called after `op` was applied locally.
-    fn record(&self, op: &Op, stamp: Option<Stamp>);
-}
-
-/// A sink that keeps every op in memory (tests).
-#[derive(Debug, Default)]
-pub struct RecordingSink {
-    ops: parking_lot::Mutex<Vec<Op>>,
-}
-
-impl RecordingSink {
-    /// A new, empty sink.
-    pub fn new() -> Arc<RecordingSink> {
-        Arc::new(RecordingSink::default())
-    }
-
-    /// The ops recorded so far.
-    pub fn ops(&self) -> Vec<Op> {
-        self.ops.lock().clone()
-    }
-}
-
-impl OpSink for RecordingSink {
-    fn record(&self, op: &Op, _stamp: Option<Stamp>) {
-        self.ops.lock().push(op.clone());
     }
 }

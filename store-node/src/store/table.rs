@@ -227,7 +227,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::entry::Kind;
+    use crate::store::value::Kind;
     use foldhash::fast::FixedState;
     use std::collections::BTreeSet;
     use std::hash::BuildHasher;

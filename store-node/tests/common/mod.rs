@@ -139,7 +139,7 @@ pub async fn http(
         }
         None => axum::body::Body::empty(),
     };
-    let response = store_node::http::router(node.state.clone())
+    let response = store_node::net::http::router(node.state.clone())
         .oneshot(request.body(body).expect("request"))
         .await
         .expect("response");

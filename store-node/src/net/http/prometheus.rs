@@ -1,11 +1,12 @@
-//! Prometheus metrics. Hot-path counters are plain atomics indexed by command; `/metrics`
-//! builds a prometheus-client registry per scrape with a collector that reads them, so commands
-//! never take a lock or allocate to be counted.
+//! `/metrics`: the Prometheus text exposition of a node, built per scrape by a collector that
+//! reads the node's counters, its keyspace and its write-ahead log.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -14,128 +15,34 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::commands::COMMANDS;
-use crate::state::NodeState;
+use crate::metrics::LATENCY_BUCKETS_MICROS;
+use crate::node::NodeState;
 
-/// Latency bucket upper bounds in microseconds.
-const LATENCY_BUCKETS_MICROS: [u64; 12] = [
-    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 100_000,
-];
-
-/// Node counters.
-#[derive(Debug)]
-pub struct Metrics {
-    commands: Vec<AtomicU64>,
-    latency_buckets: [AtomicU64; LATENCY_BUCKETS_MICROS.len() + 1],
-    latency_sum_nanos: AtomicU64,
-    /// Connections accepted.
-    pub connections_total: AtomicU64,
-    /// Connections refused because of `--max-clients`.
-    pub rejected_connections: AtomicU64,
-    /// Connections closed for a protocol error.
-    pub protocol_errors: AtomicU64,
-    /// Commands refused with OOM.
-    pub oom_rejections: AtomicU64,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            commands: COMMANDS.iter().map(|_| AtomicU64::new(0)).collect(),
-            latency_buckets: Default::default(),
-            latency_sum_nanos: AtomicU64::new(0),
-            connections_total: AtomicU64::new(0),
-            rejected_connections: AtomicU64::new(0),
-            protocol_errors: AtomicU64::new(0),
-            oom_rejections: AtomicU64::new(0),
-        }
-    }
-}
-
-/// Per-connection counters, added to the shared [`Metrics`] once per batch of pipelined
-/// commands: shared atomics touched per command bounce cache lines between cores.
-#[derive(Debug, Default)]
-pub struct LocalMetrics {
-    counts: Vec<(usize, u64)>,
-    buckets: [u64; LATENCY_BUCKETS_MICROS.len() + 1],
-    sum_nanos: u64,
-    observed: u64,
-    /// When the previous command of the current batch ended: the next one is timed from there,
-    /// so a pipelined command costs one clock read instead of two.
-    previous_end: Option<Instant>,
-}
-
-impl LocalMetrics {
-    /// Starts a batch of commands read together; the first is timed from its own start.
-    pub fn begin_batch(&mut self) {
-        self.previous_end = None;
-    }
-
-    /// When the command about to run started: the end of the previous one in this batch.
-    pub fn command_start(&self) -> Instant {
-        self.previous_end.unwrap_or_else(Instant::now)
-    }
-
-    /// Records one call of the command at `index` in [`COMMANDS`] that started at `started`
-    /// and ends now.
-    pub fn observe_since(&mut self, index: usize, started: Instant) {
-        let now = Instant::now();
-        self.observe(index, now.saturating_duration_since(started));
-        self.previous_end = Some(now);
-    }
-
-    /// Records one call of the command at `index` in [`COMMANDS`] and its latency.
-    pub fn observe(&mut self, index: usize, elapsed: Duration) {
-        match self.counts.iter_mut().find(|(known, _)| *known == index) {
-            Some((_, count)) => *count += 1,
-            None => self.counts.push((index, 1)),
-        }
-        let micros = elapsed.as_micros() as u64;
-        let bucket = LATENCY_BUCKETS_MICROS
-            .iter()
-            .position(|&bound| micros <= bound)
-            .unwrap_or(LATENCY_BUCKETS_MICROS.len());
-        self.buckets[bucket] += 1;
-        self.sum_nanos += elapsed.as_nanos() as u64;
-        self.observed += 1;
-    }
-}
-
-impl Metrics {
-    /// Adds a connection's local counters and resets them.
-    pub fn flush(&self, local: &mut LocalMetrics) {
-        if local.observed == 0 {
-            return;
-        }
-        for (index, count) in local.counts.drain(..) {
-            if let Some(counter) = self.commands.get(index) {
-                counter.fetch_add(count, Ordering::Relaxed);
+/// `GET /metrics`: the node's metrics, then replication's.
+pub(super) async fn metrics(State(state): State<Arc<NodeState>>) -> Response {
+    match render(&state) {
+        Ok(mut text) => {
+            if let Some(replication) = state.replication() {
+                // Before the OpenMetrics terminator, which must stay last.
+                let terminated = text.ends_with("# EOF\n");
+                if terminated {
+                    text.truncate(text.len() - "# EOF\n".len());
+                }
+                text.push_str(&crate::replication::metrics::render(replication));
+                if terminated {
+                    text.push_str("# EOF\n");
+                }
             }
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                text,
+            )
+                .into_response()
         }
-        for (shared, count) in self.latency_buckets.iter().zip(local.buckets.iter_mut()) {
-            if *count > 0 {
-                shared.fetch_add(*count, Ordering::Relaxed);
-                *count = 0;
-            }
-        }
-        self.latency_sum_nanos
-            .fetch_add(local.sum_nanos, Ordering::Relaxed);
-        local.sum_nanos = 0;
-        local.observed = 0;
-    }
-
-    /// Calls of the command at `index`.
-    pub fn command_calls(&self, index: usize) -> u64 {
-        self.commands
-            .get(index)
-            .map_or(0, |counter| counter.load(Ordering::Relaxed))
-    }
-
-    /// Total commands processed.
-    pub fn total_commands(&self) -> u64 {
-        self.commands
-            .iter()
-            .map(|counter| counter.load(Ordering::Relaxed))
-            .sum()
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
@@ -193,12 +100,12 @@ impl Collector for NodeCollector {
                 .iter()
                 .map(|&bound| bound as f64 / 1e6)
                 .chain([f64::INFINITY]);
-            for (bound, bucket) in bounds.zip(metrics.latency_buckets.iter()) {
-                let in_bucket = bucket.load(Ordering::Relaxed);
+            let (counts, sum_nanos) = metrics.latency();
+            for (bound, in_bucket) in bounds.zip(counts) {
                 count += in_bucket;
                 buckets.push((bound, in_bucket));
             }
-            let sum = metrics.latency_sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+            let sum = sum_nanos as f64 / 1e9;
             let mut histogram = encoder.encode_descriptor(
                 "store_node_command_duration_seconds",
                 "Command execution latency",
@@ -311,7 +218,7 @@ impl Collector for NodeCollector {
             "Seconds since start",
             state.uptime_seconds() as i64,
         )?;
-        if let Some(persistence) = state.engine.persistence() {
+        if let Some(persistence) = state.persistence() {
             encode_persistence(&mut encoder, &persistence.metrics().snapshot())?;
         }
         Ok(())
@@ -428,8 +335,11 @@ pub fn render(state: &Arc<NodeState>) -> Result<String, std::fmt::Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::config::Config;
+    use crate::metrics::LocalMetrics;
     use crate::store::{EngineConfig, MemoryEngine};
 
     /// The counts of the `le` series of a histogram in the text exposition, in order.

@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
+use super::hook::NodeHook;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::persistence::RecoveryProgress;
+use crate::persistence::{Persistence, RecoveryProgress};
 use crate::replication::{self, Replication, TransportFaults};
 use crate::store::MemoryEngine;
 
@@ -42,6 +43,8 @@ impl Lifecycle {
 pub struct NodeState {
     /// The keyspace.
     pub engine: Arc<MemoryEngine>,
+    /// Replication and the write-ahead log, as plugged into the engine's write path.
+    pub hook: Arc<NodeHook>,
     /// The client password, if one is configured.
     pub password: Option<String>,
     /// `--node-name` (or the hostname).
@@ -71,8 +74,15 @@ pub struct NodeState {
 }
 
 impl NodeState {
-    /// Builds the shared state.
+    /// Builds the shared state and installs the node's write hook in `engine` (which must
+    /// have none yet).
     pub fn new(config: Config, engine: Arc<MemoryEngine>, password: Option<String>) -> NodeState {
+        let hook = Arc::new(NodeHook::new());
+        if !engine.set_hook(hook.clone()) {
+            tracing::error!(
+                "the engine already had a write hook: replication and the log are not plugged in"
+            );
+        }
         let node_name = config.resolved_node_name();
         let suffix = {
             use std::hash::{BuildHasher, RandomState};
@@ -80,6 +90,7 @@ impl NodeState {
         };
         NodeState {
             engine,
+            hook,
             password,
             node_id: format!("{node_name}-{suffix:04x}"),
             node_name,
@@ -142,7 +153,12 @@ impl NodeState {
 
     /// Replication, when peers are configured.
     pub fn replication(&self) -> Option<&Replication> {
-        self.engine.replication()
+        self.hook.replication()
+    }
+
+    /// The write-ahead log, in disc mode once recovered.
+    pub fn persistence(&self) -> Option<&Arc<Persistence>> {
+        self.hook.persistence()
     }
 
     /// Moves to another lifecycle state.

@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
+use super::hook::NodeHook;
+use super::state::NodeState;
 use crate::config::Config;
 use crate::persistence::{
     quarantine, Persistence, PersistenceConfig, PersistenceError, Recovered, RecoveryPhase,
     RecoveryProgress,
 };
-use crate::replication::Replica;
 use crate::store::MemoryEngine;
 
 /// Tombstones younger than this are loaded (the replication engine's default grace), so a
@@ -131,7 +132,7 @@ async fn open_blocking(
 }
 
 /// Opens `--data-dir`, recovers it and loads the records into `engine` through the merge path
-/// (memory accounted, nothing fed back to replication), then installs the log in the engine.
+/// (memory accounted, nothing fed back to replication), then installs the log in `hook`.
 /// A damaged directory refuses to start with the file and byte offset, unless a peer is
 /// reachable: then the damaged files go to `damaged-<unix-secs>/` and the node starts empty
 /// and re-syncs from its peers. `progress` follows the reading and loading (the server
@@ -139,6 +140,7 @@ async fn open_blocking(
 pub async fn open(
     config: &Config,
     engine: &Arc<MemoryEngine>,
+    hook: &NodeHook,
     progress: &Arc<RecoveryProgress>,
 ) -> Result<Opened, DiscError> {
     let data_dir = config.data_dir.display().to_string();
@@ -203,7 +205,7 @@ pub async fn open(
     progress.set_phase(RecoveryPhase::Done);
     let persistence = Arc::new(persistence);
     let node_id = persistence.node_id();
-    engine.set_persistence(persistence.clone(), node_id, report.max_hlc);
+    hook.set_persistence(persistence.clone(), node_id, report.max_hlc);
     tracing::info!(
         data_dir,
         fsync = ?config.fsync,
@@ -230,8 +232,8 @@ pub async fn open(
 /// write commands, HTTP session writes): `MISCONF ...` while the write-ahead log is failing,
 /// so a refused write has no effect, and a wait while the log's queue is full. Always `Ok` in
 /// RAM mode and while recovering (nothing is logged yet).
-pub fn admit_write(engine: &MemoryEngine) -> Result<(), PersistenceError> {
-    match engine.persistence() {
+pub fn admit_write(state: &NodeState) -> Result<(), PersistenceError> {
+    match state.persistence() {
         Some(persistence) => persistence.admit_write(),
         None => Ok(()),
     }
@@ -239,7 +241,7 @@ pub fn admit_write(engine: &MemoryEngine) -> Result<(), PersistenceError> {
 
 /// Writes a snapshot whenever the log since the last one passes the compaction threshold
 /// (checked every second), on a blocking thread, until `shutdown`.
-pub async fn snapshot_loop(engine: Arc<MemoryEngine>, shutdown: CancellationToken) {
+pub async fn snapshot_loop(state: Arc<NodeState>, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(SNAPSHOT_CHECK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -247,13 +249,13 @@ pub async fn snapshot_loop(engine: Arc<MemoryEngine>, shutdown: CancellationToke
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let Some(persistence) = engine.persistence().cloned() else {
+        let Some(persistence) = state.persistence().cloned() else {
             return;
         };
         if !persistence.needs_snapshot() {
             continue;
         }
-        let source = engine.clone();
+        let source = state.engine.clone();
         let result = tokio::task::spawn_blocking(move || {
             persistence.snapshot(|after, max, visit| source.visit_snapshot_chunk(after, max, visit))
         })
@@ -268,8 +270,8 @@ pub async fn snapshot_loop(engine: Arc<MemoryEngine>, shutdown: CancellationToke
 
 /// Writes and fdatasyncs everything appended, then stops the log (shutdown, after clients and
 /// replication stopped).
-pub fn close(engine: &MemoryEngine) {
-    if let Some(persistence) = engine.persistence() {
+pub fn close(state: &NodeState) {
+    if let Some(persistence) = state.persistence() {
         match persistence.close() {
             Ok(()) => tracing::info!("write-ahead log flushed and synced"),
             Err(error) => tracing::error!(%error, "write-ahead log not fully synced at shutdown"),
@@ -289,18 +291,17 @@ mod tests {
     use crate::config::Fsync;
     use crate::persistence::WriterFault;
     use crate::protocol::Frame;
-    use crate::state::NodeState;
     use crate::store::EngineConfig;
 
     fn run(state: &NodeState, args: &[&[u8]]) -> Frame {
         let mut client = ClientState::new(1, true, "test".into());
         let args: Vec<Bytes> = args.iter().map(|arg| Bytes::copy_from_slice(arg)).collect();
-        execute(state, &mut client, &args)
+        execute(state, &mut client, &args).reply
     }
 
-    /// Issue 4: a writer waiting for room in a full log queue must not hold the shard lock of
-    /// the key it writes (it used to block inside `append`, under the lock, stalling every
-    /// reader of that shard until the disc caught up).
+    /// A writer waiting for room in a full log queue must not hold the shard lock of the key it
+    /// writes: waiting under the lock would stall every reader of that shard until the disc
+    /// caught up.
     #[test]
     fn a_full_log_queue_delays_writers_without_stalling_readers_of_their_keys() {
         let dir = std::env::temp_dir().join(format!(
@@ -313,8 +314,10 @@ mod tests {
         let (persistence, _) = Persistence::open(config, now_ms(), 0).expect("open");
         let persistence = Arc::new(persistence);
         let engine = Arc::new(MemoryEngine::new(EngineConfig::default()));
-        engine.set_persistence(persistence.clone(), persistence.node_id(), 0);
         let state = Arc::new(NodeState::new(Config::for_tests(), engine, None));
+        state
+            .hook
+            .set_persistence(persistence.clone(), persistence.node_id(), 0);
         let value = vec![b'v'; 1024];
         assert_eq!(run(&state, &[b"SET", b"k", &value]), Frame::ok());
 

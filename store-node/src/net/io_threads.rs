@@ -16,7 +16,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::state::NodeState;
+use super::connection::serve_connection;
+use crate::node::NodeState;
 
 /// A connection handed to a thread.
 struct Handoff {
@@ -125,93 +126,11 @@ async fn run(
         let stop = stop.clone();
         let connections = connections.clone();
         local.spawn(tasks.track_future(async move {
-            crate::server::serve_connection(&state, socket, peer, &stop).await;
+            serve_connection(&state, socket, peer, &stop).await;
             connections.fetch_sub(1, Ordering::Relaxed);
             state.clients.fetch_sub(1, Ordering::Relaxed);
         }));
     }
     local.close();
     local.wait().await;
-}
-
-/// Lets every other task already queued on this thread run once, then resumes: the task
-/// wakes itself and goes to the back of the thread's run queue.
-///
-/// Unlike `tokio::task::yield_now`, which defers the task until the runtime has polled its
-/// I/O driver, this costs no `epoll_wait`: a round of ready connections on a RESP thread is one
-/// poll of the driver, as in Redis's event loop, instead of two (un-pipelined SETs: 1.18
-/// `epoll_wait` calls per request before, 0.74 after, Redis 0.69-0.74; docs/benchmarks.md).
-pub(crate) async fn yield_to_queued() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return std::task::Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
-    .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
-
-    use super::yield_to_queued;
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-    }
-
-    #[test]
-    fn a_yielding_task_resumes_after_every_task_queued_before_it() {
-        let order = Arc::new(Mutex::new(Vec::new()));
-        runtime().block_on(async {
-            let mut tasks = Vec::new();
-            for id in 0..3 {
-                let order = order.clone();
-                tasks.push(tokio::spawn(async move {
-                    order.lock().expect("order").push(format!("read {id}"));
-                    yield_to_queued().await;
-                    order.lock().expect("order").push(format!("write {id}"));
-                }));
-            }
-            for task in tasks {
-                task.await.expect("task");
-            }
-        });
-        assert_eq!(
-            *order.lock().expect("order"),
-            ["read 0", "read 1", "read 2", "write 0", "write 1", "write 2"]
-        );
-    }
-
-    #[test]
-    fn a_yielding_task_resumes_before_the_runtime_polls_for_events() {
-        // A timer that has expired while the task ran fires only when the runtime next polls
-        // its driver; `tokio::task::yield_now` would let it fire first.
-        let order = Arc::new(Mutex::new(Vec::new()));
-        runtime().block_on(async {
-            let timer_order = order.clone();
-            let timer = tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                timer_order.lock().expect("order").push("timer");
-            });
-            tokio::task::yield_now().await; // the timer task registers its deadline
-            let task_order = order.clone();
-            let task = tokio::spawn(async move {
-                std::thread::sleep(Duration::from_millis(20));
-                yield_to_queued().await;
-                task_order.lock().expect("order").push("resumed");
-            });
-            task.await.expect("task");
-            timer.await.expect("timer");
-        });
-        assert_eq!(*order.lock().expect("order"), ["resumed", "timer"]);
-    }
 }

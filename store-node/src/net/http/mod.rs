@@ -1,0 +1,111 @@
+//! The HTTP API, one file per audience: [`sessions`] (the session API over the shared
+//! keyspace), [`status`] (probes and `/v1/status`, the operator's contract), [`cluster`]
+//! (`/v1/cluster`, leaving, test faults) and [`prometheus`] (`/metrics`). Here: the router and
+//! what the handlers share (errors, authorization, admission).
+
+pub mod cluster;
+pub mod prometheus;
+pub mod sessions;
+pub mod status;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::node::NodeState;
+use crate::store::WriteReceipt;
+
+pub use sessions::{DATA_FIELD, IDLE_FIELD, MAX_ID_LEN, SESSION_PREFIX};
+pub use status::{node_status, storage_report, NodeStatus};
+
+/// The router over a node's state.
+pub fn router(state: Arc<NodeState>) -> Router {
+    Router::new()
+        .route("/healthz", get(status::healthz))
+        .route("/readyz", get(status::readyz))
+        .route("/v1/status", get(status::status))
+        .route("/v1/cluster", get(cluster::cluster))
+        .route("/v1/cluster/leave", post(cluster::leave))
+        .route("/metrics", get(prometheus::metrics))
+        .route("/v1/test/faults", post(cluster::test_faults))
+        .route("/v1/sessions", get(sessions::list_sessions))
+        .route(
+            "/v1/sessions/{id}",
+            get(sessions::get_session)
+                .put(sessions::put_session)
+                .delete(sessions::delete_session),
+        )
+        .route("/v1/sessions/{id}/touch", post(sessions::touch_session))
+        .with_state(state)
+}
+
+/// An API error: a status and a message, answered as `{"error": message}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+pub(super) fn error(status: StatusCode, message: &str) -> ApiError {
+    ApiError {
+        status,
+        message: message.to_string(),
+    }
+}
+
+pub(super) fn authorize(state: &NodeState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(password) = &state.password else {
+        return Ok(());
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if presented == Some(password.as_str()) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        ))
+    }
+}
+
+/// 503 with Redis's `LOADING` text while the node recovers from disc.
+pub(super) fn available(state: &NodeState) -> Result<(), ApiError> {
+    if state.recovering() {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "LOADING Redis is loading the dataset in memory",
+        ));
+    }
+    Ok(())
+}
+
+/// Admission of a session write in disc mode: 503 `MISCONF ...` while the write-ahead log is
+/// failing (the write is not applied), a wait while its queue is full.
+pub(super) fn admit_write(state: &NodeState) -> Result<(), ApiError> {
+    crate::node::disc::admit_write(state)
+        .map_err(|refused| error(StatusCode::SERVICE_UNAVAILABLE, &refused.to_string()))
+}
+
+/// Waits for what the receipt of a handler's write asks (the log, the write-ack); 503 when it
+/// fails.
+pub(super) async fn settle_write(state: &NodeState, receipt: WriteReceipt) -> Result<(), ApiError> {
+    crate::node::write_ack::settle(state, receipt)
+        .await
+        .map_err(|message| error(StatusCode::SERVICE_UNAVAILABLE, &message))
+}

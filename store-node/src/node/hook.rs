@@ -1,0 +1,150 @@
+//! [`NodeHook`]: how this node plugs replication and the write-ahead log into the keyspace
+//! engine's write path. A local write is appended to the log (disc mode) and submitted to the
+//! peers (replication); its receipt carries the log sequence and the replication sequence the
+//! client must wait for. A change merged from a peer is only logged. Both are installed before
+//! the node serves data commands: the log once disc recovery has loaded the keyspace, then
+//! replication.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::persistence::Persistence;
+use crate::replication::{HybridClock, Replication};
+use crate::store::{RecordView, Stamp, Touch, Versioning, WriteHook, WriteReceipt};
+
+/// How far past the wall clock a recovered stamp may move the local clock of a node without
+/// peers (the replication engine's own bound).
+const MAX_CLOCK_DRIFT_MS: u64 = 60_000;
+
+/// The write-ahead log of a disc node, with the clock that stamps its local writes when it has
+/// no peers (origin: the persistent node id).
+#[derive(Debug)]
+struct Disc {
+    persistence: Arc<Persistence>,
+    clock: HybridClock,
+    origin: u32,
+}
+
+/// The node's [`WriteHook`]: replication and the write-ahead log, each once installed.
+#[derive(Debug, Default)]
+pub struct NodeHook {
+    disc: OnceLock<Disc>,
+    replication: OnceLock<Replication>,
+}
+
+impl NodeHook {
+    /// A hook with nothing installed (one node in RAM: writes are unversioned).
+    pub fn new() -> NodeHook {
+        NodeHook::default()
+    }
+
+    /// Installs the write-ahead log after the recovered records were loaded and before the
+    /// node serves: from then on every applied write, local or from a peer, is appended. Local
+    /// writes of a node without replication are stamped with origin `origin` (the persistent
+    /// node id) by a clock set past `max_hlc` (the greatest recovered stamp). Only the first
+    /// call has an effect (it returns false otherwise).
+    pub fn set_persistence(
+        &self,
+        persistence: Arc<Persistence>,
+        origin: u32,
+        max_hlc: u64,
+    ) -> bool {
+        let clock = HybridClock::new(
+            crate::replication::clock::system_wall_clock(),
+            MAX_CLOCK_DRIFT_MS,
+        );
+        clock.observe(max_hlc);
+        self.disc
+            .set(Disc {
+                persistence,
+                clock,
+                origin,
+            })
+            .is_ok()
+    }
+
+    /// Installs replication before the node serves data commands; only the first call has an
+    /// effect (it returns false otherwise).
+    pub fn set_replication(&self, replication: Replication) -> bool {
+        self.replication.set(replication).is_ok()
+    }
+
+    /// Replication, once installed.
+    pub fn replication(&self) -> Option<&Replication> {
+        self.replication.get()
+    }
+
+    /// The write-ahead log, once installed (disc mode).
+    pub fn persistence(&self) -> Option<&Arc<Persistence>> {
+        self.disc.get().map(|disc| &disc.persistence)
+    }
+
+    /// Appends to the log; a failure is logged here and reported in the receipt.
+    fn append(&self, record: &RecordView<'_>, receipt: &mut WriteReceipt) {
+        let Some(persistence) = self.persistence() else {
+            return;
+        };
+        match persistence.append_view(record) {
+            Ok(seq) => receipt.logged = receipt.logged.max(seq),
+            Err(error) => {
+                tracing::warn!(%error, "failed to append a record to the write-ahead log");
+                receipt.log_failed = true;
+            }
+        }
+    }
+}
+
+impl WriteHook for NodeHook {
+    fn versioning(&self) -> Versioning {
+        if self.replication.get().is_some() {
+            Versioning::Replicated
+        } else if self.disc.get().is_some() {
+            Versioning::Stamped
+        } else {
+            Versioning::Unversioned
+        }
+    }
+
+    fn stamp(&self) -> Stamp {
+        match (self.replication.get(), self.disc.get()) {
+            (Some(replication), _) => replication.stamp(),
+            (None, Some(disc)) => Stamp {
+                hlc: disc.clock.now(),
+                origin: disc.origin,
+            },
+            (None, None) => Stamp { hlc: 0, origin: 0 },
+        }
+    }
+
+    fn local_write(&self, record: &RecordView<'_>) -> WriteReceipt {
+        let mut receipt = WriteReceipt::NONE;
+        self.append(record, &mut receipt);
+        if let Some(replication) = self.replication.get() {
+            let seq = replication.submit(record.to_record());
+            receipt.replicated = Some((seq, seq));
+        }
+        receipt
+    }
+
+    fn local_touch(&self, touch: Touch, record: &RecordView<'_>) -> WriteReceipt {
+        // Disc mode logs the touched key's whole record with its new expiry (same stamp: replay
+        // merges it like the touch), so a restart keeps the touch. The peers get the touch
+        // itself, coalesced; the client does not wait for it.
+        let mut receipt = WriteReceipt::NONE;
+        self.append(record, &mut receipt);
+        if let Some(replication) = self.replication.get() {
+            replication.submit_touch(touch);
+        }
+        receipt
+    }
+
+    fn merged(&self, record: &RecordView<'_>) {
+        let mut ignored = WriteReceipt::NONE;
+        self.append(record, &mut ignored);
+    }
+
+    fn wait_for_room(&self) {
+        if let Some(persistence) = self.persistence() {
+            persistence.wait_for_room();
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! One node's shared state and the wiring of replication and persistence into the keyspace:
+//! [`NodeState`] (what every handler shares), [`hook::NodeHook`] (the engine's write hook:
+//! the log and the peers), [`write_ack`] (answering writes once their receipts hold),
+//! [`cluster`] (starting replication, leaving the cluster), [`disc`] (disc mode's recovery,
+//! snapshots and shutdown), [`replica`] (replication's view of the engine) and [`cgroup`]
+//! (the memory limit the node runs under).
+
+pub mod cgroup;
+pub mod cluster;
+pub mod disc;
+pub mod hook;
+pub mod replica;
+pub mod state;
+pub mod write_ack;
+
+pub use state::{Lifecycle, NodeState};
