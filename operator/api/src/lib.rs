@@ -17,6 +17,9 @@ pub mod pods;
 #[cfg(feature = "k8s")]
 pub mod types;
 
+#[cfg(all(test, feature = "k8s"))]
+mod cel_tests;
+
 #[cfg(feature = "k8s")]
 pub use types::{
     AuthSpec, EvictionPolicy, FsyncPolicy, ImagePullPolicy, MemberStatus, MemorySpec,
