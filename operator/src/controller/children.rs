@@ -1,7 +1,7 @@
-//! Step 4: the objects around the StatefulSet, built by `resources/` and written through the
-//! [`Applier`] in a fixed order: ServiceAccount, ConfigMap, the generated password Secret (created
-//! once, never rewritten) or the removal of one the spec no longer asks for, the headless and
-//! client Services, the PodDisruptionBudget, and the NetworkPolicy or its removal.
+//! A reconcile step: the objects around the StatefulSet, built by `resources/` and written through
+//! the [`Applier`] in a fixed order: ServiceAccount, ConfigMap, the generated password Secret
+//! (created once, never rewritten) or the removal of one the spec no longer asks for, the headless
+//! and client Services, the PodDisruptionBudget, and the NetworkPolicy or its removal.
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::NetworkPolicy;

@@ -1,6 +1,6 @@
-//! Step 3: the spec checked against the live StatefulSet, whose volumes are fixed once it
-//! exists. Pure. A refused change is the user's to resolve: it is explained in `Degraded`, and
-//! the rest of the spec is still applied.
+//! A reconcile step: the spec checked against the live StatefulSet, whose volumes are fixed once it
+//! exists. Pure. A refused change is the user's to resolve: it is explained in `Degraded`, and the
+//! rest of the spec is still applied.
 
 use sessionstore_api::StorageMode;
 

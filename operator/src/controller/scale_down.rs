@@ -1,5 +1,5 @@
-//! Step 5: a safe scale-down. Nodes leave (hand off and confirm) before the StatefulSet is
-//! lowered, so the pods it removes hold nothing only they have; a node that does not confirm
+//! A reconcile step: a safe scale-down. Nodes leave (hand off and confirm) before the StatefulSet
+//! is lowered, so the pods it removes hold nothing only they have; a node that does not confirm
 //! within `leave_timeout` does not block the scale-down forever.
 
 use std::time::Duration;
