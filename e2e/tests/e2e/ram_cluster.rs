@@ -1,6 +1,6 @@
 //! 2. A 3-node ram SessionCluster becomes Available and Clustered; sessions written through the
-//!    client Service (RESP with the password of the generated auth Secret, and HTTP) are readable from every
-//!    pod, and every node reports itself and its two peers on `/v1/status`.
+//!    client Service (RESP with the password of the generated auth Secret, and HTTP) are readable
+//!    from every pod, and every node reports itself and its two peers on `/v1/status`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
