@@ -113,7 +113,7 @@ async fn reconcile_steps(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
     }
     let members = members::poll(ctx, &validated, &live.pods, replicas.statefulset).await;
     let observed = report::observed(&validated, &live, replicas, members, refusal, password);
-    let new = report::report(ctx, cluster, &old, &observed).await?;
+    let new = report::write_observed(ctx, cluster, &old, &observed).await?;
     let wrote_statefulset = wrote.contains(&"StatefulSet");
     Ok(requeue::next(
         ctx,

@@ -44,7 +44,7 @@ pub(super) fn observed(
 }
 
 /// Computes the status from `observed` and writes it when it changed; returns it.
-pub(super) async fn report(
+pub(super) async fn write_observed(
     ctx: &Context,
     cluster: &SessionCluster,
     old: &SessionClusterStatus,
