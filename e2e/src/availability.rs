@@ -9,9 +9,9 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
+use sessionstore_api::names;
+use sessionstore_api::pods::pod_is_ready;
 use tokio::task::JoinHandle;
-
-use crate::wait::{pod_is_ready, pod_selector};
 
 /// What the watch saw.
 #[derive(Debug, Default, Clone)]
@@ -31,13 +31,13 @@ pub struct AvailabilityWatch {
 }
 
 impl AvailabilityWatch {
-    /// Watches the pods of `cluster`, whose desired pods are `<cluster>-0 .. <cluster>-<replicas-1>`.
-    pub fn start(client: &Client, namespace: &str, cluster: &str, replicas: usize) -> Self {
+    /// Watches the pods of `cluster`, whose desired pods are those of ordinals `0..replicas`.
+    pub fn start(client: &Client, namespace: &str, cluster: &str, replicas: i32) -> Self {
         let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-        let desired: Vec<String> = (0..replicas).map(|i| format!("{cluster}-{i}")).collect();
+        let desired: Vec<String> = (0..replicas).map(|i| names::pod(cluster, i)).collect();
         let report = Arc::new(Mutex::new(AvailabilityReport::default()));
         let shared = report.clone();
-        let config = watcher::Config::default().labels(&pod_selector(cluster));
+        let config = watcher::Config::default().labels(&names::selector_string(cluster));
         let task = tokio::spawn(async move {
             let started = std::time::Instant::now();
             let mut pods: BTreeMap<String, Pod> = BTreeMap::new();

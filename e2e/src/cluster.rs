@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use sessionstore_api::constants::PASSWORD_KEY;
-use sessionstore_api::SessionCluster;
+use sessionstore_api::{names, SessionCluster};
 
 /// A SessionCluster manifest `name` with `replicas` ram nodes and small resources (cpu request
 /// 10m so several clusters fit on a 2-core node, memory 32Mi requested / 128Mi limit, 5s
@@ -97,7 +97,7 @@ pub async fn patch_spec(
 /// the operator to create it.
 pub async fn password(client: &Client, namespace: &str, name: &str) -> anyhow::Result<String> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret_name = format!("{name}-auth");
+    let secret_name = names::auth_secret(name);
     crate::wait::until(
         client,
         namespace,

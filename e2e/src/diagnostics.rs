@@ -7,6 +7,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
+use sessionstore_api::pods::pod_is_ready;
 use sessionstore_api::SessionCluster;
 
 /// A multi-line report of namespace `namespace`. Never fails: API errors are part of the text.
@@ -69,7 +70,7 @@ pub async fn namespace_report(client: &Client, namespace: &str) -> String {
 /// One line about a pod: phase, readiness, restarts, deletion and container states.
 pub fn pod_summary(pod: &Pod) -> String {
     let status = pod.status.clone().unwrap_or_default();
-    let ready = crate::wait::pod_is_ready(pod);
+    let ready = pod_is_ready(pod);
     let mut containers = Vec::new();
     for c in status.container_statuses.unwrap_or_default() {
         let state = match &c.state {

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::ListParams;
 use kube::{Api, Client};
-use sessionstore_api::SessionCluster;
+use sessionstore_api::{names, SessionCluster};
 
 use crate::diagnostics;
 
@@ -145,28 +145,6 @@ pub async fn cluster_ready(
     .await
 }
 
-/// True when the pod's `Ready` condition is `True`.
-pub fn pod_is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
-}
-
-/// Label selector of the pods of SessionCluster `name` (docs/contract.md).
-pub fn pod_selector(name: &str) -> String {
-    format!(
-        "{}={},{}={name}",
-        sessionstore_api::constants::LABEL_NAME,
-        sessionstore_api::constants::LABEL_NAME_VALUE,
-        sessionstore_api::constants::LABEL_INSTANCE
-    )
-}
-
 /// The pods of SessionCluster `name`, sorted by name.
 pub async fn cluster_pods(
     client: &Client,
@@ -175,7 +153,7 @@ pub async fn cluster_pods(
 ) -> anyhow::Result<Vec<Pod>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let mut pods = api
-        .list(&ListParams::default().labels(&pod_selector(name)))
+        .list(&ListParams::default().labels(&names::selector_string(name)))
         .await?
         .items;
     pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));

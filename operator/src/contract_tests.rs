@@ -9,7 +9,8 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;
 use store_node::config::Config;
 
-use crate::naming;
+use sessionstore_api::names;
+
 use crate::resources::test_support::validated;
 use crate::resources::{build_config_map, build_statefulset, config_hash, StatefulSetInputs};
 
@@ -105,9 +106,9 @@ fn the_rendered_pod_configures_store_node_as_the_spec_says() {
     let config = parse_as_store_node(&statefulset, &config_map);
     assert_eq!(
         config.cluster_service_name.as_deref(),
-        Some(naming::headless_service("demo").as_str())
+        Some(names::headless_service("demo").as_str())
     );
-    assert_eq!(i32::from(config.peer_port), naming::peer_port());
+    assert_eq!(i32::from(config.peer_port), names::peer_port());
     assert_eq!(config.resp_port, 6379);
     assert_eq!(config.http_port, 8080);
     assert_eq!(config.node_name.as_deref(), Some("demo-0"));
@@ -127,7 +128,7 @@ fn the_rendered_pod_configures_store_node_as_the_spec_says() {
     assert_eq!(config.shutdown_timeout, 30);
     assert_eq!(
         config.password_file.as_deref(),
-        Some(std::path::Path::new(naming::PASSWORD_FILE))
+        Some(std::path::Path::new(names::PASSWORD_FILE))
     );
     if let Err(error) = config.validate() {
         panic!("store-node's own validation refuses the rendered config: {error}");
@@ -151,5 +152,5 @@ fn disc_mode_settings_parse() {
     let config = parse_as_store_node(&statefulset, &config_map);
     assert_eq!(config.storage_mode, store_node::config::StorageMode::Disc);
     assert_eq!(config.fsync, store_node::config::Fsync::Always);
-    assert_eq!(config.data_dir, std::path::PathBuf::from(naming::DATA_DIR));
+    assert_eq!(config.data_dir, std::path::PathBuf::from(names::DATA_DIR));
 }

@@ -4,7 +4,6 @@
 pub mod apply;
 pub mod controller;
 pub mod metrics;
-pub mod naming;
 pub mod node_client;
 pub mod resources;
 pub mod status;

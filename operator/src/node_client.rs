@@ -1,4 +1,5 @@
-//! Talking to store-node pods over HTTP: `GET /v1/status` for the members in status and
+//! Talking to store-node pods over HTTP: `GET /v1/status` (the shared
+//! [`sessionstore_api::node_status::NodeStatus`] document) for the members in status and
 //! `POST /v1/cluster/leave` before a scale-down. Behind the [`NodeApi`] trait so reconcile tests
 //! inject a fake. The real client is a plain hyper client (already in the tree through kube).
 
@@ -10,53 +11,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde::{Deserialize, Serialize};
+use sessionstore_api::node_status::NodeStatus;
 
 /// Bound on one call to a node.
 pub const NODE_CALL_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// `GET /v1/status` body (docs/contract.md). Unknown fields are ignored: the node may add some.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeStatus {
-    /// The node's `--node-name` (its pod name).
-    pub node_name: String,
-    /// `loading`, `ready`, `leaving` or `left`.
-    pub state: String,
-    /// Keys held.
-    #[serde(default)]
-    pub keys: u64,
-    /// Memory accounting.
-    pub memory: NodeMemory,
-    /// Replication peers.
-    #[serde(default)]
-    pub peers: Vec<NodePeer>,
-}
-
-/// Memory part of [`NodeStatus`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeMemory {
-    /// Bytes used.
-    pub used_bytes: u64,
-    /// Limit in bytes (0 = unlimited).
-    pub limit_bytes: u64,
-    /// True above the high watermark until below the low one.
-    pub alarm: bool,
-}
-
-/// A peer in [`NodeStatus`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodePeer {
-    /// The peer's node name.
-    pub name: String,
-    /// Whether the connection is up.
-    pub connected: bool,
-    /// Replication lag in operations.
-    #[serde(default)]
-    pub lag_ops: u64,
-}
 
 /// A failed call to a node.
 #[derive(Debug, thiserror::Error)]
@@ -206,9 +164,12 @@ impl NodeApi for HttpNodeApi {
 
 #[cfg(test)]
 mod tests {
+    use sessionstore_api::node_status::{MemoryReport, PeerReport};
+
     use super::*;
 
-    /// store-node serialises its `NodeStatus`; the operator's type reads it (docs/contract.md).
+    /// store-node serialises its `NodeStatus`; the operator reads it into the shared type, which
+    /// writes back exactly the same document (docs/contract.md).
     #[test]
     fn reads_what_store_node_writes() -> anyhow::Result<()> {
         let written = store_node::http::NodeStatus {
@@ -237,26 +198,40 @@ mod tests {
                 disc: None,
             },
         };
-        let read: NodeStatus = serde_json::from_value(serde_json::to_value(&written)?)?;
+        let document = serde_json::to_value(&written)?;
+        let read: NodeStatus = serde_json::from_value(document.clone())?;
         assert_eq!(read.node_name, "demo-0");
         assert_eq!(read.state, "ready");
         assert_eq!(read.keys, 42);
         assert_eq!(
-            read.memory,
-            NodeMemory {
-                used_bytes: 1_048_576,
-                limit_bytes: 268_435_456,
-                alarm: true
-            }
+            (
+                read.memory.used_bytes,
+                read.memory.limit_bytes,
+                read.memory.alarm
+            ),
+            (1_048_576, 268_435_456, true)
         );
         assert_eq!(
             read.peers,
-            vec![NodePeer {
+            vec![PeerReport {
                 name: "demo-1".into(),
+                address: "10.244.0.7:7379".into(),
                 connected: true,
                 lag_ops: 3
             }]
         );
+        assert_eq!(
+            read.memory,
+            MemoryReport {
+                used_bytes: 1_048_576,
+                limit_bytes: 268_435_456,
+                high_watermark_bytes: 214_748_364,
+                low_watermark_bytes: 187_904_819,
+                alarm: true,
+                eviction_policy: "noeviction".into(),
+            }
+        );
+        assert_eq!(serde_json::to_value(&read)?, document);
         Ok(())
     }
 }

@@ -13,12 +13,11 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
+use sessionstore_api::names;
 use sessionstore_api::{
     EvictionPolicy, FsyncPolicy, RetentionSpec, SessionCluster, SessionClusterSpec, StorageMode,
     WriteAck,
 };
-
-use crate::naming;
 
 /// Seconds the preStop hook waits so endpoints drop the pod before it gets SIGTERM.
 pub const PRE_STOP_SECONDS: i64 = 5;
@@ -125,11 +124,11 @@ pub fn validate(
             "metadata.name and metadata.namespace are required".into(),
         ));
     }
-    if name.len() > naming::MAX_CLUSTER_NAME_LEN {
+    if name.len() > names::MAX_CLUSTER_NAME_LEN {
         return Err(InvalidSpec(format!(
             "metadata.name is {} characters long; at most {} fit the pod and volume names the StatefulSet derives from it: recreate the SessionCluster with a shorter name",
             name.len(),
-            naming::MAX_CLUSTER_NAME_LEN
+            names::MAX_CLUSTER_NAME_LEN
         )));
     }
     let owner = cluster.controller_owner_ref(&()).ok_or_else(|| {
@@ -224,7 +223,7 @@ pub fn validate(
                 generated: false,
             },
             None => AuthSource {
-                secret: naming::auth_secret(&name),
+                secret: names::auth_secret(&name),
                 key: sessionstore_api::constants::PASSWORD_KEY.to_owned(),
                 generated: true,
             },

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::DeleteParams;
 use kube::{Api, Client, ResourceExt};
 use sessionstore_api::constants as c;
+use sessionstore_api::names;
 
 const TEST: &str = "deletion";
 const NAME: &str = "doomed";
@@ -33,13 +34,21 @@ async fn children(
             out.insert(format!("{}/{}", $label, name), meta);
         }};
     }
-    get!(StatefulSet, "StatefulSet", NAME.to_owned());
-    get!(Service, "Service", NAME.to_owned());
-    get!(Service, "Service", format!("{NAME}-headless"));
-    get!(ConfigMap, "ConfigMap", format!("{NAME}-config"));
-    get!(Secret, "Secret", format!("{NAME}-auth"));
-    get!(PodDisruptionBudget, "PodDisruptionBudget", NAME.to_owned());
-    get!(ServiceAccount, "ServiceAccount", format!("{NAME}-node"));
+    get!(StatefulSet, "StatefulSet", names::statefulset(NAME));
+    get!(Service, "Service", names::client_service(NAME));
+    get!(Service, "Service", names::headless_service(NAME));
+    get!(ConfigMap, "ConfigMap", names::config_map(NAME));
+    get!(Secret, "Secret", names::auth_secret(NAME));
+    get!(
+        PodDisruptionBudget,
+        "PodDisruptionBudget",
+        names::pod_disruption_budget(NAME)
+    );
+    get!(
+        ServiceAccount,
+        "ServiceAccount",
+        names::service_account(NAME)
+    );
     Ok(out)
 }
 
@@ -89,7 +98,7 @@ async fn deleting_the_cluster_removes_everything_it_created() -> anyhow::Result<
             );
         }
         let headless = Api::<Service>::namespaced(client.clone(), &ns)
-            .get(&format!("{NAME}-headless"))
+            .get(&names::headless_service(NAME))
             .await?;
         ensure!(
             headless
@@ -100,7 +109,7 @@ async fn deleting_the_cluster_removes_everything_it_created() -> anyhow::Result<
             "headless Service must publish not-ready addresses"
         );
         let client_service = Api::<Service>::namespaced(client.clone(), &ns)
-            .get(NAME)
+            .get(&names::client_service(NAME))
             .await?;
         let ports: Vec<(Option<String>, i32)> = client_service
             .spec
@@ -118,7 +127,7 @@ async fn deleting_the_cluster_removes_everything_it_created() -> anyhow::Result<
             "client Service ports {ports:?}"
         );
         let account = Api::<ServiceAccount>::namespaced(client.clone(), &ns)
-            .get(&format!("{NAME}-node"))
+            .get(&names::service_account(NAME))
             .await?;
         ensure!(
             account.automount_service_account_token == Some(false),

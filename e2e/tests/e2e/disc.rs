@@ -11,6 +11,9 @@ use e2e::{cluster, report, sessions, wait, Stopwatch};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
+use sessionstore_api::constants::{HTTP_PORT_NAME, RESP_PORT_NAME};
+use sessionstore_api::names;
+use sessionstore_api::pods::pod_is_ready;
 
 const TEST: &str = "disc";
 const NAME: &str = "durable";
@@ -43,8 +46,8 @@ async fn disc_cluster_keeps_every_session_when_all_pods_restart() -> anyhow::Res
         let keys;
         let http_sessions;
         {
-            let resp = Forwarder::service(&client, &ns, NAME, "resp").await?;
-            let web = Forwarder::service(&client, &ns, NAME, "http").await?;
+            let resp = Forwarder::service(&client, &ns, &names::client_service(NAME), RESP_PORT_NAME).await?;
+            let web = Forwarder::service(&client, &ns, &names::client_service(NAME), HTTP_PORT_NAME).await?;
             keys = sessions::write_keys(resp.addr(), &password, "disc", 200, 4).await?;
             http_sessions = sessions::write_http_sessions(web.addr(), &password, "disc", 20).await?;
         }
@@ -55,10 +58,10 @@ async fn disc_cluster_keeps_every_session_when_all_pods_restart() -> anyhow::Res
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let old: Vec<String> = wait::cluster_pods(&client, &ns, NAME).await?.iter().filter_map(|p| p.uid()).collect();
         let clock = Stopwatch::start();
-        pods.delete_collection(&DeleteParams::default(), &ListParams::default().labels(&wait::pod_selector(NAME))).await?;
+        pods.delete_collection(&DeleteParams::default(), &ListParams::default().labels(&names::selector_string(NAME))).await?;
         wait::until(&client, &ns, "all 3 pods recreated and Ready", Duration::from_secs(300), || async {
             let now = wait::cluster_pods(&client, &ns, NAME).await?;
-            let fresh = now.iter().filter(|p| !old.contains(&p.uid().unwrap_or_default()) && wait::pod_is_ready(p)).count();
+            let fresh = now.iter().filter(|p| !old.contains(&p.uid().unwrap_or_default()) && pod_is_ready(p)).count();
             Ok(if fresh == 3 { Ok(()) } else { Err(format!("{fresh} of 3 recreated and ready")) })
         })
         .await?;
@@ -67,11 +70,11 @@ async fn disc_cluster_keeps_every_session_when_all_pods_restart() -> anyhow::Res
 
         let after = claim_uids(claims.list(&ListParams::default()).await?.items);
         ensure!(after == before, "the claims changed across the restart: before {before:?} after {after:?}");
-        let names: Vec<String> = (0..3).map(|i| format!("{NAME}-{i}")).collect();
+        let pod_names: Vec<String> = (0..3).map(|i| names::pod(NAME, i)).collect();
         let clock = Stopwatch::start();
-        sessions::verify_on_pods(&client, &ns, &names, &password, &keys, Duration::from_secs(20)).await?;
-        sessions::verify_http_on_pods(&client, &ns, &names, &password, &http_sessions, Duration::from_secs(20)).await?;
-        for pod in &names {
+        sessions::verify_on_pods(&client, &ns, &pod_names, &password, &keys, Duration::from_secs(20)).await?;
+        sessions::verify_http_on_pods(&client, &ns, &pod_names, &password, &http_sessions, Duration::from_secs(20)).await?;
+        for pod in &pod_names {
             let forwarder = Forwarder::pod(&client, &ns, pod, 8080).await?;
             let node = sessions::node_status(forwarder.addr()).await?;
             ensure!(node["storage"]["mode"] == "disc", "{pod}: storage {}", node["storage"]);

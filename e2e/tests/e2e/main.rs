@@ -1,7 +1,8 @@
-//! The end-to-end suite of issue 7 against a real cluster with the operator installed (see
-//! e2e/README.md). One test binary, so `--test-threads=N` runs independent scenarios side by
-//! side; each scenario works in its own temporary namespace. Every test is `#[ignore]`: run
-//! them with `e2e/run.sh` or `cargo test -p e2e -- --ignored`.
+//! The end-to-end suite against a real cluster with the operator installed (see
+//! e2e/README.md): one file per scenario, numbered in the order of the README's table. One test
+//! binary, so `--test-threads=N` runs independent scenarios side by side; each scenario works in
+//! its own temporary namespace. Every test is `#[ignore]`: run them with `e2e/run.sh` or
+//! `cargo test -p e2e -- --ignored`.
 
 mod bad_manifests;
 mod deletion;

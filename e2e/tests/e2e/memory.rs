@@ -8,7 +8,8 @@ use anyhow::{bail, ensure};
 use e2e::forward::Forwarder;
 use e2e::namespace::with_namespace;
 use e2e::{cluster, diagnostics, report, sessions, wait, Stopwatch};
-use sessionstore_api::constants::{condition, reason};
+use sessionstore_api::constants::{condition, reason, HTTP_PORT_NAME, RESP_PORT_NAME};
+use sessionstore_api::names;
 
 const TEST: &str = "memory";
 const NAME: &str = "tight";
@@ -32,15 +33,15 @@ async fn filling_memory_raises_pressure_and_deleting_clears_it() -> anyhow::Resu
         report(TEST, format!("1 node Available after {clock}"));
 
         let password = cluster::password(&client, &ns, NAME).await?;
-        let node_http = Forwarder::pod(&client, &ns, &format!("{NAME}-0"), 8080).await?;
+        let node_http = Forwarder::pod(&client, &ns, &names::pod(NAME, 0), 8080).await?;
         let status = sessions::node_status(node_http.addr()).await?;
         ensure!(status["memory"]["limitBytes"] == LIMIT_BYTES, "limitBytes {} (expected the 96Mi limit)", status["memory"]["limitBytes"]);
         let high = status["memory"]["highWatermarkBytes"].as_u64().unwrap_or(0);
         ensure!(high == (LIMIT_BYTES as f64 * 0.3) as u64, "highWatermarkBytes {high}");
         ensure!(status["memory"]["alarm"] == false, "alarm before filling: {status}");
 
-        let resp = Forwarder::service(&client, &ns, NAME, "resp").await?;
-        let web = Forwarder::service(&client, &ns, NAME, "http").await?;
+        let resp = Forwarder::service(&client, &ns, &names::client_service(NAME), RESP_PORT_NAME).await?;
+        let web = Forwarder::service(&client, &ns, &names::client_service(NAME), HTTP_PORT_NAME).await?;
         let mut conn = sessions::connect(resp.addr(), &password).await?;
         let value = "m".repeat(VALUE_BYTES);
         let max_writes = (2 * LIMIT_BYTES as usize) / VALUE_BYTES;

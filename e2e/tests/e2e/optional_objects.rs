@@ -13,6 +13,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Api, Client, ResourceExt};
+use sessionstore_api::constants::LABEL_INSTANCE;
+use sessionstore_api::names;
 
 const TEST: &str = "optional-objects";
 const NAME: &str = "watched";
@@ -143,8 +145,8 @@ async fn body(
         "ServiceMonitor and PrometheusRule",
         Duration::from_secs(60),
         || async {
-            let monitor = monitors.get_opt(NAME).await?;
-            let rule = rules.get_opt(NAME).await?;
+            let monitor = monitors.get_opt(&names::monitoring(NAME)).await?;
+            let rule = rules.get_opt(&names::monitoring(NAME)).await?;
             Ok(match (monitor, rule) {
                 (Some(monitor), Some(rule))
                     if monitor.data["spec"]["endpoints"][0]["interval"] == "15s" =>
@@ -180,7 +182,7 @@ async fn body(
         monitor.data["spec"]["endpoints"]
     );
     ensure!(
-        monitor.data["spec"]["selector"]["matchLabels"]["sessionstore.dev/service"] == "client",
+        monitor.data["spec"]["selector"]["matchLabels"][names::LABEL_SERVICE_ROLE] == "client",
         "ServiceMonitor selector {}",
         monitor.data["spec"]["selector"]
     );
@@ -194,7 +196,10 @@ async fn body(
     );
 
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
-    let policy = policies.get(NAME).await.context("NetworkPolicy")?;
+    let policy = policies
+        .get(&names::network_policy(NAME))
+        .await
+        .context("NetworkPolicy")?;
     let spec = policy.spec.clone().unwrap_or_default();
     let ports: Vec<Vec<String>> = spec
         .ingress
@@ -218,11 +223,7 @@ async fn body(
         .and_then(|s| s.match_labels)
         .unwrap_or_default();
     ensure!(
-        selected
-            .get("app.kubernetes.io/instance")
-            .map(String::as_str)
-            == Some(NAME)
-            && selected.len() == 2,
+        selected.get(LABEL_INSTANCE).map(String::as_str) == Some(NAME) && selected.len() == 2,
         "NetworkPolicy selects {selected:?}"
     );
     report(
@@ -245,9 +246,21 @@ async fn body(
         Duration::from_secs(60),
         || async {
             let left = [
-                ("ServiceMonitor", monitors.get_opt(NAME).await?.is_some()),
-                ("PrometheusRule", rules.get_opt(NAME).await?.is_some()),
-                ("NetworkPolicy", policies.get_opt(NAME).await?.is_some()),
+                (
+                    "ServiceMonitor",
+                    monitors.get_opt(&names::monitoring(NAME)).await?.is_some(),
+                ),
+                (
+                    "PrometheusRule",
+                    rules.get_opt(&names::monitoring(NAME)).await?.is_some(),
+                ),
+                (
+                    "NetworkPolicy",
+                    policies
+                        .get_opt(&names::network_policy(NAME))
+                        .await?
+                        .is_some(),
+                ),
             ];
             let left: Vec<&str> = left
                 .iter()

@@ -1,6 +1,6 @@
 //! 2. A 3-node ram SessionCluster becomes Available and Clustered; sessions written through the
-//!    client Service (RESP with the password of `<name>-auth`, and HTTP) are readable from every
-//!    pod, and every node reports itself and its two peers on `/v1/status`.
+//!    client Service (RESP with the password of the generated auth Secret, and HTTP) are readable
+//!    from every pod, and every node reports itself and its two peers on `/v1/status`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -10,6 +10,8 @@ use e2e::forward::Forwarder;
 use e2e::namespace::with_namespace;
 use e2e::{cluster, http, report, sessions, wait, Stopwatch};
 use kube::ResourceExt;
+use sessionstore_api::constants::{HTTP_PORT_NAME, RESP_PORT_NAME};
+use sessionstore_api::names;
 
 const TEST: &str = "ram-cluster";
 const NAME: &str = "web";
@@ -42,15 +44,17 @@ async fn three_ram_nodes_serve_every_session_from_every_pod() -> anyhow::Result<
             selector.split(',').map(str::to_owned).collect()
         };
         ensure!(
-            status.selector.as_deref().map(terms) == Some(terms(&wait::pod_selector(NAME))),
+            status.selector.as_deref().map(terms) == Some(terms(&names::selector_string(NAME))),
             "status.selector {:?}, expected the terms of {}",
             status.selector,
-            wait::pod_selector(NAME)
+            names::selector_string(NAME)
         );
 
         let password = cluster::password(&client, &ns, NAME).await?;
-        let resp = Forwarder::service(&client, &ns, NAME, "resp").await?;
-        let web = Forwarder::service(&client, &ns, NAME, "http").await?;
+        let resp =
+            Forwarder::service(&client, &ns, &names::client_service(NAME), RESP_PORT_NAME).await?;
+        let web =
+            Forwarder::service(&client, &ns, &names::client_service(NAME), HTTP_PORT_NAME).await?;
 
         // Without credentials both protocols refuse.
         let anonymous = http::request(web.addr(), "GET", "/v1/sessions/nobody", None, None).await?;
@@ -76,7 +80,8 @@ async fn three_ram_nodes_serve_every_session_from_every_pod() -> anyhow::Result<
             .iter()
             .map(|p| p.name_any())
             .collect();
-        ensure!(pods == ["web-0", "web-1", "web-2"], "pods {pods:?}");
+        let expected_pods: Vec<String> = (0..3).map(|i| names::pod(NAME, i)).collect();
+        ensure!(pods == expected_pods, "pods {pods:?}");
         let clock = Stopwatch::start();
         sessions::verify_on_pods(
             &client,
@@ -167,7 +172,7 @@ async fn three_ram_nodes_serve_every_session_from_every_pod() -> anyhow::Result<
             |c| c.status.as_ref().is_some_and(|s| s.members.len() == 3),
         )
         .await?;
-        let names: Vec<String> = members
+        let member_names: Vec<String> = members
             .status
             .unwrap_or_default()
             .members
@@ -175,8 +180,8 @@ async fn three_ram_nodes_serve_every_session_from_every_pod() -> anyhow::Result<
             .map(|m| m.name.clone())
             .collect();
         ensure!(
-            names == ["web-0", "web-1", "web-2"],
-            "status.members {names:?}"
+            member_names == expected_pods,
+            "status.members {member_names:?}"
         );
         Ok(())
     })

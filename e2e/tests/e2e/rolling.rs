@@ -14,7 +14,11 @@ use e2e::{cluster, report, sessions, wait, Stopwatch};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client, ResourceExt};
-use sessionstore_api::constants::{ANNOTATION_CONFIG_HASH, ANNOTATION_RESTARTED_AT};
+use sessionstore_api::constants::{
+    ANNOTATION_CONFIG_HASH, ANNOTATION_RESTARTED_AT, RESP_PORT_NAME,
+};
+use sessionstore_api::names;
+use sessionstore_api::pods::pod_is_ready;
 
 const TEST: &str = "rolling";
 const NAME: &str = "rolling";
@@ -38,7 +42,7 @@ async fn wait_replaced(
                 .iter()
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .filter(|p| !old.contains(&p.uid().unwrap_or_default()))
-                .filter(|p| wait::pod_is_ready(p))
+                .filter(|p| pod_is_ready(p))
                 .count();
             if fresh < 3 {
                 return Ok(Err(format!("{fresh} of 3 pods replaced and ready")));
@@ -88,11 +92,11 @@ async fn rolling_restart_and_config_change_replace_pods_one_at_a_time() -> anyho
         wait::cluster_ready(&client, &ns, NAME, 3, true, Duration::from_secs(180)).await?;
         report(TEST, format!("3 nodes Available and Clustered after {clock}"));
         let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-        let hash_before = template_annotation(&statefulsets.get(NAME).await?, ANNOTATION_CONFIG_HASH)
+        let hash_before = template_annotation(&statefulsets.get(&names::statefulset(NAME)).await?, ANNOTATION_CONFIG_HASH)
             .context("no config-hash annotation on the pod template")?;
 
         let password = cluster::password(&client, &ns, NAME).await?;
-        let resp = Forwarder::service(&client, &ns, NAME, "resp").await?;
+        let resp = Forwarder::service(&client, &ns, &names::client_service(NAME), RESP_PORT_NAME).await?;
         let traffic = sessions::Traffic::start(resp.addr(), &password, "roll", 2, Duration::from_millis(25));
         let watch = AvailabilityWatch::start(&client, &ns, NAME, 3);
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -104,7 +108,7 @@ async fn rolling_restart_and_config_change_replace_pods_one_at_a_time() -> anyho
         cluster::patch_spec(&client, &ns, NAME, serde_json::json!({"restartedAt": restarted_at})).await?;
         wait_replaced(&client, &ns, &before, Duration::from_secs(300)).await?;
         report(TEST, format!("restartedAt: 3 pods replaced, cluster Available and Clustered after {clock}"));
-        let sts = statefulsets.get(NAME).await?;
+        let sts = statefulsets.get(&names::statefulset(NAME)).await?;
         ensure!(
             template_annotation(&sts, ANNOTATION_RESTARTED_AT).as_deref() == Some(restarted_at.as_str()),
             "pod template {ANNOTATION_RESTARTED_AT} = {:?}, expected {restarted_at}",
@@ -116,7 +120,7 @@ async fn rolling_restart_and_config_change_replace_pods_one_at_a_time() -> anyho
         let clock = Stopwatch::start();
         cluster::patch_spec(&client, &ns, NAME, serde_json::json!({"sessions": {"defaultTimeout": "45m"}})).await?;
         let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-        let config_map_name = format!("{NAME}-config");
+        let config_map_name = names::config_map(NAME);
         wait::until(&client, &ns, "ConfigMap STORE_NODE_DEFAULT_SESSION_TIMEOUT=2700", Duration::from_secs(60), || async {
             let cm = config_maps.get(&config_map_name).await?;
             let value = cm.data.unwrap_or_default().get("STORE_NODE_DEFAULT_SESSION_TIMEOUT").cloned();
@@ -125,7 +129,7 @@ async fn rolling_restart_and_config_change_replace_pods_one_at_a_time() -> anyho
         .await?;
         wait_replaced(&client, &ns, &before, Duration::from_secs(300)).await?;
         report(TEST, format!("defaultTimeout 30m -> 45m: 3 pods replaced, cluster Available and Clustered after {clock}"));
-        let hash_after = template_annotation(&statefulsets.get(NAME).await?, ANNOTATION_CONFIG_HASH);
+        let hash_after = template_annotation(&statefulsets.get(&names::statefulset(NAME)).await?, ANNOTATION_CONFIG_HASH);
         ensure!(hash_after.as_deref() != Some(hash_before.as_str()), "config-hash did not change: {hash_before}");
 
         tokio::time::sleep(Duration::from_secs(2)).await;

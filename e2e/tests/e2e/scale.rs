@@ -9,7 +9,8 @@ use e2e::forward::Forwarder;
 use e2e::namespace::with_namespace;
 use e2e::{cluster, diagnostics, report, sessions, wait, Stopwatch};
 use kube::ResourceExt;
-use sessionstore_api::constants::reason;
+use sessionstore_api::constants::{reason, RESP_PORT_NAME};
+use sessionstore_api::names;
 
 const TEST: &str = "scale";
 const NAME: &str = "elastic";
@@ -24,7 +25,7 @@ async fn scale_three_five_two_under_traffic_loses_nothing() -> anyhow::Result<()
         report(TEST, format!("3 nodes Available and Clustered after {clock}"));
 
         let password = cluster::password(&client, &ns, NAME).await?;
-        let resp = Forwarder::service(&client, &ns, NAME, "resp").await?;
+        let resp = Forwarder::service(&client, &ns, &names::client_service(NAME), RESP_PORT_NAME).await?;
         let traffic = sessions::Traffic::start(resp.addr(), &password, "scale", 2, Duration::from_millis(25));
         tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -56,7 +57,7 @@ async fn scale_three_five_two_under_traffic_loses_nothing() -> anyhow::Result<()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .map(|p| p.name_any())
             .collect();
-        ensure!(pods == ["elastic-0", "elastic-1"], "pods after scale-down {pods:?}");
+        ensure!(pods == [names::pod(NAME, 0), names::pod(NAME, 1)], "pods after scale-down {pods:?}");
         ensure!(!traffic.acknowledged.is_empty(), "no write was acknowledged: {}", traffic.summary());
         let clock = Stopwatch::start();
         let checked = sessions::verify_on_pods(&client, &ns, &pods, &password, &traffic.acknowledged, Duration::from_secs(30)).await?;

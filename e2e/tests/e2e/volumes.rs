@@ -17,6 +17,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use sessionstore_api::constants::{condition, reason};
+use sessionstore_api::names;
 
 use crate::bad_manifests::{refusal, rule_message};
 
@@ -69,8 +70,8 @@ async fn disc_volumes_grow_or_say_why_and_outlive_scale_down_and_deletion() -> a
         cluster::create(&client, &ns, &cluster::manifest(NAME, 2, spec)?).await?;
         wait::cluster_ready(&client, &ns, NAME, 2, true, Duration::from_secs(300)).await?;
         let before = claims(&client, &ns).await?;
-        let names: Vec<&String> = before.keys().collect();
-        ensure!(names == ["data-vault-0", "data-vault-1"], "claims {before:?}");
+        let claim_names: Vec<String> = (0..2).map(|i| names::volume_claim(NAME, i)).collect();
+        ensure!(before.keys().eq(claim_names.iter()), "claims {before:?}");
         ensure!(before.values().all(|(_, request)| request == "64Mi"), "claims {before:?}");
         report(TEST, format!("2 disc nodes Available and Clustered on 64Mi claims after {clock}"));
 
@@ -89,11 +90,11 @@ async fn disc_volumes_grow_or_say_why_and_outlive_scale_down_and_deletion() -> a
 
         // Growth: the claims are patched; whether they may grow is the StorageClass's call.
         let class_name = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
-            .get("data-vault-0")
+            .get(&claim_names[0])
             .await?
             .spec
             .and_then(|s| s.storage_class_name)
-            .context("data-vault-0 has no storageClassName")?;
+            .with_context(|| format!("{} has no storageClassName", claim_names[0]))?;
         let expandable = Api::<StorageClass>::all(client.clone()).get(&class_name).await?.allow_volume_expansion == Some(true);
         let clock = Stopwatch::start();
         cluster::patch_spec(&client, &ns, NAME, serde_json::json!({"storage": {"size": "128Mi"}})).await?;
@@ -115,7 +116,7 @@ async fn disc_volumes_grow_or_say_why_and_outlive_scale_down_and_deletion() -> a
             let explained = wait::condition(&degraded, condition::DEGRADED).map(|d| d.message.clone()).unwrap_or_default();
             report(TEST, format!("64Mi -> 128Mi on StorageClass {class_name} (no allowVolumeExpansion) after {clock}: {explained}"));
             ensure!(
-                explained.starts_with("storage.size cannot grow to 128Mi: the API server refused to expand claim data-vault-")
+                claim_names.iter().any(|claim| explained.starts_with(&format!("storage.size cannot grow to 128Mi: the API server refused to expand claim {claim}: ")))
                     && explained.ends_with("The volumes keep their size until the StorageClass allows expansion (allowVolumeExpansion: true)"),
                 "Degraded message: {explained}"
             );
@@ -134,21 +135,23 @@ async fn disc_volumes_grow_or_say_why_and_outlive_scale_down_and_deletion() -> a
         // Scale-down keeps the removed node's claim; the scale-up after it mounts the same one.
         let clock = Stopwatch::start();
         cluster::patch_spec(&client, &ns, NAME, serde_json::json!({"replicas": 1})).await?;
-        wait::until(&client, &ns, "vault-1 gone", Duration::from_secs(180), || async {
+        let removed = names::pod(NAME, 1);
+        wait::until(&client, &ns, &format!("{removed} gone"), Duration::from_secs(180), || async {
             let pods: Vec<String> = wait::cluster_pods(&client, &ns, NAME).await?.iter().map(|p| p.name_any()).collect();
-            Ok(if pods == ["vault-0"] { Ok(()) } else { Err(format!("pods {pods:?}")) })
+            Ok(if pods == [names::pod(NAME, 0)] { Ok(()) } else { Err(format!("pods {pods:?}")) })
         })
         .await?;
         let scaled = claims(&client, &ns).await?;
-        ensure!(scaled.get("data-vault-1").map(|c| &c.0) == before.get("data-vault-1").map(|c| &c.0), "data-vault-1 not kept: {before:?} -> {scaled:?}");
-        report(TEST, format!("2 -> 1 after {clock}: claim data-vault-1 kept"));
+        let kept = &claim_names[1];
+        ensure!(scaled.get(kept).map(|c| &c.0) == before.get(kept).map(|c| &c.0), "{kept} not kept: {before:?} -> {scaled:?}");
+        report(TEST, format!("2 -> 1 after {clock}: claim {kept} kept"));
         let clock = Stopwatch::start();
         cluster::patch_spec(&client, &ns, NAME, serde_json::json!({"replicas": 2})).await?;
         wait::cluster_ready(&client, &ns, NAME, 2, true, Duration::from_secs(240)).await?;
         let regrown = claims(&client, &ns).await?;
-        ensure!(regrown.keys().collect::<Vec<_>>() == names, "claims after 1 -> 2: {regrown:?}");
-        ensure!(regrown.get("data-vault-1").map(|c| &c.0) == before.get("data-vault-1").map(|c| &c.0), "data-vault-1 was replaced: {before:?} -> {regrown:?}");
-        report(TEST, format!("1 -> 2 after {clock}: vault-1 Ready on the same claim"));
+        ensure!(regrown.keys().eq(claim_names.iter()), "claims after 1 -> 2: {regrown:?}");
+        ensure!(regrown.get(kept).map(|c| &c.0) == before.get(kept).map(|c| &c.0), "{kept} was replaced: {before:?} -> {regrown:?}");
+        report(TEST, format!("1 -> 2 after {clock}: {removed} Ready on the same claim"));
 
         // Deletion keeps the claims.
         let clock = Stopwatch::start();
@@ -156,7 +159,7 @@ async fn disc_volumes_grow_or_say_why_and_outlive_scale_down_and_deletion() -> a
         let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
         wait::until(&client, &ns, "SessionCluster, StatefulSet and pods gone", Duration::from_secs(120), || async {
             let pods = wait::cluster_pods(&client, &ns, NAME).await?.len();
-            let statefulset = statefulsets.get_opt(NAME).await?.is_some();
+            let statefulset = statefulsets.get_opt(&names::statefulset(NAME)).await?.is_some();
             let cluster = cluster::api(&client, &ns).get_opt(NAME).await?.is_some();
             Ok(if pods == 0 && !statefulset && !cluster { Ok(()) } else { Err(format!("{pods} pods, StatefulSet {statefulset}, SessionCluster {cluster}")) })
         })

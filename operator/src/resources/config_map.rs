@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use sessionstore_api::constants::{HTTP_PORT, RESP_PORT};
+use sessionstore_api::names;
 use sha2::{Digest, Sha256};
 
-use super::child_meta;
-use crate::naming;
+use super::meta::child_meta;
 use crate::validate::ValidatedCluster;
 
 /// The ConfigMap `<name>-config`.
@@ -19,9 +19,9 @@ pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
     };
     set("RESP_PORT", RESP_PORT.to_string());
     set("HTTP_PORT", HTTP_PORT.to_string());
-    set("PEER_PORT", naming::peer_port().to_string());
+    set("PEER_PORT", names::peer_port().to_string());
     set("STORAGE_MODE", cluster.mode.as_str().to_owned());
-    set("DATA_DIR", naming::DATA_DIR.to_owned());
+    set("DATA_DIR", names::DATA_DIR.to_owned());
     set("FSYNC", cluster.fsync.as_str().to_owned());
     set("WRITE_ACK", cluster.write_ack.as_str().to_owned());
     set(
@@ -49,10 +49,10 @@ pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
     );
     set("LOG_FORMAT", "json".to_owned());
     if cluster.auth.is_some() {
-        set("PASSWORD_FILE", naming::PASSWORD_FILE.to_owned());
+        set("PASSWORD_FILE", names::PASSWORD_FILE.to_owned());
     }
     ConfigMap {
-        metadata: child_meta(cluster, naming::config_map(&cluster.name)),
+        metadata: child_meta(cluster, names::config_map(&cluster.name)),
         data: Some(data),
         ..ConfigMap::default()
     }

@@ -3,9 +3,9 @@
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use sessionstore_api::constants::HTTP_PORT_NAME;
+use sessionstore_api::names;
 
-use super::child_meta;
-use crate::naming;
+use super::meta::child_meta;
 use crate::validate::ValidatedCluster;
 
 /// Memory fraction of the limit above which the critical alert fires.
@@ -28,18 +28,18 @@ pub fn prometheus_rule_resource() -> ApiResource {
 }
 
 fn meta_with_extra_labels(cluster: &ValidatedCluster) -> kube::api::ObjectMeta {
-    let mut metadata = child_meta(cluster, naming::monitoring(&cluster.name));
-    let labels = super::labels_with(cluster, cluster.spec.monitoring.labels.as_ref());
+    let mut metadata = child_meta(cluster, names::monitoring(&cluster.name));
+    let labels = super::meta::labels_with(cluster, cluster.spec.monitoring.labels.as_ref());
     metadata.labels = Some(labels);
     metadata
 }
 
 /// The ServiceMonitor `<name>` scraping `/metrics` on the client Service's http port.
 pub fn build_service_monitor(cluster: &ValidatedCluster) -> DynamicObject {
-    let mut selector = naming::selector_labels(&cluster.name);
-    selector.insert(naming::LABEL_SERVICE_ROLE.to_owned(), "client".to_owned());
+    let mut selector = names::selector_labels(&cluster.name);
+    selector.insert(names::LABEL_SERVICE_ROLE.to_owned(), "client".to_owned());
     let mut object = DynamicObject::new(
-        &naming::monitoring(&cluster.name),
+        &names::monitoring(&cluster.name),
         &service_monitor_resource(),
     )
     .data(serde_json::json!({
@@ -63,9 +63,9 @@ pub fn build_prometheus_rule(cluster: &ValidatedCluster) -> DynamicObject {
     let scope = format!(
         "namespace=\"{}\",service=\"{}\"",
         cluster.namespace,
-        naming::client_service(&cluster.name)
+        names::client_service(&cluster.name)
     );
-    let mut object = DynamicObject::new(&naming::monitoring(&cluster.name), &prometheus_rule_resource())
+    let mut object = DynamicObject::new(&names::monitoring(&cluster.name), &prometheus_rule_resource())
         .data(serde_json::json!({
             "spec": {
                 "groups": [{

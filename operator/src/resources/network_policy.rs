@@ -9,9 +9,9 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sessionstore_api::constants::{HTTP_PORT, RESP_PORT};
+use sessionstore_api::names;
 
-use super::child_meta;
-use crate::naming;
+use super::meta::child_meta;
 use crate::validate::ValidatedCluster;
 
 fn tcp(port: i32) -> NetworkPolicyPort {
@@ -29,12 +29,12 @@ pub fn build_network_policy(cluster: &ValidatedCluster) -> Option<NetworkPolicy>
         return None;
     }
     let own_pods = LabelSelector {
-        match_labels: Some(naming::selector_labels(&cluster.name)),
+        match_labels: Some(names::selector_labels(&cluster.name)),
         ..LabelSelector::default()
     };
     let clients = spec.allowed_clients.clone().filter(|c| !c.is_empty());
     Some(NetworkPolicy {
-        metadata: child_meta(cluster, naming::network_policy(&cluster.name)),
+        metadata: child_meta(cluster, names::network_policy(&cluster.name)),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(own_pods.clone()),
             policy_types: Some(vec!["Ingress".to_owned()]),
@@ -44,7 +44,7 @@ pub fn build_network_policy(cluster: &ValidatedCluster) -> Option<NetworkPolicy>
                         pod_selector: Some(own_pods),
                         ..NetworkPolicyPeer::default()
                     }]),
-                    ports: Some(vec![tcp(naming::peer_port())]),
+                    ports: Some(vec![tcp(names::peer_port())]),
                 },
                 NetworkPolicyIngressRule {
                     from: clients,
@@ -87,7 +87,7 @@ mod tests {
                 .pod_selector
                 .clone()
                 .and_then(|s| s.match_labels),
-            Some(naming::selector_labels("demo"))
+            Some(names::selector_labels("demo"))
         );
         assert_eq!(rules[1].ports, Some(vec![tcp(6379)]));
         assert_eq!(rules[1].from.as_ref().map(Vec::len), Some(1));

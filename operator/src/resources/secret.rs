@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use sessionstore_api::constants::PASSWORD_KEY;
+use sessionstore_api::names;
 use sha2::{Digest, Sha256};
 
-use super::child_meta;
-use crate::naming;
+use super::meta::child_meta;
 use crate::validate::ValidatedCluster;
 
 /// The pod template's `sessionstore.dev/auth-hash`: SHA-256 (hex) of the password the pods mount,
@@ -29,7 +29,7 @@ pub fn auth_hash(cluster_uid: &str, password: &[u8]) -> String {
 /// The Secret `<name>-auth` holding `password`.
 pub fn build_auth_secret(cluster: &ValidatedCluster, password: &str) -> Secret {
     Secret {
-        metadata: child_meta(cluster, naming::auth_secret(&cluster.name)),
+        metadata: child_meta(cluster, names::auth_secret(&cluster.name)),
         type_: Some("Opaque".to_owned()),
         string_data: Some(BTreeMap::from([(
             PASSWORD_KEY.to_owned(),

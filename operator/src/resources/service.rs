@@ -5,9 +5,9 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sessionstore_api::constants::{HTTP_PORT_NAME, PEER_PORT_NAME, RESP_PORT_NAME};
+use sessionstore_api::names;
 
-use super::child_meta;
-use crate::naming;
+use super::meta::child_meta;
 use crate::validate::ValidatedCluster;
 
 fn port(name: &str, port: i32, target: &str) -> ServicePort {
@@ -22,19 +22,19 @@ fn port(name: &str, port: i32, target: &str) -> ServicePort {
 
 /// The headless Service `<name>-headless` exposing the peer port.
 pub fn build_headless_service(cluster: &ValidatedCluster) -> Service {
-    let mut metadata = child_meta(cluster, naming::headless_service(&cluster.name));
+    let mut metadata = child_meta(cluster, names::headless_service(&cluster.name));
     if let Some(labels) = metadata.labels.as_mut() {
-        labels.insert(naming::LABEL_SERVICE_ROLE.to_owned(), "headless".to_owned());
+        labels.insert(names::LABEL_SERVICE_ROLE.to_owned(), "headless".to_owned());
     }
     Service {
         metadata,
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_owned()),
             publish_not_ready_addresses: Some(true),
-            selector: Some(naming::selector_labels(&cluster.name)),
+            selector: Some(names::selector_labels(&cluster.name)),
             ports: Some(vec![port(
                 PEER_PORT_NAME,
-                naming::peer_port(),
+                names::peer_port(),
                 PEER_PORT_NAME,
             )]),
             ..ServiceSpec::default()
@@ -46,16 +46,16 @@ pub fn build_headless_service(cluster: &ValidatedCluster) -> Service {
 /// The client Service `<name>` exposing RESP and HTTP.
 pub fn build_client_service(cluster: &ValidatedCluster) -> Service {
     let service = &cluster.spec.service;
-    let mut metadata = child_meta(cluster, naming::client_service(&cluster.name));
+    let mut metadata = child_meta(cluster, names::client_service(&cluster.name));
     if let Some(labels) = metadata.labels.as_mut() {
-        labels.insert(naming::LABEL_SERVICE_ROLE.to_owned(), "client".to_owned());
+        labels.insert(names::LABEL_SERVICE_ROLE.to_owned(), "client".to_owned());
     }
     metadata.annotations = service.annotations.clone();
     Service {
         metadata,
         spec: Some(ServiceSpec {
             type_: Some(service.type_.as_str().to_owned()),
-            selector: Some(naming::selector_labels(&cluster.name)),
+            selector: Some(names::selector_labels(&cluster.name)),
             ports: Some(vec![
                 port(RESP_PORT_NAME, service.port, RESP_PORT_NAME),
                 port(HTTP_PORT_NAME, service.http_port, HTTP_PORT_NAME),
@@ -78,7 +78,7 @@ mod tests {
         let spec = service.spec.unwrap_or_default();
         assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
         assert_eq!(spec.publish_not_ready_addresses, Some(true));
-        assert_eq!(spec.selector, Some(naming::selector_labels("demo")));
+        assert_eq!(spec.selector, Some(names::selector_labels("demo")));
         let ports = spec.ports.unwrap_or_default();
         assert_eq!(ports.len(), 1);
         assert_eq!(ports[0].name.as_deref(), Some("peer"));

@@ -2,14 +2,15 @@
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 
-use super::child_meta;
-use crate::naming;
+use sessionstore_api::names;
+
+use super::meta::child_meta;
 use crate::validate::ValidatedCluster;
 
 /// The ServiceAccount `<name>-node` with `automountServiceAccountToken: false`.
 pub fn build_service_account(cluster: &ValidatedCluster) -> ServiceAccount {
     ServiceAccount {
-        metadata: child_meta(cluster, naming::service_account(&cluster.name)),
+        metadata: child_meta(cluster, names::service_account(&cluster.name)),
         automount_service_account_token: Some(false),
         ..ServiceAccount::default()
     }

@@ -23,10 +23,10 @@ use sessionstore_api::constants::{
     ANNOTATION_AUTH_HASH, ANNOTATION_CONFIG_HASH, ANNOTATION_RESTARTED_AT, HTTP_PORT,
     HTTP_PORT_NAME, PEER_PORT_NAME, RESP_PORT, RESP_PORT_NAME,
 };
+use sessionstore_api::names;
 use sessionstore_api::StorageMode;
 
-use super::{child_meta, labels_with};
-use crate::naming;
+use super::meta::{child_meta, labels_with};
 use crate::validate::{ValidatedCluster, PRE_STOP_SECONDS};
 
 /// The uid/gid store-node runs as (the distroless `nonroot` user).
@@ -37,9 +37,9 @@ pub const NODE_USER: i64 = 65532;
 pub struct StatefulSetInputs {
     /// Replicas to ask for; during a scale-down this stays above the spec until nodes left.
     pub replicas: i32,
-    /// [`super::config_hash`] of the ConfigMap.
+    /// [`super::config_map::config_hash`] of the ConfigMap.
     pub config_hash: String,
-    /// [`super::auth_hash`] of the mounted password, when auth is enabled.
+    /// [`super::secret::auth_hash`] of the mounted password, when auth is enabled.
     pub auth_hash: Option<String>,
     /// Size in the volumeClaimTemplate. A StatefulSet's claim templates are immutable, so once
     /// it exists this is the size it was created with; growth is done by patching the claims.
@@ -95,7 +95,7 @@ fn default_affinity(cluster: &ValidatedCluster) -> Affinity {
                     weight: 100,
                     pod_affinity_term: PodAffinityTerm {
                         label_selector: Some(LabelSelector {
-                            match_labels: Some(naming::selector_labels(&cluster.name)),
+                            match_labels: Some(names::selector_labels(&cluster.name)),
                             ..LabelSelector::default()
                         }),
                         topology_key: "kubernetes.io/hostname".to_owned(),
@@ -126,8 +126,8 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
 
     let mut volume_mounts = vec![
         VolumeMount {
-            name: naming::DATA_VOLUME.to_owned(),
-            mount_path: naming::DATA_DIR.to_owned(),
+            name: names::DATA_VOLUME.to_owned(),
+            mount_path: names::DATA_DIR.to_owned(),
             ..VolumeMount::default()
         },
         VolumeMount {
@@ -146,7 +146,7 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
     }];
     if cluster.mode == StorageMode::Ram {
         volumes.push(Volume {
-            name: naming::DATA_VOLUME.to_owned(),
+            name: names::DATA_VOLUME.to_owned(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Volume::default()
         });
@@ -154,7 +154,7 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
     if let Some(auth) = &cluster.auth {
         volume_mounts.push(VolumeMount {
             name: "auth".to_owned(),
-            mount_path: naming::AUTH_MOUNT_DIR.to_owned(),
+            mount_path: names::AUTH_MOUNT_DIR.to_owned(),
             read_only: Some(true),
             ..VolumeMount::default()
         });
@@ -175,17 +175,17 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
     }
 
     let container = Container {
-        name: naming::CONTAINER_NAME.to_owned(),
+        name: names::CONTAINER_NAME.to_owned(),
         image: Some(cluster.image.clone()),
         image_pull_policy: cluster.image_pull_policy.clone(),
         ports: Some(vec![
             container_port(RESP_PORT_NAME, RESP_PORT),
             container_port(HTTP_PORT_NAME, HTTP_PORT),
-            container_port(PEER_PORT_NAME, naming::peer_port()),
+            container_port(PEER_PORT_NAME, names::peer_port()),
         ]),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
-                name: naming::config_map(&cluster.name),
+                name: names::config_map(&cluster.name),
                 optional: Some(false),
             }),
             ..EnvFromSource::default()
@@ -196,7 +196,7 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
             field_env("POD_IP", "status.podIP"),
             EnvVar {
                 name: "CLUSTER_SERVICE_NAME".to_owned(),
-                value: Some(naming::cluster_service_name(&cluster.name)),
+                value: Some(names::cluster_service_name(&cluster.name)),
                 ..EnvVar::default()
             },
         ]),
@@ -242,8 +242,8 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
             .or_else(|| cluster.volume_size.clone());
         vec![PersistentVolumeClaim {
             metadata: ObjectMeta {
-                name: Some(naming::DATA_VOLUME.to_owned()),
-                labels: Some(naming::labels(&cluster.name)),
+                name: Some(names::DATA_VOLUME.to_owned()),
+                labels: Some(names::labels(&cluster.name)),
                 ..ObjectMeta::default()
             },
             spec: Some(PersistentVolumeClaimSpec {
@@ -266,10 +266,10 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
     });
 
     StatefulSet {
-        metadata: child_meta(cluster, naming::statefulset(&cluster.name)),
+        metadata: child_meta(cluster, names::statefulset(&cluster.name)),
         spec: Some(StatefulSetSpec {
             replicas: Some(inputs.replicas),
-            service_name: Some(naming::headless_service(&cluster.name)),
+            service_name: Some(names::headless_service(&cluster.name)),
             // Nodes bootstrap from any ready peer, so there is no reason to start them one by
             // one; a full restart of a disc cluster must not wait for pod 0 to be ready alone.
             pod_management_policy: Some("Parallel".to_owned()),
@@ -278,7 +278,7 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
                 ..StatefulSetUpdateStrategy::default()
             }),
             selector: LabelSelector {
-                match_labels: Some(naming::selector_labels(&cluster.name)),
+                match_labels: Some(names::selector_labels(&cluster.name)),
                 ..LabelSelector::default()
             },
             persistent_volume_claim_retention_policy: retention,
@@ -290,7 +290,7 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    service_account_name: Some(naming::service_account(&cluster.name)),
+                    service_account_name: Some(names::service_account(&cluster.name)),
                     automount_service_account_token: Some(false),
                     // Service links would inject `<SERVICE>_PORT`-style variables next to the
                     // node's own STORE_NODE_* settings; the node needs none of them.
@@ -403,7 +403,7 @@ mod tests {
         assert_eq!(spec.persistent_volume_claim_retention_policy, None);
         assert_eq!(
             spec.selector.match_labels,
-            Some(naming::selector_labels("demo"))
+            Some(names::selector_labels("demo"))
         );
         let annotations = spec
             .template

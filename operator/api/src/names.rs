@@ -1,9 +1,10 @@
 //! Every object name, label and selector of a SessionCluster comes from here, so the headless
-//! Service, the `CLUSTER_SERVICE_NAME` env and the pod names cannot disagree (docs/contract.md).
+//! Service, the `CLUSTER_SERVICE_NAME` env, the pod names and what the e2e suite looks up cannot
+//! disagree (docs/contract.md). Plain functions of the cluster name: no Kubernetes types.
 
 use std::collections::BTreeMap;
 
-use sessionstore_api::constants::{
+use crate::constants::{
     LABEL_COMPONENT, LABEL_COMPONENT_VALUE, LABEL_INSTANCE, LABEL_MANAGED_BY,
     LABEL_MANAGED_BY_VALUE, LABEL_NAME, LABEL_NAME_VALUE, PEER_PORT,
 };

@@ -1,0 +1,171 @@
+//! What every reconcile shares: the API client, the node client, the event recorder, the
+//! settings, the metrics, and the per-cluster counters the steps keep between reconciles.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use sessionstore_api::SessionCluster;
+
+use crate::metrics::Metrics;
+use crate::node_client::NodeApi;
+
+/// Reporter name on events.
+pub const REPORTER: &str = "sessionstore-operator";
+
+/// Settings of the controller.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// store-node image when the spec names none.
+    pub default_image: String,
+    /// How long leaving nodes get before the StatefulSet is lowered anyway.
+    pub leave_timeout: Duration,
+    /// Requeue of a steady cluster (member polling for memory and peers).
+    pub steady_requeue: Duration,
+    /// Requeue while something is in progress.
+    pub progress_requeue: Duration,
+    /// First requeue while the members are not all synced (not every node reported, is
+    /// `ready` and sees every other one); doubled on each further unsynced poll.
+    pub unsynced_requeue: Duration,
+    /// Bound on the doubled unsynced requeue.
+    pub unsynced_requeue_max: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            default_image: format!("sessionstore/store-node:{}", env!("CARGO_PKG_VERSION")),
+            leave_timeout: Duration::from_secs(120),
+            steady_requeue: Duration::from_secs(60),
+            progress_requeue: Duration::from_secs(5),
+            unsynced_requeue: Duration::from_secs(1),
+            unsynced_requeue_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Shared state of the reconciles.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Calls to nodes.
+    pub node_api: Arc<dyn NodeApi>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Settings.
+    pub config: ControllerConfig,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per cluster, for the backoff.
+    pub(super) failures: Mutex<HashMap<String, u32>>,
+    /// Consecutive polls per cluster that found the members not all synced.
+    pub(super) unsynced_polls: Mutex<HashMap<String, u32>>,
+    /// Clusters already told that the monitoring CRDs are missing.
+    pub(super) monitoring_warned: Mutex<HashSet<String>>,
+    /// Clusters with monitoring disabled whose leftover monitoring objects were deleted.
+    pub(super) monitoring_cleaned: Mutex<HashSet<String>>,
+}
+
+impl Context {
+    /// A context.
+    pub fn new(
+        client: Client,
+        node_api: Arc<dyn NodeApi>,
+        config: ControllerConfig,
+        metrics: Arc<Metrics>,
+        identity: &str,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: REPORTER.to_owned(),
+                instance: Some(identity.to_owned()),
+            },
+        );
+        Self {
+            client,
+            node_api,
+            recorder,
+            config,
+            metrics,
+            failures: Mutex::default(),
+            unsynced_polls: Mutex::default(),
+            monitoring_warned: Mutex::default(),
+            monitoring_cleaned: Mutex::default(),
+        }
+    }
+
+    /// Drops what the operator keeps about a deleted cluster: its node gauges, its backoff and
+    /// unsynced-poll counts, its "monitoring CRDs missing" notes.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.metrics.forget_cluster(namespace, name);
+        let cluster = format!("{namespace}/{name}");
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(&cluster);
+        }
+        if let Ok(mut polls) = self.unsynced_polls.lock() {
+            polls.remove(&cluster);
+        }
+        if let Ok(mut warned) = self.monitoring_warned.lock() {
+            let prefix = format!("{cluster}/");
+            warned.retain(|entry| !entry.starts_with(&prefix));
+        }
+        if let Ok(mut cleaned) = self.monitoring_cleaned.lock() {
+            cleaned.remove(&cluster);
+        }
+    }
+
+    /// Publishes an event on `cluster`; a failure is logged, never returned: an event is a
+    /// notice, not part of the reconcile.
+    pub(super) async fn publish(
+        &self,
+        cluster: &SessionCluster,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self
+            .recorder
+            .publish(&event, &cluster.object_ref(&()))
+            .await
+        {
+            match &error {
+                // The namespace is being deleted, and the cluster with it.
+                kube::Error::Api(status) if status.message.contains("being terminated") => {
+                    tracing::debug!(cluster = %cluster.name_any(), %error, "event not published");
+                }
+                _ => {
+                    tracing::warn!(cluster = %cluster.name_any(), %error, "failed to publish event")
+                }
+            }
+        }
+    }
+}
+
+/// The current time, as conditions and the scale-down record it.
+pub(super) fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// `namespace/name` of a cluster: the key of the per-cluster counters and of log lines.
+pub(super) fn key(cluster: &SessionCluster) -> String {
+    format!(
+        "{}/{}",
+        cluster.namespace().unwrap_or_default(),
+        cluster.name_any()
+    )
+}

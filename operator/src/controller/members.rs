@@ -1,0 +1,113 @@
+//! A reconcile step: polling the nodes' `/v1/status` (what `status.members` and the Clustered and
+//! MemoryPressure conditions are made of) and keeping the per-node memory gauges.
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use sessionstore_api::constants::HTTP_PORT;
+use sessionstore_api::names;
+use sessionstore_api::node_status::NodeStatus;
+use sessionstore_api::pods::pod_is_ready;
+
+use super::context::Context;
+use crate::validate::ValidatedCluster;
+
+/// `ip:port` of a pod's HTTP port (`[ip]:port` for IPv6), once the pod has an IP.
+pub(super) fn node_address(pod: &Pod) -> Option<String> {
+    let ip = pod.status.as_ref()?.pod_ip.as_ref()?;
+    Some(if ip.contains(':') {
+        format!("[{ip}]:{HTTP_PORT}")
+    } else {
+        format!("{ip}:{HTTP_PORT}")
+    })
+}
+
+/// Polls `/v1/status` of every ready pod below `replicas` and records their memory gauges;
+/// nodes that do not answer are left out.
+pub(super) async fn poll(
+    ctx: &Context,
+    validated: &ValidatedCluster,
+    pods: &[Pod],
+    replicas: i32,
+) -> Vec<NodeStatus> {
+    let members = poll_members(ctx, pods, &validated.name, replicas).await;
+    record_member_metrics(
+        ctx,
+        &validated.namespace,
+        &validated.name,
+        replicas,
+        &members,
+    );
+    members
+}
+
+async fn poll_members(ctx: &Context, pods: &[Pod], name: &str, replicas: i32) -> Vec<NodeStatus> {
+    let calls = pods
+        .iter()
+        .filter(|pod| pod_is_ready(pod))
+        .filter(|pod| names::ordinal_of(name, &pod.name_any()).is_some_and(|o| o < replicas))
+        .filter_map(node_address)
+        .map(|address| ctx.node_api.status(address));
+    futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .filter_map(|result| match result {
+            Ok(status) => Some(status),
+            Err(error) => {
+                tracing::debug!(cluster = %name, %error, "status poll failed");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Sets the gauges of every polled node and removes those of nodes a scale-down removed (a node
+/// that merely did not answer this time keeps its last value).
+fn record_member_metrics(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    replicas: i32,
+    members: &[NodeStatus],
+) {
+    for member in members {
+        ctx.metrics.set_node_memory(
+            namespace,
+            name,
+            &member.node_name,
+            member.memory.used_bytes,
+            member.memory.limit_bytes,
+            member.memory.alarm,
+        );
+    }
+    ctx.metrics.retain_nodes(namespace, name, |node| {
+        names::ordinal_of(name, node).is_some_and(|ordinal| ordinal < replicas)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod_with_ip(ip: Option<&str>) -> Pod {
+        match serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo-0"},
+            "status": {"podIP": ip},
+        })) {
+            Ok(pod) => pod,
+            Err(error) => panic!("bad test pod: {error}"),
+        }
+    }
+
+    #[test]
+    fn nodes_are_addressed_on_their_http_port() {
+        assert_eq!(
+            node_address(&pod_with_ip(Some("10.0.0.7"))).as_deref(),
+            Some("10.0.0.7:8080")
+        );
+        assert_eq!(
+            node_address(&pod_with_ip(Some("fd00::7"))).as_deref(),
+            Some("[fd00::7]:8080")
+        );
+        assert_eq!(node_address(&pod_with_ip(None)), None);
+    }
+}

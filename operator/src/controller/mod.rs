@@ -1,0 +1,225 @@
+//! The SessionCluster controller. A reconcile is a list of steps, each in its own file, in this
+//! order:
+//!
+//! 1. `admit`: a deleted cluster is left to the garbage collector; the spec is validated (pure,
+//!    `crate::validate`), and an invalid or paused one is only reported.
+//! 2. `inputs`: the live StatefulSet and pods are dereferenced.
+//! 3. `refusals`: the spec is checked against the live StatefulSet (pure).
+//! 4. `children`: the objects around the StatefulSet are built (pure, `crate::resources`) and
+//!    applied (`crate::apply`, the only writer).
+//! 5. `inputs` again: the password Secret the pods mount, now that a generated one exists.
+//! 6. `scale_down`: leaving nodes hand off before the StatefulSet is lowered.
+//! 7. `statefulset`: built and applied.
+//! 8. `volumes`: disc-mode claims grown.
+//! 9. `monitoring`: ServiceMonitor and PrometheusRule applied or removed.
+//! 10. `members`: the nodes' `/v1/status` polled.
+//! 11. `report`: the status computed (pure, `crate::status`) and written, with events.
+//! 12. `requeue`: when to look again.
+//!
+//! This file wires them: [`reconcile`], [`error_policy`] and [`run`], one kube-runtime
+//! `Controller` per watched namespace (or one for all). `context` holds what reconciles share,
+//! `watches` maps watched objects to their cluster.
+
+mod admit;
+mod children;
+mod context;
+mod error;
+mod inputs;
+mod members;
+mod monitoring;
+mod refusals;
+mod report;
+mod requeue;
+mod scale_down;
+mod statefulset;
+mod volumes;
+mod watches;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{watcher, Controller};
+use kube::{Client, Resource};
+use sessionstore_api::{names, SessionCluster};
+
+pub use context::{Context, ControllerConfig, REPORTER};
+pub use error::Error;
+pub use report::status_merge_patch;
+pub use requeue::requeue_delay;
+pub use watches::{cluster_of_pod, clusters_using_secret, SECRET_WATCH_FIELDS};
+
+use crate::apply::Applier;
+use crate::resources::StatefulSetInputs;
+use context::key;
+use inputs::Live;
+
+/// Reconciles one SessionCluster.
+pub async fn reconcile(cluster: Arc<SessionCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_steps(&cluster, &ctx).await;
+    ctx.metrics.observe(
+        started.elapsed(),
+        result.as_ref().err().map(Error::category),
+    );
+    match &result {
+        Ok(_) => {
+            if let Ok(mut failures) = ctx.failures.lock() {
+                failures.remove(&key(&cluster));
+            }
+        }
+        Err(error) if error.namespace_gone() => {
+            tracing::debug!(cluster = %key(&cluster), %error, "namespace is being deleted");
+            return Ok(Action::await_change());
+        }
+        Err(error) => report::failure(&ctx, &cluster, error).await,
+    }
+    result
+}
+
+/// The steps of one reconcile, in order (see the module documentation).
+async fn reconcile_steps(cluster: &SessionCluster, ctx: &Context) -> Result<Action, Error> {
+    let old = cluster.status.clone().unwrap_or_default();
+    let Some(validated) = admit::admit(cluster, ctx, &old).await? else {
+        return Ok(Action::await_change());
+    };
+    let applier = Applier::new(ctx.client.clone(), &validated.namespace);
+    let live = Live::read(ctx, &applier, &validated).await?;
+    let mut refusal = refusals::refusal(&validated, &live);
+    let children = children::apply(&applier, &validated).await?;
+    let password = inputs::password(ctx, &validated, &live).await?;
+    let replicas = scale_down::replicas(cluster, ctx, &validated, &live, &old).await?;
+    let statefulset_inputs = StatefulSetInputs {
+        replicas: replicas.statefulset,
+        config_hash: children.config_hash,
+        auth_hash: password.hash.clone(),
+        claim_size: live.claim_size(),
+    };
+    let mut wrote = children.wrote;
+    if statefulset::apply(&applier, &validated, &refusal, &statefulset_inputs).await? {
+        wrote.push("StatefulSet");
+    }
+    volumes::expand(cluster, ctx, &validated, &live, &mut refusal).await?;
+    monitoring::apply(cluster, ctx, &applier, &validated).await?;
+    if !wrote.is_empty() {
+        tracing::info!(cluster = %key(cluster), objects = ?wrote, "applied");
+    }
+    let members = members::poll(ctx, &validated, &live.pods, replicas.statefulset).await;
+    let observed = report::observed(&validated, &live, replicas, members, refusal, password);
+    let new = report::write_observed(ctx, cluster, &old, &observed).await?;
+    let wrote_statefulset = wrote.contains(&"StatefulSet");
+    Ok(requeue::next(
+        ctx,
+        cluster,
+        &new,
+        validated.replicas,
+        wrote_statefulset,
+    ))
+}
+
+/// Backoff after a failed reconcile: 5s doubling per consecutive failure, at most 5 minutes.
+pub fn error_policy(cluster: Arc<SessionCluster>, _error: &Error, ctx: Arc<Context>) -> Action {
+    let attempts = match ctx.failures.lock() {
+        Ok(mut failures) => {
+            let count = failures.entry(key(&cluster)).or_insert(0);
+            *count = count.saturating_add(1);
+            *count
+        }
+        Err(_) => 1,
+    };
+    let seconds = 5u64
+        .saturating_mul(1 << attempts.min(6).saturating_sub(1))
+        .min(300);
+    Action::requeue(Duration::from_secs(seconds))
+}
+
+/// What the controller reports after each reconcile it scheduled.
+pub type Outcome = Result<
+    (ObjectRef<SessionCluster>, Action),
+    kube::runtime::controller::Error<Error, watcher::Error>,
+>;
+
+/// Acts on a controller outcome. Without a finalizer a deletion is never reconciled; it shows as
+/// a reconcile of a cluster that is no longer there (its requeue, or its children and pods being
+/// garbage collected), which is when the operator forgets the cluster's gauges and counters.
+pub fn handle_outcome(ctx: &Context, outcome: Outcome) {
+    match outcome {
+        Ok(_) => {}
+        Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+            if let Some(namespace) = &object.namespace {
+                tracing::debug!(cluster = %format!("{namespace}/{}", object.name), "deleted; forgetting it");
+                ctx.forget(namespace, &object.name);
+            }
+        }
+        Err(error) => tracing::debug!(%error, "controller event"),
+    }
+}
+
+/// Runs the controller until `shutdown` completes. `namespaces` empty means all namespaces.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespaces: Vec<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let runs = scopes.into_iter().map(|namespace| {
+        let ctx = ctx.clone();
+        let client = ctx.client.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+            where
+                K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+            {
+                match namespace {
+                    Some(ns) => Api::namespaced(client.clone(), ns),
+                    None => Api::all(client.clone()),
+                }
+            }
+            let owned = watcher::Config::default().labels(&names::managed_selector());
+            let pods = watcher::Config::default().labels(&names::pod_watch_selector());
+            let secrets = watcher::Config::default().fields(SECRET_WATCH_FIELDS);
+            let controller = Controller::new(
+                api::<SessionCluster>(&client, &namespace),
+                watcher::Config::default(),
+            );
+            let clusters = controller.store();
+            controller
+                .owns(api::<StatefulSet>(&client, &namespace), owned.clone())
+                .owns(api::<Service>(&client, &namespace), owned.clone())
+                .owns(api::<ConfigMap>(&client, &namespace), owned.clone())
+                // Referenced Secrets are the user's, without our labels or owner reference.
+                .watches(api::<Secret>(&client, &namespace), secrets, move |secret| {
+                    clusters_using_secret(&clusters.state(), &secret)
+                })
+                .owns(api::<ServiceAccount>(&client, &namespace), owned.clone())
+                .owns(
+                    api::<PodDisruptionBudget>(&client, &namespace),
+                    owned.clone(),
+                )
+                .owns(api::<NetworkPolicy>(&client, &namespace), owned)
+                .watches(api::<Pod>(&client, &namespace), pods, |pod| {
+                    cluster_of_pod(&pod)
+                })
+                .graceful_shutdown_on(shutdown)
+                .run(reconcile, error_policy, ctx.clone())
+                .for_each(|outcome| {
+                    handle_outcome(&ctx, outcome);
+                    std::future::ready(())
+                })
+                .await;
+        }
+    });
+    futures::future::join_all(runs).await;
+}

@@ -1,0 +1,14 @@
+//! Reconcile scenarios against a mocked API server (`mock_api`) with fake store-node pods
+//! (`harness`), one file per topic: what a user sees happen to the cluster, its children, its
+//! status and its events.
+
+mod harness;
+mod mock_api;
+
+mod auth;
+mod lifecycle;
+mod members;
+mod monitoring;
+mod scaling;
+mod volumes;
+mod watches;
