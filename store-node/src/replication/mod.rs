@@ -28,18 +28,38 @@
 //!
 //! The node implements [`Replica`] for its engine (`crate::node::replica`) and starts
 //! [`Replication::start`] before serving data commands; see docs/replication.md.
+//!
+//! Files by job, none using a file that uses it back: `handle` (the [`Replication`] API)
+//! starts the accept loop of `link`, `discovery` (the peer table, one outgoing link per
+//! address), `bootstrap` (the first-start rule), `touches` (coalescing, flushing) and
+//! `tombstones` (collection); `link` (handshake, inbound and outbound sessions, outbox) runs
+//! the protocol and hands the serving of snapshots to `bootstrap` and the work of rounds to
+//! `anti_entropy`; every job shares `shared` (state, peer table) and reads `config`
+//! ([`ReplicationConfig`]). Below them: [`wire`] (messages, frames), [`transport`] (TCP,
+//! in-memory, faulty), [`oplog`], [`clock`], [`membership`], [`replica`] and [`metrics`];
+//! [`prometheus`] renders a handle's counters for `/metrics`.
 
+mod anti_entropy;
+mod bootstrap;
 pub mod clock;
-pub mod engine;
+mod config;
+mod discovery;
+mod handle;
+mod link;
 pub mod membership;
 pub mod metrics;
 pub mod oplog;
+pub mod prometheus;
 pub mod replica;
+mod shared;
+mod tombstones;
+mod touches;
 pub mod transport;
 pub mod wire;
 
 pub use clock::HybridClock;
-pub use engine::{generate_node_id, Replication, ReplicationConfig};
+pub use config::{generate_node_id, ReplicationConfig};
+pub use handle::{Replication, ReplicationError, WriteAck};
 pub use membership::{Discovery, PeerResolver, PeerStatus, StaticPeers};
 pub use metrics::{MetricsSnapshot, ReplicationMetrics};
 pub use oplog::OpLog;
@@ -48,43 +68,3 @@ pub use transport::{
     FaultyTransport, InMemoryNetwork, InMemoryTransport, TcpTransport, Transport, TransportFaults,
 };
 pub use wire::NodeState;
-
-/// How many peers must hold a write before the client is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteAck {
-    /// Answer after the local apply.
-    None,
-    /// One member peer acknowledged.
-    One,
-    /// Every member peer acknowledged (a down or partitioned member makes the write fail).
-    All,
-}
-
-/// Replication failures.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReplicationError {
-    /// The peer listener could not be bound.
-    #[error("failed to start replication: {0}")]
-    Listen(String),
-    /// Not enough peers acknowledged a write in time. The write is applied locally and will
-    /// still replicate; the client is told it is not durable on enough nodes. The text starts
-    /// with Redis's `NOREPLICAS` error code.
-    #[error("NOREPLICAS Not enough good replicas to write: {acked} of {required} peer(s) acknowledged within {timeout_ms} ms")]
-    NotEnoughReplicas {
-        /// Peers that acknowledged.
-        acked: usize,
-        /// Peers required.
-        required: usize,
-        /// How long it waited.
-        timeout_ms: u64,
-    },
-    /// Leaving timed out before these peers held every local write.
-    #[error("left before these peers held every local write: {}", peers.join(", "))]
-    LeaveIncomplete {
-        /// The peers still behind.
-        peers: Vec<String>,
-    },
-    /// The engine was shut down.
-    #[error("replication is shut down")]
-    Stopped,
-}

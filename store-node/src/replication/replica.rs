@@ -49,7 +49,7 @@ pub trait Replica: Send + Sync + 'static {
         next
     }
 
-    /// The [`BUCKETS`] digests (see [`BucketDigests`]).
+    /// The [`BUCKETS`](crate::store::digest::BUCKETS) digests (see [`BucketDigests`]).
     fn bucket_digests(&self) -> Vec<u64>;
 
     /// For each of the distinct `buckets`, in the order asked, the `(key, stamp)` of every

@@ -28,7 +28,7 @@ pub(super) async fn metrics(State(state): State<Arc<NodeState>>) -> Response {
                 if terminated {
                     text.truncate(text.len() - "# EOF\n".len());
                 }
-                text.push_str(&crate::replication::metrics::render(replication));
+                text.push_str(&crate::replication::prometheus::render(replication));
                 if terminated {
                     text.push_str("# EOF\n");
                 }

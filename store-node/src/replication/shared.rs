@@ -1,0 +1,223 @@
+//! The state every replication task shares ([`Shared`]): the configuration, the replica, the
+//! clock, the op-log, pending touches and the peer table ([`Peers`]: one [`PeerEntry`] per
+//! discovered address, and the replication cursors by peer name), with the few operations on it
+//! that several jobs need (state changes, ack notifications, applying a remote record, the
+//! connected ready peers, what every member holds).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::clock::HybridClock;
+use super::config::ReplicationConfig;
+use super::membership::{PeerResolver, StartPeer};
+use super::metrics::ReplicationMetrics;
+use super::oplog::{OpLog, PeerCursor};
+use super::replica::Replica;
+use super::transport::Transport;
+use super::wire::NodeState;
+use crate::store::{Record, Touch};
+
+/// What the handle, bootstrap and anti-entropy ask of a running outgoing link; each carries
+/// the channel its answer comes back on (dropped, unanswered, when the link goes down).
+pub(crate) enum LinkCommand {
+    /// Stream a snapshot from the peer; answered with the number of records received.
+    Snapshot(oneshot::Sender<u64>),
+    /// Run an anti-entropy round now; answered when it completes.
+    Round(oneshot::Sender<()>),
+    /// Tell the peer this node leaves; answered once the message is written.
+    Leave(oneshot::Sender<()>),
+}
+
+/// One discovered peer address and what is known of the node behind it.
+pub(crate) struct PeerEntry {
+    /// The peer's node name, once a handshake told it.
+    pub(crate) name: Option<String>,
+    /// The peer's incarnation id, once a handshake told it.
+    pub(crate) node_id: Option<u32>,
+    /// Whether the outgoing link is up.
+    pub(crate) connected: bool,
+    /// The peer's last announced state.
+    pub(crate) state: Option<NodeState>,
+    /// When the peer was last heard from.
+    pub(crate) last_seen: Option<Instant>,
+    /// Whether the peer announced it left the cluster (it then no longer counts as a member).
+    pub(crate) left: bool,
+    /// Wall ms at which the last completed anti-entropy round with this peer started.
+    pub(crate) last_round_started_ms: Option<u64>,
+    /// Commands to the outgoing link's task.
+    pub(crate) commands: mpsc::UnboundedSender<LinkCommand>,
+    /// Stops the outgoing link's task when the address is no longer discovered.
+    pub(crate) cancel: CancellationToken,
+}
+
+/// The peer table.
+#[derive(Default)]
+pub(crate) struct Peers {
+    /// Every discovered peer address, this node's own excluded.
+    pub(crate) by_address: BTreeMap<String, PeerEntry>,
+    /// The addresses that reach this node, skipped by discovery.
+    pub(crate) self_addresses: HashSet<String>,
+    /// Keyed by peer name: survives reconnections and address changes.
+    pub(crate) cursors: HashMap<String, (u32, PeerCursor)>,
+}
+
+/// The state of one node's replication, shared by the handle and every background task.
+pub(crate) struct Shared {
+    /// The tunables.
+    pub(crate) config: ReplicationConfig,
+    /// The local store.
+    pub(crate) replica: Arc<dyn Replica>,
+    /// How peers are reached.
+    pub(crate) transport: Arc<dyn Transport>,
+    /// Where peer addresses come from.
+    pub(crate) resolver: Arc<dyn PeerResolver>,
+    /// Stamps local writes and adopts remote ones.
+    pub(crate) clock: HybridClock,
+    /// Local writes and flushed touches, to push to every peer.
+    pub(crate) log: OpLog,
+    /// Touches waiting for the next flush, coalesced per key.
+    pub(crate) pending_touches: Mutex<HashMap<Bytes, Touch>>,
+    /// The peer table.
+    pub(crate) peers: Mutex<Peers>,
+    /// Open inbound links by peer name: the peers that push their writes to this node.
+    pub(crate) inbound: Mutex<HashMap<String, usize>>,
+    /// Wakes discovery before its next period (a peer dialed in from an unknown address).
+    pub(crate) discover_now: Notify,
+    /// Bumped whenever an ack, a round or the membership changes.
+    pub(crate) acks: watch::Sender<u64>,
+    /// `loading`, `ready`, `leaving` or `left`.
+    pub(crate) state: watch::Sender<NodeState>,
+    /// Why the node is not ready, `None` when ready.
+    pub(crate) reason: Mutex<Option<String>>,
+    /// The counters.
+    pub(crate) metrics: ReplicationMetrics,
+    /// Stops every background task.
+    pub(crate) shutdown: CancellationToken,
+    /// The bound peer address.
+    pub(crate) local_address: String,
+}
+
+/// Moves the node to `state`, with why it is not ready (`None` when ready).
+pub(crate) fn set_state(shared: &Shared, state: NodeState, reason: Option<String>) {
+    *shared.reason.lock() = reason;
+    shared.state.send_replace(state);
+}
+
+/// Wakes every waiter on acks (write acks, leaving).
+pub(crate) fn bump_acks(shared: &Shared) {
+    shared
+        .acks
+        .send_modify(|version| *version = version.wrapping_add(1));
+}
+
+/// The wall clock in Unix ms.
+pub(crate) fn wall_ms(shared: &Shared) -> u64 {
+    shared.clock.wall_ms()
+}
+
+/// Applies a remote record: adopts its clock, merges it by the replica's rules.
+pub(crate) fn apply_remote(shared: &Shared, record: &Record) -> bool {
+    if !shared.clock.observe(record.stamp.hlc) {
+        debug!(
+            origin = record.stamp.origin,
+            "remote stamp too far ahead of the wall clock; not adopted"
+        );
+    }
+    let now = wall_ms(shared);
+    let forget_before = now.saturating_sub(shared.config.tombstone_grace.as_millis() as u64);
+    shared.replica.apply(record, now, forget_before)
+}
+
+/// Updates the entry of `address`, if it is still discovered.
+pub(crate) fn with_entry<T>(
+    shared: &Shared,
+    address: &str,
+    update: impl FnOnce(&mut PeerEntry) -> T,
+) -> Option<T> {
+    shared.peers.lock().by_address.get_mut(address).map(update)
+}
+
+/// Updates every entry of the peer named `name` (a peer may be discovered at two addresses
+/// while DNS catches up with a restart).
+pub(crate) fn update_peer_by_name(
+    shared: &Shared,
+    name: &str,
+    mut update: impl FnMut(&mut PeerEntry),
+) {
+    let mut peers = shared.peers.lock();
+    for entry in peers.by_address.values_mut() {
+        if entry.name.as_deref() == Some(name) {
+            update(entry);
+        }
+    }
+}
+
+/// Records whether the outgoing link to `address` is up, in the entry and the `peers_up` gauge.
+pub(crate) fn set_connected(shared: &Shared, address: &str, connected: bool) {
+    let changed = with_entry(shared, address, |entry| {
+        let changed = entry.connected != connected;
+        entry.connected = connected;
+        changed
+    })
+    .unwrap_or(false);
+    if changed {
+        if connected {
+            ReplicationMetrics::add(&shared.metrics.peers_up, 1);
+        } else {
+            shared.metrics.peers_up.fetch_sub(1, Ordering::Relaxed);
+        }
+        bump_acks(shared);
+    }
+}
+
+/// The peers with an outgoing link up that did not leave and told their name and state: their
+/// address, their view for the first-start rule, and their link's command channel.
+pub(crate) fn connected_ready_peers(
+    shared: &Shared,
+) -> Vec<(String, StartPeer, mpsc::UnboundedSender<LinkCommand>)> {
+    shared
+        .peers
+        .lock()
+        .by_address
+        .iter()
+        .filter(|(_, entry)| entry.connected && !entry.left)
+        .filter_map(|(address, entry)| {
+            Some((
+                address.clone(),
+                StartPeer {
+                    name: entry.name.clone()?,
+                    state: entry.state?,
+                },
+                entry.commands.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// The highest log sequence up to which every member holds everything (members are discovered
+/// peers that did not leave); 0 when there is no member, or when one holds nothing known yet
+/// (not yet reached, or a new incarnation).
+pub(crate) fn held_by_every_member(peers: &Peers) -> u64 {
+    peers
+        .by_address
+        .values()
+        .filter(|entry| !entry.left)
+        .map(|entry| {
+            entry
+                .name
+                .as_ref()
+                .and_then(|name| peers.cursors.get(name))
+                .filter(|(cursor_node, _)| Some(*cursor_node) == entry.node_id)
+                .map_or(0, |(_, cursor)| cursor.synced)
+        })
+        .min()
+        .unwrap_or(0)
+}

@@ -1,0 +1,21 @@
+//! How peers exchange whole [`Message`](crate::replication::wire::Message)s: the
+//! [`Transport`] trait and what it hands out (`connection`), [`TcpTransport`] (frames of
+//! [`crate::replication::wire`] over TCP), [`InMemoryTransport`] (the same frames over
+//! channels, on an [`InMemoryNetwork`] that tests can partition and heal) and
+//! [`FaultyTransport`] (blocks chosen addresses, for partition tests of real processes). TCP
+//! and in-memory pass one test suite.
+
+mod connection;
+mod faulty;
+mod memory;
+mod tcp;
+
+pub use connection::{
+    Connection, Listener, MessageReceiver, MessageSender, Transport, TransportError,
+};
+pub use faulty::{FaultyTransport, TransportFaults};
+pub use memory::{InMemoryNetwork, InMemoryTransport};
+pub use tcp::TcpTransport;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,146 @@
+//! One suite every transport passes (request and answer, a large message, queued messages
+//! flushed at once, clean close, a refused connection), run over TCP and in memory, and the
+//! partitions of the in-memory network.
+
+use super::{InMemoryNetwork, TcpTransport, Transport};
+use crate::replication::wire::{Hello, Message, NodeState, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+
+fn hello(name: &str) -> Message {
+    Message::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        cluster: "test".into(),
+        node_name: name.into(),
+        node_id: 1,
+        advertise: String::new(),
+        state: NodeState::Ready,
+        has_data: false,
+    })
+}
+
+/// Messages queued and flushed once, as a link's writer sends what it has queued.
+fn queued_messages() -> Vec<Message> {
+    vec![
+        Message::Ack { seq: 1 },
+        Message::Heartbeat {
+            state: NodeState::Ready,
+            head: 9,
+        },
+        hello("queued"),
+    ]
+}
+
+/// The suite every transport passes: a request/answer exchange, a large message, several
+/// messages queued and flushed at once, clean close, and a refused connection.
+async fn transport_suite(
+    server: &dyn Transport,
+    client: &dyn Transport,
+    listen: &str,
+    unused: &str,
+) {
+    let mut listener = server.listen(listen).await.expect("listen");
+    let address = listener.local_address();
+    let accepted = tokio::spawn(async move {
+        let mut connection = listener.accept().await.expect("accept");
+        let received = connection.receiver.recv().await.expect("server recv");
+        connection
+            .sender
+            .send(hello("server"))
+            .await
+            .expect("server send");
+        let big = connection.receiver.recv().await.expect("big");
+        let mut queued = Vec::new();
+        for _ in 0..queued_messages().len() {
+            let message = connection.receiver.recv().await.expect("queued");
+            queued.extend(message.map(|(message, _)| message));
+        }
+        (
+            received.map(|(message, _)| message),
+            big.map(|(message, _)| message),
+            queued,
+            connection,
+        )
+    });
+    let mut connection = client.connect(&address).await.expect("connect");
+    let sent = connection.sender.send(hello("client")).await.expect("send");
+    assert!(sent > 8);
+    let answer = connection
+        .receiver
+        .recv()
+        .await
+        .expect("recv")
+        .map(|(message, _)| message);
+    assert_eq!(answer, Some(hello("server")));
+    let big = Message::Digest {
+        buckets: vec![7; 100_000],
+    };
+    connection.sender.send(big.clone()).await.expect("send big");
+    assert_eq!(connection.sender.queued(), 0);
+    let mut queued_len = 0;
+    for message in queued_messages() {
+        queued_len += connection.sender.queue(&message).expect("queue");
+    }
+    assert_eq!(connection.sender.queued(), queued_len);
+    connection.sender.flush().await.expect("flush");
+    assert_eq!(connection.sender.queued(), 0);
+    let (received, received_big, queued, server_connection) = accepted.await.expect("join");
+    assert_eq!(received, Some(hello("client")));
+    assert_eq!(received_big, Some(big));
+    assert_eq!(queued, queued_messages());
+    drop(server_connection);
+    assert!(matches!(
+        connection.receiver.recv().await,
+        Ok(None) | Err(_)
+    ));
+    assert!(client.connect(unused).await.is_err());
+}
+
+#[tokio::test]
+async fn tcp_transport_passes_the_suite() {
+    let transport = TcpTransport::new(DEFAULT_MAX_FRAME);
+    // A port that was just free, then released: connecting to it is refused.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .map(|address| address.to_string())
+        .unwrap_or_default();
+    transport_suite(&transport, &transport, "127.0.0.1:0", &unused).await;
+}
+
+#[tokio::test]
+async fn in_memory_transport_passes_the_suite() {
+    let network = InMemoryNetwork::new();
+    transport_suite(
+        &network.transport("a:1"),
+        &network.transport("b:1"),
+        "a:1",
+        "nobody:1",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn partitions_break_connections_and_refuse_new_ones_until_healed() {
+    let network = InMemoryNetwork::new();
+    let server = network.transport("a:1");
+    let client = network.transport("b:1");
+    let mut listener = server.listen("a:1").await.expect("listen");
+    let mut connection = client.connect("a:1").await.expect("connect");
+    let mut accepted = listener.accept().await.expect("accept");
+    network.partition(&["a:1"], &["b:1"]);
+    assert!(connection.sender.send(hello("b")).await.is_err());
+    assert!(accepted.receiver.recv().await.is_err());
+    assert!(client.connect("a:1").await.is_err());
+    network.heal();
+    let mut connection = client.connect("a:1").await.expect("reconnect");
+    let mut accepted = listener.accept().await.expect("accept again");
+    connection.sender.send(hello("b")).await.expect("send");
+    assert_eq!(
+        accepted
+            .receiver
+            .recv()
+            .await
+            .ok()
+            .flatten()
+            .map(|(message, _)| message),
+        Some(hello("b"))
+    );
+}
