@@ -15,6 +15,9 @@ use store_node::config::Fsync;
 use store_node::persistence::{Persistence, PersistenceConfig};
 use store_node::store::{Record, Stamp, Value};
 
+/// The node id the benchmark's fresh directories record.
+const NODE_ID: u32 = 1;
+
 const WRITERS: u64 = 64;
 const VALUE: usize = 1024;
 
@@ -36,7 +39,7 @@ fn fresh_dir(base: &Path, name: &str) -> anyhow::Result<PathBuf> {
 
 async fn throughput(base: &Path, fsync: Fsync, seconds: u64) -> anyhow::Result<()> {
     let dir = fresh_dir(base, &format!("{fsync:?}"))?;
-    let (log, _) = Persistence::open(PersistenceConfig::new(&dir, fsync), 0, 0)?;
+    let (log, _) = Persistence::open(PersistenceConfig::new(&dir, fsync, NODE_ID), 0, 0)?;
     let log = Arc::new(log);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -75,7 +78,7 @@ async fn throughput(base: &Path, fsync: Fsync, seconds: u64) -> anyhow::Result<(
 
 async fn recovery(base: &Path, records: u64) -> anyhow::Result<()> {
     let dir = fresh_dir(base, "recovery")?;
-    let config = PersistenceConfig::new(&dir, Fsync::Everysec);
+    let config = PersistenceConfig::new(&dir, Fsync::Everysec, NODE_ID);
     let (log, _) = Persistence::open(config.clone(), 0, 0)?;
     let log = Arc::new(log);
     let started = Instant::now();

@@ -1,5 +1,5 @@
 //! A 3-node disc cluster stopped completely (SIGTERM to every node) and started again serves
-//! every session it had, from each node (issue 4).
+//! every session it had, from each node.
 
 mod disc_support;
 

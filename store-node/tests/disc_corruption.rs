@@ -1,4 +1,4 @@
-//! Disc mode damage handling (issue 4, docs/persistence.md): a torn or corrupt log tail is cut
+//! Disc mode damage handling (docs/persistence.md): a torn or corrupt log tail is cut
 //! with a warning naming the file and byte offset and the node serves what came before it; a
 //! corrupt snapshot makes a node without peers refuse to start with an error naming the file
 //! and offset; and a RAM node writes nothing to its data directory.

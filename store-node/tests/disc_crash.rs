@@ -1,4 +1,4 @@
-//! Disc mode crash consistency (issue 4): a client writes (sets and deletes) continuously while
+//! Disc mode crash consistency: a client writes (sets and deletes) continuously while
 //! the node is SIGKILLed at random moments, round after round, on the same data directory.
 //! After every restart each acknowledged write is present with its exact value (and each
 //! acknowledged delete stays deleted); the one write in flight at the kill may be either

@@ -1,4 +1,4 @@
-//! Disc mode answers while it recovers (issue 4): the listeners open before recovery, so a
+//! Disc mode answers while it recovers: the listeners open before recovery, so a
 //! client or probe during a long recovery gets an answer instead of "connection refused".
 //! Redis clients get `LOADING` for data commands while PING and INFO (`loading:1`) answer,
 //! `/readyz` is 503 with the progress, `/v1/status` shows the bytes read of the total, and
@@ -29,7 +29,8 @@ fn write_data_dir(dir: &std::path::Path) {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_millis() as u64;
-    let config = PersistenceConfig::new(dir, Fsync::Everysec);
+    // A fresh directory: it records this node id, which the node then keeps.
+    let config = PersistenceConfig::new(dir, Fsync::Everysec, 1);
     let (log, recovered) = Persistence::open(config, now, 0).expect("open a fresh data dir");
     assert!(recovered.records.is_empty());
     for index in 0..SESSIONS {

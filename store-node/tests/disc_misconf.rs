@@ -1,4 +1,4 @@
-//! Disc mode when the write-ahead log cannot be written (issue 4): writes are refused with
+//! Disc mode when the write-ahead log cannot be written: writes are refused with
 //! `MISCONF` *before* they are applied, so a refused write has no effect; the write in flight
 //! when the disc failed is answered `MISCONF` too, stays in memory and is written once the disc
 //! recovers; reads go on; after healing, writes are accepted again and a restart finds

@@ -21,6 +21,9 @@ use store_node::store::{Record, Stamp, Value};
 
 const NOW: u64 = 1_800_000_000_000;
 
+/// The node id a fresh test directory records.
+const FRESH_NODE_ID: u32 = 41;
+
 /// A directory deleted on drop.
 struct TempDir(PathBuf);
 
@@ -45,7 +48,7 @@ impl Drop for TempDir {
 }
 
 fn config(dir: &Path, fsync: Fsync) -> PersistenceConfig {
-    PersistenceConfig::new(dir, fsync)
+    PersistenceConfig::new(dir, fsync, FRESH_NODE_ID)
 }
 
 fn record(key: &str, hlc: u64, value: &str, expire_at: Option<u64>) -> Record {
@@ -366,7 +369,13 @@ fn a_damaged_snapshot_is_a_corruption_error_and_quarantine_starts_empty() {
     let damaged = quarantine(&dir.0, 1234).expect("quarantine");
     assert_eq!(damaged, dir.0.join("damaged-1234"));
     assert!(damaged.join(snapshot.file_name().expect("name")).exists());
-    let (log, recovered) = Persistence::open(config(&dir.0, Fsync::Always), NOW, 0).expect("empty");
+    // Another fresh id is offered: the directory keeps its own.
+    let (log, recovered) = Persistence::open(
+        PersistenceConfig::new(&dir.0, Fsync::Always, FRESH_NODE_ID + 1),
+        NOW,
+        0,
+    )
+    .expect("empty");
     assert!(recovered.records.is_empty());
     assert_eq!(log.node_id(), node_id);
     log.shutdown().expect("shutdown");
@@ -455,6 +464,7 @@ fn the_node_id_persists_and_the_directory_is_locked() {
     let dir = TempDir::new("nodeid");
     let (log, _) = Persistence::open(config(&dir.0, Fsync::Everysec), NOW, 0).expect("open");
     let node_id = log.node_id();
+    assert_eq!(node_id, FRESH_NODE_ID);
     assert_eq!(
         fs::read_to_string(dir.0.join("node-id")).expect("node id"),
         format!("{node_id}\n")
@@ -464,7 +474,8 @@ fn the_node_id_persists_and_the_directory_is_locked() {
         other => panic!("expected the lock error, got {other:?}"),
     }
     log.shutdown().expect("shutdown");
-    let (log, _) = Persistence::open(config(&dir.0, Fsync::Everysec), NOW, 0).expect("reopen");
+    let reopen = PersistenceConfig::new(&dir.0, Fsync::Everysec, FRESH_NODE_ID + 1);
+    let (log, _) = Persistence::open(reopen, NOW, 0).expect("reopen");
     assert_eq!(log.node_id(), node_id);
     log.shutdown().expect("shutdown");
 
@@ -639,8 +650,9 @@ async fn everysec_writes_records_nobody_waits_for_within_a_tick() {
 
 /// Under `everysec` the connections served by one thread share a `write`: a waiter first lets
 /// the others ready on its thread apply their writes, and whoever leads then writes them all,
-/// as Redis writes its AOF once per event-loop iteration. Without that each waiter led its own
-/// `write` (8 here): on pipelined 1 KiB SETs 6297 writes for 50k SETs, 279 with it.
+/// as Redis writes its AOF once per event-loop iteration. Without that each waiter would lead
+/// its own `write` (8 here): on pipelined 1 KiB SETs that is 6297 writes for 50k SETs, against
+/// 279 with it.
 #[tokio::test]
 async fn everysec_waiters_on_one_thread_share_one_write() {
     let dir = TempDir::new("group-commit");
@@ -680,9 +692,9 @@ fn config_for(dir: &Path) -> PersistenceConfig {
 }
 
 /// Under `everysec`, once the written and unsynced bytes reach `sync_bytes` (4 MiB by default)
-/// the writer thread syncs at once instead of waiting out the second: the log keeps unsynced
-/// batches in memory, and a second of pipelined writes (over 100 MB) cost a page fault per
-/// fresh page of them.
+/// the writer thread syncs at once instead of waiting out the second: the log keeps a copy of
+/// the unsynced bytes in memory, and a second of pipelined writes (over 100 MB) would cost a
+/// page fault per fresh page of it.
 #[tokio::test]
 async fn everysec_syncs_early_once_sync_bytes_are_unsynced() {
     let dir = TempDir::new("sync-bytes");
@@ -735,7 +747,8 @@ async fn everysec_syncs_early_once_sync_bytes_are_unsynced() {
 
 /// A write error cuts the segment back to its synced length and, once the disc heals, rewrites
 /// every unsynced batch there: recovery then reads all of them, with no hole and no truncation
-/// (the rewrite used to land at the old file offset, past a hole of zeros read as a torn tail).
+/// (a rewrite at the file offset of the failed write would land past a hole of zeros, read as a
+/// torn tail).
 #[tokio::test]
 async fn records_rewritten_after_a_write_error_are_all_recovered() {
     let dir = TempDir::new("rewrite");

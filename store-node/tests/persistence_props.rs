@@ -49,7 +49,7 @@ fn header(magic: [u8; 8], seq: u64) -> Vec<u8> {
 /// Opens the directory; Ok or a described error are both fine, a panic is not. A successful
 /// open must leave a log a second open reads without truncating anything.
 fn open_twice(dir: &TempDir) {
-    let config = PersistenceConfig::new(&dir.0, Fsync::Everysec);
+    let config = PersistenceConfig::new(&dir.0, Fsync::Everysec, NODE_ID);
     match Persistence::open(config.clone(), 0, 0) {
         Ok((log, _)) => {
             log.shutdown().expect("shutdown");

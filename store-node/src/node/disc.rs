@@ -16,6 +16,7 @@ use crate::persistence::{
     quarantine, Persistence, PersistenceConfig, PersistenceError, Recovered, RecoveryPhase,
     RecoveryProgress,
 };
+use crate::replication::generate_node_id;
 use crate::store::MemoryEngine;
 
 /// Tombstones younger than this are loaded (the replication engine's default grace), so a
@@ -144,7 +145,9 @@ pub async fn open(
     progress: &Arc<RecoveryProgress>,
 ) -> Result<Opened, DiscError> {
     let data_dir = config.data_dir.display().to_string();
-    let persistence_config = PersistenceConfig::new(config.data_dir.clone(), config.fsync);
+    // Recorded only by a fresh directory: one that has a node id keeps it.
+    let persistence_config =
+        PersistenceConfig::new(config.data_dir.clone(), config.fsync, generate_node_id());
     let opened = open_blocking(persistence_config.clone(), progress.clone()).await?;
     let (persistence, recovered) = match opened {
         Ok(opened) => opened,
@@ -309,7 +312,7 @@ mod tests {
             std::process::id(),
             now_ms()
         ));
-        let mut config = PersistenceConfig::new(&dir, Fsync::Everysec);
+        let mut config = PersistenceConfig::new(&dir, Fsync::Everysec, generate_node_id());
         config.queue_limit_bytes = 4096;
         let (persistence, _) = Persistence::open(config, now_ms(), 0).expect("open");
         let persistence = Arc::new(persistence);

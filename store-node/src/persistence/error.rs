@@ -2,7 +2,7 @@
 //! error say what went wrong where.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Persistence failures.
 ///
@@ -115,5 +115,22 @@ impl PersistenceError {
                 | PersistenceError::ReadDir { .. }
                 | PersistenceError::ReadFile { .. }
         )
+    }
+}
+
+/// A [`PersistenceError::Corrupt`] at `offset` of `path`.
+pub(super) fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> PersistenceError {
+    PersistenceError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason: reason.into(),
+    }
+}
+
+/// Maps an I/O error reading `path` to [`PersistenceError::ReadFile`].
+pub(super) fn read_error(path: &Path) -> impl Fn(io::Error) -> PersistenceError + '_ {
+    move |source| PersistenceError::ReadFile {
+        path: path.to_path_buf(),
+        source,
     }
 }

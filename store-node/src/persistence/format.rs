@@ -8,14 +8,17 @@
 //! a log frame is a `RepairRecords` message holding one record, a snapshot is a sequence of
 //! `SnapshotChunk` messages closed by a `SnapshotEnd { seq: <record count> }` trailer, so a
 //! snapshot cut short is detected even when it ends on a frame boundary.
+//!
+//! This file is persistence's one door to `crate::replication::wire`: the rest of persistence
+//! takes the frame types it needs ([`Message`], [`RecordsFrame`], [`RecordsMessage`],
+//! [`WireError`]) from here.
 
 use std::io::{self, Read};
 
 use bytes::Bytes;
 
-use crate::replication::wire::{
-    self, Message, RecordsFrame, RecordsMessage, WireError, HEADER_LEN as FRAME_HEADER_LEN,
-};
+use crate::replication::wire::{self, HEADER_LEN as FRAME_HEADER_LEN};
+pub use crate::replication::wire::{Message, RecordsFrame, RecordsMessage, WireError};
 use crate::store::RecordView;
 
 /// Magic of a log segment.
@@ -32,6 +35,10 @@ pub const FILE_HEADER_LEN: usize = 26;
 
 /// Length of a frame header (length and checksum).
 pub const FRAME_HEADER: usize = FRAME_HEADER_LEN;
+
+/// Default largest record frame: the replication frame limit, so any record a peer can send
+/// fits the log.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = wire::DEFAULT_MAX_FRAME;
 
 /// The node id file.
 pub const NODE_ID_FILE: &str = "node-id";
