@@ -10,6 +10,14 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "module structure: no import cycles, no upward imports, no overlong files (hack/check-deps.py)"
+python3 hack/check-deps.py --self-test
+python3 hack/check-deps.py
+
+step "sessionstore-api without its k8s feature (what store-node builds against)"
+cargo check -q -p sessionstore-api --no-default-features
+cargo test -q -p sessionstore-api --no-default-features
+
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 

@@ -183,7 +183,7 @@ async fn pair(
     (first, second)
 }
 
-/// The invariant of issue 3: a slow round never kills a healthy link. Every listing takes 2.5 s
+/// A slow round never kills a healthy link. Every listing takes 2.5 s
 /// (2.5 times the peer timeout) on both nodes; the round must complete on the link it started
 /// on, with no link of either node dropped meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,7 @@ use sessionstore_api::node_status::{state, NodeStatus};
 use sessionstore_api::{names, MemberStatus, SessionClusterStatus};
 
 /// Pods of `members` that do not see some expected peer, with the peers they miss.
-pub fn missing_peers(name: &str, expected: &[String], member: &NodeStatus) -> Vec<String> {
-    let _ = name;
+pub fn missing_peers(expected: &[String], member: &NodeStatus) -> Vec<String> {
     expected
         .iter()
         .filter(|pod| **pod != member.node_name)
@@ -41,7 +40,7 @@ pub fn from_nodes(name: &str, desired: i32, nodes: &[NodeStatus]) -> Vec<MemberS
                 .filter(|p| p.connected)
                 .map(|p| p.name.clone())
                 .collect(),
-            missing_peers: missing_peers(name, &expected, node),
+            missing_peers: missing_peers(&expected, node),
             max_lag_ops: node.peers.iter().map(|p| p.lag_ops).max().unwrap_or(0),
             memory_used_bytes: node.memory.used_bytes,
             memory_limit_bytes: node.memory.limit_bytes,

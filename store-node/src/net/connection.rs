@@ -79,7 +79,8 @@ pub async fn serve_connection(
                 // One request per read: answer after every other ready connection on this
                 // thread had its turn, as Redis's event loop writes its replies once per
                 // iteration, so the client finds them together instead of being woken for
-                // each one (docs/benchmarks.md: un-pipelined SET 0.86 -> 1.00 of Redis).
+                // each one (docs/benchmarks.md: un-pipelined SET at 1.00 of Redis this way, 0.86
+                // when answered at once).
                 // A pipelining client sends a burst and gets one back already; making it
                 // wait cost `SET -d 1024 -P 16` a tenth. Waiting for the log or for
                 // replication already let the others run.
@@ -227,8 +228,9 @@ async fn read_with_idle_timeout(
 ///
 /// Unlike `tokio::task::yield_now`, which defers the task until the runtime has polled its
 /// I/O driver, this costs no `epoll_wait`: a round of ready connections on a RESP thread is one
-/// poll of the driver, as in Redis's event loop, instead of two (un-pipelined SETs: 1.18
-/// `epoll_wait` calls per request before, 0.74 after, Redis 0.69-0.74; docs/benchmarks.md).
+/// poll of the driver, as in Redis's event loop, instead of two (un-pipelined SETs: 0.74
+/// `epoll_wait` calls per request, Redis 0.69-0.74; 1.18 with `yield_now`;
+/// docs/benchmarks.md).
 async fn yield_to_queued() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {

@@ -1,5 +1,7 @@
 //! Probes and `/v1/status`: liveness, readiness (synced with the peers, recovered from disc)
-//! and the node's status document, which the operator reads (docs/contract.md).
+//! and the node's status document, which the operator reads (docs/contract.md). The document's
+//! type lives in the API crate (`sessionstore_api::node_status`), which the operator
+//! deserialises with, so the two sides cannot drift apart.
 
 use std::sync::Arc;
 
@@ -7,114 +9,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+
+pub use sessionstore_api::node_status::{
+    DiscReport, MemoryReport, NodeStatus, PeerReport, RecoveryStatus, StorageReport,
+};
 
 use crate::node::NodeState;
-
-/// `/v1/status` body (docs/contract.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeStatus {
-    /// `--node-name`.
-    pub node_name: String,
-    /// Per-process id.
-    pub node_id: String,
-    /// Crate version.
-    pub version: String,
-    /// `loading`, `ready`, `leaving` or `left`.
-    pub state: String,
-    /// Seconds since start.
-    pub uptime_seconds: u64,
-    /// Keys in the keyspace.
-    pub keys: u64,
-    /// Memory accounting.
-    pub memory: MemoryReport,
-    /// Replication peers (none on a single node).
-    pub peers: Vec<PeerReport>,
-    /// Storage mode.
-    pub storage: StorageReport,
-}
-
-/// Memory part of [`NodeStatus`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MemoryReport {
-    /// Estimated bytes used.
-    pub used_bytes: u64,
-    /// Limit (0 = unlimited).
-    pub limit_bytes: u64,
-    /// Alarm threshold.
-    pub high_watermark_bytes: u64,
-    /// Alarm clear threshold.
-    pub low_watermark_bytes: u64,
-    /// Whether the alarm is raised.
-    pub alarm: bool,
-    /// Eviction policy name.
-    pub eviction_policy: String,
-}
-
-/// A peer in [`NodeStatus`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PeerReport {
-    /// The peer's node name.
-    pub name: String,
-    /// `host:port`.
-    pub address: String,
-    /// Whether connected.
-    pub connected: bool,
-    /// Ops not yet acknowledged.
-    pub lag_ops: u64,
-}
-
-/// Storage part of [`NodeStatus`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StorageReport {
-    /// `ram` or `disc`.
-    pub mode: String,
-    /// Disc mode only: the data directory and its usage.
-    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
-    pub disc: Option<DiscReport>,
-}
-
-/// Disc-mode part of [`StorageReport`] (absent in RAM mode).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DiscReport {
-    /// `--data-dir`.
-    pub data_dir: String,
-    /// `always` or `everysec`.
-    pub fsync: String,
-    /// Bytes of snapshots and log segments.
-    pub disc_bytes: u64,
-    /// 99th percentile fdatasync latency (µs), absent before the first fdatasync.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fsync_p99_micros: Option<u64>,
-    /// When the last snapshot was written (Unix ms), 0 = none since start.
-    pub last_snapshot_unix_ms: u64,
-    /// Whether the log is failing (writes answer `MISCONF`).
-    pub failing: bool,
-    /// Recovery from the data directory at start: in progress while `state` is `loading`,
-    /// then its final counts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recovery: Option<RecoveryStatus>,
-}
-
-/// Recovery part of [`DiscReport`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RecoveryStatus {
-    /// `pending`, `reading` (snapshot and log), `loading` (into memory) or `done`.
-    pub phase: String,
-    /// Bytes of snapshot and log read.
-    pub bytes_read: u64,
-    /// Bytes of snapshot and log to read.
-    pub bytes_total: u64,
-    /// Records loaded into memory.
-    pub records_loaded: u64,
-    /// Records to load into memory (known once reading is done).
-    pub records_total: u64,
-}
 
 fn recovery_status(state: &NodeState) -> RecoveryStatus {
     let progress = state.recovery.snapshot();
