@@ -19,6 +19,9 @@
 #   ROUNDS (default 3), REQUESTS (200000), CLIENTS (50), SESSIONS (1000000), OVERWRITES (3)
 #   SETTLE (default 8: seconds of rest before each throughput run)
 #   THROUGHPUT_ONLY=1 runs only part 1 (the SET rows) and prints their table.
+#   REFERENCE=PATH (another store-node binary, e.g. from bench/build-rev.sh main~1): part 1
+#   only, each mode run on that binary and on this build alternating; the ratios are this
+#   build against the reference.
 source "$(dirname "$0")/../hack/lib.sh"
 cd "$ROOT"
 
@@ -44,7 +47,7 @@ wait_ready() {
 # start MODE FSYNC DATA_DIR: starts a node (not waiting), sets PORT, HTTP and PID.
 start() {
   PORT=$(free_port); HTTP=$(free_port)
-  "$NODE_BIN" --bind 127.0.0.1 --resp-port "$PORT" --http-port "$HTTP" --peer-port "$(free_port)" \
+  "${BIN:-$NODE_BIN}" --bind 127.0.0.1 --resp-port "$PORT" --http-port "$HTTP" --peer-port "$(free_port)" \
     --storage-mode "$1" --fsync "$2" --data-dir "$3" \
     --max-memory 16000000000 --log-level warn >>"$work/node.log" 2>&1 &
   PID=$!; pids+=("$PID")
@@ -61,6 +64,35 @@ rows=(
 )
 modes=("ram everysec" "disc everysec" "disc always")
 table="$work/table"
+if [ -n "${REFERENCE:-}" ]; then
+  # One throughput run of MODE on BIN, appended to OUT.
+  run_mode() {
+    local storage fsync; read -r storage fsync <<<"$1"
+    sleep "$SETTLE"
+    BIN=$2 start "$storage" "$fsync" "$work/data"; wait_ready
+    redis-benchmark -p "$PORT" -n "$REQUESTS" -c "$CLIENTS" --csv "${a[@]}" 2>/dev/null \
+      | awk -F'","' 'NR==2 { print $2 }' >> "$3"
+    stop; rm -rf "$work/data"
+  }
+  printf '| test | mode | reference ops/s | this build ops/s | ratio |\n|---|---|---|---|---|\n' > "$table"
+  for row in "${rows[@]}"; do
+    IFS='|' read -r label args <<<"$row"; read -r -a a <<<"$args"
+    for mode in "${modes[@]}"; do
+      step "$label, $mode: $ROUNDS rounds each of the reference and this build, alternating"
+      : > "$work/ref"; : > "$work/new"
+      for _ in $(seq "$ROUNDS"); do
+        run_mode "$mode" "$REFERENCE" "$work/ref"
+        run_mode "$mode" "$NODE_BIN" "$work/new"
+      done
+      ref=$(median < "$work/ref"); new=$(median < "$work/new")
+      printf '| %s | %s | %.0f | %.0f | %s |\n' "$label" "$mode" "$ref" "$new" "$(ratio "$new" "$ref")" >> "$table"
+    done
+  done
+  printf '\nstore-node %s against the reference %s, %s rounds, -n %s -c %s, SETTLE=%s, %s\n\n' \
+    "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$REFERENCE" "$ROUNDS" "$REQUESTS" "$CLIENTS" "$SETTLE" "$(date -u +%Y-%m-%dT%H:%MZ)"
+  cat "$table"
+  exit 0
+fi
 printf '| test | ram ops/s | disc everysec ops/s | ratio | disc always ops/s | ratio |\n|---|---|---|---|---|---|\n' > "$table"
 for row in "${rows[@]}"; do
   IFS='|' read -r label args <<<"$row"; read -r -a a <<<"$args"

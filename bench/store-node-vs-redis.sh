@@ -13,6 +13,8 @@
 #   ONLY (an extended regex: run only the throughput rows whose label matches; skips memory),
 #   SUBJECT=redis-server (a control run: a second redis-server takes store-node's place, so the
 #   table shows how far two runs of the same server differ on this machine; skips memory)
+#   REFERENCE=PATH (another store-node binary, e.g. from bench/build-rev.sh main~1, takes
+#   redis-server's place: the ratios are this build against that one)
 source "$(dirname "$0")/../hack/lib.sh"
 cd "$ROOT"
 
@@ -30,13 +32,14 @@ wait_port() { for _ in $(seq 100); do redis-cli -p "$1" PING >/dev/null 2>&1 && 
 
 # start_redis / start_node: start a fresh server, set PORT and PID.
 start_redis() {
+  if [ -n "${REFERENCE:-}" ]; then start_node "$REFERENCE"; return; fi
   PORT=$(free_port)
   redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" --daemonize no >"$work/redis.log" 2>&1 &
   PID=$!; pids+=("$PID"); wait_port "$PORT"
 }
 start_node() {
   PORT=$(free_port)
-  "$NODE_BIN" --bind 127.0.0.1 --resp-port "$PORT" --http-port "$(free_port)" --peer-port "$(free_port)" \
+  "${1:-$NODE_BIN}" --bind 127.0.0.1 --resp-port "$PORT" --http-port "$(free_port)" --peer-port "$(free_port)" \
     --max-memory 16000000000 --log-level warn ${NODE_ARGS:-} >"$work/node.log" 2>&1 &
   PID=$!; pids+=("$PID"); wait_port "$PORT"
 }
@@ -78,8 +81,9 @@ measure() {
   stop
 }
 
-printf '\n| test | redis ops/s | %s ops/s | ratio | redis p50/p99 ms | %s p50/p99 ms | p99 ratio | server CPU µs/request, redis / %s | CPU ratio |\n|---|---|---|---|---|---|---|---|---|\n' \
-  "$SUBJECT" "$SUBJECT" "$SUBJECT" > "$work/table"
+ref=redis; [ -n "${REFERENCE:-}" ] && ref=reference
+printf '\n| test | %s ops/s | %s ops/s | ratio | %s p50/p99 ms | %s p50/p99 ms | p99 ratio | server CPU µs/request, %s / %s | CPU ratio |\n|---|---|---|---|---|---|---|---|---|\n' \
+  "$ref" "$SUBJECT" "$ref" "$SUBJECT" "$ref" "$SUBJECT" > "$work/table"
 for row in "${rows[@]}"; do
   IFS='|' read -r label prefill args <<<"$row"
   if [ -n "${ONLY:-}" ] && ! [[ $label =~ $ONLY ]]; then continue; fi
@@ -111,7 +115,7 @@ PY
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 memory=yes; { [ -n "${ONLY:-}" ] || [ "$SUBJECT" != store-node ]; } && memory=no
-[ "$memory" = no ] || printf '\n| sessions | redis B/session | store-node B/session | ratio |\n|---|---|---|---|\n' >> "$work/table"
+[ "$memory" = no ] || printf '\n| sessions | %s B/session | store-node B/session | ratio |\n|---|---|---|---|\n' "$ref" >> "$work/table"
 for size in 32 1024; do
   [ "$memory" = no ] && break
   step "memory: $SESSIONS sessions of $size B with TTL"
@@ -124,6 +128,8 @@ for size in 32 1024; do
   rm -f "$work/load.resp"
 done
 
-printf '\n%s vs redis-server %s, %s rounds, -n %s -c %s, %s\n' \
-  "$SUBJECT" "$(redis-server --version | awk '{print $3}' | cut -d= -f2)" "$ROUNDS" "$REQUESTS" "$CLIENTS" "$(date -u +%Y-%m-%d)"
+against="redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2)"
+[ -n "${REFERENCE:-}" ] && against="the reference $REFERENCE"
+printf '\n%s vs %s, %s rounds, -n %s -c %s, %s\n' \
+  "$SUBJECT" "$against" "$ROUNDS" "$REQUESTS" "$CLIENTS" "$(date -u +%Y-%m-%d)"
 cat "$work/table"
