@@ -2,8 +2,22 @@
 
 use bytes::Bytes;
 
+use super::flags::{LOADING_OK, NO_AUTH, NO_QUEUE};
+use super::CommandSpec;
 use super::{is, parse_i64, text, Call, NOT_INTEGER, SYNTAX, WRONGPASS};
 use crate::protocol::{Frame, Protocol};
+
+/// The commands of this family, as the dispatcher finds them.
+pub static COMMANDS: &[CommandSpec] = &[
+    spec!("ping", -1, LOADING_OK, ping),
+    spec!("echo", 2, LOADING_OK, echo),
+    spec!("quit", -1, NO_AUTH | NO_QUEUE | LOADING_OK, quit),
+    spec!("auth", -2, NO_AUTH | NO_QUEUE | LOADING_OK, auth),
+    spec!("hello", -1, NO_AUTH | NO_QUEUE | LOADING_OK, hello),
+    spec!("select", 2, LOADING_OK, select),
+    spec!("client", -2, LOADING_OK, client),
+    spec!("reset", 1, NO_AUTH | NO_QUEUE | LOADING_OK, reset),
+];
 
 /// The Redis version store-node reports (clients read it from INFO and HELLO).
 pub const REDIS_VERSION: &str = "7.2.4";

@@ -3,9 +3,27 @@
 
 use bytes::Bytes;
 
+use super::flags::{DENY_OOM, WRITE};
+use super::CommandSpec;
 use super::{parse_i64, wrong_arity, Call, NOT_INTEGER, WRONG_TYPE};
 use crate::protocol::Frame;
 use crate::store::{Entry, Kind, Op};
+
+/// The commands of this family, as the dispatcher finds them.
+pub static COMMANDS: &[CommandSpec] = &[
+    spec!("hset", -4, WRITE | DENY_OOM, hset),
+    spec!("hmset", -4, WRITE | DENY_OOM, hmset),
+    spec!("hsetnx", 4, WRITE | DENY_OOM, hsetnx),
+    spec!("hget", 3, 0, hget),
+    spec!("hmget", -3, 0, hmget),
+    spec!("hgetall", 2, 0, hgetall),
+    spec!("hkeys", 2, 0, hkeys),
+    spec!("hvals", 2, 0, hvals),
+    spec!("hdel", -3, WRITE, hdel),
+    spec!("hexists", 3, 0, hexists),
+    spec!("hlen", 2, 0, hlen),
+    spec!("hincrby", 4, WRITE | DENY_OOM, hincrby),
+];
 
 /// Reads the key as a hash: Err(WRONGTYPE) for a string, Ok(None) when missing.
 fn with_hash<T>(call: &mut Call<'_>, read: impl FnOnce(&Entry) -> T) -> Result<Option<T>, Frame> {

@@ -10,10 +10,15 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::connection::REDIS_VERSION;
+use super::flags::LOADING_OK;
+use super::CommandSpec;
 use super::{text, Call};
 use crate::config::StorageMode;
 use crate::node::{Lifecycle, NodeState};
 use crate::protocol::Frame;
+
+/// The commands of this family, as the dispatcher finds them.
+pub static COMMANDS: &[CommandSpec] = &[spec!("info", -1, LOADING_OK, info)];
 
 /// Resident set size of this process, from /proc (0 where unavailable).
 pub fn resident_bytes() -> u64 {

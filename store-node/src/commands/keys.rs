@@ -3,9 +3,34 @@
 
 use bytes::Bytes;
 
+use super::flags::WRITE;
+use super::CommandSpec;
 use super::{is, parse_i64, text, Call, NOT_INTEGER, SYNTAX};
 use crate::protocol::Frame;
 use crate::store::{glob, unix_ms, Kind, Op};
+
+/// The commands of this family, as the dispatcher finds them.
+pub static COMMANDS: &[CommandSpec] = &[
+    spec!("del", -2, WRITE, del),
+    spec!("unlink", -2, WRITE, del),
+    spec!("exists", -2, 0, exists),
+    spec!("expire", -3, WRITE, expire),
+    spec!("pexpire", -3, WRITE, pexpire),
+    spec!("expireat", -3, WRITE, expireat),
+    spec!("pexpireat", -3, WRITE, pexpireat),
+    spec!("persist", 2, WRITE, persist),
+    spec!("ttl", 2, 0, ttl),
+    spec!("pttl", 2, 0, pttl),
+    spec!("expiretime", 2, 0, expiretime),
+    spec!("pexpiretime", 2, 0, pexpiretime),
+    spec!("type", 2, 0, type_),
+    spec!("rename", 3, WRITE, rename),
+    spec!("renamenx", 3, WRITE, renamenx),
+    spec!("scan", -2, 0, scan),
+    spec!("keys", 2, 0, keys),
+    spec!("dbsize", 1, 0, dbsize),
+    spec!("touch", -2, 0, touch),
+];
 
 /// DEL key [key ...] (also UNLINK)
 pub fn del(call: &mut Call<'_>) -> Frame {

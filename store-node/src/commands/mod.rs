@@ -3,6 +3,18 @@
 //! transactions and memory, and counts it. Families live in their own files: [`strings`],
 //! [`keys`], [`hashes`], [`connection`], [`info`], [`admin`], [`transaction`].
 
+/// A [`CommandSpec`] literal: name, Redis arity, [`flags`] bits, handler.
+macro_rules! spec {
+    ($name:literal, $arity:expr, $flags:expr, $handler:path) => {
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            handler: $handler,
+        }
+    };
+}
+
 pub mod admin;
 pub mod connection;
 pub mod hashes;
@@ -149,115 +161,31 @@ pub struct CommandSpec {
     pub handler: fn(&mut Call<'_>) -> Frame,
 }
 
-macro_rules! spec {
-    ($name:literal, $arity:expr, $flags:expr, $handler:path) => {
-        CommandSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            handler: $handler,
-        }
-    };
-}
-
 use flags::{DENY_OOM, LOADING_OK, NO_AUTH, NO_QUEUE, WRITE};
 
-/// Every command store-node implements.
-pub static COMMANDS: &[CommandSpec] = &[
-    spec!("get", 2, 0, strings::get),
-    spec!("set", -3, WRITE | DENY_OOM, strings::set),
-    spec!("setex", 4, WRITE | DENY_OOM, strings::setex),
-    spec!("psetex", 4, WRITE | DENY_OOM, strings::psetex),
-    spec!("setnx", 3, WRITE | DENY_OOM, strings::setnx),
-    spec!("getex", -2, WRITE, strings::getex),
-    spec!("getdel", 2, WRITE, strings::getdel),
-    spec!("getset", 3, WRITE | DENY_OOM, strings::getset),
-    spec!("mget", -2, 0, strings::mget),
-    spec!("mset", -3, WRITE | DENY_OOM, strings::mset),
-    spec!("incr", 2, WRITE | DENY_OOM, strings::incr),
-    spec!("decr", 2, WRITE | DENY_OOM, strings::decr),
-    spec!("incrby", 3, WRITE | DENY_OOM, strings::incrby),
-    spec!("decrby", 3, WRITE | DENY_OOM, strings::decrby),
-    spec!("append", 3, WRITE | DENY_OOM, strings::append),
-    spec!("strlen", 2, 0, strings::strlen),
-    spec!("del", -2, WRITE, keys::del),
-    spec!("unlink", -2, WRITE, keys::del),
-    spec!("exists", -2, 0, keys::exists),
-    spec!("expire", -3, WRITE, keys::expire),
-    spec!("pexpire", -3, WRITE, keys::pexpire),
-    spec!("expireat", -3, WRITE, keys::expireat),
-    spec!("pexpireat", -3, WRITE, keys::pexpireat),
-    spec!("persist", 2, WRITE, keys::persist),
-    spec!("ttl", 2, 0, keys::ttl),
-    spec!("pttl", 2, 0, keys::pttl),
-    spec!("expiretime", 2, 0, keys::expiretime),
-    spec!("pexpiretime", 2, 0, keys::pexpiretime),
-    spec!("type", 2, 0, keys::type_),
-    spec!("rename", 3, WRITE, keys::rename),
-    spec!("renamenx", 3, WRITE, keys::renamenx),
-    spec!("scan", -2, 0, keys::scan),
-    spec!("keys", 2, 0, keys::keys),
-    spec!("dbsize", 1, 0, keys::dbsize),
-    spec!("touch", -2, 0, keys::touch),
-    spec!("hset", -4, WRITE | DENY_OOM, hashes::hset),
-    spec!("hmset", -4, WRITE | DENY_OOM, hashes::hmset),
-    spec!("hsetnx", 4, WRITE | DENY_OOM, hashes::hsetnx),
-    spec!("hget", 3, 0, hashes::hget),
-    spec!("hmget", -3, 0, hashes::hmget),
-    spec!("hgetall", 2, 0, hashes::hgetall),
-    spec!("hkeys", 2, 0, hashes::hkeys),
-    spec!("hvals", 2, 0, hashes::hvals),
-    spec!("hdel", -3, WRITE, hashes::hdel),
-    spec!("hexists", 3, 0, hashes::hexists),
-    spec!("hlen", 2, 0, hashes::hlen),
-    spec!("hincrby", 4, WRITE | DENY_OOM, hashes::hincrby),
-    spec!("ping", -1, LOADING_OK, connection::ping),
-    spec!("echo", 2, LOADING_OK, connection::echo),
-    spec!(
-        "quit",
-        -1,
-        NO_AUTH | NO_QUEUE | LOADING_OK,
-        connection::quit
-    ),
-    spec!(
-        "auth",
-        -2,
-        NO_AUTH | NO_QUEUE | LOADING_OK,
-        connection::auth
-    ),
-    spec!(
-        "hello",
-        -1,
-        NO_AUTH | NO_QUEUE | LOADING_OK,
-        connection::hello
-    ),
-    spec!("select", 2, LOADING_OK, connection::select),
-    spec!("client", -2, LOADING_OK, connection::client),
-    spec!(
-        "reset",
-        1,
-        NO_AUTH | NO_QUEUE | LOADING_OK,
-        connection::reset
-    ),
-    spec!("info", -1, LOADING_OK, info::info),
-    spec!("config", -2, LOADING_OK, admin::config),
-    spec!("command", -1, LOADING_OK, admin::command),
-    spec!("flushdb", -1, WRITE, admin::flushdb),
-    spec!("flushall", -1, WRITE, admin::flushdb),
-    spec!("time", 1, LOADING_OK, admin::time),
-    spec!("multi", 1, NO_QUEUE, transaction::multi),
-    spec!("exec", 1, NO_QUEUE, transaction::exec),
-    spec!("discard", 1, NO_QUEUE, transaction::discard),
-    spec!("watch", -2, NO_QUEUE, transaction::watch),
-    spec!("unwatch", 1, NO_QUEUE, transaction::unwatch),
-    spec!("cluster", -2, 0, admin::cluster),
+/// The command families, each a table in its own file.
+static FAMILIES: &[&[CommandSpec]] = &[
+    strings::COMMANDS,
+    keys::COMMANDS,
+    hashes::COMMANDS,
+    connection::COMMANDS,
+    info::COMMANDS,
+    admin::COMMANDS,
+    transaction::COMMANDS,
 ];
+
+/// Every command store-node implements, in one table (an index into it names a command in
+/// metrics).
+pub fn commands() -> &'static [&'static CommandSpec] {
+    static ALL: OnceLock<Vec<&'static CommandSpec>> = OnceLock::new();
+    ALL.get_or_init(|| FAMILIES.iter().flat_map(|family| family.iter()).collect())
+}
 
 fn table() -> &'static HashMap<&'static [u8], usize, foldhash::fast::FixedState> {
     static TABLE: OnceLock<HashMap<&'static [u8], usize, foldhash::fast::FixedState>> =
         OnceLock::new();
     TABLE.get_or_init(|| {
-        COMMANDS
+        commands()
             .iter()
             .enumerate()
             .map(|(index, spec)| (spec.name.as_bytes(), index))
@@ -304,7 +232,7 @@ fn resolve(args: &[Bytes]) -> Result<usize, Frame> {
     let Some(index) = lookup(&args[0]) else {
         return Err(unknown_command(args));
     };
-    let spec = &COMMANDS[index];
+    let spec = commands()[index];
     let count = args.len() as i32;
     if (spec.arity > 0 && count != spec.arity) || (spec.arity < 0 && count < -spec.arity) {
         return Err(wrong_arity(spec.name));
@@ -326,7 +254,7 @@ pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> E
             return reply.into();
         }
     };
-    let spec = &COMMANDS[index];
+    let spec = commands()[index];
     if !client.authenticated && spec.flags & NO_AUTH == 0 {
         return NOAUTH.into();
     }
@@ -352,7 +280,7 @@ pub(crate) fn run(
     index: usize,
     args: &[Bytes],
 ) -> Executed {
-    let spec = &COMMANDS[index];
+    let spec = commands()[index];
     let started = client.metrics.command_start();
     if spec.flags & DENY_OOM != 0 && !state.engine.make_room() {
         state.metrics.oom_rejections.fetch_add(1, Ordering::Relaxed);
@@ -474,7 +402,7 @@ mod tests {
 
     #[test]
     fn every_command_has_a_metrics_slot() {
-        assert!(COMMANDS.len() <= crate::metrics::COMMAND_SLOTS);
+        assert!(commands().len() <= crate::metrics::COMMAND_SLOTS);
     }
 
     #[test]

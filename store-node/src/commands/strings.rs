@@ -3,9 +3,31 @@
 
 use bytes::Bytes;
 
+use super::flags::{DENY_OOM, WRITE};
+use super::CommandSpec;
 use super::{is, parse_i64, Call, NOT_INTEGER, SYNTAX, WRONG_TYPE};
 use crate::protocol::Frame;
 use crate::store::{Kind, Op, Value};
+
+/// The commands of this family, as the dispatcher finds them.
+pub static COMMANDS: &[CommandSpec] = &[
+    spec!("get", 2, 0, get),
+    spec!("set", -3, WRITE | DENY_OOM, set),
+    spec!("setex", 4, WRITE | DENY_OOM, setex),
+    spec!("psetex", 4, WRITE | DENY_OOM, psetex),
+    spec!("setnx", 3, WRITE | DENY_OOM, setnx),
+    spec!("getex", -2, WRITE, getex),
+    spec!("getdel", 2, WRITE, getdel),
+    spec!("getset", 3, WRITE | DENY_OOM, getset),
+    spec!("mget", -2, 0, mget),
+    spec!("mset", -3, WRITE | DENY_OOM, mset),
+    spec!("incr", 2, WRITE | DENY_OOM, incr),
+    spec!("decr", 2, WRITE | DENY_OOM, decr),
+    spec!("incrby", 3, WRITE | DENY_OOM, incrby),
+    spec!("decrby", 3, WRITE | DENY_OOM, decrby),
+    spec!("append", 3, WRITE | DENY_OOM, append),
+    spec!("strlen", 2, 0, strlen),
+];
 
 fn invalid_expire(command: &str) -> Frame {
     Frame::Error(format!("ERR invalid expire time in '{command}' command").into())

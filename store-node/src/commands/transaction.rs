@@ -3,8 +3,19 @@
 //! (HTTP session writes and the expiry sweep do not take the gate). WATCH is refused rather than
 //! silently ignored.
 
+use super::flags::NO_QUEUE;
+use super::CommandSpec;
 use super::{resolve, run, Call};
 use crate::protocol::Frame;
+
+/// The commands of this family, as the dispatcher finds them.
+pub static COMMANDS: &[CommandSpec] = &[
+    spec!("multi", 1, NO_QUEUE, multi),
+    spec!("exec", 1, NO_QUEUE, exec),
+    spec!("discard", 1, NO_QUEUE, discard),
+    spec!("watch", -2, NO_QUEUE, watch),
+    spec!("unwatch", 1, NO_QUEUE, unwatch),
+];
 
 /// MULTI
 pub fn multi(call: &mut Call<'_>) -> Frame {

@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::commands::COMMANDS;
+use crate::commands::commands;
 use crate::metrics::LATENCY_BUCKETS_MICROS;
 use crate::node::NodeState;
 
@@ -82,7 +82,7 @@ impl Collector for NodeCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for (index, spec) in COMMANDS.iter().enumerate() {
+            for (index, spec) in commands().iter().enumerate() {
                 let calls = metrics.command_calls(index);
                 if calls == 0 {
                     continue;
