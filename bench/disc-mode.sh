@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark: store-node in disc mode against RAM mode, in the same run (issue 4).
+# Benchmark: store-node in disc mode against RAM mode, in the same run.
 #
 # 1. SET throughput: the same redis-benchmark flags for ram, disc+everysec and disc+always,
 #    ROUNDS times each, alternating on fresh processes and fresh data directories; median and
