@@ -41,10 +41,14 @@ async fn a_new_password_in_the_referenced_secret_rolls_the_pods() {
 
     h.api.put(PASSWORD_SECRET, password_secret("second"));
     let writes = h.reconcile(spec.clone()).await;
-    // Only the pod template changes; the StatefulSet's RollingUpdate replaces one pod at a time.
+    // The nodes' Secret gets both passwords, then the pod template changes; the StatefulSet's
+    // RollingUpdate replaces one pod at a time.
     assert_eq!(
         child_writes(&writes),
-        ["PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo"]
+        [
+            "PATCH /api/v1/namespaces/apps/secrets/demo-node-auth",
+            "PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo"
+        ]
     );
     assert_eq!(
         h.auth_hash(),

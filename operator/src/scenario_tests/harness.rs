@@ -186,14 +186,30 @@ impl Harness {
             self.api.put(STS, sts);
         }
         for i in 0..replicas {
-            self.api.put(
-                &format!("/api/v1/namespaces/apps/pods/demo-{i}"),
-                json!({"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": format!("demo-{i}"), "namespace": "apps"},
-                    "status": {"podIP": format!("10.0.0.{}", i + 1),
-                        "conditions": [{"type": "Ready", "status": "True"}]}}),
-            );
+            self.pod(i, true);
         }
+    }
+
+    /// Pod `ordinal`: created (and ready or not), like [`Self::run_pods`] makes them.
+    pub(super) fn pod(&self, ordinal: i64, ready: bool) {
+        self.pod_with(ordinal, ready, json!({}));
+    }
+
+    /// Pod `ordinal` with `status` merged over a running pod's (container statuses, conditions).
+    pub(super) fn pod_with(&self, ordinal: i64, ready: bool, status: Value) {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("demo-{ordinal}"), "namespace": "apps",
+                "uid": format!("pod-uid-{ordinal}"),
+                "labels": {"controller-revision-hash": "r1"}},
+            "status": {"podIP": format!("10.0.0.{}", ordinal + 1),
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}});
+        if let (Some(target), Some(extra)) = (pod["status"].as_object_mut(), status.as_object()) {
+            for (key, value) in extra {
+                target.insert(key.clone(), value.clone());
+            }
+        }
+        self.api
+            .put(&format!("/api/v1/namespaces/apps/pods/demo-{ordinal}"), pod);
     }
 
     /// Node `ordinal` of `replicas` answering `/v1/status` with every other node connected.
