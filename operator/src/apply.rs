@@ -371,8 +371,10 @@ impl Applier {
         })
     }
 
-    /// Removes from ConfigMap `name` every `data` key not in `keep` (keys someone added: the
-    /// nodes read the whole ConfigMap as their environment). Returns the keys removed.
+    /// Removes from ConfigMap `name` every `data` key not in `keep`: keys someone added (the
+    /// nodes read the whole ConfigMap as their environment), and keys the operator set before
+    /// and no longer does (an apply that finds every desired key in place does not run, so it
+    /// does not drop them). Returns the keys someone else added.
     pub async fn remove_extra_keys(
         &self,
         name: &str,
@@ -394,6 +396,28 @@ impl Applier {
         if removed.is_empty() {
             return Ok(removed);
         }
+        let ours: Vec<&String> = existing
+            .managed_fields()
+            .iter()
+            .filter(|entry| entry.manager.as_deref() == Some(FIELD_MANAGER))
+            .filter_map(|entry| entry.fields_v1.as_ref())
+            .flat_map(|fields| {
+                ["f:data", "f:binaryData"]
+                    .into_iter()
+                    .filter_map(|map| fields.0.get(map)?.as_object())
+                    .flat_map(|keys| keys.keys())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let added: Vec<String> = removed
+            .iter()
+            .filter(|key| {
+                !ours
+                    .iter()
+                    .any(|owned| owned.strip_prefix("f:") == Some(key.as_str()))
+            })
+            .cloned()
+            .collect();
         let mut patch = serde_json::Map::new();
         if !data.is_empty() {
             patch.insert("data".to_owned(), Value::Object(data));
@@ -414,7 +438,7 @@ impl Applier {
             name: name.to_owned(),
             source,
         })?;
-        Ok(removed)
+        Ok(added)
     }
 
     /// Applies a dynamic object (ServiceMonitor, PrometheusRule) unless it already matches.

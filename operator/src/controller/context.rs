@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
@@ -149,6 +150,21 @@ impl Context {
         reason: &str,
         note: String,
     ) {
+        self.publish_related(cluster, warning, reason, note, None)
+            .await;
+    }
+
+    /// [`Self::publish`], naming the object the event is also about (a pod). The recorder folds
+    /// events with the same reason about the same objects into one series whose note is the
+    /// first one's, so an event about one pod must name it here to stay apart from another's.
+    pub(super) async fn publish_related(
+        &self,
+        cluster: &SessionCluster,
+        warning: bool,
+        reason: &str,
+        note: String,
+        related: Option<ObjectReference>,
+    ) {
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -158,7 +174,7 @@ impl Context {
             reason: reason.to_owned(),
             note: Some(note),
             action: "Reconcile".to_owned(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(error) = self
             .recorder

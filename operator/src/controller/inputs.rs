@@ -173,14 +173,23 @@ pub(super) async fn sandbox_failures(
         let fields = format!("involvedObject.uid={uid},reason={}", reason::SANDBOX_FAILED);
         match api.list(&ListParams::default().fields(&fields)).await {
             Ok(events) => {
-                let latest = events.items.into_iter().max_by_key(|event| {
-                    event
-                        .last_timestamp
-                        .as_ref()
-                        .or(event.first_timestamp.as_ref())
-                        .map(|t| t.0)
-                        .or_else(|| event.event_time.as_ref().map(|t| t.0))
-                });
+                // The field selector already says so; an API server (or a test double) that
+                // ignores it must not blame this pod for another's failure.
+                let latest = events
+                    .items
+                    .into_iter()
+                    .filter(|event| {
+                        event.involved_object.uid.as_deref() == Some(uid.as_str())
+                            && event.reason.as_deref() == Some(reason::SANDBOX_FAILED)
+                    })
+                    .max_by_key(|event| {
+                        event
+                            .last_timestamp
+                            .as_ref()
+                            .or(event.first_timestamp.as_ref())
+                            .map(|t| t.0)
+                            .or_else(|| event.event_time.as_ref().map(|t| t.0))
+                    });
                 if let Some(message) = latest.and_then(|event| event.message) {
                     failures.insert(pod.name_any(), message);
                 }

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
 use sessionstore_api::constants::reason;
@@ -121,7 +122,16 @@ pub(super) async fn oom_kills(ctx: &Context, cluster: &SessionCluster, pods: &[P
             |q| q.0.clone(),
         );
     for kill in kills {
-        ctx.publish(
+        let pod = pods.iter().find(|pod| pod.name == kill.pod);
+        let related = ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Pod".to_owned()),
+            name: Some(kill.pod.clone()),
+            namespace: cluster.namespace(),
+            uid: pod.map(|pod| pod.uid.clone()),
+            ..ObjectReference::default()
+        };
+        ctx.publish_related(
             cluster,
             true,
             reason::OOM_KILLED,
@@ -131,6 +141,7 @@ pub(super) async fn oom_kills(ctx: &Context, cluster: &SessionCluster, pods: &[P
                 kill.at.map(|t| format!(" at {}", t.0)).unwrap_or_default(),
                 kill.restarts
             ),
+            Some(related),
         )
         .await;
     }
