@@ -254,3 +254,31 @@ fn storage_class_is_immutable() {
     );
     assert!(errors_of(validate_cel_update(&new, &old)).contains("storageClassName is immutable"));
 }
+
+#[test]
+fn the_memory_limit_is_a_bounded_string_so_its_rule_fits_the_api_servers_budget(
+) -> anyhow::Result<()> {
+    let crd = serde_json::to_value(<SessionCluster as kube::CustomResourceExt>::crd())?;
+    let resources = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"]["resources"];
+    let memory = &resources["properties"]["limits"]["properties"]["memory"];
+    assert_eq!(
+        (&memory["type"], &memory["maxLength"]),
+        (&"string".into(), &64.into())
+    );
+    assert_eq!(
+        resources["properties"]["requests"]["additionalProperties"]["x-kubernetes-int-or-string"],
+        true
+    );
+    let rules: Vec<&str> = resources["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|rule| rule["rule"].as_str())
+        .collect();
+    assert_eq!(
+        rules,
+        [rules::MEMORY_QUANTITY_RULE, rules::MEMORY_FLOOR_RULE]
+    );
+    Ok(())
+}

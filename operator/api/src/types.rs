@@ -104,9 +104,11 @@ pub struct SessionClusterSpec {
     pub memory: MemorySpec,
 
     /// CPU and memory of each store-node container. `limits.memory` is the node's memory
-    /// limit, at least 64Mi: watermarks are fractions of it. Defaults to requests cpu 100m /
-    /// memory 256Mi and a memory limit of 256Mi.
+    /// limit, a quantity string of at least `64Mi`: watermarks are fractions of it. `limits`
+    /// takes `cpu`, `memory` and `ephemeral-storage`. Defaults to requests cpu 100m / memory
+    /// 256Mi and a memory limit of 256Mi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
     #[x_kube(validation = Rule::new(rules::MEMORY_QUANTITY_RULE).message(rules::MEMORY_QUANTITY_MESSAGE).reason(Reason::FieldValueInvalid))]
     #[x_kube(validation = Rule::new(rules::MEMORY_FLOOR_RULE).message(rules::MEMORY_FLOOR_MESSAGE).reason(Reason::FieldValueInvalid))]
     pub resources: Option<ResourceRequirements>,
@@ -696,6 +698,38 @@ pub struct ScaleDownStatus {
     pub leaving: Vec<String>,
     /// When the first leave request was sent (RFC 3339).
     pub started_at: String,
+}
+
+/// The schema of `resources`: Kubernetes' ResourceRequirements, except that `limits` names its
+/// keys and `limits.memory` is a string of at most 64 characters. The API server prices a CEL
+/// rule on a value whose size it cannot bound (a map value, an int-or-string) at its largest
+/// request size, far above its budget, and the memory floor needs a rule on that value.
+fn resources_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let quantity = |description: &str| serde_json::json!({"description": description, "x-kubernetes-int-or-string": true});
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "limits": {
+                "description": "The container's limits.",
+                "type": "object",
+                "properties": {
+                    "memory": {
+                        "description": "The node's memory limit, a quantity written as a string such as `256Mi` or `1Gi`, at least `64Mi`: the watermarks are fractions of it, and store-node takes it as `--max-memory`.",
+                        "type": "string",
+                        "maxLength": 64
+                    },
+                    "cpu": quantity("CPU limit, e.g. `1` or `500m`."),
+                    "ephemeral-storage": quantity("Ephemeral storage limit, e.g. `1Gi`.")
+                }
+            },
+            "requests": {
+                "description": "What the scheduler reserves for the container, e.g. `cpu: 100m` and `memory: 256Mi`.",
+                "type": "object",
+                "additionalProperties": quantity("A quantity, e.g. `100m` or `256Mi`.")
+            }
+        }
+    });
+    schemars::Schema::try_from(schema).unwrap_or_default()
 }
 
 /// A quantity as a plain string. k8s-openapi's own Quantity schema is int-or-string, which has no
