@@ -95,6 +95,30 @@ if [ "${SKIP_BUILD:-}" != 1 ]; then
   fi
 fi
 
+# `rollout status` returns once the new operator pods are ready, while the pods they replace may
+# still be terminating (after `make demo`, the upgrade below always rolls the Deployment: its pod
+# annotation names the images). Tests compare the operator's pods before and after their
+# scenario, so they start only when the Deployment's replicas are the only pods left.
+wait_for_current_operator_pods() {
+  local selector want pods
+  selector="$(kubectl -n "$OPERATOR_NAMESPACE" get "deployment/$RELEASE" \
+    -o go-template='{{range $k, $v := .spec.selector.matchLabels}}{{$k}}={{$v}},{{end}}')"
+  selector="${selector%,}"
+  want="$(kubectl -n "$OPERATOR_NAMESPACE" get "deployment/$RELEASE" -o jsonpath='{.spec.replicas}')"
+  for _ in $(seq 120); do
+    pods="$(kubectl -n "$OPERATOR_NAMESPACE" get pods -l "$selector" \
+      -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.metadata.deletionTimestamp}{"\n"}{end}')"
+    if [ "$(grep -c . <<< "$pods")" = "$want" ] && ! awk 'NF > 1 {found=1} END {exit !found}' <<< "$pods"; then
+      step "operator pods: $(awk '{print $1}' <<< "$pods" | tr '\n' ' ')"
+      return 0
+    fi
+    sleep 1
+  done
+  echo "run.sh: old operator pods still there after 120s:" >&2
+  echo "$pods" >&2
+  return 1
+}
+
 if [ "${SKIP_INSTALL:-}" != 1 ]; then
   step "CRD (server-side apply; helm installs CRDs but never upgrades them)"
   kubectl apply --server-side --force-conflicts -f charts/sessionstore-operator/crds/ >/dev/null
@@ -114,6 +138,7 @@ if [ "${SKIP_INSTALL:-}" != 1 ]; then
     --set-string "podAnnotations.sessionstore\.dev/images=$images_tag" \
     --wait --timeout 5m >/dev/null
   kubectl -n "$OPERATOR_NAMESPACE" rollout status "deployment/$RELEASE" --timeout=180s
+  wait_for_current_operator_pods
 else
   "$HELM" status "$RELEASE" -n "$OPERATOR_NAMESPACE" >/dev/null || { echo "run.sh: SKIP_INSTALL=1 but release $RELEASE is not installed in $OPERATOR_NAMESPACE" >&2; exit 1; }
 fi

@@ -37,6 +37,7 @@ NAMESPACED_RULES = (
     | {("", "pods", v) for v in ["get", "list", "watch"]}
     | {("", "persistentvolumeclaims", v) for v in ["get", "list", "watch", "patch", "delete"]}
     | {(g, "events", v) for g in ["", "events.k8s.io"] for v in ["create", "patch"]}
+    | {("", "events", "list")}
     | {("monitoring.coreos.com", r, v)
        for r in ["servicemonitors", "prometheusrules"]
        for v in ["get", "list", "watch", "create", "patch", "delete"]}

@@ -1,10 +1,13 @@
 //! The only place that writes child objects. Server-side apply under one field manager, skipped
 //! when the object already holds every field we would set (so a steady cluster costs reads,
-//! never writes), create-once for the generated password, and deletes of what the spec no longer
-//! asks for.
+//! never writes), create-once for the generated password, deletes of what the spec no longer
+//! asks for, and removal of ConfigMap keys the operator does not set. An apply that sets back
+//! fields someone else changed (their `managedFields` entry owns them) says which, so the
+//! operator can tell the user what it reverted.
 
 use std::fmt::Debug;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::NamespaceResourceScope;
 use kube::{Client, Resource, ResourceExt};
@@ -180,6 +183,88 @@ pub fn first_difference(desired: &Value, actual: &Value) -> Option<String> {
     }
 }
 
+/// Whether a `fieldsV1` node stands for the field itself rather than for fields inside it.
+fn is_leaf(fields: &Value) -> bool {
+    fields
+        .as_object()
+        .is_none_or(|children| children.keys().all(|key| key == "."))
+}
+
+/// The element of list `items` that a `fieldsV1` key `k:{...}` (the list's merge keys) or
+/// `v:...` (a set member) names, with its label for a path.
+fn list_item<'a>(items: &'a Value, key: &str) -> Option<(&'a Value, String)> {
+    let items = items.as_array()?;
+    if let Some(keys) = key.strip_prefix("k:") {
+        let keys: serde_json::Map<String, Value> = serde_json::from_str(keys).ok()?;
+        let label = keys
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(text) => format!("{k}={text}"),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let item = items
+            .iter()
+            .find(|item| keys.iter().all(|(k, v)| item.get(k) == Some(v)))?;
+        return Some((item, format!("[{label}]")));
+    }
+    let member: Value = serde_json::from_str(key.strip_prefix("v:")?).ok()?;
+    let item = items.iter().find(|item| **item == member)?;
+    Some((item, format!("[{member}]")))
+}
+
+/// The fields in `fields` (one manager's `fieldsV1`) that `desired` sets to something other
+/// than what `live` holds, as paths like `spec.replicas` or
+/// `spec.template.spec.containers[name=store-node].image`: what another manager changed among
+/// the fields the operator owns, which a forced apply sets back.
+pub fn changed_fields(fields: &Value, desired: &Value, live: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    walk_fields(fields, desired, live, "", &mut found);
+    found
+}
+
+fn walk_fields(fields: &Value, desired: &Value, live: &Value, path: &str, found: &mut Vec<String>) {
+    let Some(children) = fields.as_object() else {
+        return;
+    };
+    for (key, child) in children {
+        let (desired_child, live_child, label) = if let Some(name) = key.strip_prefix("f:") {
+            let Some(desired_child) = desired.get(name).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let label = if path.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{path}.{name}")
+            };
+            (desired_child, live.get(name).unwrap_or(&Value::Null), label)
+        } else {
+            let Some((desired_child, label)) = list_item(desired, key) else {
+                continue;
+            };
+            let live_child = list_item(live, key).map_or(&Value::Null, |(item, _)| item);
+            (desired_child, live_child, format!("{path}{label}"))
+        };
+        if is_leaf(child) {
+            if !is_subset(desired_child, live_child) {
+                found.push(label);
+            }
+        } else {
+            walk_fields(child, desired_child, live_child, &label, found);
+        }
+    }
+}
+
+/// What [`Applier::apply_reporting`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Whether it wrote.
+    pub wrote: bool,
+    /// Fields another manager had changed that the apply set back, as `path (by manager)`.
+    pub reverted: Vec<String>,
+}
+
 fn without_status(mut value: Value) -> Value {
     if let Value::Object(map) = &mut value {
         map.remove("status");
@@ -212,6 +297,20 @@ impl Applier {
             + Clone
             + Debug,
     {
+        Ok(self.apply_reporting(desired).await?.wrote)
+    }
+
+    /// [`Self::apply`], also naming the fields another manager (`kubectl scale`, `kubectl
+    /// edit`, another tool) had changed and the apply sets back. Fields the operator does not
+    /// set are theirs and stay.
+    pub async fn apply_reporting<K>(&self, desired: &K) -> Result<Applied, ApplyError>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Serialize
+            + DeserializeOwned
+            + Clone
+            + Debug,
+    {
         let api: Api<K> = Api::namespaced(self.client.clone(), &self.namespace);
         let kind = K::kind(&()).to_string();
         let name = desired.name_any();
@@ -230,11 +329,12 @@ impl Applier {
                 source,
             })
         };
+        let mut reverted = Vec::new();
         if let Some(existing) = &existing {
             let desired_value = without_status(serialize(desired)?);
             let existing_value = serialize(existing)?;
             if is_subset(&desired_value, &existing_value) {
-                return Ok(false);
+                return Ok(Applied::default());
             }
             tracing::debug!(
                 kind = %kind,
@@ -242,6 +342,21 @@ impl Applier {
                 field = first_difference(&desired_value, &existing_value).unwrap_or_default(),
                 "live object differs"
             );
+            for entry in existing.managed_fields() {
+                let manager = entry.manager.as_deref().unwrap_or("an unnamed manager");
+                // Status is the StatefulSet controller's, and never ours.
+                if manager == FIELD_MANAGER || entry.subresource.as_deref() == Some("status") {
+                    continue;
+                }
+                let Some(fields) = &entry.fields_v1 else {
+                    continue;
+                };
+                reverted.extend(
+                    changed_fields(&fields.0, &desired_value, &existing_value)
+                        .into_iter()
+                        .map(|path| format!("{path} (by {manager})")),
+                );
+            }
         }
         api.patch(
             &name,
@@ -250,7 +365,80 @@ impl Applier {
         )
         .await
         .map_err(|source| ApplyError::Apply { kind, name, source })?;
-        Ok(true)
+        Ok(Applied {
+            wrote: true,
+            reverted,
+        })
+    }
+
+    /// Removes from ConfigMap `name` every `data` key not in `keep`: keys someone added (the
+    /// nodes read the whole ConfigMap as their environment), and keys the operator set before
+    /// and no longer does (an apply that finds every desired key in place does not run, so it
+    /// does not drop them). Returns the keys someone else added.
+    pub async fn remove_extra_keys(
+        &self,
+        name: &str,
+        keep: &[&str],
+    ) -> Result<Vec<String>, ApplyError> {
+        let Some(existing) = self.get::<ConfigMap>(name).await? else {
+            return Ok(Vec::new());
+        };
+        let extra = |keys: Option<Vec<&String>>| -> serde_json::Map<String, Value> {
+            keys.into_iter()
+                .flatten()
+                .filter(|key| !keep.contains(&key.as_str()))
+                .map(|key| (key.clone(), Value::Null))
+                .collect()
+        };
+        let data = extra(existing.data.as_ref().map(|d| d.keys().collect()));
+        let binary = extra(existing.binary_data.as_ref().map(|d| d.keys().collect()));
+        let removed: Vec<String> = data.keys().chain(binary.keys()).cloned().collect();
+        if removed.is_empty() {
+            return Ok(removed);
+        }
+        let ours: Vec<&String> = existing
+            .managed_fields()
+            .iter()
+            .filter(|entry| entry.manager.as_deref() == Some(FIELD_MANAGER))
+            .filter_map(|entry| entry.fields_v1.as_ref())
+            .flat_map(|fields| {
+                ["f:data", "f:binaryData"]
+                    .into_iter()
+                    .filter_map(|map| fields.0.get(map)?.as_object())
+                    .flat_map(|keys| keys.keys())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let added: Vec<String> = removed
+            .iter()
+            .filter(|key| {
+                !ours
+                    .iter()
+                    .any(|owned| owned.strip_prefix("f:") == Some(key.as_str()))
+            })
+            .cloned()
+            .collect();
+        let mut patch = serde_json::Map::new();
+        if !data.is_empty() {
+            patch.insert("data".to_owned(), Value::Object(data));
+        }
+        if !binary.is_empty() {
+            patch.insert("binaryData".to_owned(), Value::Object(binary));
+        }
+        // A merge patch may remove keys another manager owns, which an apply cannot.
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(Value::Object(patch)),
+        )
+        .await
+        .map_err(|source| ApplyError::Apply {
+            kind: "ConfigMap".to_owned(),
+            name: name.to_owned(),
+            source,
+        })?;
+        Ok(added)
     }
 
     /// Applies a dynamic object (ServiceMonitor, PrometheusRule) unless it already matches.
@@ -447,6 +635,30 @@ mod tests {
         assert_eq!(
             first_difference(&json!({"spec": {"b": 1}}), &live),
             Some("spec.b".to_owned())
+        );
+    }
+
+    #[test]
+    fn changed_fields_name_what_another_manager_changed_among_ours() {
+        let desired = json!({"spec": {"replicas": 3, "template": {"spec": {"containers": [
+            {"name": "store-node", "image": "store:1", "ports": [{"containerPort": 6379, "protocol": "TCP"}]}]}}}});
+        let live = json!({"spec": {"replicas": 5, "template": {"spec": {"containers": [
+            {"name": "store-node", "image": "store:9", "env": [{"name": "EXTRA", "value": "1"}],
+             "ports": [{"containerPort": 6379, "protocol": "TCP"}]}]}}}});
+        let scale = json!({"f:spec": {"f:replicas": {}}});
+        assert_eq!(changed_fields(&scale, &desired, &live), ["spec.replicas"]);
+        let edit = json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {
+            "k:{\"name\":\"store-node\"}": {".": {}, "f:image": {},
+                "f:env": {"k:{\"name\":\"EXTRA\"}": {".": {}, "f:name": {}, "f:value": {}}},
+                "f:ports": {"k:{\"containerPort\":6379,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}}}}}}}});
+        // The image is set back; the env var is not the operator's, and the port did not change.
+        assert_eq!(
+            changed_fields(&edit, &desired, &live),
+            ["spec.template.spec.containers[name=store-node].image"]
+        );
+        assert_eq!(
+            changed_fields(&scale, &desired, &desired),
+            Vec::<String>::new()
         );
     }
 

@@ -1,8 +1,10 @@
 //! The SessionCluster operator binary: parses the configuration (docs/contract.md), serves
 //! `/metrics`, `/healthz` and `/readyz`, takes the leader Lease, and runs the controller until
 //! SIGTERM/SIGINT or until leadership is lost (then it exits so the pod restarts as a standby).
+//! A failure to start prints one line on stderr (what failed, what to do) and exits with 1.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,8 +126,50 @@ fn init_logging(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// What failed to start, why, and what to do about it, on one line.
+#[derive(Debug)]
+struct StartError {
+    what: String,
+    advice: &'static str,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, self.advice)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Wraps `error` with `advice`.
+fn advise(error: impl std::fmt::Display, advice: &'static str) -> StartError {
+    StartError {
+        what: error.to_string(),
+        advice,
+    }
+}
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sessionstore-operator: failed to build the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sessionstore-operator: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(&args)?;
     let identity = args.identity.clone().unwrap_or_else(|| {
@@ -173,7 +217,16 @@ async fn main() -> anyhow::Result<()> {
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
-        .with_context(|| format!("binding {}", args.http_addr))?;
+        .map_err(|error| {
+            advise(
+                format_args!("cannot listen on {}: {error}", args.http_addr),
+                if error.kind() == std::io::ErrorKind::AddrInUse {
+                    "another process uses that port: stop it, or set --http-addr (OPERATOR_HTTP_ADDR)"
+                } else {
+                    "check --http-addr (OPERATOR_HTTP_ADDR)"
+                },
+            )
+        })?;
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -181,9 +234,12 @@ async fn main() -> anyhow::Result<()> {
             .await
     });
 
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API")?;
+    let client = kube::Client::try_default().await.map_err(|error| {
+        advise(
+            format_args!("cannot connect to the Kubernetes API: {error}"),
+            "run it in a pod with its ServiceAccount, or point KUBECONFIG at a cluster",
+        )
+    })?;
     ready.store(true, Ordering::Relaxed);
 
     let ctx = Arc::new(Context::new(

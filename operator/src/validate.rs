@@ -2,8 +2,10 @@
 //! duration and quantity converted, or into a message the user can act on. Pure: no I/O.
 //!
 //! The CRD's schema and CEL rules refuse most bad specs at the API server; this repeats the
-//! checks the operator relies on, because a CRD may be older than the operator, and adds the
-//! ones CEL cannot express (names, whole seconds, the memory limit).
+//! checks the operator relies on, with the same messages (`sessionstore_api::rules`), because a
+//! CRD may be older than the operator, and adds the ones CEL cannot express (names, whole
+//! seconds, a memory limit at all). It also says when a valid memory limit leaves a node too
+//! little room above its high watermark (a warning, not a refusal).
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -13,7 +15,7 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
-use sessionstore_api::names;
+use sessionstore_api::{names, rules};
 use sessionstore_api::{
     EvictionPolicy, FsyncPolicy, RetentionSpec, SessionCluster, SessionClusterSpec, StorageMode,
     WriteAck,
@@ -27,6 +29,10 @@ pub const GRACE_MARGIN_SECONDS: i64 = 5;
 pub const DEFAULT_MEMORY: &str = "256Mi";
 /// CPU request when `resources` is absent.
 pub const DEFAULT_CPU_REQUEST: &str = "100m";
+/// What a node needs between its high watermark and its memory limit: room for what it does not
+/// hold back for (serving a snapshot to a starting peer, replication and connection buffers, a
+/// burst of large pipelined writes) before the kernel's OOM killer acts. Less is warned about.
+pub const NODE_HEADROOM_BYTES: u64 = 24 << 20;
 
 /// A spec the operator cannot carry out; the message is for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +105,11 @@ pub struct ValidatedCluster {
     pub paused: bool,
     /// `spec.restartedAt`.
     pub restarted_at: Option<String>,
+    /// `spec.progressDeadlineSeconds`.
+    pub progress_deadline: Duration,
+    /// The memory limit leaves less than [`NODE_HEADROOM_BYTES`] above the high watermark,
+    /// explained with what to change; the spec is still carried out.
+    pub headroom_warning: Option<String>,
     /// The spec, for the fields passed through to the pods as they are.
     pub spec: SessionClusterSpec,
 }
@@ -134,49 +145,50 @@ pub fn validate(
     let owner = cluster.controller_owner_ref(&()).ok_or_else(|| {
         InvalidSpec("metadata.uid is missing: the object was not read from the API server".into())
     })?;
-    if spec.replicas < 1 {
-        return Err(InvalidSpec(format!(
-            "spec.replicas is {}; it must be at least 1 (delete the SessionCluster to remove it)",
-            spec.replicas
-        )));
+    if spec.replicas < rules::MIN_REPLICAS {
+        return Err(InvalidSpec(rules::REPLICAS_MIN_MESSAGE.into()));
+    }
+    if spec.replicas > rules::MAX_REPLICAS {
+        return Err(InvalidSpec(rules::REPLICAS_MAX_MESSAGE.into()));
     }
 
-    let default_session_timeout_secs = whole_seconds(
-        "spec.sessions.defaultTimeout",
-        &spec.sessions.default_timeout,
-    )?;
+    let default_session_timeout_secs =
+        whole_seconds("sessions.defaultTimeout", &spec.sessions.default_timeout)?;
     let max_session_timeout_secs =
-        whole_seconds("spec.sessions.maxTimeout", &spec.sessions.max_timeout)?;
+        whole_seconds("sessions.maxTimeout", &spec.sessions.max_timeout)?;
     if default_session_timeout_secs == 0 {
-        return Err(InvalidSpec(
-            "spec.sessions.defaultTimeout must be at least 1s".into(),
-        ));
+        return Err(InvalidSpec(rules::DEFAULT_TIMEOUT_MIN_MESSAGE.into()));
     }
     if max_session_timeout_secs < default_session_timeout_secs {
-        return Err(InvalidSpec(format!(
-            "spec.sessions.maxTimeout ({}) must be at least spec.sessions.defaultTimeout ({}): raise maxTimeout or lower defaultTimeout",
-            spec.sessions.max_timeout, spec.sessions.default_timeout
-        )));
+        return Err(InvalidSpec(rules::MAX_TIMEOUT_ORDER_MESSAGE.into()));
     }
-    let sweep = parse_duration(
-        "spec.sessions.cleanupInterval",
-        &spec.sessions.cleanup_interval,
-    )?;
-    let expiry_sweep_interval_ms = sweep.as_millis().clamp(10, 60_000) as u64;
-    let shutdown_timeout_secs = whole_seconds("spec.shutdownTimeout", &spec.shutdown_timeout)?;
+    let sweep = parse_duration("sessions.cleanupInterval", &spec.sessions.cleanup_interval)?;
+    if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&sweep) {
+        return Err(InvalidSpec(rules::CLEANUP_INTERVAL_RANGE_MESSAGE.into()));
+    }
+    let expiry_sweep_interval_ms = sweep.as_millis() as u64;
+    let shutdown_timeout_secs = whole_seconds("shutdownTimeout", &spec.shutdown_timeout)?;
     if !(1..=600).contains(&shutdown_timeout_secs) {
-        return Err(InvalidSpec(format!(
-            "spec.shutdownTimeout is {}; it must be between 1s and 10m",
-            spec.shutdown_timeout
-        )));
+        return Err(InvalidSpec(rules::SHUTDOWN_TIMEOUT_RANGE_MESSAGE.into()));
     }
+    parse_duration("monitoring.interval", &spec.monitoring.interval)?;
+    if spec.progress_deadline_seconds < 10 {
+        return Err(InvalidSpec(rules::PROGRESS_DEADLINE_MESSAGE.into()));
+    }
+    let progress_deadline =
+        Duration::from_secs(spec.progress_deadline_seconds.unsigned_abs().into());
 
     let high = spec.memory.high_watermark;
     let low = spec.memory.low_watermark;
-    if !(low > 0.0 && low < high && high < 1.0) {
-        return Err(InvalidSpec(format!(
-            "spec.memory watermarks must satisfy 0 < lowWatermark < highWatermark < 1 (got low {low}, high {high}), e.g. lowWatermark: 0.7, highWatermark: 0.8"
-        )));
+    // `contains` and `partial_cmp` so that NaN fails each check too.
+    if !(f64::MIN_POSITIVE..=0.95).contains(&high) {
+        return Err(InvalidSpec(rules::HIGH_WATERMARK_MESSAGE.into()));
+    }
+    if low.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+        return Err(InvalidSpec(rules::LOW_WATERMARK_MESSAGE.into()));
+    }
+    if low.partial_cmp(&high) != Some(std::cmp::Ordering::Less) {
+        return Err(InvalidSpec(rules::WATERMARK_ORDER_MESSAGE.into()));
     }
 
     let resources = resources_with_defaults(spec.resources.clone());
@@ -189,12 +201,12 @@ pub fn validate(
                 "spec.resources.limits.memory is required: it is the node's memory limit and the watermarks are fractions of it, e.g. limits: {memory: 256Mi}".into(),
             )
         })?;
-    let memory_limit_bytes = quantity_bytes(memory_limit).ok_or_else(|| {
-        InvalidSpec(format!(
-            "spec.resources.limits.memory {:?} is not a quantity like 256Mi",
-            memory_limit.0
-        ))
-    })?;
+    let memory_limit_bytes = quantity_bytes(memory_limit)
+        .ok_or_else(|| InvalidSpec(rules::MEMORY_QUANTITY_MESSAGE.into()))?;
+    if memory_limit_bytes < rules::MIN_MEMORY_BYTES {
+        return Err(InvalidSpec(rules::MEMORY_FLOOR_MESSAGE.into()));
+    }
+    let headroom_warning = headroom_warning(&memory_limit.0, memory_limit_bytes, high);
 
     let (volume_size, volume_size_bytes) = match spec.storage.mode {
         StorageMode::Ram => (None, None),
@@ -261,6 +273,8 @@ pub fn validate(
         auth,
         paused: spec.paused,
         restarted_at: spec.restarted_at.clone(),
+        progress_deadline,
+        headroom_warning,
         spec: spec.clone(),
         name,
         namespace,
@@ -284,25 +298,79 @@ fn resources_with_defaults(resources: Option<ResourceRequirements>) -> ResourceR
     }
 }
 
-fn parse_duration(field: &str, value: &str) -> Result<Duration, InvalidSpec> {
-    let parsed = kube::core::Duration::from_str(value).map_err(|_| {
-        InvalidSpec(format!(
-            "{field} {value:?} is not a duration like 30m, 1h30m or 45s"
-        ))
-    })?;
-    if parsed.is_negative() {
-        return Err(InvalidSpec(format!(
-            "{field} {value:?} must not be negative"
-        )));
+/// The warning for a memory limit of `limit_bytes` (written `limit`) whose high watermark
+/// `high` leaves less than [`NODE_HEADROOM_BYTES`] above it: by how much, and the smallest limit
+/// or the largest watermark that would do.
+fn headroom_warning(limit: &str, limit_bytes: u64, high: f64) -> Option<String> {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let headroom = limit_bytes as f64 * (1.0 - high);
+    let needed = NODE_HEADROOM_BYTES as f64;
+    if headroom >= needed {
+        return None;
     }
+    // Less a hair: 24Mi at 0.8 is exactly 120Mi, which float division puts a little above.
+    let smallest_limit_mib = (needed / (1.0 - high) / MIB - 1e-6).ceil();
+    let largest_high = ((limit_bytes as f64 - needed) / limit_bytes as f64 * 100.0).floor() / 100.0;
+    let instead = if largest_high >= 0.05 {
+        format!(" or lower memory.highWatermark to {largest_high}")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "resources.limits.memory {limit} with memory.highWatermark {high} leaves {:.1}Mi above the high watermark, and a node needs about {}Mi there (serving a snapshot to a starting peer, replication and connection buffers, bursts of large writes): the kernel may kill it before it refuses writes. Raise the limit to at least {smallest_limit_mib}Mi{instead}",
+        headroom / MIB,
+        NODE_HEADROOM_BYTES >> 20
+    ))
+}
+
+fn parse_duration(field: &str, value: &str) -> Result<Duration, InvalidSpec> {
+    // kube's parser is Go's, which also takes a sign, `us` and `ns`; the CRD takes none.
+    let parsed = kube::core::Duration::from_str(value)
+        .ok()
+        .filter(|parsed| is_crd_duration(value) && !parsed.is_negative())
+        .ok_or_else(|| InvalidSpec(rules::duration_message(field)))?;
     Ok(parsed.into())
+}
+
+/// Whether `text` matches [`rules::DURATION_REGEX`]: one or more `<digits>[.<digits>]<unit>`
+/// with unit `ms`, `s`, `m` or `h`.
+fn is_crd_duration(text: &str) -> bool {
+    fn digits(text: &str) -> usize {
+        text.bytes().take_while(u8::is_ascii_digit).count()
+    }
+    let mut rest = text;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let whole = digits(rest);
+        if whole == 0 {
+            return false;
+        }
+        rest = &rest[whole..];
+        if let Some(after_point) = rest.strip_prefix('.') {
+            let fraction = digits(after_point);
+            if fraction == 0 {
+                return false;
+            }
+            rest = &after_point[fraction..];
+        }
+        rest = match rest.strip_prefix("ms") {
+            Some(after) => after,
+            None => match rest.strip_prefix(['s', 'm', 'h']) {
+                Some(after) => after,
+                None => return false,
+            },
+        };
+    }
+    true
 }
 
 fn whole_seconds(field: &str, value: &str) -> Result<u64, InvalidSpec> {
     let duration = parse_duration(field, value)?;
     if duration.subsec_nanos() != 0 {
         return Err(InvalidSpec(format!(
-            "{field} {value:?} must be a whole number of seconds"
+            "{field} {value:?} must be a whole number of seconds, e.g. 90s rather than 1.5m"
         )));
     }
     Ok(duration.as_secs())
@@ -395,25 +463,12 @@ pub(crate) mod tests {
 
     #[test]
     fn refusals_say_what_to_do() {
-        assert!(invalid(serde_json::json!({"replicas": 0})).contains("at least 1"));
         assert!(invalid(serde_json::json!({"storage": {"mode": "disc"}}))
             .contains("spec.storage.size is required"));
-        assert!(invalid(
-            serde_json::json!({"sessions": {"defaultTimeout": "2h", "maxTimeout": "1h"}})
-        )
-        .contains("raise maxTimeout"));
         assert!(
             invalid(serde_json::json!({"sessions": {"defaultTimeout": "1500ms"}}))
                 .contains("whole number of seconds")
         );
-        assert!(
-            invalid(serde_json::json!({"sessions": {"defaultTimeout": "soon"}}))
-                .contains("not a duration")
-        );
-        assert!(invalid(
-            serde_json::json!({"memory": {"highWatermark": 0.5, "lowWatermark": 0.6}})
-        )
-        .contains("lowWatermark < highWatermark"));
         assert!(
             invalid(serde_json::json!({"resources": {"requests": {"cpu": "1"}}}))
                 .contains("limits.memory is required")
@@ -423,6 +478,117 @@ pub(crate) mod tests {
             validate(&cluster(&long, serde_json::json!({})), "img"),
             Err(InvalidSpec(message)) if message.contains("shorter name")
         ));
+    }
+
+    /// The operator refuses what the CRD's CEL rules refuse, with the same message, for a CRD
+    /// older than the operator.
+    #[test]
+    fn what_the_crd_refuses_the_operator_refuses_with_the_same_words() {
+        let limit = |memory: &str| serde_json::json!({"resources": {"limits": {"memory": memory}}});
+        let memory = |high: f64, low: f64| serde_json::json!({"memory": {"highWatermark": high, "lowWatermark": low}});
+        let cases = [
+            (
+                serde_json::json!({"replicas": 0}),
+                rules::REPLICAS_MIN_MESSAGE,
+            ),
+            (
+                serde_json::json!({"replicas": 1000}),
+                rules::REPLICAS_MAX_MESSAGE,
+            ),
+            (limit("1Ki"), rules::MEMORY_FLOOR_MESSAGE),
+            (limit("63Mi"), rules::MEMORY_FLOOR_MESSAGE),
+            (limit("lots"), rules::MEMORY_QUANTITY_MESSAGE),
+            (memory(1.5, 0.7), rules::HIGH_WATERMARK_MESSAGE),
+            (memory(0.0, 0.7), rules::HIGH_WATERMARK_MESSAGE),
+            (memory(0.8, 0.0), rules::LOW_WATERMARK_MESSAGE),
+            (memory(0.6, 0.7), rules::WATERMARK_ORDER_MESSAGE),
+            (
+                serde_json::json!({"sessions": {"defaultTimeout": "soon"}}),
+                rules::DEFAULT_TIMEOUT_DURATION_MESSAGE,
+            ),
+            (
+                serde_json::json!({"sessions": {"defaultTimeout": "-5m"}}),
+                rules::DEFAULT_TIMEOUT_DURATION_MESSAGE,
+            ),
+            (
+                serde_json::json!({"sessions": {"maxTimeout": "1d"}}),
+                rules::MAX_TIMEOUT_DURATION_MESSAGE,
+            ),
+            (
+                serde_json::json!({"sessions": {"defaultTimeout": "0s"}}),
+                rules::DEFAULT_TIMEOUT_MIN_MESSAGE,
+            ),
+            (
+                serde_json::json!({"sessions": {"defaultTimeout": "2h", "maxTimeout": "1h"}}),
+                rules::MAX_TIMEOUT_ORDER_MESSAGE,
+            ),
+            (
+                serde_json::json!({"sessions": {"cleanupInterval": "5ms"}}),
+                rules::CLEANUP_INTERVAL_RANGE_MESSAGE,
+            ),
+            (
+                serde_json::json!({"sessions": {"cleanupInterval": "100us"}}),
+                rules::CLEANUP_INTERVAL_DURATION_MESSAGE,
+            ),
+            (
+                serde_json::json!({"shutdownTimeout": "11m"}),
+                rules::SHUTDOWN_TIMEOUT_RANGE_MESSAGE,
+            ),
+            (
+                serde_json::json!({"shutdownTimeout": "20"}),
+                rules::SHUTDOWN_TIMEOUT_DURATION_MESSAGE,
+            ),
+            (
+                serde_json::json!({"monitoring": {"interval": "often"}}),
+                rules::MONITORING_INTERVAL_DURATION_MESSAGE,
+            ),
+            (
+                serde_json::json!({"progressDeadlineSeconds": 9}),
+                rules::PROGRESS_DEADLINE_MESSAGE,
+            ),
+        ];
+        for (spec, message) in cases {
+            assert_eq!(invalid(spec.clone()), message, "{spec}");
+        }
+    }
+
+    #[test]
+    fn durations_take_the_crd_spelling_only() {
+        for good in ["30m", "1h30m", "45s", "100ms", "1.5h", "2h0m0s", "10ms"] {
+            assert!(is_crd_duration(good), "{good}");
+        }
+        for bad in [
+            "", "5", "m", "1.s", ".5s", "-1s", "+1s", "100us", "1d", "1h 30m", "1H",
+        ] {
+            assert!(!is_crd_duration(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_limit_with_little_room_above_the_high_watermark_is_warned_about() -> Result<(), InvalidSpec>
+    {
+        let warning = |spec: serde_json::Value| -> Result<Option<String>, InvalidSpec> {
+            Ok(validate(&cluster("demo", spec), "img")?.headroom_warning)
+        };
+        assert_eq!(warning(serde_json::json!({}))?, None, "256Mi at 0.8");
+        assert_eq!(
+            warning(serde_json::json!({"resources": {"limits": {"memory": "128Mi"}}}))?,
+            None,
+            "25.6Mi is enough"
+        );
+        assert_eq!(
+            warning(serde_json::json!({"resources": {"limits": {"memory": "64Mi"}}}))?
+                .as_deref(),
+            Some("resources.limits.memory 64Mi with memory.highWatermark 0.8 leaves 12.8Mi above the high watermark, and a node needs about 24Mi there (serving a snapshot to a starting peer, replication and connection buffers, bursts of large writes): the kernel may kill it before it refuses writes. Raise the limit to at least 120Mi or lower memory.highWatermark to 0.62")
+        );
+        assert_eq!(
+            warning(
+                serde_json::json!({"resources": {"limits": {"memory": "64Mi"}},
+                "memory": {"highWatermark": 0.6, "lowWatermark": 0.5}})
+            )?,
+            None
+        );
+        Ok(())
     }
 
     #[test]

@@ -237,8 +237,10 @@ pub struct Config {
     )]
     pub eviction_policy: EvictionPolicy,
 
-    /// File holding the client password (the operator mounts the Secret at
-    /// `/etc/sessionstore/auth/password`); no password when absent.
+    /// File holding the client password (the operator mounts its Secret at
+    /// `/etc/sessionstore/auth/password`); no password when absent. Each line is an accepted
+    /// password: while a new password rolls out the operator puts the previous one on a second
+    /// line, so clients using either are let in.
     #[arg(long, env = "STORE_NODE_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
 
@@ -321,7 +323,8 @@ impl Config {
     }
 
     /// Reads the password file, trimming one trailing newline (Secrets mounted from
-    /// `kubectl create secret --from-file` often carry one).
+    /// `kubectl create secret --from-file` often carry one). Each remaining line is an accepted
+    /// password (empty lines are none).
     pub fn read_password(&self) -> Result<Option<String>, ConfigError> {
         let Some(path) = &self.password_file else {
             return Ok(None);

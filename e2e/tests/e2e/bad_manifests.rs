@@ -1,6 +1,9 @@
 //! 8. Bad manifests are refused by the API server with the message the user needs (the schema
 //!    and CEL rules of the CRD), so they never reach the operator; the operator keeps running
-//!    (no restart) and keeps reconciling the valid cluster next to them.
+//!    (no restart) and keeps reconciling the valid cluster next to them. Each refusal is one
+//!    message that names the bound it breaks: replicas 0 and 1000 (also through `kubectl
+//!    scale`), a memory limit below 64Mi, watermarks out of order or out of range, a duration
+//!    that is not one.
 
 use std::time::Duration;
 
@@ -12,7 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use sessionstore_api::SessionCluster;
+use sessionstore_api::{rules, SessionCluster};
 
 const TEST: &str = "bad-manifests";
 
@@ -49,8 +52,8 @@ async fn operator_pods(client: &Client) -> anyhow::Result<Vec<(String, String, i
     Ok(out)
 }
 
-/// The message of the CEL rule `rule` on the field `spec.<field>` (`replicas`, `storage`) in the
-/// installed CRD: the exact text a user gets back.
+/// The message of the CEL rule `rule` on the field `spec.<field>` (`replicas`, `storage`,
+/// `memory.highWatermark`) in the installed CRD: the exact text a user gets back.
 pub(crate) async fn rule_message(
     client: &Client,
     field: &str,
@@ -66,8 +69,11 @@ pub(crate) async fn rule_message(
         .find(|v| v.name == "v1alpha1")
         .context("no v1alpha1")?;
     let schema = serde_json::to_value(&version.schema)?;
-    let rules = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"][field]
-        ["x-kubernetes-validations"];
+    let mut node = &schema["openAPIV3Schema"]["properties"]["spec"];
+    for part in field.split('.') {
+        node = &node["properties"][part];
+    }
+    let rules = &node["x-kubernetes-validations"];
     rules
         .as_array()
         .and_then(|rules| rules.iter().find(|r| r["rule"] == rule))
@@ -101,15 +107,56 @@ async fn bad_manifests_are_refused_with_the_message_a_user_needs() -> anyhow::Re
             }))?)
         };
 
-        // replicas: 0 (schema minimum).
+        // replicas 0 and 1000: each told about the bound it breaks.
         let message = refusal("replicas 0", dynamic.create(&PostParams::default(), &object("zero", serde_json::json!({"replicas": 0}))?).await)?;
         report(TEST, format!("replicas 0 -> {message}"));
-        let range = rule_message(&client, "replicas", "self >= 1 && self <= 99").await?;
+        let minimum = rule_message(&client, "replicas", rules::REPLICAS_MIN_RULE).await?;
+        ensure!(minimum == rules::REPLICAS_MIN_MESSAGE, "installed CRD: {minimum}");
         ensure!(
-            message == format!("SessionCluster.sessionstore.dev \"zero\" is invalid: spec.replicas: Invalid value: \"integer\": {range}"),
+            message == format!("SessionCluster.sessionstore.dev \"zero\" is invalid: spec.replicas: Invalid value: \"integer\": {minimum}"),
             "replicas 0: {message}"
         );
-        ensure!(range.contains("paused: true"), "the message gives no way forward: {range}");
+        ensure!(minimum.contains("paused: true"), "the message gives no way forward: {minimum}");
+        let message = refusal("replicas 1000", dynamic.create(&PostParams::default(), &object("many", serde_json::json!({"replicas": 1000}))?).await)?;
+        report(TEST, format!("replicas 1000 -> {message}"));
+        ensure!(
+            message == format!("SessionCluster.sessionstore.dev \"many\" is invalid: spec.replicas: Invalid value: \"integer\": {}", rules::REPLICAS_MAX_MESSAGE),
+            "replicas 1000: {message}"
+        );
+
+        // A memory limit below the floor (CEL on spec.resources).
+        let small = serde_json::json!({"resources": {"limits": {"memory": "32Mi"}}});
+        let message = refusal("limits.memory 32Mi", dynamic.create(&PostParams::default(), &object("small", small)?).await)?;
+        report(TEST, format!("limits.memory 32Mi -> {message}"));
+        ensure!(
+            message == format!("SessionCluster.sessionstore.dev \"small\" is invalid: spec.resources: Invalid value: \"object\": {}", rules::MEMORY_FLOOR_MESSAGE),
+            "limits.memory 32Mi: {message}"
+        );
+
+        // Watermarks out of order, and a high watermark out of range.
+        let crossed = serde_json::json!({"memory": {"highWatermark": 0.6, "lowWatermark": 0.7}});
+        let message = refusal("low above high", dynamic.create(&PostParams::default(), &object("crossed", crossed)?).await)?;
+        report(TEST, format!("lowWatermark 0.7 > highWatermark 0.6 -> {message}"));
+        ensure!(
+            message == format!("SessionCluster.sessionstore.dev \"crossed\" is invalid: spec.memory: Invalid value: \"object\": {}", rules::WATERMARK_ORDER_MESSAGE),
+            "watermarks crossed: {message}"
+        );
+        let beyond = serde_json::json!({"memory": {"highWatermark": 1.5}});
+        let message = refusal("highWatermark 1.5", dynamic.create(&PostParams::default(), &object("beyond", beyond)?).await)?;
+        report(TEST, format!("highWatermark 1.5 -> {message}"));
+        ensure!(
+            message == format!("SessionCluster.sessionstore.dev \"beyond\" is invalid: spec.memory.highWatermark: Invalid value: \"number\": {}", rules::HIGH_WATERMARK_MESSAGE),
+            "highWatermark 1.5: {message}"
+        );
+
+        // A duration that is not one: one message, not the schema's regex and a second error.
+        let soon = serde_json::json!({"sessions": {"defaultTimeout": "soon"}});
+        let message = refusal("defaultTimeout soon", dynamic.create(&PostParams::default(), &object("soon", soon)?).await)?;
+        report(TEST, format!("sessions.defaultTimeout soon -> {message}"));
+        ensure!(
+            message == format!("SessionCluster.sessionstore.dev \"soon\" is invalid: spec.sessions.defaultTimeout: Invalid value: \"string\": {}", rules::DEFAULT_TIMEOUT_DURATION_MESSAGE),
+            "defaultTimeout soon: {message}"
+        );
 
         // storage.mode: tape (schema enum).
         let message = refusal("mode tape", dynamic.create(&PostParams::default(), &object("tape", serde_json::json!({"storage": {"mode": "tape"}}))?).await)?;
@@ -147,6 +194,17 @@ async fn bad_manifests_are_refused_with_the_message_a_user_needs() -> anyhow::Re
             "mode change: {message}"
         );
         ensure!(immutable.contains("create a new SessionCluster with the other mode"), "the message gives no way forward: {immutable}");
+
+        // `kubectl scale --replicas 1000` goes through the scale subresource: the same rule.
+        let scale = typed
+            .patch_scale("steady", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"replicas": 1000}})))
+            .await;
+        let message = refusal("scale to 1000", scale)?;
+        report(TEST, format!("scale --replicas 1000 -> {message}"));
+        ensure!(
+            message == format!("SessionCluster.sessionstore.dev \"steady\" is invalid: spec.replicas: Invalid value: \"integer\": {}", rules::REPLICAS_MAX_MESSAGE),
+            "scale to 1000: {message}"
+        );
 
         // The operator ignored nothing it should not: the valid cluster becomes Available, and no
         // operator pod restarted or was replaced.

@@ -1,5 +1,5 @@
 //! 9. Deleting a SessionCluster removes everything it created: StatefulSet, both Services,
-//!    ConfigMap, Secret, PodDisruptionBudget, ServiceAccount and the pods. Before that, each of
+//!    ConfigMap, both Secrets, PodDisruptionBudget, ServiceAccount and the pods. Before that, each of
 //!    those objects carries the contract's labels and a controller owner reference.
 
 use std::collections::BTreeMap;
@@ -39,6 +39,7 @@ async fn children(
     get!(Service, "Service", names::headless_service(NAME));
     get!(ConfigMap, "ConfigMap", names::config_map(NAME));
     get!(Secret, "Secret", names::auth_secret(NAME));
+    get!(Secret, "Secret", names::node_auth_secret(NAME));
     get!(
         PodDisruptionBudget,
         "PodDisruptionBudget",

@@ -1,5 +1,7 @@
-//! 1. The operator installed by Helm (e2e/run.sh) is Ready, and one of its pods holds the leader
-//!    Lease.
+//! 1. The operator installed by Helm (e2e/run.sh) is Ready, one of its pods holds the leader
+//!    Lease, and only the Deployment's current pods exist when the tests start: after `make
+//!    demo`, the install of the test run rolls the operator, and a pod still terminating then
+//!    made the tests that compare the operator's pods before and after fail.
 
 use std::time::Duration;
 
@@ -92,6 +94,24 @@ async fn operator_is_ready_and_one_pod_holds_the_leader_lease() -> anyhow::Resul
         .collect::<Vec<_>>()
         .join(",");
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let present = pods.list(&ListParams::default().labels(&selector)).await?;
+    let terminating: Vec<String> = present
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some())
+        .map(|p| p.name_any())
+        .collect();
+    report(
+        TEST,
+        format!(
+            "operator pods at the start: {:?}, terminating {terminating:?}",
+            present.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+        ),
+    );
+    assert!(
+        terminating.is_empty() && present.items.len() == usize::try_from(replicas).unwrap_or(0),
+        "e2e/run.sh started the tests while operator pods it replaced still existed: {terminating:?} of {} pods for {replicas} replicas",
+        present.items.len()
+    );
     let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
     let leader = wait::until(
         &client,

@@ -16,6 +16,8 @@ pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// `app.kubernetes.io/component` label key.
 pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+/// The label a StatefulSet puts on each pod: the revision of the template it was made from.
+pub const LABEL_CONTROLLER_REVISION: &str = "controller-revision-hash";
 /// Value of the `name` label on every object of a cluster.
 pub const LABEL_NAME_VALUE: &str = "store-node";
 /// Value of the `managed-by` label.
@@ -116,4 +118,35 @@ pub mod reason {
     pub const AUTH_SECRET_MISSING: &str = "AuthSecretMissing";
     /// Persistent volume claims were grown.
     pub const VOLUMES_EXPANDED: &str = "VolumesExpanded";
+    /// `ReconcileSuccess` while `spec.paused` is true: the spec is not applied.
+    pub const NOT_APPLIED_PAUSED: &str = "Paused";
+    /// A pod cannot pull its image (`ImagePullBackOff`, `ErrImagePull`, `InvalidImageName`).
+    pub const IMAGE_PULL_BACK_OFF: &str = "ImagePullBackOff";
+    /// A pod's container keeps crashing (`CrashLoopBackOff`).
+    pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
+    /// A pod's container cannot be created from its configuration (`CreateContainerConfigError`,
+    /// `CreateContainerError`, `RunContainerError`).
+    pub const CONTAINER_CONFIG_ERROR: &str = "CreateContainerConfigError";
+    /// A node was killed by the kernel for exceeding its memory limit.
+    pub const OOM_KILLED: &str = "OOMKilled";
+    /// A pod cannot be scheduled on any node.
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
+    /// The kubelet cannot create a pod's sandbox (e.g. a memory limit too small to start).
+    pub const SANDBOX_FAILED: &str = "FailedCreatePodSandBox";
+    /// A rollout or scaling made no progress within `spec.progressDeadlineSeconds`.
+    pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+    /// Every node restarted with nothing to recover: the sessions held before are gone.
+    pub const SESSIONS_LOST: &str = "SessionsLost";
+    /// The client password changed; the pods roll and accept the new and the previous one.
+    pub const PASSWORD_CHANGED: &str = "PasswordChanged";
+    /// Every pod accepts the new password; the previous one is no longer given to new pods.
+    pub const PASSWORD_ROTATED: &str = "PasswordRotated";
+    /// The password in the auth Secret cannot be used (e.g. it spans several lines).
+    pub const AUTH_SECRET_INVALID: &str = "AuthSecretInvalid";
+    /// Someone changed an object the operator owns; the operator set it back.
+    pub const OUTSIDE_CHANGE_REVERTED: &str = "OutsideChangeReverted";
+    /// The ConfigMap held keys the operator does not set; they were removed.
+    pub const EXTRA_CONFIG_REMOVED: &str = "ExtraConfigRemoved";
+    /// The memory limit leaves a node less room above its high watermark than it needs.
+    pub const MEMORY_HEADROOM_LOW: &str = "MemoryHeadroomLow";
 }

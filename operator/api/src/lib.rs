@@ -1,7 +1,8 @@
 //! What the operator, store-node, the chart and the e2e suite must agree on: object names and
 //! labels ([`names`]), ports, condition types and reasons ([`constants`]), the node's
-//! `/v1/status` document ([`node_status`]) and, behind the default `k8s` feature, the
-//! SessionCluster custom resource, its CRD rendering (the `crdgen` binary) and Pod helpers.
+//! `/v1/status` document ([`node_status`]), the bounds of a valid spec ([`rules`]) and, behind
+//! the default `k8s` feature, the SessionCluster custom resource, its CRD rendering (the
+//! `crdgen` binary) and Pod helpers.
 //!
 //! With `default-features = false` the crate depends on serde alone, so store-node shares these
 //! types without linking kube, k8s-openapi or schemars. No controller code lives here.
@@ -9,6 +10,7 @@
 pub mod constants;
 pub mod names;
 pub mod node_status;
+pub mod rules;
 
 #[cfg(feature = "k8s")]
 pub mod crd;
@@ -22,7 +24,7 @@ mod cel_tests;
 
 #[cfg(feature = "k8s")]
 pub use types::{
-    AuthSpec, EvictionPolicy, FsyncPolicy, ImagePullPolicy, MemberStatus, MemorySpec,
+    AuthSpec, DataStatus, EvictionPolicy, FsyncPolicy, ImagePullPolicy, MemberStatus, MemorySpec,
     MonitoringSpec, NetworkPolicySpec, ReplicationSpec, RetentionPolicy, RetentionSpec,
     ScaleDownStatus, SecretKeyRef, ServiceSpec, ServiceType, SessionCluster, SessionClusterSpec,
     SessionClusterStatus, SessionsSpec, StorageMode, StorageSpec, WriteAck,

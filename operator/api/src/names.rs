@@ -61,6 +61,13 @@ pub fn auth_secret(cluster: &str) -> String {
     format!("{cluster}-auth")
 }
 
+/// The Secret the nodes mount: the passwords they accept, one per line (the current one, and
+/// the previous one while a new password rolls out). The operator writes it from the auth
+/// Secret; users never edit it.
+pub fn node_auth_secret(cluster: &str) -> String {
+    format!("{cluster}-node-auth")
+}
+
 /// The nodes' ServiceAccount.
 pub fn service_account(cluster: &str) -> String {
     format!("{cluster}-node")
@@ -152,6 +159,7 @@ mod tests {
         assert_eq!(client_service("demo"), "demo");
         assert_eq!(config_map("demo"), "demo-config");
         assert_eq!(auth_secret("demo"), "demo-auth");
+        assert_eq!(node_auth_secret("demo"), "demo-node-auth");
         assert_eq!(service_account("demo"), "demo-node");
         assert_eq!(pod_disruption_budget("demo"), "demo");
         assert_eq!(pod("demo", 2), "demo-2");

@@ -20,6 +20,17 @@ pub mod state {
     pub const LEFT: &str = "left";
 }
 
+/// The values of [`NodeStatus::data_origin`].
+pub mod data_origin {
+    /// The node started with nothing: no data on disc, and no peer had any to send (the first
+    /// node of a new cluster, or every node of a RAM cluster restarted at once).
+    pub const EMPTY: &str = "empty";
+    /// The node streamed a snapshot of at least one record from a peer.
+    pub const PEER: &str = "peer";
+    /// The node recovered records from its data directory.
+    pub const DISC: &str = "disc";
+}
+
 /// `GET /v1/status` body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,6 +51,10 @@ pub struct NodeStatus {
     /// Keys in the keyspace.
     #[serde(default)]
     pub keys: u64,
+    /// How the node got the data it started serving with, one of the [`data_origin`] values;
+    /// final once `state` is `ready`. The operator tells a cluster that lost every session by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_origin: Option<String>,
     /// Memory accounting.
     pub memory: MemoryReport,
     /// Replication peers (none on a single node).
@@ -158,6 +173,7 @@ mod tests {
             "state": "ready",
             "uptimeSeconds": 120,
             "keys": 42,
+            "dataOrigin": "disc",
             "memory": {
                 "usedBytes": 1048576,
                 "limitBytes": 268435456,
@@ -188,6 +204,7 @@ mod tests {
             }
         }))?;
         assert_eq!(status.state, state::READY);
+        assert_eq!(status.data_origin.as_deref(), Some(data_origin::DISC));
         assert_eq!(status.memory.limit_bytes, 268_435_456);
         assert_eq!(status.peers[0].lag_ops, 3);
         let disc = status

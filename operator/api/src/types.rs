@@ -17,8 +17,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::rules;
+
 /// Go-style duration accepted by duration fields, e.g. `30m`, `1h30m`, `45s`, `100ms`.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+pub const DURATION_PATTERN: &str = crate::rules::DURATION_REGEX;
 
 /// A replicated session store: a StatefulSet of store-node pods that replicate every session to
 /// every node, reachable through one client Service with any Redis client or the HTTP session API.
@@ -65,13 +67,15 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SessionClusterSpec {
-    /// Number of store-node pods. Every node holds every session, so more nodes add read
-    /// capacity and survive more failures, not more space. Scaling down first asks each leaving
-    /// node to hand off and leave. Works with `kubectl scale` and a HorizontalPodAutoscaler.
+    /// Number of store-node pods, from 1 to 99; default 3. Every node holds every session, so
+    /// more nodes add read capacity and survive more failures, not more space. Scaling down
+    /// first asks each leaving node to hand off and leave. Works with `kubectl scale` and a
+    /// HorizontalPodAutoscaler.
     #[serde(default = "default_replicas")]
-    // A CEL rule rather than `minimum`/`maximum`: the schema's own message ("should be greater
-    // than or equal to 1") does not say why, and `kubectl scale --replicas=0` lands here too.
-    #[x_kube(validation = Rule::new("self >= 1 && self <= 99").message("replicas must be between 1 and 99: a SessionCluster cannot be scaled to zero (that would drop every session); to stop it, set paused: true or delete the SessionCluster").reason(Reason::FieldValueInvalid))]
+    // CEL rules rather than `minimum`/`maximum` (see `rules`), one per bound, so that
+    // `kubectl scale --replicas 1000` is told about the maximum and `--replicas 0` about zero.
+    #[x_kube(validation = Rule::new(rules::REPLICAS_MIN_RULE).message(rules::REPLICAS_MIN_MESSAGE).reason(Reason::FieldValueInvalid))]
+    #[x_kube(validation = Rule::new(rules::REPLICAS_MAX_RULE).message(rules::REPLICAS_MAX_MESSAGE).reason(Reason::FieldValueInvalid))]
     pub replicas: i32,
 
     /// Container image of store-node. Defaults to the image the operator was built with.
@@ -100,9 +104,13 @@ pub struct SessionClusterSpec {
     pub memory: MemorySpec,
 
     /// CPU and memory of each store-node container. `limits.memory` is the node's memory
-    /// limit: watermarks are fractions of it. Defaults to requests cpu 100m / memory 256Mi and a
-    /// memory limit of 256Mi.
+    /// limit, a quantity string of at least `64Mi`: watermarks are fractions of it. `limits`
+    /// takes `cpu`, `memory` and `ephemeral-storage`. Defaults to requests cpu 100m / memory
+    /// 256Mi and a memory limit of 256Mi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
+    #[x_kube(validation = Rule::new(rules::MEMORY_QUANTITY_RULE).message(rules::MEMORY_QUANTITY_MESSAGE).reason(Reason::FieldValueInvalid))]
+    #[x_kube(validation = Rule::new(rules::MEMORY_FLOOR_RULE).message(rules::MEMORY_FLOOR_MESSAGE).reason(Reason::FieldValueInvalid))]
     pub resources: Option<ResourceRequirements>,
 
     /// Pod affinity rules, passed to the pods as is.
@@ -149,11 +157,20 @@ pub struct SessionClusterSpec {
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
 
-    /// Bound on a node's graceful shutdown (flush replication, fsync, exit), e.g. `20s`. The pod's
-    /// terminationGracePeriodSeconds is set 10 seconds above it.
+    /// Bound on a node's graceful shutdown (flush replication, fsync, exit), from `1s` to `10m`;
+    /// default `20s`. The pod's terminationGracePeriodSeconds is set 10 seconds above it.
     #[serde(default = "default_shutdown_timeout")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(rules::DURATION_RULE).message(rules::SHUTDOWN_TIMEOUT_DURATION_MESSAGE).reason(Reason::FieldValueInvalid))]
+    #[x_kube(validation = Rule::new(rules::SHUTDOWN_TIMEOUT_RANGE_RULE).message(rules::SHUTDOWN_TIMEOUT_RANGE_MESSAGE).reason(Reason::FieldValueInvalid))]
     pub shutdown_timeout: String,
+
+    /// Seconds a rollout or a scaling may go without progress (a node created, updated or
+    /// turned ready) before `Progressing` turns `False` with reason `ProgressDeadlineExceeded`,
+    /// as for a Deployment; at least 10, default 600.
+    #[serde(default = "default_progress_deadline_seconds")]
+    #[x_kube(validation = Rule::new(rules::PROGRESS_DEADLINE_RULE).message(rules::PROGRESS_DEADLINE_MESSAGE).reason(Reason::FieldValueInvalid))]
+    pub progress_deadline_seconds: i32,
 
     /// Stop reconciling: the operator changes nothing (not even scaling) until this is false
     /// again, and reports the `Paused` condition. Use it for maintenance.
@@ -306,24 +323,27 @@ impl RetentionPolicy {
 /// Session timeouts. Durations are Go-style (`30m`, `1h30m`, `45s`) and whole seconds.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("duration(self.maxTimeout) >= duration(self.defaultTimeout)").message("sessions.maxTimeout must be at least sessions.defaultTimeout: raise maxTimeout or lower defaultTimeout").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new(rules::MAX_TIMEOUT_ORDER_RULE).message(rules::MAX_TIMEOUT_ORDER_MESSAGE).reason(Reason::FieldValueInvalid))]
 pub struct SessionsSpec {
-    /// Idle timeout of a session created through the HTTP API without one, e.g. `30m`. Reading
-    /// a session slides its expiry.
+    /// Idle timeout of a session created through the HTTP API without one, e.g. `30m`; at
+    /// least `1s`, default `30m`. Reading a session slides its expiry.
     #[serde(default = "default_session_timeout")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("sessions.defaultTimeout must be at least 1s").reason(Reason::FieldValueInvalid))]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(rules::DURATION_RULE).message(rules::DEFAULT_TIMEOUT_DURATION_MESSAGE).reason(Reason::FieldValueInvalid))]
+    #[x_kube(validation = Rule::new(rules::DEFAULT_TIMEOUT_MIN_RULE).message(rules::DEFAULT_TIMEOUT_MIN_MESSAGE).reason(Reason::FieldValueInvalid))]
     pub default_timeout: String,
 
-    /// Largest idle timeout a client may ask for, e.g. `24h`.
+    /// Largest idle timeout a client may ask for, e.g. `24h` (the default).
     #[serde(default = "default_max_session_timeout")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(rules::DURATION_RULE).message(rules::MAX_TIMEOUT_DURATION_MESSAGE).reason(Reason::FieldValueInvalid))]
     pub max_timeout: String,
 
-    /// How often each node sweeps expired keys, e.g. `100ms`.
+    /// How often each node sweeps expired keys, from `10ms` to `1m`; default `100ms`.
     #[serde(default = "default_cleanup_interval")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('10ms') && duration(self) <= duration('1m')").message("sessions.cleanupInterval must be between 10ms and 1m").reason(Reason::FieldValueInvalid))]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(rules::DURATION_RULE).message(rules::CLEANUP_INTERVAL_DURATION_MESSAGE).reason(Reason::FieldValueInvalid))]
+    #[x_kube(validation = Rule::new(rules::CLEANUP_INTERVAL_RANGE_RULE).message(rules::CLEANUP_INTERVAL_RANGE_MESSAGE).reason(Reason::FieldValueInvalid))]
     pub cleanup_interval: String,
 }
 
@@ -375,17 +395,19 @@ impl WriteAck {
 /// Memory watermarks, as fractions of `resources.limits.memory`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.lowWatermark < self.highWatermark").message("memory.lowWatermark must be below memory.highWatermark (the alarm raises above high and clears below low), e.g. lowWatermark: 0.7 with highWatermark: 0.8").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new(rules::WATERMARK_ORDER_RULE).message(rules::WATERMARK_ORDER_MESSAGE).reason(Reason::FieldValueInvalid))]
 pub struct MemorySpec {
     /// Above this fraction of the memory limit a node refuses writes that grow memory with
-    /// Redis's `OOM` error (or evicts, per evictionPolicy) and raises its alarm. Default 0.8.
+    /// Redis's `OOM` error (or evicts, per evictionPolicy) and raises its alarm. Above 0 and at
+    /// most 0.95; default 0.8.
     #[serde(default = "default_high_watermark")]
-    #[schemars(range(min = 0.05, max = 0.95))]
+    #[x_kube(validation = Rule::new(rules::HIGH_WATERMARK_RULE).message(rules::HIGH_WATERMARK_MESSAGE).reason(Reason::FieldValueInvalid))]
     pub high_watermark: f64,
 
-    /// The alarm clears when memory falls below this fraction. Default 0.7.
+    /// The alarm clears when memory falls below this fraction. Above 0 and below
+    /// highWatermark; default 0.7.
     #[serde(default = "default_low_watermark")]
-    #[schemars(range(min = 0.01, max = 0.95))]
+    #[x_kube(validation = Rule::new(rules::LOW_WATERMARK_RULE).message(rules::LOW_WATERMARK_MESSAGE).reason(Reason::FieldValueInvalid))]
     pub low_watermark: f64,
 
     /// What to do above the high watermark: `noeviction` (refuse writes, default),
@@ -520,7 +542,7 @@ pub struct SecretKeyRef {
 }
 
 /// Prometheus Operator integration.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MonitoringSpec {
     /// Create a ServiceMonitor scraping every node and a PrometheusRule with memory alerts
@@ -528,9 +550,10 @@ pub struct MonitoringSpec {
     /// Prometheus Operator CRDs exist; otherwise the operator says so in an event.
     #[serde(default)]
     pub enabled: bool,
-    /// Scrape interval, e.g. `30s`.
+    /// Scrape interval, e.g. `30s` (the default).
     #[serde(default = "default_scrape_interval")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(rules::DURATION_RULE).message(rules::MONITORING_INTERVAL_DURATION_MESSAGE).reason(Reason::FieldValueInvalid))]
     pub interval: String,
     /// Extra labels on the ServiceMonitor and PrometheusRule (e.g. what your Prometheus selects).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -591,6 +614,14 @@ pub struct SessionClusterStatus {
     /// A scale-down in progress: nodes asked to leave and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down: Option<ScaleDownStatus>,
+    /// When a rollout or a scaling last made progress (a node created, updated or turned ready),
+    /// RFC 3339. With `spec.progressDeadlineSeconds` it decides `ProgressDeadlineExceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_progress_time: Option<String>,
+    /// What the operator remembers of the data the nodes hold, to tell when the cluster lost
+    /// every session (every node restarted with nothing to recover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataStatus>,
     /// Available, Progressing, Degraded, Clustered, MemoryPressure, ReconcileSuccess, Paused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -603,8 +634,16 @@ pub struct SessionClusterStatus {
 pub struct MemberStatus {
     /// Pod name.
     pub name: String,
+    /// The node's process id: a restarted node reports a new one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_id: String,
     /// `loading`, `ready`, `leaving` or `left`.
     pub state: String,
+    /// How the node got the data it started serving with: `empty` (nothing to copy: the first
+    /// node of a new cluster, or every node restarted at once in RAM mode), `peer` (a snapshot
+    /// from another node) or `disc` (recovered from its volume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_origin: Option<String>,
     /// Keys held.
     #[serde(default)]
     pub keys: u64,
@@ -628,6 +667,27 @@ pub struct MemberStatus {
     pub memory_alarm: bool,
 }
 
+/// What the operator remembers of the cluster's data between polls.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataStatus {
+    /// Process ids (`members[].nodeId`) of the nodes that held keys at the last poll where any
+    /// node reported. When every node later reports a new process that started empty, the
+    /// sessions they held are lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_by: Vec<String>,
+    /// The most keys one of those nodes held.
+    #[serde(default)]
+    pub keys: u64,
+    /// When the operator found every node restarted with nothing to recover (RFC 3339): the
+    /// sessions held before were lost (`SessionsLost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_at: Option<String>,
+    /// Keys held before that loss.
+    #[serde(default)]
+    pub lost_keys: u64,
+}
+
 /// A scale-down in progress.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -638,6 +698,38 @@ pub struct ScaleDownStatus {
     pub leaving: Vec<String>,
     /// When the first leave request was sent (RFC 3339).
     pub started_at: String,
+}
+
+/// The schema of `resources`: Kubernetes' ResourceRequirements, except that `limits` names its
+/// keys and `limits.memory` is a string of at most 64 characters. The API server prices a CEL
+/// rule on a value whose size it cannot bound (a map value, an int-or-string) at its largest
+/// request size, far above its budget, and the memory floor needs a rule on that value.
+fn resources_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let quantity = |description: &str| serde_json::json!({"description": description, "x-kubernetes-int-or-string": true});
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "limits": {
+                "description": "The container's limits.",
+                "type": "object",
+                "properties": {
+                    "memory": {
+                        "description": "The node's memory limit, a quantity written as a string such as `256Mi` or `1Gi`, at least `64Mi`: the watermarks are fractions of it, and store-node takes it as `--max-memory`.",
+                        "type": "string",
+                        "maxLength": 64
+                    },
+                    "cpu": quantity("CPU limit, e.g. `1` or `500m`."),
+                    "ephemeral-storage": quantity("Ephemeral storage limit, e.g. `1Gi`.")
+                }
+            },
+            "requests": {
+                "description": "What the scheduler reserves for the container, e.g. `cpu: 100m` and `memory: 256Mi`.",
+                "type": "object",
+                "additionalProperties": quantity("A quantity, e.g. `100m` or `256Mi`.")
+            }
+        }
+    });
+    schemars::Schema::try_from(schema).unwrap_or_default()
 }
 
 /// A quantity as a plain string. k8s-openapi's own Quantity schema is int-or-string, which has no
@@ -664,6 +756,9 @@ fn default_cleanup_interval() -> String {
 }
 fn default_shutdown_timeout() -> String {
     "20s".to_owned()
+}
+fn default_progress_deadline_seconds() -> i32 {
+    600
 }
 fn default_high_watermark() -> f64 {
     0.8

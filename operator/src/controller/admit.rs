@@ -1,6 +1,7 @@
 //! The first reconcile step: whether to reconcile at all. A cluster being deleted is left to the
 //! garbage collector, an invalid spec is reported (a condition and an event, then wait for a
-//! change: the user's problem, not a retry loop), a paused one only shows it is paused.
+//! change: the user's problem, not a retry loop), a paused one only shows it is paused and that
+//! its spec is not applied (its `observedGeneration` stays where it was).
 
 use std::time::Duration;
 

@@ -1,15 +1,18 @@
 //! What every reconcile shares: the API client, the node client, the event recorder, the
-//! settings, the metrics, and the per-cluster counters the steps keep between reconciles.
+//! settings, the metrics, the member watch, and the per-cluster counters the steps keep between
+//! reconciles.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use sessionstore_api::SessionCluster;
 
+use super::member_watch::MemberWatch;
 use crate::metrics::Metrics;
 use crate::node_client::NodeApi;
 
@@ -32,6 +35,11 @@ pub struct ControllerConfig {
     pub unsynced_requeue: Duration,
     /// Bound on the doubled unsynced requeue.
     pub unsynced_requeue_max: Duration,
+    /// How often the member watch polls the nodes of a cluster that is changing (a pod not
+    /// ready, a rollout, a node in alarm or near its high watermark).
+    pub member_poll_fast: Duration,
+    /// How often the member watch polls the nodes of a steady cluster.
+    pub member_poll_slow: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -43,6 +51,8 @@ impl Default for ControllerConfig {
             progress_requeue: Duration::from_secs(5),
             unsynced_requeue: Duration::from_secs(1),
             unsynced_requeue_max: Duration::from_secs(30),
+            member_poll_fast: Duration::from_secs(2),
+            member_poll_slow: Duration::from_secs(5),
         }
     }
 }
@@ -59,6 +69,8 @@ pub struct Context {
     pub config: ControllerConfig,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Polls the nodes between reconciles and triggers one when they change.
+    pub member_watch: MemberWatch,
     /// Consecutive failures per cluster, for the backoff.
     pub(super) failures: Mutex<HashMap<String, u32>>,
     /// Consecutive polls per cluster that found the members not all synced.
@@ -67,6 +79,9 @@ pub struct Context {
     pub(super) monitoring_warned: Mutex<HashSet<String>>,
     /// Clusters with monitoring disabled whose leftover monitoring objects were deleted.
     pub(super) monitoring_cleaned: Mutex<HashSet<String>>,
+    /// Per cluster, the store-node container restarts of each pod (by uid) at the last look,
+    /// to tell a new OOM kill from one already reported.
+    pub(super) restarts: Mutex<HashMap<String, HashMap<String, i32>>>,
 }
 
 impl Context {
@@ -85,21 +100,25 @@ impl Context {
                 instance: Some(identity.to_owned()),
             },
         );
+        let member_watch = MemberWatch::new(config.member_poll_fast, config.member_poll_slow);
         Self {
             client,
             node_api,
             recorder,
             config,
             metrics,
+            member_watch,
             failures: Mutex::default(),
             unsynced_polls: Mutex::default(),
             monitoring_warned: Mutex::default(),
             monitoring_cleaned: Mutex::default(),
+            restarts: Mutex::default(),
         }
     }
 
     /// Drops what the operator keeps about a deleted cluster: its node gauges, its backoff and
-    /// unsynced-poll counts, its "monitoring CRDs missing" notes.
+    /// unsynced-poll counts, its "monitoring CRDs missing" notes, its pods' restart counts and
+    /// its place in the member watch.
     pub fn forget(&self, namespace: &str, name: &str) {
         self.metrics.forget_cluster(namespace, name);
         let cluster = format!("{namespace}/{name}");
@@ -116,6 +135,10 @@ impl Context {
         if let Ok(mut cleaned) = self.monitoring_cleaned.lock() {
             cleaned.remove(&cluster);
         }
+        if let Ok(mut restarts) = self.restarts.lock() {
+            restarts.remove(&cluster);
+        }
+        self.member_watch.forget(&cluster);
     }
 
     /// Publishes an event on `cluster`; a failure is logged, never returned: an event is a
@@ -127,6 +150,21 @@ impl Context {
         reason: &str,
         note: String,
     ) {
+        self.publish_related(cluster, warning, reason, note, None)
+            .await;
+    }
+
+    /// [`Self::publish`], naming the object the event is also about (a pod). The recorder folds
+    /// events with the same reason about the same objects into one series whose note is the
+    /// first one's, so an event about one pod must name it here to stay apart from another's.
+    pub(super) async fn publish_related(
+        &self,
+        cluster: &SessionCluster,
+        warning: bool,
+        reason: &str,
+        note: String,
+        related: Option<ObjectReference>,
+    ) {
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -136,7 +174,7 @@ impl Context {
             reason: reason.to_owned(),
             note: Some(note),
             action: "Reconcile".to_owned(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(error) = self
             .recorder

@@ -1,18 +1,20 @@
 //! Dereferencing what a reconcile depends on beyond the spec: the live StatefulSet and the
-//! cluster's pods (read before anything is written), and the password Secret the pods mount
-//! (read once the generated one is ensured, so a first reconcile hashes the password it made).
+//! cluster's pods (read before anything is written), the sandbox failures of pods stuck in
+//! creation (from their events), and Secret values (for the auth step).
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, ListParams};
-use sessionstore_api::constants::ANNOTATION_AUTH_HASH;
+use kube::ResourceExt;
+use sessionstore_api::constants::{reason, ANNOTATION_AUTH_HASH};
 use sessionstore_api::names;
 
 use super::context::Context;
 use super::error::Error;
 use crate::apply::Applier;
-use crate::resources;
 use crate::validate::ValidatedCluster;
 
 /// The live objects of a cluster, as read at the start of the reconcile.
@@ -83,7 +85,7 @@ impl Live {
     }
 
     /// The password hash in the live pod template.
-    fn template_auth_hash(&self) -> Option<String> {
+    pub(super) fn template_auth_hash(&self) -> Option<String> {
         self.statefulset
             .as_ref()?
             .spec
@@ -106,44 +108,8 @@ impl Live {
     }
 }
 
-/// The password the pods mount, as far as the pod template needs it.
-pub(super) struct Password {
-    /// Its hash for the pod template (a change rolls the pods); `None` without auth.
-    pub(super) hash: Option<String>,
-    /// The Secret or its key is missing, explained for the `Degraded` condition.
-    pub(super) missing: Option<String>,
-}
-
-/// Reads the password Secret the pods mount. A missing Secret keeps the live template's hash:
-/// rolling now would replace running nodes with pods that cannot start.
-pub(super) async fn password(
-    ctx: &Context,
-    validated: &ValidatedCluster,
-    live: &Live,
-) -> Result<Password, Error> {
-    let Some(auth) = &validated.auth else {
-        return Ok(Password {
-            hash: None,
-            missing: None,
-        });
-    };
-    match read_secret_value(ctx, &validated.namespace, &auth.secret, &auth.key).await? {
-        Some(password) => Ok(Password {
-            hash: Some(resources::auth_hash(&validated.owner.uid, &password)),
-            missing: None,
-        }),
-        None => Ok(Password {
-            hash: live.template_auth_hash(),
-            missing: Some(format!(
-                "the password Secret {} with key {} does not exist: running nodes keep their password, but a node that restarts cannot start until it exists. Create it, or point auth.secretRef at an existing one",
-                auth.secret, auth.key
-            )),
-        }),
-    }
-}
-
 /// The value of `key` in Secret `secret`; `None` when the Secret or the key does not exist.
-async fn read_secret_value(
+pub(super) async fn read_secret_value(
     ctx: &Context,
     namespace: &str,
     secret: &str,
@@ -163,24 +129,75 @@ async fn read_secret_value(
         .map(|bytes| bytes.0))
 }
 
-/// The password as text, for the leave call's `Authorization` header; a missing key or a value
-/// that is not UTF-8 is an error.
-pub(super) async fn read_password(
+/// Whether `pod` waits for its sandbox: scheduled, and its container not created yet.
+fn waits_for_sandbox(pod: &Pod) -> bool {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    let Some(status) = &pod.status else {
+        return false;
+    };
+    let scheduled = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "PodScheduled" && c.status == "True");
+    let creating = match &status.container_statuses {
+        None => true,
+        Some(containers) => containers.iter().any(|c| {
+            c.state
+                .as_ref()
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref())
+                == Some("ContainerCreating")
+        }),
+    };
+    scheduled && creating
+}
+
+/// For each pod still waiting for its sandbox, the message of its latest
+/// `FailedCreatePodSandBox` event: the kubelet says why only there (a memory limit too small to
+/// start a container is one). Best effort: without permission to list events (an older chart)
+/// a pod is reported by its waiting state alone.
+pub(super) async fn sandbox_failures(
     ctx: &Context,
     namespace: &str,
-    secret: &str,
-    key: &str,
-) -> Result<String, Error> {
-    let bytes = read_secret_value(ctx, namespace, secret, key)
-        .await?
-        .ok_or_else(|| Error::Password {
-            secret: secret.to_owned(),
-            message: format!("no key {key}"),
-        })?;
-    String::from_utf8(bytes)
-        .map(|p| p.trim_end_matches('\n').to_owned())
-        .map_err(|_| Error::Password {
-            secret: secret.to_owned(),
-            message: "not UTF-8".to_owned(),
-        })
+    pods: &[Pod],
+) -> BTreeMap<String, String> {
+    let api: Api<Event> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut failures = BTreeMap::new();
+    for pod in pods.iter().filter(|pod| waits_for_sandbox(pod)) {
+        let Some(uid) = pod.uid() else {
+            continue;
+        };
+        let fields = format!("involvedObject.uid={uid},reason={}", reason::SANDBOX_FAILED);
+        match api.list(&ListParams::default().fields(&fields)).await {
+            Ok(events) => {
+                // The field selector already says so; an API server (or a test double) that
+                // ignores it must not blame this pod for another's failure.
+                let latest = events
+                    .items
+                    .into_iter()
+                    .filter(|event| {
+                        event.involved_object.uid.as_deref() == Some(uid.as_str())
+                            && event.reason.as_deref() == Some(reason::SANDBOX_FAILED)
+                    })
+                    .max_by_key(|event| {
+                        event
+                            .last_timestamp
+                            .as_ref()
+                            .or(event.first_timestamp.as_ref())
+                            .map(|t| t.0)
+                            .or_else(|| event.event_time.as_ref().map(|t| t.0))
+                    });
+                if let Some(message) = latest.and_then(|event| event.message) {
+                    failures.insert(pod.name_any(), message);
+                }
+            }
+            Err(error) => {
+                tracing::debug!(pod = %pod.name_any(), %error, "cannot list the pod's events");
+            }
+        }
+    }
+    failures
 }

@@ -21,6 +21,14 @@ pub(super) fn node_address(pod: &Pod) -> Option<String> {
     })
 }
 
+/// The nodes polled: their addresses, and the reports of those that answered.
+pub(super) struct Polled {
+    /// `ip:port` of every ready pod below the StatefulSet's replicas.
+    pub(super) addresses: Vec<String>,
+    /// What the nodes that answered reported.
+    pub(super) nodes: Vec<NodeStatus>,
+}
+
 /// Polls `/v1/status` of every ready pod below `replicas` and records their memory gauges;
 /// nodes that do not answer are left out.
 pub(super) async fn poll(
@@ -28,25 +36,24 @@ pub(super) async fn poll(
     validated: &ValidatedCluster,
     pods: &[Pod],
     replicas: i32,
-) -> Vec<NodeStatus> {
-    let members = poll_members(ctx, pods, &validated.name, replicas).await;
-    record_member_metrics(
-        ctx,
-        &validated.namespace,
-        &validated.name,
-        replicas,
-        &members,
-    );
-    members
+) -> Polled {
+    let addresses: Vec<String> = pods
+        .iter()
+        .filter(|pod| pod_is_ready(pod) && pod.metadata.deletion_timestamp.is_none())
+        .filter(|pod| {
+            names::ordinal_of(&validated.name, &pod.name_any()).is_some_and(|o| o < replicas)
+        })
+        .filter_map(node_address)
+        .collect();
+    let nodes = poll_members(ctx, &addresses, &validated.name).await;
+    record_member_metrics(ctx, &validated.namespace, &validated.name, replicas, &nodes);
+    Polled { addresses, nodes }
 }
 
-async fn poll_members(ctx: &Context, pods: &[Pod], name: &str, replicas: i32) -> Vec<NodeStatus> {
-    let calls = pods
+async fn poll_members(ctx: &Context, addresses: &[String], name: &str) -> Vec<NodeStatus> {
+    let calls = addresses
         .iter()
-        .filter(|pod| pod_is_ready(pod))
-        .filter(|pod| names::ordinal_of(name, &pod.name_any()).is_some_and(|o| o < replicas))
-        .filter_map(node_address)
-        .map(|address| ctx.node_api.status(address));
+        .map(|address| ctx.node_api.status(address.clone()));
     futures::future::join_all(calls)
         .await
         .into_iter()

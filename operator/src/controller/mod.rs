@@ -6,25 +6,29 @@
 //! 2. `inputs`: the live StatefulSet and pods are dereferenced.
 //! 3. `refusals`: the spec is checked against the live StatefulSet (pure).
 //! 4. `children`: the objects around the StatefulSet are built (pure, `crate::resources`) and
-//!    applied (`crate::apply`, the only writer).
-//! 5. `inputs` again: the password Secret the pods mount, now that a generated one exists.
+//!    applied (`crate::apply`, the only writer); what someone changed in them is set back.
+//! 5. `auth`: the passwords the nodes accept, from the auth Secret, now that a generated one
+//!    exists (a new password rolls out next to the previous one).
 //! 6. `scale_down`: leaving nodes hand off before the StatefulSet is lowered.
 //! 7. `statefulset`: built and applied.
 //! 8. `volumes`: disc-mode claims grown.
 //! 9. `monitoring`: ServiceMonitor and PrometheusRule applied or removed.
 //! 10. `members`: the nodes' `/v1/status` polled.
-//! 11. `report`: the status computed (pure, `crate::status`) and written, with events.
-//! 12. `requeue`: when to look again.
+//! 11. `inputs` again: why pods stuck in creation are stuck (their events).
+//! 12. `report`: the status computed (pure, `crate::status`) and written, with events.
+//! 13. `requeue`: when to look again; `member_watch` polls the nodes meanwhile.
 //!
 //! This file wires them: [`reconcile`], [`error_policy`] and [`run`], one kube-runtime
 //! `Controller` per watched namespace (or one for all). `context` holds what reconciles share,
 //! `watches` maps watched objects to their cluster.
 
 mod admit;
+mod auth;
 mod children;
 mod context;
 mod error;
 mod inputs;
+mod member_watch;
 mod members;
 mod monitoring;
 mod refusals;
@@ -50,14 +54,18 @@ use kube::runtime::{watcher, Controller};
 use kube::{Client, Resource};
 use sessionstore_api::{names, SessionCluster};
 
+use crate::status;
+
 pub use context::{Context, ControllerConfig, REPORTER};
 pub use error::Error;
+pub use member_watch::{fingerprint, near_high_watermark, MemberWatch};
 pub use report::status_merge_patch;
 pub use requeue::requeue_delay;
 pub use watches::{cluster_of_pod, clusters_using_secret, SECRET_WATCH_FIELDS};
 
 use crate::apply::Applier;
 use crate::resources::StatefulSetInputs;
+use crate::status::pods::PodView;
 use context::key;
 use inputs::Live;
 
@@ -94,16 +102,44 @@ async fn reconcile_steps(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
     let live = Live::read(ctx, &applier, &validated).await?;
     let mut refusal = refusals::refusal(&validated, &live);
     let children = children::apply(&applier, &validated).await?;
-    let password = inputs::password(ctx, &validated, &live).await?;
-    let replicas = scale_down::replicas(cluster, ctx, &validated, &live, &old).await?;
+    for (reason, note) in &children.notices {
+        ctx.publish(cluster, true, reason, note.clone()).await;
+    }
+    let auth = auth::reconcile(
+        cluster,
+        ctx,
+        &applier,
+        &validated,
+        &live,
+        children.created_auth_secret,
+    )
+    .await?;
+    let replicas = scale_down::replicas(
+        cluster,
+        ctx,
+        &validated,
+        &live,
+        &old,
+        auth.passwords.as_ref(),
+    )
+    .await?;
     let statefulset_inputs = StatefulSetInputs {
         replicas: replicas.statefulset,
         config_hash: children.config_hash,
-        auth_hash: password.hash.clone(),
+        auth_hash: auth.hash.clone(),
         claim_size: live.claim_size(),
     };
     let mut wrote = children.wrote;
-    if statefulset::apply(&applier, &validated, &refusal, &statefulset_inputs).await? {
+    if statefulset::apply(
+        cluster,
+        ctx,
+        &applier,
+        &validated,
+        &refusal,
+        &statefulset_inputs,
+    )
+    .await?
+    {
         wrote.push("StatefulSet");
     }
     volumes::expand(cluster, ctx, &validated, &live, &mut refusal).await?;
@@ -111,10 +147,36 @@ async fn reconcile_steps(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
     if !wrote.is_empty() {
         tracing::info!(cluster = %key(cluster), objects = ?wrote, "applied");
     }
-    let members = members::poll(ctx, &validated, &live.pods, replicas.statefulset).await;
-    let observed = report::observed(&validated, &live, replicas, members, refusal, password);
+    let polled = members::poll(ctx, &validated, &live.pods, replicas.statefulset).await;
+    let pods: Vec<PodView> = live
+        .pods
+        .iter()
+        .map(|pod| PodView::from_pod(&validated.name, pod))
+        .collect();
+    let sandbox_failures = inputs::sandbox_failures(ctx, &validated.namespace, &live.pods).await;
+    report::oom_kills(ctx, cluster, &pods).await;
+    let observed = report::observed(
+        &validated,
+        &live,
+        &pods,
+        replicas,
+        polled.nodes.clone(),
+        refusal,
+        auth.problem,
+        &sandbox_failures,
+    );
     let new = report::write_observed(ctx, cluster, &old, &observed).await?;
     let wrote_statefulset = wrote.contains(&"StatefulSet");
+    let changing = wrote_statefulset
+        || observed.ready < observed.desired
+        || observed.replicas != observed.desired
+        || status::condition_status(
+            &new.conditions,
+            sessionstore_api::constants::condition::PROGRESSING,
+        ) == Some("True")
+        || !status::members_synced(&new, validated.replicas);
+    ctx.member_watch
+        .record(cluster, polled.addresses, &polled.nodes, changing);
     Ok(requeue::next(
         ctx,
         cluster,
@@ -173,10 +235,19 @@ pub async fn run(
     } else {
         namespaces.into_iter().map(Some).collect()
     };
+    let watch_ctx = ctx.clone();
+    let watch_shutdown = shutdown.clone();
+    let member_watch = tokio::spawn(async move {
+        watch_ctx
+            .member_watch
+            .run(watch_ctx.node_api.as_ref(), watch_shutdown)
+            .await;
+    });
     let runs = scopes.into_iter().map(|namespace| {
         let ctx = ctx.clone();
         let client = ctx.client.clone();
         let shutdown = shutdown.clone();
+        let node_changes = ctx.member_watch.subscribe(namespace.clone());
         async move {
             fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
             where
@@ -212,6 +283,7 @@ pub async fn run(
                 .watches(api::<Pod>(&client, &namespace), pods, |pod| {
                     cluster_of_pod(&pod)
                 })
+                .reconcile_on(tokio_stream_of(node_changes))
                 .graceful_shutdown_on(shutdown)
                 .run(reconcile, error_policy, ctx.clone())
                 .for_each(|outcome| {
@@ -222,4 +294,12 @@ pub async fn run(
         }
     });
     futures::future::join_all(runs).await;
+    let _ = member_watch.await;
+}
+
+/// The receiver as a stream, for `Controller::reconcile_on`.
+fn tokio_stream_of<T: Send + 'static>(
+    mut receiver: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |context| receiver.poll_recv(context))
 }

@@ -1,58 +1,150 @@
 //! A reconcile step, and the end of every reconcile: what was observed becomes the status. The
 //! status is computed by the pure `status` module and written as a JSON merge patch only when it
-//! changed, with an event for each condition change worth one. Also the status of a spec that is
-//! invalid or paused, and of a reconcile that failed.
+//! changed, with an event for each condition change worth one, for an OOM kill, for sessions
+//! lost in a full restart and for a memory limit with too little headroom. Also the status of a
+//! spec that is invalid or paused, and of a reconcile that failed.
 
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
+use sessionstore_api::constants::reason;
 use sessionstore_api::node_status::NodeStatus;
-use sessionstore_api::{SessionCluster, SessionClusterStatus};
+use sessionstore_api::{SessionCluster, SessionClusterStatus, StorageMode};
 
 use super::context::{key, now, Context};
 use super::error::Error;
-use super::inputs::{Live, Password};
+use super::inputs::Live;
 use super::refusals::Refusal;
 use super::scale_down::Replicas;
+use crate::status::pods::{self, PodView};
 use crate::status::{self, Observed};
 use crate::validate::ValidatedCluster;
 
 /// What this reconcile saw and decided, for the status.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn observed(
     validated: &ValidatedCluster,
     live: &Live,
+    pods: &[PodView],
     replicas: Replicas,
     members: Vec<NodeStatus>,
     refusal: Refusal,
-    password: Password,
+    auth_problem: Option<(&'static str, String)>,
+    sandbox_failures: &BTreeMap<String, String>,
 ) -> Observed {
     let statefulset = live.statefulset_status();
+    let counts = pods::counts(
+        pods,
+        validated.replicas,
+        statefulset.update_revision.as_deref(),
+    );
     Observed {
         name: validated.name.clone(),
         generation: validated.generation,
         desired: validated.replicas,
         statefulset_replicas: replicas.statefulset,
-        replicas: statefulset.replicas,
-        ready: statefulset.ready_replicas.unwrap_or(0),
-        updated: statefulset.updated_replicas.unwrap_or(0),
+        replicas: counts.replicas,
+        ready: counts.ready,
+        updated: counts.updated,
         rolling: statefulset.update_revision.is_some()
             && statefulset.current_revision != statefulset.update_revision,
         members,
         scale_down: replicas.scale_down,
         refused: refusal.message,
-        auth_missing: password.missing,
+        auth_problem,
+        pod_problems: pods::problems(pods, sandbox_failures, &now()),
+        progress_deadline_seconds: validated
+            .progress_deadline
+            .as_secs()
+            .try_into()
+            .unwrap_or(i64::MAX),
+        headroom_warning: validated.headroom_warning.clone(),
+        ram: validated.mode == StorageMode::Ram,
     }
 }
 
-/// Computes the status from `observed` and writes it when it changed; returns it.
+/// Computes the status from `observed` and writes it when it changed, with the events of what
+/// it found; returns it.
 pub(super) async fn write_observed(
     ctx: &Context,
     cluster: &SessionCluster,
     old: &SessionClusterStatus,
     observed: &Observed,
 ) -> Result<SessionClusterStatus, Error> {
-    let new = status::compute(old, observed, &now());
+    let now = now();
+    let new = status::compute(old, observed, &now);
     write_status(ctx, cluster, old, &new).await?;
+    let lost_at =
+        |status: &SessionClusterStatus| status.data.as_ref().and_then(|d| d.lost_at.clone());
+    if lost_at(&new).is_some() && lost_at(&new) != lost_at(old) {
+        if let Some(message) = status::sessions::lost_message(new.data.as_ref(), observed.ram, &now)
+        {
+            ctx.publish(cluster, true, reason::SESSIONS_LOST, message)
+                .await;
+        }
+    }
+    if let Some(warning) = &observed.headroom_warning {
+        // Once per spec generation, not on every reconcile; the MemoryPressure message keeps it.
+        if old.observed_generation != observed.generation {
+            ctx.publish(cluster, true, reason::MEMORY_HEADROOM_LOW, warning.clone())
+                .await;
+        }
+    }
     Ok(new)
+}
+
+/// Publishes a Warning event for each OOM kill among `pods` not reported yet, and remembers
+/// their restart counts.
+pub(super) async fn oom_kills(ctx: &Context, cluster: &SessionCluster, pods: &[PodView]) {
+    let cluster_key = key(cluster);
+    let kills = match ctx.restarts.lock() {
+        Ok(mut restarts) => {
+            let seen = restarts.entry(cluster_key).or_default();
+            let kills = pods::oom_kills(pods, seen, &now());
+            *seen = pods
+                .iter()
+                .map(|pod| (pod.uid.clone(), pod.restarts))
+                .collect::<HashMap<_, _>>();
+            kills
+        }
+        Err(_) => Vec::new(),
+    };
+    let limit = cluster
+        .spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("memory"))
+        .map_or_else(
+            || crate::validate::DEFAULT_MEMORY.to_owned(),
+            |q| q.0.clone(),
+        );
+    for kill in kills {
+        let pod = pods.iter().find(|pod| pod.name == kill.pod);
+        let related = ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Pod".to_owned()),
+            name: Some(kill.pod.clone()),
+            namespace: cluster.namespace(),
+            uid: pod.map(|pod| pod.uid.clone()),
+            ..ObjectReference::default()
+        };
+        ctx.publish_related(
+            cluster,
+            true,
+            reason::OOM_KILLED,
+            format!(
+                "node {} was OOM-killed{} (restart {}): it used more than resources.limits.memory {limit}. Raise the limit or lower memory.highWatermark",
+                kill.pod,
+                kill.at.map(|t| format!(" at {}", t.0)).unwrap_or_default(),
+                kill.restarts
+            ),
+            Some(related),
+        )
+        .await;
+    }
 }
 
 /// Says in `ReconcileSuccess` that the reconcile failed and is retried. Best effort: the error
@@ -95,6 +187,10 @@ pub(super) async fn write_status(
     })?;
     for transition in status::transitions(&old.conditions, &new.conditions) {
         let c = &transition.condition;
+        // Announced by an event of its own, with when and how much (`write_observed`).
+        if c.reason == reason::SESSIONS_LOST {
+            continue;
+        }
         ctx.publish(
             cluster,
             transition.warning,

@@ -9,9 +9,10 @@ use sessionstore_api::constants::reason;
 use sessionstore_api::node_status::state;
 use sessionstore_api::{names, ScaleDownStatus, SessionCluster, SessionClusterStatus};
 
+use super::auth::NodePasswords;
 use super::context::{key, now, Context};
 use super::error::Error;
-use super::inputs::{read_password, Live};
+use super::inputs::Live;
 use super::members::node_address;
 use crate::validate::ValidatedCluster;
 
@@ -35,13 +36,15 @@ impl Replicas {
 
 /// Decides the StatefulSet's replicas. While scaling down, asks each leaving node to leave and
 /// keeps the old count until every leaving node reports `left` (or is gone), or until
-/// `leave_timeout` passed.
+/// `leave_timeout` passed. `passwords` are those the nodes accept (a node not restarted since a
+/// password change accepts only the previous one).
 pub(super) async fn replicas(
     cluster: &SessionCluster,
     ctx: &Context,
     validated: &ValidatedCluster,
     live: &Live,
     old: &SessionClusterStatus,
+    passwords: Option<&NodePasswords>,
 ) -> Result<Replicas, Error> {
     let desired = validated.replicas;
     let current = live.statefulset_replicas(desired);
@@ -55,11 +58,13 @@ pub(super) async fn replicas(
         .scale_down
         .clone()
         .filter(|s| s.target_replicas == desired && s.leaving == leaving);
-    let password = match &validated.auth {
-        Some(auth) => {
-            Some(read_password(ctx, &validated.namespace, &auth.secret, &auth.key).await?)
-        }
-        None => None,
+    let passwords: Vec<Option<String>> = match passwords {
+        Some(passwords) => passwords
+            .all()
+            .into_iter()
+            .map(|p| Some(p.to_owned()))
+            .collect(),
+        None => vec![None],
     };
     let mut pending = Vec::new();
     for pod_name in &leaving {
@@ -80,10 +85,20 @@ pub(super) async fn replicas(
             continue;
         }
         if node_state != state::LEAVING {
-            if let Err(error) = ctx.node_api.leave(address, password.clone()).await {
-                tracing::warn!(cluster = %key(cluster), node = %pod_name, %error, "leave request failed");
-            } else {
-                tracing::info!(cluster = %key(cluster), node = %pod_name, "asked node to leave");
+            let mut outcome = Ok(());
+            for password in &passwords {
+                outcome = ctx.node_api.leave(address.clone(), password.clone()).await;
+                if outcome.is_ok() {
+                    break;
+                }
+            }
+            match outcome {
+                Ok(()) => {
+                    tracing::info!(cluster = %key(cluster), node = %pod_name, "asked node to leave")
+                }
+                Err(error) => {
+                    tracing::warn!(cluster = %key(cluster), node = %pod_name, %error, "leave request failed")
+                }
             }
         }
         pending.push(pod_name.clone());

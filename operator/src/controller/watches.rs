@@ -1,5 +1,6 @@
 //! Which SessionCluster a watched object's change reconciles: its pods by their `instance`
-//! label, and the Secrets its pods mount (the user's, without our labels or owner reference).
+//! label, and the Secrets its password comes from (the user's, without our labels or owner
+//! reference) or goes to (`<name>-node-auth`).
 
 use std::sync::Arc;
 
@@ -20,9 +21,10 @@ pub fn cluster_of_pod(pod: &Pod) -> Option<ObjectRef<SessionCluster>> {
     Some(ObjectRef::new(instance).within(&pod.namespace()?))
 }
 
-/// The SessionClusters whose pods mount `secret`: those naming it in `auth.secretRef`, and the
-/// one it was generated for (`<name>-auth`). A change to it reconciles them, which rolls their
-/// pods when the password changed.
+/// The SessionClusters whose password `secret` holds: those naming it in `auth.secretRef`, the
+/// one it was generated for (`<name>-auth`), and the one whose nodes mount it
+/// (`<name>-node-auth`). A change to it reconciles them, which rolls their pods when the
+/// password changed and writes the nodes' Secret again when someone changed or deleted it.
 pub fn clusters_using_secret(
     clusters: &[Arc<SessionCluster>],
     secret: &Secret,
@@ -35,9 +37,12 @@ pub fn clusters_using_secret(
         .iter()
         .filter(|cluster| cluster.namespace().as_deref() == Some(namespace.as_str()))
         .filter(|cluster| cluster.spec.auth.enabled)
-        .filter(|cluster| match &cluster.spec.auth.secret_ref {
-            Some(reference) => reference.name == *secret_name,
-            None => names::auth_secret(&cluster.name_any()) == *secret_name,
+        .filter(|cluster| {
+            names::node_auth_secret(&cluster.name_any()) == *secret_name
+                || match &cluster.spec.auth.secret_ref {
+                    Some(reference) => reference.name == *secret_name,
+                    None => names::auth_secret(&cluster.name_any()) == *secret_name,
+                }
         })
         .map(|cluster| ObjectRef::from_obj(cluster.as_ref()))
         .collect()

@@ -21,7 +21,7 @@ pub use monitoring::{
 };
 pub use network_policy::build_network_policy;
 pub use pdb::build_pod_disruption_budget;
-pub use secret::{auth_hash, build_auth_secret};
+pub use secret::{auth_hash, build_auth_secret, build_node_auth_secret};
 pub use service::{build_client_service, build_headless_service};
 pub use service_account::build_service_account;
 pub use statefulset::{build_statefulset, StatefulSetInputs};

@@ -151,7 +151,7 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
             ..Volume::default()
         });
     }
-    if let Some(auth) = &cluster.auth {
+    if cluster.auth.is_some() {
         volume_mounts.push(VolumeMount {
             name: "auth".to_owned(),
             mount_path: names::AUTH_MOUNT_DIR.to_owned(),
@@ -160,10 +160,12 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
         });
         volumes.push(Volume {
             name: "auth".to_owned(),
+            // The operator's copy, not the auth Secret itself: it also holds the previous
+            // password while a new one rolls out, and it survives the auth Secret's deletion.
             secret: Some(SecretVolumeSource {
-                secret_name: Some(auth.secret.clone()),
+                secret_name: Some(names::node_auth_secret(&cluster.name)),
                 items: Some(vec![KeyToPath {
-                    key: auth.key.clone(),
+                    key: sessionstore_api::constants::PASSWORD_KEY.to_owned(),
                     path: sessionstore_api::constants::PASSWORD_KEY.to_owned(),
                     ..KeyToPath::default()
                 }]),
@@ -528,7 +530,7 @@ mod tests {
             vec![
                 ("tmp".into(), true, None),
                 ("data".into(), true, None),
-                ("auth".into(), false, Some("demo-auth".into())),
+                ("auth".into(), false, Some("demo-node-auth".into())),
             ]
         );
         let limits = container
@@ -580,8 +582,8 @@ mod tests {
             .secret
             .clone()
             .unwrap_or_default();
-        assert_eq!(auth.secret_name.as_deref(), Some("mine"));
-        assert_eq!(auth.items.unwrap_or_default()[0].key, "pw");
+        assert_eq!(auth.secret_name.as_deref(), Some("demo-node-auth"));
+        assert_eq!(auth.items.unwrap_or_default()[0].key, "password");
         let annotations = spec
             .template
             .metadata

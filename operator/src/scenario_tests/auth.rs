@@ -1,5 +1,6 @@
 //! The password the pods mount: a new one in the referenced Secret rolls the pods, a deleted
-//! Secret rolls nothing and is reported, a generated one is hashed into the pod template.
+//! Secret rolls nothing and is reported, a generated one is hashed into the pod template, and a
+//! deleted generated Secret is generated again and rolled out next to the previous password.
 
 use serde_json::{json, Value};
 
@@ -41,10 +42,14 @@ async fn a_new_password_in_the_referenced_secret_rolls_the_pods() {
 
     h.api.put(PASSWORD_SECRET, password_secret("second"));
     let writes = h.reconcile(spec.clone()).await;
-    // Only the pod template changes; the StatefulSet's RollingUpdate replaces one pod at a time.
+    // The nodes' Secret gets both passwords, then the pod template changes; the StatefulSet's
+    // RollingUpdate replaces one pod at a time.
     assert_eq!(
         child_writes(&writes),
-        ["PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo"]
+        [
+            "PATCH /api/v1/namespaces/apps/secrets/demo-node-auth",
+            "PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo"
+        ]
     );
     assert_eq!(
         h.auth_hash(),
@@ -109,4 +114,107 @@ async fn the_generated_password_is_hashed_into_the_pod_template() {
     let writes = h.reconcile(json!({"auth": {"enabled": false}})).await;
     assert!(writes.contains(&"PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo".to_owned()));
     assert_eq!(h.auth_hash(), None, "no password, no hash");
+}
+
+impl Harness {
+    /// The lines of `<name>-node-auth`'s `password`: what the nodes accept.
+    fn node_passwords(&self) -> Vec<String> {
+        let secret = self
+            .api
+            .get("/api/v1/namespaces/apps/secrets/demo-node-auth")
+            .unwrap_or_default();
+        let bytes: k8s_openapi::ByteString =
+            serde_json::from_value(secret["data"]["password"].clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes.0)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The generated password clients read.
+    fn generated_password(&self) -> String {
+        let secret = self
+            .api
+            .get("/api/v1/namespaces/apps/secrets/demo-auth")
+            .unwrap_or_default();
+        let bytes: k8s_openapi::ByteString =
+            serde_json::from_value(secret["data"]["password"].clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes.0).into_owned()
+    }
+
+    /// The StatefulSet's status with its revisions, and the pods' revision labels.
+    fn rollout(&self, current: &str, update: &str, pods: &str) {
+        if let Some(mut sts) = self.api.get(STS) {
+            sts["status"] = json!({"replicas": 3, "readyReplicas": 3, "updatedReplicas": 3,
+                "currentRevision": current, "updateRevision": update});
+            self.api.put(STS, sts);
+        }
+        for i in 0..3 {
+            let path = format!("/api/v1/namespaces/apps/pods/demo-{i}");
+            if let Some(mut pod) = self.api.get(&path) {
+                pod["metadata"]["labels"]["controller-revision-hash"] = json!(pods);
+                self.api.put(&path, pod);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_generated_secret_rolls_out_a_new_password_next_to_the_previous_one() {
+    let h = Harness::new();
+    h.reconcile(json!({})).await;
+    h.run_ready(3);
+    h.reconcile(json!({})).await;
+    let first = h.generated_password();
+    assert_eq!(h.node_passwords(), std::slice::from_ref(&first));
+
+    h.api
+        .0
+        .lock()
+        .map(|mut s| {
+            s.objects
+                .remove("/api/v1/namespaces/apps/secrets/demo-auth")
+        })
+        .ok();
+    h.reconcile(json!({})).await;
+    let second = h.generated_password();
+    assert_ne!(second, first);
+    assert_eq!(h.node_passwords(), [second.clone(), first.clone()]);
+    assert_eq!(
+        h.auth_hash(),
+        Some(crate::resources::auth_hash("uid-1", second.as_bytes()))
+    );
+    assert_eq!(
+        h.notes_of("PasswordChanged"),
+        ["Secret demo-auth was missing and was generated again with a new password: the pods restart one at a time, and until all run with it every node accepts the new and the previous password, so clients with the previous one keep working. Switch them to the new password after the PasswordRotated event"]
+    );
+
+    // The StatefulSet rolls: until every pod runs the new template both passwords stay.
+    h.rollout("r1", "r2", "r1");
+    h.reconcile(json!({})).await;
+    h.rollout("r1", "r2", "r2");
+    h.reconcile(json!({})).await;
+    assert_eq!(h.node_passwords(), [second.clone(), first.clone()]);
+    assert_eq!(h.notes_of("PasswordRotated"), Vec::<String>::new());
+
+    h.rollout("r2", "r2", "r2");
+    h.reconcile(json!({})).await;
+    assert_eq!(h.node_passwords(), std::slice::from_ref(&second));
+    assert_eq!(
+        h.notes_of("PasswordRotated"),
+        ["every pod runs with the new password of Secret demo-auth; running nodes still accept the previous one until they restart, nodes that start from now on accept only the new one. Switch the clients to the new password (set spec.restartedAt to refuse the previous one at once)"]
+    );
+    // Dropping the previous password from the Secret rolls nothing.
+    assert_eq!(
+        h.auth_hash(),
+        Some(crate::resources::auth_hash("uid-1", second.as_bytes()))
+    );
+    let writes = h.reconcile(json!({})).await;
+    assert_eq!(child_writes(&writes), Vec::<String>::new());
+    let warnings: Vec<_> = h
+        .events()
+        .into_iter()
+        .filter(|(t, _)| t == "Warning")
+        .collect();
+    assert_eq!(warnings, Vec::<(String, String)>::new());
 }

@@ -3,6 +3,7 @@
 //! pods, make a node answer, read a condition).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
@@ -67,6 +68,8 @@ pub(super) struct Harness {
     pub(super) nodes: Arc<FakeNodes>,
     /// What `reconcile` runs with.
     pub(super) ctx: Arc<Context>,
+    /// `metadata.generation` of the SessionCluster the next reconcile stores.
+    pub(super) generation: AtomicI64,
     registry: Registry,
 }
 
@@ -87,6 +90,7 @@ impl Harness {
             api,
             nodes,
             ctx,
+            generation: AtomicI64::new(1),
             registry,
         }
     }
@@ -122,7 +126,8 @@ impl Harness {
         let status = self.api.get(CLUSTER).and_then(|c| c.get("status").cloned());
         let mut object = json!({
             "apiVersion": "sessionstore.dev/v1alpha1", "kind": "SessionCluster",
-            "metadata": {"name": "demo", "namespace": "apps", "uid": "uid-1", "generation": 1},
+            "metadata": {"name": "demo", "namespace": "apps", "uid": "uid-1",
+                "generation": self.generation.load(Ordering::Relaxed)},
             "spec": spec,
         });
         if let Some(status) = status {
@@ -138,6 +143,37 @@ impl Harness {
             Ok(action) => (self.api.take_writes(), action),
             Err(error) => panic!("reconcile failed: {error}"),
         }
+    }
+
+    /// `(type, reason, note)` of every event published so far.
+    pub(super) fn event_notes(&self) -> Vec<(String, String, String)> {
+        let prefix = "/apis/events.k8s.io/v1/namespaces/apps/events/";
+        let Ok(state) = self.api.0.lock() else {
+            return Vec::new();
+        };
+        state
+            .objects
+            .iter()
+            .filter(|(path, _)| path.starts_with(prefix))
+            .map(|(_, event)| {
+                let text = |k: &str| event[k].as_str().unwrap_or_default().to_owned();
+                (text("type"), text("reason"), text("note"))
+            })
+            .collect()
+    }
+
+    /// The notes of the events with `reason`.
+    pub(super) fn notes_of(&self, reason: &str) -> Vec<String> {
+        self.event_notes()
+            .into_iter()
+            .filter(|(_, r, _)| r == reason)
+            .map(|(_, _, note)| note)
+            .collect()
+    }
+
+    /// The SessionCluster's stored status.
+    pub(super) fn status(&self) -> Value {
+        self.api.get(CLUSTER).unwrap_or_default()["status"].clone()
     }
 
     /// `(type, reason)` of every event published so far, oldest first.
@@ -186,14 +222,30 @@ impl Harness {
             self.api.put(STS, sts);
         }
         for i in 0..replicas {
-            self.api.put(
-                &format!("/api/v1/namespaces/apps/pods/demo-{i}"),
-                json!({"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": format!("demo-{i}"), "namespace": "apps"},
-                    "status": {"podIP": format!("10.0.0.{}", i + 1),
-                        "conditions": [{"type": "Ready", "status": "True"}]}}),
-            );
+            self.pod(i, true);
         }
+    }
+
+    /// Pod `ordinal`: created (and ready or not), like [`Self::run_pods`] makes them.
+    pub(super) fn pod(&self, ordinal: i64, ready: bool) {
+        self.pod_with(ordinal, ready, json!({}));
+    }
+
+    /// Pod `ordinal` with `status` merged over a running pod's (container statuses, conditions).
+    pub(super) fn pod_with(&self, ordinal: i64, ready: bool, status: Value) {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("demo-{ordinal}"), "namespace": "apps",
+                "uid": format!("pod-uid-{ordinal}"),
+                "labels": {"controller-revision-hash": "r1"}},
+            "status": {"podIP": format!("10.0.0.{}", ordinal + 1),
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}});
+        if let (Some(target), Some(extra)) = (pod["status"].as_object_mut(), status.as_object()) {
+            for (key, value) in extra {
+                target.insert(key.clone(), value.clone());
+            }
+        }
+        self.api
+            .put(&format!("/api/v1/namespaces/apps/pods/demo-{ordinal}"), pod);
     }
 
     /// Node `ordinal` of `replicas` answering `/v1/status` with every other node connected.
@@ -204,6 +256,18 @@ impl Harness {
 
     /// Node `ordinal` answering `/v1/status` with `peers` connected.
     pub(super) fn node_seeing(&self, ordinal: i64, peers: &[i64], state: &str, alarm: bool) {
+        self.node_as(ordinal, peers, state, alarm, |_| {});
+    }
+
+    /// Node `ordinal` answering like [`Self::node_seeing`], with `adjust` applied to its report.
+    pub(super) fn node_as(
+        &self,
+        ordinal: i64,
+        peers: &[i64],
+        state: &str,
+        alarm: bool,
+        adjust: impl FnOnce(&mut NodeStatus),
+    ) {
         let peers = peers
             .iter()
             .map(|i| PeerReport {
@@ -213,23 +277,22 @@ impl Harness {
                 ..PeerReport::default()
             })
             .collect();
+        let mut status = NodeStatus {
+            node_name: format!("demo-{ordinal}"),
+            state: state.into(),
+            keys: 0,
+            memory: MemoryReport {
+                used_bytes: if alarm { 90 } else { 10 },
+                limit_bytes: 100,
+                alarm,
+                ..MemoryReport::default()
+            },
+            peers,
+            ..NodeStatus::default()
+        };
+        adjust(&mut status);
         if let Ok(mut statuses) = self.nodes.statuses.lock() {
-            statuses.insert(
-                format!("10.0.0.{}:8080", ordinal + 1),
-                NodeStatus {
-                    node_name: format!("demo-{ordinal}"),
-                    state: state.into(),
-                    keys: 0,
-                    memory: MemoryReport {
-                        used_bytes: if alarm { 90 } else { 10 },
-                        limit_bytes: 100,
-                        alarm,
-                        ..MemoryReport::default()
-                    },
-                    peers,
-                    ..NodeStatus::default()
-                },
-            );
+            statuses.insert(format!("10.0.0.{}:8080", ordinal + 1), status);
         }
     }
 

@@ -1,6 +1,7 @@
 //! A mocked API server: an in-memory object store behind a tower service that answers
-//! GET/LIST/PATCH/POST/DELETE like the API server does (merge patches, canonical quantities,
-//! `stringData`, refusals on demand) and records every write.
+//! GET/LIST/PATCH/POST/DELETE like the API server does (server-side applies that record their
+//! field manager in `managedFields`, merge patches, canonical quantities, `stringData`, refusals
+//! on demand) and records every write.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,19 @@ fn canonicalise_quantities(value: &mut Value) {
     }
 }
 
+/// The `fieldsV1` of an applied object: `f:<key>` for every field, leaves as `{}` (lists count
+/// as leaves, which is all the scenarios need).
+fn fields_of(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, child)| (format!("f:{key}"), fields_of(child)))
+                .collect(),
+        ),
+        _ => json!({}),
+    }
+}
+
 /// What the API server does to a Secret's `stringData`: it is stored base64-encoded in `data`.
 fn store_string_data(object: &mut Value) {
     let Some(Value::Object(strings)) = object.as_object_mut().and_then(|o| o.remove("stringData"))
@@ -81,7 +95,14 @@ fn not_found() -> (StatusCode, Value) {
 }
 
 impl MockApi {
-    fn handle(&self, method: &Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    fn handle(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        content_type: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let Ok(mut state) = self.0.lock() else {
             return (StatusCode::INTERNAL_SERVER_ERROR, json!({}));
         };
@@ -137,8 +158,29 @@ impl MockApi {
                     merge_patch(&mut object["status"], &body["status"]);
                     return (StatusCode::OK, object.clone());
                 }
+                if content_type.starts_with("application/merge-patch") {
+                    let Some(object) = state.objects.get_mut(path) else {
+                        return not_found();
+                    };
+                    merge_patch(object, &body);
+                    return (StatusCode::OK, object.clone());
+                }
                 let mut stored = body;
                 canonicalise_quantities(&mut stored);
+                // A server-side apply: the object as applied, owned by the applying manager.
+                let manager = query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("fieldManager="))
+                    .unwrap_or("unknown")
+                    .to_owned();
+                let mut owned = stored.clone();
+                if let Some(fields) = owned.as_object_mut() {
+                    for envelope in ["apiVersion", "kind", "status"] {
+                        fields.remove(envelope);
+                    }
+                }
+                stored["metadata"]["managedFields"] = json!([{"manager": manager,
+                    "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": fields_of(&owned)}]);
                 if let Some(previous) = state.objects.get(path) {
                     if let Some(status) = previous.get("status") {
                         stored["status"] = status.clone();
@@ -178,9 +220,16 @@ impl MockApi {
             async move {
                 let method = request.method().clone();
                 let path = request.uri().path().to_owned();
+                let query = request.uri().query().unwrap_or_default().to_owned();
+                let content_type = request
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
                 let bytes = request.into_body().collect().await?.to_bytes();
                 let body = serde_json::from_slice::<Value>(&bytes).ok();
-                let (status, value) = mock.handle(&method, &path, body);
+                let (status, value) = mock.handle(&method, &path, &query, &content_type, body);
                 let response = Response::builder()
                     .status(status)
                     .header("content-type", "application/json")

@@ -78,6 +78,8 @@ async fn a_scale_up_warns_of_no_quorum_loss_until_a_ready_node_is_lost() {
     h.reconcile(json!({"replicas": 3})).await;
     // The new pods exist and are starting.
     h.statefulset_status(3, 1);
+    h.pod(1, false);
+    h.pod(2, false);
     h.reconcile(json!({"replicas": 3})).await;
     h.reconcile(json!({"replicas": 3})).await;
     let (status, reason, _) = h.condition("Available");
@@ -91,6 +93,7 @@ async fn a_scale_up_warns_of_no_quorum_loss_until_a_ready_node_is_lost() {
 
     // demo-0 goes away while the new pods are still starting: quorum is really lost.
     h.statefulset_status(3, 0);
+    h.pod(0, false);
     h.reconcile(json!({"replicas": 3})).await;
     assert_eq!(h.condition("Available").1, "QuorumLost");
     assert!(h

@@ -81,7 +81,12 @@ async fn a_refused_expansion_is_explained_not_retried_as_a_failure() {
         text,
         format!("storage.size cannot grow to 2Gi: the API server refused to expand claim data-demo-0: {message}. The volumes keep their size until the StorageClass allows expansion (allowVolumeExpansion: true)")
     );
-    assert_eq!(h.condition("ReconcileSuccess").0, "True");
+    let (status, reason, text) = h.condition("ReconcileSuccess");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ChangeRefused"),
+        "part of the spec is refused: {text}"
+    );
     assert!(h
         .events()
         .contains(&("Warning".to_owned(), "ChangeRefused".to_owned())));

@@ -84,5 +84,7 @@ fn secrets_map_to_the_clusters_that_mount_them() {
     };
     assert_eq!(names("shared"), ["apps/web", "apps/api"]);
     assert_eq!(names("gen-auth"), ["apps/gen"]);
+    assert_eq!(names("web-node-auth"), ["apps/web"]);
+    assert_eq!(names("gen-node-auth"), ["apps/gen"]);
     assert_eq!(names("unrelated"), Vec::<String>::new());
 }

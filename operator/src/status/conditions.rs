@@ -9,6 +9,21 @@ use sessionstore_api::{MemberStatus, SessionClusterStatus};
 use super::members::percent;
 use super::observed::Observed;
 
+/// `count` and `noun`, in the plural unless the count is one: "1 node", "3 nodes".
+pub fn plural(count: impl Into<i64>, noun: &str) -> String {
+    let count = count.into();
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// "`part` of `whole` nodes", the noun agreeing with `whole`: "1 of 1 node", "2 of 3 nodes".
+fn of_nodes(part: i32, whole: i32) -> String {
+    format!("{part} of {}", plural(whole, "node"))
+}
+
 /// A condition's status, reason and message, before it gets a generation and a transition time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionValue {
@@ -91,8 +106,8 @@ pub fn available(old: &SessionClusterStatus, observed: &Observed) -> ConditionVa
     let desired = observed.desired;
     let quorum = desired / 2 + 1;
     let counts = format!(
-        "{} of {desired} nodes ready (quorum {quorum})",
-        observed.ready
+        "{} ready (quorum {quorum})",
+        of_nodes(observed.ready, desired)
     );
     // Below the quorum of the new size right after a scale-up is not a loss: the new pods are
     // still starting. Only fewer ready nodes than before is.
@@ -136,52 +151,120 @@ pub fn progressing(observed: &Observed) -> ConditionValue {
             true,
             reason::SCALING_DOWN,
             format!(
-                "{} removed nodes shutting down",
-                observed.replicas - desired
+                "{} shutting down",
+                plural(observed.replicas - desired, "removed node")
             ),
         )
     } else if observed.replicas < desired {
         value(
             true,
             reason::SCALING_UP,
-            format!("{} of {desired} nodes created", observed.replicas),
+            format!("{} created", of_nodes(observed.replicas, desired)),
         )
-    } else if observed.rolling || observed.updated < observed.replicas {
+    } else if observed.rolling || observed.updated < desired {
         value(
             true,
             reason::ROLLING_UPDATE,
             format!(
-                "{} of {} nodes updated, one at a time after the previous one is synced",
-                observed.updated, observed.replicas
+                "{} updated, one at a time after the previous one is synced",
+                of_nodes(observed.updated, desired)
             ),
         )
     } else if observed.ready < desired {
         value(
             true,
             reason::NODES_STARTING,
-            format!("{} of {desired} nodes ready", observed.ready),
+            format!("{} ready", of_nodes(observed.ready, desired)),
         )
     } else {
         value(
             false,
             reason::UP_TO_DATE,
-            format!("{desired} nodes match the spec"),
+            format!(
+                "{} the spec",
+                if desired == 1 {
+                    "1 node matches".to_owned()
+                } else {
+                    format!("{desired} nodes match")
+                }
+            ),
         )
     }
 }
 
-/// `Degraded`: a refused change, a missing password Secret, or nodes not ready while nothing
-/// is in progress (`progressing` is the status of `Progressing`).
-pub fn degraded(observed: &Observed, progressing: bool) -> ConditionValue {
-    if let Some(refused) = &observed.refused {
+/// `Progressing` held against `spec.progressDeadlineSeconds`, and the new
+/// `status.lastProgressTime`. Progress is a change in the pod counts, a new spec generation or
+/// the start of a rollout; with none for longer than the deadline, `Progressing` turns `False`
+/// with `ProgressDeadlineExceeded`, as a Deployment's does, and stays so until something moves.
+pub fn with_deadline(
+    old: &SessionClusterStatus,
+    observed: &Observed,
+    progressing: ConditionValue,
+    now: &Time,
+) -> (ConditionValue, Option<String>) {
+    if !progressing.status {
+        return (progressing, None);
+    }
+    let previous = old
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::PROGRESSING);
+    let was_under_way = previous
+        .is_some_and(|c| c.status == "True" || c.reason == reason::PROGRESS_DEADLINE_EXCEEDED);
+    let moved = old.replicas != observed.replicas
+        || old.ready_replicas != observed.ready
+        || old.updated_replicas != observed.updated
+        || old.observed_generation != observed.generation;
+    let since = match &old.last_progress_time {
+        Some(since) if was_under_way && !moved => since.clone(),
+        _ => now.0.to_string(),
+    };
+    let stalled_for = since
+        .parse::<k8s_openapi::jiff::Timestamp>()
+        .map(|since| now.0.as_second() - since.as_second())
+        .unwrap_or(0);
+    let deadline = observed.progress_deadline_seconds;
+    if deadline > 0 && stalled_for > deadline {
+        let exceeded = value(
+            false,
+            reason::PROGRESS_DEADLINE_EXCEEDED,
+            format!(
+                "no progress for more than {deadline}s (spec.progressDeadlineSeconds): {}; Degraded names what is stuck",
+                progressing.message
+            ),
+        );
+        return (exceeded, Some(since));
+    }
+    (progressing, Some(since))
+}
+
+/// `Degraded`: stuck pods, a refused change, a missing or unusable password Secret, sessions
+/// lost in a full restart (`sessions_lost`, while recent), or nodes not ready while nothing is
+/// in progress (`progressing` is the status of `Progressing`), in that order.
+pub fn degraded(
+    observed: &Observed,
+    progressing: bool,
+    sessions_lost: Option<String>,
+) -> ConditionValue {
+    if let Some(worst) = observed.pod_problems.first() {
+        let message = observed
+            .pod_problems
+            .iter()
+            .map(|p| p.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        value(true, worst.reason, message)
+    } else if let Some(refused) = &observed.refused {
         value(true, reason::CHANGE_REFUSED, refused.clone())
-    } else if let Some(missing) = &observed.auth_missing {
-        value(true, reason::AUTH_SECRET_MISSING, missing.clone())
+    } else if let Some((reason, message)) = &observed.auth_problem {
+        value(true, reason, message.clone())
+    } else if let Some(lost) = sessions_lost {
+        value(true, reason::SESSIONS_LOST, lost)
     } else if !progressing && observed.ready < observed.desired {
         value(
             true,
             reason::NODES_NOT_READY,
-            format!("{} of {} nodes ready", observed.ready, observed.desired),
+            format!("{} ready", of_nodes(observed.ready, observed.desired)),
         )
     } else {
         value(false, reason::HEALTHY, "no problem found")
@@ -212,7 +295,11 @@ pub fn clustered(members: &[MemberStatus]) -> ConditionValue {
         value(
             true,
             reason::ALL_PEERS_CONNECTED,
-            format!("{} reporting nodes see every other node", members.len()),
+            if members.len() == 1 {
+                "1 reporting node sees every other node".to_owned()
+            } else {
+                format!("{} reporting nodes see every other node", members.len())
+            },
         )
     } else if partitioned {
         value(false, reason::PEERS_MISSING, missing.join("; "))
@@ -228,8 +315,17 @@ pub fn clustered(members: &[MemberStatus]) -> ConditionValue {
     }
 }
 
-/// `MemoryPressure`: the members above their high watermark, with their use of the limit.
-pub fn memory_pressure(members: &[MemberStatus]) -> ConditionValue {
+/// `MemoryPressure`: the members above their high watermark, with their use of the limit, and
+/// the warning of a limit that leaves too little room above the high watermark.
+pub fn memory_pressure(members: &[MemberStatus], headroom_warning: Option<&str>) -> ConditionValue {
+    let mut pressure = memory_alarms(members);
+    if let Some(warning) = headroom_warning {
+        pressure.message = format!("{}; warning: {warning}", pressure.message);
+    }
+    pressure
+}
+
+fn memory_alarms(members: &[MemberStatus]) -> ConditionValue {
     let pressured: Vec<String> = members
         .iter()
         .filter(|m| m.memory_alarm)
@@ -258,9 +354,35 @@ pub fn memory_pressure(members: &[MemberStatus]) -> ConditionValue {
     }
 }
 
-/// `ReconcileSuccess` after the spec was applied.
-pub fn reconciled() -> ConditionValue {
-    value(true, reason::RECONCILED, "the spec is applied")
+/// `ReconcileSuccess` after the spec was applied, but for the part a refusal explains.
+pub fn reconciled(refused: Option<&str>) -> ConditionValue {
+    match refused {
+        Some(refused) => value(
+            false,
+            reason::CHANGE_REFUSED,
+            format!("part of the spec is not applied: {refused}"),
+        ),
+        None => value(true, reason::RECONCILED, "the spec is applied"),
+    }
+}
+
+/// `ReconcileSuccess` while `spec.paused` is true: generation `generation` is not applied,
+/// the cluster runs `applied`.
+pub fn paused_not_applied(generation: Option<i64>, applied: Option<i64>) -> ConditionValue {
+    let wanted = generation.map_or_else(
+        || "the spec".to_owned(),
+        |g| format!("generation {g} of the spec"),
+    );
+    let running = applied.map_or_else(String::new, |g| {
+        format!(" (the cluster runs generation {g})")
+    });
+    value(
+        false,
+        reason::NOT_APPLIED_PAUSED,
+        format!(
+            "spec.paused is true: {wanted} is not applied{running}; set paused: false to apply it"
+        ),
+    )
 }
 
 /// `ReconcileSuccess` for a spec that cannot be carried out.
@@ -300,6 +422,7 @@ pub fn not_paused() -> ConditionValue {
 mod tests {
     use sessionstore_api::ScaleDownStatus;
 
+    use super::super::pods::PodProblem;
     use super::*;
 
     fn member(name: &str, missing: &[&str], alarm: bool) -> MemberStatus {
@@ -373,24 +496,157 @@ mod tests {
     }
 
     #[test]
-    fn degraded_reports_a_refusal_before_a_missing_secret_and_idle_unready_nodes() {
-        let both = Observed {
+    fn degraded_reports_stuck_pods_then_a_refusal_a_missing_secret_lost_sessions_and_idle_unready_nodes(
+    ) {
+        let stuck = |reason: &'static str, message: &str| PodProblem {
+            reason,
+            message: message.into(),
+        };
+        let everything = Observed {
+            pod_problems: vec![
+                stuck(reason::IMAGE_PULL_BACK_OFF, "pod demo-2 cannot pull"),
+                stuck(reason::CRASH_LOOP_BACK_OFF, "pod demo-0 keeps crashing"),
+            ],
             refused: Some("no".into()),
-            auth_missing: Some("gone".into()),
+            auth_problem: Some((reason::AUTH_SECRET_MISSING, "gone".into())),
             ..at_rest(3, 3)
         };
         assert_eq!(
-            degraded(&both, false),
+            degraded(&everything, false, Some("lost".into())),
+            value(
+                true,
+                reason::IMAGE_PULL_BACK_OFF,
+                "pod demo-2 cannot pull; pod demo-0 keeps crashing"
+            )
+        );
+        let refused = Observed {
+            pod_problems: Vec::new(),
+            ..everything.clone()
+        };
+        assert_eq!(
+            degraded(&refused, false, Some("lost".into())),
             value(true, reason::CHANGE_REFUSED, "no")
         );
+        let secret = Observed {
+            refused: None,
+            ..refused
+        };
         assert_eq!(
-            degraded(&at_rest(3, 2), false),
+            degraded(&secret, false, None),
+            value(true, reason::AUTH_SECRET_MISSING, "gone")
+        );
+        assert_eq!(
+            degraded(&at_rest(3, 3), false, Some("lost".into())),
+            value(true, reason::SESSIONS_LOST, "lost")
+        );
+        assert_eq!(
+            degraded(&at_rest(3, 2), false, None),
             value(true, reason::NODES_NOT_READY, "2 of 3 nodes ready")
         );
         assert_eq!(
-            degraded(&at_rest(3, 2), true),
+            degraded(&at_rest(1, 0), false, None).message,
+            "0 of 1 node ready"
+        );
+        assert_eq!(
+            degraded(&at_rest(3, 2), true, None),
             value(false, reason::HEALTHY, "no problem found")
         );
+    }
+
+    #[test]
+    fn counts_of_one_are_singular() {
+        assert_eq!(plural(1, "node"), "1 node");
+        assert_eq!(plural(0, "node"), "0 nodes");
+        assert_eq!(
+            available(&SessionClusterStatus::default(), &at_rest(1, 1)).message,
+            "1 of 1 node ready (quorum 1)"
+        );
+        assert_eq!(
+            progressing(&at_rest(1, 1)).message,
+            "1 node matches the spec"
+        );
+        assert_eq!(
+            clustered(&[member("demo-0", &[], false)]).message,
+            "1 reporting node sees every other node"
+        );
+        let shrinking = Observed {
+            replicas: 2,
+            ..at_rest(1, 1)
+        };
+        assert_eq!(
+            progressing(&shrinking).message,
+            "1 removed node shutting down"
+        );
+    }
+
+    #[test]
+    fn a_rollout_without_progress_past_the_deadline_is_reported() {
+        let at = |seconds: i64| {
+            Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH
+                    + k8s_openapi::jiff::SignedDuration::from_secs(seconds),
+            )
+        };
+        let stuck = Observed {
+            generation: Some(2),
+            updated: 2,
+            progress_deadline_seconds: 60,
+            ..at_rest(3, 2)
+        };
+        let start = SessionClusterStatus {
+            observed_generation: Some(1),
+            ..SessionClusterStatus::default()
+        };
+        let (value_then, since) = with_deadline(&start, &stuck, progressing(&stuck), &at(0));
+        assert!(value_then.status);
+        assert_eq!(since.as_deref(), Some("1970-01-01T00:00:00Z"));
+        let mut old = SessionClusterStatus {
+            observed_generation: Some(2),
+            replicas: stuck.replicas,
+            ready_replicas: stuck.ready,
+            updated_replicas: stuck.updated,
+            last_progress_time: since,
+            ..SessionClusterStatus::default()
+        };
+        set(
+            &mut old.conditions,
+            condition::PROGRESSING,
+            value_then,
+            Some(2),
+            &at(0),
+        );
+        let (within, _) = with_deadline(&old, &stuck, progressing(&stuck), &at(60));
+        assert!(within.status, "at the deadline, not past it");
+        let (past, since) = with_deadline(&old, &stuck, progressing(&stuck), &at(61));
+        assert_eq!(
+            past,
+            value(
+                false,
+                reason::PROGRESS_DEADLINE_EXCEEDED,
+                "no progress for more than 60s (spec.progressDeadlineSeconds): 2 of 3 nodes updated, one at a time after the previous one is synced; Degraded names what is stuck"
+            )
+        );
+        // Still stuck later: still exceeded. A node updated: progress again.
+        set(
+            &mut old.conditions,
+            condition::PROGRESSING,
+            past,
+            Some(2),
+            &at(61),
+        );
+        old.last_progress_time = since;
+        assert!(
+            !with_deadline(&old, &stuck, progressing(&stuck), &at(500))
+                .0
+                .status
+        );
+        let moved = Observed {
+            updated: 3,
+            ..stuck.clone()
+        };
+        let (again, since) = with_deadline(&old, &moved, progressing(&moved), &at(500));
+        assert!(again.status);
+        assert_eq!(since.as_deref(), Some("1970-01-01T00:08:20Z"));
     }
 
     #[test]
@@ -419,13 +675,17 @@ mod tests {
     fn memory_pressure_lists_the_alarmed_members() {
         let members = [member("demo-0", &[], false), member("demo-1", &[], true)];
         assert_eq!(
-            memory_pressure(&members),
+            memory_pressure(&members, None),
             value(
                 true,
                 reason::MEMORY_HIGH,
                 "demo-1 at 85% of its memory limit: writes that grow memory are refused; raise resources.limits.memory or shorten session timeouts"
             )
         );
-        assert!(!memory_pressure(&members[..1]).status);
+        assert!(!memory_pressure(&members[..1], None).status);
+        assert_eq!(
+            memory_pressure(&members[..1], Some("little room")).message,
+            "every node is below its high watermark; warning: little room"
+        );
     }
 }

@@ -32,7 +32,9 @@ pub fn from_nodes(name: &str, desired: i32, nodes: &[NodeStatus]) -> Vec<MemberS
         .iter()
         .map(|node| MemberStatus {
             name: node.node_name.clone(),
+            node_id: node.node_id.clone(),
             state: node.state.clone(),
+            data_origin: node.data_origin.clone(),
             keys: node.keys,
             peers: node
                 .peers

@@ -1,13 +1,16 @@
-//! Computes the SessionCluster status from what was observed: the StatefulSet's counts, the
-//! members' `/v1/status`, a scale-down in progress, a refused change. Pure: the controller
-//! writes the result only when it differs from the current status.
+//! Computes the SessionCluster status from what was observed: the pods, the members'
+//! `/v1/status`, a scale-down in progress, a refused change. Pure: the controller writes the
+//! result only when it differs from the current status.
 //!
-//! `conditions` decides each condition by its own function, `members` turns the nodes' reports
-//! into `status.members`, `transitions` picks the condition changes worth an event.
+//! `conditions` decides each condition by its own function, `pods` reads counts and stuck pods
+//! from the pods, `members` turns the nodes' reports into `status.members`, `sessions` tells a
+//! cluster that lost every session, `transitions` picks the condition changes worth an event.
 
 pub mod conditions;
 pub mod members;
 mod observed;
+pub mod pods;
+pub mod sessions;
 pub mod transitions;
 
 #[cfg(test)]
@@ -30,8 +33,14 @@ pub fn compute(
 ) -> SessionClusterStatus {
     let generation = observed.generation;
     let members = members::from_nodes(&observed.name, observed.desired, &observed.members);
-    let progressing = conditions::progressing(observed);
-    let degraded = conditions::degraded(observed, progressing.status);
+    let (data, _) = sessions::next(old.data.as_ref(), &members, observed.desired, now);
+    let (progressing, last_progress_time) =
+        conditions::with_deadline(old, observed, conditions::progressing(observed), now);
+    let degraded = conditions::degraded(
+        observed,
+        progressing.status,
+        sessions::lost_message(data.as_ref(), observed.ram, now),
+    );
     let computed = [
         (condition::AVAILABLE, conditions::available(old, observed)),
         (condition::PROGRESSING, progressing),
@@ -39,9 +48,12 @@ pub fn compute(
         (condition::CLUSTERED, conditions::clustered(&members)),
         (
             condition::MEMORY_PRESSURE,
-            conditions::memory_pressure(&members),
+            conditions::memory_pressure(&members, observed.headroom_warning.as_deref()),
         ),
-        (condition::RECONCILE_SUCCESS, conditions::reconciled()),
+        (
+            condition::RECONCILE_SUCCESS,
+            conditions::reconciled(observed.refused.as_deref()),
+        ),
         (condition::PAUSED, conditions::not_paused()),
     ];
     let mut list = old.conditions.clone();
@@ -58,6 +70,8 @@ pub fn compute(
         selector: Some(names::selector_string(&observed.name)),
         members,
         scale_down: observed.scale_down.clone(),
+        last_progress_time,
+        data,
         conditions: list,
     }
 }
@@ -88,18 +102,26 @@ pub fn invalid(
     status
 }
 
-/// The status while `spec.paused` is true: only the Paused condition changes.
+/// The status while `spec.paused` is true: `Paused`, and `ReconcileSuccess` saying the spec is
+/// not applied. `observedGeneration` stays at the generation last applied: the operator has not
+/// carried out this one.
 pub fn paused(
     old: &SessionClusterStatus,
     generation: Option<i64>,
     now: &Time,
 ) -> SessionClusterStatus {
     let mut status = old.clone();
-    status.observed_generation = generation;
     conditions::set(
         &mut status.conditions,
         condition::PAUSED,
         conditions::paused(),
+        generation,
+        now,
+    );
+    conditions::set(
+        &mut status.conditions,
+        condition::RECONCILE_SUCCESS,
+        conditions::paused_not_applied(generation, old.observed_generation),
         generation,
         now,
     );

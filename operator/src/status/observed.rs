@@ -3,6 +3,8 @@
 use sessionstore_api::node_status::NodeStatus;
 use sessionstore_api::ScaleDownStatus;
 
+use super::pods::PodProblem;
+
 /// What the controller saw during one reconcile.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
@@ -14,11 +16,11 @@ pub struct Observed {
     pub desired: i32,
     /// The StatefulSet's `spec.replicas` as applied (above `desired` during a scale-down).
     pub statefulset_replicas: i32,
-    /// StatefulSet `status.replicas`.
+    /// Pods that exist ([`super::pods::PodCounts::replicas`]).
     pub replicas: i32,
-    /// StatefulSet `status.readyReplicas`.
+    /// Pods the spec asks for that are ready ([`super::pods::PodCounts::ready`]).
     pub ready: i32,
-    /// StatefulSet `status.updatedReplicas`.
+    /// Pods the spec asks for on the current revision ([`super::pods::PodCounts::updated`]).
     pub updated: i32,
     /// StatefulSet current revision differs from its update revision.
     pub rolling: bool,
@@ -28,6 +30,14 @@ pub struct Observed {
     pub scale_down: Option<ScaleDownStatus>,
     /// A change of the spec that cannot be carried out, explained.
     pub refused: Option<String>,
-    /// The password Secret the pods mount is missing, explained.
-    pub auth_missing: Option<String>,
+    /// The password Secret is missing or unusable: the `Degraded` reason and the explanation.
+    pub auth_problem: Option<(&'static str, String)>,
+    /// Pods that are stuck, worst first ([`super::pods::problems`]).
+    pub pod_problems: Vec<PodProblem>,
+    /// `spec.progressDeadlineSeconds`.
+    pub progress_deadline_seconds: i64,
+    /// The memory limit leaves a node too little room above its high watermark, explained.
+    pub headroom_warning: Option<String>,
+    /// `storage.mode` is `ram` (a full restart loses the sessions).
+    pub ram: bool,
 }

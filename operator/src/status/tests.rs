@@ -207,7 +207,7 @@ fn pods_removed_by_a_scale_down_are_not_a_rollout() {
     let status = compute(&SessionClusterStatus::default(), &observed, &now());
     let progressing = get(&status, "Progressing");
     assert_eq!(progressing.reason, "ScalingDown");
-    assert_eq!(progressing.message, "1 removed nodes shutting down");
+    assert_eq!(progressing.message, "1 removed node shutting down");
 }
 
 #[test]

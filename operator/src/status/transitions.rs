@@ -5,7 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use sessionstore_api::constants::{condition, reason};
 
 /// Whether a condition in this state means trouble (a Warning event on the way in). Nodes still
-/// joining after a scale-up or a restart are not.
+/// joining after a scale-up or a restart are not, nor is a spec left unapplied because the user
+/// paused the cluster.
 pub fn is_trouble(condition: &Condition) -> bool {
     let trouble = matches!(
         (condition.type_.as_str(), condition.status.as_str()),
@@ -14,8 +15,11 @@ pub fn is_trouble(condition: &Condition) -> bool {
             | (condition::CLUSTERED, "False")
             | (condition::MEMORY_PRESSURE, "True")
             | (condition::RECONCILE_SUCCESS, "False")
-    );
-    trouble && condition.reason != reason::NODES_JOINING
+    ) || (condition.type_ == condition::PROGRESSING
+        && condition.reason == reason::PROGRESS_DEADLINE_EXCEEDED);
+    trouble
+        && condition.reason != reason::NODES_JOINING
+        && condition.reason != reason::NOT_APPLIED_PAUSED
 }
 
 /// A condition that changed status between `old` and `new`.
@@ -27,8 +31,9 @@ pub struct Transition {
     pub warning: bool,
 }
 
-/// Conditions whose status changed, or that turned into trouble without changing status (nodes
-/// joining, then a partition), worth an event. A condition that appears for the first time is
+/// Conditions whose status changed, or that turned into trouble or into another kind of trouble
+/// without changing status (nodes joining, then a partition; nodes not ready, then an image that
+/// cannot be pulled), worth an event. A condition that appears for the first time is
 /// only reported when it is trouble other than "not yet available" (expected at start) or no
 /// members reporting yet.
 pub fn transitions(old: &[Condition], new: &[Condition]) -> Vec<Transition> {
@@ -39,7 +44,8 @@ pub fn transitions(old: &[Condition], new: &[Condition]) -> Vec<Transition> {
             match previous {
                 Some(previous)
                     if previous.status == condition.status
-                        && (is_trouble(previous) || !trouble) =>
+                        && (!trouble
+                            || (is_trouble(previous) && previous.reason == condition.reason)) =>
                 {
                     None
                 }

@@ -42,15 +42,22 @@ pub fn quit(call: &mut Call<'_>) -> Frame {
     Frame::ok()
 }
 
-/// Checks a username/password pair against the configured password. The only user is
-/// `default`; without a password it accepts anything, like Redis's `nopass` default user.
+/// Checks a username/password pair against the configured passwords. The only user is
+/// `default`; without a password it accepts anything, like Redis's `nopass` default user. Each
+/// line of the password file is a password (the operator adds the previous one while a new one
+/// rolls out), as Redis lets a user have several.
 fn check(call: &Call<'_>, user: &[u8], password: &[u8]) -> bool {
     if user != b"default" {
         return false;
     }
     match &call.state.password {
         None => true,
-        Some(expected) => constant_time_eq(expected.as_bytes(), password),
+        Some(accepted) => accepted
+            .lines()
+            .filter(|line| !line.is_empty())
+            .fold(false, |any, line| {
+                constant_time_eq(line.as_bytes(), password) | any
+            }),
     }
 }
 
@@ -300,6 +307,21 @@ mod tests {
         assert_eq!(h.run("CLIENT SETNAME a b"), err("ERR unknown subcommand or wrong number of arguments for 'SETNAME'. Try CLIENT HELP."));
         assert_eq!(h.run("RESET"), Frame::Simple("RESET".into()));
         assert_eq!(h.run("GET k"), err("NOAUTH Authentication required."));
+    }
+
+    #[test]
+    fn auth_accepts_each_line_of_the_password_file() {
+        let mut h = Harness::with_password(Some("new\n\nold"));
+        for line in ["AUTH new", "AUTH old", "AUTH default old"] {
+            assert_eq!(h.run(line), Frame::ok(), "{line}");
+        }
+        for line in ["AUTH new\n\nold", "AUTH ", "AUTH ne"] {
+            assert_eq!(
+                h.run(line),
+                err("WRONGPASS invalid username-password pair or user is disabled."),
+                "{line:?}"
+            );
+        }
     }
 
     #[test]

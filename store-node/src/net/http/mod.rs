@@ -67,14 +67,19 @@ pub(super) fn error(status: StatusCode, message: &str) -> ApiError {
 }
 
 pub(super) fn authorize(state: &NodeState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(password) = &state.password else {
+    let Some(accepted) = &state.password else {
         return Ok(());
     };
     let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    if presented == Some(password.as_str()) {
+    // Each line of the password file is an accepted password, as for AUTH.
+    if presented.is_some_and(|token| {
+        accepted
+            .lines()
+            .any(|password| !password.is_empty() && password == token)
+    }) {
         Ok(())
     } else {
         Err(error(
@@ -108,4 +113,42 @@ pub(super) async fn settle_write(state: &NodeState, receipt: WriteReceipt) -> Re
     crate::node::write_ack::settle(state, receipt)
         .await
         .map_err(|message| error(StatusCode::SERVICE_UNAVAILABLE, &message))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::http::{HeaderMap, HeaderValue, StatusCode};
+
+    use super::authorize;
+    use crate::config::Config;
+    use crate::node::NodeState;
+    use crate::store::{EngineConfig, MemoryEngine};
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+            headers.insert(axum::http::header::AUTHORIZATION, value);
+        }
+        headers
+    }
+
+    #[test]
+    fn every_line_of_the_password_file_is_an_accepted_token() {
+        let engine = Arc::new(MemoryEngine::new(EngineConfig::default()));
+        let state = NodeState::new(Config::for_tests(), engine, Some("new\nold".into()));
+        for token in ["new", "old"] {
+            assert!(authorize(&state, &bearer(token)).is_ok(), "{token}");
+        }
+        for token in ["", "ne", "new old"] {
+            let refused = authorize(&state, &bearer(token)).err();
+            assert_eq!(
+                refused.map(|e| e.status),
+                Some(StatusCode::UNAUTHORIZED),
+                "{token:?}"
+            );
+        }
+        assert!(authorize(&state, &HeaderMap::new()).is_err());
+    }
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 pub use sessionstore_api::node_status::{
-    DiscReport, MemoryReport, NodeStatus, PeerReport, RecoveryStatus, StorageReport,
+    data_origin, DiscReport, MemoryReport, NodeStatus, PeerReport, RecoveryStatus, StorageReport,
 };
 
 use crate::node::NodeState;
@@ -58,6 +58,24 @@ pub fn storage_report(state: &NodeState) -> StorageReport {
     }
 }
 
+/// How the node got the data it started with: records recovered from disc, else a snapshot of
+/// at least one record from a peer (only a starting node asks for one), else nothing. A RAM
+/// cluster whose every node restarted at once reports `empty` everywhere, which is how the
+/// operator tells that the sessions were lost.
+fn data_origin(state: &NodeState) -> &'static str {
+    let recovered = state.recovery.snapshot().records_loaded;
+    let streamed = state.replication().map_or(0, |replication| {
+        replication.metrics().snapshot().snapshot_records_received
+    });
+    if recovered > 0 {
+        data_origin::DISC
+    } else if streamed > 0 {
+        data_origin::PEER
+    } else {
+        data_origin::EMPTY
+    }
+}
+
 /// Builds the status document.
 pub fn node_status(state: &NodeState) -> NodeStatus {
     let memory = state.engine.memory();
@@ -68,6 +86,7 @@ pub fn node_status(state: &NodeState) -> NodeStatus {
         state: state.lifecycle().as_str().to_string(),
         uptime_seconds: state.uptime_seconds(),
         keys: state.engine.len(),
+        data_origin: Some(data_origin(state).to_string()),
         memory: MemoryReport {
             used_bytes: memory.used_bytes,
             limit_bytes: memory.limit_bytes,
