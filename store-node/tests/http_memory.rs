@@ -312,7 +312,7 @@ async fn memory_alarm_fill_oom_and_recover() {
     )
     .await;
     let mut deleted = 0;
-    while status(&node).await["memory"]["usedBytes"].as_u64().unwrap() >= 112_500 {
+    while status(&node).await["memory"]["usedBytes"].as_u64().unwrap() >= 150_000 {
         raw.expect(&command(&["DEL", &format!("k{deleted}")]), b":1\r\n")
             .await;
         deleted += 1;
@@ -322,7 +322,7 @@ async fn memory_alarm_fill_oom_and_recover() {
         b"-OOM command not allowed when used memory > 'maxmemory'.\r\n",
     )
     .await;
-    while status(&node).await["memory"]["usedBytes"].as_u64().unwrap() >= 150_000 {
+    while status(&node).await["memory"]["usedBytes"].as_u64().unwrap() >= 112_500 {
         raw.expect(&command(&["DEL", &format!("k{deleted}")]), b":1\r\n")
             .await;
         deleted += 1;
