@@ -193,8 +193,8 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
         serve_listeners(resp, http, io_threads, &state, &shutdown, &tasks);
     }
     state.finish_recovery();
-    crate::node::memory::sample_once(&state);
-    tasks.spawn(crate::node::memory::memory_loop(
+    crate::node::sampler::sample_once(&state);
+    tasks.spawn(crate::node::sampler::memory_loop(
         state.clone(),
         shutdown.clone(),
     ));

@@ -6,9 +6,7 @@
 //! a limit (a pod: that is what reaching the limit kills for, kernel memory such as socket
 //! buffers included), and never less than the process's anonymous resident memory
 //! (`/proc/self/statm` resident minus shared), which is the footprint where no cgroup limit
-//! applies (`--max-memory` on a host). The same tick exchanges the alarm with the peers
-//! (replication's heartbeat carries it) and, under an evicting policy, evicts in the
-//! background, since replicated writes arrive without a growth command to evict for them.
+//! applies (`--max-memory` on a host). [`super::sampler`] runs the ticks.
 //!
 //! Freed memory must leave the footprint for the alarm to clear: mimalloc (the node's
 //! allocator) returns free pages to the kernel 10 ms after they are freed instead of its
@@ -19,19 +17,15 @@
 
 use std::ffi::{c_int, c_long};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 // Links the allocator's C library into every binary using this crate, for the calls below.
 use mimalloc as _;
 
 use parking_lot::Mutex;
-use tokio_util::sync::CancellationToken;
 
 use super::cgroup::MemoryCgroup;
-use super::state::NodeState;
 use crate::config::{Config, MemoryAccounting};
-use crate::store::EvictionPolicy;
 
 /// `mi_option_purge_delay` in mimalloc's `mi_option_e` (mimalloc.h of the bundled v3).
 const MI_OPTION_PURGE_DELAY: c_int = 15;
@@ -63,15 +57,11 @@ pub fn tune_allocator() {
 }
 
 /// Lets the allocator purge the free pages whose delay expired.
-fn purge_freed_pages() {
+pub fn purge_freed_pages() {
     // SAFETY: mi_collect(false) collects the calling thread's heap and purges expired free
     // ranges; it has no preconditions.
     unsafe { mi_collect(false) }
 }
-
-/// Calls of the engine's eviction per tick while the node is in alarm under an evicting
-/// policy (each evicts up to 256 keys toward the low watermark).
-const BACKGROUND_EVICTION_ROUNDS: usize = 8;
 
 /// The figures of the last sample, for INFO, `/v1/status` and `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -111,6 +101,11 @@ impl MemoryProbe {
             interval: Duration::from_millis(config.memory_sample_interval_ms.max(1)),
             last: Mutex::new(MemoryReadings::default()),
         }
+    }
+
+    /// How often the footprint is sampled.
+    pub fn interval(&self) -> Duration {
+        self.interval
     }
 
     /// Whether the engine's used memory follows the sampled footprint.
@@ -179,42 +174,6 @@ fn page_size() -> u64 {
         size as u64
     } else {
         4096
-    }
-}
-
-/// One tick: samples the footprint into the engine, exchanges the alarm with the peers, and
-/// evicts in the background while in alarm under an evicting policy.
-pub fn sample_once(state: &NodeState) {
-    let engine = &state.engine;
-    if state.memory.samples_footprint() {
-        purge_freed_pages();
-        let checkpoint = engine.footprint_checkpoint();
-        let readings = state.memory.read();
-        engine.set_footprint_sample(readings.footprint(), checkpoint);
-    }
-    if let Some(replication) = state.replication() {
-        replication.set_memory_alarm(engine.memory().alarm);
-        engine.set_peer_alarm(!replication.peers_in_memory_alarm().is_empty());
-    }
-    let memory = engine.memory();
-    if memory.alarm && memory.policy != EvictionPolicy::Noeviction {
-        for _ in 0..BACKGROUND_EVICTION_ROUNDS {
-            if engine.make_room() || !engine.memory().alarm {
-                break;
-            }
-        }
-    }
-}
-
-/// Samples every interval until `shutdown`.
-pub async fn memory_loop(state: Arc<NodeState>, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(state.memory.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => sample_once(&state),
-        }
     }
 }
 

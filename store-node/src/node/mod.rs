@@ -3,8 +3,8 @@
 //! the log and the peers), [`write_ack`] (answering writes once their receipts hold),
 //! [`cluster`] (starting replication, leaving the cluster), [`disc`] (disc mode's recovery,
 //! snapshots and shutdown), [`replica`] (replication's view of the engine), [`cgroup`] (the
-//! memory cgroup the node runs in) and [`memory`] (the sampled footprint the limit is compared
-//! with).
+//! memory cgroup the node runs in), [`memory`] (the footprint the limit is compared with) and
+//! [`sampler`] (the tick that samples it and exchanges the alarm with the peers).
 
 pub mod cgroup;
 pub mod cluster;
@@ -12,6 +12,7 @@ pub mod disc;
 pub mod hook;
 pub mod memory;
 pub mod replica;
+pub mod sampler;
 pub mod state;
 pub mod write_ack;
 

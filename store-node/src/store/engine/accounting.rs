@@ -290,7 +290,8 @@ impl MemoryEngine {
     }
 
     /// Used memory in bytes: the last footprint sample plus [`GROWTH_FACTOR`] times the data
-    /// and buffers accounted since, or the data estimate before any sample.
+    /// and buffers accounted since (minus what was freed since), or the data estimate before
+    /// any sample.
     pub fn used_bytes(&self) -> u64 {
         let data = self.used.load(Ordering::Relaxed).max(0);
         let base = self.footprint.base.load(Ordering::Acquire);
@@ -298,8 +299,16 @@ impl MemoryEngine {
         if sample == 0 {
             return data as u64;
         }
-        let tracked = data + self.footprint.buffers.load(Ordering::Relaxed);
-        sample + (tracked - base).max(0) as u64 * GROWTH_FACTOR
+        let change = data + self.footprint.buffers.load(Ordering::Relaxed) - base;
+        // What was freed since counts once: an eviction or a delete must lower used memory at
+        // once, or eviction would go on until the next sample; the allocator returns freed
+        // pages within milliseconds, and the next sample corrects what it keeps.
+        let change = if change > 0 {
+            change * GROWTH_FACTOR as i64
+        } else {
+            change
+        };
+        (sample as i64 + change).max(0) as u64
     }
 
     /// The memory accounting snapshot.
@@ -511,7 +520,7 @@ mod tests {
     }
 
     /// Used memory follows the sampled footprint, plus twice the growth accounted since the
-    /// sample (data and buffers), never less than the sample when data shrinks.
+    /// sample (data and buffers), minus what was freed since.
     #[test]
     fn used_memory_is_the_sample_plus_twice_the_growth_since() {
         let engine = MemoryEngine::new(EngineConfig {
@@ -545,8 +554,8 @@ mod tests {
         }
         assert_eq!(
             engine.used_bytes(),
-            5_000_000,
-            "freed memory shows in the next sample"
+            5_000_000 - data,
+            "freed bytes count once"
         );
         // The alarm follows the samples: raised at the high watermark, cleared below the low.
         let high = engine.memory().high_watermark_bytes;
