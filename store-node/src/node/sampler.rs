@@ -32,7 +32,7 @@ pub fn sample_once(state: &NodeState) {
     let memory = engine.memory();
     if memory.alarm && memory.policy != EvictionPolicy::Noeviction {
         for _ in 0..BACKGROUND_EVICTION_ROUNDS {
-            if engine.make_room() || !engine.memory().alarm {
+            if !engine.make_room() || !engine.memory().alarm {
                 break;
             }
         }

@@ -88,7 +88,7 @@ pub fn memory_reserve(limit: u64) -> u64 {
 }
 
 /// The sampled footprint and what was accounted since.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Footprint {
     /// The last sampled footprint in bytes; 0 before the first sample.
     sample: AtomicU64,
@@ -98,6 +98,24 @@ pub(super) struct Footprint {
     buffers: AtomicI64,
     /// Whether a peer reports its memory alarm.
     peer_alarm: AtomicBool,
+    /// While the alarm is raised under an evicting policy: the data bytes eviction brings the
+    /// node down to ([`i64::MAX`] = none yet).
+    eviction_target: AtomicI64,
+    /// The footprint sample the target was last set for.
+    eviction_footprint: AtomicU64,
+}
+
+impl Default for Footprint {
+    fn default() -> Self {
+        Footprint {
+            sample: AtomicU64::new(0),
+            base: AtomicI64::new(0),
+            buffers: AtomicI64::new(0),
+            peer_alarm: AtomicBool::new(false),
+            eviction_target: AtomicI64::new(i64::MAX),
+            eviction_footprint: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Memory limits of an engine.
@@ -233,6 +251,40 @@ impl MemoryEngine {
             .store(sample.max(1), Ordering::Release);
         self.footprint.base.store(checkpoint, Ordering::Release);
         self.update_alarm();
+        self.update_eviction_target(sample);
+    }
+
+    /// Sets how far eviction goes in data bytes, from a footprint sample. Evicting does not
+    /// lower the footprint one for one: freed entries leave holes that new entries of their
+    /// size fill, and each eviction leaves a tombstone for the grace period. Evicting until
+    /// the footprint itself fell below the low watermark would evict every key; instead the
+    /// data is brought down by what the footprint exceeds the low watermark by when the alarm
+    /// is raised, and further only as far as the footprint grows again.
+    fn update_eviction_target(&self, sample: u64) {
+        let footprint = &self.footprint;
+        if self.policy == EvictionPolicy::Noeviction || !self.alarm.load(Ordering::Relaxed) {
+            footprint.eviction_target.store(i64::MAX, Ordering::Relaxed);
+            return;
+        }
+        let data = self.used.load(Ordering::Relaxed).max(0);
+        let target = footprint.eviction_target.load(Ordering::Relaxed);
+        let at = footprint.eviction_footprint.load(Ordering::Relaxed);
+        if target == i64::MAX {
+            let excess = sample.saturating_sub(self.low) as i64;
+            footprint
+                .eviction_target
+                .store((data - excess).max(0), Ordering::Relaxed);
+            footprint
+                .eviction_footprint
+                .store(sample, Ordering::Relaxed);
+        } else if sample > at + (1 << 20) {
+            footprint
+                .eviction_target
+                .store((target - (sample - at) as i64).max(0), Ordering::Relaxed);
+            footprint
+                .eviction_footprint
+                .store(sample, Ordering::Relaxed);
+        }
     }
 
     /// A connection's buffers grew (positive) or shrank (negative) by `delta` bytes.
@@ -350,6 +402,19 @@ impl MemoryEngine {
             let _second = self.evict_one();
             return true;
         }
+        let target = self.footprint.eviction_target.load(Ordering::Relaxed);
+        if self.footprint.sample.load(Ordering::Relaxed) > 0 && target != i64::MAX {
+            // The footprint follows evictions late and partly: evict down to the data target
+            // (see `update_eviction_target`), then let writes fill what was freed.
+            let mut evicted = false;
+            for _ in 0..256 {
+                if self.used.load(Ordering::Relaxed) <= target || !self.evict_one() {
+                    break;
+                }
+                evicted = true;
+            }
+            return evicted || self.used.load(Ordering::Relaxed) <= target;
+        }
         // Bounded work per write: the way down to the low watermark is spread over several
         // writes. Tombstones left by evictions are outside `used_bytes`, so every eviction
         // makes progress.
@@ -438,10 +503,12 @@ mod tests {
     use crate::store::hook::Versioning;
     use crate::store::record::RecordState;
 
+    /// A limit whose effective part (without the reserve, a quarter of so small a limit) is
+    /// 100,002 bytes: the watermarks are 80,001 and 50,001.
     #[test]
     fn alarm_with_hysteresis_and_eviction() {
         let config = EngineConfig {
-            limit_bytes: 100_000,
+            limit_bytes: 133_336,
             high_watermark: 0.8,
             low_watermark: 0.5,
             policy: EvictionPolicy::Noeviction,
@@ -627,7 +694,7 @@ mod tests {
     #[test]
     fn eviction_replicates_a_tombstone_outside_the_budget() {
         let engine = Arc::new(MemoryEngine::new(EngineConfig {
-            limit_bytes: 100_000,
+            limit_bytes: 133_336,
             high_watermark: 0.8,
             low_watermark: 0.5,
             policy: EvictionPolicy::VolatileTtl,
