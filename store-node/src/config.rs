@@ -58,6 +58,17 @@ impl ValueEnum for EvictionPolicy {
 }
 
 /// Log output format.
+/// What the memory limit is compared with (docs/memory.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MemoryAccounting {
+    /// The process's real footprint, sampled every `--memory-sample-interval-ms`: its cgroup's
+    /// memory without file pages when the cgroup has a limit, else its anonymous resident
+    /// memory; plus what was accounted since the last sample.
+    Footprint,
+    /// The estimated data bytes only (several nodes in one process, as in-process tests run).
+    Data,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -88,6 +99,9 @@ pub enum ConfigError {
     /// The expiry sweep interval must be positive.
     #[error("expiry sweep interval must be at least 1 ms")]
     SweepInterval,
+    /// `--memory-sample-interval-ms` is zero.
+    #[error("--memory-sample-interval-ms must be at least 1")]
+    MemorySampleInterval,
     /// The password file could not be read.
     #[error("failed to read password file {path}: {reason}")]
     PasswordFile {
@@ -215,18 +229,40 @@ pub struct Config {
     )]
     pub expiry_sweep_interval_ms: u64,
 
-    /// Memory limit in bytes; 0 = read the cgroup limit (v1 or v2), unlimited if none.
+    /// Memory limit in bytes; 0 = read the cgroup limit (v1 or v2), unlimited if none. A
+    /// cgroup limit below it wins.
     #[arg(long, env = "STORE_NODE_MAX_MEMORY", default_value_t = 0)]
     pub max_memory: u64,
 
-    /// Fraction of the limit above which growth writes are refused (or evicted) and the alarm
-    /// is raised.
+    /// Fraction of the effective limit (the limit minus a reserve for transient peaks: an
+    /// eighth, at least 16 MiB, at most a quarter) above which growth writes are refused (or
+    /// evict) and the alarm is raised.
     #[arg(long, env = "STORE_NODE_HIGH_WATERMARK", default_value_t = 0.8)]
     pub high_watermark: f64,
 
-    /// Fraction of the limit below which the alarm clears.
+    /// Fraction of the effective limit below which the alarm clears.
     #[arg(long, env = "STORE_NODE_LOW_WATERMARK", default_value_t = 0.7)]
     pub low_watermark: f64,
+
+    /// What used memory is: `footprint` (the process's real footprint) or `data` (the data
+    /// estimate alone). Hidden: `data` is for several nodes in one process (tests).
+    #[arg(
+        long,
+        env = "STORE_NODE_MEMORY_ACCOUNTING",
+        value_enum,
+        default_value = "footprint",
+        hide = true
+    )]
+    pub memory_accounting: MemoryAccounting,
+
+    /// How often (ms) the footprint is sampled. Hidden: a tuning knob.
+    #[arg(
+        long,
+        env = "STORE_NODE_MEMORY_SAMPLE_INTERVAL_MS",
+        default_value_t = 100,
+        hide = true
+    )]
+    pub memory_sample_interval_ms: u64,
 
     /// `noeviction`, `volatile-ttl` or `volatile-lru`.
     #[arg(
@@ -299,6 +335,9 @@ impl Config {
         if self.expiry_sweep_interval_ms == 0 {
             return Err(ConfigError::SweepInterval);
         }
+        if self.memory_sample_interval_ms == 0 {
+            return Err(ConfigError::MemorySampleInterval);
+        }
         Ok(())
     }
 
@@ -366,6 +405,8 @@ impl Config {
         config.resp_port = 0;
         config.http_port = 0;
         config.node_name = Some("test-0".to_string());
+        // Nodes started in-process share the test binary's footprint.
+        config.memory_accounting = MemoryAccounting::Data;
         config
     }
 }

@@ -102,16 +102,13 @@ impl RunningNode {
     }
 }
 
-/// Validates the configuration, builds the engine (with the cgroup memory limit unless
-/// `--max-memory` is set) and starts serving.
+/// Validates the configuration, builds the engine (with the smaller of `--max-memory` and the
+/// cgroup's memory limit) and starts serving.
 pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
     config.validate().map_err(ServerError::Config)?;
     let password = config.read_password().map_err(ServerError::Config)?;
-    let limit_bytes = if config.max_memory > 0 {
-        config.max_memory
-    } else {
-        crate::node::cgroup::memory_limit(std::path::Path::new("/sys/fs/cgroup")).unwrap_or(0)
-    };
+    let limit_bytes = crate::node::memory::memory_limit(&config);
+    crate::node::memory::tune_allocator();
     let engine = Arc::new(MemoryEngine::new(EngineConfig {
         limit_bytes,
         high_watermark: config.high_watermark,
@@ -196,6 +193,11 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
         serve_listeners(resp, http, io_threads, &state, &shutdown, &tasks);
     }
     state.finish_recovery();
+    crate::node::sampler::sample_once(&state);
+    tasks.spawn(crate::node::sampler::memory_loop(
+        state.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(sweep_loop(state.clone(), sweep_interval, shutdown.clone()));
     if disc.is_some() {
         tasks.spawn(crate::node::disc::snapshot_loop(

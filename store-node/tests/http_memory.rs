@@ -285,9 +285,12 @@ async fn memory_alarm_fill_oom_and_recover() {
     let report = status(&node).await;
     assert_eq!(report["memory"]["alarm"], true);
     assert_eq!(report["memory"]["limitBytes"], 300_000);
-    assert_eq!(report["memory"]["highWatermarkBytes"], 240_000);
-    assert_eq!(report["memory"]["lowWatermarkBytes"], 150_000);
-    assert!(report["memory"]["usedBytes"].as_u64().unwrap() >= 240_000);
+    // The watermarks are fractions of the limit minus the reserve (a quarter of so small a
+    // limit): 0.8 and 0.5 of 225,000.
+    assert_eq!(report["memory"]["reserveBytes"], 75_000);
+    assert_eq!(report["memory"]["highWatermarkBytes"], 180_000);
+    assert_eq!(report["memory"]["lowWatermarkBytes"], 112_500);
+    assert!(report["memory"]["usedBytes"].as_u64().unwrap() >= 180_000);
     raw.send(&command(&["INFO", "memory"])).await;
     let store_node::protocol::Frame::Bulk(info) = raw.frame().await else {
         panic!("INFO is a bulk string in RESP2")
@@ -309,7 +312,7 @@ async fn memory_alarm_fill_oom_and_recover() {
     )
     .await;
     let mut deleted = 0;
-    while status(&node).await["memory"]["usedBytes"].as_u64().unwrap() >= 200_000 {
+    while status(&node).await["memory"]["usedBytes"].as_u64().unwrap() >= 150_000 {
         raw.expect(&command(&["DEL", &format!("k{deleted}")]), b":1\r\n")
             .await;
         deleted += 1;
@@ -319,7 +322,7 @@ async fn memory_alarm_fill_oom_and_recover() {
         b"-OOM command not allowed when used memory > 'maxmemory'.\r\n",
     )
     .await;
-    while status(&node).await["memory"]["usedBytes"].as_u64().unwrap() >= 150_000 {
+    while status(&node).await["memory"]["usedBytes"].as_u64().unwrap() >= 112_500 {
         raw.expect(&command(&["DEL", &format!("k{deleted}")]), b":1\r\n")
             .await;
         deleted += 1;

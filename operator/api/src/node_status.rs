@@ -65,11 +65,13 @@ pub struct NodeStatus {
     pub storage: StorageReport,
 }
 
-/// Memory part of [`NodeStatus`].
+/// Memory part of [`NodeStatus`] (docs/memory.md).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MemoryReport {
-    /// Estimated bytes used.
+    /// Used memory, what the watermarks compare: the node's sampled footprint (what the kernel
+    /// counts against the limit) plus the growth accounted since the sample; INFO's
+    /// `used_memory` and `store_node_memory_used_bytes` are the same figure.
     pub used_bytes: u64,
     /// Limit in bytes (0 = unlimited).
     pub limit_bytes: u64,
@@ -84,6 +86,23 @@ pub struct MemoryReport {
     /// Eviction policy, as spelled in `--eviction-policy`.
     #[serde(default)]
     pub eviction_policy: String,
+    /// The part of the limit kept for transient peaks; the watermarks are fractions of
+    /// `limitBytes - reserveBytes`.
+    #[serde(default)]
+    pub reserve_bytes: u64,
+    /// The estimated bytes of the data alone (keys, values, per-key overhead).
+    #[serde(default)]
+    pub data_bytes: u64,
+    /// The process's resident memory, file pages included (INFO's `used_memory_rss`).
+    #[serde(default)]
+    pub rss_bytes: u64,
+    /// The memory cgroup's charge without file pages, when the node's cgroup has a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_bytes: Option<u64>,
+    /// Connected peers that announce their memory alarm; while any does, this node refuses
+    /// growth writes too (or evicts), since it replicates to them.
+    #[serde(default)]
+    pub peers_in_alarm: Vec<String>,
 }
 
 /// A peer in [`NodeStatus`].
@@ -177,10 +196,15 @@ mod tests {
             "memory": {
                 "usedBytes": 1048576,
                 "limitBytes": 268435456,
-                "highWatermarkBytes": 214748364,
-                "lowWatermarkBytes": 187904819,
+                "highWatermarkBytes": 188743680,
+                "lowWatermarkBytes": 165150720,
                 "alarm": true,
-                "evictionPolicy": "noeviction"
+                "evictionPolicy": "noeviction",
+                "reserveBytes": 33554432,
+                "dataBytes": 524288,
+                "rssBytes": 9437184,
+                "cgroupBytes": 1048576,
+                "peersInAlarm": ["demo-2"]
             },
             "peers": [
                 {"name": "demo-1", "address": "10.244.0.7:7379", "connected": true, "lagOps": 3},
@@ -231,7 +255,11 @@ mod tests {
                 "highWatermarkBytes": 0,
                 "lowWatermarkBytes": 0,
                 "alarm": false,
-                "evictionPolicy": "volatile-lru"
+                "evictionPolicy": "volatile-lru",
+                "reserveBytes": 0,
+                "dataBytes": 0,
+                "rssBytes": 0,
+                "peersInAlarm": []
             },
             "peers": [],
             "storage": {"mode": "ram"}
@@ -256,7 +284,11 @@ mod tests {
                 "highWatermarkBytes": 214748364,
                 "lowWatermarkBytes": 187904819,
                 "alarm": false,
-                "evictionPolicy": "noeviction"
+                "evictionPolicy": "noeviction",
+                "reserveBytes": 33554432,
+                "dataBytes": 0,
+                "rssBytes": 8388608,
+                "peersInAlarm": []
             },
             "peers": [],
             "storage": {

@@ -20,18 +20,6 @@ use crate::protocol::Frame;
 /// The commands of this family, as the dispatcher finds them.
 pub static COMMANDS: &[CommandSpec] = &[spec!("info", -1, LOADING_OK, info)];
 
-/// Resident set size of this process, from /proc (0 where unavailable).
-pub fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|text| {
-            text.split_whitespace()
-                .nth(1)
-                .and_then(|pages| pages.parse::<u64>().ok())
-        })
-        .map_or(0, |pages| pages * 4096)
-}
-
 /// Formats bytes like Redis's `bytesToHuman` (`1.50M`).
 pub fn human_bytes(bytes: u64) -> String {
     let value = bytes as f64;
@@ -79,21 +67,7 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
         );
     }
     if wanted("memory") {
-        let rss = resident_bytes();
-        let _ = write!(
-            out,
-            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{used_human}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{rss_human}\r\nmaxmemory:{limit}\r\nmaxmemory_human:{limit_human}\r\nmaxmemory_policy:{policy}\r\nmemory_high_watermark:{high}\r\nmemory_low_watermark:{low}\r\nmemory_alarm:{alarm}\r\n\r\n",
-            used = memory.used_bytes,
-            used_human = human_bytes(memory.used_bytes),
-            rss = rss,
-            rss_human = human_bytes(rss),
-            limit = memory.limit_bytes,
-            limit_human = human_bytes(memory.limit_bytes),
-            policy = memory.policy.as_str(),
-            high = memory.high_watermark_bytes,
-            low = memory.low_watermark_bytes,
-            alarm = u8::from(memory.alarm),
-        );
+        out.push_str(&memory_section(state, &memory));
     }
     if wanted("persistence") {
         out.push_str(&persistence_section(state));
@@ -127,6 +101,49 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
     while out.ends_with("\r\n\r\n") {
         out.truncate(out.len() - 2);
     }
+    out
+}
+
+/// The `# Memory` section, ending with the blank line INFO puts between sections.
+///
+/// `used_memory` is what the limit is compared with: the sampled footprint plus the growth
+/// accounted since (docs/memory.md), the same figure as `/v1/status` and `/metrics`.
+/// `used_memory_dataset` is the data estimate, `mem_clients_normal` the connections' buffers,
+/// `mem_fragmentation_ratio` Redis's `used_memory_rss / used_memory`.
+fn memory_section(state: &NodeState, memory: &crate::store::MemoryStatus) -> String {
+    let readings = state.memory.read();
+    let rss = readings.process_rss_bytes;
+    let ratio = if memory.used_bytes > 0 {
+        rss as f64 / memory.used_bytes as f64
+    } else {
+        0.0
+    };
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "# Memory\r\nused_memory:{used}\r\nused_memory_human:{used_human}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{rss_human}\r\nused_memory_dataset:{data}\r\nmem_clients_normal:{buffers}\r\nmaxmemory:{limit}\r\nmaxmemory_human:{limit_human}\r\nmaxmemory_policy:{policy}\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_fragmentation_bytes:{fragmentation}\r\n",
+        used = memory.used_bytes,
+        used_human = human_bytes(memory.used_bytes),
+        rss_human = human_bytes(rss),
+        data = memory.data_bytes,
+        buffers = memory.buffer_bytes,
+        limit = memory.limit_bytes,
+        limit_human = human_bytes(memory.limit_bytes),
+        policy = memory.policy.as_str(),
+        fragmentation = rss as i64 - memory.used_bytes as i64,
+    );
+    if let Some(cgroup) = readings.cgroup_bytes {
+        let _ = write!(out, "memory_cgroup_unreclaimable:{cgroup}\r\n");
+    }
+    let _ = write!(
+        out,
+        "memory_reserve:{reserve}\r\nmemory_high_watermark:{high}\r\nmemory_low_watermark:{low}\r\nmemory_alarm:{alarm}\r\nmemory_peer_alarm:{peer}\r\n\r\n",
+        reserve = memory.reserve_bytes,
+        high = memory.high_watermark_bytes,
+        low = memory.low_watermark_bytes,
+        alarm = u8::from(memory.alarm),
+        peer = u8::from(memory.peer_alarm),
+    );
     out
 }
 

@@ -1,6 +1,8 @@
 //! One RESP client's connection: read what it sent, execute every complete request, wait for
 //! what the writes' receipts ask (the write-ahead log, the peers' acknowledgements), answer
-//! with one write; until it quits, fails, idles out, or the node stops serving.
+//! with one write; until it quits, fails, idles out, or the node stops serving. Its buffers
+//! count as used memory, and a request declaring more bytes than fit under the memory limit is
+//! answered `OOM` without being buffered (docs/memory.md).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -11,13 +13,42 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::{execute, ClientState};
+use crate::commands::{execute, ClientState, Executed, OOM};
 use crate::node::write_ack::WriteAcks;
 use crate::node::NodeState;
-use crate::protocol::{Limits, ProtocolError, RequestParser};
+use crate::protocol::{Limits, Parsed, ProtocolError, RequestParser};
+use crate::store::MemoryEngine;
 
 /// Replies buffered beyond this are written before parsing more requests of a pipeline.
 const MAX_PENDING_OUTPUT: usize = 1 << 20;
+
+/// Requests declaring up to this many argument bytes are never refused while parsing (reads and
+/// deletes must work above the watermark; the command's own memory check applies to them).
+const ALWAYS_PARSED_BYTES: u64 = 64 * 1024;
+
+/// Reports one connection's buffer capacity to the engine's used memory, and takes it back
+/// when the connection ends.
+struct BufferGauge<'a> {
+    engine: &'a MemoryEngine,
+    counted: usize,
+}
+
+impl BufferGauge<'_> {
+    fn update(&mut self, input: &BytesMut, output: &BytesMut) {
+        let now = input.capacity() + output.capacity();
+        if now != self.counted {
+            self.engine
+                .add_buffer_bytes(now as i64 - self.counted as i64);
+            self.counted = now;
+        }
+    }
+}
+
+impl Drop for BufferGauge<'_> {
+    fn drop(&mut self) {
+        self.engine.add_buffer_bytes(-(self.counted as i64));
+    }
+}
 
 /// Serves one RESP client until it quits, fails, or `stop` (the node stops serving) is
 /// cancelled; runs on a connection thread ([`super::io_threads::IoThreads`]).
@@ -35,6 +66,11 @@ pub async fn serve_connection(
     let mut args = Vec::new();
     let idle = state.config.client_idle_timeout;
     let mut acks = WriteAcks::new(state);
+    let mut gauge = BufferGauge {
+        engine: &state.engine,
+        counted: 0,
+    };
+    gauge.update(&input, &output);
     tracing::debug!(%peer, client = client.id, "client connected");
     loop {
         // Execute every complete request in the buffer, then answer them with one write.
@@ -50,6 +86,7 @@ pub async fn serve_connection(
                 &mut acks,
             );
             executed += ran;
+            gauge.update(&input, &output);
             match end {
                 BatchEnd::NeedInput | BatchEnd::Close => break,
                 BatchEnd::OutputFull => {
@@ -114,6 +151,7 @@ pub async fn serve_connection(
                 if read == spare {
                     read_rest_of_burst(&socket, &mut input, READ_AHEAD_LIMIT);
                 }
+                gauge.update(&input, &output);
             }
             Err(ReadEnd::Idle) => {
                 tracing::debug!(%peer, client = client.id, "closing idle client");
@@ -175,8 +213,21 @@ fn process_batch(
     let mut gate = Some(state.transaction_gate.read());
     let mut executed = 0;
     loop {
-        match parser.parse(input, args) {
-            Ok(true) => {
+        let room = state.engine.request_room().max(ALWAYS_PARSED_BYTES);
+        match parser.parse_within(input, args, room) {
+            Ok(Parsed::Refused) => {
+                // Its bytes never fit: answered like a refused write, in order.
+                state.metrics.oom_rejections.fetch_add(1, Ordering::Relaxed);
+                if client.multi.is_some() {
+                    client.multi_failed = true;
+                }
+                executed += 1;
+                let done: Executed = OOM.into();
+                let start = output.len();
+                done.reply.encode(client.protocol, output);
+                acks.note(start, output.len(), done.receipt);
+            }
+            Ok(Parsed::Request) => {
                 let done = if client.multi.is_some() && args[0].eq_ignore_ascii_case(b"exec") {
                     drop(gate.take());
                     let exclusive = state.transaction_gate.write();
@@ -198,7 +249,7 @@ fn process_batch(
                     return (BatchEnd::OutputFull, executed);
                 }
             }
-            Ok(false) => return (BatchEnd::NeedInput, executed),
+            Ok(Parsed::Incomplete) => return (BatchEnd::NeedInput, executed),
             Err(error) => return (BatchEnd::ProtocolError(error), executed),
         }
     }

@@ -52,6 +52,7 @@ pub async fn start_replication(
     replication_config.first_start_wait = Duration::from_millis(config.first_start_wait_ms);
     replication_config.anti_entropy_interval =
         Duration::from_millis(config.anti_entropy_interval_ms.max(100));
+    bound_transient_memory(&mut replication_config, state.engine.memory().limit_bytes);
     let tcp: Arc<dyn Transport> = Arc::new(TcpTransport::new(replication_config.max_frame));
     let transport: Arc<dyn Transport> = if config.test_faults {
         tracing::warn!("--test-faults is set: replication links can be cut over HTTP (tests only)");
@@ -85,6 +86,21 @@ pub async fn start_replication(
     }
     state.hook.set_replication(replication);
     Ok(())
+}
+
+/// Bounds replication's transient memory by the node's memory limit: the op-log (it holds
+/// every local write until each peer has it, so a peer that is down makes it grow to its bound)
+/// to an eighth of the limit, and a snapshot chunk served to a joining peer (a copy of its
+/// records, then their frame) to one record per 512 KiB of limit: 128 at 64 MiB, so a chunk of
+/// 32 KiB values and its frame take 8 MiB, half the reserve (docs/memory.md). A peer that
+/// falls off the shorter log is repaired by anti-entropy.
+fn bound_transient_memory(config: &mut ReplicationConfig, limit_bytes: u64) {
+    if limit_bytes == 0 {
+        return;
+    }
+    let limit = usize::try_from(limit_bytes).unwrap_or(usize::MAX);
+    config.oplog_max_bytes = config.oplog_max_bytes.min((limit / 8).max(1 << 20));
+    config.chunk_records = config.chunk_records.min((limit >> 19).max(16));
 }
 
 /// The replication cluster name: the node name without its StatefulSet ordinal, else the

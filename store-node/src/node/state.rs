@@ -7,6 +7,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::hook::NodeHook;
+use super::memory::MemoryProbe;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::persistence::{Persistence, RecoveryProgress};
@@ -68,6 +69,8 @@ pub struct NodeState {
     pub test_faults: OnceLock<Arc<TransportFaults>>,
     /// Disc mode: how far recovery from `--data-dir` has got.
     pub recovery: Arc<RecoveryProgress>,
+    /// The footprint sampler and its last readings.
+    pub memory: MemoryProbe,
     lifecycle: AtomicU8,
     next_client_id: AtomicU64,
     notify_keyspace_events: parking_lot::Mutex<String>,
@@ -88,6 +91,7 @@ impl NodeState {
             use std::hash::{BuildHasher, RandomState};
             RandomState::new().hash_one(std::process::id()) as u16
         };
+        let memory = MemoryProbe::new(&config);
         NodeState {
             engine,
             hook,
@@ -102,6 +106,7 @@ impl NodeState {
             stop_serving: CancellationToken::new(),
             test_faults: OnceLock::new(),
             recovery: Arc::new(RecoveryProgress::default()),
+            memory,
             lifecycle: AtomicU8::new(Lifecycle::Ready as u8),
             next_client_id: AtomicU64::new(1),
             notify_keyspace_events: parking_lot::Mutex::new(String::new()),

@@ -7,4 +7,4 @@ pub mod frame;
 pub mod request;
 
 pub use frame::{Frame, Protocol};
-pub use request::{Limits, ProtocolError, RequestParser};
+pub use request::{Limits, Parsed, ProtocolError, RequestParser};

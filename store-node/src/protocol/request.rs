@@ -1,6 +1,8 @@
 //! The request parser: RESP multibulk requests (`*N` of `$len` bulk strings) and inline
 //! commands (`PING\r\n`), with Redis's limits and its exact `Protocol error: ...` texts. Arguments
-//! are zero-copy slices of the read buffer.
+//! are zero-copy slices of the read buffer. A request whose declared argument bytes exceed the
+//! room the caller gives ([`RequestParser::parse_within`]) is refused: its bytes are dropped as
+//! they arrive, never buffered, and the caller answers it (with `OOM`).
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -54,11 +56,33 @@ pub enum ProtocolError {
     UnbalancedQuotes,
 }
 
+/// What [`RequestParser::parse_within`] found at the front of the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    /// A whole request, in `args`.
+    Request,
+    /// More bytes are needed.
+    Incomplete,
+    /// A request declared more argument bytes than the room given; all of its bytes were
+    /// consumed and dropped.
+    Refused,
+}
+
+/// The rest of a refused request, dropped as it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Discard {
+    /// Bytes of the current argument (and its CRLF) still to drop.
+    bulk_left: usize,
+    /// Arguments after the current one.
+    args_left: usize,
+}
+
 /// Parses requests out of a connection's read buffer.
 #[derive(Debug, Default)]
 pub struct RequestParser {
     limits: Limits,
     spans: Vec<(usize, usize)>,
+    discard: Option<Discard>,
 }
 
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
@@ -97,6 +121,7 @@ impl RequestParser {
         RequestParser {
             limits,
             spans: Vec::new(),
+            discard: None,
         }
     }
 
@@ -108,28 +133,88 @@ impl RequestParser {
         buf: &mut BytesMut,
         args: &mut Vec<Bytes>,
     ) -> Result<bool, ProtocolError> {
+        Ok(self.parse_within(buf, args, u64::MAX)? == Parsed::Request)
+    }
+
+    /// Like [`RequestParser::parse`], but a multibulk request whose argument bytes, as their
+    /// headers declare them, add up to more than `room` is [`Parsed::Refused`] as soon as the
+    /// header that crosses it arrives: what was buffered of it is dropped, and the rest is
+    /// dropped as it arrives (a refused request may span several calls, which return
+    /// [`Parsed::Incomplete`] meanwhile). Inline requests are bounded by the line limit.
+    pub fn parse_within(
+        &mut self,
+        buf: &mut BytesMut,
+        args: &mut Vec<Bytes>,
+        room: u64,
+    ) -> Result<Parsed, ProtocolError> {
         args.clear();
         loop {
+            if self.discard.is_some() {
+                return self.continue_discard(buf);
+            }
             if buf.is_empty() {
-                return Ok(false);
+                return Ok(Parsed::Incomplete);
             }
             let consumed = if buf[0] == b'*' {
-                self.parse_multibulk(buf, args)?
+                self.parse_multibulk(buf, args, room)?
             } else {
                 self.parse_inline(buf, args)?
             };
             match consumed {
-                None => return Ok(false),
+                None if self.discard.is_some() => continue,
+                None => return Ok(Parsed::Incomplete),
                 Some(()) if args.is_empty() => continue,
-                Some(()) => return Ok(true),
+                Some(()) => return Ok(Parsed::Request),
             }
         }
+    }
+
+    /// Drops the rest of a refused request: what remains of the current argument, then each
+    /// further argument's header and bytes.
+    fn continue_discard(&mut self, buf: &mut BytesMut) -> Result<Parsed, ProtocolError> {
+        while let Some(discard) = self.discard.as_mut() {
+            let drop = discard.bulk_left.min(buf.len());
+            buf.advance(drop);
+            discard.bulk_left -= drop;
+            if discard.bulk_left > 0 {
+                return Ok(Parsed::Incomplete);
+            }
+            if discard.args_left == 0 {
+                self.discard = None;
+                return Ok(Parsed::Refused);
+            }
+            let Some(&tag) = buf.first() else {
+                return Ok(Parsed::Incomplete);
+            };
+            if tag != b'$' {
+                self.discard = None;
+                return Err(ProtocolError::ExpectedBulk(tag as char));
+            }
+            let Some(newline) = find_crlf(buf, 1) else {
+                if buf.len() > self.limits.max_inline_len {
+                    self.discard = None;
+                    return Err(ProtocolError::BulkCountTooBig);
+                }
+                return Ok(Parsed::Incomplete);
+            };
+            let len = parse_len(&buf[1..newline])
+                .filter(|&len| len >= 0 && len as u64 <= self.limits.max_bulk_len as u64);
+            let Some(len) = len else {
+                self.discard = None;
+                return Err(ProtocolError::InvalidBulkLength);
+            };
+            buf.advance(newline + 1);
+            discard.bulk_left = len as usize + 2;
+            discard.args_left -= 1;
+        }
+        Ok(Parsed::Refused)
     }
 
     fn parse_multibulk(
         &mut self,
         buf: &mut BytesMut,
         args: &mut Vec<Bytes>,
+        room: u64,
     ) -> Result<Option<()>, ProtocolError> {
         let Some(newline) = find_crlf(buf, 1) else {
             if buf.len() > self.limits.max_inline_len {
@@ -148,7 +233,8 @@ impl RequestParser {
         let count = count as usize;
         self.spans.clear();
         let mut position = newline + 1;
-        for _ in 0..count {
+        let mut declared: u64 = 0;
+        for index in 0..count {
             let Some(&tag) = buf.get(position) else {
                 return Ok(None);
             };
@@ -168,6 +254,18 @@ impl RequestParser {
             }
             let start = newline + 1;
             let end = start + len as usize;
+            declared += len as u64;
+            if declared > room {
+                // Refused before its bytes are buffered: drop what arrived of it, and the rest
+                // as it comes.
+                let have = buf.len().min(end + 2);
+                buf.advance(have);
+                self.discard = Some(Discard {
+                    bulk_left: end + 2 - have,
+                    args_left: count - index - 1,
+                });
+                return Ok(None);
+            }
             if buf.len() < end + 2 {
                 // Grow towards the whole argument in steps of at most 4 MiB: a header alone
                 // must not make the server allocate 512 MiB.
@@ -388,6 +486,63 @@ mod tests {
             buf.capacity() <= 2 * MAX_RESERVE_STEP,
             "capacity {}",
             buf.capacity()
+        );
+    }
+
+    /// A request declaring more bytes than the room is refused as soon as the header that
+    /// crosses it arrives; its bytes are dropped as they come, never buffered, and the requests
+    /// after it parse as usual.
+    #[test]
+    fn a_request_over_the_room_is_refused_and_its_bytes_dropped_as_they_arrive() {
+        let mut parser = RequestParser::default();
+        let mut args = Vec::new();
+        let value = vec![b'v'; 100_000];
+        let mut request = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n".to_vec();
+        request.extend_from_slice(&value);
+        request.extend_from_slice(b"\r\n*1\r\n$4\r\nPING\r\n");
+        // Fed in pieces of 4 KiB: the buffer never holds more than a piece.
+        let mut buf = BytesMut::new();
+        let mut replies = Vec::new();
+        for piece in request.chunks(4096) {
+            buf.extend_from_slice(piece);
+            loop {
+                match parser.parse_within(&mut buf, &mut args, 1000) {
+                    Ok(Parsed::Incomplete) => break,
+                    Ok(Parsed::Refused) => replies.push("refused".to_string()),
+                    Ok(Parsed::Request) => replies.push(String::from_utf8_lossy(&args[0]).into()),
+                    Err(error) => panic!("{error}"),
+                }
+            }
+            assert!(buf.len() <= 4096, "buffered {}", buf.len());
+        }
+        assert_eq!(replies, ["refused", "PING"]);
+        assert!(buf.is_empty());
+
+        // Within the room: parsed as usual. Arguments after the refused one are dropped too,
+        // whatever their size, and a malformed header among them is still a protocol error.
+        let mut buf = BytesMut::from(&b"*3\r\n$3\r\nSET\r\n$2\r\nab\r\n$1\r\nc\r\n"[..]);
+        assert_eq!(
+            parser.parse_within(&mut buf, &mut args, 6),
+            Ok(Parsed::Request)
+        );
+        let mut buf = BytesMut::from(
+            &b"*3\r\n$3\r\nSET\r\n$20\r\n01234567890123456789\r\n$1\r\nc\r\n$4\r\nPING\r\n"[..],
+        );
+        assert_eq!(
+            parser.parse_within(&mut buf, &mut args, 10),
+            Ok(Parsed::Refused)
+        );
+        assert_eq!(&buf[..], b"$4\r\nPING\r\n");
+        let mut buf =
+            BytesMut::from(&b"*3\r\n$3\r\nSET\r\n$20\r\n01234567890123456789\r\n+x\r\n"[..]);
+        assert_eq!(
+            parser.parse_within(&mut buf, &mut args, 10),
+            Err(ProtocolError::ExpectedBulk('+'))
+        );
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$600000000\r\n"[..]);
+        assert_eq!(
+            parser.parse_within(&mut buf, &mut args, 10),
+            Err(ProtocolError::InvalidBulkLength)
         );
     }
 

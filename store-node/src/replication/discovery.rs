@@ -65,6 +65,7 @@ fn reconcile_peers(shared: &Arc<Shared>, addresses: BTreeSet<String>) {
                 state: None,
                 last_seen: None,
                 left: false,
+                memory_alarm: false,
                 last_round_started_ms: None,
                 commands,
                 cancel: cancel.clone(),

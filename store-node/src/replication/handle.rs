@@ -120,6 +120,7 @@ impl Replication {
             discover_now: Notify::new(),
             acks: watch::Sender::new(0),
             state: watch::Sender::new(NodeState::Loading),
+            memory_alarm: watch::Sender::new(false),
             reason: Mutex::new(Some("loading: starting".into())),
             metrics: ReplicationMetrics::default(),
             shutdown: CancellationToken::new(),
@@ -239,6 +240,30 @@ impl Replication {
         }
     }
 
+    /// Announces this node's memory alarm to the peers: in every heartbeat, and in one sent at
+    /// once on every link when it changes.
+    pub fn set_memory_alarm(&self, alarm: bool) {
+        self.shared.memory_alarm.send_if_modified(|current| {
+            let changed = *current != alarm;
+            *current = alarm;
+            changed
+        });
+    }
+
+    /// The names of the connected peers whose last heartbeat announced a memory alarm.
+    pub fn peers_in_memory_alarm(&self) -> Vec<String> {
+        let peers = self.shared.peers.lock();
+        let mut names: Vec<String> = peers
+            .by_address
+            .values()
+            .filter(|entry| entry.connected && entry.memory_alarm)
+            .filter_map(|entry| entry.name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The peers for `/v1/status`, `/v1/cluster` and `INFO replication`, sorted by address.
     pub fn peers(&self) -> Vec<PeerStatus> {
         let head = self.shared.log.head();
@@ -263,6 +288,7 @@ impl Replication {
                         .last_seen
                         .map(|seen| seen.elapsed().as_millis() as u64),
                     left: entry.left,
+                    memory_alarm: entry.memory_alarm && entry.connected,
                 }
             })
             .collect()

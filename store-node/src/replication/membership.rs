@@ -145,6 +145,8 @@ pub struct PeerStatus {
     pub last_seen_ms_ago: Option<u64>,
     /// The peer announced it is leaving.
     pub left: bool,
+    /// The peer's last heartbeat announced its memory alarm (while connected).
+    pub memory_alarm: bool,
 }
 
 /// What [`decide_start`] sees of a peer.

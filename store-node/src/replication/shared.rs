@@ -50,6 +50,8 @@ pub(crate) struct PeerEntry {
     pub(crate) last_seen: Option<Instant>,
     /// Whether the peer announced it left the cluster (it then no longer counts as a member).
     pub(crate) left: bool,
+    /// Whether the peer's last heartbeat announced its memory alarm.
+    pub(crate) memory_alarm: bool,
     /// Wall ms at which the last completed anti-entropy round with this peer started.
     pub(crate) last_round_started_ms: Option<u64>,
     /// Commands to the outgoing link's task.
@@ -95,6 +97,8 @@ pub(crate) struct Shared {
     pub(crate) acks: watch::Sender<u64>,
     /// `loading`, `ready`, `leaving` or `left`.
     pub(crate) state: watch::Sender<NodeState>,
+    /// This node's memory alarm, announced in every heartbeat (and at once when it changes).
+    pub(crate) memory_alarm: watch::Sender<bool>,
     /// Why the node is not ready, `None` when ready.
     pub(crate) reason: Mutex<Option<String>>,
     /// The counters.

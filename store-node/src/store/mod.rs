@@ -18,7 +18,10 @@ pub mod stamp;
 pub mod table;
 pub mod value;
 
-pub use engine::{EngineConfig, EvictionPolicy, KeyAccess, MemoryEngine, MemoryStatus, StoreStats};
+pub use engine::{
+    memory_reserve, EngineConfig, EvictionPolicy, KeyAccess, MemoryEngine, MemoryStatus,
+    StoreStats, VALUE_COST_FACTOR,
+};
 pub use entry::Entry;
 pub use hook::{Versioning, WriteHook, WriteReceipt};
 pub use op::Op;

@@ -117,6 +117,11 @@ impl Node {
         }
     }
 
+    /// The running process's id (panics when not started).
+    pub fn pid(&self) -> u32 {
+        self.pid.expect("the node was started")
+    }
+
     /// `127.0.0.1:<peer port>`.
     pub fn peer_address(&self) -> String {
         format!("127.0.0.1:{}", self.peer)

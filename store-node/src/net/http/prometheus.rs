@@ -152,11 +152,36 @@ impl Collector for NodeCollector {
             "Reads that did not find their key",
             stats.misses,
         )?;
+        let readings = state.memory.last();
         gauge(
             &mut encoder,
             "store_node_memory_used_bytes",
-            "Estimated memory used by data",
+            "Used memory: the sampled footprint plus the growth accounted since (the watermarks compare it)",
             memory.used_bytes as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_memory_data_bytes",
+            "Estimated memory used by data",
+            memory.data_bytes as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_memory_client_buffer_bytes",
+            "Memory held by RESP connection buffers",
+            memory.buffer_bytes as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_memory_rss_bytes",
+            "Resident memory of the process, file pages included",
+            readings.process_rss_bytes as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_memory_reserve_bytes",
+            "Part of the limit kept for transient peaks",
+            memory.reserve_bytes as i64,
         )?;
         gauge(
             &mut encoder,
@@ -181,6 +206,12 @@ impl Collector for NodeCollector {
             "store_node_memory_alarm",
             "1 while the memory alarm is raised",
             i64::from(memory.alarm),
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_memory_peer_alarm",
+            "1 while a peer announces its memory alarm",
+            i64::from(memory.peer_alarm),
         )?;
         gauge(
             &mut encoder,

@@ -79,6 +79,7 @@ fn data_origin(state: &NodeState) -> &'static str {
 /// Builds the status document.
 pub fn node_status(state: &NodeState) -> NodeStatus {
     let memory = state.engine.memory();
+    let readings = state.memory.last();
     NodeStatus {
         node_name: state.node_name.clone(),
         node_id: state.node_id.clone(),
@@ -94,6 +95,14 @@ pub fn node_status(state: &NodeState) -> NodeStatus {
             low_watermark_bytes: memory.low_watermark_bytes,
             alarm: memory.alarm,
             eviction_policy: memory.policy.as_str().to_string(),
+            reserve_bytes: memory.reserve_bytes,
+            data_bytes: memory.data_bytes,
+            rss_bytes: readings.process_rss_bytes,
+            cgroup_bytes: readings.cgroup_bytes,
+            peers_in_alarm: state
+                .replication()
+                .map(|replication| replication.peers_in_memory_alarm())
+                .unwrap_or_default(),
         },
         peers: state
             .replication()

@@ -172,16 +172,26 @@ async fn inbound_session(
                 }
                 None
             }
-            Message::Heartbeat { state, .. } => {
+            Message::Heartbeat {
+                state,
+                memory_alarm,
+                ..
+            } => {
                 update_peer_by_name(shared, name, |entry| {
                     entry.last_seen = Some(Instant::now());
+                    entry.memory_alarm = memory_alarm;
                     if state != NodeState::Left {
                         entry.left = false;
                     }
                 });
                 let head = shared.log.head();
                 let state = *shared.state.borrow();
-                outbox.urgent(Message::Heartbeat { state, head });
+                let memory_alarm = *shared.memory_alarm.borrow();
+                outbox.urgent(Message::Heartbeat {
+                    state,
+                    head,
+                    memory_alarm,
+                });
                 None
             }
             Message::SnapshotRequest => Some(Request::Snapshot),

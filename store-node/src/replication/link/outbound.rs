@@ -150,6 +150,7 @@ async fn outbound_session(
     let (repair_failures, mut repair_failed) = mpsc::unbounded_channel::<LinkError>();
 
     let mut head_changes = shared.log.subscribe();
+    let mut memory_alarm_changes = shared.memory_alarm.subscribe();
     let mut heartbeat = tokio::time::interval(shared.config.heartbeat_interval);
     let mut anti_entropy = tokio::time::interval_at(
         tokio::time::Instant::now() + shared.config.anti_entropy_interval,
@@ -194,7 +195,7 @@ async fn outbound_session(
                         }
                         bump_acks(shared);
                     }
-                    Message::Heartbeat { state, .. } => {
+                    Message::Heartbeat { state, memory_alarm, .. } => {
                         if remote_state == NodeState::Loading && state == NodeState::Ready {
                             // It finished bootstrapping; close any gap now rather than at the next period.
                             let has_gap = shared.peers.lock().cursors.get(&name).is_some_and(|(_, cursor)| cursor.has_gap());
@@ -204,6 +205,7 @@ async fn outbound_session(
                         with_entry(shared, address, |entry| {
                             entry.state = Some(state);
                             entry.last_seen = Some(Instant::now());
+                            entry.memory_alarm = memory_alarm;
                         });
                     }
                     Message::SnapshotChunk { records } => {
@@ -280,7 +282,15 @@ async fn outbound_session(
                     };
                 }
                 let state = *shared.state.borrow();
-                outbox.urgent(Message::Heartbeat { state, head: shared.log.head() });
+                let memory_alarm = *shared.memory_alarm.borrow();
+                outbox.urgent(Message::Heartbeat { state, head: shared.log.head(), memory_alarm });
+            }
+            // The peers learn of a raised alarm at once, not at the next period: they accept
+            // writes this node must apply.
+            Ok(()) = memory_alarm_changes.changed() => {
+                let state = *shared.state.borrow();
+                let memory_alarm = *memory_alarm_changes.borrow_and_update();
+                outbox.urgent(Message::Heartbeat { state, head: shared.log.head(), memory_alarm });
             }
             _ = anti_entropy.tick() => {
                 if *shared.state.borrow() == NodeState::Ready {

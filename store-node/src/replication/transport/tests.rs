@@ -24,6 +24,7 @@ fn queued_messages() -> Vec<Message> {
         Message::Heartbeat {
             state: NodeState::Ready,
             head: 9,
+            memory_alarm: false,
         },
         hello("queued"),
     ]

@@ -150,6 +150,10 @@ pub enum Message {
         state: NodeState,
         /// The sender's log head.
         head: u64,
+        /// Whether the sender's memory alarm is raised: every node holds every key, so the
+        /// others refuse growth writes (or evict) meanwhile (docs/memory.md). A trailing byte,
+        /// absent from the heartbeats of builds without it (read as `false`).
+        memory_alarm: bool,
     },
     /// Asks for a full snapshot.
     SnapshotRequest,
@@ -387,10 +391,15 @@ pub fn encode_frame_into(
             out.put_u8(2);
             out.put_u64(*seq);
         }
-        Message::Heartbeat { state, head } => {
+        Message::Heartbeat {
+            state,
+            head,
+            memory_alarm,
+        } => {
             out.put_u8(3);
             out.put_u8(state.code());
             out.put_u64(*head);
+            out.put_u8(u8::from(*memory_alarm));
         }
         Message::SnapshotRequest => out.put_u8(4),
         Message::SnapshotChunk { records } => {
@@ -484,6 +493,7 @@ fn decode_with(mut reader: Reader<'_>) -> Result<Message, WireError> {
         3 => Message::Heartbeat {
             state: NodeState::from_code(reader.u8()?)?,
             head: reader.u64()?,
+            memory_alarm: reader.remaining() > 0 && reader.bool()?,
         },
         4 => Message::SnapshotRequest,
         5 => Message::SnapshotChunk {

@@ -50,6 +50,7 @@ fn samples() -> Vec<Message> {
         Message::Heartbeat {
             state: NodeState::Left,
             head: 3,
+            memory_alarm: true,
         },
         Message::SnapshotRequest,
         Message::SnapshotChunk {
@@ -207,6 +208,33 @@ fn corrupted_oversized_and_unknown_frames_are_refused() {
         decode_body(&[FORMAT_VERSION, 9, 0xff, 0xff, 0xff, 0xff]),
         Err(WireError::Truncated)
     );
+}
+
+/// A heartbeat of a build that does not announce its memory alarm reads as no alarm; the
+/// byte that announces it is 0 or 1, and nothing may follow it.
+#[test]
+fn a_heartbeat_without_the_memory_byte_reads_as_no_alarm() {
+    let mut body = vec![FORMAT_VERSION, 3, 1];
+    body.extend_from_slice(&7u64.to_be_bytes());
+    assert_eq!(
+        decode_body(&body),
+        Ok(Message::Heartbeat {
+            state: NodeState::Ready,
+            head: 7,
+            memory_alarm: false,
+        })
+    );
+    body.push(1);
+    assert_eq!(
+        decode_body(&body),
+        Ok(Message::Heartbeat {
+            state: NodeState::Ready,
+            head: 7,
+            memory_alarm: true,
+        })
+    );
+    body.push(0);
+    assert_eq!(decode_body(&body), Err(WireError::Trailing(1)));
 }
 
 #[test]

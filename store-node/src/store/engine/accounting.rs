@@ -1,7 +1,15 @@
-//! Memory accounting: the estimated cost of every stored entry, the high/low watermark alarm
-//! with its hysteresis, and sampled eviction when a growth write meets the alarm.
+//! Memory accounting: the estimated cost of every stored entry, the used-memory figure the
+//! limit is compared with, the high/low watermark alarm with its hysteresis, and sampled
+//! eviction when a growth write meets the alarm.
+//!
+//! Used memory is the process's real footprint when the node samples one
+//! ([`MemoryEngine::set_footprint_sample`], every 100 ms in a server): the last sample plus
+//! twice what was accounted since (data and connection buffers), so a burst between two
+//! samples is seen at once. Without samples (engines in tests, several nodes in one process)
+//! it is the data estimate alone. The watermarks apply to the limit minus a reserve
+//! ([`memory_reserve`]) kept for transient peaks. docs/memory.md has the measurements.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -55,6 +63,61 @@ pub fn entry_cost(entry: &Entry) -> i64 {
     (blob.max(32) + 32 + 8) as i64
 }
 
+/// Growth accounted since the last footprint sample counts this many times: the footprint grew
+/// 1.4 to 1.6 bytes per accounted byte in the fills of docs/memory.md (allocator size classes,
+/// the op-log's copy of each record until the peers hold it, read buffers); 2 errs on the
+/// safe side for the 100 ms until the next sample replaces the estimate with the truth.
+const GROWTH_FACTOR: u64 = 2;
+
+/// The smallest reserve kept between the effective limit and the limit.
+pub const RESERVE_FLOOR: u64 = 16 << 20;
+
+/// What a request's declared argument bytes may cost at most while it executes, per byte: the
+/// read buffer (up to twice the argument while it grows), the stored entry, the op-log's record
+/// and the peer frame it is encoded into. A request whose declared bytes times this do not fit
+/// under the effective limit is refused before its bytes are read (docs/memory.md).
+pub const VALUE_COST_FACTOR: u64 = 5;
+
+/// The part of `limit` kept free for transient peaks the sampled footprint sees late or not at
+/// all: a snapshot chunk being served to a joining peer, replies being written, a burst of
+/// large pipelined writes. An eighth of the limit, at least [`RESERVE_FLOOR`], at most a
+/// quarter of the limit (so tiny test limits keep most of their room); 0 without a limit. The
+/// watermarks are fractions of `limit - reserve`.
+pub fn memory_reserve(limit: u64) -> u64 {
+    (limit / 8).max(RESERVE_FLOOR).min(limit / 4)
+}
+
+/// The sampled footprint and what was accounted since.
+#[derive(Debug)]
+pub(super) struct Footprint {
+    /// The last sampled footprint in bytes; 0 before the first sample.
+    sample: AtomicU64,
+    /// Accounted data plus buffers when the sample was taken.
+    base: AtomicI64,
+    /// Bytes held by connection buffers, as the connections report them.
+    buffers: AtomicI64,
+    /// Whether a peer reports its memory alarm.
+    peer_alarm: AtomicBool,
+    /// While the alarm is raised under an evicting policy: the data bytes eviction brings the
+    /// node down to ([`i64::MAX`] = none yet).
+    eviction_target: AtomicI64,
+    /// The footprint sample the target was last set for.
+    eviction_footprint: AtomicU64,
+}
+
+impl Default for Footprint {
+    fn default() -> Self {
+        Footprint {
+            sample: AtomicU64::new(0),
+            base: AtomicI64::new(0),
+            buffers: AtomicI64::new(0),
+            peer_alarm: AtomicBool::new(false),
+            eviction_target: AtomicI64::new(i64::MAX),
+            eviction_footprint: AtomicU64::new(0),
+        }
+    }
+}
+
 /// Memory limits of an engine.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EngineConfig {
@@ -82,10 +145,22 @@ impl Default for EngineConfig {
 /// A snapshot of memory accounting.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MemoryStatus {
-    /// Estimated bytes used by data and per-key overhead.
+    /// Used memory: the sampled footprint plus the growth accounted since, or the data estimate
+    /// without samples. The watermarks compare this.
     pub used_bytes: u64,
+    /// Estimated bytes of data and per-key overhead.
+    pub data_bytes: u64,
+    /// Bytes held by connection buffers.
+    pub buffer_bytes: u64,
+    /// The last sampled footprint (0 = no sample).
+    pub sampled_bytes: u64,
     /// The limit (0 = unlimited).
     pub limit_bytes: u64,
+    /// The part of the limit kept for transient peaks; the watermarks are fractions of
+    /// `limit_bytes - reserve_bytes`.
+    pub reserve_bytes: u64,
+    /// Whether a peer reports its memory alarm (growth writes are refused or evict meanwhile).
+    pub peer_alarm: bool,
     /// Alarm threshold in bytes.
     pub high_watermark_bytes: u64,
     /// Alarm clear threshold in bytes.
@@ -158,6 +233,93 @@ impl MemoryEngine {
         }
     }
 
+    /// Accounted data plus buffers, to pass to [`MemoryEngine::set_footprint_sample`] with a
+    /// footprint read after this call (growth in between is counted twice, never missed).
+    pub fn footprint_checkpoint(&self) -> i64 {
+        self.used.load(Ordering::Relaxed) + self.footprint.buffers.load(Ordering::Relaxed)
+    }
+
+    /// Records a sampled footprint (bytes the kernel counts against the limit) taken after
+    /// `checkpoint` ([`MemoryEngine::footprint_checkpoint`]); used memory follows it from now
+    /// on, and the alarm is raised or cleared accordingly.
+    pub fn set_footprint_sample(&self, sample: u64, checkpoint: i64) {
+        // The sample before its base: a reader that sees the new base also sees the new sample
+        // (it reads them the other way round), at worst the new sample with the old base,
+        // which overestimates for one read.
+        self.footprint
+            .sample
+            .store(sample.max(1), Ordering::Release);
+        self.footprint.base.store(checkpoint, Ordering::Release);
+        self.update_alarm();
+        self.update_eviction_target(sample);
+    }
+
+    /// Sets how far eviction goes in data bytes, from a footprint sample. Evicting does not
+    /// lower the footprint one for one: freed entries leave holes that new entries of their
+    /// size fill, and each eviction leaves a tombstone for the grace period. Evicting until
+    /// the footprint itself fell below the low watermark would evict every key; instead the
+    /// data is brought down by what the footprint exceeds the low watermark by when the alarm
+    /// is raised, and further only as far as the footprint grows again.
+    fn update_eviction_target(&self, sample: u64) {
+        let footprint = &self.footprint;
+        if self.policy == EvictionPolicy::Noeviction || !self.alarm.load(Ordering::Relaxed) {
+            footprint.eviction_target.store(i64::MAX, Ordering::Relaxed);
+            return;
+        }
+        let data = self.used.load(Ordering::Relaxed).max(0);
+        let target = footprint.eviction_target.load(Ordering::Relaxed);
+        let at = footprint.eviction_footprint.load(Ordering::Relaxed);
+        if target == i64::MAX {
+            let excess = sample.saturating_sub(self.low) as i64;
+            footprint
+                .eviction_target
+                .store((data - excess).max(0), Ordering::Relaxed);
+            footprint
+                .eviction_footprint
+                .store(sample, Ordering::Relaxed);
+        } else if sample > at + (1 << 20) {
+            footprint
+                .eviction_target
+                .store((target - (sample - at) as i64).max(0), Ordering::Relaxed);
+            footprint
+                .eviction_footprint
+                .store(sample, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection's buffers grew (positive) or shrank (negative) by `delta` bytes.
+    pub fn add_buffer_bytes(&self, delta: i64) {
+        self.footprint.buffers.fetch_add(delta, Ordering::Relaxed);
+        if delta > 0 {
+            self.update_alarm();
+        }
+    }
+
+    /// Whether any peer reports its memory alarm: every node holds every key and applies what
+    /// its peers accepted, so while one is above its high watermark the others refuse growth
+    /// writes (or evict) too.
+    pub fn set_peer_alarm(&self, alarm: bool) {
+        if self.footprint.peer_alarm.swap(alarm, Ordering::Relaxed) != alarm {
+            if alarm {
+                tracing::warn!(
+                    "a peer raised its memory alarm: growth writes are refused or evict"
+                );
+            } else {
+                tracing::info!("no peer is in memory alarm any more");
+            }
+        }
+    }
+
+    /// Declared request bytes that still fit: what is left under the effective limit divided
+    /// by [`VALUE_COST_FACTOR`]; unbounded without a limit.
+    pub fn request_room(&self) -> u64 {
+        if self.limit == 0 {
+            return u64::MAX;
+        }
+        let effective = self.limit - memory_reserve(self.limit);
+        effective.saturating_sub(self.used_bytes()) / VALUE_COST_FACTOR
+    }
+
     pub(super) fn update_alarm(&self) {
         if self.limit == 0 {
             return;
@@ -168,6 +330,7 @@ impl MemoryEngine {
             if !self.alarm.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     used,
+                    data = self.used.load(Ordering::Relaxed),
                     high = self.high,
                     limit = self.limit,
                     "memory alarm raised"
@@ -178,16 +341,38 @@ impl MemoryEngine {
         }
     }
 
-    /// Estimated bytes in use.
+    /// Used memory in bytes: the last footprint sample plus [`GROWTH_FACTOR`] times the data
+    /// and buffers accounted since (minus what was freed since), or the data estimate before
+    /// any sample.
     pub fn used_bytes(&self) -> u64 {
-        self.used.load(Ordering::Relaxed).max(0) as u64
+        let data = self.used.load(Ordering::Relaxed).max(0);
+        let base = self.footprint.base.load(Ordering::Acquire);
+        let sample = self.footprint.sample.load(Ordering::Acquire);
+        if sample == 0 {
+            return data as u64;
+        }
+        let change = data + self.footprint.buffers.load(Ordering::Relaxed) - base;
+        // What was freed since counts once: an eviction or a delete must lower used memory at
+        // once, or eviction would go on until the next sample; the allocator returns freed
+        // pages within milliseconds, and the next sample corrects what it keeps.
+        let change = if change > 0 {
+            change * GROWTH_FACTOR as i64
+        } else {
+            change
+        };
+        (sample as i64 + change).max(0) as u64
     }
 
     /// The memory accounting snapshot.
     pub fn memory(&self) -> MemoryStatus {
         MemoryStatus {
             used_bytes: self.used_bytes(),
+            data_bytes: self.used.load(Ordering::Relaxed).max(0) as u64,
+            buffer_bytes: self.footprint.buffers.load(Ordering::Relaxed).max(0) as u64,
+            sampled_bytes: self.footprint.sample.load(Ordering::Relaxed),
             limit_bytes: self.limit,
+            reserve_bytes: memory_reserve(self.limit),
+            peer_alarm: self.footprint.peer_alarm.load(Ordering::Relaxed),
             high_watermark_bytes: self.high,
             low_watermark_bytes: self.low,
             alarm: self.alarm.load(Ordering::Relaxed),
@@ -199,13 +384,36 @@ impl MemoryEngine {
     /// Whether a growth write may proceed: true without an alarm; with one, refuses under
     /// `noeviction`, else evicts (per policy) toward the low watermark, where the alarm clears
     /// (the same hysteresis as `noeviction`), and lets the write proceed once usage is below
-    /// the high watermark.
+    /// the high watermark. While only a peer is in alarm, an evicting policy evicts two keys
+    /// per growth write (the evictions replicate as deletes and shrink the peer too) and
+    /// refuses when nothing can be evicted.
     pub fn make_room(&self) -> bool {
-        if !self.alarm.load(Ordering::Relaxed) {
+        let alarm = self.alarm.load(Ordering::Relaxed);
+        if !alarm && !self.footprint.peer_alarm.load(Ordering::Relaxed) {
             return true;
         }
         if self.policy == EvictionPolicy::Noeviction {
             return false;
+        }
+        if !alarm {
+            if !self.evict_one() {
+                return false;
+            }
+            let _second = self.evict_one();
+            return true;
+        }
+        let target = self.footprint.eviction_target.load(Ordering::Relaxed);
+        if self.footprint.sample.load(Ordering::Relaxed) > 0 && target != i64::MAX {
+            // The footprint follows evictions late and partly: evict down to the data target
+            // (see `update_eviction_target`), then let writes fill what was freed.
+            let mut evicted = false;
+            for _ in 0..256 {
+                if self.used.load(Ordering::Relaxed) <= target || !self.evict_one() {
+                    break;
+                }
+                evicted = true;
+            }
+            return evicted || self.used.load(Ordering::Relaxed) <= target;
         }
         // Bounded work per write: the way down to the low watermark is spread over several
         // writes. Tombstones left by evictions are outside `used_bytes`, so every eviction
@@ -295,10 +503,12 @@ mod tests {
     use crate::store::hook::Versioning;
     use crate::store::record::RecordState;
 
+    /// A limit whose effective part (without the reserve, a quarter of so small a limit) is
+    /// 100,002 bytes: the watermarks are 80,001 and 50,001.
     #[test]
     fn alarm_with_hysteresis_and_eviction() {
         let config = EngineConfig {
-            limit_bytes: 100_000,
+            limit_bytes: 133_336,
             high_watermark: 0.8,
             low_watermark: 0.5,
             policy: EvictionPolicy::Noeviction,
@@ -355,6 +565,128 @@ mod tests {
         assert!(engine.used_bytes() < 82_000);
     }
 
+    #[test]
+    fn the_reserve_is_an_eighth_of_the_limit_within_its_bounds() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(memory_reserve(0), 0);
+        assert_eq!(memory_reserve(300_000), 75_000);
+        assert_eq!(memory_reserve(64 * MIB), 16 * MIB);
+        assert_eq!(memory_reserve(256 * MIB), 32 * MIB);
+        assert_eq!(memory_reserve(1024 * MIB), 128 * MIB);
+        let engine = MemoryEngine::new(EngineConfig {
+            limit_bytes: 64 * MIB,
+            ..EngineConfig::default()
+        });
+        let memory = engine.memory();
+        assert_eq!(memory.reserve_bytes, 16 * MIB);
+        assert_eq!(
+            memory.high_watermark_bytes,
+            (48.0 * MIB as f64 * 0.8) as u64
+        );
+        assert_eq!(memory.low_watermark_bytes, (48.0 * MIB as f64 * 0.7) as u64);
+    }
+
+    /// Used memory follows the sampled footprint, plus twice the growth accounted since the
+    /// sample (data and buffers), minus what was freed since.
+    #[test]
+    fn used_memory_is_the_sample_plus_twice_the_growth_since() {
+        let engine = MemoryEngine::new(EngineConfig {
+            limit_bytes: 10_000_000,
+            ..EngineConfig::default()
+        });
+        let now = unix_ms();
+        let _ = engine.apply(&put("a", &"x".repeat(1000), None), now);
+        let data = engine.memory().data_bytes;
+        assert_eq!(
+            engine.used_bytes(),
+            data,
+            "the data estimate before any sample"
+        );
+        engine.set_footprint_sample(5_000_000, engine.footprint_checkpoint());
+        assert_eq!(engine.used_bytes(), 5_000_000);
+        let _ = engine.apply(&put("b", &"x".repeat(1000), None), now);
+        let grown = engine.memory().data_bytes - data;
+        assert_eq!(engine.used_bytes(), 5_000_000 + 2 * grown);
+        engine.add_buffer_bytes(4096);
+        assert_eq!(engine.used_bytes(), 5_000_000 + 2 * (grown + 4096));
+        assert_eq!(engine.memory().buffer_bytes, 4096);
+        engine.add_buffer_bytes(-4096);
+        for key in ["a", "b"] {
+            let _ = engine.apply(
+                &Op::Delete {
+                    key: Bytes::from(key),
+                },
+                now,
+            );
+        }
+        assert_eq!(
+            engine.used_bytes(),
+            5_000_000 - data,
+            "freed bytes count once"
+        );
+        // The alarm follows the samples: raised at the high watermark, cleared below the low.
+        let high = engine.memory().high_watermark_bytes;
+        engine.set_footprint_sample(high, engine.footprint_checkpoint());
+        assert!(engine.memory().alarm);
+        assert!(!engine.make_room());
+        engine.set_footprint_sample(engine.memory().low_watermark_bytes, 0);
+        assert!(engine.memory().alarm, "hysteresis");
+        engine.set_footprint_sample(engine.memory().low_watermark_bytes - 1, 0);
+        assert!(!engine.memory().alarm);
+        assert!(engine.make_room());
+    }
+
+    /// A peer's alarm refuses growth writes under `noeviction`; an evicting policy evicts two
+    /// keys per write instead, and refuses when nothing can be evicted.
+    #[test]
+    fn a_peer_alarm_refuses_or_evicts() {
+        let engine = MemoryEngine::new(EngineConfig {
+            limit_bytes: 10_000_000,
+            ..EngineConfig::default()
+        });
+        engine.set_peer_alarm(true);
+        assert!(engine.memory().peer_alarm);
+        assert!(!engine.memory().alarm);
+        assert!(!engine.make_room());
+        engine.set_peer_alarm(false);
+        assert!(engine.make_room());
+
+        let engine = MemoryEngine::new(EngineConfig {
+            limit_bytes: 10_000_000,
+            policy: EvictionPolicy::VolatileLru,
+            ..EngineConfig::default()
+        });
+        let now = unix_ms();
+        for index in 0..3 {
+            let _ = engine.apply(&put(&format!("k{index}"), "v", Some(now + 60_000)), now);
+        }
+        engine.set_peer_alarm(true);
+        assert!(engine.make_room());
+        assert_eq!(engine.stats().evicted, 2);
+        assert!(engine.make_room());
+        assert_eq!(engine.stats().evicted, 3);
+        assert!(!engine.make_room(), "nothing left to evict");
+    }
+
+    /// The room for a request's declared bytes: what is left under the effective limit,
+    /// divided by the cost factor.
+    #[test]
+    fn request_room_is_what_fits_under_the_effective_limit() {
+        const MIB: u64 = 1 << 20;
+        let unlimited = MemoryEngine::new(EngineConfig::default());
+        assert_eq!(unlimited.request_room(), u64::MAX);
+        let engine = MemoryEngine::new(EngineConfig {
+            limit_bytes: 64 * MIB,
+            ..EngineConfig::default()
+        });
+        engine.set_footprint_sample(8 * MIB, engine.footprint_checkpoint());
+        assert_eq!(engine.request_room(), (48 - 8) * MIB / VALUE_COST_FACTOR);
+        // A 10 MiB value does not fit a 64 MiB node.
+        assert!(engine.request_room() < 10 * MIB);
+        engine.set_footprint_sample(60 * MIB, engine.footprint_checkpoint());
+        assert_eq!(engine.request_room(), 0);
+    }
+
     /// An eviction under replicated versioning is a replicated delete: it leaves a tombstone,
     /// hands it to the hook, and the tombstone costs nothing against the limit, so evicting keys
     /// as small as their tombstones still makes progress and the alarm clears at the low
@@ -362,7 +694,7 @@ mod tests {
     #[test]
     fn eviction_replicates_a_tombstone_outside_the_budget() {
         let engine = Arc::new(MemoryEngine::new(EngineConfig {
-            limit_bytes: 100_000,
+            limit_bytes: 133_336,
             high_watermark: 0.8,
             low_watermark: 0.5,
             policy: EvictionPolicy::VolatileTtl,

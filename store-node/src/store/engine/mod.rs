@@ -22,7 +22,9 @@ use std::sync::{Arc, OnceLock};
 use foldhash::fast::FixedState;
 use parking_lot::{Mutex, MutexGuard};
 
-pub use accounting::{entry_cost, EngineConfig, EvictionPolicy, MemoryStatus};
+pub use accounting::{
+    entry_cost, memory_reserve, EngineConfig, EvictionPolicy, MemoryStatus, VALUE_COST_FACTOR,
+};
 pub use replica::BulkLoad;
 
 use super::digest::{key_hash, BucketDigests};
@@ -121,6 +123,8 @@ pub struct MemoryEngine {
     high: u64,
     low: u64,
     policy: EvictionPolicy,
+    /// The sampled process footprint and what was accounted since (used memory).
+    footprint: accounting::Footprint,
     hook: OnceLock<Arc<dyn WriteHook>>,
     evict_rotor: AtomicUsize,
     /// The shard the next expiry sweep tick starts at.
@@ -213,6 +217,7 @@ impl MemoryEngine {
             .collect::<Vec<_>>()
             .into_boxed_slice();
         let limit = config.limit_bytes;
+        let effective = limit - memory_reserve(limit);
         MemoryEngine {
             shards,
             hasher,
@@ -220,9 +225,10 @@ impl MemoryEngine {
             tombstone_bytes: AtomicI64::new(0),
             alarm: AtomicBool::new(false),
             limit,
-            high: (limit as f64 * config.high_watermark) as u64,
-            low: (limit as f64 * config.low_watermark) as u64,
+            high: (effective as f64 * config.high_watermark) as u64,
+            low: (effective as f64 * config.low_watermark) as u64,
             policy: config.policy,
+            footprint: accounting::Footprint::default(),
             hook: OnceLock::new(),
             evict_rotor: AtomicUsize::new(0),
             sweep_rotor: AtomicUsize::new(0),
