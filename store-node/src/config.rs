@@ -195,6 +195,17 @@ pub struct Config {
     #[arg(long, env = "STORE_NODE_TEST_FAULTS", hide = true)]
     pub test_faults: bool,
 
+    /// TEST ONLY: shifts this node's clock by this many milliseconds (negative: behind), as a
+    /// machine whose clock is off would be (the clock-skew tests). Never set in production.
+    #[arg(
+        long,
+        env = "STORE_NODE_TEST_CLOCK_OFFSET_MS",
+        default_value_t = 0,
+        allow_negative_numbers = true,
+        hide = true
+    )]
+    pub test_clock_offset_ms: i64,
+
     /// Idle timeout (s) of an HTTP session created without one.
     #[arg(
         long,

@@ -45,6 +45,10 @@ pub const HTTP_PORT_NAME: &str = "http";
 pub const PEER_PORT_NAME: &str = "peer";
 /// Key of the password in the auth Secret.
 pub const PASSWORD_KEY: &str = "password";
+/// Clock skew (ms) beyond which a node stamps writes by its peers' majority time, and the
+/// operator reports the node in `Degraded` with reason `ClockSkew` (docs/replication.md, the
+/// clock rule).
+pub const CLOCK_SKEW_THRESHOLD_MS: u64 = 500;
 
 /// Condition types reported in `status.conditions`.
 pub mod condition {

@@ -5,7 +5,7 @@
 
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -70,10 +70,7 @@ pub struct Opened {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or(0)
+    crate::store::unix_ms()
 }
 
 /// Whether some configured peer answers now: a `--peers` address, or an address the headless

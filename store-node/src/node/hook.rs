@@ -104,11 +104,12 @@ impl WriteHook for NodeHook {
         }
     }
 
-    fn stamp(&self) -> Stamp {
+    fn stamp(&self, replaced: Option<Stamp>) -> Stamp {
+        let replaced = replaced.map_or(0, |stamp| stamp.hlc);
         match (self.replication.get(), self.disc.get()) {
-            (Some(replication), _) => replication.stamp(),
+            (Some(replication), _) => replication.stamp_after(replaced),
             (None, Some(disc)) => Stamp {
-                hlc: disc.clock.now(),
+                hlc: disc.clock.now_after(replaced),
                 origin: disc.origin,
             },
             (None, None) => Stamp { hlc: 0, origin: 0 },

@@ -66,6 +66,7 @@ fn reconcile_peers(shared: &Arc<Shared>, addresses: BTreeSet<String>) {
                 last_seen: None,
                 left: false,
                 last_round_started_ms: None,
+                clock: Default::default(),
                 commands,
                 cancel: cancel.clone(),
             },

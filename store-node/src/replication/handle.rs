@@ -150,8 +150,14 @@ impl Replication {
 
     /// A new stamp for a local write.
     pub fn stamp(&self) -> Stamp {
+        self.stamp_after(0)
+    }
+
+    /// A new stamp for a local write that replaces a version stamped `replaced` (its HLC):
+    /// above it, whatever this node's clock says (see [`HybridClock::now_after`]).
+    pub fn stamp_after(&self, replaced: u64) -> Stamp {
         Stamp {
-            hlc: self.shared.clock.now(),
+            hlc: self.shared.clock.now_after(replaced),
             origin: self
                 .shared
                 .config
@@ -263,6 +269,7 @@ impl Replication {
                         .last_seen
                         .map(|seen| seen.elapsed().as_millis() as u64),
                     left: entry.left,
+                    clock_skew_ms: entry.clock.offset_ms(),
                 }
             })
             .collect()

@@ -145,6 +145,9 @@ pub struct PeerStatus {
     pub last_seen_ms_ago: Option<u64>,
     /// The peer announced it is leaving.
     pub left: bool,
+    /// The peer's wall clock minus this node's (ms), measured from heartbeats; `None` before
+    /// the first measurement.
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// What [`decide_start`] sees of a peer.

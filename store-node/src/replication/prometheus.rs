@@ -129,5 +129,29 @@ pub fn render(replication: &Replication) -> String {
         "Links to discovered peers that went down (timed out, closed or failed) and were redialled.",
         snapshot.links_dropped,
     );
+    metric(
+        "records_refused_clock_skew",
+        "counter",
+        "Records refused because their stamp is beyond the clock drift bound.",
+        snapshot.records_refused_clock_skew,
+    );
+    let _ = write!(
+        out,
+        "# HELP store_node_replication_clock_correction_ms Milliseconds added to this node's clock to stamp by its peers' majority time (0: its clock agrees).\n# TYPE store_node_replication_clock_correction_ms gauge\nstore_node_replication_clock_correction_ms {}\n",
+        replication.clock().correction_ms()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP store_node_replication_peer_clock_skew_ms A peer's wall clock minus this node's, measured from heartbeats.\n# TYPE store_node_replication_peer_clock_skew_ms gauge"
+    );
+    for peer in &peers {
+        if let Some(skew) = peer.clock_skew_ms {
+            let name = peer.name.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(
+                out,
+                "store_node_replication_peer_clock_skew_ms{{peer=\"{name}\"}} {skew}"
+            );
+        }
+    }
     out
 }

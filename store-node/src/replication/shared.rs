@@ -13,9 +13,9 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
-use super::clock::HybridClock;
+use super::clock::{cluster_offset, physical_ms, ClockSamples, HybridClock};
 use super::config::ReplicationConfig;
 use super::membership::{PeerResolver, StartPeer};
 use super::metrics::ReplicationMetrics;
@@ -52,6 +52,8 @@ pub(crate) struct PeerEntry {
     pub(crate) left: bool,
     /// Wall ms at which the last completed anti-entropy round with this peer started.
     pub(crate) last_round_started_ms: Option<u64>,
+    /// Measurements of the peer's clock, from the answers to this link's heartbeats.
+    pub(crate) clock: ClockSamples,
     /// Commands to the outgoing link's task.
     pub(crate) commands: mpsc::UnboundedSender<LinkCommand>,
     /// Stops the outgoing link's task when the address is no longer discovered.
@@ -118,13 +120,69 @@ pub(crate) fn bump_acks(shared: &Shared) {
         .send_modify(|version| *version = version.wrapping_add(1));
 }
 
+/// Takes in one measurement of the clock of the peer at `address` (see
+/// [`ClockSamples::add`]) and sets this node's clock correction from every connected peer's
+/// estimate (one per peer name: a peer may be listed at two addresses while DNS catches up).
+pub(crate) fn record_clock_sample(
+    shared: &Shared,
+    address: &str,
+    sent_ms: u64,
+    peer_ms: u64,
+    received_ms: u64,
+) {
+    let offsets: Vec<i64> = {
+        let mut peers = shared.peers.lock();
+        let Some(entry) = peers.by_address.get_mut(address) else {
+            return;
+        };
+        if !entry.clock.add(sent_ms, peer_ms, received_ms) {
+            return;
+        }
+        let mut by_name: BTreeMap<&str, i64> = BTreeMap::new();
+        for entry in peers
+            .by_address
+            .values()
+            .filter(|entry| entry.connected && !entry.left)
+        {
+            if let (Some(name), Some(offset)) = (entry.name.as_deref(), entry.clock.offset_ms()) {
+                by_name.insert(name, offset);
+            }
+        }
+        by_name.into_values().collect()
+    };
+    shared.clock.set_correction(cluster_offset(&offsets));
+}
+
 /// The wall clock in Unix ms.
 pub(crate) fn wall_ms(shared: &Shared) -> u64 {
     shared.clock.wall_ms()
 }
 
-/// Applies a remote record: adopts its clock, merges it by the replica's rules.
+/// Applies a remote record: adopts its clock, merges it by the replica's rules. A record
+/// stamped further ahead of cluster time than the drift bound is refused (not applied,
+/// counted, logged at most every 10 s): it comes from a node whose clock jumped ahead, and
+/// applied it would win over every write made on this key until the clocks caught up with it.
 pub(crate) fn apply_remote(shared: &Shared, record: &Record) -> bool {
+    if shared.clock.beyond_bound(record.stamp.hlc) {
+        ReplicationMetrics::add(&shared.metrics.records_refused_clock_skew, 1);
+        let now = shared.clock.cluster_ms();
+        let last = shared.metrics.refusal_logged_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 10_000
+            && shared
+                .metrics
+                .refusal_logged_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            warn!(
+                origin = record.stamp.origin,
+                ahead_ms = physical_ms(record.stamp.hlc).saturating_sub(now),
+                max_drift_ms = shared.config.max_clock_drift.as_millis() as u64,
+                "refusing a record stamped beyond the clock drift bound (a peer's clock jumped ahead)"
+            );
+        }
+        return false;
+    }
     if !shared.clock.observe(record.stamp.hlc) {
         debug!(
             origin = record.stamp.origin,

@@ -71,8 +71,11 @@ pub trait WriteHook: Send + Sync + 'static {
     /// How writes are versioned while this hook is installed.
     fn versioning(&self) -> Versioning;
 
-    /// The stamp of a new local write (not called in [`Versioning::Unversioned`]).
-    fn stamp(&self) -> Stamp;
+    /// The stamp of a new local write that replaces the key's stored version stamped
+    /// `replaced` (a live value or a tombstone; `None` when the key held nothing stamped):
+    /// greater than `replaced`, so that a write following another on any node wins whatever
+    /// the clocks say. Not called in [`Versioning::Unversioned`].
+    fn stamp(&self, replaced: Option<Stamp>) -> Stamp;
 
     /// A local write left the key in the state `record` (a live value or a tombstone);
     /// returns what its client must wait for.
@@ -119,6 +122,8 @@ pub mod testing {
         pub merged: Vec<Record>,
         /// The last stamp handed out.
         pub clock: u64,
+        /// The replaced stamps the write path passed to [`WriteHook::stamp`], in order.
+        pub replaced: Vec<Option<Stamp>>,
     }
 
     impl RecordingHook {
@@ -141,8 +146,9 @@ pub mod testing {
             self.versioning
         }
 
-        fn stamp(&self) -> Stamp {
+        fn stamp(&self, replaced: Option<Stamp>) -> Stamp {
             let mut inner = self.inner.lock();
+            inner.replaced.push(replaced);
             inner.clock += 1;
             Stamp {
                 hlc: inner.clock,

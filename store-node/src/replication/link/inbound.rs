@@ -172,16 +172,21 @@ async fn inbound_session(
                 }
                 None
             }
-            Message::Heartbeat { state, .. } => {
+            Message::Heartbeat { state, wall_ms, .. } => {
                 update_peer_by_name(shared, name, |entry| {
                     entry.last_seen = Some(Instant::now());
                     if state != NodeState::Left {
                         entry.left = false;
                     }
                 });
-                let head = shared.log.head();
-                let state = *shared.state.borrow();
-                outbox.urgent(Message::Heartbeat { state, head });
+                // The answer carries this node's clock and echoes the dialer's: the dialer
+                // measures this node's clock from it (`ClockSamples`).
+                outbox.urgent(Message::Heartbeat {
+                    state: *shared.state.borrow(),
+                    head: shared.log.head(),
+                    wall_ms: shared.clock.wall_ms(),
+                    echo_ms: wall_ms,
+                });
                 None
             }
             Message::SnapshotRequest => Some(Request::Snapshot),

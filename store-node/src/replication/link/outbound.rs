@@ -17,7 +17,8 @@ use crate::replication::anti_entropy::Round;
 use crate::replication::metrics::ReplicationMetrics;
 use crate::replication::oplog::{LogItem, PeerCursor};
 use crate::replication::shared::{
-    apply_remote, bump_acks, held_by_every_member, set_connected, with_entry, LinkCommand, Shared,
+    apply_remote, bump_acks, held_by_every_member, record_clock_sample, set_connected, with_entry,
+    LinkCommand, Shared,
 };
 use crate::replication::transport::Connection;
 use crate::replication::wire::{Hello, Message, NodeState};
@@ -194,7 +195,10 @@ async fn outbound_session(
                         }
                         bump_acks(shared);
                     }
-                    Message::Heartbeat { state, .. } => {
+                    Message::Heartbeat { state, wall_ms, echo_ms, .. } => {
+                        if echo_ms != 0 {
+                            record_clock_sample(shared, address, echo_ms, wall_ms, shared.clock.wall_ms());
+                        }
                         if remote_state == NodeState::Loading && state == NodeState::Ready {
                             // It finished bootstrapping; close any gap now rather than at the next period.
                             let has_gap = shared.peers.lock().cursors.get(&name).is_some_and(|(_, cursor)| cursor.has_gap());
@@ -280,7 +284,12 @@ async fn outbound_session(
                     };
                 }
                 let state = *shared.state.borrow();
-                outbox.urgent(Message::Heartbeat { state, head: shared.log.head() });
+                outbox.urgent(Message::Heartbeat {
+                    state,
+                    head: shared.log.head(),
+                    wall_ms: shared.clock.wall_ms(),
+                    echo_ms: 0,
+                });
             }
             _ = anti_entropy.tick() => {
                 if *shared.state.borrow() == NodeState::Ready {

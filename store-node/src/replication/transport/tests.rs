@@ -24,6 +24,8 @@ fn queued_messages() -> Vec<Message> {
         Message::Heartbeat {
             state: NodeState::Ready,
             head: 9,
+            wall_ms: 5,
+            echo_ms: 0,
         },
         hello("queued"),
     ]

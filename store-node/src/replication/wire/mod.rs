@@ -10,7 +10,7 @@ use crate::store::codec::{put_bytes, put_record, put_stamp, DecodeError, Reader}
 use crate::store::{Record, RecordView, Stamp, Touch};
 
 /// The peer protocol version announced in [`Hello`]; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The body format version (first body byte).
 const FORMAT_VERSION: u8 = 1;
@@ -144,12 +144,17 @@ pub enum Message {
         /// Cumulative sequence.
         seq: u64,
     },
-    /// Liveness and state, both ways.
+    /// Liveness and state, both ways; also the measurement of the peers' clocks: the dialer
+    /// sends its wall clock, the acceptor answers with its own and echoes the dialer's.
     Heartbeat {
         /// The sender's state.
         state: NodeState,
         /// The sender's log head.
         head: u64,
+        /// The sender's wall clock (Unix ms, uncorrected) when it sent this.
+        wall_ms: u64,
+        /// In an answer, the `wall_ms` of the heartbeat it answers; 0 otherwise.
+        echo_ms: u64,
     },
     /// Asks for a full snapshot.
     SnapshotRequest,
@@ -387,10 +392,17 @@ pub fn encode_frame_into(
             out.put_u8(2);
             out.put_u64(*seq);
         }
-        Message::Heartbeat { state, head } => {
+        Message::Heartbeat {
+            state,
+            head,
+            wall_ms,
+            echo_ms,
+        } => {
             out.put_u8(3);
             out.put_u8(state.code());
             out.put_u64(*head);
+            out.put_u64(*wall_ms);
+            out.put_u64(*echo_ms);
         }
         Message::SnapshotRequest => out.put_u8(4),
         Message::SnapshotChunk { records } => {
@@ -484,6 +496,8 @@ fn decode_with(mut reader: Reader<'_>) -> Result<Message, WireError> {
         3 => Message::Heartbeat {
             state: NodeState::from_code(reader.u8()?)?,
             head: reader.u64()?,
+            wall_ms: reader.u64()?,
+            echo_ms: reader.u64()?,
         },
         4 => Message::SnapshotRequest,
         5 => Message::SnapshotChunk {

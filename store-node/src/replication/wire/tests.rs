@@ -50,6 +50,8 @@ fn samples() -> Vec<Message> {
         Message::Heartbeat {
             state: NodeState::Left,
             head: 3,
+            wall_ms: 1_700_000_000_000,
+            echo_ms: u64::MAX,
         },
         Message::SnapshotRequest,
         Message::SnapshotChunk {
