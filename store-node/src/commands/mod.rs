@@ -45,7 +45,8 @@ pub const WRONG_TYPE: Frame =
 pub const OOM: Frame = Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
 /// `NOAUTH Authentication required.`
 pub const NOAUTH: Frame = Frame::error("NOAUTH Authentication required.");
-/// Redis's answer to data commands while it loads its dataset (here: disc recovery).
+/// Redis's answer to data commands while it loads its dataset (here: disc recovery, or not
+/// yet synced with the peers).
 pub const LOADING: Frame = Frame::error("LOADING Redis is loading the dataset in memory");
 /// `WRONGPASS ...`
 pub const WRONGPASS: Frame =
@@ -144,8 +145,9 @@ pub mod flags {
     pub const NO_QUEUE: u8 = 4;
     /// Changes the keyspace.
     pub const WRITE: u8 = 8;
-    /// Answered while the node recovers from disc (Redis's `loading` flag); every other
-    /// command gets `LOADING` meanwhile.
+    /// Answered while the node loads: recovers from disc or syncs with its peers (Redis's
+    /// `loading` flag); every other command gets `LOADING` meanwhile (reads excepted under
+    /// `replica-serve-stale-data yes` once disc recovery is done).
     pub const LOADING_OK: u8 = 16;
 }
 
@@ -258,7 +260,10 @@ pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> E
     if !client.authenticated && spec.flags & NO_AUTH == 0 {
         return NOAUTH.into();
     }
-    if spec.flags & LOADING_OK == 0 && state.recovering() {
+    if spec.flags & LOADING_OK == 0
+        && state.data_loading()
+        && !(spec.flags & WRITE == 0 && state.serves_stale_reads())
+    {
         if client.multi.is_some() {
             client.multi_failed = true;
         }
@@ -271,6 +276,24 @@ pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> E
         }
     }
     run(state, client, index, args)
+}
+
+/// Whether executing `args` now may write: a write command outside MULTI, or an EXEC whose
+/// queue holds one. The connection asks before it executes a request while the write-ahead
+/// log is full, to wait for room asynchronously instead of in the command.
+pub fn may_write(client: &ClientState, args: &[Bytes]) -> bool {
+    let writes = |args: &[Bytes]| {
+        args.first()
+            .and_then(|name| lookup(name))
+            .is_some_and(|index| commands()[index].flags & WRITE != 0)
+    };
+    match &client.multi {
+        Some(queue) => {
+            args.first().is_some_and(|name| is(name, "exec"))
+                && queue.iter().any(|queued| writes(queued))
+        }
+        None => writes(args),
+    }
 }
 
 /// Runs a resolved command (also used by EXEC for queued commands).

@@ -35,6 +35,8 @@ pub async fn serve_connection(
     let mut args = Vec::new();
     let idle = state.config.client_idle_timeout;
     let mut acks = WriteAcks::new(state);
+    // A request parsed into `args` and not executed yet: it waited for room in the log.
+    let mut pending = false;
     tracing::debug!(%peer, client = client.id, "client connected");
     loop {
         // Execute every complete request in the buffer, then answer them with one write.
@@ -46,6 +48,7 @@ pub async fn serve_connection(
                 &mut parser,
                 &mut input,
                 &mut args,
+                &mut pending,
                 &mut output,
                 &mut acks,
             );
@@ -58,6 +61,21 @@ pub async fn serve_connection(
                         return;
                     }
                     output.clear();
+                }
+                BatchEnd::LogFull => {
+                    // The replies so far go out first; then this connection alone waits, and
+                    // the thread serves its other connections meanwhile.
+                    acks.settle(state, &mut output).await;
+                    if !output.is_empty() {
+                        if socket.write_all(&output).await.is_err() {
+                            return;
+                        }
+                        output.clear();
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        () = crate::node::disc::wait_for_log_room(state) => {}
+                    }
                 }
                 BatchEnd::ProtocolError(error) => {
                     state
@@ -154,20 +172,27 @@ enum BatchEnd {
     Close,
     /// Replies reached [`MAX_PENDING_OUTPUT`]: write them, then continue.
     OutputFull,
+    /// The next request may write and the write-ahead log's queue is full (a slow disc): it
+    /// stays parsed (`pending`) while the connection waits for room.
+    LogFull,
     /// A malformed request.
     ProtocolError(ProtocolError),
 }
 
-/// Runs the complete requests in `input`, encoding replies into `output`; returns why it
-/// stopped and how many requests it ran. The batch holds the
-/// node's transaction gate for reading; an EXEC takes it for writing, so a transaction's
-/// commands never interleave with other clients' commands.
+/// Runs the complete requests in `input` (after the `pending` one in `args`, if any),
+/// encoding replies into `output`; returns why it stopped and how many requests it ran. The
+/// batch holds the node's transaction gate for reading; an EXEC takes it for writing, so a
+/// transaction's commands never interleave with other clients' commands. A request that may
+/// write while the write-ahead log is full is left `pending`, unexecuted, for the caller to
+/// wait for room without holding the gate or blocking the thread.
+#[allow(clippy::too_many_arguments)]
 fn process_batch(
     state: &NodeState,
     client: &mut ClientState,
     parser: &mut RequestParser,
     input: &mut BytesMut,
     args: &mut Vec<bytes::Bytes>,
+    pending: &mut bool,
     output: &mut BytesMut,
     acks: &mut WriteAcks,
 ) -> (BatchEnd, usize) {
@@ -175,7 +200,22 @@ fn process_batch(
     let mut gate = Some(state.transaction_gate.read());
     let mut executed = 0;
     loop {
-        match parser.parse(input, args) {
+        let parsed = if std::mem::take(pending) {
+            // It waited for room once: it runs now even if the log filled up again.
+            Ok(true)
+        } else {
+            match parser.parse(input, args) {
+                Ok(true)
+                    if crate::node::disc::log_full(state)
+                        && crate::commands::may_write(client, args) =>
+                {
+                    *pending = true;
+                    return (BatchEnd::LogFull, executed);
+                }
+                parsed => parsed,
+            }
+        };
+        match parsed {
             Ok(true) => {
                 let done = if client.multi.is_some() && args[0].eq_ignore_ascii_case(b"exec") {
                     drop(gate.take());

@@ -143,9 +143,8 @@ impl WriteHook for NodeHook {
         self.append(record, &mut ignored);
     }
 
-    fn wait_for_room(&self) {
-        if let Some(persistence) = self.persistence() {
-            persistence.wait_for_room();
-        }
+    fn room(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+        let persistence = self.persistence().filter(|log| !log.has_room())?.clone();
+        Some(Box::pin(async move { persistence.wait_for_room().await }))
     }
 }

@@ -63,6 +63,7 @@ fn reconcile_peers(shared: &Arc<Shared>, addresses: BTreeSet<String>) {
                 node_id: None,
                 connected: false,
                 state: None,
+                has_data: false,
                 last_seen: None,
                 left: false,
                 last_round_started_ms: None,

@@ -4,6 +4,7 @@
 //! files. Also the handle's errors and the write-ack levels.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,6 +121,7 @@ impl Replication {
             discover_now: Notify::new(),
             acks: watch::Sender::new(0),
             state: watch::Sender::new(NodeState::Loading),
+            loading: AtomicBool::new(true),
             reason: Mutex::new(Some("loading: starting".into())),
             metrics: ReplicationMetrics::default(),
             shutdown: CancellationToken::new(),
@@ -278,6 +280,12 @@ impl Replication {
     /// `loading`, `ready`, `leaving` or `left`.
     pub fn state(&self) -> NodeState {
         *self.shared.state.borrow()
+    }
+
+    /// Whether the node is `loading` (not synced with its peers yet): cheap, for every client
+    /// command.
+    pub fn is_loading(&self) -> bool {
+        self.shared.loading.load(Ordering::Relaxed)
     }
 
     /// Why the node is not ready (for `/readyz`), `None` when ready.

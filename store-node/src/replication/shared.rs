@@ -5,7 +5,7 @@
 //! connected ready peers, what every member holds).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,6 +46,8 @@ pub(crate) struct PeerEntry {
     pub(crate) connected: bool,
     /// The peer's last announced state.
     pub(crate) state: Option<NodeState>,
+    /// Whether the peer held data when the link came up (its hello).
+    pub(crate) has_data: bool,
     /// When the peer was last heard from.
     pub(crate) last_seen: Option<Instant>,
     /// Whether the peer announced it left the cluster (it then no longer counts as a member).
@@ -69,6 +71,10 @@ pub(crate) struct Peers {
     pub(crate) self_addresses: HashSet<String>,
     /// Keyed by peer name: survives reconnections and address changes.
     pub(crate) cursors: HashMap<String, (u32, PeerCursor)>,
+    /// The peers (name, incarnation id) this node completed an anti-entropy round with since
+    /// it started: a link to any other peer when either side holds data starts with a round,
+    /// because data recovered from disc (or that came through other peers) is in no op-log.
+    pub(crate) rounds_completed: HashSet<(String, u32)>,
 }
 
 /// The state of one node's replication, shared by the handle and every background task.
@@ -97,6 +103,9 @@ pub(crate) struct Shared {
     pub(crate) acks: watch::Sender<u64>,
     /// `loading`, `ready`, `leaving` or `left`.
     pub(crate) state: watch::Sender<NodeState>,
+    /// Whether `state` is `loading`, read by every client command (an atomic: the watch's lock
+    /// would be taken by every command of every connection thread).
+    pub(crate) loading: AtomicBool,
     /// Why the node is not ready, `None` when ready.
     pub(crate) reason: Mutex<Option<String>>,
     /// The counters.
@@ -110,6 +119,9 @@ pub(crate) struct Shared {
 /// Moves the node to `state`, with why it is not ready (`None` when ready).
 pub(crate) fn set_state(shared: &Shared, state: NodeState, reason: Option<String>) {
     *shared.reason.lock() = reason;
+    shared
+        .loading
+        .store(state == NodeState::Loading, Ordering::Relaxed);
     shared.state.send_replace(state);
 }
 
@@ -253,11 +265,25 @@ pub(crate) fn connected_ready_peers(
                 StartPeer {
                     name: entry.name.clone()?,
                     state: entry.state?,
+                    has_data: entry.has_data,
                 },
                 entry.commands.clone(),
             ))
         })
         .collect()
+}
+
+/// Whether every discovered peer that has not left has its outgoing link up and told its
+/// name and state (false with no peer discovered yet).
+pub(crate) fn all_peers_connected(shared: &Shared) -> bool {
+    let peers = shared.peers.lock();
+    let mut members = peers
+        .by_address
+        .values()
+        .filter(|entry| !entry.left)
+        .peekable();
+    members.peek().is_some()
+        && members.all(|entry| entry.connected && entry.name.is_some() && entry.state.is_some())
 }
 
 /// The highest log sequence up to which every member holds everything (members are discovered

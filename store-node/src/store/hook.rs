@@ -66,7 +66,7 @@ impl WriteReceipt {
 
 /// What replication and the write-ahead log see of the engine's write path. Every method is
 /// called with the key's shard locked, in per-key order, so it must be short and must not
-/// block (back-pressure belongs in [`WriteHook::wait_for_room`], called before the lock).
+/// block (back-pressure belongs in [`WriteHook::room`], awaited before the lock).
 pub trait WriteHook: Send + Sync + 'static {
     /// How writes are versioned while this hook is installed.
     fn versioning(&self) -> Versioning;
@@ -89,9 +89,13 @@ pub trait WriteHook: Send + Sync + 'static {
     /// moved its expiry: the state is kept as it is, never handed back as a local write.
     fn merged(&self, record: &RecordView<'_>);
 
-    /// Called before a shard is locked for a change from elsewhere: may wait (on a blocking
-    /// thread) while the hook's own queues are full.
-    fn wait_for_room(&self) {}
+    /// Back-pressure of the hook's own queues (the write-ahead log's): `None` when a write may
+    /// go ahead now, else a future that completes when it may. Awaited, never blocked on, by
+    /// whoever is about to write (a client connection, the link applying a peer's records)
+    /// before it locks anything.
+    fn room(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 /// A hook that records what the engine hands it (tests of the write path).

@@ -13,7 +13,9 @@ use axum::Json;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{admit_write, authorize, available, error, settle_write, ApiError};
+use super::{
+    admit_write, authorize, available, available_for_reads, error, settle_write, ApiError,
+};
 use crate::node::NodeState;
 use crate::store::{glob, Kind, Op};
 
@@ -122,7 +124,7 @@ pub(super) async fn get_session(
     Query(query): Query<GetQuery>,
 ) -> Response {
     let result = authorize(&state, &headers)
-        .and_then(|_| available(&state))
+        .and_then(|_| available_for_reads(&state))
         .and_then(|_| session_key(&id))
         .and_then(|key| read_session(&state, &id, &key, query.touch.unwrap_or(true)));
     match result {
@@ -191,7 +193,7 @@ pub(super) async fn put_session(
             return error(StatusCode::BAD_REQUEST, "data is not serialisable").into_response()
         }
     };
-    if let Err(response) = admit_write(&state) {
+    if let Err(response) = admit_write(&state).await {
         return response.into_response();
     }
     let (created, receipt) = {
@@ -241,7 +243,7 @@ pub(super) async fn delete_session(
         Ok(key) => key,
         Err(response) => return response.into_response(),
     };
-    if let Err(response) = admit_write(&state) {
+    if let Err(response) = admit_write(&state).await {
         return response.into_response();
     }
     let receipt = {
@@ -281,7 +283,7 @@ pub(super) async fn list_sessions(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    if let Err(response) = authorize(&state, &headers).and_then(|_| available(&state)) {
+    if let Err(response) = authorize(&state, &headers).and_then(|_| available_for_reads(&state)) {
         return response.into_response();
     }
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);

@@ -11,7 +11,9 @@ use tracing::{debug, info, warn};
 
 use super::error::LinkError;
 use super::handshake::{is_self, send_hello, validate_hello};
-use super::outbox::{open_outbox, send_records, task_ended, AbortOnDrop, Outbox};
+use super::outbox::{
+    heartbeat, open_outbox, send_records, task_ended, wait_for_room, AbortOnDrop, Outbox,
+};
 use crate::replication::anti_entropy::answer_digest;
 use crate::replication::bootstrap::serve_snapshot;
 use crate::replication::metrics::ReplicationMetrics;
@@ -157,6 +159,7 @@ async fn inbound_session(
                 touches,
             } => {
                 let count = (records.len() + touches.len()) as u64;
+                wait_for_room(shared, outbox).await;
                 for record in &records {
                     apply_remote(shared, record);
                 }
@@ -181,18 +184,14 @@ async fn inbound_session(
                 });
                 // The answer carries this node's clock and echoes the dialer's: the dialer
                 // measures this node's clock from it (`ClockSamples`).
-                outbox.urgent(Message::Heartbeat {
-                    state: *shared.state.borrow(),
-                    head: shared.log.head(),
-                    wall_ms: shared.clock.wall_ms(),
-                    echo_ms: wall_ms,
-                });
+                outbox.urgent(heartbeat(shared, wall_ms));
                 None
             }
             Message::SnapshotRequest => Some(Request::Snapshot),
             Message::Digest { buckets } => Some(Request::Digest(buckets)),
             Message::RepairRequest { keys } => Some(Request::Repair(keys)),
             Message::RepairRecords { records } => {
+                wait_for_room(shared, outbox).await;
                 let applied = records
                     .iter()
                     .filter(|record| apply_remote(shared, record))

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::error::LinkError;
 use super::handshake::{handshake, is_self};
-use super::outbox::{open_outbox, task_ended, AbortOnDrop};
+use super::outbox::{open_outbox, task_ended, wait_for_room, AbortOnDrop};
 use crate::replication::anti_entropy::Round;
 use crate::replication::metrics::ReplicationMetrics;
 use crate::replication::oplog::{LogItem, PeerCursor};
@@ -98,15 +98,25 @@ async fn outbound_session(
     let mut remote_state = peer.state;
     let head = shared.log.head();
     let first = shared.log.first_seq();
-    let (mut next, gap) = {
+    let local_data = !shared.replica.is_empty();
+    let (mut next, gap, data_round) = {
         let mut peers = shared.peers.lock();
         if let Some(entry) = peers.by_address.get_mut(address) {
             entry.name = Some(name.clone());
             entry.node_id = Some(peer.node_id);
             entry.state = Some(peer.state);
+            entry.has_data = peer.has_data;
             entry.last_seen = Some(Instant::now());
             entry.left = false;
         }
+        // Data this node recovered from disc (or that the peer did) is in no op-log: until a
+        // round with this incarnation of the peer completed, only a round can tell what either
+        // side lacks. Without it, after a whole-cluster restart every link would come up
+        // "without a gap" and a node that was behind would stay behind until the periodic round.
+        let data_round = (local_data || peer.has_data)
+            && !peers
+                .rounds_completed
+                .contains(&(name.clone(), peer.node_id));
         let (node_id, cursor) = peers
             .cursors
             .entry(name.clone())
@@ -124,10 +134,10 @@ async fn outbound_session(
             head + 1
         };
         let gap = cursor.start_stream(start);
-        (start, gap)
+        (start, gap, data_round)
     };
     set_connected(shared, address, true);
-    info!(peer = %name, address = %address, state = peer.state.as_str(), from_seq = next, gap, "peer link up");
+    info!(peer = %name, address = %address, state = peer.state.as_str(), from_seq = next, gap, data_round, "peer link up");
 
     let (incoming_sender, mut incoming) = mpsc::channel(64);
     let reader = tokio::spawn(async move {
@@ -157,7 +167,10 @@ async fn outbound_session(
         shared.config.anti_entropy_interval,
     );
     let mut last_heard = Instant::now();
-    let mut round_wanted = gap && remote_state != NodeState::Loading;
+    // A round can run at once with a ready peer or a loading one that holds data; an empty
+    // loading peer gets a snapshot, and its round when it reports ready (below).
+    let mut round_wanted =
+        (gap || data_round) && (remote_state != NodeState::Loading || peer.has_data);
     let mut round: Option<Round> = None;
     let mut round_waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut snapshot: Option<(oneshot::Sender<u64>, u64)> = None;
@@ -165,7 +178,8 @@ async fn outbound_session(
     loop {
         if round_wanted
             && round.is_none()
-            && matches!(remote_state, NodeState::Ready | NodeState::Leaving)
+            && (matches!(remote_state, NodeState::Ready | NodeState::Leaving)
+                || (remote_state == NodeState::Loading && peer.has_data))
         {
             round_wanted = false;
             round = Some(Round::start(shared, &outbox));
@@ -201,8 +215,11 @@ async fn outbound_session(
                         }
                         if remote_state == NodeState::Loading && state == NodeState::Ready {
                             // It finished bootstrapping; close any gap now rather than at the next period.
-                            let has_gap = shared.peers.lock().cursors.get(&name).is_some_and(|(_, cursor)| cursor.has_gap());
-                            round_wanted |= has_gap;
+                            let peers = shared.peers.lock();
+                            let has_gap = peers.cursors.get(&name).is_some_and(|(_, cursor)| cursor.has_gap());
+                            let no_round_yet = data_round && !peers.rounds_completed.contains(&(name.clone(), peer.node_id));
+                            drop(peers);
+                            round_wanted |= has_gap || no_round_yet;
                         }
                         remote_state = state;
                         with_entry(shared, address, |entry| {
@@ -211,6 +228,7 @@ async fn outbound_session(
                         });
                     }
                     Message::SnapshotChunk { records } => {
+                        wait_for_room(shared, &outbox).await;
                         for record in &records {
                             apply_remote(shared, record);
                         }
@@ -231,6 +249,7 @@ async fn outbound_session(
                         }
                     }
                     Message::RepairRecords { records } => {
+                        wait_for_room(shared, &outbox).await;
                         let applied = records.iter().filter(|record| apply_remote(shared, record)).count();
                         ReplicationMetrics::add(&shared.metrics.repairs_applied, applied as u64);
                     }
@@ -283,13 +302,7 @@ async fn outbound_session(
                         timeout_ms: shared.config.peer_timeout.as_millis() as u64,
                     };
                 }
-                let state = *shared.state.borrow();
-                outbox.urgent(Message::Heartbeat {
-                    state,
-                    head: shared.log.head(),
-                    wall_ms: shared.clock.wall_ms(),
-                    echo_ms: 0,
-                });
+                outbox.urgent(super::outbox::heartbeat(shared, 0));
             }
             _ = anti_entropy.tick() => {
                 if *shared.state.borrow() == NodeState::Ready {

@@ -82,6 +82,40 @@ impl Outbox {
     }
 }
 
+/// This node's heartbeat: its state, log head and wall clock; `echo_ms` is the `wall_ms` of
+/// the heartbeat it answers (0 when it answers none).
+pub(crate) fn heartbeat(shared: &Shared, echo_ms: u64) -> Message {
+    Message::Heartbeat {
+        state: *shared.state.borrow(),
+        head: shared.log.head(),
+        wall_ms: shared.clock.wall_ms(),
+        echo_ms,
+    }
+}
+
+/// Waits until the store has room for records from a peer ([`Replica::room`]: a write-ahead
+/// log that a slow disc filled), without blocking the thread, and meanwhile sends this link's
+/// peer a heartbeat every heartbeat interval: the link's reading task is not reading, and the
+/// peer must not take the wait for a dead link.
+///
+/// [`Replica::room`]: crate::replication::Replica::room
+pub(crate) async fn wait_for_room(shared: &Shared, outbox: &Outbox) {
+    let Some(mut room) = shared.replica.room() else {
+        return;
+    };
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + shared.config.heartbeat_interval,
+        shared.config.heartbeat_interval,
+    );
+    loop {
+        tokio::select! {
+            () = &mut room => return,
+            () = shared.shutdown.cancelled() => return,
+            _ = ticker.tick() => outbox.urgent(heartbeat(shared, 0)),
+        }
+    }
+}
+
 /// Queues records in chunks of the configured size, as snapshot chunks or repairs.
 pub(crate) async fn send_records(
     shared: &Shared,
