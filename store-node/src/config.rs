@@ -281,6 +281,16 @@ pub struct Config {
     #[arg(long, env = "STORE_NODE_MAX_CLIENTS", default_value_t = 10000)]
     pub max_clients: usize,
 
+    /// Bytes a RESP client may hold in commands queued after MULTI plus input not yet parsed;
+    /// a client past it is disconnected, as by Redis's `client-query-buffer-limit` (same
+    /// default, 1 GiB).
+    #[arg(
+        long,
+        env = "STORE_NODE_CLIENT_QUERY_BUFFER_LIMIT",
+        default_value_t = 1 << 30
+    )]
+    pub client_query_buffer_limit: usize,
+
     /// Seconds after which an idle RESP client is disconnected; 0 = never.
     #[arg(long, env = "STORE_NODE_CLIENT_IDLE_TIMEOUT", default_value_t = 0)]
     pub client_idle_timeout: u64,

@@ -24,6 +24,10 @@ fn config_values(call: &Call<'_>) -> Vec<(&'static str, String)> {
         ("maxmemory-policy", memory.policy.as_str().to_string()),
         ("maxclients", call.state.config.max_clients.to_string()),
         ("timeout", call.state.config.client_idle_timeout.to_string()),
+        (
+            "client-query-buffer-limit",
+            call.state.config.client_query_buffer_limit.to_string(),
+        ),
         ("databases", "1".to_string()),
         ("save", String::new()),
         ("appendonly", "no".to_string()),

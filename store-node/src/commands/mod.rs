@@ -65,6 +65,9 @@ pub struct ClientState {
     pub authenticated: bool,
     /// Commands queued after MULTI.
     pub multi: Option<Vec<Vec<Bytes>>>,
+    /// Bytes of the arguments queued after MULTI (Redis's `argv_len_sums`), counted against
+    /// `--client-query-buffer-limit`.
+    pub multi_bytes: usize,
     /// Whether a queued command was refused (EXEC then aborts).
     pub multi_failed: bool,
     /// `CLIENT SETINFO LIB-NAME`.
@@ -88,6 +91,7 @@ impl ClientState {
             name: None,
             authenticated,
             multi: None,
+            multi_bytes: 0,
             multi_failed: false,
             lib_name: None,
             lib_version: None,
@@ -271,6 +275,7 @@ pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> E
     }
     if let Some(queue) = client.multi.as_mut() {
         if spec.flags & NO_QUEUE == 0 {
+            client.multi_bytes += args.iter().map(Bytes::len).sum::<usize>();
             queue.push(args.to_vec());
             return Frame::Simple("QUEUED".into()).into();
         }

@@ -77,6 +77,12 @@ pub async fn serve_connection(
                         () = crate::node::disc::wait_for_log_room(state) => {}
                     }
                 }
+                BatchEnd::QueryBufferLimit => {
+                    tracing::info!(%peer, client = client.id, limit = state.config.client_query_buffer_limit, "closing client that reached max query buffer length (MULTI queue and input)");
+                    acks.settle(state, &mut output).await;
+                    let _ = socket.write_all(&output).await;
+                    return;
+                }
                 BatchEnd::ProtocolError(error) => {
                     state
                         .metrics
@@ -177,6 +183,9 @@ enum BatchEnd {
     LogFull,
     /// A malformed request.
     ProtocolError(ProtocolError),
+    /// The MULTI queue and the unparsed input passed `--client-query-buffer-limit`: write the
+    /// replies so far and close.
+    QueryBufferLimit,
 }
 
 /// Runs the complete requests in `input` (after the `pending` one in `args`, if any),
@@ -228,6 +237,17 @@ fn process_batch(
                     execute(state, client, args)
                 };
                 executed += 1;
+                if client.multi.is_some()
+                    && client.multi_bytes + input.len() > state.config.client_query_buffer_limit
+                {
+                    // Redis's rule: the MULTI queue counts with the unparsed input against the
+                    // query buffer limit, and the client is closed without a reply.
+                    state
+                        .metrics
+                        .query_buffer_limit_disconnections
+                        .fetch_add(1, Ordering::Relaxed);
+                    return (BatchEnd::QueryBufferLimit, executed);
+                }
                 let start = output.len();
                 done.reply.encode(client.protocol, output);
                 acks.note(start, output.len(), done.receipt);

@@ -22,7 +22,7 @@ use super::membership::{PeerResolver, PeerStatus};
 use super::metrics::ReplicationMetrics;
 use super::oplog::{LogItem, OpLog};
 use super::replica::Replica;
-use super::shared::{set_state, LinkCommand, Peers, Shared};
+use super::shared::{outbox_messages, set_state, LinkCommand, Peers, Shared};
 use super::tombstones::tombstone_collector;
 use super::touches::{coalesce, drop_superseded, flush_touches, touch_flusher};
 use super::transport::Transport;
@@ -126,6 +126,7 @@ impl Replication {
             metrics: ReplicationMetrics::default(),
             shutdown: CancellationToken::new(),
             local_address,
+            outbox_gauges: Mutex::new(Vec::new()),
         });
         tokio::spawn(accept_loop(shared.clone(), listener));
         tokio::spawn(discovery_loop(shared.clone()));
@@ -306,6 +307,17 @@ impl Replication {
     /// The items and approximate bytes the op-log retains.
     pub fn log_len_and_bytes(&self) -> (usize, usize) {
         self.shared.log.len_and_bytes()
+    }
+
+    /// Messages queued in the outboxes of every live link (each bounded: see
+    /// docs/replication.md, Bounded queues).
+    pub fn outbox_messages(&self) -> u64 {
+        outbox_messages(&self.shared)
+    }
+
+    /// Requests of peers queued or being answered on every inbound link.
+    pub fn requests_queued(&self) -> u64 {
+        self.shared.metrics.requests_queued.load(Ordering::Relaxed)
     }
 
     /// The counters.

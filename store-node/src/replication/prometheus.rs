@@ -130,6 +130,30 @@ pub fn render(replication: &Replication) -> String {
         snapshot.links_dropped,
     );
     metric(
+        "outbox_messages",
+        "gauge",
+        "Messages queued for the peers in every link's outbox (each bounded).",
+        replication.outbox_messages(),
+    );
+    metric(
+        "outbox_overflows",
+        "counter",
+        "Links closed because their request queue overflowed (the peer did not read).",
+        snapshot.outbox_overflows,
+    );
+    metric(
+        "requests_queued",
+        "gauge",
+        "Peers' digest, snapshot and repair requests queued or being answered.",
+        replication.requests_queued(),
+    );
+    metric(
+        "requests_refused",
+        "counter",
+        "Links closed because the peer sent a second digest or snapshot request while one was outstanding.",
+        snapshot.requests_refused,
+    );
+    metric(
         "records_refused_clock_skew",
         "counter",
         "Records refused because their stamp is beyond the clock drift bound.",

@@ -114,6 +114,19 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// The bound peer address.
     pub(crate) local_address: String,
+    /// Each live link's count of messages in its outbox (see `link::outbox`).
+    pub(crate) outbox_gauges: Mutex<Vec<std::sync::Weak<std::sync::atomic::AtomicU64>>>,
+}
+
+/// Messages queued in the outboxes of every live link.
+pub(crate) fn outbox_messages(shared: &Shared) -> u64 {
+    shared
+        .outbox_gauges
+        .lock()
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .map(|gauge| gauge.load(Ordering::Relaxed))
+        .sum()
 }
 
 /// Moves the node to `state`, with why it is not ready (`None` when ready).

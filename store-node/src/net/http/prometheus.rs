@@ -212,6 +212,14 @@ impl Collector for NodeCollector {
             "Commands refused with OOM",
             metrics.oom_rejections.load(Ordering::Relaxed),
         )?;
+        counter(
+            &mut encoder,
+            "store_node_query_buffer_limit_disconnections",
+            "Connections closed because their MULTI queue and input passed --client-query-buffer-limit",
+            metrics
+                .query_buffer_limit_disconnections
+                .load(Ordering::Relaxed),
+        )?;
         gauge(
             &mut encoder,
             "store_node_uptime_seconds",

@@ -113,7 +113,10 @@ async fn outbound_session(
         // round with this incarnation of the peer completed, only a round can tell what either
         // side lacks. Without it, after a whole-cluster restart every link would come up
         // "without a gap" and a node that was behind would stay behind until the periodic round.
-        let data_round = (local_data || peer.has_data)
+        // An empty loading node gets its peers' data by its own bootstrap (a snapshot, then a
+        // round with each): no round here.
+        let bootstrapping = !local_data && *shared.state.borrow() == NodeState::Loading;
+        let data_round = (local_data || (peer.has_data && !bootstrapping))
             && !peers
                 .rounds_completed
                 .contains(&(name.clone(), peer.node_id));
