@@ -39,6 +39,19 @@ pub fn render(replication: &Replication) -> String {
         "Largest number of local writes a peer is not known to hold.",
         max_lag,
     );
+    let (log_items, log_bytes) = replication.log_len_and_bytes();
+    metric(
+        "log_items",
+        "gauge",
+        "Items the op-log retains (bounded by count and bytes; a peer behind its start gets a gap that anti-entropy closes).",
+        log_items as u64,
+    );
+    metric(
+        "log_bytes",
+        "gauge",
+        "Approximate bytes the op-log retains.",
+        log_bytes as u64,
+    );
     metric(
         "log_head",
         "gauge",

@@ -255,6 +255,11 @@ fn encode_persistence(
             metrics.snapshot_bytes,
         ),
         (
+            "store_node_wal_queued_bytes",
+            "Records queued for the write-ahead log's writer; writers wait while it holds --log-queue-limit-bytes",
+            metrics.queued_bytes,
+        ),
+        (
             "store_node_wal_failing",
             "1 while the write-ahead log cannot be written (writes answer MISCONF)",
             u64::from(metrics.failing),
