@@ -304,8 +304,18 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Starts one writer per node.
+    /// Starts one writer per node, values of about 70 bytes.
     pub fn start(tag: &str, nodes: &[Node], max_writes: usize) -> Workload {
+        Workload::start_sized(tag, nodes, max_writes, 64)
+    }
+
+    /// Starts one writer per node, values of about `value_bytes` bytes.
+    pub fn start_sized(
+        tag: &str,
+        nodes: &[Node],
+        max_writes: usize,
+        value_bytes: usize,
+    ) -> Workload {
         let stop = Arc::new(AtomicBool::new(false));
         let history = Arc::new(Mutex::new(History::default()));
         let writers = nodes
@@ -314,7 +324,7 @@ impl Workload {
                 let (stop, history) = (stop.clone(), history.clone());
                 let (port, name, tag) = (node.resp, node.name.clone(), tag.to_string());
                 std::thread::spawn(move || {
-                    write_loop(port, &name, &tag, max_writes, &stop, &history)
+                    write_loop(port, &name, &tag, max_writes, value_bytes, &stop, &history)
                 })
             })
             .collect();
@@ -364,6 +374,7 @@ fn write_loop(
     node: &str,
     tag: &str,
     max_writes: usize,
+    value_bytes: usize,
     stop: &AtomicBool,
     history: &Mutex<History>,
 ) {
@@ -380,7 +391,7 @@ fn write_loop(
             continue;
         };
         let key = format!("{tag}:{node}:{index}");
-        let value = format!("{index}-{}", "x".repeat(64));
+        let value = format!("{index}-{}", "x".repeat(value_bytes));
         let result: redis::RedisResult<()> = redis::cmd("SET").arg(&key).arg(&value).query(open);
         let Ok(mut recorded) = history.lock() else {
             return;
