@@ -120,4 +120,7 @@ pub mod reason {
     pub const AUTH_SECRET_MISSING: &str = "AuthSecretMissing";
     /// Persistent volume claims were grown.
     pub const VOLUMES_EXPANDED: &str = "VolumesExpanded";
+    /// A node's clock is off from its peers' by more than
+    /// [`CLOCK_SKEW_THRESHOLD_MS`](super::CLOCK_SKEW_THRESHOLD_MS), as most of them measure it.
+    pub const CLOCK_SKEW: &str = "ClockSkew";
 }

@@ -3,7 +3,8 @@
 //! the list without moving `lastTransitionTime` when the status did not change.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use sessionstore_api::constants::{condition, reason};
+use sessionstore_api::constants::{condition, reason, CLOCK_SKEW_THRESHOLD_MS};
+use sessionstore_api::node_status::NodeStatus;
 use sessionstore_api::{MemberStatus, SessionClusterStatus};
 
 use super::members::percent;
@@ -170,9 +171,10 @@ pub fn progressing(observed: &Observed) -> ConditionValue {
     }
 }
 
-/// `Degraded`: a refused change, a missing password Secret, or nodes not ready while nothing
-/// is in progress (`progressing` is the status of `Progressing`).
+/// `Degraded`: a refused change, a missing password Secret, nodes not ready while nothing is
+/// in progress (`progressing` is the status of `Progressing`), or a node whose clock is off.
 pub fn degraded(observed: &Observed, progressing: bool) -> ConditionValue {
+    let skewed = clock_skewed(&observed.members);
     if let Some(refused) = &observed.refused {
         value(true, reason::CHANGE_REFUSED, refused.clone())
     } else if let Some(missing) = &observed.auth_missing {
@@ -183,9 +185,56 @@ pub fn degraded(observed: &Observed, progressing: bool) -> ConditionValue {
             reason::NODES_NOT_READY,
             format!("{} of {} nodes ready", observed.ready, observed.desired),
         )
+    } else if !skewed.is_empty() {
+        let nodes: Vec<String> = skewed
+            .iter()
+            .map(|(name, skew_ms)| {
+                let direction = if *skew_ms > 0 { "ahead of" } else { "behind" };
+                format!(
+                    "{name}'s clock is {:.1} s {direction} its peers'",
+                    skew_ms.unsigned_abs() as f64 / 1000.0
+                )
+            })
+            .collect();
+        value(
+            true,
+            reason::CLOCK_SKEW,
+            format!(
+                "{}: it stamps writes by its peers' time meanwhile; fix the node's time synchronisation (NTP)",
+                nodes.join("; ")
+            ),
+        )
     } else {
         value(false, reason::HEALTHY, "no problem found")
     }
+}
+
+/// The nodes whose clock most of the members that measured it see off by more than
+/// [`CLOCK_SKEW_THRESHOLD_MS`], by name, with the median of what they measured (the node's
+/// clock minus theirs). A majority, because a member with a wrong clock sees every other clock
+/// off: only the node that most see off is the one to fix.
+pub fn clock_skewed(members: &[NodeStatus]) -> Vec<(String, i64)> {
+    let mut seen: std::collections::BTreeMap<&str, Vec<i64>> = std::collections::BTreeMap::new();
+    for member in members {
+        for peer in &member.peers {
+            if let Some(skew) = peer.clock_skew_ms {
+                seen.entry(peer.name.as_str()).or_default().push(skew);
+            }
+        }
+    }
+    seen.into_iter()
+        .filter_map(|(name, mut skews)| {
+            let off = skews
+                .iter()
+                .filter(|skew| skew.unsigned_abs() > CLOCK_SKEW_THRESHOLD_MS)
+                .count();
+            if off * 2 <= skews.len() {
+                return None;
+            }
+            skews.sort_unstable();
+            Some((name.to_string(), skews[skews.len() / 2]))
+        })
+        .collect()
 }
 
 /// `Clustered`: every reporting member sees every other expected node. Two nodes that both
@@ -391,6 +440,81 @@ mod tests {
             degraded(&at_rest(3, 2), true),
             value(false, reason::HEALTHY, "no problem found")
         );
+    }
+
+    fn reporting(name: &str, skews: &[(&str, i64)]) -> NodeStatus {
+        NodeStatus {
+            node_name: name.into(),
+            peers: skews
+                .iter()
+                .map(|(peer, skew)| sessionstore_api::node_status::PeerReport {
+                    name: (*peer).into(),
+                    connected: true,
+                    clock_skew_ms: Some(*skew),
+                    ..Default::default()
+                })
+                .collect(),
+            ..NodeStatus::default()
+        }
+    }
+
+    #[test]
+    fn degraded_names_the_node_whose_clock_most_peers_see_off() {
+        // demo-0 a minute ahead: both others see it +60 s, it sees them -60 s.
+        let members = vec![
+            reporting("demo-0", &[("demo-1", -60_000), ("demo-2", -60_002)]),
+            reporting("demo-1", &[("demo-0", 60_000), ("demo-2", -2)]),
+            reporting("demo-2", &[("demo-0", 60_004), ("demo-1", 2)]),
+        ];
+        let observed = Observed {
+            members,
+            ..at_rest(3, 3)
+        };
+        assert_eq!(
+            degraded(&observed, false),
+            value(
+                true,
+                reason::CLOCK_SKEW,
+                "demo-0's clock is 60.0 s ahead of its peers': it stamps writes by its peers' time meanwhile; fix the node's time synchronisation (NTP)"
+            )
+        );
+        // A minute behind, and a skew within the threshold is nothing.
+        let behind = vec![
+            reporting("demo-1", &[("demo-0", -61_500), ("demo-2", 400)]),
+            reporting("demo-2", &[("demo-0", -61_500), ("demo-1", -400)]),
+        ];
+        assert_eq!(clock_skewed(&behind), vec![("demo-0".to_string(), -61_500)]);
+        let fine = vec![reporting("demo-1", &[("demo-0", 499)])];
+        assert!(clock_skewed(&fine).is_empty());
+        assert_eq!(
+            degraded(
+                &Observed {
+                    members: fine,
+                    ..at_rest(3, 3)
+                },
+                false
+            )
+            .reason,
+            reason::HEALTHY
+        );
+        // Two nodes: each sees the other off, and both are named.
+        let two = vec![
+            reporting("demo-0", &[("demo-1", -60_000)]),
+            reporting("demo-1", &[("demo-0", 60_000)]),
+        ];
+        assert_eq!(
+            clock_skewed(&two),
+            vec![
+                ("demo-0".to_string(), 60_000),
+                ("demo-1".to_string(), -60_000)
+            ]
+        );
+        // Idle unready nodes come first.
+        let observed = Observed {
+            members: two,
+            ..at_rest(3, 2)
+        };
+        assert_eq!(degraded(&observed, false).reason, reason::NODES_NOT_READY);
     }
 
     #[test]
