@@ -4,8 +4,10 @@
 //! from `<statefulset>-<n>`, and the first-start rule ([`decide_start`]):
 //!
 //! - no peer source configured: a single-node cluster, ready at once;
-//! - a node holding data catches up from the ready peers it reaches (anti-entropy), or after the
-//!   bounded wait with none reachable serves what it has;
+//! - a node holding data catches up from the ready peers it reaches (anti-entropy); with none
+//!   ready, once every discovered peer is connected (a whole cluster restarting from disc), from
+//!   the loading peers that hold data too; after the bounded wait, from the reachable ones, or
+//!   with none it serves what it has;
 //! - an empty node bootstraps from a ready peer as soon as it sees one (the lowest ordinal);
 //! - an empty node that sees no ready peer after the bounded wait seeds the cluster only if its
 //!   ordinal is 0; any other ordinal keeps waiting and says why. When several empty nodes start

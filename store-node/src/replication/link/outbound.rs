@@ -102,6 +102,10 @@ async fn outbound_session(
     let (mut next, gap, data_round) = {
         let mut peers = shared.peers.lock();
         if let Some(entry) = peers.by_address.get_mut(address) {
+            if entry.node_id != Some(peer.node_id) {
+                // Another process behind the address: its clock is measured afresh.
+                entry.clock = Default::default();
+            }
             entry.name = Some(name.clone());
             entry.node_id = Some(peer.node_id);
             entry.state = Some(peer.state);
