@@ -21,7 +21,11 @@ cargo test -q -p sessionstore-api --no-default-features
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test --workspace (unit, store-node over TCP, reconcile scenarios)"
+step "toxiproxy for store-node's fault suite (hack/toxiproxy.sh: Go module proxy, cached per version)"
+TOXIPROXY_SERVER=$(hack/toxiproxy.sh)
+export TOXIPROXY_SERVER
+
+step "cargo test --workspace (unit, store-node over TCP and multi-process with the fault suite, reconcile scenarios)"
 cargo test --workspace
 
 step "redis-py 8 (RESP3) against store-node"

@@ -204,10 +204,45 @@ pub struct Config {
     )]
     pub anti_entropy_interval_ms: u64,
 
+    /// Bytes of records the write-ahead log queues for its writer before writers wait for room
+    /// (disc mode). Hidden: a tuning knob for tests of a slow disc.
+    #[arg(
+        long,
+        env = "STORE_NODE_LOG_QUEUE_LIMIT_BYTES",
+        default_value_t = 64 << 20,
+        hide = true
+    )]
+    pub log_queue_limit_bytes: usize,
+
     /// TEST ONLY: enables `POST /v1/test/faults`, which blocks replication links to given peer
-    /// addresses (partition tests). Never set in production.
+    /// addresses (partition tests) and stalls or fails the write-ahead log's writes (slow and
+    /// full disc tests). Never set in production.
     #[arg(long, env = "STORE_NODE_TEST_FAULTS", hide = true)]
     pub test_faults: bool,
+
+    /// Answer reads while the node is loading (not yet synced with its peers), as Redis's
+    /// `replica-serve-stale-data yes` does: the data may be partial or old. By default (`no`)
+    /// data commands get `LOADING` and the session API 503 until the node is ready. Also
+    /// `CONFIG SET replica-serve-stale-data yes|no`. Writes always wait for readiness.
+    #[arg(
+        long,
+        env = "STORE_NODE_REPLICA_SERVE_STALE_DATA",
+        default_value = "no",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
+    pub replica_serve_stale_data: bool,
+
+    /// TEST ONLY: shifts this node's clock by this many milliseconds (negative: behind), as a
+    /// machine whose clock is off would be (the clock-skew tests). Never set in production.
+    #[arg(
+        long,
+        env = "STORE_NODE_TEST_CLOCK_OFFSET_MS",
+        default_value_t = 0,
+        allow_negative_numbers = true,
+        hide = true
+    )]
+    pub test_clock_offset_ms: i64,
 
     /// Idle timeout (s) of an HTTP session created without one.
     #[arg(
@@ -283,6 +318,16 @@ pub struct Config {
     /// Maximum number of RESP connections.
     #[arg(long, env = "STORE_NODE_MAX_CLIENTS", default_value_t = 10000)]
     pub max_clients: usize,
+
+    /// Bytes a RESP client may hold in commands queued after MULTI plus input not yet parsed;
+    /// a client past it is disconnected, as by Redis's `client-query-buffer-limit` (same
+    /// default, 1 GiB).
+    #[arg(
+        long,
+        env = "STORE_NODE_CLIENT_QUERY_BUFFER_LIMIT",
+        default_value_t = 1 << 30
+    )]
+    pub client_query_buffer_limit: usize,
 
     /// Seconds after which an idle RESP client is disconnected; 0 = never.
     #[arg(long, env = "STORE_NODE_CLIENT_IDLE_TIMEOUT", default_value_t = 0)]

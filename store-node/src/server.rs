@@ -106,6 +106,13 @@ impl RunningNode {
 /// cgroup's memory limit) and starts serving.
 pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
     config.validate().map_err(ServerError::Config)?;
+    if config.test_clock_offset_ms != 0 {
+        tracing::warn!(
+            offset_ms = config.test_clock_offset_ms,
+            "--test-clock-offset-ms is set: this node's clock is shifted (tests only)"
+        );
+        crate::store::set_test_clock_offset(config.test_clock_offset_ms);
+    }
     let password = config.read_password().map_err(ServerError::Config)?;
     let limit_bytes = crate::node::memory::memory_limit(&config);
     crate::node::memory::tune_allocator();

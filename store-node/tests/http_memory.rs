@@ -365,3 +365,57 @@ async fn volatile_ttl_eviction_makes_room() {
     assert!(first.is_none());
     node.shutdown().await.unwrap();
 }
+
+/// One listing request looks at a bounded number of keys, however sparse the sessions are:
+/// on a keyspace of 5000 other keys and one session, `limit=1` takes many short pages (some
+/// empty with a non-zero cursor), and following `nextCursor` still lists the session once.
+#[tokio::test]
+async fn a_session_listing_does_bounded_work_per_request() {
+    let node = node().await;
+    let mut con = client(&node).await;
+    for batch in 0..50 {
+        let pairs: Vec<(String, u32)> = (0..100)
+            .map(|index| (format!("other:{batch}:{index}"), index))
+            .collect();
+        let _: () = con.mset(&pairs).await.unwrap();
+    }
+    let body = json!({"data": "only"});
+    assert_eq!(
+        http(&node, "PUT", "/v1/sessions/only", Some(body), None)
+            .await
+            .0,
+        201
+    );
+    let (mut cursor, mut pages, mut empty_pages) = ("0".to_string(), 0, 0);
+    let mut ids = Vec::new();
+    loop {
+        let (status, body) = http(
+            &node,
+            "GET",
+            &format!("/v1/sessions?cursor={cursor}&limit=1"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let page: Value = serde_json::from_str(&body).unwrap();
+        let sessions = page["sessions"].as_array().unwrap();
+        pages += 1;
+        if sessions.is_empty() {
+            empty_pages += 1;
+        }
+        ids.extend(sessions.iter().map(|id| id.as_str().unwrap().to_string()));
+        cursor = page["nextCursor"].as_str().unwrap().to_string();
+        if cursor == "0" {
+            break;
+        }
+        assert!(pages < 10_000, "the listing does not end");
+    }
+    assert_eq!(ids, vec!["only".to_string()]);
+    // 10 keys looked at per request for limit=1: about 500 requests for 5001 keys.
+    assert!(
+        pages > 100,
+        "{pages} pages: requests walked too much of the keyspace"
+    );
+    assert!(empty_pages > 0);
+}

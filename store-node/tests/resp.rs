@@ -492,3 +492,43 @@ async fn transactions_are_isolated_from_other_clients() {
         .await;
     node.shutdown().await.unwrap();
 }
+
+/// Redis's `client-query-buffer-limit` covers the MULTI queue: a client whose queued commands
+/// (plus input not parsed yet) pass it is closed without a reply, nothing it queued runs, the
+/// stat counts it, and other clients go on.
+#[tokio::test]
+async fn a_multi_queue_past_the_query_buffer_limit_closes_the_client() {
+    let node = node_with(|config| config.client_query_buffer_limit = 64 * 1024).await;
+    let mut raw = Raw::connect(&node).await;
+    raw.expect(&command(&["MULTI"]), b"+OK\r\n").await;
+    let value = "v".repeat(10 * 1024);
+    for index in 0..6 {
+        raw.expect(
+            &command(&["SET", &format!("k{index}"), &value]),
+            b"+QUEUED\r\n",
+        )
+        .await;
+    }
+    // 7 x 10 KiB queued passes 64 KiB: closed, no QUEUED.
+    raw.send(&command(&["SET", "k6", &value])).await;
+    assert!(raw.closed().await, "the client stays connected");
+    let mut other = Raw::connect(&node).await;
+    other.expect(&command(&["EXISTS", "k0"]), b":0\r\n").await;
+    other
+        .expect(
+            &command(&["CONFIG", "GET", "client-query-buffer-limit"]),
+            b"*2\r\n$25\r\nclient-query-buffer-limit\r\n$5\r\n65536\r\n",
+        )
+        .await;
+    let mut con = client(&node).await;
+    let stats: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(
+        stats.contains("\r\nclient_query_buffer_limit_disconnections:1\r\n"),
+        "{stats}"
+    );
+    node.shutdown().await.unwrap();
+}

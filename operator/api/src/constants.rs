@@ -47,6 +47,10 @@ pub const HTTP_PORT_NAME: &str = "http";
 pub const PEER_PORT_NAME: &str = "peer";
 /// Key of the password in the auth Secret.
 pub const PASSWORD_KEY: &str = "password";
+/// Clock skew (ms) beyond which a node stamps writes by its peers' majority time, and the
+/// operator reports the node in `Degraded` with reason `ClockSkew` (docs/replication.md, the
+/// clock rule).
+pub const CLOCK_SKEW_THRESHOLD_MS: u64 = 500;
 
 /// Condition types reported in `status.conditions`.
 pub mod condition {
@@ -149,4 +153,7 @@ pub mod reason {
     pub const EXTRA_CONFIG_REMOVED: &str = "ExtraConfigRemoved";
     /// The memory limit leaves a node less room above its high watermark than it needs.
     pub const MEMORY_HEADROOM_LOW: &str = "MemoryHeadroomLow";
+    /// A node's clock is off from its peers' by more than
+    /// [`CLOCK_SKEW_THRESHOLD_MS`](super::CLOCK_SKEW_THRESHOLD_MS), as most of them measure it.
+    pub const CLOCK_SKEW: &str = "ClockSkew";
 }

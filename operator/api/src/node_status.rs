@@ -119,6 +119,10 @@ pub struct PeerReport {
     /// Operations sent to the peer and not yet acknowledged.
     #[serde(default)]
     pub lag_ops: u64,
+    /// The peer's wall clock minus this node's, in ms, measured from heartbeats; absent
+    /// before the first measurement (and from nodes that do not measure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// Storage part of [`NodeStatus`].

@@ -3,7 +3,8 @@
 //! the list without moving `lastTransitionTime` when the status did not change.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use sessionstore_api::constants::{condition, reason};
+use sessionstore_api::constants::{condition, reason, CLOCK_SKEW_THRESHOLD_MS};
+use sessionstore_api::node_status::NodeStatus;
 use sessionstore_api::{MemberStatus, SessionClusterStatus};
 
 use super::members::percent;
@@ -239,13 +240,15 @@ pub fn with_deadline(
 }
 
 /// `Degraded`: stuck pods, a refused change, a missing or unusable password Secret, sessions
-/// lost in a full restart (`sessions_lost`, while recent), or nodes not ready while nothing is
-/// in progress (`progressing` is the status of `Progressing`), in that order.
+/// lost in a full restart (`sessions_lost`, while recent), nodes not ready while nothing is in
+/// progress (`progressing` is the status of `Progressing`), or a node whose clock is off, in
+/// that order.
 pub fn degraded(
     observed: &Observed,
     progressing: bool,
     sessions_lost: Option<String>,
 ) -> ConditionValue {
+    let skewed = clock_skewed(&observed.members);
     if let Some(worst) = observed.pod_problems.first() {
         let message = observed
             .pod_problems
@@ -266,9 +269,56 @@ pub fn degraded(
             reason::NODES_NOT_READY,
             format!("{} ready", of_nodes(observed.ready, observed.desired)),
         )
+    } else if !skewed.is_empty() {
+        let nodes: Vec<String> = skewed
+            .iter()
+            .map(|(name, skew_ms)| {
+                let direction = if *skew_ms > 0 { "ahead of" } else { "behind" };
+                format!(
+                    "{name}'s clock is {:.1} s {direction} its peers'",
+                    skew_ms.unsigned_abs() as f64 / 1000.0
+                )
+            })
+            .collect();
+        value(
+            true,
+            reason::CLOCK_SKEW,
+            format!(
+                "{}: it stamps writes by its peers' time meanwhile; fix the node's time synchronisation (NTP)",
+                nodes.join("; ")
+            ),
+        )
     } else {
         value(false, reason::HEALTHY, "no problem found")
     }
+}
+
+/// The nodes whose clock most of the members that measured it see off by more than
+/// [`CLOCK_SKEW_THRESHOLD_MS`], by name, with the median of what they measured (the node's
+/// clock minus theirs). A majority, because a member with a wrong clock sees every other clock
+/// off: only the node that most see off is the one to fix.
+pub fn clock_skewed(members: &[NodeStatus]) -> Vec<(String, i64)> {
+    let mut seen: std::collections::BTreeMap<&str, Vec<i64>> = std::collections::BTreeMap::new();
+    for member in members {
+        for peer in &member.peers {
+            if let Some(skew) = peer.clock_skew_ms {
+                seen.entry(peer.name.as_str()).or_default().push(skew);
+            }
+        }
+    }
+    seen.into_iter()
+        .filter_map(|(name, mut skews)| {
+            let off = skews
+                .iter()
+                .filter(|skew| skew.unsigned_abs() > CLOCK_SKEW_THRESHOLD_MS)
+                .count();
+            if off * 2 <= skews.len() {
+                return None;
+            }
+            skews.sort_unstable();
+            Some((name.to_string(), skews[skews.len() / 2]))
+        })
+        .collect()
 }
 
 /// `Clustered`: every reporting member sees every other expected node. Two nodes that both
@@ -419,273 +469,5 @@ pub fn not_paused() -> ConditionValue {
 }
 
 #[cfg(test)]
-mod tests {
-    use sessionstore_api::ScaleDownStatus;
-
-    use super::super::pods::PodProblem;
-    use super::*;
-
-    fn member(name: &str, missing: &[&str], alarm: bool) -> MemberStatus {
-        MemberStatus {
-            name: name.into(),
-            state: "ready".into(),
-            missing_peers: missing.iter().map(|p| (*p).to_owned()).collect(),
-            memory_used_bytes: 85,
-            memory_limit_bytes: 100,
-            memory_alarm: alarm,
-            ..MemberStatus::default()
-        }
-    }
-
-    fn at_rest(desired: i32, ready: i32) -> Observed {
-        Observed {
-            name: "demo".into(),
-            desired,
-            statefulset_replicas: desired,
-            replicas: desired,
-            ready,
-            updated: desired,
-            ..Observed::default()
-        }
-    }
-
-    #[test]
-    fn available_needs_a_quorum() {
-        let old = SessionClusterStatus::default();
-        assert_eq!(
-            available(&old, &at_rest(5, 3)),
-            value(true, reason::QUORUM_READY, "3 of 5 nodes ready (quorum 3)")
-        );
-        assert_eq!(available(&old, &at_rest(5, 2)).reason, reason::QUORUM_LOST);
-        assert_eq!(
-            available(&old, &at_rest(5, 5)).reason,
-            reason::ALL_NODES_READY
-        );
-    }
-
-    #[test]
-    fn progressing_names_what_is_under_way_first_the_scale_down() {
-        let leaving = Observed {
-            scale_down: Some(ScaleDownStatus {
-                target_replicas: 2,
-                leaving: vec!["demo-2".into(), "demo-3".into()],
-                started_at: String::new(),
-            }),
-            ..at_rest(2, 2)
-        };
-        assert_eq!(
-            progressing(&leaving),
-            value(
-                true,
-                reason::SCALING_DOWN,
-                "waiting for demo-2, demo-3 to leave before scaling to 2"
-            )
-        );
-        let rolling = Observed {
-            updated: 1,
-            ..at_rest(3, 3)
-        };
-        assert_eq!(
-            progressing(&rolling).message,
-            "1 of 3 nodes updated, one at a time after the previous one is synced"
-        );
-        assert_eq!(
-            progressing(&at_rest(3, 3)),
-            value(false, reason::UP_TO_DATE, "3 nodes match the spec")
-        );
-    }
-
-    #[test]
-    fn degraded_reports_stuck_pods_then_a_refusal_a_missing_secret_lost_sessions_and_idle_unready_nodes(
-    ) {
-        let stuck = |reason: &'static str, message: &str| PodProblem {
-            reason,
-            message: message.into(),
-        };
-        let everything = Observed {
-            pod_problems: vec![
-                stuck(reason::IMAGE_PULL_BACK_OFF, "pod demo-2 cannot pull"),
-                stuck(reason::CRASH_LOOP_BACK_OFF, "pod demo-0 keeps crashing"),
-            ],
-            refused: Some("no".into()),
-            auth_problem: Some((reason::AUTH_SECRET_MISSING, "gone".into())),
-            ..at_rest(3, 3)
-        };
-        assert_eq!(
-            degraded(&everything, false, Some("lost".into())),
-            value(
-                true,
-                reason::IMAGE_PULL_BACK_OFF,
-                "pod demo-2 cannot pull; pod demo-0 keeps crashing"
-            )
-        );
-        let refused = Observed {
-            pod_problems: Vec::new(),
-            ..everything.clone()
-        };
-        assert_eq!(
-            degraded(&refused, false, Some("lost".into())),
-            value(true, reason::CHANGE_REFUSED, "no")
-        );
-        let secret = Observed {
-            refused: None,
-            ..refused
-        };
-        assert_eq!(
-            degraded(&secret, false, None),
-            value(true, reason::AUTH_SECRET_MISSING, "gone")
-        );
-        assert_eq!(
-            degraded(&at_rest(3, 3), false, Some("lost".into())),
-            value(true, reason::SESSIONS_LOST, "lost")
-        );
-        assert_eq!(
-            degraded(&at_rest(3, 2), false, None),
-            value(true, reason::NODES_NOT_READY, "2 of 3 nodes ready")
-        );
-        assert_eq!(
-            degraded(&at_rest(1, 0), false, None).message,
-            "0 of 1 node ready"
-        );
-        assert_eq!(
-            degraded(&at_rest(3, 2), true, None),
-            value(false, reason::HEALTHY, "no problem found")
-        );
-    }
-
-    #[test]
-    fn counts_of_one_are_singular() {
-        assert_eq!(plural(1, "node"), "1 node");
-        assert_eq!(plural(0, "node"), "0 nodes");
-        assert_eq!(
-            available(&SessionClusterStatus::default(), &at_rest(1, 1)).message,
-            "1 of 1 node ready (quorum 1)"
-        );
-        assert_eq!(
-            progressing(&at_rest(1, 1)).message,
-            "1 node matches the spec"
-        );
-        assert_eq!(
-            clustered(&[member("demo-0", &[], false)]).message,
-            "1 reporting node sees every other node"
-        );
-        let shrinking = Observed {
-            replicas: 2,
-            ..at_rest(1, 1)
-        };
-        assert_eq!(
-            progressing(&shrinking).message,
-            "1 removed node shutting down"
-        );
-    }
-
-    #[test]
-    fn a_rollout_without_progress_past_the_deadline_is_reported() {
-        let at = |seconds: i64| {
-            Time(
-                k8s_openapi::jiff::Timestamp::UNIX_EPOCH
-                    + k8s_openapi::jiff::SignedDuration::from_secs(seconds),
-            )
-        };
-        let stuck = Observed {
-            generation: Some(2),
-            updated: 2,
-            progress_deadline_seconds: 60,
-            ..at_rest(3, 2)
-        };
-        let start = SessionClusterStatus {
-            observed_generation: Some(1),
-            ..SessionClusterStatus::default()
-        };
-        let (value_then, since) = with_deadline(&start, &stuck, progressing(&stuck), &at(0));
-        assert!(value_then.status);
-        assert_eq!(since.as_deref(), Some("1970-01-01T00:00:00Z"));
-        let mut old = SessionClusterStatus {
-            observed_generation: Some(2),
-            replicas: stuck.replicas,
-            ready_replicas: stuck.ready,
-            updated_replicas: stuck.updated,
-            last_progress_time: since,
-            ..SessionClusterStatus::default()
-        };
-        set(
-            &mut old.conditions,
-            condition::PROGRESSING,
-            value_then,
-            Some(2),
-            &at(0),
-        );
-        let (within, _) = with_deadline(&old, &stuck, progressing(&stuck), &at(60));
-        assert!(within.status, "at the deadline, not past it");
-        let (past, since) = with_deadline(&old, &stuck, progressing(&stuck), &at(61));
-        assert_eq!(
-            past,
-            value(
-                false,
-                reason::PROGRESS_DEADLINE_EXCEEDED,
-                "no progress for more than 60s (spec.progressDeadlineSeconds): 2 of 3 nodes updated, one at a time after the previous one is synced; Degraded names what is stuck"
-            )
-        );
-        // Still stuck later: still exceeded. A node updated: progress again.
-        set(
-            &mut old.conditions,
-            condition::PROGRESSING,
-            past,
-            Some(2),
-            &at(61),
-        );
-        old.last_progress_time = since;
-        assert!(
-            !with_deadline(&old, &stuck, progressing(&stuck), &at(500))
-                .0
-                .status
-        );
-        let moved = Observed {
-            updated: 3,
-            ..stuck.clone()
-        };
-        let (again, since) = with_deadline(&old, &moved, progressing(&moved), &at(500));
-        assert!(again.status);
-        assert_eq!(since.as_deref(), Some("1970-01-01T00:08:20Z"));
-    }
-
-    #[test]
-    fn clustered_tells_a_partition_from_nodes_joining() {
-        assert_eq!(clustered(&[]).reason, reason::NO_MEMBERS);
-        let joining = [member("demo-0", &["demo-1"], false)];
-        assert_eq!(
-            clustered(&joining),
-            value(
-                false,
-                reason::NODES_JOINING,
-                "demo-0 does not see demo-1: the missing nodes are not ready yet"
-            )
-        );
-        let partition = [
-            member("demo-0", &["demo-1"], false),
-            member("demo-1", &[], false),
-        ];
-        assert_eq!(
-            clustered(&partition),
-            value(false, reason::PEERS_MISSING, "demo-0 does not see demo-1")
-        );
-    }
-
-    #[test]
-    fn memory_pressure_lists_the_alarmed_members() {
-        let members = [member("demo-0", &[], false), member("demo-1", &[], true)];
-        assert_eq!(
-            memory_pressure(&members, None),
-            value(
-                true,
-                reason::MEMORY_HIGH,
-                "demo-1 at 85% of its memory limit: writes that grow memory are refused; raise resources.limits.memory or shorten session timeouts"
-            )
-        );
-        assert!(!memory_pressure(&members[..1], None).status);
-        assert_eq!(
-            memory_pressure(&members[..1], Some("little room")).message,
-            "every node is below its high watermark; warning: little room"
-        );
-    }
-}
+#[path = "conditions_tests.rs"]
+mod tests;

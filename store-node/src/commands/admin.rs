@@ -1,4 +1,4 @@
-//! Server commands: CONFIG GET/SET/RESETSTAT, COMMAND, FLUSHDB/FLUSHALL, CLUSTER, TIME.
+//! Server commands: CONFIG GET/SET (notify-keyspace-events, replica-serve-stale-data)/RESETSTAT, COMMAND, FLUSHDB/FLUSHALL, CLUSTER, TIME.
 
 use bytes::Bytes;
 
@@ -24,6 +24,10 @@ fn config_values(call: &Call<'_>) -> Vec<(&'static str, String)> {
         ("maxmemory-policy", memory.policy.as_str().to_string()),
         ("maxclients", call.state.config.max_clients.to_string()),
         ("timeout", call.state.config.client_idle_timeout.to_string()),
+        (
+            "client-query-buffer-limit",
+            call.state.config.client_query_buffer_limit.to_string(),
+        ),
         ("databases", "1".to_string()),
         ("save", String::new()),
         ("appendonly", "no".to_string()),
@@ -32,10 +36,20 @@ fn config_values(call: &Call<'_>) -> Vec<(&'static str, String)> {
             call.state.notify_keyspace_events(),
         ),
         ("port", call.state.config.resp_port.to_string()),
+        (
+            "replica-serve-stale-data",
+            if call.state.serve_stale_data() {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
+        ),
     ]
 }
 
-/// CONFIG GET pattern [pattern ...] | SET notify-keyspace-events value | RESETSTAT
+/// CONFIG GET pattern [pattern ...] | SET notify-keyspace-events|replica-serve-stale-data value
+/// | RESETSTAT
 pub fn config(call: &mut Call<'_>) -> Frame {
     let args = call.args;
     let sub = &args[1];
@@ -59,6 +73,18 @@ pub fn config(call: &mut Call<'_>) -> Frame {
     } else if is(sub, "set") && args.len() == 4 {
         if is(&args[2], "notify-keyspace-events") {
             call.state.set_notify_keyspace_events(text(&args[3]));
+            Frame::ok()
+        } else if is(&args[2], "replica-serve-stale-data") {
+            // Redis's yes/no (its boolean parser takes only these two, any case).
+            if is(&args[3], "yes") {
+                call.state.set_serve_stale_data(true);
+            } else if is(&args[3], "no") {
+                call.state.set_serve_stale_data(false);
+            } else {
+                return Frame::error(
+                    "ERR CONFIG SET failed (possibly related to argument 'replica-serve-stale-data') - argument must be 'yes' or 'no'",
+                );
+            }
             Frame::ok()
         } else {
             Frame::Error(

@@ -75,14 +75,18 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
     if wanted("stats") {
         let _ = write!(
             out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nclient_query_buffer_limit_disconnections:{}\r\n\r\n",
             state.metrics.connections_total.load(Ordering::Relaxed),
             state.metrics.total_commands(),
             state.metrics.rejected_connections.load(Ordering::Relaxed),
             stats.expired,
             stats.evicted,
             stats.hits,
-            stats.misses
+            stats.misses,
+            state
+                .metrics
+                .query_buffer_limit_disconnections
+                .load(Ordering::Relaxed)
         );
     }
     if wanted("replication") {

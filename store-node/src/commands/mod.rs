@@ -45,7 +45,8 @@ pub const WRONG_TYPE: Frame =
 pub const OOM: Frame = Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
 /// `NOAUTH Authentication required.`
 pub const NOAUTH: Frame = Frame::error("NOAUTH Authentication required.");
-/// Redis's answer to data commands while it loads its dataset (here: disc recovery).
+/// Redis's answer to data commands while it loads its dataset (here: disc recovery, or not
+/// yet synced with the peers).
 pub const LOADING: Frame = Frame::error("LOADING Redis is loading the dataset in memory");
 /// `WRONGPASS ...`
 pub const WRONGPASS: Frame =
@@ -64,6 +65,9 @@ pub struct ClientState {
     pub authenticated: bool,
     /// Commands queued after MULTI.
     pub multi: Option<Vec<Vec<Bytes>>>,
+    /// Bytes of the arguments queued after MULTI (Redis's `argv_len_sums`), counted against
+    /// `--client-query-buffer-limit`.
+    pub multi_bytes: usize,
     /// Whether a queued command was refused (EXEC then aborts).
     pub multi_failed: bool,
     /// `CLIENT SETINFO LIB-NAME`.
@@ -87,6 +91,7 @@ impl ClientState {
             name: None,
             authenticated,
             multi: None,
+            multi_bytes: 0,
             multi_failed: false,
             lib_name: None,
             lib_version: None,
@@ -144,8 +149,9 @@ pub mod flags {
     pub const NO_QUEUE: u8 = 4;
     /// Changes the keyspace.
     pub const WRITE: u8 = 8;
-    /// Answered while the node recovers from disc (Redis's `loading` flag); every other
-    /// command gets `LOADING` meanwhile.
+    /// Answered while the node loads: recovers from disc or syncs with its peers (Redis's
+    /// `loading` flag); every other command gets `LOADING` meanwhile (reads excepted under
+    /// `replica-serve-stale-data yes` once disc recovery is done).
     pub const LOADING_OK: u8 = 16;
 }
 
@@ -258,7 +264,10 @@ pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> E
     if !client.authenticated && spec.flags & NO_AUTH == 0 {
         return NOAUTH.into();
     }
-    if spec.flags & LOADING_OK == 0 && state.recovering() {
+    if spec.flags & LOADING_OK == 0
+        && state.data_loading()
+        && !(spec.flags & WRITE == 0 && state.serves_stale_reads())
+    {
         if client.multi.is_some() {
             client.multi_failed = true;
         }
@@ -266,11 +275,30 @@ pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> E
     }
     if let Some(queue) = client.multi.as_mut() {
         if spec.flags & NO_QUEUE == 0 {
+            client.multi_bytes += args.iter().map(Bytes::len).sum::<usize>();
             queue.push(args.to_vec());
             return Frame::Simple("QUEUED".into()).into();
         }
     }
     run(state, client, index, args)
+}
+
+/// Whether executing `args` now may write: a write command outside MULTI, or an EXEC whose
+/// queue holds one. The connection asks before it executes a request while the write-ahead
+/// log is full, to wait for room asynchronously instead of in the command.
+pub fn may_write(client: &ClientState, args: &[Bytes]) -> bool {
+    let writes = |args: &[Bytes]| {
+        args.first()
+            .and_then(|name| lookup(name))
+            .is_some_and(|index| commands()[index].flags & WRITE != 0)
+    };
+    match &client.multi {
+        Some(queue) => {
+            args.first().is_some_and(|name| is(name, "exec"))
+                && queue.iter().any(|queued| writes(queued))
+        }
+        None => writes(args),
+    }
 }
 
 /// Runs a resolved command (also used by EXEC for queued commands).

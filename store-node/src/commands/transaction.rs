@@ -23,6 +23,7 @@ pub fn multi(call: &mut Call<'_>) -> Frame {
         return Frame::error("ERR MULTI calls can not be nested");
     }
     call.client.multi = Some(Vec::new());
+    call.client.multi_bytes = 0;
     call.client.multi_failed = false;
     Frame::ok()
 }

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub protocol_errors: AtomicU64,
     /// Commands refused with OOM.
     pub oom_rejections: AtomicU64,
+    /// Connections closed because their MULTI queue and unparsed input passed
+    /// `--client-query-buffer-limit` (Redis's `client_query_buffer_limit_disconnections`).
+    pub query_buffer_limit_disconnections: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -40,6 +43,7 @@ impl Default for Metrics {
             rejected_connections: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             oom_rejections: AtomicU64::new(0),
+            query_buffer_limit_disconnections: AtomicU64::new(0),
         }
     }
 }

@@ -71,6 +71,8 @@ pub async fn serve_connection(
         counted: 0,
     };
     gauge.update(&input, &output);
+    // A request parsed into `args` and not executed yet: it waited for room in the log.
+    let mut pending = false;
     tracing::debug!(%peer, client = client.id, "client connected");
     loop {
         // Execute every complete request in the buffer, then answer them with one write.
@@ -82,6 +84,7 @@ pub async fn serve_connection(
                 &mut parser,
                 &mut input,
                 &mut args,
+                &mut pending,
                 &mut output,
                 &mut acks,
             );
@@ -95,6 +98,27 @@ pub async fn serve_connection(
                         return;
                     }
                     output.clear();
+                }
+                BatchEnd::LogFull => {
+                    // The replies so far go out first; then this connection alone waits, and
+                    // the thread serves its other connections meanwhile.
+                    acks.settle(state, &mut output).await;
+                    if !output.is_empty() {
+                        if socket.write_all(&output).await.is_err() {
+                            return;
+                        }
+                        output.clear();
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        () = crate::node::disc::wait_for_log_room(state) => {}
+                    }
+                }
+                BatchEnd::QueryBufferLimit => {
+                    tracing::info!(%peer, client = client.id, limit = state.config.client_query_buffer_limit, "closing client that reached max query buffer length (MULTI queue and input)");
+                    acks.settle(state, &mut output).await;
+                    let _ = socket.write_all(&output).await;
+                    return;
                 }
                 BatchEnd::ProtocolError(error) => {
                     state
@@ -192,20 +216,30 @@ enum BatchEnd {
     Close,
     /// Replies reached [`MAX_PENDING_OUTPUT`]: write them, then continue.
     OutputFull,
+    /// The next request may write and the write-ahead log's queue is full (a slow disc): it
+    /// stays parsed (`pending`) while the connection waits for room.
+    LogFull,
     /// A malformed request.
     ProtocolError(ProtocolError),
+    /// The MULTI queue and the unparsed input passed `--client-query-buffer-limit`: write the
+    /// replies so far and close.
+    QueryBufferLimit,
 }
 
-/// Runs the complete requests in `input`, encoding replies into `output`; returns why it
-/// stopped and how many requests it ran. The batch holds the
-/// node's transaction gate for reading; an EXEC takes it for writing, so a transaction's
-/// commands never interleave with other clients' commands.
+/// Runs the complete requests in `input` (after the `pending` one in `args`, if any),
+/// encoding replies into `output`; returns why it stopped and how many requests it ran. The
+/// batch holds the node's transaction gate for reading; an EXEC takes it for writing, so a
+/// transaction's commands never interleave with other clients' commands. A request that may
+/// write while the write-ahead log is full is left `pending`, unexecuted, for the caller to
+/// wait for room without holding the gate or blocking the thread.
+#[allow(clippy::too_many_arguments)]
 fn process_batch(
     state: &NodeState,
     client: &mut ClientState,
     parser: &mut RequestParser,
     input: &mut BytesMut,
     args: &mut Vec<bytes::Bytes>,
+    pending: &mut bool,
     output: &mut BytesMut,
     acks: &mut WriteAcks,
 ) -> (BatchEnd, usize) {
@@ -213,8 +247,23 @@ fn process_batch(
     let mut gate = Some(state.transaction_gate.read());
     let mut executed = 0;
     loop {
-        let room = state.engine.request_room().max(ALWAYS_PARSED_BYTES);
-        match parser.parse_within(input, args, room) {
+        let parsed = if std::mem::take(pending) {
+            // It waited for room once: it runs now even if the log filled up again.
+            Ok(Parsed::Request)
+        } else {
+            let room = state.engine.request_room().max(ALWAYS_PARSED_BYTES);
+            match parser.parse_within(input, args, room) {
+                Ok(Parsed::Request)
+                    if crate::node::disc::log_full(state)
+                        && crate::commands::may_write(client, args) =>
+                {
+                    *pending = true;
+                    return (BatchEnd::LogFull, executed);
+                }
+                parsed => parsed,
+            }
+        };
+        match parsed {
             Ok(Parsed::Refused) => {
                 // Its bytes never fit: answered like a refused write, in order.
                 state.metrics.oom_rejections.fetch_add(1, Ordering::Relaxed);
@@ -239,6 +288,17 @@ fn process_batch(
                     execute(state, client, args)
                 };
                 executed += 1;
+                if client.multi.is_some()
+                    && client.multi_bytes + input.len() > state.config.client_query_buffer_limit
+                {
+                    // Redis's rule: the MULTI queue counts with the unparsed input against the
+                    // query buffer limit, and the client is closed without a reply.
+                    state
+                        .metrics
+                        .query_buffer_limit_disconnections
+                        .fetch_add(1, Ordering::Relaxed);
+                    return (BatchEnd::QueryBufferLimit, executed);
+                }
                 let start = output.len();
                 done.reply.encode(client.protocol, output);
                 acks.note(start, output.len(), done.receipt);

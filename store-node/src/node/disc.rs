@@ -5,7 +5,7 @@
 
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -70,10 +70,7 @@ pub struct Opened {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or(0)
+    crate::store::unix_ms()
 }
 
 /// Whether some configured peer answers now: a `--peers` address, or an address the headless
@@ -146,8 +143,9 @@ pub async fn open(
 ) -> Result<Opened, DiscError> {
     let data_dir = config.data_dir.display().to_string();
     // Recorded only by a fresh directory: one that has a node id keeps it.
-    let persistence_config =
+    let mut persistence_config =
         PersistenceConfig::new(config.data_dir.clone(), config.fsync, generate_node_id());
+    persistence_config.queue_limit_bytes = config.log_queue_limit_bytes;
     let opened = open_blocking(persistence_config.clone(), progress.clone()).await?;
     let (persistence, recovered) = match opened {
         Ok(opened) => opened,
@@ -233,12 +231,28 @@ pub async fn open(
 
 /// Admission of a local write in disc mode, before anything is locked or changed (RESP
 /// write commands, HTTP session writes): `MISCONF ...` while the write-ahead log is failing,
-/// so a refused write has no effect, and a wait while the log's queue is full. Always `Ok` in
-/// RAM mode and while recovering (nothing is logged yet).
+/// so a refused write has no effect. Never waits: writers await [`wait_for_log_room`] first.
+/// Always `Ok` in RAM mode and while recovering (nothing is logged yet).
 pub fn admit_write(state: &NodeState) -> Result<(), PersistenceError> {
     match state.persistence() {
         Some(persistence) => persistence.admit_write(),
         None => Ok(()),
+    }
+}
+
+/// Whether the write-ahead log's queue is full (a slow disc): a writer then awaits
+/// [`wait_for_log_room`] before it writes. False in RAM mode.
+pub fn log_full(state: &NodeState) -> bool {
+    state
+        .persistence()
+        .is_some_and(|persistence| !persistence.has_room())
+}
+
+/// Waits, without blocking the thread, until the write-ahead log's queue has room (at once in
+/// RAM mode, while the log is failing, or when it has room).
+pub async fn wait_for_log_room(state: &NodeState) {
+    if let Some(persistence) = state.persistence() {
+        persistence.wait_for_room().await;
     }
 }
 
@@ -279,82 +293,5 @@ pub fn close(state: &NodeState) {
             Ok(()) => tracing::info!("write-ahead log flushed and synced"),
             Err(error) => tracing::error!(%error, "write-ahead log not fully synced at shutdown"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::mpsc::channel;
-    use std::time::{Duration, Instant};
-
-    use bytes::Bytes;
-
-    use super::*;
-    use crate::commands::{execute, ClientState};
-    use crate::config::Fsync;
-    use crate::persistence::WriterFault;
-    use crate::protocol::Frame;
-    use crate::store::EngineConfig;
-
-    fn run(state: &NodeState, args: &[&[u8]]) -> Frame {
-        let mut client = ClientState::new(1, true, "test".into());
-        let args: Vec<Bytes> = args.iter().map(|arg| Bytes::copy_from_slice(arg)).collect();
-        execute(state, &mut client, &args).reply
-    }
-
-    /// A writer waiting for room in a full log queue must not hold the shard lock of the key it
-    /// writes: waiting under the lock would stall every reader of that shard until the disc
-    /// caught up.
-    #[test]
-    fn a_full_log_queue_delays_writers_without_stalling_readers_of_their_keys() {
-        let dir = std::env::temp_dir().join(format!(
-            "store-node-queue-{}-{}",
-            std::process::id(),
-            now_ms()
-        ));
-        let mut config = PersistenceConfig::new(&dir, Fsync::Everysec, generate_node_id());
-        config.queue_limit_bytes = 4096;
-        let (persistence, _) = Persistence::open(config, now_ms(), 0).expect("open");
-        let persistence = Arc::new(persistence);
-        let engine = Arc::new(MemoryEngine::new(EngineConfig::default()));
-        let state = Arc::new(NodeState::new(Config::for_tests(), engine, None));
-        state
-            .hook
-            .set_persistence(persistence.clone(), persistence.node_id(), 0);
-        let value = vec![b'v'; 1024];
-        assert_eq!(run(&state, &[b"SET", b"k", &value]), Frame::ok());
-
-        persistence.inject_fault(WriterFault::Stall);
-        let writer_state = state.clone();
-        let writer_value = value.clone();
-        let writer = std::thread::spawn(move || {
-            (0..12)
-                .map(|_| run(&writer_state, &[b"SET", b"k", &writer_value]))
-                .collect::<Vec<Frame>>()
-        });
-        // The writer stalls once the queue holds its limit.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while (persistence.metrics().snapshot().queued_bytes as usize) < 4096 {
-            assert!(Instant::now() < deadline, "the queue never filled");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(!writer.is_finished(), "the writer should wait for room");
-
-        let (sender, receiver) = channel();
-        let reader_state = state.clone();
-        std::thread::spawn(move || {
-            let _ = sender.send(run(&reader_state, &[b"GET", b"k"]));
-        });
-        let read = receiver.recv_timeout(Duration::from_secs(2));
-        persistence.inject_fault(WriterFault::None);
-        assert_eq!(
-            read.expect("GET of the key being written answers while the writer waits"),
-            Frame::bulk(&value)
-        );
-        let replies = writer.join().expect("writer thread");
-        assert_eq!(replies, vec![Frame::ok(); 12]);
-        drop(state);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

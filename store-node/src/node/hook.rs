@@ -104,11 +104,12 @@ impl WriteHook for NodeHook {
         }
     }
 
-    fn stamp(&self) -> Stamp {
+    fn stamp(&self, replaced: Option<Stamp>) -> Stamp {
+        let replaced = replaced.map_or(0, |stamp| stamp.hlc);
         match (self.replication.get(), self.disc.get()) {
-            (Some(replication), _) => replication.stamp(),
+            (Some(replication), _) => replication.stamp_after(replaced),
             (None, Some(disc)) => Stamp {
-                hlc: disc.clock.now(),
+                hlc: disc.clock.now_after(replaced),
                 origin: disc.origin,
             },
             (None, None) => Stamp { hlc: 0, origin: 0 },
@@ -142,9 +143,8 @@ impl WriteHook for NodeHook {
         self.append(record, &mut ignored);
     }
 
-    fn wait_for_room(&self) {
-        if let Some(persistence) = self.persistence() {
-            persistence.wait_for_room();
-        }
+    fn room(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+        let persistence = self.persistence().filter(|log| !log.has_room())?.clone();
+        Some(Box::pin(async move { persistence.wait_for_room().await }))
     }
 }

@@ -51,4 +51,8 @@ impl Replica for MemoryEngine {
     fn is_empty(&self) -> bool {
         self.holds_nothing()
     }
+
+    fn room(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+        MemoryEngine::room(self)
+    }
 }

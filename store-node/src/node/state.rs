@@ -1,6 +1,6 @@
 //! State shared by the RESP server, the HTTP API and the background tasks of one node.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -72,6 +72,7 @@ pub struct NodeState {
     /// The footprint sampler and its last readings.
     pub memory: MemoryProbe,
     lifecycle: AtomicU8,
+    serve_stale_data: AtomicBool,
     next_client_id: AtomicU64,
     notify_keyspace_events: parking_lot::Mutex<String>,
 }
@@ -87,6 +88,7 @@ impl NodeState {
             );
         }
         let node_name = config.resolved_node_name();
+        let serve_stale_data = config.replica_serve_stale_data;
         let suffix = {
             use std::hash::{BuildHasher, RandomState};
             RandomState::new().hash_one(std::process::id()) as u16
@@ -108,6 +110,7 @@ impl NodeState {
             recovery: Arc::new(RecoveryProgress::default()),
             memory,
             lifecycle: AtomicU8::new(Lifecycle::Ready as u8),
+            serve_stale_data: AtomicBool::new(serve_stale_data),
             next_client_id: AtomicU64::new(1),
             notify_keyspace_events: parking_lot::Mutex::new(String::new()),
         }
@@ -154,6 +157,29 @@ impl NodeState {
     /// listeners answer, but data commands get `LOADING` until the keyspace is complete.
     pub fn recovering(&self) -> bool {
         self.lifecycle.load(Ordering::Relaxed) == Lifecycle::Loading as u8
+    }
+
+    /// Whether data commands must wait (`LOADING`, 503): the node recovers from disc, or it
+    /// is not synced with its peers yet. Probes, INFO, PING and the like answer meanwhile.
+    pub fn data_loading(&self) -> bool {
+        self.recovering() || self.replication().is_some_and(Replication::is_loading)
+    }
+
+    /// Whether reads are answered while the node is synced with its peers only in part
+    /// (`replica-serve-stale-data`); never during disc recovery, when the keyspace is partial
+    /// on this very node.
+    pub fn serves_stale_reads(&self) -> bool {
+        !self.recovering() && self.serve_stale_data.load(Ordering::Relaxed)
+    }
+
+    /// Whether reads are answered while loading (`CONFIG GET replica-serve-stale-data`).
+    pub fn serve_stale_data(&self) -> bool {
+        self.serve_stale_data.load(Ordering::Relaxed)
+    }
+
+    /// Sets `replica-serve-stale-data`.
+    pub fn set_serve_stale_data(&self, serve: bool) {
+        self.serve_stale_data.store(serve, Ordering::Relaxed);
     }
 
     /// Replication, when peers are configured.

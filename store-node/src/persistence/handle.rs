@@ -204,9 +204,9 @@ impl Persistence {
     /// Queues `record` for the log and returns its sequence number for
     /// [`Persistence::wait_durable`]. Call it after the record is applied to the store, under
     /// the key's lock: it never blocks. Back-pressure comes before the lock, from
-    /// [`Persistence::admit_write`] (local writes) and [`Persistence::wait_for_room`] (records
-    /// from peers), so the queue may exceed its limit by what the writers admitted meanwhile
-    /// carry. While the log is failing the record is still queued (the writer rewrites the
+    /// [`Persistence::wait_for_room`] (awaited by local writers and by the links applying
+    /// records from peers), so the queue may exceed its limit by what the writers let in
+    /// meanwhile carry. While the log is failing the record is still queued (the writer rewrites the
     /// queue when the disc recovers) unless the queue is full: then it is dropped with
     /// [`PersistenceError::Unavailable`] (it stays in memory, unlogged).
     pub fn append(&self, record: &Record) -> Result<u64, PersistenceError> {
@@ -223,16 +223,24 @@ impl Persistence {
 
     /// Admission of a local write, before it takes any lock or changes anything: refuses it
     /// with [`PersistenceError::Unavailable`] (its text starts with `MISCONF`) while the log is
-    /// failing, so a refused write has no effect, and waits while the queue is full (a slow
-    /// disc slows writers down without stalling readers of the keys they write).
+    /// failing, so a refused write has no effect. Never waits: await
+    /// [`Persistence::wait_for_room`] first.
     pub fn admit_write(&self) -> Result<(), PersistenceError> {
         self.shared.channel().admit()
     }
 
-    /// Waits while the queue is full, before applying a record from a peer (which cannot be
-    /// refused); returns at once while the log is failing or stopped.
-    pub fn wait_for_room(&self) {
-        let _ = self.admit_write();
+    /// Whether a write may go ahead without waiting for room (see
+    /// [`Persistence::wait_for_room`]); cheap enough to ask before every write.
+    pub fn has_room(&self) -> bool {
+        self.shared.channel().has_room()
+    }
+
+    /// Waits while the queue is full, without blocking the thread: a slow disc slows the
+    /// writers down (RESP connections that write, session writes, the links applying records
+    /// from peers) and nothing else their threads serve. Returns at once while the log is
+    /// failing (the write is refused) or stopped.
+    pub async fn wait_for_room(&self) {
+        self.shared.channel().wait_for_room().await;
     }
 
     /// Waits until record `seq` may be acknowledged: fdatasynced under `always`, written to

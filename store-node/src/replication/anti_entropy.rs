@@ -18,7 +18,7 @@ use super::metrics::ReplicationMetrics;
 use super::shared::{
     bump_acks, connected_ready_peers, held_by_every_member, wall_ms, LinkCommand, Shared,
 };
-use super::wire::{Message, NodeState};
+use super::wire::Message;
 use crate::store::digest::BUCKETS;
 use crate::store::Stamp;
 
@@ -98,6 +98,9 @@ impl Round {
             }
             if let Some(entry) = peers.by_address.get_mut(address) {
                 entry.last_round_started_ms = Some(self.started_ms);
+                if let Some(node_id) = entry.node_id {
+                    peers.rounds_completed.insert((name.to_string(), node_id));
+                }
             }
             shared.log.release_through(held_by_every_member(&peers));
         }
@@ -106,12 +109,12 @@ impl Round {
     }
 }
 
-/// Runs one anti-entropy round with every connected ready peer, bounded by `timeout`; returns
-/// how many completed.
+/// Runs one anti-entropy round with every connected peer that is ready or loading with data
+/// of its own ([`round_partner`](super::membership::StartPeer::round_partner)), bounded by `timeout`; returns how many completed.
 pub(crate) async fn run_rounds(shared: &Shared, timeout: Duration) -> usize {
     let mut waits = Vec::new();
     for (_, peer, commands) in connected_ready_peers(shared) {
-        if peer.state != NodeState::Ready {
+        if !peer.round_partner() {
             continue;
         }
         let (reply, wait) = oneshot::channel();

@@ -15,7 +15,7 @@ use super::link::error::LinkError;
 use super::link::outbox::{send_records, Outbox};
 use super::membership::{decide_start, StartDecision, StartPeer};
 use super::metrics::ReplicationMetrics;
-use super::shared::{connected_ready_peers, set_state, LinkCommand, Shared};
+use super::shared::{all_peers_connected, connected_ready_peers, set_state, LinkCommand, Shared};
 use super::wire::{Message, NodeState};
 
 /// Applies the first-start rule until the node is ready.
@@ -36,11 +36,13 @@ pub(crate) async fn bootstrap(shared: Arc<Shared>) {
             had_data,
             shared.resolver.has_sources(),
             &views,
+            all_peers_connected(&shared),
             started.elapsed() >= shared.config.first_start_wait,
         );
         let round_timeout = shared.config.peer_timeout * 4;
         match decision {
             StartDecision::Seed(reason) => {
+                wait_for_clock(&shared).await;
                 info!(node = %shared.config.node_name, %reason, "ready");
                 set_state(&shared, NodeState::Ready, None);
                 return;
@@ -49,6 +51,7 @@ pub(crate) async fn bootstrap(shared: Arc<Shared>) {
                 *shared.reason.lock() = Some("loading: catching up with peers".into());
                 let rounds = run_rounds(&shared, round_timeout).await;
                 wait_for_links_back(&shared).await;
+                wait_for_clock(&shared).await;
                 info!(node = %shared.config.node_name, rounds, "caught up with peers; ready");
                 set_state(&shared, NodeState::Ready, None);
                 return;
@@ -70,6 +73,7 @@ pub(crate) async fn bootstrap(shared: Arc<Shared>) {
                         *shared.reason.lock() = Some(format!("loading: snapshot of {records} records received, reconciling with peers"));
                         let rounds = run_rounds(&shared, round_timeout).await;
                         wait_for_links_back(&shared).await;
+                        wait_for_clock(&shared).await;
                         info!(node = %shared.config.node_name, records, rounds, "bootstrap complete; ready");
                         set_state(&shared, NodeState::Ready, None);
                         return;
@@ -124,6 +128,39 @@ async fn wait_for_links_back(shared: &Shared) {
         tokio::select! {
             () = shared.shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
+
+/// Before a starting node reports ready: waits, at most three heartbeats, until it measured
+/// the clock of every connected peer, so that its first local write is already stamped by
+/// cluster time (see `super::clock`) if its own clock is off.
+async fn wait_for_clock(shared: &Shared) {
+    let deadline = Instant::now() + shared.config.heartbeat_interval * 3;
+    loop {
+        let unmeasured: Vec<String> = {
+            let peers = shared.peers.lock();
+            peers
+                .by_address
+                .values()
+                .filter(|entry| entry.connected && !entry.left && entry.clock.offset_ms().is_none())
+                .map(|entry| entry.name.clone().unwrap_or_default())
+                .collect()
+        };
+        if unmeasured.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            warn!(peers = ?unmeasured, "ready before these peers' clocks were measured");
+            return;
+        }
+        *shared.reason.lock() = Some(format!(
+            "loading: measuring the clocks of {}",
+            unmeasured.join(", ")
+        ));
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
     }
 }

@@ -62,7 +62,8 @@ pub struct ReplicationConfig {
     pub chunk_records: usize,
     /// Largest frame body.
     pub max_frame: usize,
-    /// Remote stamps further ahead of the wall clock than this do not move the local clock.
+    /// The drift bound: remote stamps further ahead of cluster time than this are refused
+    /// (once the peers' clocks were measured) and do not move the local clock.
     pub max_clock_drift: Duration,
     /// Wall clock (Unix ms).
     pub wall_clock: WallClock,
@@ -112,7 +113,7 @@ impl ReplicationConfig {
             oplog_max_bytes: 64 << 20,
             chunk_records: 1000,
             max_frame: DEFAULT_MAX_FRAME,
-            max_clock_drift: Duration::from_secs(60),
+            max_clock_drift: Duration::from_secs(10),
             wall_clock: system_wall_clock(),
         }
     }

@@ -4,6 +4,7 @@
 //! files. Also the handle's errors and the write-ack levels.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use super::membership::{PeerResolver, PeerStatus};
 use super::metrics::ReplicationMetrics;
 use super::oplog::{LogItem, OpLog};
 use super::replica::Replica;
-use super::shared::{set_state, LinkCommand, Peers, Shared};
+use super::shared::{outbox_messages, set_state, LinkCommand, Peers, Shared};
 use super::tombstones::tombstone_collector;
 use super::touches::{coalesce, drop_superseded, flush_touches, touch_flusher};
 use super::transport::Transport;
@@ -121,10 +122,12 @@ impl Replication {
             acks: watch::Sender::new(0),
             state: watch::Sender::new(NodeState::Loading),
             memory_alarm: watch::Sender::new(false),
+            loading: AtomicBool::new(true),
             reason: Mutex::new(Some("loading: starting".into())),
             metrics: ReplicationMetrics::default(),
             shutdown: CancellationToken::new(),
             local_address,
+            outbox_gauges: Mutex::new(Vec::new()),
         });
         tokio::spawn(accept_loop(shared.clone(), listener));
         tokio::spawn(discovery_loop(shared.clone()));
@@ -151,8 +154,14 @@ impl Replication {
 
     /// A new stamp for a local write.
     pub fn stamp(&self) -> Stamp {
+        self.stamp_after(0)
+    }
+
+    /// A new stamp for a local write that replaces a version stamped `replaced` (its HLC):
+    /// above it, whatever this node's clock says (see [`HybridClock::now_after`]).
+    pub fn stamp_after(&self, replaced: u64) -> Stamp {
         Stamp {
-            hlc: self.shared.clock.now(),
+            hlc: self.shared.clock.now_after(replaced),
             origin: self
                 .shared
                 .config
@@ -289,6 +298,7 @@ impl Replication {
                         .map(|seen| seen.elapsed().as_millis() as u64),
                     left: entry.left,
                     memory_alarm: entry.memory_alarm && entry.connected,
+                    clock_skew_ms: entry.clock.offset_ms(),
                 }
             })
             .collect()
@@ -297,6 +307,12 @@ impl Replication {
     /// `loading`, `ready`, `leaving` or `left`.
     pub fn state(&self) -> NodeState {
         *self.shared.state.borrow()
+    }
+
+    /// Whether the node is `loading` (not synced with its peers yet): cheap, for every client
+    /// command.
+    pub fn is_loading(&self) -> bool {
+        self.shared.loading.load(Ordering::Relaxed)
     }
 
     /// Why the node is not ready (for `/readyz`), `None` when ready.
@@ -317,6 +333,17 @@ impl Replication {
     /// The items and approximate bytes the op-log retains.
     pub fn log_len_and_bytes(&self) -> (usize, usize) {
         self.shared.log.len_and_bytes()
+    }
+
+    /// Messages queued in the outboxes of every live link (each bounded: see
+    /// docs/replication.md, Bounded queues).
+    pub fn outbox_messages(&self) -> u64 {
+        outbox_messages(&self.shared)
+    }
+
+    /// Requests of peers queued or being answered on every inbound link.
+    pub fn requests_queued(&self) -> u64 {
+        self.shared.metrics.requests_queued.load(Ordering::Relaxed)
     }
 
     /// The counters.

@@ -4,8 +4,10 @@
 //! from `<statefulset>-<n>`, and the first-start rule ([`decide_start`]):
 //!
 //! - no peer source configured: a single-node cluster, ready at once;
-//! - a node holding data catches up from the ready peers it reaches (anti-entropy), or after the
-//!   bounded wait with none reachable serves what it has;
+//! - a node holding data catches up from the ready peers it reaches (anti-entropy); with none
+//!   ready, once every discovered peer is connected (a whole cluster restarting from disc), from
+//!   the loading peers that hold data too; after the bounded wait, from the reachable ones, or
+//!   with none it serves what it has;
 //! - an empty node bootstraps from a ready peer as soon as it sees one (the lowest ordinal);
 //! - an empty node that sees no ready peer after the bounded wait seeds the cluster only if its
 //!   ordinal is 0; any other ordinal keeps waiting and says why. When several empty nodes start
@@ -147,6 +149,9 @@ pub struct PeerStatus {
     pub left: bool,
     /// The peer's last heartbeat announced its memory alarm (while connected).
     pub memory_alarm: bool,
+    /// The peer's wall clock minus this node's (ms), measured from heartbeats; `None` before
+    /// the first measurement.
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// What [`decide_start`] sees of a peer.
@@ -156,6 +161,22 @@ pub struct StartPeer {
     pub name: String,
     /// Its announced state.
     pub state: NodeState,
+    /// Whether it held data when its link came up (its hello's `has_data`): a loading peer
+    /// that recovered from disc is worth an anti-entropy round.
+    pub has_data: bool,
+}
+
+impl StartPeer {
+    /// Whether an anti-entropy round with this peer is worth running: it is ready (or
+    /// leaving), or it is loading with data of its own (recovered from disc). An empty loading
+    /// peer gets a snapshot instead.
+    pub fn round_partner(&self) -> bool {
+        match self.state {
+            NodeState::Ready | NodeState::Leaving => true,
+            NodeState::Loading => self.has_data,
+            NodeState::Left => false,
+        }
+    }
 }
 
 /// What a starting node does next.
@@ -165,18 +186,21 @@ pub enum StartDecision {
     Seed(String),
     /// Stream a snapshot from this peer, then anti-entropy with every ready peer.
     Bootstrap(String),
-    /// Has data: anti-entropy with every ready peer, then serve.
+    /// Has data: anti-entropy with every ready peer and every loading peer with data, then
+    /// serve.
     CatchUp,
     /// Keep waiting, for this reason.
     Wait(String),
 }
 
-/// The first-start rule (see the module documentation). `peers` are the connected peers.
+/// The first-start rule (see the module documentation). `peers` are the connected peers;
+/// `all_connected` says whether every discovered peer is among them.
 pub fn decide_start(
     own_name: &str,
     has_data: bool,
     has_sources: bool,
     peers: &[StartPeer],
+    all_connected: bool,
     waited_enough: bool,
 ) -> StartDecision {
     if !has_sources {
@@ -194,14 +218,26 @@ pub fn decide_start(
             StartDecision::Bootstrap(source.name.clone())
         };
     }
+    if has_data && (all_connected || waited_enough) {
+        // A whole cluster restarting from disc: no peer is ready, each holds data. Once every
+        // discovered peer is connected (or after the wait, the reachable ones), a round with
+        // each that has data leaves them all holding everything any of them held; no need to
+        // wait for a ready peer that cannot appear.
+        return if peers.iter().any(StartPeer::round_partner) {
+            StartDecision::CatchUp
+        } else {
+            StartDecision::Seed(if waited_enough {
+                "no ready peer reachable; serving local data".into()
+            } else {
+                "every peer is empty: serving local data".into()
+            })
+        };
+    }
     if !waited_enough {
         return StartDecision::Wait(format!(
             "looking for a ready peer ({} connected, none ready)",
             peers.len()
         ));
-    }
-    if has_data {
-        return StartDecision::Seed("no ready peer reachable; serving local data".into());
     }
     match ordinal(own_name) {
         Some(0) => StartDecision::Seed("no ready peer reachable and this is ordinal 0: seeding the cluster".into()),
@@ -222,6 +258,15 @@ mod tests {
         StartPeer {
             name: name.into(),
             state,
+            has_data: false,
+        }
+    }
+
+    fn with_data(name: &str) -> StartPeer {
+        StartPeer {
+            name: name.into(),
+            state: NodeState::Loading,
+            has_data: true,
         }
     }
 
@@ -237,7 +282,7 @@ mod tests {
     #[test]
     fn single_node_without_peers_seeds() {
         assert!(matches!(
-            decide_start("demo-3", false, false, &[], false),
+            decide_start("demo-3", false, false, &[], false, false),
             StartDecision::Seed(_)
         ));
     }
@@ -250,11 +295,11 @@ mod tests {
             peer("demo-0", NodeState::Loading),
         ];
         assert_eq!(
-            decide_start("demo-3", false, true, &peers, false),
+            decide_start("demo-3", false, true, &peers, false, false),
             StartDecision::Bootstrap("demo-1".into())
         );
         assert_eq!(
-            decide_start("demo-3", true, true, &peers, false),
+            decide_start("demo-3", true, true, &peers, false, false),
             StartDecision::CatchUp
         );
     }
@@ -266,11 +311,11 @@ mod tests {
             peer("demo-2", NodeState::Loading),
         ];
         assert!(matches!(
-            decide_start("demo-0", false, true, &peers, false),
+            decide_start("demo-0", false, true, &peers, false, false),
             StartDecision::Wait(_)
         ));
         assert!(matches!(
-            decide_start("demo-0", false, true, &peers, true),
+            decide_start("demo-0", false, true, &peers, false, true),
             StartDecision::Seed(_)
         ));
         let StartDecision::Wait(reason) = decide_start(
@@ -278,19 +323,51 @@ mod tests {
             false,
             true,
             &[peer("demo-2", NodeState::Loading)],
+            false,
             true,
         ) else {
             panic!("ordinal 1 must wait");
         };
         assert!(reason.contains("ordinal 1 never seeds"), "{reason}");
         assert!(matches!(
-            decide_start("solo", false, true, &[], true),
+            decide_start("solo", false, true, &[], false, true),
             StartDecision::Wait(_)
         ));
         // Data beats waiting forever.
         assert!(matches!(
-            decide_start("demo-1", true, true, &[], true),
+            decide_start("demo-1", true, true, &[], false, true),
             StartDecision::Seed(_)
+        ));
+    }
+
+    #[test]
+    fn a_whole_cluster_restarting_from_disc_catches_up_as_soon_as_every_peer_is_connected() {
+        let peers = [with_data("demo-0"), with_data("demo-2")];
+        // A discovered peer is not connected yet: wait for it (it may hold the newest writes).
+        assert!(matches!(
+            decide_start("demo-1", true, true, &peers, false, false),
+            StartDecision::Wait(_)
+        ));
+        // Every peer connected, none ready, all with data: reconcile with them and serve.
+        assert_eq!(
+            decide_start("demo-1", true, true, &peers, true, false),
+            StartDecision::CatchUp
+        );
+        // After the wait, with the reachable ones.
+        assert_eq!(
+            decide_start("demo-1", true, true, &peers[..1], false, true),
+            StartDecision::CatchUp
+        );
+        // Every peer connected and empty: nothing to reconcile with.
+        let empty = [peer("demo-0", NodeState::Loading)];
+        assert_eq!(
+            decide_start("demo-1", true, true, &empty, true, false),
+            StartDecision::Seed("every peer is empty: serving local data".into())
+        );
+        // An empty node waits for a ready peer as before, whoever has data.
+        assert!(matches!(
+            decide_start("demo-1", false, true, &peers, true, false),
+            StartDecision::Wait(_)
         ));
     }
 

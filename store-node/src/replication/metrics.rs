@@ -37,6 +37,17 @@ pub struct ReplicationMetrics {
     /// Outgoing links that went down while their peer was still discovered (timed out, closed
     /// or failed); each is redialled.
     pub links_dropped: AtomicU64,
+    /// Records refused because their stamp is beyond the clock drift bound.
+    pub records_refused_clock_skew: AtomicU64,
+    /// Links closed because their urgent queue overflowed (the peer did not read).
+    pub outbox_overflows: AtomicU64,
+    /// Links closed because the peer broke the request rules (a second digest or snapshot
+    /// request while one is outstanding).
+    pub requests_refused: AtomicU64,
+    /// Peers' requests queued or being answered on every inbound link (gauge).
+    pub requests_queued: AtomicU64,
+    /// When (cluster ms) a refusal was last logged: one line per 10 s at most.
+    pub(crate) refusal_logged_ms: AtomicU64,
 }
 
 /// A plain copy of [`ReplicationMetrics`].
@@ -72,6 +83,12 @@ pub struct MetricsSnapshot {
     pub records_too_large: u64,
     /// See [`ReplicationMetrics::links_dropped`].
     pub links_dropped: u64,
+    /// See [`ReplicationMetrics::records_refused_clock_skew`].
+    pub records_refused_clock_skew: u64,
+    /// See [`ReplicationMetrics::outbox_overflows`].
+    pub outbox_overflows: u64,
+    /// See [`ReplicationMetrics::requests_refused`].
+    pub requests_refused: u64,
 }
 
 impl ReplicationMetrics {
@@ -99,6 +116,9 @@ impl ReplicationMetrics {
             peers_up: read(&self.peers_up),
             records_too_large: read(&self.records_too_large),
             links_dropped: read(&self.links_dropped),
+            records_refused_clock_skew: read(&self.records_refused_clock_skew),
+            outbox_overflows: read(&self.outbox_overflows),
+            requests_refused: read(&self.requests_refused),
         }
     }
 }

@@ -39,6 +39,19 @@ pub fn render(replication: &Replication) -> String {
         "Largest number of local writes a peer is not known to hold.",
         max_lag,
     );
+    let (log_items, log_bytes) = replication.log_len_and_bytes();
+    metric(
+        "log_items",
+        "gauge",
+        "Items the op-log retains (bounded by count and bytes; a peer behind its start gets a gap that anti-entropy closes).",
+        log_items as u64,
+    );
+    metric(
+        "log_bytes",
+        "gauge",
+        "Approximate bytes the op-log retains.",
+        log_bytes as u64,
+    );
     metric(
         "log_head",
         "gauge",
@@ -129,5 +142,53 @@ pub fn render(replication: &Replication) -> String {
         "Links to discovered peers that went down (timed out, closed or failed) and were redialled.",
         snapshot.links_dropped,
     );
+    metric(
+        "outbox_messages",
+        "gauge",
+        "Messages queued for the peers in every link's outbox (each bounded).",
+        replication.outbox_messages(),
+    );
+    metric(
+        "outbox_overflows",
+        "counter",
+        "Links closed because their request queue overflowed (the peer did not read).",
+        snapshot.outbox_overflows,
+    );
+    metric(
+        "requests_queued",
+        "gauge",
+        "Peers' digest, snapshot and repair requests queued or being answered.",
+        replication.requests_queued(),
+    );
+    metric(
+        "requests_refused",
+        "counter",
+        "Links closed because the peer sent a second digest or snapshot request while one was outstanding.",
+        snapshot.requests_refused,
+    );
+    metric(
+        "records_refused_clock_skew",
+        "counter",
+        "Records refused because their stamp is beyond the clock drift bound.",
+        snapshot.records_refused_clock_skew,
+    );
+    let _ = write!(
+        out,
+        "# HELP store_node_replication_clock_correction_ms Milliseconds added to this node's clock to stamp by its peers' majority time (0: its clock agrees).\n# TYPE store_node_replication_clock_correction_ms gauge\nstore_node_replication_clock_correction_ms {}\n",
+        replication.clock().correction_ms()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP store_node_replication_peer_clock_skew_ms A peer's wall clock minus this node's, measured from heartbeats.\n# TYPE store_node_replication_peer_clock_skew_ms gauge"
+    );
+    for peer in &peers {
+        if let Some(skew) = peer.clock_skew_ms {
+            let name = peer.name.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(
+                out,
+                "store_node_replication_peer_clock_skew_ms{{peer=\"{name}\"}} {skew}"
+            );
+        }
+    }
     out
 }

@@ -65,6 +65,15 @@ pub trait Replica: Send + Sync + 'static {
 
     /// Whether the store holds nothing (the first-start rule).
     fn is_empty(&self) -> bool;
+
+    /// Back-pressure of the store's own queues (a write-ahead log that a slow disc filled):
+    /// `None` when records may be applied now, else a future that completes when they may. A
+    /// link awaits it before it applies a batch, a snapshot chunk or repairs, and meanwhile
+    /// keeps its peer's link alive: a slow disc slows replication down without blocking a
+    /// thread or timing a peer out.
+    fn room(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 #[derive(Debug, Default)]

@@ -5,7 +5,7 @@
 //! connected ready peers, what every member holds).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,9 +13,9 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
-use super::clock::HybridClock;
+use super::clock::{cluster_offset, physical_ms, ClockSamples, HybridClock};
 use super::config::ReplicationConfig;
 use super::membership::{PeerResolver, StartPeer};
 use super::metrics::ReplicationMetrics;
@@ -46,6 +46,8 @@ pub(crate) struct PeerEntry {
     pub(crate) connected: bool,
     /// The peer's last announced state.
     pub(crate) state: Option<NodeState>,
+    /// Whether the peer held data when the link came up (its hello).
+    pub(crate) has_data: bool,
     /// When the peer was last heard from.
     pub(crate) last_seen: Option<Instant>,
     /// Whether the peer announced it left the cluster (it then no longer counts as a member).
@@ -54,6 +56,8 @@ pub(crate) struct PeerEntry {
     pub(crate) memory_alarm: bool,
     /// Wall ms at which the last completed anti-entropy round with this peer started.
     pub(crate) last_round_started_ms: Option<u64>,
+    /// Measurements of the peer's clock, from the answers to this link's heartbeats.
+    pub(crate) clock: ClockSamples,
     /// Commands to the outgoing link's task.
     pub(crate) commands: mpsc::UnboundedSender<LinkCommand>,
     /// Stops the outgoing link's task when the address is no longer discovered.
@@ -69,6 +73,10 @@ pub(crate) struct Peers {
     pub(crate) self_addresses: HashSet<String>,
     /// Keyed by peer name: survives reconnections and address changes.
     pub(crate) cursors: HashMap<String, (u32, PeerCursor)>,
+    /// The peers (name, incarnation id) this node completed an anti-entropy round with since
+    /// it started: a link to any other peer when either side holds data starts with a round,
+    /// because data recovered from disc (or that came through other peers) is in no op-log.
+    pub(crate) rounds_completed: HashSet<(String, u32)>,
 }
 
 /// The state of one node's replication, shared by the handle and every background task.
@@ -99,6 +107,9 @@ pub(crate) struct Shared {
     pub(crate) state: watch::Sender<NodeState>,
     /// This node's memory alarm, announced in every heartbeat (and at once when it changes).
     pub(crate) memory_alarm: watch::Sender<bool>,
+    /// Whether `state` is `loading`, read by every client command (an atomic: the watch's lock
+    /// would be taken by every command of every connection thread).
+    pub(crate) loading: AtomicBool,
     /// Why the node is not ready, `None` when ready.
     pub(crate) reason: Mutex<Option<String>>,
     /// The counters.
@@ -107,11 +118,27 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// The bound peer address.
     pub(crate) local_address: String,
+    /// Each live link's count of messages in its outbox (see `link::outbox`).
+    pub(crate) outbox_gauges: Mutex<Vec<std::sync::Weak<std::sync::atomic::AtomicU64>>>,
+}
+
+/// Messages queued in the outboxes of every live link.
+pub(crate) fn outbox_messages(shared: &Shared) -> u64 {
+    shared
+        .outbox_gauges
+        .lock()
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .map(|gauge| gauge.load(Ordering::Relaxed))
+        .sum()
 }
 
 /// Moves the node to `state`, with why it is not ready (`None` when ready).
 pub(crate) fn set_state(shared: &Shared, state: NodeState, reason: Option<String>) {
     *shared.reason.lock() = reason;
+    shared
+        .loading
+        .store(state == NodeState::Loading, Ordering::Relaxed);
     shared.state.send_replace(state);
 }
 
@@ -122,13 +149,69 @@ pub(crate) fn bump_acks(shared: &Shared) {
         .send_modify(|version| *version = version.wrapping_add(1));
 }
 
+/// Takes in one measurement of the clock of the peer at `address` (see
+/// [`ClockSamples::add`]) and sets this node's clock correction from every connected peer's
+/// estimate (one per peer name: a peer may be listed at two addresses while DNS catches up).
+pub(crate) fn record_clock_sample(
+    shared: &Shared,
+    address: &str,
+    sent_ms: u64,
+    peer_ms: u64,
+    received_ms: u64,
+) {
+    let offsets: Vec<i64> = {
+        let mut peers = shared.peers.lock();
+        let Some(entry) = peers.by_address.get_mut(address) else {
+            return;
+        };
+        if !entry.clock.add(sent_ms, peer_ms, received_ms) {
+            return;
+        }
+        let mut by_name: BTreeMap<&str, i64> = BTreeMap::new();
+        for entry in peers
+            .by_address
+            .values()
+            .filter(|entry| entry.connected && !entry.left)
+        {
+            if let (Some(name), Some(offset)) = (entry.name.as_deref(), entry.clock.offset_ms()) {
+                by_name.insert(name, offset);
+            }
+        }
+        by_name.into_values().collect()
+    };
+    shared.clock.set_correction(cluster_offset(&offsets));
+}
+
 /// The wall clock in Unix ms.
 pub(crate) fn wall_ms(shared: &Shared) -> u64 {
     shared.clock.wall_ms()
 }
 
-/// Applies a remote record: adopts its clock, merges it by the replica's rules.
+/// Applies a remote record: adopts its clock, merges it by the replica's rules. A record
+/// stamped further ahead of cluster time than the drift bound is refused (not applied,
+/// counted, logged at most every 10 s): it comes from a node whose clock jumped ahead, and
+/// applied it would win over every write made on this key until the clocks caught up with it.
 pub(crate) fn apply_remote(shared: &Shared, record: &Record) -> bool {
+    if shared.clock.beyond_bound(record.stamp.hlc) {
+        ReplicationMetrics::add(&shared.metrics.records_refused_clock_skew, 1);
+        let now = shared.clock.cluster_ms();
+        let last = shared.metrics.refusal_logged_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 10_000
+            && shared
+                .metrics
+                .refusal_logged_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            warn!(
+                origin = record.stamp.origin,
+                ahead_ms = physical_ms(record.stamp.hlc).saturating_sub(now),
+                max_drift_ms = shared.config.max_clock_drift.as_millis() as u64,
+                "refusing a record stamped beyond the clock drift bound (a peer's clock jumped ahead)"
+            );
+        }
+        return false;
+    }
     if !shared.clock.observe(record.stamp.hlc) {
         debug!(
             origin = record.stamp.origin,
@@ -199,11 +282,25 @@ pub(crate) fn connected_ready_peers(
                 StartPeer {
                     name: entry.name.clone()?,
                     state: entry.state?,
+                    has_data: entry.has_data,
                 },
                 entry.commands.clone(),
             ))
         })
         .collect()
+}
+
+/// Whether every discovered peer that has not left has its outgoing link up and told its
+/// name and state (false with no peer discovered yet).
+pub(crate) fn all_peers_connected(shared: &Shared) -> bool {
+    let peers = shared.peers.lock();
+    let mut members = peers
+        .by_address
+        .values()
+        .filter(|entry| !entry.left)
+        .peekable();
+    members.peek().is_some()
+        && members.all(|entry| entry.connected && entry.name.is_some() && entry.state.is_some())
 }
 
 /// The highest log sequence up to which every member holds everything (members are discovered

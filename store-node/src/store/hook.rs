@@ -66,13 +66,16 @@ impl WriteReceipt {
 
 /// What replication and the write-ahead log see of the engine's write path. Every method is
 /// called with the key's shard locked, in per-key order, so it must be short and must not
-/// block (back-pressure belongs in [`WriteHook::wait_for_room`], called before the lock).
+/// block (back-pressure belongs in [`WriteHook::room`], awaited before the lock).
 pub trait WriteHook: Send + Sync + 'static {
     /// How writes are versioned while this hook is installed.
     fn versioning(&self) -> Versioning;
 
-    /// The stamp of a new local write (not called in [`Versioning::Unversioned`]).
-    fn stamp(&self) -> Stamp;
+    /// The stamp of a new local write that replaces the key's stored version stamped
+    /// `replaced` (a live value or a tombstone; `None` when the key held nothing stamped):
+    /// greater than `replaced`, so that a write following another on any node wins whatever
+    /// the clocks say. Not called in [`Versioning::Unversioned`].
+    fn stamp(&self, replaced: Option<Stamp>) -> Stamp;
 
     /// A local write left the key in the state `record` (a live value or a tombstone);
     /// returns what its client must wait for.
@@ -86,9 +89,13 @@ pub trait WriteHook: Send + Sync + 'static {
     /// moved its expiry: the state is kept as it is, never handed back as a local write.
     fn merged(&self, record: &RecordView<'_>);
 
-    /// Called before a shard is locked for a change from elsewhere: may wait (on a blocking
-    /// thread) while the hook's own queues are full.
-    fn wait_for_room(&self) {}
+    /// Back-pressure of the hook's own queues (the write-ahead log's): `None` when a write may
+    /// go ahead now, else a future that completes when it may. Awaited, never blocked on, by
+    /// whoever is about to write (a client connection, the link applying a peer's records)
+    /// before it locks anything.
+    fn room(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 /// A hook that records what the engine hands it (tests of the write path).
@@ -119,6 +126,8 @@ pub mod testing {
         pub merged: Vec<Record>,
         /// The last stamp handed out.
         pub clock: u64,
+        /// The replaced stamps the write path passed to [`WriteHook::stamp`], in order.
+        pub replaced: Vec<Option<Stamp>>,
     }
 
     impl RecordingHook {
@@ -141,8 +150,9 @@ pub mod testing {
             self.versioning
         }
 
-        fn stamp(&self) -> Stamp {
+        fn stamp(&self, replaced: Option<Stamp>) -> Stamp {
             let mut inner = self.inner.lock();
+            inner.replaced.push(replaced);
             inner.clock += 1;
             Stamp {
                 hlc: inner.clock,

@@ -29,10 +29,21 @@ pub use record::{Record, RecordState, RecordView, StateView, Touch};
 pub use stamp::Stamp;
 pub use value::{Kind, Value, ValueView};
 
+/// Milliseconds added to the system clock by [`unix_ms`]: 0 except in the clock-skew tests,
+/// which run a node whose clock is off (`--test-clock-offset-ms`).
+static TEST_CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// TEST ONLY: shifts this process's clock ([`unix_ms`]) by `offset_ms`, as a machine whose
+/// clock is off would be: expiry, stamps and every other use of the time see it.
+pub fn set_test_clock_offset(offset_ms: i64) {
+    TEST_CLOCK_OFFSET_MS.store(offset_ms, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The current time in Unix milliseconds.
 pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
+    let system = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    system.saturating_add_signed(TEST_CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed))
 }

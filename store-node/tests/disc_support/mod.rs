@@ -109,8 +109,6 @@ impl Node {
             .args(["--http-port", &self.http.to_string()])
             .args(["--peer-port", &self.peer.to_string()])
             .args(["--node-name", &self.name])
-            .args(["--first-start-wait-ms", "1500"])
-            .args(["--anti-entropy-interval-ms", "2000"])
             .args(["--shutdown-timeout", "5"])
             .args(["--log-level", "warn"])
             .args(["--log-format", "json"])
@@ -124,6 +122,15 @@ impl Node {
             .stderr(log);
         if !peers.is_empty() {
             command.args(["--peers", &peers.join(",")]);
+        }
+        // Test defaults, unless `extra` sets them (a flag given twice is refused).
+        for (flag, value) in [
+            ("--first-start-wait-ms", "1500"),
+            ("--anti-entropy-interval-ms", "2000"),
+        ] {
+            if !extra.contains(&flag) {
+                command.args([flag, value]);
+            }
         }
         self.child = Some(command.spawn().expect("store-node starts"));
     }

@@ -8,8 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::authorize;
+use super::{authorize, error};
 use crate::node::{Lifecycle, NodeState};
+use crate::persistence::WriterFault;
 
 pub(super) async fn cluster(State(state): State<Arc<NodeState>>) -> Json<serde_json::Value> {
     let address = format!(
@@ -83,7 +84,10 @@ pub(super) async fn leave(State(state): State<Arc<NodeState>>, headers: HeaderMa
 }
 
 /// TEST ONLY (`--test-faults`): `{"blocked": ["host:port", ...]}` cuts replication links to
-/// those peer addresses (an empty list heals). 404 unless the flag is set.
+/// those peer addresses (an empty list heals); `{"disc": "stall" | "fail" | "none"}` stalls the
+/// write-ahead log's writer (a slow disc), makes its writes fail (a full disc) or heals it
+/// (disc mode). Either key may be left out. 404 unless the flag is set, 400 for an unknown
+/// disc fault.
 pub(super) async fn test_faults(
     State(state): State<Arc<NodeState>>,
     Json(body): Json<serde_json::Value>,
@@ -91,17 +95,33 @@ pub(super) async fn test_faults(
     let Some(faults) = state.test_faults.get() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let blocked: Vec<String> = body
-        .get("blocked")
-        .and_then(|blocked| blocked.as_array())
-        .map(|blocked| {
-            blocked
-                .iter()
-                .filter_map(|address| address.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    tracing::warn!(?blocked, "test fault: blocking replication peers");
-    faults.set_blocked(&blocked);
-    Json(serde_json::json!({ "blocked": faults.blocked() })).into_response()
+    if let Some(blocked) = body.get("blocked").and_then(|blocked| blocked.as_array()) {
+        let blocked: Vec<String> = blocked
+            .iter()
+            .filter_map(|address| address.as_str().map(str::to_string))
+            .collect();
+        tracing::warn!(?blocked, "test fault: blocking replication peers");
+        faults.set_blocked(&blocked);
+    }
+    let disc = body.get("disc").and_then(|disc| disc.as_str());
+    if let Some(disc) = disc {
+        let fault = match disc {
+            "stall" => WriterFault::Stall,
+            "fail" => WriterFault::Fail,
+            "none" => WriterFault::None,
+            other => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("unknown disc fault {other:?}: stall, fail or none"),
+                )
+                .into_response()
+            }
+        };
+        let Some(persistence) = state.persistence() else {
+            return error(StatusCode::BAD_REQUEST, "not in disc mode").into_response();
+        };
+        tracing::warn!(fault = disc, "test fault: write-ahead log");
+        persistence.inject_fault(fault);
+    }
+    Json(serde_json::json!({ "blocked": faults.blocked(), "disc": disc })).into_response()
 }

@@ -89,9 +89,10 @@ pub(super) fn authorize(state: &NodeState, headers: &HeaderMap) -> Result<(), Ap
     }
 }
 
-/// 503 with Redis's `LOADING` text while the node recovers from disc.
+/// 503 with Redis's `LOADING` text while the node loads (recovers from disc, or is not
+/// synced with its peers yet): a session write or a read of a partial keyspace.
 pub(super) fn available(state: &NodeState) -> Result<(), ApiError> {
-    if state.recovering() {
+    if state.data_loading() {
         return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "LOADING Redis is loading the dataset in memory",
@@ -100,9 +101,19 @@ pub(super) fn available(state: &NodeState) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Admission of a session write in disc mode: 503 `MISCONF ...` while the write-ahead log is
-/// failing (the write is not applied), a wait while its queue is full.
-pub(super) fn admit_write(state: &NodeState) -> Result<(), ApiError> {
+/// [`available`] for a read: also answered while loading under `replica-serve-stale-data`.
+pub(super) fn available_for_reads(state: &NodeState) -> Result<(), ApiError> {
+    if state.serves_stale_reads() {
+        return Ok(());
+    }
+    available(state)
+}
+
+/// Admission of a session write in disc mode: an asynchronous wait while the write-ahead
+/// log's queue is full, then 503 `MISCONF ...` while the log is failing (the write is not
+/// applied).
+pub(super) async fn admit_write(state: &NodeState) -> Result<(), ApiError> {
+    crate::node::disc::wait_for_log_room(state).await;
     crate::node::disc::admit_write(state)
         .map_err(|refused| error(StatusCode::SERVICE_UNAVAILABLE, &refused.to_string()))
 }

@@ -243,6 +243,14 @@ impl Collector for NodeCollector {
             "Commands refused with OOM",
             metrics.oom_rejections.load(Ordering::Relaxed),
         )?;
+        counter(
+            &mut encoder,
+            "store_node_query_buffer_limit_disconnections",
+            "Connections closed because their MULTI queue and input passed --client-query-buffer-limit",
+            metrics
+                .query_buffer_limit_disconnections
+                .load(Ordering::Relaxed),
+        )?;
         gauge(
             &mut encoder,
             "store_node_uptime_seconds",
@@ -276,6 +284,11 @@ fn encode_persistence(
             "store_node_snapshot_bytes",
             "Size of the last snapshot",
             metrics.snapshot_bytes,
+        ),
+        (
+            "store_node_wal_queued_bytes",
+            "Records queued for the write-ahead log's writer; writers wait while it holds --log-queue-limit-bytes",
+            metrics.queued_bytes,
         ),
         (
             "store_node_wal_failing",

@@ -13,7 +13,9 @@ use axum::Json;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{admit_write, authorize, available, error, settle_write, ApiError};
+use super::{
+    admit_write, authorize, available, available_for_reads, error, settle_write, ApiError,
+};
 use crate::node::NodeState;
 use crate::store::{glob, Kind, Op};
 
@@ -122,7 +124,7 @@ pub(super) async fn get_session(
     Query(query): Query<GetQuery>,
 ) -> Response {
     let result = authorize(&state, &headers)
-        .and_then(|_| available(&state))
+        .and_then(|_| available_for_reads(&state))
         .and_then(|_| session_key(&id))
         .and_then(|key| read_session(&state, &id, &key, query.touch.unwrap_or(true)));
     match result {
@@ -191,7 +193,7 @@ pub(super) async fn put_session(
             return error(StatusCode::BAD_REQUEST, "data is not serialisable").into_response()
         }
     };
-    if let Err(response) = admit_write(&state) {
+    if let Err(response) = admit_write(&state).await {
         return response.into_response();
     }
     let (created, receipt) = {
@@ -241,7 +243,7 @@ pub(super) async fn delete_session(
         Ok(key) => key,
         Err(response) => return response.into_response(),
     };
-    if let Err(response) = admit_write(&state) {
+    if let Err(response) = admit_write(&state).await {
         return response.into_response();
     }
     let receipt = {
@@ -256,6 +258,10 @@ pub(super) async fn delete_session(
     }
     StatusCode::NO_CONTENT.into_response()
 }
+
+/// Keys a session listing looks at per session asked for (`limit`) at most, and scan steps it
+/// takes at most, in one request.
+pub const LIST_BUDGET: usize = 10;
 
 /// Query of GET /v1/sessions.
 #[derive(Debug, Deserialize)]
@@ -281,23 +287,29 @@ pub(super) async fn list_sessions(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    if let Err(response) = authorize(&state, &headers).and_then(|_| available(&state)) {
+    if let Err(response) = authorize(&state, &headers).and_then(|_| available_for_reads(&state)) {
         return response.into_response();
     }
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let mut cursor = query.cursor.unwrap_or(0);
     let mut sessions = Vec::new();
     let pattern = format!("{SESSION_PREFIX}*");
-    // Keep scanning until the page has something or the iteration ends, so clients never see
-    // an empty page with a non-zero cursor on a sparse keyspace.
-    loop {
+    // Keep scanning while the page is empty, so a sparse keyspace does not give a string of
+    // empty pages, but never past LIST_BUDGET keys looked at per `limit` asked: one request
+    // must not walk the whole keyspace on a runtime thread. Past it the page may be empty with
+    // a non-zero cursor; the client follows `nextCursor` as usual.
+    let mut looked_at = 0usize;
+    let budget = limit.saturating_mul(LIST_BUDGET);
+    // Each step also bounds the empty buckets it walks (to ten per key asked for).
+    for _ in 0..LIST_BUDGET {
         cursor = state.engine.scan(cursor, limit, |entry| {
+            looked_at += 1;
             if entry.kind() == Kind::Hash && glob::matches(pattern.as_bytes(), entry.key()) {
                 let id = &entry.key()[SESSION_PREFIX.len()..];
                 sessions.push(String::from_utf8_lossy(id).into_owned());
             }
         });
-        if cursor == 0 || !sessions.is_empty() {
+        if cursor == 0 || !sessions.is_empty() || looked_at >= budget {
             break;
         }
     }

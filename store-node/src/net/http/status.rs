@@ -115,6 +115,7 @@ pub fn node_status(state: &NodeState) -> NodeStatus {
                         address: peer.address,
                         connected: peer.connected,
                         lag_ops: peer.lag_ops,
+                        clock_skew_ms: peer.clock_skew_ms,
                     })
                     .collect()
             })

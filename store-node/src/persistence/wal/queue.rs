@@ -6,7 +6,9 @@
 //! A record is encoded straight into the last queued batch, under the queue lock, and gets the
 //! next sequence number; taking moves whole batches out in order. Admission of a local write
 //! happens before the write takes any lock or changes anything, so a refused write has no
-//! effect and a full queue slows writers without stalling readers of the keys they write.
+//! effect; a full queue is waited for before that, asynchronously ([`Channel::wait_for_room`]),
+//! so it slows writers without stalling their thread, readers of the keys they write, or
+//! anything else that thread serves.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -14,7 +16,7 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::fault::{FaultSwitch, WriterFault};
 use crate::config::Fsync;
@@ -145,8 +147,9 @@ pub(crate) struct Channel {
     pub(super) queue: Mutex<Queue>,
     /// Signals the writer: items queued, kicked or stop requested.
     pub(super) wake: Condvar,
-    /// Signals appenders: queue space freed or failure state changed.
-    pub(super) space: Condvar,
+    /// Wakes writers waiting for room (on the async runtime, never a blocked thread): queue
+    /// space freed, the failure state changed, or a stop was requested.
+    pub(super) room: Notify,
     pub(super) progress: watch::Sender<Progress>,
     pub(super) metrics: Arc<PersistenceMetrics>,
     pub(super) queue_limit: usize,
@@ -168,7 +171,7 @@ impl Channel {
         Channel {
             queue: Mutex::new(Queue::new()),
             wake: Condvar::new(),
-            space: Condvar::new(),
+            room: Notify::new(),
             progress: watch::Sender::new(Progress::default()),
             metrics,
             queue_limit,
@@ -278,30 +281,45 @@ impl Channel {
     }
 
     /// Admission of a local write (see [`crate::persistence::Persistence::admit_write`]):
-    /// `Unavailable` while the log is failing, `Stopped` after shutdown, else waits while the
-    /// queue is full.
+    /// `Unavailable` while the log is failing, `Stopped` after shutdown. Never waits: a full
+    /// queue is waited for beforehand, asynchronously ([`Channel::wait_for_room`]).
     pub(crate) fn admit(&self) -> Result<(), PersistenceError> {
-        let metrics = &self.metrics;
-        // Fast path without the queue lock: the writer keeps both gauges current.
-        if metrics.failing.load(Ordering::Relaxed) == 0
-            && (metrics.queued_bytes.load(Ordering::Relaxed) as usize) < self.queue_limit
-        {
+        // Fast path without the queue lock: the writer keeps the gauge current.
+        if self.metrics.failing.load(Ordering::Relaxed) == 0 {
             return Ok(());
         }
-        let mut queue = self.queue.lock();
+        let queue = self.queue.lock();
+        if let Some(reason) = &queue.failed {
+            return Err(PersistenceError::Unavailable {
+                reason: reason.clone(),
+            });
+        }
+        if queue.stop != Stop::No {
+            return Err(PersistenceError::Stopped);
+        }
+        Ok(())
+    }
+
+    /// Whether a writer may go ahead without waiting: the queue is below its limit, or the
+    /// log is failing (the write is refused at once) or stopped. Two relaxed loads: the writer
+    /// keeps both gauges current.
+    pub(crate) fn has_room(&self) -> bool {
+        self.metrics.failing.load(Ordering::Relaxed) != 0
+            || (self.metrics.queued_bytes.load(Ordering::Relaxed) as usize) < self.queue_limit
+            || self.queue.lock().stop != Stop::No
+    }
+
+    /// Waits, without blocking the thread, until [`Channel::has_room`].
+    pub(crate) async fn wait_for_room(&self) {
         loop {
-            if let Some(reason) = &queue.failed {
-                return Err(PersistenceError::Unavailable {
-                    reason: reason.clone(),
-                });
+            let freed = self.room.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so a wake-up between the two is not missed.
+            freed.as_mut().enable();
+            if self.has_room() {
+                return;
             }
-            if queue.stop != Stop::No {
-                return Err(PersistenceError::Stopped);
-            }
-            if queue.queued_bytes < self.queue_limit {
-                return Ok(());
-            }
-            self.space.wait(&mut queue);
+            freed.await;
         }
     }
 
@@ -345,7 +363,7 @@ impl Channel {
             }
         }
         self.wake.notify_all();
-        self.space.notify_all();
+        self.room.notify_waiters();
     }
 
     /// Returns emptied batch buffers to the queue for reuse.
@@ -390,7 +408,7 @@ impl Channel {
             .queued_bytes
             .store(queue.queued_bytes as u64, Ordering::Relaxed);
         drop(queue);
-        self.space.notify_all();
+        self.room.notify_waiters();
         items
     }
 }

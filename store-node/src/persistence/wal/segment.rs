@@ -288,7 +288,7 @@ impl Log {
             .store(u64::from(failing), Ordering::Relaxed);
         let shared_reason: Option<Arc<str>> = reason.as_deref().map(Arc::from);
         channel.queue.lock().failed = reason;
-        channel.space.notify_all();
+        channel.room.notify_waiters();
         channel
             .progress
             .send_modify(|progress| progress.failed = shared_reason);

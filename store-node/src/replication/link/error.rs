@@ -93,6 +93,26 @@ pub(crate) enum LinkError {
         /// The transport's failure.
         source: TransportError,
     },
+    /// The link's urgent queue overflowed: the writer has not written for a long time (the
+    /// peer does not read), so the link is closed rather than let the queue grow.
+    #[error(
+        "link to {peer} closed: {queued} requests queued and none written (the peer does not read)"
+    )]
+    OutboxFull {
+        /// The peer.
+        peer: String,
+        /// The queue's bound.
+        queued: usize,
+    },
+    /// The peer asked for something the protocol allows once at a time while one was still
+    /// outstanding.
+    #[error("peer {peer} sent a {message} while one was outstanding; closing the link")]
+    TooManyRequests {
+        /// The peer.
+        peer: String,
+        /// The name of the message.
+        message: &'static str,
+    },
     /// Nothing came from the peer for a whole peer timeout.
     #[error("peer {peer} timed out after {timeout_ms} ms without a message")]
     TimedOut {

@@ -1,7 +1,11 @@
 //! The accepting side of links: the accept loop, and per link a reading task that applies the
 //! dialer's batches and repairs and answers its heartbeats, and an answering task that serves
-//! its snapshot, digest and repair requests in order through the link's [`Outbox`].
+//! its snapshot, digest and repair requests in order through the link's [`Outbox`]. The
+//! requests wait in a bounded queue (a full one blocks the peer's sends); a peer has at most
+//! one digest and one snapshot request outstanding, and each is answered at most once a
+//! second.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +15,9 @@ use tracing::{debug, info, warn};
 
 use super::error::LinkError;
 use super::handshake::{is_self, send_hello, validate_hello};
-use super::outbox::{open_outbox, send_records, task_ended, AbortOnDrop, Outbox};
+use super::outbox::{
+    heartbeat, open_outbox, send_records, task_ended, wait_for_room, AbortOnDrop, Outbox,
+};
 use crate::replication::anti_entropy::answer_digest;
 use crate::replication::bootstrap::serve_snapshot;
 use crate::replication::metrics::ReplicationMetrics;
@@ -79,11 +85,16 @@ async fn serve_inbound(shared: Arc<Shared>, connection: Connection) {
         shared.discover_now.notify_one();
     }
     let (outbox, mut writer) = open_outbox(&shared, &peer.node_name, sender);
-    let (requests, queue) = mpsc::unbounded_channel();
+    let (sender, queue) = mpsc::channel(REQUEST_QUEUE);
+    let requests = Requests {
+        sender,
+        outstanding: Arc::new(Outstanding::default()),
+    };
     let mut answerer = AbortOnDrop(tokio::spawn(answer_requests(
         shared.clone(),
         peer.node_name.clone(),
         queue,
+        requests.outstanding.clone(),
         outbox.clone(),
     )));
     let result = inbound_session(
@@ -95,11 +106,31 @@ async fn serve_inbound(shared: Arc<Shared>, connection: Connection) {
         [&mut writer, &mut answerer],
     )
     .await;
+    drop(answerer);
+    // Requests still queued when the link ended are not answered: out of the gauge.
+    let left = requests.outstanding.queued.load(Ordering::Relaxed);
+    shared
+        .metrics
+        .requests_queued
+        .fetch_sub(left, Ordering::Relaxed);
+    if let Err(LinkError::TooManyRequests { .. }) = &result {
+        ReplicationMetrics::add(&shared.metrics.requests_refused, 1);
+    }
     match result {
         Ok(()) => debug!(peer = %peer.node_name, "inbound peer link closed"),
         Err(reason) => debug!(peer = %peer.node_name, %reason, "inbound peer link ended"),
     }
 }
+
+/// Requests of one peer queued for the answering task: beyond this the reading task stops
+/// reading (the peer's sends block) until the answerer catches up. A well-behaved peer has a
+/// few at a time: one round's digest and repair requests, or a snapshot request.
+const REQUEST_QUEUE: usize = 64;
+
+/// Least time between the starts of two answers to a peer's digests, and two snapshots: each
+/// lists the whole keyspace, so a peer (misbehaving, or of a version with another timer) must
+/// not make this node do it at will.
+const MIN_LISTING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the acceptor of a link answers, in the order asked, off its reading task.
 enum Request {
@@ -107,6 +138,64 @@ enum Request {
     Digest(Vec<u64>),
     Repair(Vec<Bytes>),
     RoundEnd,
+}
+
+/// The digest and snapshot requests of a link that are queued or being answered (at most one
+/// each), and how many requests are queued, shared by the reading and the answering task.
+#[derive(Default)]
+struct Outstanding {
+    digest: AtomicBool,
+    snapshot: AtomicBool,
+    queued: AtomicU64,
+}
+
+/// The reading task's end of a link's request queue.
+struct Requests {
+    sender: mpsc::Sender<Request>,
+    outstanding: Arc<Outstanding>,
+}
+
+impl Requests {
+    /// Queues a request for the answerer. A digest or snapshot request while one is
+    /// outstanding breaks the protocol (a dialer runs one round and one snapshot at a time)
+    /// and ends the link. A full queue makes this wait (the peer's sends block behind it),
+    /// sending heartbeats meanwhile so that the peer keeps the link.
+    async fn queue(
+        &self,
+        shared: &Shared,
+        outbox: &Outbox,
+        name: &str,
+        request: Request,
+    ) -> Result<(), LinkError> {
+        let once = match &request {
+            Request::Digest(_) => Some((&self.outstanding.digest, "digest")),
+            Request::Snapshot => Some((&self.outstanding.snapshot, "snapshot-request")),
+            Request::Repair(_) | Request::RoundEnd => None,
+        };
+        if let Some((flag, message)) = once {
+            if flag.swap(true, Ordering::AcqRel) {
+                return Err(LinkError::TooManyRequests {
+                    peer: name.to_string(),
+                    message,
+                });
+            }
+        }
+        self.outstanding.queued.fetch_add(1, Ordering::Relaxed);
+        ReplicationMetrics::add(&shared.metrics.requests_queued, 1);
+        let mut ticker = tokio::time::interval_at(
+            tokio::time::Instant::now() + shared.config.heartbeat_interval,
+            shared.config.heartbeat_interval,
+        );
+        let send = self.sender.send(request);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                // A failed queue means the answerer ended: reported by its task next time round.
+                _ = &mut send => return Ok(()),
+                _ = ticker.tick() => outbox.urgent(heartbeat(shared, 0)),
+            }
+        }
+    }
 }
 
 /// The reading task of an inbound link: applies batches and repairs, answers heartbeats, and
@@ -117,7 +206,7 @@ async fn inbound_session(
     shared: &Shared,
     peer: &Hello,
     outbox: &Outbox,
-    requests: &mpsc::UnboundedSender<Request>,
+    requests: &Requests,
     receiver: &mut dyn MessageReceiver,
     tasks: [&mut AbortOnDrop<LinkError>; 2],
 ) -> Result<(), LinkError> {
@@ -157,6 +246,7 @@ async fn inbound_session(
                 touches,
             } => {
                 let count = (records.len() + touches.len()) as u64;
+                wait_for_room(shared, outbox).await;
                 for record in &records {
                     apply_remote(shared, record);
                 }
@@ -174,6 +264,7 @@ async fn inbound_session(
             }
             Message::Heartbeat {
                 state,
+                wall_ms,
                 memory_alarm,
                 ..
             } => {
@@ -184,20 +275,16 @@ async fn inbound_session(
                         entry.left = false;
                     }
                 });
-                let head = shared.log.head();
-                let state = *shared.state.borrow();
-                let memory_alarm = *shared.memory_alarm.borrow();
-                outbox.urgent(Message::Heartbeat {
-                    state,
-                    head,
-                    memory_alarm,
-                });
+                // The answer carries this node's clock and echoes the dialer's: the dialer
+                // measures this node's clock from it (`ClockSamples`).
+                outbox.urgent(heartbeat(shared, wall_ms));
                 None
             }
             Message::SnapshotRequest => Some(Request::Snapshot),
             Message::Digest { buckets } => Some(Request::Digest(buckets)),
             Message::RepairRequest { keys } => Some(Request::Repair(keys)),
             Message::RepairRecords { records } => {
+                wait_for_room(shared, outbox).await;
                 let applied = records
                     .iter()
                     .filter(|record| apply_remote(shared, record))
@@ -221,7 +308,7 @@ async fn inbound_session(
             }
         };
         if let Some(request) = request {
-            let _ = requests.send(request);
+            requests.queue(shared, outbox, name, request).await?;
         }
     }
 }
@@ -231,13 +318,28 @@ async fn inbound_session(
 async fn answer_requests(
     shared: Arc<Shared>,
     peer: String,
-    mut requests: mpsc::UnboundedReceiver<Request>,
+    mut requests: mpsc::Receiver<Request>,
+    outstanding: Arc<Outstanding>,
     outbox: Outbox,
 ) -> LinkError {
+    let mut next_digest = tokio::time::Instant::now();
+    let mut next_snapshot = tokio::time::Instant::now();
     while let Some(request) = requests.recv().await {
         let answered = match request {
-            Request::Snapshot => serve_snapshot(&shared, &peer, &outbox).await,
-            Request::Digest(buckets) => answer_digest(&shared, &outbox, &buckets).await,
+            Request::Snapshot => {
+                tokio::time::sleep_until(next_snapshot).await;
+                next_snapshot = tokio::time::Instant::now() + MIN_LISTING_INTERVAL;
+                let served = serve_snapshot(&shared, &peer, &outbox).await;
+                outstanding.snapshot.store(false, Ordering::Release);
+                served
+            }
+            Request::Digest(buckets) => {
+                tokio::time::sleep_until(next_digest).await;
+                next_digest = tokio::time::Instant::now() + MIN_LISTING_INTERVAL;
+                let answered = answer_digest(&shared, &outbox, &buckets).await;
+                outstanding.digest.store(false, Ordering::Release);
+                answered
+            }
             Request::Repair(keys) => {
                 let records = shared.replica.read_records(&keys);
                 ReplicationMetrics::add(&shared.metrics.repairs_sent, records.len() as u64);
@@ -245,6 +347,11 @@ async fn answer_requests(
             }
             Request::RoundEnd => outbox.bulk(Message::RoundEnd).await,
         };
+        outstanding.queued.fetch_sub(1, Ordering::Relaxed);
+        shared
+            .metrics
+            .requests_queued
+            .fetch_sub(1, Ordering::Relaxed);
         if let Err(error) = answered {
             return error;
         }

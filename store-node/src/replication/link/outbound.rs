@@ -12,12 +12,13 @@ use tracing::{debug, info, warn};
 
 use super::error::LinkError;
 use super::handshake::{handshake, is_self};
-use super::outbox::{open_outbox, task_ended, AbortOnDrop};
+use super::outbox::{open_outbox, task_ended, wait_for_room, AbortOnDrop};
 use crate::replication::anti_entropy::Round;
 use crate::replication::metrics::ReplicationMetrics;
 use crate::replication::oplog::{LogItem, PeerCursor};
 use crate::replication::shared::{
-    apply_remote, bump_acks, held_by_every_member, set_connected, with_entry, LinkCommand, Shared,
+    apply_remote, bump_acks, held_by_every_member, record_clock_sample, set_connected, with_entry,
+    LinkCommand, Shared,
 };
 use crate::replication::transport::Connection;
 use crate::replication::wire::{Hello, Message, NodeState};
@@ -97,15 +98,32 @@ async fn outbound_session(
     let mut remote_state = peer.state;
     let head = shared.log.head();
     let first = shared.log.first_seq();
-    let (mut next, gap) = {
+    let local_data = !shared.replica.is_empty();
+    let (mut next, gap, data_round) = {
         let mut peers = shared.peers.lock();
         if let Some(entry) = peers.by_address.get_mut(address) {
+            if entry.node_id != Some(peer.node_id) {
+                // Another process behind the address: its clock is measured afresh.
+                entry.clock = Default::default();
+            }
             entry.name = Some(name.clone());
             entry.node_id = Some(peer.node_id);
             entry.state = Some(peer.state);
+            entry.has_data = peer.has_data;
             entry.last_seen = Some(Instant::now());
             entry.left = false;
         }
+        // Data this node recovered from disc (or that the peer did) is in no op-log: until a
+        // round with this incarnation of the peer completed, only a round can tell what either
+        // side lacks. Without it, after a whole-cluster restart every link would come up
+        // "without a gap" and a node that was behind would stay behind until the periodic round.
+        // An empty loading node gets its peers' data by its own bootstrap (a snapshot, then a
+        // round with each): no round here.
+        let bootstrapping = !local_data && *shared.state.borrow() == NodeState::Loading;
+        let data_round = (local_data || (peer.has_data && !bootstrapping))
+            && !peers
+                .rounds_completed
+                .contains(&(name.clone(), peer.node_id));
         let (node_id, cursor) = peers
             .cursors
             .entry(name.clone())
@@ -123,10 +141,10 @@ async fn outbound_session(
             head + 1
         };
         let gap = cursor.start_stream(start);
-        (start, gap)
+        (start, gap, data_round)
     };
     set_connected(shared, address, true);
-    info!(peer = %name, address = %address, state = peer.state.as_str(), from_seq = next, gap, "peer link up");
+    info!(peer = %name, address = %address, state = peer.state.as_str(), from_seq = next, gap, data_round, "peer link up");
 
     let (incoming_sender, mut incoming) = mpsc::channel(64);
     let reader = tokio::spawn(async move {
@@ -157,7 +175,10 @@ async fn outbound_session(
         shared.config.anti_entropy_interval,
     );
     let mut last_heard = Instant::now();
-    let mut round_wanted = gap && remote_state != NodeState::Loading;
+    // A round can run at once with a ready peer or a loading one that holds data; an empty
+    // loading peer gets a snapshot, and its round when it reports ready (below).
+    let mut round_wanted =
+        (gap || data_round) && (remote_state != NodeState::Loading || peer.has_data);
     let mut round: Option<Round> = None;
     let mut round_waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut snapshot: Option<(oneshot::Sender<u64>, u64)> = None;
@@ -165,7 +186,8 @@ async fn outbound_session(
     loop {
         if round_wanted
             && round.is_none()
-            && matches!(remote_state, NodeState::Ready | NodeState::Leaving)
+            && (matches!(remote_state, NodeState::Ready | NodeState::Leaving)
+                || (remote_state == NodeState::Loading && peer.has_data))
         {
             round_wanted = false;
             round = Some(Round::start(shared, &outbox));
@@ -195,11 +217,17 @@ async fn outbound_session(
                         }
                         bump_acks(shared);
                     }
-                    Message::Heartbeat { state, memory_alarm, .. } => {
+                    Message::Heartbeat { state, wall_ms, echo_ms, memory_alarm, .. } => {
+                        if echo_ms != 0 {
+                            record_clock_sample(shared, address, echo_ms, wall_ms, shared.clock.wall_ms());
+                        }
                         if remote_state == NodeState::Loading && state == NodeState::Ready {
                             // It finished bootstrapping; close any gap now rather than at the next period.
-                            let has_gap = shared.peers.lock().cursors.get(&name).is_some_and(|(_, cursor)| cursor.has_gap());
-                            round_wanted |= has_gap;
+                            let peers = shared.peers.lock();
+                            let has_gap = peers.cursors.get(&name).is_some_and(|(_, cursor)| cursor.has_gap());
+                            let no_round_yet = data_round && !peers.rounds_completed.contains(&(name.clone(), peer.node_id));
+                            drop(peers);
+                            round_wanted |= has_gap || no_round_yet;
                         }
                         remote_state = state;
                         with_entry(shared, address, |entry| {
@@ -209,6 +237,7 @@ async fn outbound_session(
                         });
                     }
                     Message::SnapshotChunk { records } => {
+                        wait_for_room(shared, &outbox).await;
                         for record in &records {
                             apply_remote(shared, record);
                         }
@@ -229,6 +258,7 @@ async fn outbound_session(
                         }
                     }
                     Message::RepairRecords { records } => {
+                        wait_for_room(shared, &outbox).await;
                         let applied = records.iter().filter(|record| apply_remote(shared, record)).count();
                         ReplicationMetrics::add(&shared.metrics.repairs_applied, applied as u64);
                     }
@@ -281,16 +311,13 @@ async fn outbound_session(
                         timeout_ms: shared.config.peer_timeout.as_millis() as u64,
                     };
                 }
-                let state = *shared.state.borrow();
-                let memory_alarm = *shared.memory_alarm.borrow();
-                outbox.urgent(Message::Heartbeat { state, head: shared.log.head(), memory_alarm });
+                outbox.urgent(super::outbox::heartbeat(shared, 0));
             }
             // The peers learn of a raised alarm at once, not at the next period: they accept
             // writes this node must apply.
             Ok(()) = memory_alarm_changes.changed() => {
-                let state = *shared.state.borrow();
-                let memory_alarm = *memory_alarm_changes.borrow_and_update();
-                outbox.urgent(Message::Heartbeat { state, head: shared.log.head(), memory_alarm });
+                memory_alarm_changes.borrow_and_update();
+                outbox.urgent(super::outbox::heartbeat(shared, 0));
             }
             _ = anti_entropy.tick() => {
                 if *shared.state.borrow() == NodeState::Ready {

@@ -25,6 +25,8 @@ fn queued_messages() -> Vec<Message> {
             state: NodeState::Ready,
             head: 9,
             memory_alarm: false,
+            wall_ms: 5,
+            echo_ms: 0,
         },
         hello("queued"),
     ]

@@ -10,7 +10,7 @@ use crate::store::codec::{put_bytes, put_record, put_stamp, DecodeError, Reader}
 use crate::store::{Record, RecordView, Stamp, Touch};
 
 /// The peer protocol version announced in [`Hello`]; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The body format version (first body byte).
 const FORMAT_VERSION: u8 = 1;
@@ -144,12 +144,17 @@ pub enum Message {
         /// Cumulative sequence.
         seq: u64,
     },
-    /// Liveness and state, both ways.
+    /// Liveness and state, both ways; also the measurement of the peers' clocks: the dialer
+    /// sends its wall clock, the acceptor answers with its own and echoes the dialer's.
     Heartbeat {
         /// The sender's state.
         state: NodeState,
         /// The sender's log head.
         head: u64,
+        /// The sender's wall clock (Unix ms, uncorrected) when it sent this.
+        wall_ms: u64,
+        /// In an answer, the `wall_ms` of the heartbeat it answers; 0 otherwise.
+        echo_ms: u64,
         /// Whether the sender's memory alarm is raised: every node holds every key, so the
         /// others refuse growth writes (or evict) meanwhile (docs/memory.md). A trailing byte,
         /// absent from the heartbeats of builds without it (read as `false`).
@@ -394,11 +399,15 @@ pub fn encode_frame_into(
         Message::Heartbeat {
             state,
             head,
+            wall_ms,
+            echo_ms,
             memory_alarm,
         } => {
             out.put_u8(3);
             out.put_u8(state.code());
             out.put_u64(*head);
+            out.put_u64(*wall_ms);
+            out.put_u64(*echo_ms);
             out.put_u8(u8::from(*memory_alarm));
         }
         Message::SnapshotRequest => out.put_u8(4),
@@ -493,6 +502,8 @@ fn decode_with(mut reader: Reader<'_>) -> Result<Message, WireError> {
         3 => Message::Heartbeat {
             state: NodeState::from_code(reader.u8()?)?,
             head: reader.u64()?,
+            wall_ms: reader.u64()?,
+            echo_ms: reader.u64()?,
             memory_alarm: reader.remaining() > 0 && reader.bool()?,
         },
         4 => Message::SnapshotRequest,

@@ -51,6 +51,8 @@ fn samples() -> Vec<Message> {
             state: NodeState::Left,
             head: 3,
             memory_alarm: true,
+            wall_ms: 1_700_000_000_000,
+            echo_ms: u64::MAX,
         },
         Message::SnapshotRequest,
         Message::SnapshotChunk {
@@ -210,17 +212,21 @@ fn corrupted_oversized_and_unknown_frames_are_refused() {
     );
 }
 
-/// A heartbeat of a build that does not announce its memory alarm reads as no alarm; the
-/// byte that announces it is 0 or 1, and nothing may follow it.
+/// A heartbeat without the trailing memory byte reads as no alarm; the byte that announces it
+/// is 0 or 1, and nothing may follow it.
 #[test]
 fn a_heartbeat_without_the_memory_byte_reads_as_no_alarm() {
     let mut body = vec![FORMAT_VERSION, 3, 1];
     body.extend_from_slice(&7u64.to_be_bytes());
+    body.extend_from_slice(&11u64.to_be_bytes());
+    body.extend_from_slice(&0u64.to_be_bytes());
     assert_eq!(
         decode_body(&body),
         Ok(Message::Heartbeat {
             state: NodeState::Ready,
             head: 7,
+            wall_ms: 11,
+            echo_ms: 0,
             memory_alarm: false,
         })
     );
@@ -230,6 +236,8 @@ fn a_heartbeat_without_the_memory_byte_reads_as_no_alarm() {
         Ok(Message::Heartbeat {
             state: NodeState::Ready,
             head: 7,
+            wall_ms: 11,
+            echo_ms: 0,
             memory_alarm: true,
         })
     );

@@ -11,6 +11,7 @@ use super::write::entry_view;
 use super::{lru_now, MemoryEngine, Shard};
 use crate::store::digest::{BucketPositions, BUCKETS};
 use crate::store::entry::Entry;
+use crate::store::hook::WriteHook;
 use crate::store::record::{merge, Record, RecordState, RecordView, Touch};
 use crate::store::stamp::Stamp;
 
@@ -129,13 +130,15 @@ impl MemoryEngine {
         Some(merged)
     }
 
+    /// The installed hook's back-pressure ([`WriteHook::room`]): what a caller about to merge
+    /// records from elsewhere awaits first, off any lock.
+    pub fn room(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+        self.hook().and_then(WriteHook::room)
+    }
+
     /// Merges a record from elsewhere (a peer) by [`crate::store::record::merge`] and hands
     /// the result to the hook as merged, never as a local write; true when the store changed.
     pub fn merge_record(&self, record: &Record, now_ms: u64, forget_before_ms: u64) -> bool {
-        // Back-pressure (the write-ahead log's) before the shard lock, never under it.
-        if let Some(hook) = self.hook() {
-            hook.wait_for_room();
-        }
         let (hash, mut shard) = self.shard_for(&record.key);
         let Some(merged) = self.merge_locked(&mut shard, hash, record, now_ms, forget_before_ms)
         else {
@@ -151,9 +154,6 @@ impl MemoryEngine {
     /// `touch.value_stamp` with an earlier expiry, moves the expiry to `touch.expire_at`; true
     /// when it changed.
     pub fn apply_touch(&self, touch: &Touch) -> bool {
-        if let Some(hook) = self.hook() {
-            hook.wait_for_room();
-        }
         let (hash, mut shard) = self.shard_for(&touch.key);
         let Some(entry) = shard.table.get_mut(hash, &touch.key) else {
             return false;
