@@ -1,18 +1,31 @@
 //! The request parser: RESP multibulk requests (`*N` of `$len` bulk strings) and inline
 //! commands (`PING\r\n`), with Redis's limits and its exact `Protocol error: ...` texts. Arguments
 //! are zero-copy slices of the read buffer.
+//!
+//! The parser is an incremental state machine: a request that arrives over many reads is
+//! parsed where the previous read left off, so every byte is examined once however slowly the
+//! request is sent (a parser that restarted from the first argument on every read spent time
+//! quadratic in the request's size on a client trickling a large request). Until the connection
+//! is authenticated, requests are held to Redis's pre-AUTH limits: at most
+//! [`UNAUTHENTICATED_MAX_ARGS`] arguments of at most [`UNAUTHENTICATED_MAX_BULK_LEN`] bytes.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 /// Largest single buffer reservation made for a partially received argument.
 const MAX_RESERVE_STEP: usize = 4 * 1024 * 1024;
 
-/// Size limits applied while parsing requests.
+/// Most arguments of a request from a connection that has not authenticated (Redis: 10).
+pub const UNAUTHENTICATED_MAX_ARGS: usize = 10;
+
+/// Largest argument of a request from a connection that has not authenticated (Redis: 16 KiB).
+pub const UNAUTHENTICATED_MAX_BULK_LEN: usize = 16 * 1024;
+
+/// Size limits applied while parsing requests of an authenticated connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest bulk string argument (Redis `proto-max-bulk-len`, 512 MiB).
     pub max_bulk_len: usize,
-    /// Most arguments in one request (Redis allows 1024*1024).
+    /// Most arguments in one request (`proto-max-multibulk-len`, 1024*1024).
     pub max_args: usize,
     /// Longest inline command line, and longest `*`/`$` header line (Redis: 64 KiB).
     pub max_inline_len: usize,
@@ -46,6 +59,12 @@ pub enum ProtocolError {
     /// The `$` length is not a number or above the bulk limit.
     #[error("invalid bulk length")]
     InvalidBulkLength,
+    /// More than [`UNAUTHENTICATED_MAX_ARGS`] arguments before authentication.
+    #[error("unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// An argument above [`UNAUTHENTICATED_MAX_BULK_LEN`] bytes before authentication.
+    #[error("unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
     /// An element of a multibulk request is not a bulk string.
     #[error("expected '$', got '{0}'")]
     ExpectedBulk(char),
@@ -54,19 +73,54 @@ pub enum ProtocolError {
     UnbalancedQuotes,
 }
 
-/// Parses requests out of a connection's read buffer.
-#[derive(Debug, Default)]
-pub struct RequestParser {
-    limits: Limits,
-    spans: Vec<(usize, usize)>,
+/// Where the parser is within the request at the front of the buffer. Positions are offsets
+/// from the buffer's start, which moves only when a whole request is consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// No request started.
+    Start,
+    /// In the `*N` line; bytes before `scanned` hold no newline.
+    MultibulkHeader { scanned: usize },
+    /// Before the `$len` line of the next argument at `at`, `remaining` arguments to go; bytes
+    /// before `scanned` hold no newline.
+    BulkHeader {
+        remaining: usize,
+        at: usize,
+        scanned: usize,
+    },
+    /// Waiting for an argument's `len` bytes from `start` and the two bytes after them.
+    BulkData {
+        remaining: usize,
+        start: usize,
+        len: usize,
+    },
+    /// In an inline line; bytes before `scanned` hold no newline.
+    Inline { scanned: usize },
 }
 
-fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+/// Parses requests out of a connection's read buffer, resuming where the previous call
+/// stopped. The buffer's front must not change between calls except through the parser (a
+/// connection only appends what it reads).
+#[derive(Debug)]
+pub struct RequestParser {
+    limits: Limits,
+    authenticated: bool,
+    state: State,
+    spans: Vec<(usize, usize)>,
+    examined: u64,
+}
+
+impl Default for RequestParser {
+    fn default() -> Self {
+        RequestParser::new(Limits::default())
+    }
+}
+
+fn find_newline(buf: &[u8], from: usize) -> Option<usize> {
     let rest = buf.get(from..)?;
-    let newline = rest.iter().position(|&byte| byte == b'\n')?;
     // Redis looks for '\r' and requires the '\n' after it; a bare '\n' inside a header makes
     // the number invalid below, which gives the same error text.
-    Some(from + newline)
+    rest.iter().position(|&byte| byte == b'\n').map(|at| from + at)
 }
 
 fn parse_len(line: &[u8]) -> Option<i64> {
@@ -91,13 +145,45 @@ fn parse_len(line: &[u8]) -> Option<i64> {
     Some(if negative { -value } else { value })
 }
 
+/// What one step of the state machine did.
+enum Step {
+    /// Moved on; run the next step.
+    Continue,
+    /// Needs more bytes.
+    Wait,
+    /// A request is complete (possibly empty).
+    Done,
+}
+
 impl RequestParser {
-    /// A parser with the given limits.
+    /// A parser with the given limits, for an authenticated connection.
     pub fn new(limits: Limits) -> RequestParser {
         RequestParser {
             limits,
+            authenticated: true,
+            state: State::Start,
             spans: Vec::new(),
+            examined: 0,
         }
+    }
+
+    /// Replaces the limits (CONFIG SET); a request already started keeps the checks it passed.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Whether the connection is authenticated; until it is, requests are held to Redis's
+    /// pre-AUTH limits. Set before every [`RequestParser::parse`]: an AUTH lifts the limits
+    /// for the next request of the same pipeline, as in Redis.
+    pub fn set_authenticated(&mut self, authenticated: bool) {
+        self.authenticated = authenticated;
+    }
+
+    /// Bytes examined so far (newline searches and length digits); payloads are skipped by
+    /// their declared length without being examined. Every byte is examined at most twice,
+    /// however the requests were split across reads.
+    pub fn bytes_examined(&self) -> u64 {
+        self.examined
     }
 
     /// Parses the next request from `buf` into `args` (cleared first). Returns `Ok(true)` when a
@@ -110,105 +196,188 @@ impl RequestParser {
     ) -> Result<bool, ProtocolError> {
         args.clear();
         loop {
-            if buf.is_empty() {
-                return Ok(false);
-            }
-            let consumed = if buf[0] == b'*' {
-                self.parse_multibulk(buf, args)?
-            } else {
-                self.parse_inline(buf, args)?
+            let step = match self.state {
+                State::Start => {
+                    let Some(&first) = buf.first() else {
+                        return Ok(false);
+                    };
+                    self.spans.clear();
+                    self.state = if first == b'*' {
+                        State::MultibulkHeader { scanned: 1 }
+                    } else {
+                        State::Inline { scanned: 0 }
+                    };
+                    Step::Continue
+                }
+                State::MultibulkHeader { scanned } => self.multibulk_header(buf, scanned)?,
+                State::BulkHeader {
+                    remaining,
+                    at,
+                    scanned,
+                } => self.bulk_header(buf, remaining, at, scanned)?,
+                State::BulkData {
+                    remaining,
+                    start,
+                    len,
+                } => self.bulk_data(buf, remaining, start, len, args),
+                State::Inline { scanned } => self.inline(buf, scanned, args)?,
             };
-            match consumed {
-                None => return Ok(false),
-                Some(()) if args.is_empty() => continue,
-                Some(()) => return Ok(true),
+            match step {
+                Step::Continue => {}
+                Step::Wait => return Ok(false),
+                Step::Done => {
+                    self.state = State::Start;
+                    if !args.is_empty() {
+                        return Ok(true);
+                    }
+                }
             }
         }
     }
 
-    fn parse_multibulk(
-        &mut self,
-        buf: &mut BytesMut,
-        args: &mut Vec<Bytes>,
-    ) -> Result<Option<()>, ProtocolError> {
-        let Some(newline) = find_crlf(buf, 1) else {
+    /// Searches `buf[from..]` for a newline, counting the bytes examined.
+    fn newline(&mut self, buf: &[u8], from: usize) -> Option<usize> {
+        let found = find_newline(buf, from);
+        let end = found.map_or(buf.len(), |at| at + 1);
+        self.examined += end.saturating_sub(from) as u64;
+        found
+    }
+
+    fn multibulk_header(&mut self, buf: &mut BytesMut, scanned: usize) -> Result<Step, ProtocolError> {
+        let Some(newline) = self.newline(buf, scanned) else {
             if buf.len() > self.limits.max_inline_len {
                 return Err(ProtocolError::MultibulkCountTooBig);
             }
-            return Ok(None);
+            self.state = State::MultibulkHeader { scanned: buf.len() };
+            return Ok(Step::Wait);
         };
+        self.examined += (newline - 1) as u64;
         let count = parse_len(&buf[1..newline]).ok_or(ProtocolError::InvalidMultibulkLength)?;
+        // Redis's order: a count above INT_MAX is invalid, then the pre-AUTH limit, then the
+        // configured one (the error text tells which limit was hit).
+        if count > i64::from(i32::MAX) {
+            return Err(ProtocolError::InvalidMultibulkLength);
+        }
+        if !self.authenticated && count > UNAUTHENTICATED_MAX_ARGS as i64 {
+            return Err(ProtocolError::UnauthenticatedMultibulkLength);
+        }
         if count > self.limits.max_args as i64 {
             return Err(ProtocolError::InvalidMultibulkLength);
         }
         if count <= 0 {
-            buf.advance(newline + 1);
-            return Ok(Some(()));
+            let _ = buf.split_to(newline + 1);
+            return Ok(Step::Done);
         }
-        let count = count as usize;
-        self.spans.clear();
-        let mut position = newline + 1;
-        for _ in 0..count {
-            let Some(&tag) = buf.get(position) else {
-                return Ok(None);
-            };
-            if tag != b'$' {
-                return Err(ProtocolError::ExpectedBulk(tag as char));
-            }
-            let Some(newline) = find_crlf(buf, position + 1) else {
-                if buf.len() - position > self.limits.max_inline_len {
-                    return Err(ProtocolError::BulkCountTooBig);
-                }
-                return Ok(None);
-            };
-            let len =
-                parse_len(&buf[position + 1..newline]).ok_or(ProtocolError::InvalidBulkLength)?;
-            if len < 0 || len as u64 > self.limits.max_bulk_len as u64 {
-                return Err(ProtocolError::InvalidBulkLength);
-            }
-            let start = newline + 1;
-            let end = start + len as usize;
-            if buf.len() < end + 2 {
-                // Grow towards the whole argument in steps of at most 4 MiB: a header alone
-                // must not make the server allocate 512 MiB.
-                buf.reserve((end + 2 - buf.len()).min(MAX_RESERVE_STEP));
-                return Ok(None);
-            }
-            self.spans.push((start, end));
-            // Redis skips the two bytes after the payload without checking them.
-            position = end + 2;
+        let at = newline + 1;
+        self.state = State::BulkHeader {
+            remaining: count as usize,
+            at,
+            scanned: at,
+        };
+        Ok(Step::Continue)
+    }
+
+    fn bulk_header(
+        &mut self,
+        buf: &mut BytesMut,
+        remaining: usize,
+        at: usize,
+        scanned: usize,
+    ) -> Result<Step, ProtocolError> {
+        let Some(&tag) = buf.get(at) else {
+            return Ok(Step::Wait);
+        };
+        if tag != b'$' {
+            return Err(ProtocolError::ExpectedBulk(tag as char));
         }
-        let frame = buf.split_to(position).freeze();
+        let from = scanned.max(at + 1);
+        let Some(newline) = self.newline(buf, from) else {
+            if buf.len() - at > self.limits.max_inline_len {
+                return Err(ProtocolError::BulkCountTooBig);
+            }
+            self.state = State::BulkHeader {
+                remaining,
+                at,
+                scanned: buf.len(),
+            };
+            return Ok(Step::Wait);
+        };
+        self.examined += (newline - at - 1) as u64;
+        let len = parse_len(&buf[at + 1..newline]).ok_or(ProtocolError::InvalidBulkLength)?;
+        if len < 0 || len as u64 > self.limits.max_bulk_len as u64 {
+            return Err(ProtocolError::InvalidBulkLength);
+        }
+        if !self.authenticated && len as u64 > UNAUTHENTICATED_MAX_BULK_LEN as u64 {
+            return Err(ProtocolError::UnauthenticatedBulkLength);
+        }
+        self.state = State::BulkData {
+            remaining,
+            start: newline + 1,
+            len: len as usize,
+        };
+        Ok(Step::Continue)
+    }
+
+    fn bulk_data(
+        &mut self,
+        buf: &mut BytesMut,
+        remaining: usize,
+        start: usize,
+        len: usize,
+        args: &mut Vec<Bytes>,
+    ) -> Step {
+        let end = start + len;
+        if buf.len() < end + 2 {
+            // Grow towards the whole argument in steps of at most 4 MiB: a header alone must
+            // not make the server allocate 512 MiB.
+            buf.reserve((end + 2 - buf.len()).min(MAX_RESERVE_STEP));
+            return Step::Wait;
+        }
+        self.spans.push((start, end));
+        // Redis skips the two bytes after the payload without checking them.
+        let next = end + 2;
+        if remaining > 1 {
+            self.state = State::BulkHeader {
+                remaining: remaining - 1,
+                at: next,
+                scanned: next,
+            };
+            return Step::Continue;
+        }
+        let frame = buf.split_to(next).freeze();
         args.extend(
             self.spans
                 .iter()
                 .map(|&(start, end)| frame.slice(start..end)),
         );
-        Ok(Some(()))
+        Step::Done
     }
 
-    fn parse_inline(
+    fn inline(
         &mut self,
         buf: &mut BytesMut,
+        scanned: usize,
         args: &mut Vec<Bytes>,
-    ) -> Result<Option<()>, ProtocolError> {
-        let Some(newline) = find_crlf(buf, 0) else {
+    ) -> Result<Step, ProtocolError> {
+        let Some(newline) = self.newline(buf, scanned) else {
             if buf.len() > self.limits.max_inline_len {
                 return Err(ProtocolError::InlineTooBig);
             }
-            return Ok(None);
+            self.state = State::Inline { scanned: buf.len() };
+            return Ok(Step::Wait);
         };
         if newline > self.limits.max_inline_len {
             return Err(ProtocolError::InlineTooBig);
         }
         let line = buf.split_to(newline + 1);
+        self.examined += line.len() as u64;
         let line = line.strip_suffix(b"\n").unwrap_or(&line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         split_inline(line, args)?;
         if args.len() > self.limits.max_args {
             return Err(ProtocolError::InvalidMultibulkLength);
         }
-        Ok(Some(()))
+        Ok(Step::Done)
     }
 }
 
@@ -375,6 +544,152 @@ mod tests {
         assert_eq!(
             ProtocolError::ExpectedBulk('+').to_string(),
             "expected '$', got '+'"
+        );
+    }
+
+    fn parse_unauthenticated(input: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ProtocolError> {
+        let mut parser = RequestParser::default();
+        parser.set_authenticated(false);
+        let mut buf = BytesMut::from(input);
+        let mut args = Vec::new();
+        let mut requests = Vec::new();
+        while parser.parse(&mut buf, &mut args)? {
+            requests.push(args.iter().map(|arg| arg.to_vec()).collect());
+        }
+        Ok(requests)
+    }
+
+    #[test]
+    fn unauthenticated_requests_are_held_to_redis_limits() {
+        // The texts and thresholds of redis-server 7 with requirepass (checked byte for byte).
+        assert_eq!(
+            parse_unauthenticated(b"*11\r\n"),
+            Err(ProtocolError::UnauthenticatedMultibulkLength)
+        );
+        assert_eq!(parse_unauthenticated(b"*10\r\n"), Ok(vec![]));
+        assert_eq!(
+            parse_unauthenticated(b"*2000000\r\n"),
+            Err(ProtocolError::UnauthenticatedMultibulkLength)
+        );
+        assert_eq!(
+            parse_unauthenticated(b"*3000000000\r\n"),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        assert_eq!(
+            parse_unauthenticated(b"*1\r\n$16385\r\n"),
+            Err(ProtocolError::UnauthenticatedBulkLength)
+        );
+        assert_eq!(
+            parse_unauthenticated(b"*1\r\n$600000000\r\n"),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+        assert_eq!(parse_unauthenticated(b"*1\r\n$16384\r\n"), Ok(vec![]));
+        assert_eq!(
+            ProtocolError::UnauthenticatedMultibulkLength.to_string(),
+            "unauthenticated multibulk length"
+        );
+        assert_eq!(
+            ProtocolError::UnauthenticatedBulkLength.to_string(),
+            "unauthenticated bulk length"
+        );
+    }
+
+    #[test]
+    fn authenticating_lifts_the_limits_for_the_next_request() {
+        let mut parser = RequestParser::default();
+        parser.set_authenticated(false);
+        let mut buf = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*1\r\n$20000\r\n"[..]);
+        let mut args = Vec::new();
+        assert_eq!(parser.parse(&mut buf, &mut args), Ok(true));
+        assert_eq!(args, vec![Bytes::from("AUTH"), Bytes::from("pw")]);
+        parser.set_authenticated(true);
+        assert_eq!(parser.parse(&mut buf, &mut args), Ok(false));
+        buf.extend_from_slice(&vec![b'x'; 20000]);
+        buf.extend_from_slice(b"\r\n");
+        assert_eq!(parser.parse(&mut buf, &mut args), Ok(true));
+        assert_eq!(args[0].len(), 20000);
+    }
+
+    #[test]
+    fn configured_limits_apply_after_authentication() {
+        let mut parser = RequestParser::new(Limits {
+            max_bulk_len: 1024,
+            max_args: 3,
+            ..Limits::default()
+        });
+        let mut args = Vec::new();
+        let mut buf = BytesMut::from(&b"*4\r\n"[..]);
+        assert_eq!(
+            parser.parse(&mut buf, &mut args),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        let mut parser = RequestParser::default();
+        parser.set_limits(Limits {
+            max_bulk_len: 1024,
+            ..Limits::default()
+        });
+        let mut buf = BytesMut::from(&b"*1\r\n$1025\r\n"[..]);
+        assert_eq!(
+            parser.parse(&mut buf, &mut args),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+    }
+
+    /// A pipeline of inline and multibulk requests, with empty ones between.
+    fn sample_pipeline() -> Vec<u8> {
+        let mut input = Vec::new();
+        input.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n");
+        input.extend_from_slice(b"PING\r\n*0\r\n\r\n");
+        input.extend_from_slice(b"*1\r\n$0\r\n\r\n");
+        input.extend_from_slice(b"ECHO 'a b'\r\n");
+        input
+    }
+
+    #[test]
+    fn a_request_split_anywhere_parses_as_a_whole() {
+        let input = sample_pipeline();
+        let whole = parse_all(&input).unwrap();
+        assert_eq!(whole.len(), 4);
+        for cut in 0..=input.len() {
+            let mut parser = RequestParser::default();
+            let mut buf = BytesMut::from(&input[..cut]);
+            let mut args = Vec::new();
+            let mut requests = Vec::new();
+            while parser.parse(&mut buf, &mut args).unwrap() {
+                requests.push(args.iter().map(|arg| arg.to_vec()).collect::<Vec<_>>());
+            }
+            buf.extend_from_slice(&input[cut..]);
+            while parser.parse(&mut buf, &mut args).unwrap() {
+                requests.push(args.iter().map(|arg| arg.to_vec()).collect::<Vec<_>>());
+            }
+            assert_eq!(requests, whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_request_sent_one_byte_at_a_time_is_parsed_in_linear_time() {
+        // 10,000 arguments of 10 bytes: about 170 KB. Restarting from the first argument on
+        // every byte would examine about 170 KB * 170 KB / 2 = 14 GB.
+        let count = 10_000;
+        let mut request = format!("*{count}\r\n").into_bytes();
+        for index in 0..count {
+            request.extend_from_slice(format!("$10\r\n{index:010}\r\n").as_bytes());
+        }
+        let mut parser = RequestParser::default();
+        let mut buf = BytesMut::new();
+        let mut args = Vec::new();
+        for (position, &byte) in request.iter().enumerate() {
+            buf.extend_from_slice(&[byte]);
+            let complete = parser.parse(&mut buf, &mut args).unwrap();
+            assert_eq!(complete, position == request.len() - 1, "byte {position}");
+        }
+        assert_eq!(args.len(), count);
+        assert_eq!(&args[count - 1][..], format!("{:010}", count - 1).as_bytes());
+        let examined = parser.bytes_examined();
+        assert!(
+            examined <= 2 * request.len() as u64,
+            "examined {examined} bytes for a request of {}",
+            request.len()
         );
     }
 
