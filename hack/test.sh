@@ -24,7 +24,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace (unit, store-node over TCP, reconcile scenarios)"
 cargo test --workspace
 
-step "redis-py 8 (RESP3) against store-node"
+step "redis-py 8 (RESP3) and redis-cli --tls against store-node"
+apt_install redis-tools
 # The debug binary cargo test just built: no second release build of store-node here.
 # --workspace, not -p store-node: the same dependency features as cargo test --workspace, so
 # nothing is compiled again.

@@ -94,6 +94,15 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
             low = memory.low_watermark_bytes,
             alarm = u8::from(memory.alarm),
         );
+        // Client buffers, before the blank line that ends the section.
+        out.truncate(out.len() - 2);
+        let limits = &state.client_limits;
+        let _ = write!(
+            out,
+            "mem_clients_normal:{}\r\nmaxmemory_clients:{}\r\n\r\n",
+            limits.client_memory(),
+            limits.client_memory_cap(memory.limit_bytes)
+        );
     }
     if wanted("persistence") {
         out.push_str(&persistence_section(state));
@@ -109,6 +118,13 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
             stats.evicted,
             stats.hits,
             stats.misses
+        );
+        out.truncate(out.len() - 2);
+        let _ = write!(
+            out,
+            "evicted_clients:{}\r\nclient_query_buffer_limit_disconnections:{}\r\n\r\n",
+            state.client_limits.evicted(),
+            state.client_limits.query_buffer_disconnections()
         );
     }
     if wanted("replication") {

@@ -11,32 +11,103 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::stream::ClientStream;
 use crate::commands::{execute, ClientState};
 use crate::node::write_ack::WriteAcks;
 use crate::node::NodeState;
-use crate::protocol::{Limits, ProtocolError, RequestParser};
+use crate::protocol::{ProtocolError, RequestParser};
 
 /// Replies buffered beyond this are written before parsing more requests of a pipeline.
 const MAX_PENDING_OUTPUT: usize = 1 << 20;
 
-/// Serves one RESP client until it quits, fails, or `stop` (the node stops serving) is
-/// cancelled; runs on a connection thread ([`super::io_threads::IoThreads`]).
+/// Bound on a TLS client's handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one RESP client, over TLS when it came to the TLS port, until it quits, fails, or
+/// `stop` (the node stops serving) is cancelled; runs on a connection thread
+/// ([`super::io_threads::IoThreads`]). A TLS client gets the certificate current at its
+/// handshake.
 pub async fn serve_connection(
     state: &NodeState,
-    mut socket: TcpStream,
+    socket: TcpStream,
+    peer: SocketAddr,
+    stop: &CancellationToken,
+    tls: bool,
+) {
+    if !tls {
+        return serve(state, socket, peer, stop).await;
+    }
+    let Some(context) = state.security.tls.as_ref() else {
+        return;
+    };
+    let handshake = tokio::time::timeout(
+        TLS_HANDSHAKE_TIMEOUT,
+        context.resp_acceptor().accept(socket),
+    );
+    let outcome = tokio::select! {
+        _ = stop.cancelled() => return,
+        outcome = handshake => outcome,
+    };
+    match outcome {
+        Ok(Ok(stream)) => serve(state, stream, peer, stop).await,
+        Ok(Err(error)) => {
+            state
+                .metrics
+                .tls_handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+        }
+        Err(_) => {
+            state
+                .metrics
+                .tls_handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "TLS handshake timed out");
+        }
+    }
+}
+
+/// Writes `output`, unless `close` is cancelled first (the client was picked by the
+/// `maxmemory-clients` cap while it does not read its replies); `false` when the connection
+/// must end.
+async fn write_out<S: ClientStream>(
+    socket: &mut S,
+    output: &[u8],
+    close: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        biased;
+        written = async {
+            socket.write_all(output).await?;
+            // TLS may hold the end of what it encrypted until flushed.
+            socket.flush().await
+        } => written.is_ok(),
+        () = close.cancelled() => false,
+    }
+}
+
+async fn serve<S: ClientStream>(
+    state: &NodeState,
+    mut socket: S,
     peer: SocketAddr,
     stop: &CancellationToken,
 ) {
     let authenticated = state.password.is_none();
     let mut client = ClientState::new(state.next_client_id(), authenticated, peer.to_string());
-    let mut parser = RequestParser::new(Limits::default());
+    let limits = &state.client_limits;
+    let mut parser = RequestParser::new(limits.request_limits());
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut args = Vec::new();
     let idle = state.config.client_idle_timeout;
     let mut acks = WriteAcks::new(state);
+    // Cancelled when the node stops serving, or when the client-memory cap picks this client.
+    let close = stop.child_token();
+    let buffers = limits.register(client.id, client.address.clone(), close.clone());
+    let memory_limit = state.engine.memory().limit_bytes;
     tracing::debug!(%peer, client = client.id, "client connected");
     loop {
+        parser.set_limits(limits.request_limits());
         // Execute every complete request in the buffer, then answer them with one write.
         let mut executed = 0;
         loop {
@@ -54,7 +125,8 @@ pub async fn serve_connection(
                 BatchEnd::NeedInput | BatchEnd::Close => break,
                 BatchEnd::OutputFull => {
                     acks.settle(state, &mut output).await;
-                    if socket.write_all(&output).await.is_err() {
+                    buffers.update((input.capacity() + output.capacity()) as u64, memory_limit);
+                    if !write_out(&mut socket, &output, &close).await {
                         return;
                     }
                     output.clear();
@@ -67,7 +139,7 @@ pub async fn serve_connection(
                     tracing::info!(%peer, client = client.id, %error, "closing client: protocol error");
                     output
                         .extend_from_slice(format!("-ERR Protocol error: {error}\r\n").as_bytes());
-                    let _ = socket.write_all(&output).await;
+                    let _ = write_out(&mut socket, &output, &close).await;
                     return;
                 }
             }
@@ -86,7 +158,7 @@ pub async fn serve_connection(
                 // replication already let the others run.
                 yield_to_queued().await;
             }
-            if socket.write_all(&output).await.is_err() {
+            if !write_out(&mut socket, &output, &close).await {
                 return;
             }
             output.clear();
@@ -94,7 +166,7 @@ pub async fn serve_connection(
                 output = BytesMut::with_capacity(16 * 1024);
             }
         }
-        if client.close || stop.is_cancelled() {
+        if client.close || close.is_cancelled() {
             return;
         }
         if input.capacity() - input.len() < 4096 {
@@ -103,16 +175,17 @@ pub async fn serve_connection(
         if input.is_empty() && input.capacity() > 4 * READ_AHEAD_LIMIT {
             input = BytesMut::with_capacity(16 * 1024);
         }
+        buffers.update((input.capacity() + output.capacity()) as u64, memory_limit);
         let spare = input.capacity() - input.len();
         let read = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = close.cancelled() => return,
             read = read_with_idle_timeout(&mut socket, &mut input, idle) => read,
         };
         match read {
             Ok(0) => return,
             Ok(read) => {
                 if read == spare {
-                    read_rest_of_burst(&socket, &mut input, READ_AHEAD_LIMIT);
+                    read_rest_of_burst(&mut socket, &mut input, READ_AHEAD_LIMIT);
                 }
             }
             Err(ReadEnd::Idle) => {
@@ -120,6 +193,16 @@ pub async fn serve_connection(
                 return;
             }
             Err(ReadEnd::Io) => return,
+        }
+        if input.len() as u64 > limits.query_buffer_limit() {
+            // Redis closes such a client without a reply.
+            limits.count_query_buffer_disconnection();
+            tracing::warn!(%peer, client = client.id, query_buffer = input.len(), limit = limits.query_buffer_limit(), "closing client that reached max query buffer length");
+            return;
+        }
+        buffers.update((input.capacity() + output.capacity()) as u64, memory_limit);
+        if close.is_cancelled() {
+            return;
         }
     }
 }
@@ -133,11 +216,11 @@ const READ_AHEAD_LIMIT: usize = 256 * 1024;
 /// with one write. Reading 16 KiB at a time answered a pipeline of sixteen 1 KiB SETs (17 KB)
 /// in two writes, so the client paid a second read and event for every pipeline
 /// (docs/benchmarks.md: 50k TCP segments per 200k SETs against Redis's 25.5k).
-fn read_rest_of_burst(socket: &TcpStream, input: &mut BytesMut, limit: usize) {
+fn read_rest_of_burst<S: ClientStream>(socket: &mut S, input: &mut BytesMut, limit: usize) {
     while input.len() < limit {
         input.reserve(input.len().max(16 * 1024));
         let spare = input.capacity() - input.len();
-        match socket.try_read_buf(input) {
+        match socket.try_read_now(input) {
             Ok(read) if read == spare => continue,
             // A short read drained the socket; an error or the end of the stream shows at the
             // next read, after the requests already read are answered.
@@ -175,6 +258,9 @@ fn process_batch(
     let mut gate = Some(state.transaction_gate.read());
     let mut executed = 0;
     loop {
+        // Until it authenticates, a client may send only small requests (Redis's limits); an
+        // AUTH lifts them for the next request of the same pipeline.
+        parser.set_authenticated(client.authenticated);
         match parser.parse(input, args) {
             Ok(true) => {
                 let done = if client.multi.is_some() && args[0].eq_ignore_ascii_case(b"exec") {
@@ -209,8 +295,8 @@ enum ReadEnd {
     Io,
 }
 
-async fn read_with_idle_timeout(
-    socket: &mut TcpStream,
+async fn read_with_idle_timeout<S: ClientStream>(
+    socket: &mut S,
     input: &mut BytesMut,
     idle_seconds: u64,
 ) -> Result<usize, ReadEnd> {
@@ -262,7 +348,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_that_fills_the_buffer_takes_the_rest_of_the_burst() {
-        let (mut client, server) = pair().await;
+        let (mut client, mut server) = pair().await;
         let burst: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         client.write_all(&burst).await.expect("write");
         client.flush().await.expect("flush");
@@ -274,13 +360,13 @@ mod tests {
         let spare = input.capacity() - input.len();
         let read = server.try_read_buf(&mut input).expect("first read");
         assert_eq!(read, spare, "the first read fills the buffer");
-        read_rest_of_burst(&server, &mut input, READ_AHEAD_LIMIT);
+        read_rest_of_burst(&mut server, &mut input, READ_AHEAD_LIMIT);
         assert_eq!(&input[..], &burst[..]);
     }
 
     #[tokio::test]
     async fn reading_the_rest_of_a_burst_stops_at_the_limit() {
-        let (mut client, server) = pair().await;
+        let (mut client, mut server) = pair().await;
         let limit = 64 * 1024;
         let burst = vec![7u8; 4 * limit];
         let writer = tokio::spawn(async move {
@@ -292,7 +378,7 @@ mod tests {
 
         let mut input = BytesMut::with_capacity(16 * 1024);
         server.try_read_buf(&mut input).expect("first read");
-        read_rest_of_burst(&server, &mut input, limit);
+        read_rest_of_burst(&mut server, &mut input, limit);
         // The last read may take a whole doubled buffer past the limit, never more.
         assert!(
             (limit..2 * limit).contains(&input.len()),

@@ -52,7 +52,22 @@ pub async fn start_replication(
     replication_config.first_start_wait = Duration::from_millis(config.first_start_wait_ms);
     replication_config.anti_entropy_interval =
         Duration::from_millis(config.anti_entropy_interval_ms.max(100));
-    let tcp: Arc<dyn Transport> = Arc::new(TcpTransport::new(replication_config.max_frame));
+    replication_config.peer_refusals = state.security.peer_refusals.clone();
+    let security = state.security.peer_security(
+        replication_config
+            .connect_timeout
+            .max(replication_config.peer_timeout),
+    );
+    match (security.tls.is_some(), security.keys.is_some()) {
+        (false, false) => tracing::warn!(
+            "peers are not authenticated: set --peer-key-file or --tls-replication (docs/security.md)"
+        ),
+        (tls, key) => tracing::info!(tls, peer_key = key, "peers authenticate before any message"),
+    }
+    let tcp: Arc<dyn Transport> = Arc::new(TcpTransport::secured(
+        replication_config.max_frame,
+        security,
+    ));
     let transport: Arc<dyn Transport> = if config.test_faults {
         tracing::warn!("--test-faults is set: replication links can be cut over HTTP (tests only)");
         let faults = Arc::new(TransportFaults::default());

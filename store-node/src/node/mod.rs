@@ -2,15 +2,21 @@
 //! [`NodeState`] (what every handler shares), [`hook::NodeHook`] (the engine's write hook:
 //! the log and the peers), [`write_ack`] (answering writes once their receipts hold),
 //! [`cluster`] (starting replication, leaving the cluster), [`disc`] (disc mode's recovery,
-//! snapshots and shutdown), [`replica`] (replication's view of the engine) and [`cgroup`]
-//! (the memory limit the node runs under).
+//! snapshots and shutdown), [`replica`] (replication's view of the engine), [`cgroup`]
+//! (the memory limit the node runs under), [`security`] (TLS, the peer key, [`users`] and the
+//! operator token, re-read by [`reload`] when their files change) and [`client_limits`]
+//! (request and buffer limits of clients).
 
 pub mod cgroup;
+pub mod client_limits;
 pub mod cluster;
 pub mod disc;
 pub mod hook;
+pub mod reload;
 pub mod replica;
+pub mod security;
 pub mod state;
+pub mod users;
 pub mod write_ack;
 
 pub use state::{Lifecycle, NodeState};

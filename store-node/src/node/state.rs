@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
+use super::client_limits::ClientLimits;
 use super::hook::NodeHook;
+use super::security::Security;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::persistence::{Persistence, RecoveryProgress};
@@ -68,6 +70,11 @@ pub struct NodeState {
     pub test_faults: OnceLock<Arc<TransportFaults>>,
     /// Disc mode: how far recovery from `--data-dir` has got.
     pub recovery: Arc<RecoveryProgress>,
+    /// TLS, the peer key, named users and the operator token (none until the server loads
+    /// them from the configured files).
+    pub security: Security,
+    /// Request and buffer limits of RESP clients, and their buffers' registry.
+    pub client_limits: ClientLimits,
     lifecycle: AtomicU8,
     next_client_id: AtomicU64,
     notify_keyspace_events: parking_lot::Mutex<String>,
@@ -88,6 +95,7 @@ impl NodeState {
             use std::hash::{BuildHasher, RandomState};
             RandomState::new().hash_one(std::process::id()) as u16
         };
+        let client_limits = ClientLimits::new(&config);
         NodeState {
             engine,
             hook,
@@ -102,6 +110,8 @@ impl NodeState {
             stop_serving: CancellationToken::new(),
             test_faults: OnceLock::new(),
             recovery: Arc::new(RecoveryProgress::default()),
+            security: Security::default(),
+            client_limits,
             lifecycle: AtomicU8::new(Lifecycle::Ready as u8),
             next_client_id: AtomicU64::new(1),
             notify_keyspace_events: parking_lot::Mutex::new(String::new()),

@@ -120,7 +120,9 @@ fn find_newline(buf: &[u8], from: usize) -> Option<usize> {
     let rest = buf.get(from..)?;
     // Redis looks for '\r' and requires the '\n' after it; a bare '\n' inside a header makes
     // the number invalid below, which gives the same error text.
-    rest.iter().position(|&byte| byte == b'\n').map(|at| from + at)
+    rest.iter()
+        .position(|&byte| byte == b'\n')
+        .map(|at| from + at)
 }
 
 fn parse_len(line: &[u8]) -> Option<i64> {
@@ -243,7 +245,11 @@ impl RequestParser {
         found
     }
 
-    fn multibulk_header(&mut self, buf: &mut BytesMut, scanned: usize) -> Result<Step, ProtocolError> {
+    fn multibulk_header(
+        &mut self,
+        buf: &mut BytesMut,
+        scanned: usize,
+    ) -> Result<Step, ProtocolError> {
         let Some(newline) = self.newline(buf, scanned) else {
             if buf.len() > self.limits.max_inline_len {
                 return Err(ProtocolError::MultibulkCountTooBig);
@@ -684,7 +690,10 @@ mod tests {
             assert_eq!(complete, position == request.len() - 1, "byte {position}");
         }
         assert_eq!(args.len(), count);
-        assert_eq!(&args[count - 1][..], format!("{:010}", count - 1).as_bytes());
+        assert_eq!(
+            &args[count - 1][..],
+            format!("{:010}", count - 1).as_bytes()
+        );
         let examined = parser.bytes_examined();
         assert!(
             examined <= 2 * request.len() as u64,

@@ -221,6 +221,7 @@ impl Collector for NodeCollector {
         if let Some(persistence) = state.persistence() {
             encode_persistence(&mut encoder, &persistence.metrics().snapshot())?;
         }
+        super::security_metrics::encode(&mut encoder, state)?;
         Ok(())
     }
 }

@@ -10,7 +10,9 @@ use crate::store::codec::{put_bytes, put_record, put_stamp, DecodeError, Reader}
 use crate::store::{Record, RecordView, Stamp, Touch};
 
 /// The peer protocol version announced in [`Hello`]; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: a connection opens with the peer key's challenge-response (or mutual TLS) before the
+/// hello.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The body format version (first body byte).
 const FORMAT_VERSION: u8 = 1;
