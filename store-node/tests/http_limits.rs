@@ -16,7 +16,10 @@ async fn until_closed(stream: &mut TcpStream) -> (String, Duration) {
     let started = Instant::now();
     let mut received = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut received)).await;
-    (String::from_utf8_lossy(&received).into_owned(), started.elapsed())
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        started.elapsed(),
+    )
 }
 
 #[tokio::test]
@@ -28,7 +31,9 @@ async fn slow_and_idle_http_clients_are_disconnected() {
     .await;
     // Headers that never end.
     let mut slow = TcpStream::connect(node.http_addr).await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let (received, took) = until_closed(&mut slow).await;
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(10),
@@ -38,10 +43,15 @@ async fn slow_and_idle_http_clients_are_disconnected() {
 
     // A keep-alive connection left idle after its request.
     let mut idle = TcpStream::connect(node.http_addr).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let (received, took) = until_closed(&mut idle).await;
     assert!(received.starts_with("HTTP/1.1 200 OK"), "{received}");
-    assert!(took < Duration::from_secs(10), "idle connection kept {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "idle connection kept {took:?}"
+    );
 
     // A body that never arrives.
     let mut body = TcpStream::connect(node.http_addr).await.unwrap();
@@ -51,7 +61,10 @@ async fn slow_and_idle_http_clients_are_disconnected() {
     .await
     .unwrap();
     let (received, _) = until_closed(&mut body).await;
-    assert!(received.starts_with("HTTP/1.1 408 Request Timeout"), "{received}");
+    assert!(
+        received.starts_with("HTTP/1.1 408 Request Timeout"),
+        "{received}"
+    );
     assert!(
         received.ends_with(r#"{"error":"the request was not received and answered in time"}"#),
         "{received}"
@@ -91,7 +104,10 @@ async fn requests_and_connections_beyond_the_caps_are_refused() {
         // The holder's request may not have reached its handler yet.
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(refused.starts_with("HTTP/1.1 503 Service Unavailable"), "{refused}");
+    assert!(
+        refused.starts_with("HTTP/1.1 503 Service Unavailable"),
+        "{refused}"
+    );
     assert!(
         refused.ends_with(r#"{"error":"too many concurrent requests"}"#),
         "{refused}"
@@ -120,7 +136,10 @@ async fn requests_and_connections_beyond_the_caps_are_refused() {
         if received.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "a fourth connection was served: {received}");
+        assert!(
+            Instant::now() < deadline,
+            "a fourth connection was served: {received}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let metrics = common::http(&node, "GET", "/metrics", None, None).await.1;
