@@ -30,7 +30,7 @@ CRATES = {
 # store-node's layers, lowest first. A module may use modules of its own layer only when
 # listed in SAME_LAYER_EDGES, and any module of a lower layer.
 LAYERS = [
-    ["protocol", "store", "metrics"],
+    ["protocol", "store", "metrics", "tls"],
     ["config"],
     ["replication"],
     ["persistence"],

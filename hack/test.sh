@@ -28,7 +28,8 @@ export TOXIPROXY_SERVER
 step "cargo test --workspace (unit, store-node over TCP and multi-process with the fault suite, reconcile scenarios)"
 cargo test --workspace
 
-step "redis-py 8 (RESP3) against store-node"
+step "redis-py 8 (RESP3) and redis-cli --tls against store-node"
+apt_install redis-tools
 # The debug binary cargo test just built: no second release build of store-node here.
 # --workspace, not -p store-node: the same dependency features as cargo test --workspace, so
 # nothing is compiled again.

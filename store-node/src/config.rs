@@ -5,9 +5,30 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser, ValueEnum};
+
+mod units;
 
 pub use crate::store::EvictionPolicy;
+pub use crate::tls::ClientAuth;
+pub use units::{parse_buffer_limit, parse_memory, parse_memory_or_percent, MemoryOrPercent};
+
+/// `--tls-auth-clients` takes Redis's values.
+impl ValueEnum for ClientAuth {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[ClientAuth::Yes, ClientAuth::No, ClientAuth::Optional]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self {
+            ClientAuth::Yes => "Require a certificate signed by the CA",
+            ClientAuth::No => "Ask for no certificate",
+            ClientAuth::Optional => "Verify a certificate when one is presented",
+        };
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(help))
+    }
+}
 
 /// Where the keyspace lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -102,6 +123,26 @@ pub enum ConfigError {
     /// `--memory-sample-interval-ms` is zero.
     #[error("--memory-sample-interval-ms must be at least 1")]
     MemorySampleInterval,
+    /// TLS is asked for without a certificate and key.
+    #[error("{needed_by} needs --tls-cert-file and --tls-key-file")]
+    TlsFiles {
+        /// The option that asks for TLS.
+        needed_by: &'static str,
+    },
+    /// Neither a plain nor a TLS RESP port.
+    #[error("no RESP listener: --resp-port is 0 and --tls-port is not set")]
+    NoRespListener,
+    /// An HTTP limit is zero.
+    #[error("{0} must be at least 1")]
+    HttpLimit(&'static str),
+    /// The operator token file could not be read or is empty.
+    #[error("failed to read the operator token file {path}: {reason}")]
+    OperatorTokenFile {
+        /// The file named by `--operator-token-file`.
+        path: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// The password file could not be read.
     #[error("failed to read password file {path}: {reason}")]
     PasswordFile {
@@ -124,13 +165,158 @@ pub struct Config {
     #[arg(long, env = "STORE_NODE_BIND", default_value = "0.0.0.0")]
     pub bind: IpAddr,
 
-    /// Redis protocol (RESP) port; 0 lets the OS choose (tests).
+    /// Plain (unencrypted) Redis protocol (RESP) port; 0 disables it, as Redis's `port 0`
+    /// (then `--tls-port` must be set).
     #[arg(long, env = "STORE_NODE_RESP_PORT", default_value_t = 6379)]
     pub resp_port: u16,
 
-    /// HTTP port: session API, /metrics, /healthz, /readyz, /v1/status, /v1/cluster.
+    /// RESP over TLS on this port (Redis's `tls-port`); 0 = none. Needs `--tls-cert-file` and
+    /// `--tls-key-file`.
+    #[arg(long, env = "STORE_NODE_TLS_PORT", default_value_t = 0)]
+    pub tls_port: u16,
+
+    /// PEM certificate chain the node serves, its own certificate first (Redis's
+    /// `tls-cert-file`). Re-read when it changes: new connections get the new certificate.
+    #[arg(long, env = "STORE_NODE_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of the certificate (Redis's `tls-key-file`).
+    #[arg(long, env = "STORE_NODE_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// PEM CA certificates that client certificates and peers' certificates must chain to
+    /// (Redis's `tls-ca-cert-file`).
+    #[arg(long, env = "STORE_NODE_TLS_CA_CERT_FILE")]
+    pub tls_ca_cert_file: Option<PathBuf>,
+
+    /// Whether TLS clients must present a certificate signed by the CA: `yes` (Redis's
+    /// default), `no`, or `optional` (verified when presented). Over HTTP, probes, /metrics and
+    /// /v1/status never need one; with `yes` the session API does.
+    #[arg(
+        long,
+        env = "STORE_NODE_TLS_AUTH_CLIENTS",
+        value_enum,
+        default_value = "yes"
+    )]
+    pub tls_auth_clients: ClientAuth,
+
+    /// `yes`: peers speak mutual TLS on the peer port, each proving a certificate signed by
+    /// the CA (Redis's `tls-replication`). Needs the certificate, key and CA.
+    #[arg(
+        long,
+        env = "STORE_NODE_TLS_REPLICATION",
+        default_value = "no",
+        value_parser = BoolishValueParser::new(),
+        action = ArgAction::Set
+    )]
+    pub tls_replication: bool,
+
+    /// `yes`: the HTTP port speaks HTTPS (with the same certificate).
+    #[arg(
+        long,
+        env = "STORE_NODE_TLS_HTTP",
+        default_value = "no",
+        value_parser = BoolishValueParser::new(),
+        action = ArgAction::Set
+    )]
+    pub tls_http: bool,
+
+    /// File holding the cluster's peer key (one key per line: the first is used, any is
+    /// accepted, for rotation). Peers prove they hold it before anything else is sent; a peer
+    /// without it is refused.
+    #[arg(long, env = "STORE_NODE_PEER_KEY_FILE")]
+    pub peer_key_file: Option<PathBuf>,
+
+    /// Directory of named users: `<dir>/<user>/password` and `<dir>/<user>/role`
+    /// (`readwrite` or `readonly`). Re-read when it changes.
+    #[arg(long, env = "STORE_NODE_USERS_DIR")]
+    pub users_dir: Option<PathBuf>,
+
+    /// File holding the operator's token, which `POST /v1/cluster/leave` requires (whether or
+    /// not clients need a password); without it the endpoint refuses every call.
+    #[arg(long, env = "STORE_NODE_OPERATOR_TOKEN_FILE")]
+    pub operator_token_file: Option<PathBuf>,
+
+    /// Largest argument of an authenticated client's request (Redis's `proto-max-bulk-len`;
+    /// `512mb`, at least `1mb`). Before AUTH: 16 KiB, as Redis.
+    #[arg(
+        long,
+        env = "STORE_NODE_PROTO_MAX_BULK_LEN",
+        default_value = "512mb",
+        value_parser = parse_buffer_limit
+    )]
+    pub proto_max_bulk_len: u64,
+
+    /// Most arguments of an authenticated client's request. Before AUTH: 10, as Redis.
+    #[arg(
+        long,
+        env = "STORE_NODE_PROTO_MAX_MULTIBULK_LEN",
+        default_value_t = 1024 * 1024
+    )]
+    pub proto_max_multibulk_len: u64,
+
+    /// Largest query buffer of one client (Redis's `client-query-buffer-limit`, `1gb`, at least
+    /// `1mb`): a client whose unparsed input exceeds it is closed.
+    #[arg(
+        long,
+        env = "STORE_NODE_CLIENT_QUERY_BUFFER_LIMIT",
+        default_value = "1gb",
+        value_parser = parse_buffer_limit
+    )]
+    pub client_query_buffer_limit: u64,
+
+    /// Cap on the input and output buffers of all RESP clients together, bytes (`64mb`) or a
+    /// percentage of the memory limit (Redis's `maxmemory-clients`); above it the clients
+    /// holding the most are closed first. 0 = no cap (Redis's default); store-node defaults
+    /// to a quarter of the limit, because a pod's limit is hard.
+    #[arg(
+        long,
+        env = "STORE_NODE_MAXMEMORY_CLIENTS",
+        default_value = "25%",
+        value_parser = parse_memory_or_percent
+    )]
+    pub maxmemory_clients: MemoryOrPercent,
+
+    /// HTTP port: session API, /metrics, /healthz, /readyz, /v1/status, /v1/cluster; 0 lets
+    /// the OS choose (tests).
     #[arg(long, env = "STORE_NODE_HTTP_PORT", default_value_t = 8080)]
     pub http_port: u16,
+
+    /// Seconds an HTTP client has to send a request's headers, from connecting or from the
+    /// previous response (so also how long an idle keep-alive connection stays open).
+    #[arg(long, env = "STORE_NODE_HTTP_HEADER_TIMEOUT", default_value_t = 10)]
+    pub http_header_timeout: u64,
+
+    /// Seconds to read an HTTP request's body and answer it; 408 after.
+    #[arg(long, env = "STORE_NODE_HTTP_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub http_request_timeout: u64,
+
+    /// Most open HTTP connections; more are closed at once.
+    #[arg(long, env = "STORE_NODE_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub http_max_connections: usize,
+
+    /// Most HTTP requests served at once; more are answered 503.
+    #[arg(
+        long,
+        env = "STORE_NODE_HTTP_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 256
+    )]
+    pub http_max_concurrent_requests: usize,
+
+    /// How often (ms) the TLS files, the peer key and the users directory are re-read.
+    /// Hidden: a tuning knob for tests.
+    #[arg(
+        long,
+        env = "STORE_NODE_RELOAD_INTERVAL_MS",
+        default_value_t = 3000,
+        hide = true
+    )]
+    pub reload_interval_ms: u64,
+
+    /// Tests only, not a flag: a RESP port of 0 (plain or TLS, with a certificate configured)
+    /// binds a port the OS chooses instead of disabling the listener.
+    #[arg(skip)]
+    pub any_port: bool,
 
     /// Peer replication port.
     #[arg(long, env = "STORE_NODE_PEER_PORT", default_value_t = 7379)]
@@ -319,16 +505,6 @@ pub struct Config {
     #[arg(long, env = "STORE_NODE_MAX_CLIENTS", default_value_t = 10000)]
     pub max_clients: usize,
 
-    /// Bytes a RESP client may hold in commands queued after MULTI plus input not yet parsed;
-    /// a client past it is disconnected, as by Redis's `client-query-buffer-limit` (same
-    /// default, 1 GiB).
-    #[arg(
-        long,
-        env = "STORE_NODE_CLIENT_QUERY_BUFFER_LIMIT",
-        default_value_t = 1 << 30
-    )]
-    pub client_query_buffer_limit: usize,
-
     /// Seconds after which an idle RESP client is disconnected; 0 = never.
     #[arg(long, env = "STORE_NODE_CLIENT_IDLE_TIMEOUT", default_value_t = 0)]
     pub client_idle_timeout: u64,
@@ -383,7 +559,75 @@ impl Config {
         if self.memory_sample_interval_ms == 0 {
             return Err(ConfigError::MemorySampleInterval);
         }
+        let has_files = self.tls_cert_file.is_some() && self.tls_key_file.is_some();
+        for (asked, needed_by) in [
+            (self.tls_port != 0, "--tls-port"),
+            (self.tls_replication, "--tls-replication yes"),
+            (self.tls_http, "--tls-http yes"),
+        ] {
+            if asked && !has_files {
+                return Err(ConfigError::TlsFiles { needed_by });
+            }
+        }
+        if self.resp_listen_port().is_none() && self.tls_listen_port().is_none() {
+            return Err(ConfigError::NoRespListener);
+        }
+        for (value, name) in [
+            (self.http_header_timeout as usize, "--http-header-timeout"),
+            (self.http_request_timeout as usize, "--http-request-timeout"),
+            (self.http_max_connections, "--http-max-connections"),
+            (
+                self.http_max_concurrent_requests,
+                "--http-max-concurrent-requests",
+            ),
+            (self.reload_interval_ms as usize, "--reload-interval-ms"),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::HttpLimit(name));
+            }
+        }
         Ok(())
+    }
+
+    /// The port of the plain RESP listener, `None` when it is disabled (`--resp-port 0`).
+    pub fn resp_listen_port(&self) -> Option<u16> {
+        (self.resp_port != 0 || self.any_port).then_some(self.resp_port)
+    }
+
+    /// The port of the TLS RESP listener, `None` without one.
+    pub fn tls_listen_port(&self) -> Option<u16> {
+        let configured = self.tls_cert_file.is_some() && self.tls_key_file.is_some();
+        (self.tls_port != 0 || (self.any_port && configured)).then_some(self.tls_port)
+    }
+
+    /// The TLS settings, when a certificate and key are configured.
+    pub fn tls_settings(&self) -> Option<crate::tls::TlsSettings> {
+        Some(crate::tls::TlsSettings {
+            cert_file: self.tls_cert_file.clone()?,
+            key_file: self.tls_key_file.clone()?,
+            ca_file: self.tls_ca_cert_file.clone(),
+            client_auth: self.tls_auth_clients,
+            clients: self.tls_listen_port().is_some() || self.tls_http,
+            peers: self.tls_replication,
+        })
+    }
+
+    /// Reads the operator token file (trimming one trailing newline).
+    pub fn read_operator_token(&self) -> Result<Option<String>, ConfigError> {
+        let Some(path) = &self.operator_token_file else {
+            return Ok(None);
+        };
+        let failed = |reason: String| ConfigError::OperatorTokenFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|err| failed(err.to_string()))?;
+        let token = text.strip_suffix('\n').unwrap_or(&text);
+        let token = token.strip_suffix('\r').unwrap_or(token);
+        if token.is_empty() {
+            return Err(failed("the file is empty".to_string()));
+        }
+        Ok(Some(token.to_string()))
     }
 
     /// The number of runtime worker threads: `--worker-threads`, or one per available CPU.
@@ -449,6 +693,7 @@ impl Config {
         config.bind = IpAddr::from([127, 0, 0, 1]);
         config.resp_port = 0;
         config.http_port = 0;
+        config.any_port = true;
         config.node_name = Some("test-0".to_string());
         // Nodes started in-process share the test binary's footprint.
         config.memory_accounting = MemoryAccounting::Data;
@@ -457,116 +702,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn worker_threads_flag_overrides_the_cpu_count() {
-        let config = Config::try_parse_from(["store-node", "--worker-threads", "1"]).unwrap();
-        assert_eq!(config.resolved_worker_threads(), 1);
-        assert!(Config::try_parse_from(["store-node", "--worker-threads", "-1"]).is_err());
-    }
-
-    #[test]
-    fn defaults_match_the_contract() {
-        let config = Config::try_parse_from(["store-node"]).unwrap();
-        assert_eq!(config.bind.to_string(), "0.0.0.0");
-        assert_eq!(config.resp_port, 6379);
-        assert_eq!(config.http_port, 8080);
-        assert_eq!(config.peer_port, 7379);
-        assert_eq!(config.storage_mode, StorageMode::Ram);
-        assert_eq!(config.data_dir, PathBuf::from("/data"));
-        assert_eq!(config.fsync, Fsync::Everysec);
-        assert_eq!(config.write_ack, WriteAck::One);
-        assert_eq!(config.default_session_timeout, 1800);
-        assert_eq!(config.max_session_timeout, 86400);
-        assert_eq!(config.expiry_sweep_interval_ms, 100);
-        assert_eq!(config.max_memory, 0);
-        assert_eq!(config.high_watermark, 0.8);
-        assert_eq!(config.low_watermark, 0.7);
-        assert_eq!(config.eviction_policy, EvictionPolicy::Noeviction);
-        assert_eq!(config.max_clients, 10000);
-        assert_eq!(config.client_idle_timeout, 0);
-        assert_eq!(config.shutdown_timeout, 20);
-        assert_eq!(config.worker_threads, 0);
-        assert_eq!(config.io_threads, 0);
-        assert_eq!(
-            config.resolved_worker_threads(),
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        );
-        assert_eq!(config.log_format, LogFormat::Text);
-        assert_eq!(config.log_level, "info");
-        assert!(config.peers.is_empty());
-        assert_eq!(config.validate(), Ok(()));
-    }
-
-    #[test]
-    fn io_threads_leave_a_cpu_to_the_kernel_unless_set() {
-        let mut config = Config::parse_from(["store-node"]);
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        assert_eq!(config.resolved_io_threads(), (cpus - 1).max(1));
-        config.io_threads = 3;
-        assert_eq!(config.resolved_io_threads(), 3);
-    }
-
-    #[test]
-    fn flags_parse_and_validate() {
-        let config = Config::try_parse_from([
-            "store-node",
-            "--peers",
-            "a:7379,b:7379",
-            "--eviction-policy",
-            "volatile-lru",
-            "--write-ack",
-            "all",
-            "--fsync",
-            "always",
-            "--max-memory",
-            "1048576",
-        ])
-        .unwrap();
-        assert_eq!(config.peers, vec!["a:7379", "b:7379"]);
-        assert_eq!(config.eviction_policy, EvictionPolicy::VolatileLru);
-        assert_eq!(config.write_ack, WriteAck::All);
-        assert_eq!(config.fsync, Fsync::Always);
-        assert_eq!(config.max_memory, 1048576);
-        assert!(Config::try_parse_from(["store-node", "--write-ack", "two"]).is_err());
-        assert!(
-            Config::try_parse_from(["store-node", "--eviction-policy", "allkeys-lru"]).is_err()
-        );
-    }
-
-    #[test]
-    fn disc_mode_is_accepted_with_its_data_dir_and_fsync() {
-        let config = Config::try_parse_from([
-            "store-node",
-            "--storage-mode",
-            "disc",
-            "--data-dir",
-            "/var/lib/store",
-            "--fsync",
-            "always",
-        ])
-        .unwrap();
-        assert_eq!(config.validate(), Ok(()));
-        assert_eq!(config.storage_mode, StorageMode::Disc);
-        assert_eq!(config.data_dir, std::path::PathBuf::from("/var/lib/store"));
-        assert_eq!(config.fsync, Fsync::Always);
-    }
-
-    #[test]
-    fn bad_watermarks_are_refused() {
-        let config = Config::try_parse_from([
-            "store-node",
-            "--high-watermark",
-            "0.5",
-            "--low-watermark",
-            "0.6",
-        ])
-        .unwrap();
-        assert!(matches!(
-            config.validate(),
-            Err(ConfigError::Watermarks { .. })
-        ));
-    }
-}
+mod tests;

@@ -2,8 +2,9 @@
 //! can start a node in-process ([`server::start`]); `main.rs` only parses flags, sets up logs
 //! and waits for a signal. ARCHITECTURE.md at the repository root maps the parts; from the
 //! bottom up:
-//! - [`protocol`], [`store`], [`metrics`], [`config`]: leaves (RESP framing; the keyspace
-//!   engine with its value model and write hook; counters; flags).
+//! - [`protocol`], [`store`], [`metrics`], [`tls`], [`config`]: leaves (RESP framing; the
+//!   keyspace engine with its value model and write hook; counters; TLS configurations from
+//!   certificate files; flags).
 //! - [`persistence`], [`replication`]: the write-ahead log and the peer protocol, each over
 //!   the store's records.
 //! - [`node`]: one node's shared state, and replication and the log plugged into the engine.
@@ -21,3 +22,4 @@ pub mod protocol;
 pub mod replication;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -1,8 +1,9 @@
 //! Start-up and shutdown of a node, the one place that puts the parts together: the engine,
-//! the node state, disc recovery and replication (`crate::node`), the RESP and HTTP listeners
-//! (`crate::net`) and the background tasks (active expiry, snapshots), with a graceful drain
-//! on a [`CancellationToken`]. [`start`] returns a [`RunningNode`] with the bound addresses, so
-//! tests start nodes on `127.0.0.1:0`.
+//! the node state with its security files (`crate::node::security`), disc recovery and
+//! replication (`crate::node`), the RESP (plain and TLS) and HTTP listeners (`crate::net`) and
+//! the background tasks (active expiry, snapshots, re-reading the security files), with a
+//! graceful drain on a [`CancellationToken`]. [`start`] returns a [`RunningNode`] with the
+//! bound addresses, so tests start nodes on `127.0.0.1:0`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError, StorageMode};
 use crate::net::io_threads::IoThreads;
+use crate::node::security::{Security, SecurityError};
 use crate::node::{Lifecycle, NodeState};
 use crate::store::{EngineConfig, MemoryEngine};
 
@@ -23,6 +25,9 @@ pub enum ServerError {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(ConfigError),
+    /// A security file (TLS, peer key, users, operator token) is missing or invalid.
+    #[error("{0}")]
+    Security(SecurityError),
     /// The RESP listener could not bind.
     #[error("failed to bind the RESP listener on {address}: {source}")]
     BindResp {
@@ -59,8 +64,11 @@ pub enum ServerError {
 /// A started node.
 #[derive(Debug)]
 pub struct RunningNode {
-    /// Where the RESP listener is bound.
+    /// Where RESP clients connect: the plain listener, or the TLS one when the plain port is
+    /// disabled.
     pub resp_addr: SocketAddr,
+    /// Where the TLS RESP listener is bound, when there is one.
+    pub tls_addr: Option<SocketAddr>,
     /// Where the HTTP listener is bound.
     pub http_addr: SocketAddr,
     /// Shared state (engine, metrics).
@@ -122,15 +130,22 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
         low_watermark: config.low_watermark,
         policy: config.eviction_policy,
     }));
-    let resp_address = SocketAddr::new(config.bind, config.resp_port);
-    let http_address = SocketAddr::new(config.bind, config.http_port);
-    let resp_listener =
-        TcpListener::bind(resp_address)
+    let security = Security::load(&config).map_err(ServerError::Security)?;
+    let bind = config.bind;
+    let bind_resp = |port: Option<u16>| async move {
+        let Some(port) = port else {
+            return Ok(None);
+        };
+        let address = SocketAddr::new(bind, port);
+        let listener = TcpListener::bind(address)
             .await
-            .map_err(|source| ServerError::BindResp {
-                address: resp_address,
-                source,
-            })?;
+            .map_err(|source| ServerError::BindResp { address, source })?;
+        let bound = listener.local_addr().map_err(ServerError::LocalAddress)?;
+        Ok::<_, ServerError>(Some((listener, bound)))
+    };
+    let plain = bind_resp(config.resp_listen_port()).await?;
+    let tls = bind_resp(config.tls_listen_port()).await?;
+    let http_address = SocketAddr::new(config.bind, config.http_port);
     let http_listener =
         TcpListener::bind(http_address)
             .await
@@ -138,16 +153,23 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
                 address: http_address,
                 source,
             })?;
-    let resp_addr = resp_listener
-        .local_addr()
-        .map_err(ServerError::LocalAddress)?;
     let http_addr = http_listener
         .local_addr()
         .map_err(ServerError::LocalAddress)?;
+    let tls_addr = tls.as_ref().map(|(_, bound)| *bound);
+    let Some(resp_addr) = plain.as_ref().map(|(_, bound)| *bound).or(tls_addr) else {
+        return Err(ServerError::Config(ConfigError::NoRespListener));
+    };
+    let resp_listeners = RespListeners {
+        plain: plain.map(|(listener, _)| listener),
+        tls: tls.map(|(listener, _)| listener),
+    };
     let shutdown_timeout = Duration::from_secs(config.shutdown_timeout);
     let sweep_interval = Duration::from_millis(config.expiry_sweep_interval_ms);
     let disc_mode = config.storage_mode == StorageMode::Disc;
-    let state = Arc::new(NodeState::new(config, engine, password));
+    let mut node_state = NodeState::new(config, engine, password);
+    node_state.security = security;
+    let state = Arc::new(node_state);
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     // Shutting down stops serving clients: connections wait on `stop_serving` alone.
@@ -160,7 +182,7 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
     });
     let io_threads = IoThreads::start(state.config.resolved_io_threads(), &state, &tasks)
         .map_err(ServerError::IoThreads)?;
-    let mut listeners = Some((resp_listener, http_listener, io_threads));
+    let mut listeners = Some((resp_listeners, http_listener, io_threads));
     if disc_mode {
         // Listeners open before recovery so clients and probes get answers while a large data
         // directory loads: LOADING for data commands, 503 on /readyz, progress in /v1/status.
@@ -175,7 +197,7 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
         tasks.wait().await;
     };
     let disc = if disc_mode {
-        tracing::info!(%resp_addr, %http_addr, data_dir = %state.config.data_dir.display(), "recovering from disc; answering LOADING meanwhile");
+        tracing::info!(%resp_addr, ?tls_addr, %http_addr, data_dir = %state.config.data_dir.display(), "recovering from disc; answering LOADING meanwhile");
         match crate::node::disc::open(&state.config, &state.engine, &state.hook, &state.recovery)
             .await
         {
@@ -206,23 +228,38 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
         shutdown.clone(),
     ));
     tasks.spawn(sweep_loop(state.clone(), sweep_interval, shutdown.clone()));
+    tasks.spawn(crate::node::reload::reload_loop(
+        state.clone(),
+        shutdown.clone(),
+    ));
     if disc.is_some() {
         tasks.spawn(crate::node::disc::snapshot_loop(
             state.clone(),
             shutdown.clone(),
         ));
     }
+    let certificate = state
+        .security
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.certificate());
     tracing::info!(
         %resp_addr,
+        ?tls_addr,
         %http_addr,
+        https = state.config.tls_http,
         node = %state.node_name,
         limit_bytes,
         policy = state.engine.memory().policy.as_str(),
         auth = state.password.is_some(),
+        users = state.security.users.len(),
+        certificate_serial = certificate.as_ref().map(|info| info.serial.as_str()),
+        certificate_not_after_unix = certificate.as_ref().map(|info| info.not_after_unix),
         "store-node serving"
     );
     Ok(RunningNode {
         resp_addr,
+        tls_addr,
         http_addr,
         state,
         shutdown,
@@ -231,31 +268,42 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
     })
 }
 
-/// Spawns the RESP accept loop and the HTTP server.
+/// The bound RESP listeners.
+struct RespListeners {
+    plain: Option<TcpListener>,
+    tls: Option<TcpListener>,
+}
+
+/// Spawns the RESP accept loops and the HTTP server.
 fn serve_listeners(
-    resp_listener: TcpListener,
+    resp: RespListeners,
     http_listener: TcpListener,
     io_threads: IoThreads,
     state: &Arc<NodeState>,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) {
-    tasks.spawn(crate::net::resp::accept_loop(
-        resp_listener,
-        io_threads,
+    let io_threads = Arc::new(io_threads);
+    for (listener, tls) in [(resp.plain, false), (resp.tls, true)] {
+        if let Some(listener) = listener {
+            tasks.spawn(crate::net::resp::accept_loop(
+                listener,
+                tls,
+                io_threads.clone(),
+                state.clone(),
+                shutdown.clone(),
+                tasks.clone(),
+            ));
+        }
+    }
+    let router = crate::net::http::router(state.clone());
+    tasks.spawn(crate::net::http::serve::serve(
+        http_listener,
+        router,
         state.clone(),
         shutdown.clone(),
         tasks.clone(),
     ));
-    let router = crate::net::http::router(state.clone());
-    let http_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let serve = axum::serve(http_listener, router)
-            .with_graceful_shutdown(http_shutdown.cancelled_owned());
-        if let Err(error) = serve.await {
-            tracing::error!(%error, "HTTP server failed");
-        }
-    });
 }
 
 async fn sweep_loop(state: Arc<NodeState>, interval: Duration, shutdown: CancellationToken) {

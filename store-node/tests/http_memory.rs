@@ -188,7 +188,13 @@ async fn session_api_requires_the_bearer_password() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("password");
     std::fs::write(&file, "pw").unwrap();
-    let node = node_with(|config| config.password_file = Some(file.clone())).await;
+    let token = dir.join("operator-token");
+    std::fs::write(&token, "operator-secret\n").unwrap();
+    let node = node_with(|config| {
+        config.password_file = Some(file.clone());
+        config.operator_token_file = Some(token.clone());
+    })
+    .await;
     let body = json!({"data": 1});
     assert_eq!(
         http(&node, "PUT", "/v1/sessions/a", Some(body.clone()), None)
@@ -233,15 +239,69 @@ async fn session_api_requires_the_bearer_password() {
         http(&node, "POST", "/v1/cluster/leave", None, None).await.0,
         401
     );
+    // The client password is not the operator's token.
     assert_eq!(
         http(&node, "POST", "/v1/cluster/leave", None, Some("pw"))
             .await
             .0,
+        401
+    );
+    assert_eq!(
+        http(
+            &node,
+            "POST",
+            "/v1/cluster/leave",
+            None,
+            Some("operator-secret")
+        )
+        .await
+        .0,
         202
     );
     assert_eq!(
         http(&node, "GET", "/readyz", None, None).await,
         (503, "leaving".to_string())
+    );
+    node.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn leaving_needs_the_operator_token_even_without_client_auth() {
+    let dir = std::env::temp_dir().join(format!("store-node-http-leave-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let node = node().await;
+    // No password, no operator token: nobody may make the node leave.
+    let (code, body) = http(&node, "POST", "/v1/cluster/leave", None, None).await;
+    assert_eq!(
+        (code, body.as_str()),
+        (
+            403,
+            r#"{"error":"leaving needs the operator's token, and this node has none (--operator-token-file)"}"#
+        )
+    );
+    assert_eq!(http(&node, "GET", "/readyz", None, None).await.0, 200);
+    node.shutdown().await.unwrap();
+
+    let token = dir.join("operator-token");
+    std::fs::write(&token, "tok-1234567890").unwrap();
+    let node = node_with(|config| config.operator_token_file = Some(token.clone())).await;
+    let (code, body) = http(&node, "POST", "/v1/cluster/leave", None, Some("wrong")).await;
+    assert_eq!(
+        (code, body.as_str()),
+        (401, r#"{"error":"missing or wrong operator token"}"#)
+    );
+    assert_eq!(
+        http(
+            &node,
+            "POST",
+            "/v1/cluster/leave",
+            None,
+            Some("tok-1234567890")
+        )
+        .await
+        .0,
+        202
     );
     node.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);

@@ -74,6 +74,34 @@ proptest! {
     }
 
     #[test]
+    fn requests_split_across_reads_parse_as_a_whole(
+        args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..10),
+        cuts in proptest::collection::vec(0usize..400, 0..8),
+    ) {
+        let request = Frame::Array(args.iter().map(|arg| Frame::Bulk(Bytes::copy_from_slice(arg))).collect());
+        let mut input = request.to_bytes(Protocol::Resp2).to_vec();
+        input.extend_from_slice(b"PING\r\n");
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|cut| cut.min(input.len())).collect();
+        cuts.sort_unstable();
+        cuts.push(input.len());
+        // One parser fed the pipeline in pieces, as reads deliver it.
+        let mut parser = RequestParser::default();
+        let mut buffer = BytesMut::new();
+        let mut parsed = Vec::new();
+        let mut requests: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut from = 0;
+        for cut in cuts {
+            buffer.extend_from_slice(&input[from..cut]);
+            from = cut;
+            while parser.parse(&mut buffer, &mut parsed).unwrap() {
+                requests.push(parsed.iter().map(|arg| arg.to_vec()).collect());
+            }
+        }
+        prop_assert_eq!(requests, vec![args, vec![b"PING".to_vec()]]);
+        prop_assert!(buffer.is_empty());
+    }
+
+    #[test]
     fn partial_requests_wait(args in proptest::collection::vec("[a-z]{1,8}", 1..5), cut in 0usize..100) {
         let request = Frame::Array(args.iter().map(|arg| Frame::bulk(arg.as_bytes())).collect()).to_bytes(Protocol::Resp2);
         let cut = cut.min(request.len() - 1);

@@ -4,7 +4,9 @@ use bytes::Bytes;
 
 use super::flags::{LOADING_OK, WRITE};
 use super::CommandSpec;
-use super::{commands, is, text, Call, SYNTAX};
+use super::{commands, is, no_permission, text, Call, SYNTAX};
+use crate::config::{parse_buffer_limit, parse_memory_or_percent};
+use crate::node::users::Role;
 use crate::protocol::Frame;
 
 /// The commands of this family, as the dispatcher finds them.
@@ -19,15 +21,33 @@ pub static COMMANDS: &[CommandSpec] = &[
 
 fn config_values(call: &Call<'_>) -> Vec<(&'static str, String)> {
     let memory = call.state.engine.memory();
+    let limits = &call.state.client_limits;
+    let config = &call.state.config;
+    let yes_no = |value: bool| if value { "yes" } else { "no" }.to_string();
     vec![
         ("maxmemory", memory.limit_bytes.to_string()),
         ("maxmemory-policy", memory.policy.as_str().to_string()),
-        ("maxclients", call.state.config.max_clients.to_string()),
-        ("timeout", call.state.config.client_idle_timeout.to_string()),
+        ("maxmemory-clients", limits.maxmemory_clients().to_string()),
+        (
+            "proto-max-bulk-len",
+            limits.proto_max_bulk_len().to_string(),
+        ),
+        (
+            "proto-max-multibulk-len",
+            limits.proto_max_multibulk_len().to_string(),
+        ),
         (
             "client-query-buffer-limit",
-            call.state.config.client_query_buffer_limit.to_string(),
+            limits.query_buffer_limit().to_string(),
         ),
+        ("tls-port", config.tls_port.to_string()),
+        (
+            "tls-auth-clients",
+            config.tls_auth_clients.as_str().to_string(),
+        ),
+        ("tls-replication", yes_no(config.tls_replication)),
+        ("maxclients", call.state.config.max_clients.to_string()),
+        ("timeout", call.state.config.client_idle_timeout.to_string()),
         ("databases", "1".to_string()),
         ("save", String::new()),
         ("appendonly", "no".to_string()),
@@ -71,30 +91,7 @@ pub fn config(call: &mut Call<'_>) -> Frame {
             .collect();
         Frame::Map(pairs)
     } else if is(sub, "set") && args.len() == 4 {
-        if is(&args[2], "notify-keyspace-events") {
-            call.state.set_notify_keyspace_events(text(&args[3]));
-            Frame::ok()
-        } else if is(&args[2], "replica-serve-stale-data") {
-            // Redis's yes/no (its boolean parser takes only these two, any case).
-            if is(&args[3], "yes") {
-                call.state.set_serve_stale_data(true);
-            } else if is(&args[3], "no") {
-                call.state.set_serve_stale_data(false);
-            } else {
-                return Frame::error(
-                    "ERR CONFIG SET failed (possibly related to argument 'replica-serve-stale-data') - argument must be 'yes' or 'no'",
-                );
-            }
-            Frame::ok()
-        } else {
-            Frame::Error(
-                format!(
-                    "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
-                    text(&args[2])
-                )
-                .into(),
-            )
-        }
+        config_set(call)
     } else if is(sub, "resetstat") && args.len() == 2 {
         Frame::ok()
     } else {
@@ -105,6 +102,73 @@ pub fn config(call: &mut Call<'_>) -> Frame {
             )
             .into(),
         )
+    }
+}
+
+/// CONFIG SET name value: `notify-keyspace-events`, and the client limits (Redis's names and
+/// error texts). A read-only user may not change the node.
+fn config_set(call: &mut Call<'_>) -> Frame {
+    if call.client.role() == Role::ReadOnly {
+        return no_permission(call.client, "config|set");
+    }
+    let name = text(&call.args[2]).to_ascii_lowercase();
+    let value = text(&call.args[3]);
+    let limits = &call.state.client_limits;
+    let applied = match name.as_str() {
+        "notify-keyspace-events" => {
+            call.state.set_notify_keyspace_events(value);
+            Ok(())
+        }
+        "replica-serve-stale-data" => {
+            // Redis's yes/no (its boolean parser takes only these two, any case).
+            if value.eq_ignore_ascii_case("yes") {
+                call.state.set_serve_stale_data(true);
+                Ok(())
+            } else if value.eq_ignore_ascii_case("no") {
+                call.state.set_serve_stale_data(false);
+                Ok(())
+            } else {
+                Err("argument must be 'yes' or 'no'".to_string())
+            }
+        }
+        "proto-max-bulk-len" => {
+            parse_buffer_limit(&value).map(|bytes| limits.set_proto_max_bulk_len(bytes))
+        }
+        "client-query-buffer-limit" => {
+            parse_buffer_limit(&value).map(|bytes| limits.set_query_buffer_limit(bytes))
+        }
+        "maxmemory-clients" => {
+            parse_memory_or_percent(&value).map(|cap| limits.set_maxmemory_clients(cap))
+        }
+        "proto-max-multibulk-len" => match value.parse::<u64>() {
+            Ok(count) if (1..=i32::MAX as u64).contains(&count) => {
+                limits.set_proto_max_multibulk_len(count);
+                Ok(())
+            }
+            _ => Err(format!(
+                "argument must be between 1 and {} inclusive",
+                i32::MAX
+            )),
+        },
+        _ => {
+            return Frame::Error(
+                format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                    text(&call.args[2])
+                )
+                .into(),
+            )
+        }
+    };
+    match applied {
+        Ok(()) => {
+            tracing::info!(client = call.client.id, parameter = %name, value = %text(&call.args[3]), "CONFIG SET");
+            Frame::ok()
+        }
+        Err(reason) => Frame::Error(
+            format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}")
+                .into(),
+        ),
     }
 }
 
@@ -215,7 +279,8 @@ mod tests {
             h.run("CONFIG GET maxmemory*"),
             Frame::Map(vec![
                 (bulk("maxmemory"), bulk("0")),
-                (bulk("maxmemory-policy"), bulk("noeviction"))
+                (bulk("maxmemory-policy"), bulk("noeviction")),
+                (bulk("maxmemory-clients"), bulk("25%")),
             ])
         );
         assert_eq!(h.run("CONFIG SET notify-keyspace-events Egx"), Frame::ok());
@@ -225,5 +290,59 @@ mod tests {
         );
         assert_eq!(h.run("FLUSHDB"), Frame::ok());
         assert_eq!(h.run("DBSIZE"), Frame::Integer(0));
+    }
+
+    #[test]
+    fn client_limits_are_set_with_redis_names_and_texts() {
+        let mut h = Harness::new();
+        // The texts of redis-server 7.0.15 for the same commands.
+        assert_eq!(
+            h.run("CONFIG SET proto-max-bulk-len abc"),
+            err("ERR CONFIG SET failed (possibly related to argument 'proto-max-bulk-len') - argument must be a memory value")
+        );
+        assert_eq!(
+            h.run("CONFIG SET proto-max-bulk-len 100"),
+            err("ERR CONFIG SET failed (possibly related to argument 'proto-max-bulk-len') - argument must be between 1048576 and 9223372036854775807 inclusive")
+        );
+        assert_eq!(
+            h.run("CONFIG SET client-query-buffer-limit 100"),
+            err("ERR CONFIG SET failed (possibly related to argument 'client-query-buffer-limit') - argument must be between 1048576 and 9223372036854775807 inclusive")
+        );
+        assert_eq!(
+            h.run("CONFIG SET maxmemory-clients 101%"),
+            err("ERR CONFIG SET failed (possibly related to argument 'maxmemory-clients') - percentage argument must be less or equal to 100")
+        );
+        assert_eq!(
+            h.run("CONFIG SET maxmemory-clients abc"),
+            err("ERR CONFIG SET failed (possibly related to argument 'maxmemory-clients') - argument must be a memory or percent value")
+        );
+        assert_eq!(h.run("CONFIG SET proto-max-bulk-len 1mb"), Frame::ok());
+        assert_eq!(
+            h.run("CONFIG SET client-query-buffer-limit 2gb"),
+            Frame::ok()
+        );
+        assert_eq!(h.run("CONFIG SET maxmemory-clients 10%"), Frame::ok());
+        assert_eq!(h.run("CONFIG SET proto-max-multibulk-len 100"), Frame::ok());
+        assert_eq!(
+            h.run("CONFIG GET proto-max-bulk-len"),
+            Frame::Map(vec![(bulk("proto-max-bulk-len"), bulk("1048576"))])
+        );
+        assert_eq!(
+            h.run("CONFIG GET client-query-buffer-limit"),
+            Frame::Map(vec![(
+                bulk("client-query-buffer-limit"),
+                bulk("2147483648")
+            )])
+        );
+        assert_eq!(
+            h.run("CONFIG GET maxmemory-clients"),
+            Frame::Map(vec![(bulk("maxmemory-clients"), bulk("10%"))])
+        );
+        let limits = h.state.client_limits.request_limits();
+        assert_eq!((limits.max_bulk_len, limits.max_args), (1048576, 100));
+        assert_eq!(
+            h.run("CONFIG SET proto-max-nothing 1"),
+            err("ERR Unknown option or number of arguments for CONFIG SET - 'proto-max-nothing'")
+        );
     }
 }

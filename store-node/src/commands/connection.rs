@@ -1,10 +1,13 @@
 //! Connection commands: PING, ECHO, QUIT, AUTH, HELLO, SELECT, CLIENT, RESET.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::flags::{LOADING_OK, NO_AUTH, NO_QUEUE};
 use super::CommandSpec;
 use super::{is, parse_i64, text, Call, NOT_INTEGER, SYNTAX, WRONGPASS};
+use crate::node::users::{any_password_matches, User};
 use crate::protocol::{Frame, Protocol};
 
 /// The commands of this family, as the dispatcher finds them.
@@ -42,33 +45,29 @@ pub fn quit(call: &mut Call<'_>) -> Frame {
     Frame::ok()
 }
 
-/// Checks a username/password pair against the configured passwords. The only user is
-/// `default`; without a password it accepts anything, like Redis's `nopass` default user. Each
-/// line of the password file is a password (the operator adds the previous one while a new one
-/// rolls out), as Redis lets a user have several.
-fn check(call: &Call<'_>, user: &[u8], password: &[u8]) -> bool {
-    if user != b"default" {
-        return false;
+/// The user a username/password pair authenticates: `Some(None)` for the `default` user (the
+/// configured password, any line of the password file; without one it accepts anything, like
+/// Redis's `nopass` default user), `Some(Some(user))` for a named user of `--users-dir`, `None`
+/// when the pair is wrong.
+fn check(call: &Call<'_>, user: &[u8], password: &[u8]) -> Option<Option<Arc<User>>> {
+    if user == b"default" {
+        let matches = match &call.state.password {
+            None => true,
+            Some(accepted) => any_password_matches(accepted, password),
+        };
+        return matches.then_some(None);
     }
-    match &call.state.password {
-        None => true,
-        Some(accepted) => accepted
-            .lines()
-            .filter(|line| !line.is_empty())
-            .fold(false, |any, line| {
-                constant_time_eq(line.as_bytes(), password) | any
-            }),
-    }
+    call.state
+        .security
+        .users
+        .authenticate(user, password)
+        .map(Some)
 }
 
-fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
-    if left.len() != right.len() {
-        return false;
-    }
-    left.iter()
-        .zip(right)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
+/// Marks the connection authenticated as `user`.
+fn log_in(call: &mut Call<'_>, user: Option<Arc<User>>) {
+    call.client.authenticated = true;
+    call.client.user = user;
 }
 
 /// AUTH [username] password
@@ -85,8 +84,8 @@ pub fn auth(call: &mut Call<'_>) -> Frame {
         3 => (&call.args[1], &call.args[2]),
         _ => return SYNTAX,
     };
-    if check(call, user, password) {
-        call.client.authenticated = true;
+    if let Some(user) = check(call, user, password) {
+        log_in(call, user);
         Frame::ok()
     } else {
         tracing::debug!(client = call.client.id, "authentication failed");
@@ -130,10 +129,10 @@ pub fn hello(call: &mut Call<'_>) -> Frame {
         }
     }
     if let Some((user, password)) = credentials {
-        if !check(call, user, password) {
+        let Some(user) = check(call, user, password) else {
             return WRONGPASS;
-        }
-        call.client.authenticated = true;
+        };
+        log_in(call, user);
     }
     if !call.client.authenticated {
         return Frame::error(
@@ -196,11 +195,12 @@ fn client_info_line(call: &Call<'_>) -> String {
         .map(|value| text(value))
         .unwrap_or_default();
     format!(
-        "id={} addr={} name={} db=0 multi={} user=default resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} name={} db=0 multi={} user={} resp={} lib-name={} lib-ver={}\n",
         client.id,
         client.address,
         name,
         client.multi.as_ref().map_or(-1, |queue| queue.len() as i64),
+        client.user_name(),
         resp,
         lib_name,
         lib_version
@@ -265,6 +265,7 @@ pub fn reset(call: &mut Call<'_>) -> Frame {
     call.client.multi = None;
     call.client.multi_failed = false;
     call.client.authenticated = call.state.password.is_none();
+    call.client.user = None;
     Frame::Simple("RESET".into())
 }
 
@@ -307,6 +308,67 @@ mod tests {
         assert_eq!(h.run("CLIENT SETNAME a b"), err("ERR unknown subcommand or wrong number of arguments for 'SETNAME'. Try CLIENT HELP."));
         assert_eq!(h.run("RESET"), Frame::Simple("RESET".into()));
         assert_eq!(h.run("GET k"), err("NOAUTH Authentication required."));
+    }
+
+    fn users(entries: &[(&str, &str, &str)]) -> crate::node::users::Users {
+        let dir = std::env::temp_dir().join(format!(
+            "store-node-command-users-{}-{}",
+            std::process::id(),
+            entries.len()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (name, role, password) in entries {
+            let user = dir.join(name);
+            std::fs::create_dir_all(&user).expect("user dir");
+            std::fs::write(user.join("role"), role).expect("role");
+            std::fs::write(user.join("password"), password).expect("password");
+        }
+        crate::node::users::Users::load(&dir).expect("users")
+    }
+
+    #[test]
+    fn named_users_and_their_roles() {
+        let mut h = Harness::with_users(
+            Some("pw"),
+            users(&[("alice", "readonly", "apw"), ("bob", "readwrite", "bpw")]),
+        );
+        assert_eq!(
+            h.run("AUTH alice wrong"),
+            err("WRONGPASS invalid username-password pair or user is disabled.")
+        );
+        assert_eq!(h.run("AUTH alice apw"), Frame::ok());
+        assert_eq!(h.run("GET k"), Frame::Null);
+        // Redis 7.2's text (7.0 said "this user has no permissions ...").
+        assert_eq!(
+            h.run("SET k v"),
+            err("NOPERM User alice has no permissions to run the 'set' command")
+        );
+        assert_eq!(
+            h.run("DEL k"),
+            err("NOPERM User alice has no permissions to run the 'del' command")
+        );
+        assert_eq!(h.run("MULTI"), Frame::ok());
+        assert_eq!(
+            h.run("HSET h f v"),
+            err("NOPERM User alice has no permissions to run the 'hset' command")
+        );
+        assert_eq!(
+            h.run("EXEC"),
+            err("EXECABORT Transaction discarded because of previous errors.")
+        );
+        assert!(
+            matches!(h.run("CLIENT INFO"), Frame::Verbatim(line) if String::from_utf8_lossy(&line).contains(" user=alice "))
+        );
+        let Frame::Map(_) = h.run("HELLO 3 AUTH bob bpw") else {
+            panic!("HELLO with a named user")
+        };
+        assert_eq!(h.run("SET k v"), Frame::ok());
+        assert_eq!(h.run("AUTH default pw"), Frame::ok());
+        assert_eq!(h.run("SET k v2"), Frame::ok());
+        assert_eq!(
+            h.run("AUTH default apw"),
+            err("WRONGPASS invalid username-password pair or user is disabled.")
+        );
     }
 
     #[test]

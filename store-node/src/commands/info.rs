@@ -75,7 +75,7 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
     if wanted("stats") {
         let _ = write!(
             out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nclient_query_buffer_limit_disconnections:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
             state.metrics.connections_total.load(Ordering::Relaxed),
             state.metrics.total_commands(),
             state.metrics.rejected_connections.load(Ordering::Relaxed),
@@ -83,10 +83,13 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
             stats.evicted,
             stats.hits,
             stats.misses,
-            state
-                .metrics
-                .query_buffer_limit_disconnections
-                .load(Ordering::Relaxed)
+        );
+        out.truncate(out.len() - 2);
+        let _ = write!(
+            out,
+            "evicted_clients:{}\r\nclient_query_buffer_limit_disconnections:{}\r\n\r\n",
+            state.client_limits.evicted(),
+            state.client_limits.query_buffer_disconnections()
         );
     }
     if wanted("replication") {
@@ -141,8 +144,9 @@ fn memory_section(state: &NodeState, memory: &crate::store::MemoryStatus) -> Str
     }
     let _ = write!(
         out,
-        "memory_reserve:{reserve}\r\nmemory_high_watermark:{high}\r\nmemory_low_watermark:{low}\r\nmemory_alarm:{alarm}\r\nmemory_peer_alarm:{peer}\r\n\r\n",
+        "memory_reserve:{reserve}\r\nmemory_high_watermark:{high}\r\nmemory_low_watermark:{low}\r\nmemory_alarm:{alarm}\r\nmemory_peer_alarm:{peer}\r\nmaxmemory_clients:{clients_cap}\r\n\r\n",
         reserve = memory.reserve_bytes,
+        clients_cap = state.client_limits.client_memory_cap(memory.limit_bytes),
         high = memory.high_watermark_bytes,
         low = memory.low_watermark_bytes,
         alarm = u8::from(memory.alarm),

@@ -25,11 +25,12 @@ pub mod transaction;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
 use crate::metrics::LocalMetrics;
+use crate::node::users::{Role, User};
 use crate::node::NodeState;
 use crate::protocol::{Frame, Protocol};
 use crate::store::WriteReceipt;
@@ -63,6 +64,8 @@ pub struct ClientState {
     pub name: Option<Bytes>,
     /// Whether AUTH succeeded (always true without a password).
     pub authenticated: bool,
+    /// The named user AUTH chose (`None`: the default user).
+    pub user: Option<Arc<User>>,
     /// Commands queued after MULTI.
     pub multi: Option<Vec<Vec<Bytes>>>,
     /// Bytes of the arguments queued after MULTI (Redis's `argv_len_sums`), counted against
@@ -90,6 +93,7 @@ impl ClientState {
             protocol: Protocol::Resp2,
             name: None,
             authenticated,
+            user: None,
             multi: None,
             multi_bytes: 0,
             multi_failed: false,
@@ -153,6 +157,32 @@ pub mod flags {
     /// `loading` flag); every other command gets `LOADING` meanwhile (reads excepted under
     /// `replica-serve-stale-data yes` once disc recovery is done).
     pub const LOADING_OK: u8 = 16;
+}
+
+impl ClientState {
+    /// The role of the authenticated user (the default user may run everything).
+    pub fn role(&self) -> Role {
+        self.user
+            .as_ref()
+            .map_or(Role::ReadWrite, |user| user.role())
+    }
+
+    /// The name of the authenticated user, as CLIENT LIST shows it.
+    pub fn user_name(&self) -> &str {
+        self.user.as_ref().map_or("default", |user| user.name())
+    }
+}
+
+/// Redis 7.2's refusal of a command the user's role does not allow (`name` is the command's
+/// full name, `config|set` for a subcommand).
+pub fn no_permission(client: &ClientState, name: &str) -> Frame {
+    Frame::Error(
+        format!(
+            "NOPERM User {} has no permissions to run the '{name}' command",
+            client.user_name()
+        )
+        .into(),
+    )
 }
 
 /// A command's static description.
@@ -261,8 +291,21 @@ pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> E
         }
     };
     let spec = commands()[index];
+    if client.user.as_ref().is_some_and(|user| user.removed()) {
+        // The user was removed from --users-dir: its connections are no longer
+        // authenticated (Redis closes them).
+        client.user = None;
+        client.authenticated = state.password.is_none();
+    }
     if !client.authenticated && spec.flags & NO_AUTH == 0 {
         return NOAUTH.into();
+    }
+    if spec.flags & WRITE != 0 && client.role() == Role::ReadOnly {
+        // Redis checks permissions before queueing: the transaction is then aborted.
+        if client.multi.is_some() {
+            client.multi_failed = true;
+        }
+        return no_permission(client, spec.name).into();
     }
     if spec.flags & LOADING_OK == 0
         && state.data_loading()
@@ -396,6 +439,12 @@ pub(crate) mod testing {
     impl Harness {
         pub fn new() -> Harness {
             Harness::with_password(None)
+        }
+
+        pub fn with_users(password: Option<&str>, users: crate::node::users::Users) -> Harness {
+            let mut harness = Harness::with_password(password);
+            harness.state.security.users = users;
+            harness
         }
 
         pub fn with_password(password: Option<&str>) -> Harness {

@@ -28,9 +28,10 @@ pub struct Metrics {
     pub protocol_errors: AtomicU64,
     /// Commands refused with OOM.
     pub oom_rejections: AtomicU64,
-    /// Connections closed because their MULTI queue and unparsed input passed
-    /// `--client-query-buffer-limit` (Redis's `client_query_buffer_limit_disconnections`).
-    pub query_buffer_limit_disconnections: AtomicU64,
+    /// TLS handshakes of clients (RESP and HTTP) that failed or timed out.
+    pub tls_handshake_failures: AtomicU64,
+    /// HTTP connections closed at once at `--http-max-connections`.
+    pub http_rejected_connections: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -43,7 +44,8 @@ impl Default for Metrics {
             rejected_connections: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             oom_rejections: AtomicU64::new(0),
-            query_buffer_limit_disconnections: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
+            http_rejected_connections: AtomicU64::new(0),
         }
     }
 }

@@ -13,10 +13,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::stream::ClientStream;
 use crate::commands::{execute, ClientState, Executed, OOM};
 use crate::node::write_ack::WriteAcks;
 use crate::node::NodeState;
-use crate::protocol::{Limits, Parsed, ProtocolError, RequestParser};
+use crate::protocol::{Parsed, ProtocolError, RequestParser};
 use crate::store::MemoryEngine;
 
 /// Replies buffered beyond this are written before parsing more requests of a pipeline.
@@ -50,17 +51,82 @@ impl Drop for BufferGauge<'_> {
     }
 }
 
-/// Serves one RESP client until it quits, fails, or `stop` (the node stops serving) is
-/// cancelled; runs on a connection thread ([`super::io_threads::IoThreads`]).
+/// Bound on a TLS client's handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one RESP client, over TLS when it came to the TLS port, until it quits, fails, or
+/// `stop` (the node stops serving) is cancelled; runs on a connection thread
+/// ([`super::io_threads::IoThreads`]). A TLS client gets the certificate current at its
+/// handshake.
 pub async fn serve_connection(
     state: &NodeState,
-    mut socket: TcpStream,
+    socket: TcpStream,
+    peer: SocketAddr,
+    stop: &CancellationToken,
+    tls: bool,
+) {
+    if !tls {
+        return serve(state, socket, peer, stop).await;
+    }
+    let Some(context) = state.security.tls.as_ref() else {
+        return;
+    };
+    let handshake = tokio::time::timeout(
+        TLS_HANDSHAKE_TIMEOUT,
+        context.resp_acceptor().accept(socket),
+    );
+    let outcome = tokio::select! {
+        _ = stop.cancelled() => return,
+        outcome = handshake => outcome,
+    };
+    match outcome {
+        Ok(Ok(stream)) => serve(state, stream, peer, stop).await,
+        Ok(Err(error)) => {
+            state
+                .metrics
+                .tls_handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+        }
+        Err(_) => {
+            state
+                .metrics
+                .tls_handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "TLS handshake timed out");
+        }
+    }
+}
+
+/// Writes `output`, unless `close` is cancelled first (the client was picked by the
+/// `maxmemory-clients` cap while it does not read its replies); `false` when the connection
+/// must end.
+async fn write_out<S: ClientStream>(
+    socket: &mut S,
+    output: &[u8],
+    close: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        biased;
+        written = async {
+            socket.write_all(output).await?;
+            // TLS may hold the end of what it encrypted until flushed.
+            socket.flush().await
+        } => written.is_ok(),
+        () = close.cancelled() => false,
+    }
+}
+
+async fn serve<S: ClientStream>(
+    state: &NodeState,
+    mut socket: S,
     peer: SocketAddr,
     stop: &CancellationToken,
 ) {
     let authenticated = state.password.is_none();
     let mut client = ClientState::new(state.next_client_id(), authenticated, peer.to_string());
-    let mut parser = RequestParser::new(Limits::default());
+    let limits = &state.client_limits;
+    let mut parser = RequestParser::new(limits.request_limits());
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut args = Vec::new();
@@ -73,8 +139,13 @@ pub async fn serve_connection(
     gauge.update(&input, &output);
     // A request parsed into `args` and not executed yet: it waited for room in the log.
     let mut pending = false;
+    // Cancelled when the node stops serving, or when the client-memory cap picks this client.
+    let close = stop.child_token();
+    let buffers = limits.register(client.id, client.address.clone(), close.clone());
+    let memory_limit = state.engine.memory().limit_bytes;
     tracing::debug!(%peer, client = client.id, "client connected");
     loop {
+        parser.set_limits(limits.request_limits());
         // Execute every complete request in the buffer, then answer them with one write.
         let mut executed = 0;
         loop {
@@ -94,7 +165,8 @@ pub async fn serve_connection(
                 BatchEnd::NeedInput | BatchEnd::Close => break,
                 BatchEnd::OutputFull => {
                     acks.settle(state, &mut output).await;
-                    if socket.write_all(&output).await.is_err() {
+                    buffers.update((input.capacity() + output.capacity()) as u64, memory_limit);
+                    if !write_out(&mut socket, &output, &close).await {
                         return;
                     }
                     output.clear();
@@ -115,7 +187,7 @@ pub async fn serve_connection(
                     }
                 }
                 BatchEnd::QueryBufferLimit => {
-                    tracing::info!(%peer, client = client.id, limit = state.config.client_query_buffer_limit, "closing client that reached max query buffer length (MULTI queue and input)");
+                    tracing::info!(%peer, client = client.id, limit = state.client_limits.query_buffer_limit(), "closing client that reached max query buffer length (MULTI queue and input)");
                     acks.settle(state, &mut output).await;
                     let _ = socket.write_all(&output).await;
                     return;
@@ -128,7 +200,7 @@ pub async fn serve_connection(
                     tracing::info!(%peer, client = client.id, %error, "closing client: protocol error");
                     output
                         .extend_from_slice(format!("-ERR Protocol error: {error}\r\n").as_bytes());
-                    let _ = socket.write_all(&output).await;
+                    let _ = write_out(&mut socket, &output, &close).await;
                     return;
                 }
             }
@@ -147,7 +219,7 @@ pub async fn serve_connection(
                 // replication already let the others run.
                 yield_to_queued().await;
             }
-            if socket.write_all(&output).await.is_err() {
+            if !write_out(&mut socket, &output, &close).await {
                 return;
             }
             output.clear();
@@ -155,7 +227,7 @@ pub async fn serve_connection(
                 output = BytesMut::with_capacity(16 * 1024);
             }
         }
-        if client.close || stop.is_cancelled() {
+        if client.close || close.is_cancelled() {
             return;
         }
         if input.capacity() - input.len() < 4096 {
@@ -164,16 +236,17 @@ pub async fn serve_connection(
         if input.is_empty() && input.capacity() > 4 * READ_AHEAD_LIMIT {
             input = BytesMut::with_capacity(16 * 1024);
         }
+        buffers.update((input.capacity() + output.capacity()) as u64, memory_limit);
         let spare = input.capacity() - input.len();
         let read = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = close.cancelled() => return,
             read = read_with_idle_timeout(&mut socket, &mut input, idle) => read,
         };
         match read {
             Ok(0) => return,
             Ok(read) => {
                 if read == spare {
-                    read_rest_of_burst(&socket, &mut input, READ_AHEAD_LIMIT);
+                    read_rest_of_burst(&mut socket, &mut input, READ_AHEAD_LIMIT);
                 }
                 gauge.update(&input, &output);
             }
@@ -182,6 +255,16 @@ pub async fn serve_connection(
                 return;
             }
             Err(ReadEnd::Io) => return,
+        }
+        if input.len() as u64 > limits.query_buffer_limit() {
+            // Redis closes such a client without a reply.
+            limits.count_query_buffer_disconnection();
+            tracing::warn!(%peer, client = client.id, query_buffer = input.len(), limit = limits.query_buffer_limit(), "closing client that reached max query buffer length");
+            return;
+        }
+        buffers.update((input.capacity() + output.capacity()) as u64, memory_limit);
+        if close.is_cancelled() {
+            return;
         }
     }
 }
@@ -195,11 +278,11 @@ const READ_AHEAD_LIMIT: usize = 256 * 1024;
 /// with one write. Reading 16 KiB at a time answered a pipeline of sixteen 1 KiB SETs (17 KB)
 /// in two writes, so the client paid a second read and event for every pipeline
 /// (docs/benchmarks.md: 50k TCP segments per 200k SETs against Redis's 25.5k).
-fn read_rest_of_burst(socket: &TcpStream, input: &mut BytesMut, limit: usize) {
+fn read_rest_of_burst<S: ClientStream>(socket: &mut S, input: &mut BytesMut, limit: usize) {
     while input.len() < limit {
         input.reserve(input.len().max(16 * 1024));
         let spare = input.capacity() - input.len();
-        match socket.try_read_buf(input) {
+        match socket.try_read_now(input) {
             Ok(read) if read == spare => continue,
             // A short read drained the socket; an error or the end of the stream shows at the
             // next read, after the requests already read are answered.
@@ -247,6 +330,9 @@ fn process_batch(
     let mut gate = Some(state.transaction_gate.read());
     let mut executed = 0;
     loop {
+        // Until it authenticates, a client may send only small requests (Redis's limits); an
+        // AUTH lifts them for the next request of the same pipeline.
+        parser.set_authenticated(client.authenticated);
         let parsed = if std::mem::take(pending) {
             // It waited for room once: it runs now even if the log filled up again.
             Ok(Parsed::Request)
@@ -289,14 +375,12 @@ fn process_batch(
                 };
                 executed += 1;
                 if client.multi.is_some()
-                    && client.multi_bytes + input.len() > state.config.client_query_buffer_limit
+                    && (client.multi_bytes + input.len()) as u64
+                        > state.client_limits.query_buffer_limit()
                 {
                     // Redis's rule: the MULTI queue counts with the unparsed input against the
                     // query buffer limit, and the client is closed without a reply.
-                    state
-                        .metrics
-                        .query_buffer_limit_disconnections
-                        .fetch_add(1, Ordering::Relaxed);
+                    state.client_limits.count_query_buffer_disconnection();
                     return (BatchEnd::QueryBufferLimit, executed);
                 }
                 let start = output.len();
@@ -320,8 +404,8 @@ enum ReadEnd {
     Io,
 }
 
-async fn read_with_idle_timeout(
-    socket: &mut TcpStream,
+async fn read_with_idle_timeout<S: ClientStream>(
+    socket: &mut S,
     input: &mut BytesMut,
     idle_seconds: u64,
 ) -> Result<usize, ReadEnd> {
@@ -373,7 +457,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_that_fills_the_buffer_takes_the_rest_of_the_burst() {
-        let (mut client, server) = pair().await;
+        let (mut client, mut server) = pair().await;
         let burst: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         client.write_all(&burst).await.expect("write");
         client.flush().await.expect("flush");
@@ -385,13 +469,13 @@ mod tests {
         let spare = input.capacity() - input.len();
         let read = server.try_read_buf(&mut input).expect("first read");
         assert_eq!(read, spare, "the first read fills the buffer");
-        read_rest_of_burst(&server, &mut input, READ_AHEAD_LIMIT);
+        read_rest_of_burst(&mut server, &mut input, READ_AHEAD_LIMIT);
         assert_eq!(&input[..], &burst[..]);
     }
 
     #[tokio::test]
     async fn reading_the_rest_of_a_burst_stops_at_the_limit() {
-        let (mut client, server) = pair().await;
+        let (mut client, mut server) = pair().await;
         let limit = 64 * 1024;
         let burst = vec![7u8; 4 * limit];
         let writer = tokio::spawn(async move {
@@ -403,7 +487,7 @@ mod tests {
 
         let mut input = BytesMut::with_capacity(16 * 1024);
         server.try_read_buf(&mut input).expect("first read");
-        read_rest_of_burst(&server, &mut input, limit);
+        read_rest_of_burst(&mut server, &mut input, limit);
         // The last read may take a whole doubled buffer past the limit, never more.
         assert!(
             (limit..2 * limit).contains(&input.len()),

@@ -23,6 +23,7 @@ use crate::node::NodeState;
 struct Handoff {
     socket: std::net::TcpStream,
     peer: SocketAddr,
+    tls: bool,
 }
 
 struct Worker {
@@ -73,9 +74,9 @@ impl IoThreads {
         Ok(IoThreads { workers })
     }
 
-    /// Hands an accepted connection to the thread serving the fewest; `false` when it could
-    /// not be handed over (it is closed, and logged).
-    pub fn serve(&self, socket: tokio::net::TcpStream, peer: SocketAddr) -> bool {
+    /// Hands an accepted connection (from the TLS port when `tls`) to the thread serving the
+    /// fewest; `false` when it could not be handed over (it is closed, and logged).
+    pub fn serve(&self, socket: tokio::net::TcpStream, peer: SocketAddr, tls: bool) -> bool {
         let Some(worker) = self
             .workers
             .iter()
@@ -91,7 +92,7 @@ impl IoThreads {
             }
         };
         worker.connections.fetch_add(1, Ordering::Relaxed);
-        if worker.sender.send(Handoff { socket, peer }).is_err() {
+        if worker.sender.send(Handoff { socket, peer, tls }).is_err() {
             worker.connections.fetch_sub(1, Ordering::Relaxed);
             tracing::warn!(%peer, "client dropped: its connection thread has stopped");
             return false;
@@ -112,7 +113,7 @@ async fn run(
     // One token per thread: the connections of this thread wait on it without contending with
     // other threads (a shared token's waiter list sits behind a lock).
     let stop = state.stop_serving.child_token();
-    while let Some(Handoff { socket, peer }) = receiver.recv().await {
+    while let Some(Handoff { socket, peer, tls }) = receiver.recv().await {
         let socket = match tokio::net::TcpStream::from_std(socket) {
             Ok(socket) => socket,
             Err(error) => {
@@ -126,7 +127,7 @@ async fn run(
         let stop = stop.clone();
         let connections = connections.clone();
         local.spawn(tasks.track_future(async move {
-            serve_connection(&state, socket, peer, &stop).await;
+            serve_connection(&state, socket, peer, &stop, tls).await;
             connections.fetch_sub(1, Ordering::Relaxed);
             state.clients.fetch_sub(1, Ordering::Relaxed);
         }));

@@ -1,5 +1,5 @@
-//! The RESP listener: accepts clients up to `--max-clients` and hands each to a connection
-//! thread.
+//! The RESP listeners (plain and TLS): accept clients up to `--max-clients` and hand each to a
+//! connection thread, which runs a TLS client's handshake.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,10 +13,12 @@ use tokio_util::task::TaskTracker;
 use super::io_threads::IoThreads;
 use crate::node::NodeState;
 
-/// Accepts RESP clients until the node shuts down or stops serving.
+/// Accepts RESP clients until the node shuts down or stops serving; `tls` when the listener
+/// is the TLS port.
 pub async fn accept_loop(
     listener: TcpListener,
-    io_threads: IoThreads,
+    tls: bool,
+    io_threads: Arc<IoThreads>,
     state: Arc<NodeState>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -46,17 +48,21 @@ pub async fn accept_loop(
                 .rejected_connections
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, max = state.config.max_clients, "client refused: limit reached");
-            tasks.spawn(async move {
-                let _ = socket
-                    .write_all(b"-ERR max number of clients reached\r\n")
-                    .await;
-            });
+            if !tls {
+                // Over TLS the refusal would need a handshake first; the client just sees the
+                // connection close.
+                tasks.spawn(async move {
+                    let _ = socket
+                        .write_all(b"-ERR max number of clients reached\r\n")
+                        .await;
+                });
+            }
             continue;
         }
         let _ = socket.set_nodelay(true);
         // The connection thread decrements it when the connection ends.
         state.clients.fetch_add(1, Ordering::Relaxed);
-        if !io_threads.serve(socket, peer) {
+        if !io_threads.serve(socket, peer, tls) {
             state.clients.fetch_sub(1, Ordering::Relaxed);
         }
     }

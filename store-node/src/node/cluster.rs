@@ -53,7 +53,22 @@ pub async fn start_replication(
     replication_config.anti_entropy_interval =
         Duration::from_millis(config.anti_entropy_interval_ms.max(100));
     bound_transient_memory(&mut replication_config, state.engine.memory().limit_bytes);
-    let tcp: Arc<dyn Transport> = Arc::new(TcpTransport::new(replication_config.max_frame));
+    replication_config.peer_refusals = state.security.peer_refusals.clone();
+    let security = state.security.peer_security(
+        replication_config
+            .connect_timeout
+            .max(replication_config.peer_timeout),
+    );
+    match (security.tls.is_some(), security.keys.is_some()) {
+        (false, false) => tracing::warn!(
+            "peers are not authenticated: set --peer-key-file or --tls-replication (docs/security.md)"
+        ),
+        (tls, key) => tracing::info!(tls, peer_key = key, "peers authenticate before any message"),
+    }
+    let tcp: Arc<dyn Transport> = Arc::new(TcpTransport::secured(
+        replication_config.max_frame,
+        security,
+    ));
     let transport: Arc<dyn Transport> = if config.test_faults {
         tracing::warn!("--test-faults is set: replication links can be cut over HTTP (tests only)");
         let faults = Arc::new(TransportFaults::default());

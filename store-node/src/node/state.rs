@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
+use super::client_limits::ClientLimits;
 use super::hook::NodeHook;
 use super::memory::MemoryProbe;
+use super::security::Security;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::persistence::{Persistence, RecoveryProgress};
@@ -71,6 +73,11 @@ pub struct NodeState {
     pub recovery: Arc<RecoveryProgress>,
     /// The footprint sampler and its last readings.
     pub memory: MemoryProbe,
+    /// TLS, the peer key, named users and the operator token (none until the server loads
+    /// them from the configured files).
+    pub security: Security,
+    /// Request and buffer limits of RESP clients, and their buffers' registry.
+    pub client_limits: ClientLimits,
     lifecycle: AtomicU8,
     serve_stale_data: AtomicBool,
     next_client_id: AtomicU64,
@@ -94,6 +101,7 @@ impl NodeState {
             RandomState::new().hash_one(std::process::id()) as u16
         };
         let memory = MemoryProbe::new(&config);
+        let client_limits = ClientLimits::new(&config);
         NodeState {
             engine,
             hook,
@@ -109,6 +117,8 @@ impl NodeState {
             test_faults: OnceLock::new(),
             recovery: Arc::new(RecoveryProgress::default()),
             memory,
+            security: Security::default(),
+            client_limits,
             lifecycle: AtomicU8::new(Lifecycle::Ready as u8),
             serve_stale_data: AtomicBool::new(serve_stale_data),
             next_client_id: AtomicU64::new(1),

@@ -1,20 +1,35 @@
 //! The request parser: RESP multibulk requests (`*N` of `$len` bulk strings) and inline
 //! commands (`PING\r\n`), with Redis's limits and its exact `Protocol error: ...` texts. Arguments
-//! are zero-copy slices of the read buffer. A request whose declared argument bytes exceed the
-//! room the caller gives ([`RequestParser::parse_within`]) is refused: its bytes are dropped as
-//! they arrive, never buffered, and the caller answers it (with `OOM`).
+//! are zero-copy slices of the read buffer.
+//!
+//! The parser is an incremental state machine: a request that arrives over many reads is
+//! parsed where the previous read left off, so every byte is examined once however slowly the
+//! request is sent (a parser that restarted from the first argument on every read spent time
+//! quadratic in the request's size on a client trickling a large request). Until the connection
+//! is authenticated, requests are held to Redis's pre-AUTH limits: at most
+//! [`UNAUTHENTICATED_MAX_ARGS`] arguments of at most [`UNAUTHENTICATED_MAX_BULK_LEN`] bytes.
+//!
+//! A request whose declared argument bytes exceed the room the caller gives
+//! ([`RequestParser::parse_within`]) is refused: its bytes are dropped as they arrive, never
+//! buffered, and the caller answers it (with `OOM`).
 
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Largest single buffer reservation made for a partially received argument.
 const MAX_RESERVE_STEP: usize = 4 * 1024 * 1024;
 
-/// Size limits applied while parsing requests.
+/// Most arguments of a request from a connection that has not authenticated (Redis: 10).
+pub const UNAUTHENTICATED_MAX_ARGS: usize = 10;
+
+/// Largest argument of a request from a connection that has not authenticated (Redis: 16 KiB).
+pub const UNAUTHENTICATED_MAX_BULK_LEN: usize = 16 * 1024;
+
+/// Size limits applied while parsing requests of an authenticated connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest bulk string argument (Redis `proto-max-bulk-len`, 512 MiB).
     pub max_bulk_len: usize,
-    /// Most arguments in one request (Redis allows 1024*1024).
+    /// Most arguments in one request (`proto-max-multibulk-len`, 1024*1024).
     pub max_args: usize,
     /// Longest inline command line, and longest `*`/`$` header line (Redis: 64 KiB).
     pub max_inline_len: usize,
@@ -48,6 +63,12 @@ pub enum ProtocolError {
     /// The `$` length is not a number or above the bulk limit.
     #[error("invalid bulk length")]
     InvalidBulkLength,
+    /// More than [`UNAUTHENTICATED_MAX_ARGS`] arguments before authentication.
+    #[error("unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// An argument above [`UNAUTHENTICATED_MAX_BULK_LEN`] bytes before authentication.
+    #[error("unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
     /// An element of a multibulk request is not a bulk string.
     #[error("expected '$', got '{0}'")]
     ExpectedBulk(char),
@@ -77,20 +98,59 @@ struct Discard {
     args_left: usize,
 }
 
-/// Parses requests out of a connection's read buffer.
-#[derive(Debug, Default)]
+/// Where the parser is within the request at the front of the buffer. Positions are offsets
+/// from the buffer's start, which moves only when a whole request is consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// No request started.
+    Start,
+    /// In the `*N` line; bytes before `scanned` hold no newline.
+    MultibulkHeader { scanned: usize },
+    /// Before the `$len` line of the next argument at `at`, `remaining` arguments to go; bytes
+    /// before `scanned` hold no newline.
+    BulkHeader {
+        remaining: usize,
+        at: usize,
+        scanned: usize,
+    },
+    /// Waiting for an argument's `len` bytes from `start` and the two bytes after them.
+    BulkData {
+        remaining: usize,
+        start: usize,
+        len: usize,
+    },
+    /// In an inline line; bytes before `scanned` hold no newline.
+    Inline { scanned: usize },
+}
+
+/// Parses requests out of a connection's read buffer, resuming where the previous call
+/// stopped. The buffer's front must not change between calls except through the parser (a
+/// connection only appends what it reads).
+#[derive(Debug)]
 pub struct RequestParser {
     limits: Limits,
+    authenticated: bool,
+    state: State,
     spans: Vec<(usize, usize)>,
+    examined: u64,
+    /// Argument bytes the current request's headers declared so far.
+    declared: u64,
     discard: Option<Discard>,
 }
 
-fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+impl Default for RequestParser {
+    fn default() -> Self {
+        RequestParser::new(Limits::default())
+    }
+}
+
+fn find_newline(buf: &[u8], from: usize) -> Option<usize> {
     let rest = buf.get(from..)?;
-    let newline = rest.iter().position(|&byte| byte == b'\n')?;
     // Redis looks for '\r' and requires the '\n' after it; a bare '\n' inside a header makes
     // the number invalid below, which gives the same error text.
-    Some(from + newline)
+    rest.iter()
+        .position(|&byte| byte == b'\n')
+        .map(|at| from + at)
 }
 
 fn parse_len(line: &[u8]) -> Option<i64> {
@@ -115,14 +175,49 @@ fn parse_len(line: &[u8]) -> Option<i64> {
     Some(if negative { -value } else { value })
 }
 
+/// What one step of the state machine did.
+enum Step {
+    /// Moved on; run the next step.
+    Continue,
+    /// Needs more bytes.
+    Wait,
+    /// A request is complete (possibly empty).
+    Done,
+    /// A request was refused for its size; its rest is being dropped.
+    Refused,
+}
+
 impl RequestParser {
-    /// A parser with the given limits.
+    /// A parser with the given limits, for an authenticated connection.
     pub fn new(limits: Limits) -> RequestParser {
         RequestParser {
             limits,
+            authenticated: true,
+            state: State::Start,
             spans: Vec::new(),
+            examined: 0,
+            declared: 0,
             discard: None,
         }
+    }
+
+    /// Replaces the limits (CONFIG SET); a request already started keeps the checks it passed.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Whether the connection is authenticated; until it is, requests are held to Redis's
+    /// pre-AUTH limits. Set before every [`RequestParser::parse`]: an AUTH lifts the limits
+    /// for the next request of the same pipeline, as in Redis.
+    pub fn set_authenticated(&mut self, authenticated: bool) {
+        self.authenticated = authenticated;
+    }
+
+    /// Bytes examined so far (newline searches and length digits); payloads are skipped by
+    /// their declared length without being examined. Every byte is examined at most twice,
+    /// however the requests were split across reads.
+    pub fn bytes_examined(&self) -> u64 {
+        self.examined
     }
 
     /// Parses the next request from `buf` into `args` (cleared first). Returns `Ok(true)` when a
@@ -150,23 +245,58 @@ impl RequestParser {
         args.clear();
         loop {
             if self.discard.is_some() {
-                return self.continue_discard(buf);
+                match self.continue_discard(buf)? {
+                    Parsed::Refused => return Ok(Parsed::Refused),
+                    _ => return Ok(Parsed::Incomplete),
+                }
             }
-            if buf.is_empty() {
-                return Ok(Parsed::Incomplete);
-            }
-            let consumed = if buf[0] == b'*' {
-                self.parse_multibulk(buf, args, room)?
-            } else {
-                self.parse_inline(buf, args)?
+            let step = match self.state {
+                State::Start => {
+                    let Some(&first) = buf.first() else {
+                        return Ok(Parsed::Incomplete);
+                    };
+                    self.spans.clear();
+                    self.declared = 0;
+                    self.state = if first == b'*' {
+                        State::MultibulkHeader { scanned: 1 }
+                    } else {
+                        State::Inline { scanned: 0 }
+                    };
+                    Step::Continue
+                }
+                State::MultibulkHeader { scanned } => self.multibulk_header(buf, scanned)?,
+                State::BulkHeader {
+                    remaining,
+                    at,
+                    scanned,
+                } => self.bulk_header(buf, remaining, at, scanned, room)?,
+                State::BulkData {
+                    remaining,
+                    start,
+                    len,
+                } => self.bulk_data(buf, remaining, start, len, args),
+                State::Inline { scanned } => self.inline(buf, scanned, args)?,
             };
-            match consumed {
-                None if self.discard.is_some() => continue,
-                None => return Ok(Parsed::Incomplete),
-                Some(()) if args.is_empty() => continue,
-                Some(()) => return Ok(Parsed::Request),
+            match step {
+                Step::Continue => {}
+                Step::Wait => return Ok(Parsed::Incomplete),
+                Step::Refused => self.state = State::Start,
+                Step::Done => {
+                    self.state = State::Start;
+                    if !args.is_empty() {
+                        return Ok(Parsed::Request);
+                    }
+                }
             }
         }
+    }
+
+    /// Searches `buf[from..]` for a newline, counting the bytes examined.
+    fn newline(&mut self, buf: &[u8], from: usize) -> Option<usize> {
+        let found = find_newline(buf, from);
+        let end = found.map_or(buf.len(), |at| at + 1);
+        self.examined += end.saturating_sub(from) as u64;
+        found
     }
 
     /// Drops the rest of a refused request: what remains of the current argument, then each
@@ -190,7 +320,7 @@ impl RequestParser {
                 self.discard = None;
                 return Err(ProtocolError::ExpectedBulk(tag as char));
             }
-            let Some(newline) = find_crlf(buf, 1) else {
+            let Some(newline) = find_newline(buf, 1) else {
                 if buf.len() > self.limits.max_inline_len {
                     self.discard = None;
                     return Err(ProtocolError::BulkCountTooBig);
@@ -210,103 +340,159 @@ impl RequestParser {
         Ok(Parsed::Refused)
     }
 
-    fn parse_multibulk(
+    fn multibulk_header(
         &mut self,
         buf: &mut BytesMut,
-        args: &mut Vec<Bytes>,
-        room: u64,
-    ) -> Result<Option<()>, ProtocolError> {
-        let Some(newline) = find_crlf(buf, 1) else {
+        scanned: usize,
+    ) -> Result<Step, ProtocolError> {
+        let Some(newline) = self.newline(buf, scanned) else {
             if buf.len() > self.limits.max_inline_len {
                 return Err(ProtocolError::MultibulkCountTooBig);
             }
-            return Ok(None);
+            self.state = State::MultibulkHeader { scanned: buf.len() };
+            return Ok(Step::Wait);
         };
+        self.examined += (newline - 1) as u64;
         let count = parse_len(&buf[1..newline]).ok_or(ProtocolError::InvalidMultibulkLength)?;
+        // Redis's order: a count above INT_MAX is invalid, then the pre-AUTH limit, then the
+        // configured one (the error text tells which limit was hit).
+        if count > i64::from(i32::MAX) {
+            return Err(ProtocolError::InvalidMultibulkLength);
+        }
+        if !self.authenticated && count > UNAUTHENTICATED_MAX_ARGS as i64 {
+            return Err(ProtocolError::UnauthenticatedMultibulkLength);
+        }
         if count > self.limits.max_args as i64 {
             return Err(ProtocolError::InvalidMultibulkLength);
         }
         if count <= 0 {
-            buf.advance(newline + 1);
-            return Ok(Some(()));
+            let _ = buf.split_to(newline + 1);
+            return Ok(Step::Done);
         }
-        let count = count as usize;
-        self.spans.clear();
-        let mut position = newline + 1;
-        let mut declared: u64 = 0;
-        for index in 0..count {
-            let Some(&tag) = buf.get(position) else {
-                return Ok(None);
-            };
-            if tag != b'$' {
-                return Err(ProtocolError::ExpectedBulk(tag as char));
-            }
-            let Some(newline) = find_crlf(buf, position + 1) else {
-                if buf.len() - position > self.limits.max_inline_len {
-                    return Err(ProtocolError::BulkCountTooBig);
-                }
-                return Ok(None);
-            };
-            let len =
-                parse_len(&buf[position + 1..newline]).ok_or(ProtocolError::InvalidBulkLength)?;
-            if len < 0 || len as u64 > self.limits.max_bulk_len as u64 {
-                return Err(ProtocolError::InvalidBulkLength);
-            }
-            let start = newline + 1;
-            let end = start + len as usize;
-            declared += len as u64;
-            if declared > room {
-                // Refused before its bytes are buffered: drop what arrived of it, and the rest
-                // as it comes.
-                let have = buf.len().min(end + 2);
-                buf.advance(have);
-                self.discard = Some(Discard {
-                    bulk_left: end + 2 - have,
-                    args_left: count - index - 1,
-                });
-                return Ok(None);
-            }
-            if buf.len() < end + 2 {
-                // Grow towards the whole argument in steps of at most 4 MiB: a header alone
-                // must not make the server allocate 512 MiB.
-                buf.reserve((end + 2 - buf.len()).min(MAX_RESERVE_STEP));
-                return Ok(None);
-            }
-            self.spans.push((start, end));
-            // Redis skips the two bytes after the payload without checking them.
-            position = end + 2;
+        let at = newline + 1;
+        self.state = State::BulkHeader {
+            remaining: count as usize,
+            at,
+            scanned: at,
+        };
+        Ok(Step::Continue)
+    }
+
+    fn bulk_header(
+        &mut self,
+        buf: &mut BytesMut,
+        remaining: usize,
+        at: usize,
+        scanned: usize,
+        room: u64,
+    ) -> Result<Step, ProtocolError> {
+        let Some(&tag) = buf.get(at) else {
+            return Ok(Step::Wait);
+        };
+        if tag != b'$' {
+            return Err(ProtocolError::ExpectedBulk(tag as char));
         }
-        let frame = buf.split_to(position).freeze();
+        let from = scanned.max(at + 1);
+        let Some(newline) = self.newline(buf, from) else {
+            if buf.len() - at > self.limits.max_inline_len {
+                return Err(ProtocolError::BulkCountTooBig);
+            }
+            self.state = State::BulkHeader {
+                remaining,
+                at,
+                scanned: buf.len(),
+            };
+            return Ok(Step::Wait);
+        };
+        self.examined += (newline - at - 1) as u64;
+        let len = parse_len(&buf[at + 1..newline]).ok_or(ProtocolError::InvalidBulkLength)?;
+        if len < 0 || len as u64 > self.limits.max_bulk_len as u64 {
+            return Err(ProtocolError::InvalidBulkLength);
+        }
+        if !self.authenticated && len as u64 > UNAUTHENTICATED_MAX_BULK_LEN as u64 {
+            return Err(ProtocolError::UnauthenticatedBulkLength);
+        }
+        self.declared += len as u64;
+        if self.declared > room {
+            // Refused before its bytes are buffered: drop what arrived of the request (it
+            // starts at the buffer's front), and the rest as it comes.
+            let end = newline + 1 + len as usize + 2;
+            let have = buf.len().min(end);
+            buf.advance(have);
+            self.discard = Some(Discard {
+                bulk_left: end - have,
+                args_left: remaining - 1,
+            });
+            return Ok(Step::Refused);
+        }
+        self.state = State::BulkData {
+            remaining,
+            start: newline + 1,
+            len: len as usize,
+        };
+        Ok(Step::Continue)
+    }
+
+    fn bulk_data(
+        &mut self,
+        buf: &mut BytesMut,
+        remaining: usize,
+        start: usize,
+        len: usize,
+        args: &mut Vec<Bytes>,
+    ) -> Step {
+        let end = start + len;
+        if buf.len() < end + 2 {
+            // Grow towards the whole argument in steps of at most 4 MiB: a header alone must
+            // not make the server allocate 512 MiB.
+            buf.reserve((end + 2 - buf.len()).min(MAX_RESERVE_STEP));
+            return Step::Wait;
+        }
+        self.spans.push((start, end));
+        // Redis skips the two bytes after the payload without checking them.
+        let next = end + 2;
+        if remaining > 1 {
+            self.state = State::BulkHeader {
+                remaining: remaining - 1,
+                at: next,
+                scanned: next,
+            };
+            return Step::Continue;
+        }
+        let frame = buf.split_to(next).freeze();
         args.extend(
             self.spans
                 .iter()
                 .map(|&(start, end)| frame.slice(start..end)),
         );
-        Ok(Some(()))
+        Step::Done
     }
 
-    fn parse_inline(
+    fn inline(
         &mut self,
         buf: &mut BytesMut,
+        scanned: usize,
         args: &mut Vec<Bytes>,
-    ) -> Result<Option<()>, ProtocolError> {
-        let Some(newline) = find_crlf(buf, 0) else {
+    ) -> Result<Step, ProtocolError> {
+        let Some(newline) = self.newline(buf, scanned) else {
             if buf.len() > self.limits.max_inline_len {
                 return Err(ProtocolError::InlineTooBig);
             }
-            return Ok(None);
+            self.state = State::Inline { scanned: buf.len() };
+            return Ok(Step::Wait);
         };
         if newline > self.limits.max_inline_len {
             return Err(ProtocolError::InlineTooBig);
         }
         let line = buf.split_to(newline + 1);
+        self.examined += line.len() as u64;
         let line = line.strip_suffix(b"\n").unwrap_or(&line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         split_inline(line, args)?;
         if args.len() > self.limits.max_args {
             return Err(ProtocolError::InvalidMultibulkLength);
         }
-        Ok(Some(()))
+        Ok(Step::Done)
     }
 }
 
@@ -399,160 +585,5 @@ pub fn split_inline(line: &[u8], args: &mut Vec<Bytes>) -> Result<(), ProtocolEr
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse_all(input: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ProtocolError> {
-        let mut parser = RequestParser::default();
-        let mut buf = BytesMut::from(input);
-        let mut args = Vec::new();
-        let mut requests = Vec::new();
-        while parser.parse(&mut buf, &mut args)? {
-            requests.push(args.iter().map(|arg| arg.to_vec()).collect());
-        }
-        Ok(requests)
-    }
-
-    #[test]
-    fn parses_pipelined_multibulk_and_inline() {
-        let requests =
-            parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n*0\r\n\r\nSET a \"b c\"\r\n")
-                .unwrap();
-        assert_eq!(
-            requests,
-            vec![
-                vec![b"GET".to_vec(), b"k".to_vec()],
-                vec![b"PING".to_vec()],
-                vec![b"SET".to_vec(), b"a".to_vec(), b"b c".to_vec()],
-            ]
-        );
-    }
-
-    #[test]
-    fn waits_for_incomplete_requests() {
-        let full = b"*2\r\n$3\r\nGET\r\n$5\r\nhello\r\n";
-        for cut in 0..full.len() {
-            assert_eq!(
-                parse_all(&full[..cut]).unwrap(),
-                Vec::<Vec<Vec<u8>>>::new(),
-                "cut {cut}"
-            );
-        }
-    }
-
-    #[test]
-    fn reports_redis_protocol_errors() {
-        assert_eq!(
-            parse_all(b"*x\r\n"),
-            Err(ProtocolError::InvalidMultibulkLength)
-        );
-        assert_eq!(
-            parse_all(b"*2000000\r\n"),
-            Err(ProtocolError::InvalidMultibulkLength)
-        );
-        assert_eq!(
-            parse_all(b"*1\r\n+foo\r\n"),
-            Err(ProtocolError::ExpectedBulk('+'))
-        );
-        assert_eq!(
-            parse_all(b"*1\r\n$-5\r\n"),
-            Err(ProtocolError::InvalidBulkLength)
-        );
-        assert_eq!(
-            parse_all(b"*1\r\n$600000000\r\n"),
-            Err(ProtocolError::InvalidBulkLength)
-        );
-        assert_eq!(
-            parse_all(b"SET \"a\r\n"),
-            Err(ProtocolError::UnbalancedQuotes)
-        );
-        assert_eq!(
-            parse_all(&vec![b'a'; 70 * 1024]),
-            Err(ProtocolError::InlineTooBig)
-        );
-        assert_eq!(
-            ProtocolError::ExpectedBulk('+').to_string(),
-            "expected '$', got '+'"
-        );
-    }
-
-    #[test]
-    fn a_huge_bulk_header_does_not_allocate_the_whole_argument() {
-        let mut parser = RequestParser::default();
-        let mut buf = BytesMut::from(&b"*1\r\n$536870000\r\nabc"[..]);
-        let mut args = Vec::new();
-        assert_eq!(parser.parse(&mut buf, &mut args), Ok(false));
-        assert!(
-            buf.capacity() <= 2 * MAX_RESERVE_STEP,
-            "capacity {}",
-            buf.capacity()
-        );
-    }
-
-    /// A request declaring more bytes than the room is refused as soon as the header that
-    /// crosses it arrives; its bytes are dropped as they come, never buffered, and the requests
-    /// after it parse as usual.
-    #[test]
-    fn a_request_over_the_room_is_refused_and_its_bytes_dropped_as_they_arrive() {
-        let mut parser = RequestParser::default();
-        let mut args = Vec::new();
-        let value = vec![b'v'; 100_000];
-        let mut request = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n".to_vec();
-        request.extend_from_slice(&value);
-        request.extend_from_slice(b"\r\n*1\r\n$4\r\nPING\r\n");
-        // Fed in pieces of 4 KiB: the buffer never holds more than a piece.
-        let mut buf = BytesMut::new();
-        let mut replies = Vec::new();
-        for piece in request.chunks(4096) {
-            buf.extend_from_slice(piece);
-            loop {
-                match parser.parse_within(&mut buf, &mut args, 1000) {
-                    Ok(Parsed::Incomplete) => break,
-                    Ok(Parsed::Refused) => replies.push("refused".to_string()),
-                    Ok(Parsed::Request) => replies.push(String::from_utf8_lossy(&args[0]).into()),
-                    Err(error) => panic!("{error}"),
-                }
-            }
-            assert!(buf.len() <= 4096, "buffered {}", buf.len());
-        }
-        assert_eq!(replies, ["refused", "PING"]);
-        assert!(buf.is_empty());
-
-        // Within the room: parsed as usual. Arguments after the refused one are dropped too,
-        // whatever their size, and a malformed header among them is still a protocol error.
-        let mut buf = BytesMut::from(&b"*3\r\n$3\r\nSET\r\n$2\r\nab\r\n$1\r\nc\r\n"[..]);
-        assert_eq!(
-            parser.parse_within(&mut buf, &mut args, 6),
-            Ok(Parsed::Request)
-        );
-        let mut buf = BytesMut::from(
-            &b"*3\r\n$3\r\nSET\r\n$20\r\n01234567890123456789\r\n$1\r\nc\r\n$4\r\nPING\r\n"[..],
-        );
-        assert_eq!(
-            parser.parse_within(&mut buf, &mut args, 10),
-            Ok(Parsed::Refused)
-        );
-        assert_eq!(&buf[..], b"$4\r\nPING\r\n");
-        let mut buf =
-            BytesMut::from(&b"*3\r\n$3\r\nSET\r\n$20\r\n01234567890123456789\r\n+x\r\n"[..]);
-        assert_eq!(
-            parser.parse_within(&mut buf, &mut args, 10),
-            Err(ProtocolError::ExpectedBulk('+'))
-        );
-        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$600000000\r\n"[..]);
-        assert_eq!(
-            parser.parse_within(&mut buf, &mut args, 10),
-            Err(ProtocolError::InvalidBulkLength)
-        );
-    }
-
-    #[test]
-    fn inline_quotes_and_escapes() {
-        let mut args = Vec::new();
-        split_inline(br#"a "x\x41\n" 'it\'s'"#, &mut args).unwrap();
-        assert_eq!(
-            args,
-            vec![Bytes::from("a"), Bytes::from("xA\n"), Bytes::from("it's")]
-        );
-    }
-}
+#[path = "request_tests.rs"]
+mod tests;

@@ -2,9 +2,11 @@
 //! log bounds, timers) and the node's incarnation id ([`generate_node_id`]), what the node
 //! derives from its flags before it starts replication.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::clock::{system_wall_clock, WallClock};
+use super::transport::PeerRefusals;
 use super::wire::DEFAULT_MAX_FRAME;
 
 /// Tunables of replication; [`ReplicationConfig::new`] gives production defaults.
@@ -67,6 +69,9 @@ pub struct ReplicationConfig {
     pub max_clock_drift: Duration,
     /// Wall clock (Unix ms).
     pub wall_clock: WallClock,
+    /// Where peers refused for their hello (another cluster or protocol version) are counted,
+    /// beside the transport's refusals.
+    pub peer_refusals: Arc<PeerRefusals>,
 }
 
 impl std::fmt::Debug for ReplicationConfig {
@@ -115,6 +120,7 @@ impl ReplicationConfig {
             max_frame: DEFAULT_MAX_FRAME,
             max_clock_drift: Duration::from_secs(10),
             wall_clock: system_wall_clock(),
+            peer_refusals: Arc::default(),
         }
     }
 }

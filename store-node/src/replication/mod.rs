@@ -65,6 +65,7 @@ pub use metrics::{MetricsSnapshot, ReplicationMetrics};
 pub use oplog::OpLog;
 pub use replica::{MemoryReplica, Replica};
 pub use transport::{
-    FaultyTransport, InMemoryNetwork, InMemoryTransport, TcpTransport, Transport, TransportFaults,
+    FaultyTransport, InMemoryNetwork, InMemoryTransport, PeerKeyError, PeerKeys, PeerRefusals,
+    PeerSecurity, TcpTransport, Transport, TransportFaults,
 };
 pub use wire::NodeState;

@@ -100,6 +100,8 @@ pub struct Node {
     pub resp: u16,
     pub http: u16,
     pub peer: u16,
+    /// Where the process's log (its stdout) goes; nowhere when `None`.
+    pub log: Option<PathBuf>,
     child: Option<Child>,
     pid: Option<u32>,
 }
@@ -112,6 +114,7 @@ impl Node {
             resp: free_port(),
             http: free_port(),
             peer: free_port(),
+            log: None,
             child: None,
             pid: None,
         }
@@ -146,7 +149,10 @@ impl Node {
             .env_remove("POD_IP")
             .env_remove("CLUSTER_SERVICE_NAME")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(match &self.log {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+                None => Stdio::null(),
+            })
             .stderr(Stdio::inherit());
         let child = command.spawn().expect("store-node starts");
         self.pid = Some(child.id());

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs the redis-py (>= 8, RESP3 by default) tests against a store-node binary.
+# Runs the redis-py (>= 8, RESP3 by default) tests against a store-node binary, and the TLS
+# tests (redis-py with ssl, redis-cli --tls from Debian's redis-tools, which must be installed).
 # Creates a venv under ${SESSIONSTORE_CACHE:-$HOME/.cache/sessionstore}/venv, installs redis>=8
-# and pytest from PyPI, builds store-node (release) into $CARGO_TARGET_DIR and runs pytest.
+# and pytest from PyPI, builds store-node (release) into $CARGO_TARGET_DIR and the certificate
+# generator (examples/test_certs.rs) and runs pytest.
 # Exits non-zero when anything fails. STORE_NODE_BIN overrides the binary.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -19,4 +21,6 @@ if [[ -z "${STORE_NODE_BIN:-}" ]]; then
   (cd "$root" && cargo build --release -p store-node --bin store-node)
   export STORE_NODE_BIN="$CARGO_TARGET_DIR/release/store-node"
 fi
+(cd "$root" && cargo build -q -p store-node --example test_certs)
+export TEST_CERTS_BIN="$CARGO_TARGET_DIR/debug/examples/test_certs"
 exec "$venv/bin/python" -m pytest -q "$here" "$@"

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::{authorize, error};
+use super::{bearer, error};
 use crate::node::{Lifecycle, NodeState};
 use crate::persistence::WriterFault;
 
@@ -68,9 +68,18 @@ fn digest_text(state: &NodeState) -> String {
     format!("{digest:016x}")
 }
 
+/// `POST /v1/cluster/leave`: only with the operator's token, whether or not clients need a
+/// password (leaving makes a node stop serving: no client may ask for it).
 pub(super) async fn leave(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Response {
-    if let Err(response) = authorize(&state, &headers) {
-        return response.into_response();
+    if !state.security.has_operator_token() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "leaving needs the operator's token, and this node has none (--operator-token-file)",
+        )
+        .into_response();
+    }
+    if !bearer(&headers).is_some_and(|token| state.security.is_operator_token(token)) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong operator token").into_response();
     }
     if matches!(state.lifecycle(), Lifecycle::Leaving | Lifecycle::Left) {
         return StatusCode::ACCEPTED.into_response();

@@ -1,36 +1,42 @@
 //! The HTTP API, one file per audience: [`sessions`] (the session API over the shared
 //! keyspace), [`status`] (probes and `/v1/status`, the operator's contract), [`cluster`]
-//! (`/v1/cluster`, leaving, test faults) and [`prometheus`] (`/metrics`). Here: the router and
-//! what the handlers share (errors, authorization, admission).
+//! (`/v1/cluster`, leaving, test faults) and [`prometheus`] (`/metrics`, with the security
+//! counters of [`security_metrics`]); [`serve`] is the listener (HTTP or HTTPS, timeouts and
+//! caps). Here: the router and what the handlers share (errors, authorization, admission).
 
 pub mod cluster;
 pub mod prometheus;
+pub mod security_metrics;
+pub mod serve;
 pub mod sessions;
 pub mod status;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use crate::node::users::any_password_matches;
 use crate::node::NodeState;
 use crate::store::WriteReceipt;
+use crate::tls::ClientAuth;
+use serve::{guard_request, ConnectionInfo, RequestGuard};
 
 pub use sessions::{DATA_FIELD, IDLE_FIELD, MAX_ID_LEN, SESSION_PREFIX};
 pub use status::{node_status, storage_report, NodeStatus};
 
-/// The router over a node's state.
+/// The router over a node's state, with the request cap and timeout of its configuration.
 pub fn router(state: Arc<NodeState>) -> Router {
-    Router::new()
-        .route("/healthz", get(status::healthz))
-        .route("/readyz", get(status::readyz))
-        .route("/v1/status", get(status::status))
-        .route("/v1/cluster", get(cluster::cluster))
-        .route("/v1/cluster/leave", post(cluster::leave))
-        .route("/metrics", get(prometheus::metrics))
-        .route("/v1/test/faults", post(cluster::test_faults))
+    let guard = Arc::new(RequestGuard::new(
+        state.config.http_max_concurrent_requests,
+        Duration::from_secs(state.config.http_request_timeout),
+    ));
+    let sessions = Router::new()
         .route("/v1/sessions", get(sessions::list_sessions))
         .route(
             "/v1/sessions/{id}",
@@ -39,7 +45,42 @@ pub fn router(state: Arc<NodeState>) -> Router {
                 .delete(sessions::delete_session),
         )
         .route("/v1/sessions/{id}/touch", post(sessions::touch_session))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            require_client_certificate,
+        ));
+    Router::new()
+        .route("/healthz", get(status::healthz))
+        .route("/readyz", get(status::readyz))
+        .route("/v1/status", get(status::status))
+        .route("/v1/cluster", get(cluster::cluster))
+        .route("/v1/cluster/leave", post(cluster::leave))
+        .route("/metrics", get(prometheus::metrics))
+        .route("/v1/test/faults", post(cluster::test_faults))
+        .merge(sessions)
+        .layer(from_fn_with_state(guard, guard_request))
         .with_state(state)
+}
+
+/// Middleware of the session API: over HTTPS with `--tls-auth-clients yes`, a client must have
+/// presented a certificate the CA signed (probes, /metrics and /v1/status need none).
+async fn require_client_certificate(
+    State(state): State<Arc<NodeState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let info = request.extensions().get::<ConnectionInfo>().copied();
+    let required = state.config.tls_auth_clients == ClientAuth::Yes;
+    if let Some(info) = info {
+        if info.tls && required && !info.client_certificate {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "a client certificate signed by the cluster's CA is required",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// An API error: a status and a message, answered as `{"error": message}`.
@@ -66,20 +107,23 @@ pub(super) fn error(status: StatusCode, message: &str) -> ApiError {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header.
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+}
+
+/// The session API's check: the client password as a bearer token, compared in constant time
+/// (no password, no check).
 pub(super) fn authorize(state: &NodeState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(accepted) = &state.password else {
         return Ok(());
     };
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+    let presented = bearer(headers);
     // Each line of the password file is an accepted password, as for AUTH.
-    if presented.is_some_and(|token| {
-        accepted
-            .lines()
-            .any(|password| !password.is_empty() && password == token)
-    }) {
+    if presented.is_some_and(|presented| any_password_matches(accepted, presented.as_bytes())) {
         Ok(())
     } else {
         Err(error(

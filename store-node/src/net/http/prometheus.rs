@@ -243,14 +243,6 @@ impl Collector for NodeCollector {
             "Commands refused with OOM",
             metrics.oom_rejections.load(Ordering::Relaxed),
         )?;
-        counter(
-            &mut encoder,
-            "store_node_query_buffer_limit_disconnections",
-            "Connections closed because their MULTI queue and input passed --client-query-buffer-limit",
-            metrics
-                .query_buffer_limit_disconnections
-                .load(Ordering::Relaxed),
-        )?;
         gauge(
             &mut encoder,
             "store_node_uptime_seconds",
@@ -260,6 +252,7 @@ impl Collector for NodeCollector {
         if let Some(persistence) = state.persistence() {
             encode_persistence(&mut encoder, &persistence.metrics().snapshot())?;
         }
+        super::security_metrics::encode(&mut encoder, state)?;
         Ok(())
     }
 }

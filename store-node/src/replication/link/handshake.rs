@@ -6,7 +6,7 @@
 use super::error::{HandshakeError, LinkError};
 use crate::replication::metrics::ReplicationMetrics;
 use crate::replication::shared::Shared;
-use crate::replication::transport::{Connection, MessageSender};
+use crate::replication::transport::{Connection, MessageSender, PeerRefusals};
 use crate::replication::wire::{Hello, Message, PROTOCOL_VERSION};
 
 /// This node's hello.
@@ -85,7 +85,10 @@ async fn dial(shared: &Shared, address: &str) -> Result<(Connection, Hello), Han
     match connection.receiver.recv().await {
         Ok(Some((Message::Hello(peer), bytes))) => {
             ReplicationMetrics::add(&shared.metrics.bytes_received, bytes as u64);
-            validate_hello(shared, &peer)?;
+            if let Err(refused) = validate_hello(shared, &peer) {
+                PeerRefusals::count(&shared.config.peer_refusals.hello);
+                return Err(refused);
+            }
             Ok((connection, peer))
         }
         Ok(Some((other, _))) => Err(HandshakeError::NotHello { got: other.name() }),

@@ -22,7 +22,7 @@ use crate::replication::anti_entropy::answer_digest;
 use crate::replication::bootstrap::serve_snapshot;
 use crate::replication::metrics::ReplicationMetrics;
 use crate::replication::shared::{apply_remote, bump_acks, update_peer_by_name, Shared};
-use crate::replication::transport::{Connection, Listener, MessageReceiver};
+use crate::replication::transport::{Connection, Listener, MessageReceiver, PeerRefusals};
 use crate::replication::wire::{Hello, Message, NodeState};
 
 /// Accepts peer connections until shutdown, one task per connection.
@@ -63,6 +63,7 @@ async fn serve_inbound(shared: Arc<Shared>, connection: Connection) {
         }
     };
     if let Err(reason) = validate_hello(&shared, &peer) {
+        PeerRefusals::count(&shared.config.peer_refusals.hello);
         warn!(remote = %remote_address, peer = %peer.node_name, %reason, "refusing peer");
         return;
     }

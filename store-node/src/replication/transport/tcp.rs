@@ -1,39 +1,67 @@
-//! [`TcpTransport`]: peer messages as frames of [`crate::replication::wire`] over TCP, with
-//! one reusable encode buffer per sender so that queued messages leave in one write.
+//! [`TcpTransport`]: peer messages as frames of [`crate::replication::wire`] over TCP, or over
+//! TLS on TCP, after the checks of [`PeerSecurity`]; one reusable encode buffer per sender so
+//! that queued messages leave in one write.
+//!
+//! The listener accepts in a task of its own and runs each connection's checks in a task per
+//! connection, handing over only connections that passed them: a client that connects and
+//! never completes a handshake holds up nobody.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures::future::BoxFuture;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 use super::connection::{
     Connection, Listener, MessageReceiver, MessageSender, Transport, TransportError,
 };
+use super::security::{PeerSecurity, Secured};
 use crate::replication::wire::{encode_frame_into, split_frame, Message};
 
-/// Peer connections over TCP.
+/// Most connections in their checks at once; more are closed at once (a flood of
+/// connections that never finish a handshake must not exhaust memory).
+const MAX_PENDING_HANDSHAKES: usize = 1024;
+
+/// Peer connections over TCP (and TLS when configured).
 #[derive(Debug, Clone)]
 pub struct TcpTransport {
     max_frame: usize,
+    security: PeerSecurity,
 }
 
 impl TcpTransport {
-    /// A TCP transport refusing frames above `max_frame` bytes.
+    /// A TCP transport refusing frames above `max_frame` bytes, authenticating nobody.
     pub fn new(max_frame: usize) -> TcpTransport {
-        TcpTransport { max_frame }
+        TcpTransport::secured(max_frame, PeerSecurity::default())
+    }
+
+    /// A TCP transport whose connections pass `security`'s checks before any message.
+    pub fn secured(max_frame: usize, security: PeerSecurity) -> TcpTransport {
+        TcpTransport {
+            max_frame,
+            security,
+        }
     }
 }
 
 struct TcpListenerHandle {
-    listener: TcpListener,
     address: String,
-    max_frame: usize,
+    ready: mpsc::Receiver<Result<Connection, TransportError>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TcpListenerHandle {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
 }
 
 /// A sender keeps one buffer that every frame is encoded into, reused from write to write.
-struct TcpSender {
-    writer: OwnedWriteHalf,
+struct TcpSender<W> {
+    writer: W,
     buffer: BytesMut,
     max_frame: usize,
 }
@@ -43,16 +71,17 @@ struct TcpSender {
 const SEND_BUFFER_INITIAL: usize = 64 * 1024;
 const SEND_BUFFER_KEEP: usize = 4 << 20;
 
-struct TcpReceiver {
-    reader: OwnedReadHalf,
+struct TcpReceiver<R> {
+    reader: R,
     buffer: BytesMut,
     max_frame: usize,
 }
 
-fn tcp_connection(stream: TcpStream, remote_address: String, max_frame: usize) -> Connection {
-    // Batches are already coalesced; Nagle would only add latency to acks.
-    let _ = stream.set_nodelay(true);
-    let (reader, writer) = stream.into_split();
+fn halves<R, W>(reader: R, writer: W, remote_address: String, max_frame: usize) -> Connection
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     Connection {
         sender: Box::new(TcpSender {
             writer,
@@ -68,7 +97,24 @@ fn tcp_connection(stream: TcpStream, remote_address: String, max_frame: usize) -
     }
 }
 
-impl MessageSender for TcpSender {
+fn connection(secured: Secured, remote_address: String, max_frame: usize) -> Connection {
+    match secured {
+        Secured::Plain(stream) => {
+            let (reader, writer) = stream.into_split();
+            halves(reader, writer, remote_address, max_frame)
+        }
+        Secured::Accepted(stream) => {
+            let (reader, writer) = tokio::io::split(*stream);
+            halves(reader, writer, remote_address, max_frame)
+        }
+        Secured::Dialed(stream) => {
+            let (reader, writer) = tokio::io::split(*stream);
+            halves(reader, writer, remote_address, max_frame)
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send> MessageSender for TcpSender<W> {
     fn queue(&mut self, message: &Message) -> Result<usize, TransportError> {
         encode_frame_into(message, self.max_frame, &mut self.buffer).map_err(TransportError::Wire)
     }
@@ -82,7 +128,11 @@ impl MessageSender for TcpSender {
             if self.buffer.is_empty() {
                 return Ok(());
             }
-            let written = self.writer.write_all(&self.buffer).await;
+            let mut written = self.writer.write_all(&self.buffer).await;
+            if written.is_ok() {
+                // TLS holds what it encrypted until flushed.
+                written = self.writer.flush().await;
+            }
             if self.buffer.capacity() > SEND_BUFFER_KEEP {
                 self.buffer = BytesMut::with_capacity(SEND_BUFFER_INITIAL);
             } else {
@@ -93,7 +143,7 @@ impl MessageSender for TcpSender {
     }
 }
 
-impl MessageReceiver for TcpReceiver {
+impl<R: AsyncRead + Unpin + Send> MessageReceiver for TcpReceiver<R> {
     fn recv(&mut self) -> BoxFuture<'_, Result<Option<(Message, usize)>, TransportError>> {
         Box::pin(async move {
             loop {
@@ -128,13 +178,63 @@ impl Listener for TcpListenerHandle {
 
     fn accept(&mut self) -> BoxFuture<'_, Result<Connection, TransportError>> {
         Box::pin(async move {
-            let (stream, remote) = self
-                .listener
-                .accept()
+            self.ready
+                .recv()
                 .await
-                .map_err(|error| TransportError::Accept(error.to_string()))?;
-            Ok(tcp_connection(stream, remote.to_string(), self.max_frame))
+                .unwrap_or_else(|| Err(TransportError::Accept("the listener stopped".into())))
         })
+    }
+}
+
+/// Accepts until the handle is dropped, checking each connection in a task of its own.
+async fn accept_loop(
+    listener: TcpListener,
+    ready: mpsc::Sender<Result<Connection, TransportError>>,
+    security: PeerSecurity,
+    max_frame: usize,
+) {
+    let pending = Arc::new(AtomicUsize::new(0));
+    loop {
+        let accepted = tokio::select! {
+            () = ready.closed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                if ready
+                    .send(Err(TransportError::Accept(error.to_string())))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+        };
+        // Batches are already coalesced; Nagle would only add latency to acks.
+        let _ = stream.set_nodelay(true);
+        if !security.enabled() {
+            let connection = connection(Secured::Plain(stream), remote.to_string(), max_frame);
+            if ready.send(Ok(connection)).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_HANDSHAKES {
+            pending.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(%remote, "peer connection dropped: too many handshakes in progress");
+            continue;
+        }
+        let (security, ready, pending) = (security.clone(), ready.clone(), pending.clone());
+        tokio::spawn(async move {
+            let remote = remote.to_string();
+            let secured = security.accept(stream, &remote).await;
+            pending.fetch_sub(1, Ordering::Relaxed);
+            if let Some(secured) = secured {
+                let _ = ready.send(Ok(connection(secured, remote, max_frame))).await;
+            }
+        });
     }
 }
 
@@ -156,10 +256,17 @@ impl Transport for TcpTransport {
                     address: address.clone(),
                     reason: error.to_string(),
                 })?;
-            Ok(Box::new(TcpListenerHandle {
+            let (sender, ready) = mpsc::channel(64);
+            let accepting = tokio::spawn(accept_loop(
                 listener,
+                sender,
+                self.security.clone(),
+                self.max_frame,
+            ));
+            Ok(Box::new(TcpListenerHandle {
                 address: bound,
-                max_frame: self.max_frame,
+                ready,
+                accepting,
             }) as Box<dyn Listener>)
         })
     }
@@ -169,14 +276,20 @@ impl Transport for TcpTransport {
         address: &'a str,
     ) -> BoxFuture<'a, Result<Connection, TransportError>> {
         Box::pin(async move {
-            let stream =
-                TcpStream::connect(address)
-                    .await
-                    .map_err(|error| TransportError::Connect {
-                        address: address.to_string(),
-                        reason: error.to_string(),
-                    })?;
-            Ok(tcp_connection(stream, address.to_string(), self.max_frame))
+            let failed = |reason: String| TransportError::Connect {
+                address: address.to_string(),
+                reason,
+            };
+            let stream = TcpStream::connect(address)
+                .await
+                .map_err(|error| failed(error.to_string()))?;
+            let _ = stream.set_nodelay(true);
+            let secured = self
+                .security
+                .dial(stream, address)
+                .await
+                .map_err(|error| failed(error.to_string()))?;
+            Ok(connection(secured, address.to_string(), self.max_frame))
         })
     }
 }

@@ -2,8 +2,14 @@
 //! flushed at once, clean close, a refused connection), run over TCP and in memory, and the
 //! partitions of the in-memory network.
 
-use super::{InMemoryNetwork, TcpTransport, Transport};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{InMemoryNetwork, PeerKeys, PeerSecurity, TcpTransport, Transport};
 use crate::replication::wire::{Hello, Message, NodeState, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+use crate::tls::testing::{temp_dir, TestCa};
+use crate::tls::TlsContext;
 
 fn hello(name: &str) -> Message {
     Message::Hello(Hello {
@@ -106,6 +112,113 @@ async fn tcp_transport_passes_the_suite() {
         .map(|address| address.to_string())
         .unwrap_or_default();
     transport_suite(&transport, &transport, "127.0.0.1:0", &unused).await;
+}
+
+fn unused_address() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .map(|address| address.to_string())
+        .unwrap_or_default()
+}
+
+fn keyed(dir: &std::path::Path, key: &str) -> PeerSecurity {
+    let path = dir.join(format!("key-{}", key.len()));
+    std::fs::write(&path, key).expect("key file");
+    PeerSecurity {
+        keys: Some(Arc::new(PeerKeys::load(&path).expect("keys"))),
+        ..PeerSecurity::default()
+    }
+}
+
+fn mutual_tls(dir: &std::path::Path, ca: &TestCa, serial: u8) -> PeerSecurity {
+    let settings = ca.write(&dir.join(format!("node-{serial}")), serial);
+    PeerSecurity {
+        tls: Some(Arc::new(TlsContext::load(settings).expect("TLS"))),
+        ..PeerSecurity::default()
+    }
+}
+
+#[tokio::test]
+async fn keyed_tcp_transport_passes_the_suite() {
+    let dir = temp_dir("transport-keyed");
+    let security = keyed(&dir, "a-cluster-key-0123456789");
+    let transport = TcpTransport::secured(DEFAULT_MAX_FRAME, security);
+    transport_suite(&transport, &transport, "127.0.0.1:0", &unused_address()).await;
+}
+
+#[tokio::test]
+async fn mutual_tls_transport_passes_the_suite() {
+    let dir = temp_dir("transport-tls");
+    let ca = TestCa::new();
+    let mut server = mutual_tls(&dir, &ca, 1);
+    server.keys = keyed(&dir, "a-cluster-key-0123456789").keys;
+    let mut client = mutual_tls(&dir, &ca, 2);
+    client.keys = server.keys.clone();
+    let server = TcpTransport::secured(DEFAULT_MAX_FRAME, server);
+    let client = TcpTransport::secured(DEFAULT_MAX_FRAME, client);
+    transport_suite(&server, &client, "127.0.0.1:0", &unused_address()).await;
+}
+
+/// Dials `server` from `client`: the dial must fail, the listener hand over nothing, and the
+/// server count one refusal in `counter`.
+async fn refused(server: PeerSecurity, client: PeerSecurity, counter: &str) {
+    let refusals = server.refusals.clone();
+    let server = TcpTransport::secured(DEFAULT_MAX_FRAME, server);
+    let client = TcpTransport::secured(DEFAULT_MAX_FRAME, client);
+    let mut listener = server.listen("127.0.0.1:0").await.expect("listen");
+    let address = listener.local_address();
+    if let Ok(mut connection) = client.connect(&address).await {
+        // A client with nothing to prove connects, sends its hello, and is cut off.
+        let _ = connection.sender.send(hello("intruder")).await;
+        assert!(matches!(
+            connection.receiver.recv().await,
+            Ok(None) | Err(_)
+        ));
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), listener.accept())
+            .await
+            .is_err(),
+        "a refused connection was handed over"
+    );
+    let counted = refusals
+        .by_reason()
+        .iter()
+        .find(|(reason, _)| *reason == counter)
+        .map(|(_, count)| *count);
+    assert_eq!(counted, Some(1), "{:?}", refusals.by_reason());
+    assert_eq!(refusals.hello.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn a_dialer_with_another_key_or_none_is_refused() {
+    let dir = temp_dir("transport-wrong-key");
+    refused(
+        keyed(&dir, "a-cluster-key-0123456789"),
+        keyed(&dir, "another-cluster-key-0123456789"),
+        "key",
+    )
+    .await;
+    refused(
+        keyed(&dir, "a-cluster-key-0123456789"),
+        PeerSecurity::default(),
+        "key",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_dialer_without_a_certificate_of_the_cluster_ca_is_refused() {
+    let dir = temp_dir("transport-wrong-ca");
+    let ca = TestCa::new();
+    let stranger = TestCa::new();
+    refused(
+        mutual_tls(&dir, &ca, 1),
+        mutual_tls(&dir, &stranger, 2),
+        "tls",
+    )
+    .await;
+    refused(mutual_tls(&dir, &ca, 3), PeerSecurity::default(), "tls").await;
 }
 
 #[tokio::test]

@@ -9,7 +9,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::store::codec::{put_bytes, put_record, put_stamp, DecodeError, Reader};
 use crate::store::{Record, RecordView, Stamp, Touch};
 
-/// The peer protocol version announced in [`Hello`]; peers with another version are refused.
+/// The peer protocol version announced in [`Hello`]; peers with another version are refused
+/// (no mixed-version cluster: docs/replication.md). Version 2: a connection opens with the peer
+/// key's challenge-response (or mutual TLS) before the hello, and heartbeats carry the wall
+/// clocks and the memory alarm.
 pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The body format version (first body byte).

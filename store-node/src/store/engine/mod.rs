@@ -196,7 +196,12 @@ impl KeyAccess<'_> {
 impl MemoryEngine {
     /// A new, empty engine.
     pub fn new(config: EngineConfig) -> MemoryEngine {
-        let hasher = FixedState::with_seed(0x5e55_10e5_7012_e000);
+        // Seeded at random per process: with a known seed, clients could choose keys that all
+        // land in one bucket (hash flooding). Digests use their own fixed hash (digest.rs).
+        let hasher = FixedState::with_seed(std::hash::BuildHasher::hash_one(
+            &std::hash::RandomState::new(),
+            0u8,
+        ));
         let shards = (0..SHARDS)
             .map(|index| {
                 Mutex::new(Shard {
