@@ -207,7 +207,7 @@ mod tests {
                 read.memory.alarm,
                 read.memory.eviction_policy.as_str(),
             ),
-            (268_435_456, 214_748_364, 187_904_819, false, "noeviction")
+            (268_435_456, 187_904_819, 164_416_716, false, "noeviction")
         );
         assert!(read.memory.used_bytes > 0);
         assert_eq!(read.peers, Vec::<PeerReport>::new());
