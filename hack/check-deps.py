@@ -32,6 +32,7 @@ CRATES = {
 LAYERS = [
     ["protocol", "store", "metrics"],
     ["config"],
+    ["pubsub", "scripting"],
     ["replication"],
     ["persistence"],
     ["node"],

@@ -1,7 +1,8 @@
 //! Command dispatch. A command takes its arguments and returns a [`Frame`], noting the receipts
 //! of its writes in its [`Call`]; this module looks it up, checks arity, authentication,
 //! transactions and memory, and counts it. Families live in their own files: [`strings`],
-//! [`keys`], [`hashes`], [`connection`], [`info`], [`admin`], [`transaction`].
+//! [`keys`], [`hashes`], [`connection`], [`info`], [`admin`], [`transaction`], [`pubsub`],
+//! [`scripting`].
 
 /// A [`CommandSpec`] literal: name, Redis arity, [`flags`] bits, handler.
 macro_rules! spec {
@@ -20,18 +21,21 @@ pub mod connection;
 pub mod hashes;
 pub mod info;
 pub mod keys;
+pub mod pubsub;
+pub mod scripting;
 pub mod strings;
 pub mod transaction;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
 use crate::metrics::LocalMetrics;
 use crate::node::NodeState;
 use crate::protocol::{Frame, Protocol};
+use crate::pubsub::Subscriber;
 use crate::store::WriteReceipt;
 
 /// `ERR value is not an integer or out of range`
@@ -76,6 +80,11 @@ pub struct ClientState {
     pub address: String,
     /// Counters not yet added to the node's metrics (the server flushes them per batch).
     pub metrics: LocalMetrics,
+    /// The connection's pub/sub queue, from its first subscription on.
+    pub subscriber: Option<Arc<Subscriber>>,
+    /// Channels, patterns and shard channels subscribed to: a RESP2 connection with any is in
+    /// subscribed mode.
+    pub subscriptions: usize,
 }
 
 impl ClientState {
@@ -93,6 +102,8 @@ impl ClientState {
             close: false,
             address,
             metrics: Default::default(),
+            subscriber: None,
+            subscriptions: 0,
         }
     }
 }
@@ -147,6 +158,13 @@ pub mod flags {
     /// Answered while the node recovers from disc (Redis's `loading` flag); every other
     /// command gets `LOADING` meanwhile.
     pub const LOADING_OK: u8 = 16;
+    /// Refused inside a Lua script (`redis.call`), as Redis's `noscript` commands.
+    pub const NO_SCRIPT: u8 = 32;
+    /// Runs a Lua script: the connection runs it off its thread holding the transaction gate
+    /// exclusively, so other clients can be told `BUSY`.
+    pub const SCRIPT: u8 = 64;
+    /// Answered while a script is busy (`SCRIPT KILL`, `AUTH`...): never waits for the gate.
+    pub const ALLOW_BUSY: u8 = 128;
 }
 
 /// A command's static description.
@@ -172,6 +190,8 @@ static FAMILIES: &[&[CommandSpec]] = &[
     info::COMMANDS,
     admin::COMMANDS,
     transaction::COMMANDS,
+    pubsub::COMMANDS,
+    scripting::COMMANDS,
 ];
 
 /// Every command store-node implements, in one table (an index into it names a command in
@@ -257,6 +277,12 @@ pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> E
     let spec = commands()[index];
     if !client.authenticated && spec.flags & NO_AUTH == 0 {
         return NOAUTH.into();
+    }
+    if client.subscriptions > 0
+        && client.protocol == Protocol::Resp2
+        && !pubsub::SUBSCRIBED_MODE_COMMANDS.contains(&spec.name)
+    {
+        return pubsub::not_allowed_while_subscribed(spec.name).into();
     }
     if spec.flags & LOADING_OK == 0 && state.recovering() {
         if client.multi.is_some() {

@@ -10,7 +10,9 @@ use super::hook::NodeHook;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::persistence::{Persistence, RecoveryProgress};
+use crate::pubsub::Hub;
 use crate::replication::{self, Replication, TransportFaults};
+use crate::scripting::ScriptEngine;
 use crate::store::MemoryEngine;
 
 /// Lifecycle of a node as `/v1/status` reports it.
@@ -59,8 +61,8 @@ pub struct NodeState {
     pub metrics: Metrics,
     /// Connected RESP clients.
     pub clients: AtomicUsize,
-    /// Held for reading by every batch of RESP commands and for writing by EXEC, which makes
-    /// transactions isolated from other RESP clients.
+    /// Held for reading by every batch of RESP commands and for writing by EXEC and by a Lua
+    /// script, which makes transactions and scripts isolated from other RESP clients.
     pub transaction_gate: parking_lot::RwLock<()>,
     /// Cancelled when the node stops serving clients (it left the cluster, or shuts down).
     pub stop_serving: CancellationToken,
@@ -68,6 +70,10 @@ pub struct NodeState {
     pub test_faults: OnceLock<Arc<TransportFaults>>,
     /// Disc mode: how far recovery from `--data-dir` has got.
     pub recovery: Arc<RecoveryProgress>,
+    /// Pub/sub subscriptions of this node's connections.
+    pub pubsub: Arc<Hub>,
+    /// The Lua interpreter and this node's script cache.
+    pub scripts: ScriptEngine,
     lifecycle: AtomicU8,
     next_client_id: AtomicU64,
     notify_keyspace_events: parking_lot::Mutex<String>,
@@ -102,6 +108,8 @@ impl NodeState {
             stop_serving: CancellationToken::new(),
             test_faults: OnceLock::new(),
             recovery: Arc::new(RecoveryProgress::default()),
+            pubsub: Arc::new(Hub::default()),
+            scripts: ScriptEngine::new(),
             lifecycle: AtomicU8::new(Lifecycle::Ready as u8),
             next_client_id: AtomicU64::new(1),
             notify_keyspace_events: parking_lot::Mutex::new(String::new()),

@@ -17,6 +17,7 @@ use tracing::debug;
 
 use super::clock::HybridClock;
 use super::config::ReplicationConfig;
+use super::link::publish::Publications;
 use super::membership::{PeerResolver, StartPeer};
 use super::metrics::ReplicationMetrics;
 use super::oplog::{OpLog, PeerCursor};
@@ -103,6 +104,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// The bound peer address.
     pub(crate) local_address: String,
+    /// `PUBLISH` to and from the peers.
+    pub(crate) publications: Publications,
 }
 
 /// Moves the node to `state`, with why it is not ready (`None` when ready).

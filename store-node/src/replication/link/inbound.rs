@@ -196,6 +196,14 @@ async fn inbound_session(
                 None
             }
             Message::RoundEnd => Some(Request::RoundEnd),
+            Message::Publish {
+                shard,
+                channel,
+                message,
+            } => {
+                shared.publications.deliver(shard, &channel, &message);
+                None
+            }
             Message::Leave => {
                 info!(peer = %name, "peer is leaving the cluster");
                 update_peer_by_name(shared, name, |entry| {

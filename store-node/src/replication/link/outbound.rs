@@ -149,6 +149,7 @@ async fn outbound_session(
     let (outbox, mut writer) = open_outbox(shared, &name, sender);
     let (repair_failures, mut repair_failed) = mpsc::unbounded_channel::<LinkError>();
 
+    let mut publications = shared.publications.subscribe();
     let mut head_changes = shared.log.subscribe();
     let mut heartbeat = tokio::time::interval(shared.config.heartbeat_interval);
     let mut anti_entropy = tokio::time::interval_at(
@@ -272,6 +273,20 @@ async fn outbound_session(
                 // otherwise run next and push one write per batch.
                 tokio::task::yield_now().await;
             }
+            publication = publications.recv() => match publication {
+                Ok(publication) => {
+                    if outbox.publish(&publication) {
+                        shared.publications.count_sent();
+                    } else {
+                        shared.publications.count_dropped(1);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    shared.publications.count_dropped(missed);
+                }
+                // The sender lives in `shared`, which this task holds.
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+            },
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > shared.config.peer_timeout {
                     return LinkError::TimedOut {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::LinkError;
+use super::publish::{Backlog, Publication};
 use crate::replication::metrics::ReplicationMetrics;
 use crate::replication::shared::Shared;
 use crate::replication::transport::MessageSender;
@@ -44,6 +45,8 @@ pub(crate) struct Outbox {
     urgent: mpsc::UnboundedSender<UrgentMessage>,
     /// Log batches, snapshot chunks and anti-entropy traffic, at most [`BULK_QUEUE`] queued.
     bulk: mpsc::Sender<Message>,
+    /// Bytes of publications queued and not yet written.
+    backlog: Backlog,
 }
 
 impl Outbox {
@@ -61,6 +64,21 @@ impl Outbox {
     /// when the link fails first).
     pub(crate) fn urgent_then(&self, message: Message, written: oneshot::Sender<()>) {
         let _ = self.urgent.send((message, Some(written)));
+    }
+
+    /// Queues a publication for the peer's subscribers unless the link already holds
+    /// [`super::publish::LINK_BUDGET`] bytes of them; returns whether it was queued. Never
+    /// waits: a publisher must not slow down for a slow peer.
+    pub(crate) fn publish(&self, publication: &Publication) -> bool {
+        if !self.backlog.try_take(publication.size()) {
+            return false;
+        }
+        self.urgent(Message::Publish {
+            shard: publication.shard,
+            channel: publication.channel.clone(),
+            message: publication.message.clone(),
+        });
+        true
     }
 
     /// Queues bulk traffic, waiting while the queue is full.
@@ -111,14 +129,23 @@ pub(crate) fn open_outbox(
     let peer: Arc<str> = Arc::from(peer);
     let (urgent, urgent_queue) = mpsc::unbounded_channel();
     let (bulk, bulk_queue) = mpsc::channel(BULK_QUEUE);
+    let backlog = Backlog::default();
     let writer = tokio::spawn(write_link(
         shared.clone(),
         peer.clone(),
         sender,
-        urgent_queue,
-        bulk_queue,
+        (urgent_queue, bulk_queue),
+        backlog.clone(),
     ));
-    (Outbox { peer, urgent, bulk }, AbortOnDrop(writer))
+    (
+        Outbox {
+            peer,
+            urgent,
+            bulk,
+            backlog,
+        },
+        AbortOnDrop(writer),
+    )
 }
 
 /// The writer task of a link: writes urgent messages before bulk ones, coalescing whatever is
@@ -127,9 +154,13 @@ async fn write_link(
     shared: Arc<Shared>,
     peer: Arc<str>,
     mut sender: Box<dyn MessageSender>,
-    mut urgent: mpsc::UnboundedReceiver<UrgentMessage>,
-    mut bulk: mpsc::Receiver<Message>,
+    queues: (
+        mpsc::UnboundedReceiver<UrgentMessage>,
+        mpsc::Receiver<Message>,
+    ),
+    backlog: Backlog,
 ) -> LinkError {
+    let (mut urgent, mut bulk) = queues;
     let stopped = || LinkError::Stopped {
         peer: peer.to_string(),
     };
@@ -158,6 +189,15 @@ async fn write_link(
                 match message {
                     Message::Ack { seq } => ack = ack.max(Some(seq)),
                     message => match sender.queue(&message) {
+                        Ok(len) if matches!(message, Message::Publish { .. }) => {
+                            if let Message::Publish {
+                                channel, message, ..
+                            } = &message
+                            {
+                                backlog.release(channel.len() + message.len() + 16);
+                            }
+                            bytes += len;
+                        }
                         Ok(len) => bytes += len,
                         Err(source) => {
                             return LinkError::Send {

@@ -192,6 +192,16 @@ pub enum Message {
     RoundEnd,
     /// The sender is leaving the cluster (scale-down); do not wait for it.
     Leave,
+    /// A `PUBLISH` (or `SPUBLISH`) made on the sender, for the receiver's own subscribers:
+    /// neither stored nor logged, sent once on the sender's link to each peer.
+    Publish {
+        /// `SPUBLISH` (a shard channel) rather than `PUBLISH`.
+        shard: bool,
+        /// The channel.
+        channel: Bytes,
+        /// The message.
+        message: Bytes,
+    },
 }
 
 impl Message {
@@ -211,6 +221,7 @@ impl Message {
             Message::RepairRecords { .. } => "repair-records",
             Message::RoundEnd => "round-end",
             Message::Leave => "leave",
+            Message::Publish { .. } => "publish",
         }
     }
 }
@@ -332,6 +343,9 @@ fn size_hint(message: &Message) -> usize {
         Message::SnapshotChunk { records } | Message::RepairRecords { records } => {
             records_len(records)
         }
+        Message::Publish {
+            channel, message, ..
+        } => channel.len() + message.len() + 8,
         _ => 0,
     }
 }
@@ -431,6 +445,16 @@ pub fn encode_frame_into(
         }
         Message::RoundEnd => out.put_u8(11),
         Message::Leave => out.put_u8(12),
+        Message::Publish {
+            shard,
+            channel,
+            message,
+        } => {
+            out.put_u8(13);
+            out.put_u8(u8::from(*shard));
+            put_bytes(out, channel);
+            put_bytes(out, message);
+        }
     }
     seal_frame(&mut out[start..], max_frame).inspect_err(|_| out.truncate(start))
 }
@@ -521,6 +545,11 @@ fn decode_with(mut reader: Reader<'_>) -> Result<Message, WireError> {
         },
         11 => Message::RoundEnd,
         12 => Message::Leave,
+        13 => Message::Publish {
+            shard: reader.bool()?,
+            channel: reader.bytes()?,
+            message: reader.bytes()?,
+        },
         tag => return Err(WireError::Tag(tag)),
     };
     if reader.remaining() > 0 {
