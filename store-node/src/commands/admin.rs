@@ -1,4 +1,6 @@
-//! Server commands: CONFIG GET/SET/RESETSTAT, COMMAND, FLUSHDB/FLUSHALL, CLUSTER, TIME.
+//! Server commands: CONFIG GET/SET/RESETSTAT, COMMAND, FLUSHDB/FLUSHALL, CLUSTER, TIME. CONFIG
+//! SET takes `notify-keyspace-events`, `client-output-buffer-limit` (its `pubsub` class) and
+//! `busy-reply-threshold` (`lua-time-limit`).
 
 use bytes::Bytes;
 
@@ -32,7 +34,84 @@ fn config_values(call: &Call<'_>) -> Vec<(&'static str, String)> {
             call.state.notify_keyspace_events(),
         ),
         ("port", call.state.config.resp_port.to_string()),
+        ("client-output-buffer-limit", {
+            let limit = call.state.pubsub.output_limit();
+            format!(
+                "normal 0 0 0 slave 268435456 67108864 60 pubsub {} {} {}",
+                limit.hard, limit.soft, limit.soft_seconds
+            )
+        }),
+        (
+            "busy-reply-threshold",
+            call.state.scripts.busy_threshold_ms().to_string(),
+        ),
+        (
+            "lua-time-limit",
+            call.state.scripts.busy_threshold_ms().to_string(),
+        ),
     ]
+}
+
+/// Redis's `memtoull`: digits with an optional unit (`k` 1000, `kb` 1024, `m`, `mb`, `g`,
+/// `gb`, case-insensitive).
+fn parse_memory(text: &str) -> Option<u64> {
+    let lower = text.to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(digits_end);
+    let multiplier: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(multiplier)
+}
+
+/// `CONFIG SET client-output-buffer-limit "<class> <hard> <soft> <seconds> ..."`: the
+/// `pubsub` class applies to subscribers; `normal` and `replica` (`slave`) are accepted and
+/// have no effect (replies to ordinary clients are flushed every 1 MiB instead).
+fn set_output_limit(call: &Call<'_>, value: &str) -> Result<(), String> {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    if words.is_empty() || words.len() % 4 != 0 {
+        return Err("Wrong number of arguments in buffer limit configuration.".to_string());
+    }
+    let mut pubsub = None;
+    for class in words.chunks(4) {
+        let parse = |text: &str| {
+            parse_memory(text)
+                .ok_or("Error in hard, soft or soft_seconds setting in buffer limit configuration.")
+        };
+        let hard = parse(class[1])?;
+        let soft = parse(class[2])?;
+        let seconds = class[3].parse::<u64>().map_err(|_| {
+            "Error in hard, soft or soft_seconds setting in buffer limit configuration.".to_string()
+        })?;
+        match class[0].to_ascii_lowercase().as_str() {
+            "pubsub" => {
+                pubsub = Some(crate::pubsub::OutputLimit {
+                    hard,
+                    soft,
+                    soft_seconds: seconds,
+                })
+            }
+            "normal" | "slave" | "replica" => {}
+            _ => {
+                return Err(
+                    "Invalid client class specified in buffer limit configuration.".to_string(),
+                )
+            }
+        }
+    }
+    if let Some(limit) = pubsub {
+        call.state.pubsub.set_output_limit(limit);
+    }
+    Ok(())
 }
 
 /// CONFIG GET pattern [pattern ...] | SET notify-keyspace-events value | RESETSTAT
@@ -57,9 +136,31 @@ pub fn config(call: &mut Call<'_>) -> Frame {
             .collect();
         Frame::Map(pairs)
     } else if is(sub, "set") && args.len() == 4 {
+        let refuse = |reason: String| {
+            Frame::Error(
+                format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{}') - {reason}",
+                    text(&args[2]).to_ascii_lowercase()
+                )
+                .into(),
+            )
+        };
         if is(&args[2], "notify-keyspace-events") {
             call.state.set_notify_keyspace_events(text(&args[3]));
             Frame::ok()
+        } else if is(&args[2], "client-output-buffer-limit") {
+            match set_output_limit(call, &text(&args[3])) {
+                Ok(()) => Frame::ok(),
+                Err(reason) => refuse(reason),
+            }
+        } else if is(&args[2], "busy-reply-threshold") || is(&args[2], "lua-time-limit") {
+            match text(&args[3]).parse::<u64>() {
+                Ok(milliseconds) => {
+                    call.state.scripts.set_busy_threshold_ms(milliseconds);
+                    Frame::ok()
+                }
+                Err(_) => refuse("argument couldn't be parsed into an integer".to_string()),
+            }
         } else {
             Frame::Error(
                 format!(
@@ -196,6 +297,43 @@ mod tests {
         assert_eq!(
             h.run("CONFIG GET notify-keyspace-events"),
             Frame::Map(vec![(bulk("notify-keyspace-events"), bulk("Egx"))])
+        );
+        assert_eq!(
+            h.run("CONFIG GET client-output-buffer-limit"),
+            Frame::Map(vec![(
+                bulk("client-output-buffer-limit"),
+                bulk("normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60")
+            )])
+        );
+        let args: Vec<bytes::Bytes> = [
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 1mb 512kb 5",
+        ]
+        .iter()
+        .map(|arg| bytes::Bytes::copy_from_slice(arg.as_bytes()))
+        .collect();
+        assert_eq!(
+            crate::commands::execute(&h.state, &mut h.client, &args).reply,
+            Frame::ok()
+        );
+        assert_eq!(
+            h.state.pubsub.output_limit(),
+            crate::pubsub::OutputLimit {
+                hard: 1 << 20,
+                soft: 512 << 10,
+                soft_seconds: 5
+            }
+        );
+        assert_eq!(h.run("CONFIG SET busy-reply-threshold 100"), Frame::ok());
+        assert_eq!(
+            h.run("CONFIG GET lua-time-limit"),
+            Frame::Map(vec![(bulk("lua-time-limit"), bulk("100"))])
+        );
+        assert_eq!(
+            h.run("CONFIG SET busy-reply-threshold x"),
+            err("ERR CONFIG SET failed (possibly related to argument 'busy-reply-threshold') - argument couldn't be parsed into an integer")
         );
         assert_eq!(h.run("FLUSHDB"), Frame::ok());
         assert_eq!(h.run("DBSIZE"), Frame::Integer(0));

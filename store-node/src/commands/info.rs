@@ -73,16 +73,20 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
     if wanted("clients") {
         let _ = write!(
             out,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\npubsub_clients:{}\r\n\r\n",
             state.clients.load(Ordering::Relaxed),
-            state.config.max_clients
+            state.config.max_clients,
+            state.pubsub.subscribers()
         );
     }
     if wanted("memory") {
         let rss = resident_bytes();
         let _ = write!(
             out,
-            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{used_human}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{rss_human}\r\nmaxmemory:{limit}\r\nmaxmemory_human:{limit_human}\r\nmaxmemory_policy:{policy}\r\nmemory_high_watermark:{high}\r\nmemory_low_watermark:{low}\r\nmemory_alarm:{alarm}\r\n\r\n",
+            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{used_human}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{rss_human}\r\nused_memory_lua:{lua}\r\nused_memory_lua_human:{lua_human}\r\nused_memory_scripts:0\r\nnumber_of_cached_scripts:{scripts}\r\nmaxmemory:{limit}\r\nmaxmemory_human:{limit_human}\r\nmaxmemory_policy:{policy}\r\nmemory_high_watermark:{high}\r\nmemory_low_watermark:{low}\r\nmemory_alarm:{alarm}\r\n\r\n",
+            lua = state.scripts.used_memory(),
+            lua_human = human_bytes(state.scripts.used_memory() as u64),
+            scripts = state.scripts.cached(),
             used = memory.used_bytes,
             used_human = human_bytes(memory.used_bytes),
             rss = rss,
@@ -99,16 +103,21 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
         out.push_str(&persistence_section(state));
     }
     if wanted("stats") {
+        let pubsub = state.pubsub.counts();
         let _ = write!(
             out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
             state.metrics.connections_total.load(Ordering::Relaxed),
             state.metrics.total_commands(),
             state.metrics.rejected_connections.load(Ordering::Relaxed),
             stats.expired,
             stats.evicted,
             stats.hits,
-            stats.misses
+            stats.misses,
+            pubsub.0,
+            pubsub.1,
+            pubsub.2,
+            state.pubsub.metrics.disconnected.load(Ordering::Relaxed),
         );
     }
     if wanted("replication") {

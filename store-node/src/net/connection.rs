@@ -1,9 +1,14 @@
 //! One RESP client's connection: read what it sent, execute every complete request, wait for
 //! what the writes' receipts ask (the write-ahead log, the peers' acknowledgements), answer
-//! with one write; until it quits, fails, idles out, or the node stops serving.
+//! with one write; until it quits, fails, idles out, or the node stops serving. A subscribed
+//! connection also writes out the messages published to it (in order with its replies), and
+//! is closed when it falls behind its output buffer limit. A Lua script runs off the
+//! connection's thread holding the transaction gate exclusively, so other clients can be told
+//! `BUSY` once it runs past `busy-reply-threshold`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -11,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::{execute, ClientState};
+use crate::commands::{execute, flags, lookup, ClientState};
 use crate::node::write_ack::WriteAcks;
 use crate::node::NodeState;
 use crate::protocol::{Limits, ProtocolError, RequestParser};
@@ -22,13 +27,17 @@ const MAX_PENDING_OUTPUT: usize = 1 << 20;
 /// Serves one RESP client until it quits, fails, or `stop` (the node stops serving) is
 /// cancelled; runs on a connection thread ([`super::io_threads::IoThreads`]).
 pub async fn serve_connection(
-    state: &NodeState,
+    state: &Arc<NodeState>,
     mut socket: TcpStream,
     peer: SocketAddr,
     stop: &CancellationToken,
 ) {
     let authenticated = state.password.is_none();
     let mut client = ClientState::new(state.next_client_id(), authenticated, peer.to_string());
+    let _subscriptions = Unsubscribe {
+        state,
+        client: client.id,
+    };
     let mut parser = RequestParser::new(Limits::default());
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
@@ -52,6 +61,17 @@ pub async fn serve_connection(
             executed += ran;
             match end {
                 BatchEnd::NeedInput | BatchEnd::Close => break,
+                BatchEnd::Script => {
+                    let Some(done) = run_script(state, &mut client, args.clone()).await else {
+                        tracing::error!(%peer, client = client.id, "closing client: its script's thread failed");
+                        return;
+                    };
+                    executed += 1;
+                    drain_messages(&client, &mut output);
+                    let start = output.len();
+                    done.reply.encode(client.protocol, &mut output);
+                    acks.note(start, output.len(), done.receipt);
+                }
                 BatchEnd::OutputFull => {
                     acks.settle(state, &mut output).await;
                     if socket.write_all(&output).await.is_err() {
@@ -73,6 +93,11 @@ pub async fn serve_connection(
             }
         }
         state.metrics.flush(&mut client.metrics);
+        if drain_messages(&client, &mut output) {
+            tracing::info!(%peer, client = client.id, "closing client: over the pubsub output buffer limit");
+            let _ = socket.write_all(&output).await;
+            return;
+        }
         if !output.is_empty() {
             let waited = acks.settle(state, &mut output).await;
             if executed == 1 && !waited {
@@ -104,8 +129,12 @@ pub async fn serve_connection(
             input = BytesMut::with_capacity(16 * 1024);
         }
         let spare = input.capacity() - input.len();
+        let subscriber = client.subscriber.clone();
+        // A subscriber waits for messages as much as for requests: never idle.
+        let idle = if client.subscriptions > 0 { 0 } else { idle };
         let read = tokio::select! {
             _ = stop.cancelled() => return,
+            () = wait_for_messages(subscriber.as_deref()) => continue,
             read = read_with_idle_timeout(&mut socket, &mut input, idle) => read,
         };
         match read {
@@ -154,6 +183,8 @@ enum BatchEnd {
     Close,
     /// Replies reached [`MAX_PENDING_OUTPUT`]: write them, then continue.
     OutputFull,
+    /// The request in `args` runs a script: run it off this thread, then continue.
+    Script,
     /// A malformed request.
     ProtocolError(ProtocolError),
 }
@@ -172,11 +203,18 @@ fn process_batch(
     acks: &mut WriteAcks,
 ) -> (BatchEnd, usize) {
     client.metrics.begin_batch();
-    let mut gate = Some(state.transaction_gate.read());
+    let Some(gate) = gate_unless_busy(state) else {
+        return busy_batch(state, client, parser, input, args, output);
+    };
+    let mut gate = Some(gate);
     let mut executed = 0;
     loop {
         match parser.parse(input, args) {
             Ok(true) => {
+                drain_messages(client, output);
+                if client.multi.is_none() && runs_script(args) {
+                    return (BatchEnd::Script, executed);
+                }
                 let done = if client.multi.is_some() && args[0].eq_ignore_ascii_case(b"exec") {
                     drop(gate.take());
                     let exclusive = state.transaction_gate.write();
@@ -201,6 +239,131 @@ fn process_batch(
             Ok(false) => return (BatchEnd::NeedInput, executed),
             Err(error) => return (BatchEnd::ProtocolError(error), executed),
         }
+    }
+}
+
+/// Takes the node's transaction gate for reading, unless a script has been running past the
+/// busy threshold (`None`: the batch is answered `BUSY` without waiting for it).
+fn gate_unless_busy(state: &NodeState) -> Option<parking_lot::RwLockReadGuard<'_, ()>> {
+    loop {
+        if let Some(gate) = state
+            .transaction_gate
+            .try_read_for(Duration::from_millis(5))
+        {
+            return Some(gate);
+        }
+        if state.scripts.busy() {
+            return None;
+        }
+    }
+}
+
+/// Whether a request runs a Lua script (EVAL and its kin).
+fn runs_script(args: &[bytes::Bytes]) -> bool {
+    args.first()
+        .and_then(|name| lookup(name))
+        .is_some_and(|index| crate::commands::commands()[index].flags & flags::SCRIPT != 0)
+}
+
+/// Whether a request may run while a script is busy: `SCRIPT KILL`, and what only touches the
+/// connection (`AUTH`, `HELLO`, `QUIT`), as Redis's `allow-busy` commands.
+fn allowed_while_busy(args: &[bytes::Bytes]) -> bool {
+    let Some(index) = args.first().and_then(|name| lookup(name)) else {
+        return false;
+    };
+    let spec = crate::commands::commands()[index];
+    spec.flags & flags::ALLOW_BUSY != 0
+        || (spec.name == "script" && args.len() == 2 && args[1].eq_ignore_ascii_case(b"kill"))
+}
+
+/// Answers every complete request while a script is busy: `BUSY`, except for the requests
+/// [`allowed_while_busy`], which run without the gate.
+fn busy_batch(
+    state: &NodeState,
+    client: &mut ClientState,
+    parser: &mut RequestParser,
+    input: &mut BytesMut,
+    args: &mut Vec<bytes::Bytes>,
+    output: &mut BytesMut,
+) -> (BatchEnd, usize) {
+    let mut executed = 0;
+    loop {
+        match parser.parse(input, args) {
+            Ok(true) => {
+                executed += 1;
+                let reply = if allowed_while_busy(args) {
+                    execute(state, client, args).reply
+                } else {
+                    crate::scripting::BUSY
+                };
+                reply.encode(client.protocol, output);
+                if client.close {
+                    return (BatchEnd::Close, executed);
+                }
+            }
+            Ok(false) => return (BatchEnd::NeedInput, executed),
+            Err(error) => return (BatchEnd::ProtocolError(error), executed),
+        }
+    }
+}
+
+/// Runs the script request `args` on the blocking pool, holding the transaction gate
+/// exclusively, while this thread goes on serving its other connections; `None` when the
+/// script's thread failed (the client state went with it).
+async fn run_script(
+    state: &Arc<NodeState>,
+    client: &mut ClientState,
+    args: Vec<bytes::Bytes>,
+) -> Option<crate::commands::Executed> {
+    let placeholder = ClientState::new(client.id, client.authenticated, client.address.clone());
+    let mut owned = std::mem::replace(client, placeholder);
+    let shared = state.clone();
+    let ran = tokio::task::spawn_blocking(move || {
+        let exclusive = shared.transaction_gate.write();
+        let done = execute(&shared, &mut owned, &args);
+        drop(exclusive);
+        (owned, done)
+    })
+    .await;
+    match ran {
+        Ok((owned, done)) => {
+            *client = owned;
+            Some(done)
+        }
+        Err(error) => {
+            tracing::error!(%error, "a script's thread failed");
+            None
+        }
+    }
+}
+
+/// Moves the messages published to a subscribed connection into its output, so they go out
+/// before the replies of the requests that follow; returns whether the connection is over its
+/// output buffer limit and must close.
+fn drain_messages(client: &ClientState, output: &mut BytesMut) -> bool {
+    client
+        .subscriber
+        .as_ref()
+        .is_some_and(|subscriber| subscriber.drain_into(output))
+}
+
+/// Resolves when a message was published to the connection; never without a subscriber.
+async fn wait_for_messages(subscriber: Option<&crate::pubsub::Subscriber>) {
+    match subscriber {
+        Some(subscriber) => subscriber.ready().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Drops a connection's subscriptions when it ends, however it ends.
+struct Unsubscribe<'a> {
+    state: &'a NodeState,
+    client: u64,
+}
+
+impl Drop for Unsubscribe<'_> {
+    fn drop(&mut self) {
+        self.state.pubsub.remove_client(self.client);
     }
 }
 

@@ -7,7 +7,8 @@
 //! `{big_number=...}`) instead of being flattened as a RESP2 client would see them.
 //!
 //! Lua → reply (what a script returns): a number is an integer (truncated toward zero), a
-//! string a bulk string, `true` the integer 1, `false` and `nil` a null, a table with `err` an
+//! string a bulk string, `true` the integer 1 and `false` a null (RESP3 booleans after
+//! `redis.setresp(3)`), `nil` a null, a table with `err` an
 //! error, with `ok` a status, `double`/`map`/`set`/`big_number` their RESP3 types, any other
 //! table an array of its elements up to the first `nil`.
 
@@ -113,23 +114,25 @@ fn array_to_lua(
     Ok(Value::Table(table))
 }
 
-/// A script's return value as a reply.
-pub fn lua_to_frame(value: &Value) -> Frame {
-    lua_to_frame_at(value, 0)
+/// A script's return value as a reply; `resp3` when the script called `redis.setresp(3)`,
+/// which makes booleans RESP3 booleans.
+pub fn lua_to_frame(value: &Value, resp3: bool) -> Frame {
+    lua_to_frame_at(value, 0, resp3)
 }
 
-fn lua_to_frame_at(value: &Value, depth: usize) -> Frame {
+fn lua_to_frame_at(value: &Value, depth: usize, resp3: bool) -> Frame {
     if depth > MAX_DEPTH {
         return Frame::error("ERR reached lua stack limit");
     }
     match value {
         Value::Nil => Frame::Null,
+        Value::Boolean(value) if resp3 => Frame::Boolean(*value),
         Value::Boolean(true) => Frame::Integer(1),
         Value::Boolean(false) => Frame::Null,
         Value::Integer(value) => Frame::Integer(*value as i64),
         Value::Number(value) => Frame::Integer(number_to_integer(*value)),
         Value::String(text) => Frame::Bulk(Bytes::copy_from_slice(&text.as_bytes())),
-        Value::Table(table) => table_to_frame(table, depth),
+        Value::Table(table) => table_to_frame(table, depth, resp3),
         // Functions, userdata, threads: Redis answers a null for what it cannot convert.
         _ => Frame::Null,
     }
@@ -154,7 +157,7 @@ fn string_field(table: &Table, name: &str) -> Option<Bytes> {
     }
 }
 
-fn table_to_frame(table: &Table, depth: usize) -> Frame {
+fn table_to_frame(table: &Table, depth: usize, resp3: bool) -> Frame {
     if let Some(text) = string_field(table, "err") {
         return Frame::Error(String::from_utf8_lossy(&text).into_owned().into());
     }
@@ -176,8 +179,8 @@ fn table_to_frame(table: &Table, depth: usize) -> Frame {
             .filter_map(Result::ok)
             .map(|(key, value)| {
                 (
-                    lua_to_frame_at(&key, depth + 1),
-                    lua_to_frame_at(&value, depth + 1),
+                    lua_to_frame_at(&key, depth + 1, resp3),
+                    lua_to_frame_at(&value, depth + 1, resp3),
                 )
             })
             .collect();
@@ -187,7 +190,7 @@ fn table_to_frame(table: &Table, depth: usize) -> Frame {
         let items = set
             .pairs::<Value, Value>()
             .filter_map(Result::ok)
-            .map(|(key, _)| lua_to_frame_at(&key, depth + 1))
+            .map(|(key, _)| lua_to_frame_at(&key, depth + 1, resp3))
             .collect();
         return Frame::Set(items);
     }
@@ -195,7 +198,7 @@ fn table_to_frame(table: &Table, depth: usize) -> Frame {
     for index in 1.. {
         match table.raw_get::<Value>(index) {
             Ok(Value::Nil) | Err(_) => break,
-            Ok(item) => items.push(lua_to_frame_at(&item, depth + 1)),
+            Ok(item) => items.push(lua_to_frame_at(&item, depth + 1, resp3)),
         }
     }
     Frame::Array(items)
@@ -230,6 +233,6 @@ mod tests {
             Value::Nil
         );
         let resp3 = frame_to_lua(&lua, map.clone(), Protocol::Resp3).unwrap();
-        assert_eq!(lua_to_frame(&resp3), map);
+        assert_eq!(lua_to_frame(&resp3, true), map);
     }
 }

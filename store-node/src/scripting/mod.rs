@@ -301,7 +301,7 @@ impl ScriptEngine {
             let (ok, value): (bool, Value) = vm.runner.call(function)?;
             vm.implementation.raw_set("call", Value::Nil)?;
             Ok(if ok {
-                convert::lua_to_frame(&value)
+                convert::lua_to_frame(&value, control.resp3.load(Ordering::Relaxed))
             } else {
                 script_error(&value, sha)
             })
