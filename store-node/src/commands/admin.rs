@@ -78,7 +78,7 @@ fn parse_memory(text: &str) -> Option<u64> {
 /// have no effect (replies to ordinary clients are flushed every 1 MiB instead).
 fn set_output_limit(call: &Call<'_>, value: &str) -> Result<(), String> {
     let words: Vec<&str> = value.split_whitespace().collect();
-    if words.is_empty() || words.len() % 4 != 0 {
+    if words.is_empty() || !words.len().is_multiple_of(4) {
         return Err("Wrong number of arguments in buffer limit configuration.".to_string());
     }
     let mut pubsub = None;

@@ -9,6 +9,7 @@
 //! out; a queue over the `client-output-buffer-limit pubsub` bound disconnects that subscriber
 //! alone.
 
+pub mod kind;
 pub mod subscriber;
 
 use std::collections::HashMap;
@@ -19,42 +20,11 @@ use std::time::Instant;
 use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
 
+pub use kind::Kind;
 use subscriber::Appended;
 pub use subscriber::{OutputLimit, Subscriber, Subscriptions};
 
 use crate::store::glob;
-
-/// What a subscription is to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A channel (`SUBSCRIBE`, `PUBLISH`).
-    Channel,
-    /// A glob pattern over channels (`PSUBSCRIBE`).
-    Pattern,
-    /// A shard channel (`SSUBSCRIBE`, `SPUBLISH`): a namespace of its own, as in Redis; the
-    /// cluster has no shards, so it reaches every node like a channel.
-    Shard,
-}
-
-impl Kind {
-    /// The (un)subscribe confirmation's name: `subscribe`, `psubscribe`, `ssubscribe`.
-    pub fn subscribe_name(self) -> &'static str {
-        match self {
-            Kind::Channel => "subscribe",
-            Kind::Pattern => "psubscribe",
-            Kind::Shard => "ssubscribe",
-        }
-    }
-
-    /// `unsubscribe`, `punsubscribe`, `sunsubscribe`.
-    pub fn unsubscribe_name(self) -> &'static str {
-        match self {
-            Kind::Channel => "unsubscribe",
-            Kind::Pattern => "punsubscribe",
-            Kind::Shard => "sunsubscribe",
-        }
-    }
-}
 
 /// Pub/sub counters for `/metrics` and INFO.
 #[derive(Debug, Default)]

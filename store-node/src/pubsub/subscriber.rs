@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::Kind;
+use super::kind::Kind;
 
 /// The output buffer limit of subscribed connections: `hard` bytes at once, or more than `soft`
 /// bytes for `soft_seconds` in a row (0 disables a bound), as Redis's

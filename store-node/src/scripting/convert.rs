@@ -129,7 +129,7 @@ fn lua_to_frame_at(value: &Value, depth: usize, resp3: bool) -> Frame {
         Value::Boolean(value) if resp3 => Frame::Boolean(*value),
         Value::Boolean(true) => Frame::Integer(1),
         Value::Boolean(false) => Frame::Null,
-        Value::Integer(value) => Frame::Integer(*value as i64),
+        Value::Integer(value) => Frame::Integer(*value),
         Value::Number(value) => Frame::Integer(number_to_integer(*value)),
         Value::String(text) => Frame::Bulk(Bytes::copy_from_slice(&text.as_bytes())),
         Value::Table(table) => table_to_frame(table, depth, resp3),
@@ -144,7 +144,7 @@ fn number_to_integer(value: f64) -> i64 {
     if value.is_nan() {
         return i64::MIN;
     }
-    if value >= 9.223_372_036_854_776e18 || value < -9.223_372_036_854_776e18 {
+    if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&value) {
         return i64::MIN;
     }
     value as i64

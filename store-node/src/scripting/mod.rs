@@ -12,6 +12,7 @@
 
 pub mod convert;
 pub mod libs;
+pub mod sha;
 mod vm;
 
 use std::collections::HashMap;
@@ -24,10 +25,9 @@ use mlua::{MultiValue, Value};
 use parking_lot::Mutex;
 
 use crate::protocol::{Frame, Protocol};
+pub use sha::sha1_hex;
+pub use vm::REDIS_VERSION;
 use vm::{Control, Vm};
-
-/// The Redis version scripts see in `redis.REDIS_VERSION`.
-pub const REDIS_VERSION: &str = "7.2.4";
 
 /// `NOSCRIPT No matching script. Please use EVAL.`
 pub const NOSCRIPT: Frame = Frame::error("NOSCRIPT No matching script. Please use EVAL.");
@@ -42,13 +42,6 @@ pub trait Dispatcher {
     /// Runs one command (`args[0]` is its name) for the script and returns its reply; an
     /// error reply is a [`Frame::Error`].
     fn call(&mut self, args: Vec<Bytes>) -> Frame;
-}
-
-/// The lowercase hex SHA1 of `data` (script digests, `redis.sha1hex`).
-pub fn sha1_hex(data: &[u8]) -> String {
-    use sha1::Digest;
-    let digest = sha1::Sha1::digest(data);
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Scripting counters for `/metrics` and INFO.

@@ -13,6 +13,10 @@ use std::sync::Arc;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
 
 use super::libs;
+use super::sha::sha1_hex;
+
+/// The Redis version scripts see in `redis.REDIS_VERSION`.
+pub const REDIS_VERSION: &str = "7.2.4";
 
 /// What a script's own Lua functions (`redis.setresp`, the kill hook) share with the engine.
 #[derive(Debug, Default)]
@@ -150,11 +154,11 @@ impl Vm {
         libs::install(&lua, &globals)?;
         let redis = lua.create_table()?;
         let implementation = lua.create_table()?;
-        redis.raw_set("REDIS_VERSION", super::REDIS_VERSION)?;
+        redis.raw_set("REDIS_VERSION", REDIS_VERSION)?;
         redis.raw_set(
             "sha1hex",
             lua.create_function(|lua, text: mlua::LuaString| {
-                lua.create_string(super::sha1_hex(&text.as_bytes()))
+                lua.create_string(sha1_hex(&text.as_bytes()))
             })?,
         )?;
         redis.raw_set(
@@ -182,7 +186,7 @@ impl Vm {
             "setresp",
             lua.create_function(move |_, version: Value| {
                 let version = match version {
-                    Value::Integer(version) => version as i64,
+                    Value::Integer(version) => version,
                     Value::Number(version) => version as i64,
                     _ => 0,
                 };
