@@ -3,7 +3,7 @@
 //! shut down), and [`Replication::start`], which starts the background tasks of the other
 //! files. Also the handle's errors and the write-ack levels.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,6 +127,7 @@ impl Replication {
             shutdown: CancellationToken::new(),
             local_address,
             publications: Publications::default(),
+            refused: Mutex::new(HashSet::new()),
         });
         tokio::spawn(accept_loop(shared.clone(), listener));
         tokio::spawn(discovery_loop(shared.clone()));

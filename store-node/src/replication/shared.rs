@@ -106,6 +106,8 @@ pub(crate) struct Shared {
     pub(crate) local_address: String,
     /// `PUBLISH` to and from the peers.
     pub(crate) publications: Publications,
+    /// Peers refused at the handshake (`peer reason`), warned about once.
+    pub(crate) refused: Mutex<HashSet<String>>,
 }
 
 /// Moves the node to `state`, with why it is not ready (`None` when ready).

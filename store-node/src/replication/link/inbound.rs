@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::error::LinkError;
-use super::handshake::{is_self, send_hello, validate_hello};
+use super::handshake::{is_self, note_refusal, send_hello, validate_hello};
 use super::outbox::{open_outbox, send_records, task_ended, AbortOnDrop, Outbox};
 use crate::replication::anti_entropy::answer_digest;
 use crate::replication::bootstrap::serve_snapshot;
@@ -57,7 +57,9 @@ async fn serve_inbound(shared: Arc<Shared>, connection: Connection) {
         }
     };
     if let Err(reason) = validate_hello(&shared, &peer) {
-        warn!(remote = %remote_address, peer = %peer.node_name, %reason, "refusing peer");
+        // Answer with this node's hello before closing: the dialer then knows why too.
+        let _ = send_hello(&shared, &mut sender).await;
+        note_refusal(&shared, &peer.node_name, &reason.to_string());
         return;
     }
     if is_self(&shared, &peer) {

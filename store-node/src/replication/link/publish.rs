@@ -4,12 +4,18 @@
 //! installed. Messages are neither stored nor logged, and never wait: a link whose socket
 //! falls [`LINK_BUDGET`] bytes behind drops the publications it cannot take (counted), like a
 //! slow subscriber; a link that is down when a message is published never sees it (pub/sub is
-//! at most once, as in Redis).
+//! at most once, as in Redis). A peer node discovered at two addresses (an IP and a DNS name,
+//! an old and a new address while DNS catches up) has two links from this node: only one of
+//! them, the first to carry a publication to that node (keyed by the node's name and id from
+//! the handshake), carries them until it goes down, so each peer node gets each publication
+//! once.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 /// Publications queued for the links' tasks before the slowest loses the oldest.
@@ -46,10 +52,17 @@ pub struct PublishCounts {
     pub dropped: u64,
 }
 
+/// A peer node as its handshake names it: an incarnation, so a restarted node (a new id)
+/// and its previous incarnation still listed at an old address are two nodes.
+pub(crate) type PeerNode = (String, u32);
+
 /// The publications state replication's tasks share.
 pub(crate) struct Publications {
     queue: broadcast::Sender<Publication>,
     sink: OnceLock<PublishSink>,
+    /// The link (by [`Publications::link_id`]) that carries publications to each peer node.
+    carriers: Mutex<HashMap<PeerNode, u64>>,
+    next_link: AtomicU64,
     sent: AtomicU64,
     received: AtomicU64,
     dropped: AtomicU64,
@@ -60,6 +73,8 @@ impl Default for Publications {
         Publications {
             queue: broadcast::channel(QUEUE).0,
             sink: OnceLock::new(),
+            carriers: Mutex::new(HashMap::new()),
+            next_link: AtomicU64::new(1),
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -77,6 +92,32 @@ impl Publications {
     /// A link's view of the publications from now on.
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Publication> {
         self.queue.subscribe()
+    }
+
+    /// A new id for an outbound link session.
+    pub(crate) fn link_id(&self) -> u64 {
+        self.next_link.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether the link `link` is the one that carries publications to `peer`: the first link
+    /// asking for a peer without a carrier becomes it.
+    pub(crate) fn carries(&self, peer: &PeerNode, link: u64) -> bool {
+        let mut carriers = self.carriers.lock();
+        match carriers.get(peer) {
+            Some(carrier) => *carrier == link,
+            None => {
+                carriers.insert(peer.clone(), link);
+                true
+            }
+        }
+    }
+
+    /// The link `link` went down: another link to `peer`, if any, carries from now on.
+    pub(crate) fn release(&self, peer: &PeerNode, link: u64) {
+        let mut carriers = self.carriers.lock();
+        if carriers.get(peer) == Some(&link) {
+            carriers.remove(peer);
+        }
     }
 
     /// Installs what a publication from a peer is handed to (once).
@@ -130,9 +171,54 @@ impl Backlog {
     }
 }
 
+/// Releases a link's carrier role when its session ends, however it ends.
+pub(crate) struct Carrier<'a> {
+    publications: &'a Publications,
+    peer: PeerNode,
+    link: u64,
+}
+
+impl<'a> Carrier<'a> {
+    /// The carrier role of a new link session to `peer` (taken on its first publication).
+    pub(crate) fn new(publications: &'a Publications, peer: PeerNode) -> Carrier<'a> {
+        let link = publications.link_id();
+        Carrier {
+            publications,
+            peer,
+            link,
+        }
+    }
+
+    /// Whether this link carries publications to its peer node now.
+    pub(crate) fn carries(&self) -> bool {
+        self.publications.carries(&self.peer, self.link)
+    }
+}
+
+impl Drop for Carrier<'_> {
+    fn drop(&mut self) {
+        self.publications.release(&self.peer, self.link);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_link_per_peer_node_carries_publications() {
+        let publications = Publications::default();
+        let node = ("node-1".to_string(), 7);
+        let first = Carrier::new(&publications, node.clone());
+        let second = Carrier::new(&publications, node.clone());
+        let restarted = Carrier::new(&publications, ("node-1".to_string(), 8));
+        assert!(first.carries());
+        assert!(!second.carries());
+        assert!(restarted.carries(), "a new incarnation is another node");
+        drop(first);
+        assert!(second.carries(), "the other link takes over");
+        assert!(second.carries());
+    }
 
     #[test]
     fn a_link_takes_publications_up_to_its_budget() {

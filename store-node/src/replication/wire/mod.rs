@@ -9,8 +9,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::store::codec::{put_bytes, put_record, put_stamp, DecodeError, Reader};
 use crate::store::{Record, RecordView, Stamp, Touch};
 
-/// The peer protocol version announced in [`Hello`]; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The peer protocol version announced in [`Hello`]; peers with another version are refused
+/// at the handshake, so nodes of different versions never form a cluster (every node of a
+/// cluster may then use every message of its version). 2: adds [`Message::Publish`].
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The body format version (first body byte).
 const FORMAT_VERSION: u8 = 1;
