@@ -6,103 +6,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::versus_redis::{against_both, Conn};
 use common::{command, node};
-use store_node::protocol::decode::decode;
-
-/// A blocking raw RESP connection.
-struct Conn {
-    stream: TcpStream,
-    buffer: Vec<u8>,
-}
-
-impl Conn {
-    fn open(address: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(address).expect("connects");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        Conn {
-            stream,
-            buffer: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, args: &[&str]) {
-        self.stream.write_all(&command(args)).expect("write");
-    }
-
-    /// The raw bytes of the next reply frame.
-    fn reply(&mut self) -> String {
-        loop {
-            if let Some((_, used)) = decode(&self.buffer).expect("valid RESP") {
-                let raw: Vec<u8> = self.buffer.drain(..used).collect();
-                return String::from_utf8_lossy(&raw).into_owned();
-            }
-            let mut chunk = [0u8; 65536];
-            let read = self.stream.read(&mut chunk).expect("read");
-            assert!(read > 0, "connection closed while waiting for a reply");
-            self.buffer.extend_from_slice(&chunk[..read]);
-        }
-    }
-
-    fn call(&mut self, args: &[&str]) -> String {
-        self.send(args);
-        self.reply()
-    }
-}
-
-/// A real redis-server on a free loopback port, stopped (by its PID) when dropped.
-struct RealRedis {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl RealRedis {
-    fn start() -> Option<RealRedis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let address: SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if TcpStream::connect(address).is_ok() {
-                return Some(RealRedis { child, address });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for RealRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `conversation` against the node and, when installed, against redis-server.
-fn against_both(node: SocketAddr, conversation: impl Fn(SocketAddr)) {
-    conversation(node);
-    match RealRedis::start() {
-        Some(redis) => conversation(redis.address),
-        None => eprintln!("redis-server not installed: compared with the expected bytes only"),
-    }
-}
 
 fn pubsub_conversation(address: SocketAddr) {
     let mut a = Conn::open(address);

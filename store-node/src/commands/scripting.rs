@@ -52,10 +52,10 @@ impl Dispatcher for ScriptCalls<'_> {
         if spec.flags & WRITE != 0 && self.read_only {
             return Frame::error("ERR Write commands are not allowed from read-only scripts.");
         }
-        let executed = run(self.state, &mut self.client, index, &args);
-        if spec.flags & WRITE != 0 && !executed.reply.is_error() {
-            self.state.scripts.note_write();
+        if spec.flags & WRITE != 0 && !self.state.scripts.begin_write() {
+            return Frame::Error(format!("ERR {}", crate::scripting::KILLED).into());
         }
+        let executed = run(self.state, &mut self.client, index, &args);
         self.receipt.merge(executed.receipt);
         executed.reply
     }

@@ -10,6 +10,7 @@
 //! around [`ScriptEngine::run`], which makes the script atomic on its node. The cache is per
 //! node and empty after a restart, as in Redis 7.
 
+mod api;
 pub mod convert;
 pub mod libs;
 pub mod sha;
@@ -25,9 +26,10 @@ use mlua::{MultiValue, Value};
 use parking_lot::Mutex;
 
 use crate::protocol::{Frame, Protocol};
+use api::Control;
+pub use api::{KILLED, REDIS_VERSION};
 pub use sha::sha1_hex;
-pub use vm::REDIS_VERSION;
-use vm::{Control, Vm};
+use vm::Vm;
 
 /// `NOSCRIPT No matching script. Please use EVAL.`
 pub const NOSCRIPT: Frame = Frame::error("NOSCRIPT No matching script. Please use EVAL.");
@@ -195,11 +197,19 @@ impl ScriptEngine {
             .is_some_and(|running| running.started.elapsed().as_millis() as u64 >= threshold)
     }
 
-    /// Notes that the running script called a write command.
-    pub fn note_write(&self) {
-        if let Some(running) = self.running.lock().as_ref() {
+    /// Called before the running script's write command runs: marks the script as one that
+    /// wrote (from now on `SCRIPT KILL` answers `UNKILLABLE`, as Redis marks it before the
+    /// command runs, whatever its outcome), unless `SCRIPT KILL` came first: then `false`, and
+    /// the write must not run, so a killed script never leaves half its writes behind.
+    pub fn begin_write(&self) -> bool {
+        let running = self.running.lock();
+        if self.control.kill.load(Ordering::Relaxed) {
+            return false;
+        }
+        if let Some(running) = running.as_ref() {
             running.wrote.store(true, Ordering::Relaxed);
         }
+        true
     }
 
     /// `SCRIPT KILL`.

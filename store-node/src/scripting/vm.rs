@@ -7,28 +7,13 @@
 //! in Redis, so error positions read `user_script:<line>:`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
 
+use super::api::{self, error_text, Control, KILLED};
 use super::libs;
-use super::sha::sha1_hex;
-
-/// The Redis version scripts see in `redis.REDIS_VERSION`.
-pub const REDIS_VERSION: &str = "7.2.4";
-
-/// What a script's own Lua functions (`redis.setresp`, the kill hook) share with the engine.
-#[derive(Debug, Default)]
-pub(crate) struct Control {
-    /// Set by `SCRIPT KILL`: the next hook call stops the script.
-    pub(crate) kill: AtomicBool,
-    /// `redis.setresp(3)` was called: replies convert with RESP3 types.
-    pub(crate) resp3: AtomicBool,
-}
-
-/// The text a killed script ends with (the error handler adds `ERR `).
-pub(crate) const KILLED: &str = "Script killed by user with SCRIPT KILL...";
 
 /// Instructions between two checks for `SCRIPT KILL` (as Redis's hook).
 const HOOK_EVERY: u32 = 100_000;
@@ -64,31 +49,69 @@ const ALLOWED_GLOBALS: &[&str] = &[
 ];
 
 /// Library tables a script may read but not change.
-const LIBRARIES: &[&str] = &["string", "table", "math", "cjson", "bit", "redis"];
+const LIBRARIES: &[&str] = &[
+    "string",
+    "table",
+    "math",
+    "coroutine",
+    "cjson",
+    "cmsgpack",
+    "bit",
+    "struct",
+    "redis",
+];
 
 /// Builds the sandbox: `allowed` holds the real values, the returned environment is an empty
-/// table whose metatable reads through to them and refuses every assignment. `pcall` turns an
-/// error table (`redis.call`'s) into its text, as Redis 7 does.
+/// table whose metatable reads through to them and refuses every assignment.
+///
+/// `pcall` and `xpcall` behave as in Redis 7: `pcall` answers an error's text (a failed
+/// `redis.call`'s error reply, a library's message, an `{err=...}` table's `err`), an `xpcall`
+/// handler receives a failed `redis.call` as its `{err=...}` table and `xpcall` answers what
+/// the handler returned. Once `SCRIPT KILL` was asked, both raise the kill
+/// again however the call ended, so a script cannot catch it and loop on (Redis gets the same
+/// by raising it at every line from then on); so does `coroutine.resume`.
 const SANDBOX: &str = r#"
-local allowed, libraries, names = ...
+local allowed, libraries, names, helpers = ...
 local function readonly_error() error("Attempt to modify a readonly table", 2) end
-local raw_pcall = pcall
-local error_text = allowed.redis.__error_text
-local function unwrap(ok, ...)
+local raw_pcall, raw_xpcall, raw_error, raw_type = pcall, xpcall, error, type
+local message_of, killed, killed_text = helpers.message, helpers.killed, helpers.killed_text
+local function caught(ok, ...)
+  if killed() then raw_error(killed_text, 0) end
   if ok then return ok, ... end
   local e = ...
-  if type(e) == 'table' and type(e.err) == 'string' then return false, e.err end
-  if type(e) == 'userdata' then
-    local text = error_text(e)
+  if raw_type(e) == 'table' and raw_type(e.err) == 'string' then return false, e.err end
+  if raw_type(e) == 'userdata' then
+    local text = message_of(e)
     if text then return false, text end
   end
   return false, e
 end
+local function as_raised(e)
+  if raw_type(e) == 'userdata' then
+    local text, from_call = message_of(e)
+    if from_call then return {err = text} end
+    if text then return text end
+  end
+  return e
+end
 local view = {}
 for _, name in ipairs(names) do view[name] = allowed[name] end
-view.pcall = function(f, ...) return unwrap(raw_pcall(f, ...)) end
+view.pcall = function(...) return caught(raw_pcall(...)) end
+local function passed(...)
+  if killed() then raw_error(killed_text, 0) end
+  return ...
+end
+view.xpcall = function(f, handler)
+  return passed(raw_xpcall(f, function(e) return handler(as_raised(e)) end))
+end
+local raw_resume = allowed.coroutine.resume
+local overrides = {
+  coroutine = {resume = function(...) return passed(raw_resume(...)) end},
+}
 for _, name in ipairs(libraries) do
-  view[name] = setmetatable({}, {__index = allowed[name], __newindex = readonly_error, __metatable = false})
+  local contents = allowed[name]
+  if overrides[name] then contents = setmetatable(overrides[name], {__index = contents}) end
+  view[name] = setmetatable({}, {__index = contents, __newindex = readonly_error, __metatable = false})
 end
 local env = {}
 view._G = env
@@ -104,30 +127,6 @@ setmetatable(env, {
   __metatable = false,
 })
 return env
-"#;
-
-/// `redis.pcall` over the per-run `impl.call` (a function scoped to one run that answers
-/// `reply, failed`), `redis.error_reply`, `redis.status_reply`.
-const REDIS_API: &str = r#"
-local redis, impl = ...
-redis.pcall = function(...)
-  local reply = impl.call(...)
-  return reply
-end
-redis.error_reply = function(text)
-  if type(text) ~= 'string' then error("wrong number or type of arguments", 2) end
-  return {err = text}
-end
-redis.status_reply = function(text)
-  if type(text) ~= 'string' then error("wrong number or type of arguments", 2) end
-  return {ok = text}
-end
-redis.set_repl = function() end
-redis.replicate_commands = function() return true end
-redis.breakpoint = function() return false end
-redis.debug = function() end
-redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
-redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 "#;
 
 /// One Lua interpreter with its sandbox and compiled scripts.
@@ -152,96 +151,25 @@ impl Vm {
         )?;
         let globals = lua.globals();
         libs::install(&lua, &globals)?;
-        let redis = lua.create_table()?;
         let implementation = lua.create_table()?;
-        redis.raw_set("REDIS_VERSION", REDIS_VERSION)?;
-        redis.raw_set(
-            "sha1hex",
-            lua.create_function(|lua, text: mlua::LuaString| {
-                lua.create_string(sha1_hex(&text.as_bytes()))
-            })?,
-        )?;
-        redis.raw_set(
-            "log",
-            lua.create_function(|_, (level, parts): (i64, MultiValue)| {
-                let text: Vec<String> = parts
-                    .iter()
-                    .map(|part| match part {
-                        Value::String(text) => text.to_string_lossy(),
-                        other => other.to_string().unwrap_or_default(),
-                    })
-                    .collect();
-                let text = text.join(" ");
-                match level {
-                    0 => tracing::debug!(target: "store_node::script", "{text}"),
-                    1 | 2 => tracing::info!(target: "store_node::script", "{text}"),
-                    3 => tracing::warn!(target: "store_node::script", "{text}"),
-                    _ => return Err(mlua::Error::runtime("Invalid debug level.")),
-                }
-                Ok(())
-            })?,
-        )?;
-        let setresp_control = control.clone();
-        redis.raw_set(
-            "setresp",
-            lua.create_function(move |_, version: Value| {
-                let version = match version {
-                    Value::Integer(version) => version,
-                    Value::Number(version) => version as i64,
-                    _ => 0,
-                };
-                match version {
-                    2 | 3 => {
-                        setresp_control.resp3.store(version == 3, Ordering::Relaxed);
-                        Ok(())
-                    }
-                    _ => Err(mlua::Error::runtime("RESP version must be 2 or 3.")),
-                }
-            })?,
-        )?;
-        // A Rust function, not Lua: `return redis.call(...)` must not be a tail call that
-        // drops the script's frame, whose line the error reply names.
-        let call_slot = implementation.clone();
-        redis.raw_set(
-            "call",
-            lua.create_function(move |_, args: MultiValue| {
-                let call: Function = call_slot.raw_get("call")?;
-                let (reply, failed): (Value, bool) = call.call(args)?;
-                if failed {
-                    let text = match &reply {
-                        Value::Table(table) => table.raw_get::<String>("err")?,
-                        _ => "ERR unknown error".to_string(),
-                    };
-                    return Err(mlua::Error::external(CallError(text)));
-                }
-                Ok(reply)
-            })?,
-        )?;
-        redis.raw_set(
-            "__error_text",
-            lua.create_function(|_, error: Value| {
-                Ok(match error {
-                    Value::Error(error) => Some(error_text(&error)),
-                    _ => None,
-                })
-            })?,
-        )?;
-        lua.load(REDIS_API)
-            .set_name("=redis_api")
-            .call::<()>((redis.clone(), implementation.clone()))?;
+        let redis = api::install(&lua, &control, &implementation)?;
         globals.raw_set("redis", redis)?;
         let names = lua.create_sequence_from(ALLOWED_GLOBALS.iter().copied())?;
         let libraries = lua.create_sequence_from(LIBRARIES.iter().copied())?;
-        let env: Table = lua
-            .load(SANDBOX)
-            .set_name("=sandbox")
-            .call((globals, libraries, names))?;
+        let env: Table = lua.load(SANDBOX).set_name("=sandbox").call((
+            globals,
+            libraries,
+            names,
+            api::sandbox_helpers(&lua, &control)?,
+        ))?;
         let handler = lua.create_function(error_handler)?;
         let runner: Function = lua
             .load("local handler = ...; return function(f) return xpcall(f, handler) end")
             .set_name("=runner")
             .call(handler)?;
-        lua.set_hook(
+        // The global hook, not `set_hook`: coroutines a script creates inherit it, so a script
+        // looping inside one can be killed too.
+        lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY),
             move |_, _| {
                 if control.kill.load(Ordering::Relaxed) {
@@ -297,8 +225,15 @@ fn script_position(lua: &Lua) -> Option<(String, usize)> {
 }
 
 /// Redis's `__redis__err__handler`: every error leaves the script as a table `{err, source,
-/// line}`; an error that is not already such a table gets the `ERR ` code.
-fn error_handler(lua: &Lua, error: Value) -> mlua::Result<Table> {
+/// line}`; an error that is not already such a table gets the `ERR ` code. Running out of
+/// memory in a library written in Rust leaves as Lua's own out-of-memory error does (Lua 5.1
+/// calls no handler for it): the bare message, which the reply turns into `Error running
+/// script <sha>, not enough memory`.
+fn error_handler(lua: &Lua, error: Value) -> mlua::Result<Value> {
+    if matches!(&error, Value::Error(error) if is_memory_error(error)) {
+        // Lua interned this text when it started: no allocation, which would fail now.
+        return Ok(Value::String(lua.create_string(MEMORY_ERROR)?));
+    }
     let table = match error {
         Value::Table(table) if matches!(table.raw_get::<Value>("err"), Ok(Value::String(_))) => {
             table
@@ -319,32 +254,17 @@ fn error_handler(lua: &Lua, error: Value) -> mlua::Result<Table> {
         table.raw_set("source", source)?;
         table.raw_set("line", line)?;
     }
-    Ok(table)
+    Ok(Value::Table(table))
 }
 
-/// The error reply a failed `redis.call` raises: its text is already a Redis error.
-#[derive(Debug)]
-struct CallError(String);
+/// Lua's out-of-memory message (`MEMERRMSG`).
+const MEMORY_ERROR: &str = "not enough memory";
 
-impl std::fmt::Display for CallError {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for CallError {}
-
-/// The error reply text of an error raised from Rust (`redis.call`, a library, the hook),
-/// without mlua's decoration: a failed command's own error, else `ERR <message>`.
-fn error_text(error: &mlua::Error) -> String {
+/// Whether an error raised from Rust is an allocation that failed under the memory limit.
+fn is_memory_error(error: &mlua::Error) -> bool {
     match error {
-        mlua::Error::RuntimeError(text) => format!("ERR {text}"),
-        mlua::Error::CallbackError { cause, .. } => error_text(cause),
-        mlua::Error::MemoryError(_) => "ERR not enough memory".to_string(),
-        mlua::Error::ExternalError(external) => match external.downcast_ref::<CallError>() {
-            Some(CallError(text)) => text.clone(),
-            None => format!("ERR {external}"),
-        },
-        other => format!("ERR {other}"),
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } => is_memory_error(cause),
+        _ => false,
     }
 }

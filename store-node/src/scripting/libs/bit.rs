@@ -2,7 +2,9 @@
 //! bswap`), which Redis bundles. Every operation works on 32-bit signed integers: an argument
 //! is rounded to the nearest integer and reduced modulo 2^32, as BitOp's normalisation does.
 
-use mlua::{Lua, Table, Variadic};
+use mlua::{Function, Lua, MultiValue, Table};
+
+use super::args::Args;
 
 /// BitOp's normalisation of a Lua number to a signed 32-bit integer.
 pub fn tobit(value: f64) -> i32 {
@@ -13,13 +15,13 @@ pub fn tobit(value: f64) -> i32 {
     (rounded % 4_294_967_296.0) as i64 as u32 as i32
 }
 
-fn fold(values: &Variadic<f64>, first: f64, combine: impl Fn(i32, i32) -> i32) -> f64 {
-    let start = tobit(first);
-    f64::from(
-        values
-            .iter()
-            .fold(start, |acc, value| combine(acc, tobit(*value))),
-    )
+/// `bit.band` and its kin: `combine` folded over every argument (at least one).
+fn fold(args: &Args<'_>, combine: impl Fn(i32, i32) -> i32) -> mlua::Result<f64> {
+    let mut bits = tobit(args.number(1)?);
+    for index in 2..=args.len() {
+        bits = combine(bits, tobit(args.number(index)?));
+    }
+    Ok(f64::from(bits))
 }
 
 /// `bit.tohex(x [, n])`: the low `|n|` hex digits of `x` (8 by default), uppercase when
@@ -37,56 +39,59 @@ pub fn tohex(value: f64, digits: Option<f64>) -> String {
     text[8 - count..].to_string()
 }
 
+/// A `bit` function of the arguments as [`Args`] (so a bad argument reads as BitOp's).
+fn function(
+    lua: &Lua,
+    body: impl Fn(&Args<'_>) -> mlua::Result<f64> + Send + 'static,
+) -> mlua::Result<Function> {
+    lua.create_function(move |lua, values: MultiValue| body(&Args::new(lua, values)))
+}
+
+/// A shift or rotation of the first argument by the second (taken modulo 32).
+fn shift(lua: &Lua, op: fn(i32, u32) -> i32) -> mlua::Result<Function> {
+    function(lua, move |args| {
+        let (x, n) = (tobit(args.number(1)?), tobit(args.number(2)?));
+        Ok(f64::from(op(x, (n & 31) as u32)))
+    })
+}
+
 /// Registers the `bit` table.
 pub fn install(lua: &Lua, globals: &Table) -> mlua::Result<()> {
     let bit = lua.create_table()?;
     bit.raw_set(
         "tobit",
-        lua.create_function(|_, x: f64| Ok(f64::from(tobit(x))))?,
+        function(lua, |args| Ok(f64::from(tobit(args.number(1)?))))?,
     )?;
     bit.raw_set(
         "tohex",
-        lua.create_function(|_, (x, n): (f64, Option<f64>)| Ok(tohex(x, n)))?,
+        lua.create_function(|lua, values: MultiValue| {
+            let args = Args::new(lua, values);
+            let x = args.number(1)?;
+            // Only an absent count means 8 (`lua_isnone`): a nil one is a bad argument.
+            let digits = match args.get(2) {
+                None => None,
+                Some(_) => Some(args.number(2)?),
+            };
+            Ok(tohex(x, digits))
+        })?,
     )?;
     bit.raw_set(
         "bnot",
-        lua.create_function(|_, x: f64| Ok(f64::from(!tobit(x))))?,
+        function(lua, |args| Ok(f64::from(!tobit(args.number(1)?))))?,
     )?;
-    bit.raw_set(
-        "band",
-        lua.create_function(|_, (x, rest): (f64, Variadic<f64>)| Ok(fold(&rest, x, |a, b| a & b)))?,
-    )?;
-    bit.raw_set(
-        "bor",
-        lua.create_function(|_, (x, rest): (f64, Variadic<f64>)| Ok(fold(&rest, x, |a, b| a | b)))?,
-    )?;
-    bit.raw_set(
-        "bxor",
-        lua.create_function(|_, (x, rest): (f64, Variadic<f64>)| Ok(fold(&rest, x, |a, b| a ^ b)))?,
-    )?;
-    let shift = |op: fn(i32, u32) -> i32| {
-        move |_: &Lua, (x, n): (f64, f64)| Ok(f64::from(op(tobit(x), (tobit(n) & 31) as u32)))
-    };
-    bit.raw_set(
-        "lshift",
-        lua.create_function(shift(|x, n| ((x as u32) << n) as i32))?,
-    )?;
-    bit.raw_set(
-        "rshift",
-        lua.create_function(shift(|x, n| ((x as u32) >> n) as i32))?,
-    )?;
-    bit.raw_set("arshift", lua.create_function(shift(|x, n| x >> n))?)?;
-    bit.raw_set(
-        "rol",
-        lua.create_function(shift(|x, n| (x as u32).rotate_left(n) as i32))?,
-    )?;
-    bit.raw_set(
-        "ror",
-        lua.create_function(shift(|x, n| (x as u32).rotate_right(n) as i32))?,
-    )?;
+    bit.raw_set("band", function(lua, |args| fold(args, |a, b| a & b))?)?;
+    bit.raw_set("bor", function(lua, |args| fold(args, |a, b| a | b))?)?;
+    bit.raw_set("bxor", function(lua, |args| fold(args, |a, b| a ^ b))?)?;
+    bit.raw_set("lshift", shift(lua, |x, n| ((x as u32) << n) as i32)?)?;
+    bit.raw_set("rshift", shift(lua, |x, n| ((x as u32) >> n) as i32)?)?;
+    bit.raw_set("arshift", shift(lua, |x, n| x >> n)?)?;
+    bit.raw_set("rol", shift(lua, |x, n| (x as u32).rotate_left(n) as i32)?)?;
+    bit.raw_set("ror", shift(lua, |x, n| (x as u32).rotate_right(n) as i32)?)?;
     bit.raw_set(
         "bswap",
-        lua.create_function(|_, x: f64| Ok(f64::from(tobit(x).swap_bytes())))?,
+        function(lua, |args| {
+            Ok(f64::from(tobit(args.number(1)?).swap_bytes()))
+        })?,
     )?;
     globals.raw_set("bit", bit)
 }

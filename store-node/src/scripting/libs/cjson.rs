@@ -4,8 +4,9 @@
 //! an excessively sparse one), any other table as an object, an empty table as `{}`, and
 //! `cjson.null` as `null`; `cjson.decode` turns `null` into `cjson.null`.
 
-use mlua::{LightUserData, Lua, Table, Value};
+use mlua::{LightUserData, Lua, MultiValue, Table, Value};
 
+use super::args::{positioned, Args};
 use super::format_g14;
 
 /// Deepest nesting either direction accepts (lua-cjson's default).
@@ -328,27 +329,39 @@ pub fn install(lua: &Lua, globals: &Table) -> mlua::Result<()> {
     let cjson = lua.create_table()?;
     cjson.raw_set(
         "encode",
-        lua.create_function(|lua, value: Value| {
+        lua.create_function(|lua, values: MultiValue| {
+            let args = Args::new(lua, values);
+            if args.len() != 1 {
+                return Err(args.error(1, "expected 1 argument"));
+            }
             let mut out = Vec::new();
-            encode_value(&mut out, &value, 0)?;
+            encode_value(&mut out, args.get(1).unwrap_or(&Value::Nil), 0)
+                .map_err(|failure| positioned(lua, failure))?;
             lua.create_string(out)
         })?,
     )?;
     cjson.raw_set(
         "decode",
-        lua.create_function(|lua, text: mlua::LuaString| {
+        lua.create_function(|lua, values: MultiValue| {
+            let args = Args::new(lua, values);
+            if args.len() != 1 {
+                return Err(args.error(1, "expected 1 argument"));
+            }
+            let text = args.string(1)?;
             let bytes = text.as_bytes();
             let mut decoder = Decoder {
                 lua,
                 input: &bytes,
                 position: 0,
             };
-            let value = decoder.value(0)?;
-            decoder.skip_space();
-            if decoder.position < bytes.len() {
-                return decoder.error("the end");
-            }
-            Ok(value)
+            let decoded = decoder.value(0).and_then(|value| {
+                decoder.skip_space();
+                if decoder.position < bytes.len() {
+                    return decoder.error("the end");
+                }
+                Ok(value)
+            });
+            decoded.map_err(|failure| positioned(lua, failure))
         })?,
     )?;
     cjson.raw_set("null", null())?;

@@ -1,9 +1,13 @@
-//! The libraries Redis gives scripts beside Lua's own `string`, `table` and `math`: [`cjson`]
-//! and [`bit`] (LuaJIT's BitOp API), implemented in Rust over mlua with the behaviour of the C
-//! libraries Redis bundles (no registry crate provides them for mlua).
+//! The libraries Redis gives scripts beside Lua's own `string`, `table` and `math`: [`cjson`],
+//! [`cmsgpack`], [`bit`] (LuaJIT's BitOp API) and `struct` ([`structs`]), implemented in Rust
+//! over mlua with the observable behaviour of the C libraries Redis bundles, errors included
+//! ([`args`]); no registry crate provides them for mlua.
 
+pub mod args;
 pub mod bit;
 pub mod cjson;
+pub mod cmsgpack;
+pub mod structs;
 
 use mlua::{Lua, Table};
 
@@ -11,6 +15,8 @@ use mlua::{Lua, Table};
 pub fn install(lua: &Lua, globals: &Table) -> mlua::Result<()> {
     bit::install(lua, globals)?;
     cjson::install(lua, globals)?;
+    cmsgpack::install(lua, globals)?;
+    structs::install(lua, globals)?;
     Ok(())
 }
 
