@@ -4,14 +4,14 @@
 
 use bytes::Bytes;
 
-use super::flags::{LOADING_OK, WRITE};
+use super::flags::{LOADING_OK, NO_SCRIPT, WRITE};
 use super::CommandSpec;
 use super::{commands, is, text, Call, SYNTAX};
 use crate::protocol::Frame;
 
 /// The commands of this family, as the dispatcher finds them.
 pub static COMMANDS: &[CommandSpec] = &[
-    spec!("config", -2, LOADING_OK, config),
+    spec!("config", -2, LOADING_OK | NO_SCRIPT, config),
     spec!("command", -1, LOADING_OK, command),
     spec!("flushdb", -1, WRITE, flushdb),
     spec!("flushall", -1, WRITE, flushdb),

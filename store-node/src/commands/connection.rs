@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::flags::{ALLOW_BUSY, LOADING_OK, NO_AUTH, NO_QUEUE, NO_SCRIPT};
 use super::CommandSpec;
-use super::{is, parse_i64, text, Call, NOT_INTEGER, SYNTAX, WRONGPASS};
+use super::{is, parse_i64, text, Call, ClientState, ReplyMode, NOT_INTEGER, SYNTAX, WRONGPASS};
 use crate::protocol::{Frame, Protocol};
 
 /// The commands of this family, as the dispatcher finds them.
@@ -30,7 +30,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         hello
     ),
     spec!("select", 2, LOADING_OK, select),
-    spec!("client", -2, LOADING_OK, client),
+    spec!("client", -2, LOADING_OK | NO_SCRIPT, client),
     spec!(
         "reset",
         1,
@@ -279,8 +279,32 @@ pub fn client(call: &mut Call<'_>) -> Frame {
         Frame::Verbatim(Bytes::from(client_info_line(call)))
     } else if is(sub, "no-evict") || is(sub, "no-touch") {
         Frame::ok()
+    } else if is(sub, "reply") {
+        if args.len() != 3 {
+            return super::wrong_arity("client|reply");
+        }
+        client_reply(call.client, &args[2])
     } else {
         wrong()
+    }
+}
+
+/// CLIENT REPLY ON|OFF|SKIP: OFF and SKIP answer nothing (the connection leaves out the
+/// replies they stop; pushes still go out, as in Redis 7.2).
+fn client_reply(client: &mut ClientState, mode: &[u8]) -> Frame {
+    if is(mode, "on") {
+        client.reply = ReplyMode::On;
+        Frame::ok()
+    } else if is(mode, "off") {
+        client.reply = ReplyMode::Off;
+        Frame::Sequence(Vec::new())
+    } else if is(mode, "skip") {
+        if client.reply != ReplyMode::Off {
+            client.reply = ReplyMode::SkipNext;
+        }
+        Frame::Sequence(Vec::new())
+    } else {
+        SYNTAX
     }
 }
 
@@ -296,6 +320,7 @@ pub fn reset(call: &mut Call<'_>) -> Frame {
         call.state.pubsub.remove_client(call.client.id);
     }
     call.client.subscriptions = 0;
+    call.client.reply = ReplyMode::On;
     Frame::Simple("RESET".into())
 }
 

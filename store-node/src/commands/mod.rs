@@ -85,9 +85,44 @@ pub struct ClientState {
     /// Channels, patterns and shard channels subscribed to: a RESP2 connection with any is in
     /// subscribed mode.
     pub subscriptions: usize,
+    /// Growth writes go on while memory is full: a script's own client when its shebang
+    /// declares `allow-oom`.
+    pub allow_oom: bool,
+    /// `CLIENT REPLY`: which replies the connection writes.
+    pub reply: ReplyMode,
+}
+
+/// What `CLIENT REPLY` asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    /// Every reply (the default).
+    On,
+    /// No reply until `CLIENT REPLY ON`.
+    Off,
+    /// `CLIENT REPLY SKIP` was just executed: the next command's reply is left out.
+    SkipNext,
+    /// This command's reply is left out.
+    Skip,
 }
 
 impl ClientState {
+    /// Whether the reply of the command just executed is written, moving `CLIENT REPLY SKIP`
+    /// on by one command (Redis's `CLIENT_REPLY_SKIP_NEXT` and `CLIENT_REPLY_SKIP`).
+    pub fn take_reply(&mut self) -> bool {
+        match self.reply {
+            ReplyMode::On => true,
+            ReplyMode::Off => false,
+            ReplyMode::SkipNext => {
+                self.reply = ReplyMode::Skip;
+                false
+            }
+            ReplyMode::Skip => {
+                self.reply = ReplyMode::On;
+                false
+            }
+        }
+    }
+
     /// A fresh connection's state.
     pub fn new(id: u64, authenticated: bool, address: String) -> ClientState {
         ClientState {
@@ -104,6 +139,8 @@ impl ClientState {
             metrics: Default::default(),
             subscriber: None,
             subscriptions: 0,
+            allow_oom: false,
+            reply: ReplyMode::On,
         }
     }
 }
@@ -308,7 +345,7 @@ pub(crate) fn run(
 ) -> Executed {
     let spec = commands()[index];
     let started = client.metrics.command_start();
-    if spec.flags & DENY_OOM != 0 && !state.engine.make_room() {
+    if spec.flags & DENY_OOM != 0 && !client.allow_oom && !state.engine.make_room() {
         state.metrics.oom_rejections.fetch_add(1, Ordering::Relaxed);
         return OOM.into();
     }

@@ -11,11 +11,17 @@ use bytes::Bytes;
 
 use super::flags::{NO_SCRIPT, SCRIPT, WRITE};
 use super::NOT_INTEGER;
-use super::{commands, is, lookup, parse_i64, run, text, Call, ClientState, CommandSpec};
+use super::{commands, is, lookup, parse_i64, run, text, Call, ClientState, CommandSpec, OOM};
 use crate::node::NodeState;
 use crate::protocol::Frame;
-use crate::scripting::{Dispatcher, Script, NOSCRIPT};
+use crate::scripting::{shebang, Dispatcher, Script, ScriptFlags, NOSCRIPT};
 use crate::store::WriteReceipt;
+
+/// What the interpreter may grow by during a script even when memory is at or past the high
+/// watermark: a script that only reads or deletes (a lock release) must keep working while
+/// writes that grow memory are refused, as in Redis, and Lua needs a few KiB for any call.
+/// Small beside the gap between the high watermark and the memory limit.
+const MIN_SCRIPT_ROOM: usize = 1 << 20;
 
 /// The commands of this family, as the dispatcher finds them.
 pub static COMMANDS: &[CommandSpec] = &[
@@ -46,7 +52,10 @@ impl Dispatcher for ScriptCalls<'_> {
         if (spec.arity > 0 && count != spec.arity) || (spec.arity < 0 && count < -spec.arity) {
             return Frame::error("ERR Wrong number of args calling Redis command from script");
         }
-        if spec.flags & NO_SCRIPT != 0 {
+        // CLUSTER RESET is the one CLUSTER subcommand Redis refuses in scripts.
+        let cluster_reset =
+            spec.name == "cluster" && args.get(1).is_some_and(|sub| is(sub, "reset"));
+        if spec.flags & NO_SCRIPT != 0 || cluster_reset {
             return Frame::error("ERR This Redis command is not allowed from script");
         }
         if spec.flags & WRITE != 0 && self.read_only {
@@ -61,7 +70,38 @@ impl Dispatcher for ScriptCalls<'_> {
     }
 }
 
-fn run_script(call: &mut Call<'_>, body: Bytes, sha: Option<String>, read_only: bool) -> Frame {
+/// Refuses, before it runs, a script whose shebang declares it may write (or needs memory)
+/// when it cannot: while memory is full (without `allow-oom`), while the log cannot be
+/// written, or from EVAL_RO/EVALSHA_RO, as Redis checks declared scripts up front.
+fn refuse_declared(call: &Call<'_>, flags: ScriptFlags, read_only: bool) -> Option<Frame> {
+    if !flags.declared {
+        return None;
+    }
+    let state = call.state;
+    if !(flags.allow_oom || flags.no_writes || state.engine.make_room()) {
+        state
+            .metrics
+            .oom_rejections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Some(OOM);
+    }
+    if flags.no_writes {
+        return None;
+    }
+    if let Err(error) = crate::node::disc::admit_write(state) {
+        return Some(Frame::Error(error.to_string().into()));
+    }
+    read_only
+        .then(|| Frame::error("ERR Can not execute a script with write flag using *_ro command."))
+}
+
+fn run_script(
+    call: &mut Call<'_>,
+    body: Bytes,
+    sha: Option<String>,
+    flags: Option<ScriptFlags>,
+    read_only: bool,
+) -> Frame {
     let args = call.args;
     let Some(count) = parse_i64(&args[2]) else {
         return NOT_INTEGER;
@@ -73,21 +113,35 @@ fn run_script(call: &mut Call<'_>, body: Bytes, sha: Option<String>, read_only: 
     if count > args.len() - 3 {
         return Frame::error("ERR Number of keys can't be greater than number of args");
     }
+    let shebang = match flags {
+        Some(flags) => (flags, shebang::parse(&body).map_or(0, |(_, length)| length)),
+        None => match shebang::parse(&body) {
+            Ok(parsed) => parsed,
+            Err(text) => return Frame::Error(text.into()),
+        },
+    };
+    if let Some(refusal) = refuse_declared(call, shebang.0, read_only) {
+        return refusal;
+    }
     let memory = call.state.engine.memory();
     let memory_room = (memory.limit_bytes > 0).then(|| {
-        memory
+        (memory
             .high_watermark_bytes
-            .saturating_sub(memory.used_bytes) as usize
+            .saturating_sub(memory.used_bytes) as usize)
+            .max(MIN_SCRIPT_ROOM)
     });
+    let mut client = ClientState::new(call.client.id, true, "lua".to_string());
+    client.allow_oom = shebang.0.declared && shebang.0.allow_oom;
     let mut calls = ScriptCalls {
         state: call.state,
-        client: ClientState::new(call.client.id, true, "lua".to_string()),
-        read_only,
+        client,
+        read_only: read_only || shebang.0.no_writes,
         receipt: WriteReceipt::NONE,
     };
     let reply = call.state.scripts.run(
         Script {
             body: &body,
+            shebang,
             sha: sha.as_deref(),
             keys: &args[3..3 + count],
             argv: &args[3 + count..],
@@ -102,20 +156,20 @@ fn run_script(call: &mut Call<'_>, body: Bytes, sha: Option<String>, read_only: 
 
 fn run_cached(call: &mut Call<'_>, read_only: bool) -> Frame {
     let sha = &call.args[1];
-    let Some(body) = (sha.len() == 40)
+    let Some((body, flags)) = (sha.len() == 40)
         .then(|| call.state.scripts.body(sha))
         .flatten()
     else {
         return NOSCRIPT;
     };
     let sha = text(sha).to_ascii_lowercase();
-    run_script(call, body, Some(sha), read_only)
+    run_script(call, body, Some(sha), Some(flags), read_only)
 }
 
 /// EVAL script numkeys [key ...] [arg ...]
 pub fn eval(call: &mut Call<'_>) -> Frame {
     let body = call.args[1].clone();
-    run_script(call, body, None, false)
+    run_script(call, body, None, None, false)
 }
 
 /// EVALSHA sha1 numkeys [key ...] [arg ...]
@@ -126,7 +180,7 @@ pub fn evalsha(call: &mut Call<'_>) -> Frame {
 /// EVAL_RO script numkeys [key ...] [arg ...]: write commands are refused.
 pub fn eval_ro(call: &mut Call<'_>) -> Frame {
     let body = call.args[1].clone();
-    run_script(call, body, None, true)
+    run_script(call, body, None, None, true)
 }
 
 /// EVALSHA_RO sha1 numkeys [key ...] [arg ...]

@@ -67,10 +67,10 @@ pub async fn serve_connection(
                         return;
                     };
                     executed += 1;
+                    answer(&mut client, done, &mut output, &mut acks);
+                    // What the script published to this very connection follows its reply,
+                    // as in Redis 7.2 (and as after EXEC).
                     drain_messages(&client, &mut output);
-                    let start = output.len();
-                    done.reply.encode(client.protocol, &mut output);
-                    acks.note(start, output.len(), done.receipt);
                 }
                 BatchEnd::OutputFull => {
                     acks.settle(state, &mut output).await;
@@ -226,9 +226,7 @@ fn process_batch(
                     execute(state, client, args)
                 };
                 executed += 1;
-                let start = output.len();
-                done.reply.encode(client.protocol, output);
-                acks.note(start, output.len(), done.receipt);
+                answer(client, done, output, acks);
                 if client.close {
                     return (BatchEnd::Close, executed);
                 }
@@ -239,6 +237,23 @@ fn process_batch(
             Ok(false) => return (BatchEnd::NeedInput, executed),
             Err(error) => return (BatchEnd::ProtocolError(error), executed),
         }
+    }
+}
+
+/// Writes a command's reply into `output` and notes what its receipt waits for; a reply
+/// `CLIENT REPLY OFF`/`SKIP` stops is left out but for its pushes, and waits for nothing.
+fn answer(
+    client: &mut ClientState,
+    done: crate::commands::Executed,
+    output: &mut BytesMut,
+    acks: &mut WriteAcks,
+) {
+    if client.take_reply() {
+        let start = output.len();
+        done.reply.encode(client.protocol, output);
+        acks.note(start, output.len(), done.receipt);
+    } else {
+        done.reply.encode_pushes(client.protocol, output);
     }
 }
 
@@ -296,7 +311,11 @@ fn busy_batch(
                 } else {
                     crate::scripting::BUSY
                 };
-                reply.encode(client.protocol, output);
+                if client.take_reply() {
+                    reply.encode(client.protocol, output);
+                } else {
+                    reply.encode_pushes(client.protocol, output);
+                }
                 if client.close {
                     return (BatchEnd::Close, executed);
                 }

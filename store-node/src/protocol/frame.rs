@@ -72,6 +72,20 @@ impl Frame {
         matches!(self, Frame::Error(_))
     }
 
+    /// Appends the pushes this frame holds (itself, or the items of a sequence) to `out`:
+    /// what goes out of a reply that `CLIENT REPLY OFF` stops.
+    pub fn encode_pushes(&self, protocol: Protocol, out: &mut BytesMut) {
+        match self {
+            Frame::Push(_) => self.encode(protocol, out),
+            Frame::Sequence(frames) => {
+                for frame in frames {
+                    frame.encode_pushes(protocol, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Appends the encoding of this frame to `out`.
     pub fn encode(&self, protocol: Protocol, out: &mut BytesMut) {
         match self {

@@ -7,8 +7,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bytes::Bytes;
 use mlua::{Function, Lua, MultiValue, Table, Value};
 
+use super::convert;
 use super::sha::sha1_hex;
 
 /// The Redis version scripts see in `redis.REDIS_VERSION`.
@@ -26,26 +28,30 @@ pub(crate) struct Control {
 /// The text a killed script ends with (the error handler adds `ERR `).
 pub const KILLED: &str = "Script killed by user with SCRIPT KILL...";
 
-/// `redis.pcall` over the per-run `impl.call` (a function scoped to one run that answers
-/// `reply, failed`), `redis.error_reply` and `redis.status_reply` (misused, they return an
-/// error reply rather than raise, as Redis's do), and what Redis 7 keeps for
+/// `redis.error_reply` (which gives its text Redis's error code form) and
+/// `redis.status_reply` (misused, both return an error reply rather than raise, as Redis's
+/// do), and what Redis 7 keeps for
 /// older scripts (`redis.set_repl`, `redis.replicate_commands`: effects are always what
 /// replicates here, as in Redis 7).
 const REDIS_API: &str = r#"
 local redis, impl = ...
-redis.pcall = function(...)
-  local reply = impl.call(...)
-  return reply
-end
-local misused = {err = "ERR wrong number or type of arguments"}
+local type, select, sub, find, gsub = type, select, string.sub, string.find, string.gsub
+local misused = "ERR wrong number or type of arguments"
 redis.error_reply = function(...)
   local text = ...
-  if select('#', ...) ~= 1 or type(text) ~= 'string' then return {err = misused.err} end
-  return {err = text}
+  if select('#', ...) ~= 1 or type(text) ~= 'string' then return {err = misused} end
+  -- luaPushErrorBuff: '-CODE message' keeps its code, any other text gets ERR.
+  if sub(text, 1, 1) ~= '-' then text = '-' .. text end
+  local space = find(text, ' ', 1, true)
+  local code, message = 'ERR', sub(text, 2)
+  if space then code, message = sub(text, 2, space - 1), sub(text, space + 1) end
+  message = gsub(message, '^[\r\n]+', '')
+  message = gsub(message, '[\r\n]+$', '')
+  return {err = code .. ' ' .. message}
 end
 redis.status_reply = function(...)
   local text = ...
-  if select('#', ...) ~= 1 or type(text) ~= 'string' then return {err = misused.err} end
+  if select('#', ...) ~= 1 or type(text) ~= 'string' then return {err = misused} end
   return {ok = text}
 end
 redis.set_repl = function() end
@@ -123,6 +129,40 @@ pub(crate) fn sandbox_helpers(lua: &Lua, control: &std::sync::Arc<Control>) -> m
     )?;
     helpers.raw_set("killed_text", KILLED)?;
     Ok(helpers)
+}
+
+/// The command one `redis.call` or `redis.pcall` asks for, handed to the per-run
+/// `implementation.call` through the interpreter's app data rather than as arguments: a
+/// command of thousands of arguments (`unpack` of a big table) fits the stack once, not twice.
+pub(crate) struct PendingCall(pub(crate) Vec<Bytes>);
+
+/// A `redis.call` argument list as a command, or the error reply Redis gives for it.
+fn command_of(args: MultiValue) -> Result<Vec<Bytes>, &'static str> {
+    if args.is_empty() {
+        return Err("ERR Please specify at least one argument for this redis lib call");
+    }
+    let mut command = Vec::with_capacity(args.len());
+    for arg in args {
+        command.push(match arg {
+            Value::String(text) => Bytes::copy_from_slice(&text.as_bytes()),
+            Value::Integer(value) => Bytes::from(convert::number_argument(value as f64)),
+            Value::Number(value) => Bytes::from(convert::number_argument(value)),
+            _ => return Err("ERR Lua redis lib command arguments must be strings or integers"),
+        });
+    }
+    Ok(command)
+}
+
+/// Runs one command for the script: its reply as a Lua value, and whether it is an error.
+fn invoke(lua: &Lua, call_slot: &Table, args: MultiValue) -> mlua::Result<(Value, bool)> {
+    match command_of(args) {
+        Ok(command) => {
+            lua.set_app_data(PendingCall(command));
+            let call: Function = call_slot.raw_get("call")?;
+            call.call::<(Value, bool)>(())
+        }
+        Err(text) => Ok((convert::error_table(lua, text)?, true)),
+    }
 }
 
 /// The text of `redis.log`'s arguments after the level, joined by spaces as Redis does.
@@ -210,14 +250,13 @@ pub(crate) fn install(
             }
         })?,
     )?;
-    // A Rust function, not Lua: `return redis.call(...)` must not be a tail call that
-    // drops the script's frame, whose line the error reply names.
+    // Rust functions, not Lua: `return redis.call(...)` must not be a tail call that drops
+    // the script's frame, whose line the error reply names.
     let call_slot = implementation.clone();
     redis.raw_set(
         "call",
-        lua.create_function(move |_, args: MultiValue| {
-            let call: Function = call_slot.raw_get("call")?;
-            let (reply, failed): (Value, bool) = call.call(args)?;
+        lua.create_function(move |lua, args: MultiValue| {
+            let (reply, failed) = invoke(lua, &call_slot, args)?;
             if failed {
                 let text = match &reply {
                     Value::Table(table) => table.raw_get::<String>("err")?,
@@ -227,6 +266,11 @@ pub(crate) fn install(
             }
             Ok(reply)
         })?,
+    )?;
+    let call_slot = implementation.clone();
+    redis.raw_set(
+        "pcall",
+        lua.create_function(move |lua, args: MultiValue| Ok(invoke(lua, &call_slot, args)?.0))?,
     )?;
     lua.load(REDIS_API)
         .set_name("=redis_api")

@@ -95,6 +95,69 @@ pub fn frame_to_lua(lua: &Lua, frame: Frame, protocol: Protocol) -> mlua::Result
     })
 }
 
+/// A Lua number passed to `redis.call`, as Redis 7.2 writes it (`fpconv_dtoa`): the shortest
+/// digits that read back as the same double, as a plain integer up to 7 trailing zeros
+/// (`100000000` is `1e+8`), as a plain decimal down to 6 leading zeros, otherwise in
+/// scientific notation; `nan`, `inf`, `-inf`. Lua's own `tostring` keeps only 14 digits,
+/// which would change `9007199254740991`. (Redis 7.0 used `%.17g`, which writes `0.1` as
+/// `0.10000000000000001`; the shortest digits come from Rust's formatting, where fpconv's
+/// Grisu2 may rarely pick a longer, equally exact form.)
+pub fn number_argument(value: f64) -> String {
+    if value.is_nan() {
+        return if value.is_sign_negative() {
+            "-nan"
+        } else {
+            "nan"
+        }
+        .to_string();
+    }
+    if value.is_infinite() {
+        return if value < 0.0 { "-inf" } else { "inf" }.to_string();
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    let scientific = format!("{:e}", value.abs());
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let count = digits.len() as i32;
+    // value = digits * 10^k
+    let k = exponent - (count - 1);
+    let magnitude = (k + count - 1).abs();
+    let mut out = String::new();
+    if value < 0.0 {
+        out.push('-');
+    }
+    if k >= 0 && magnitude < count + 7 {
+        out.push_str(&digits);
+        out.extend(std::iter::repeat_n('0', k as usize));
+    } else if k < 0 && (k > -7 || magnitude < 4) {
+        let offset = count + k;
+        if offset <= 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-offset) as usize));
+            out.push_str(&digits);
+        } else {
+            out.push_str(&digits[..offset as usize]);
+            out.push('.');
+            out.push_str(&digits[offset as usize..]);
+        }
+    } else {
+        let shown = &digits[..digits.len().min(if value < 0.0 { 17 } else { 18 })];
+        out.push_str(&shown[..1]);
+        if shown.len() > 1 {
+            out.push('.');
+            out.push_str(&shown[1..]);
+        }
+        let leading = k + count - 1;
+        out.push('e');
+        out.push(if leading < 0 { '-' } else { '+' });
+        out.push_str(&magnitude.to_string());
+    }
+    out
+}
+
 /// `{err = text}`.
 pub fn error_table(lua: &Lua, text: &str) -> mlua::Result<Value> {
     let table = lua.create_table()?;
@@ -159,7 +222,10 @@ fn string_field(table: &Table, name: &str) -> Option<Bytes> {
 
 fn table_to_frame(table: &Table, depth: usize, resp3: bool) -> Frame {
     if let Some(text) = string_field(table, "err") {
-        return Frame::Error(String::from_utf8_lossy(&text).into_owned().into());
+        // Redis trims the line ends an error ends with; the encoder turns the others into
+        // spaces.
+        let text = String::from_utf8_lossy(&text);
+        return Frame::Error(text.trim_end_matches(['\r', '\n']).to_string().into());
     }
     if let Some(text) = string_field(table, "ok") {
         return Frame::Simple(String::from_utf8_lossy(&text).into_owned().into());
@@ -214,6 +280,26 @@ mod tests {
         assert_eq!(number_to_integer(-3.7), -3);
         assert_eq!(number_to_integer(2f64.powi(63)), i64::MIN);
         assert_eq!(number_to_integer(2f64.powi(53)), 9_007_199_254_740_992);
+    }
+
+    #[test]
+    fn numbers_reach_commands_as_redis_7_2_writes_them() {
+        assert_eq!(number_argument(9_007_199_254_740_991.0), "9007199254740991");
+        assert_eq!(number_argument(0.1), "0.1");
+        assert_eq!(number_argument(-0.5), "-0.5");
+        assert_eq!(number_argument(3.0), "3");
+        assert_eq!(number_argument(1e7), "10000000");
+        assert_eq!(number_argument(1e8), "1e+8");
+        assert_eq!(number_argument(123e6), "123000000");
+        assert_eq!(number_argument(0.000001), "0.000001");
+        assert_eq!(number_argument(1.5e-7), "1.5e-7");
+        assert_eq!(number_argument(0.0001234), "1.234e-4");
+        assert_eq!(number_argument(0.001234), "0.001234");
+        assert_eq!(number_argument(123.456), "123.456");
+        assert_eq!(number_argument(1e100), "1e+100");
+        assert_eq!(number_argument(-2.5e-300), "-2.5e-300");
+        assert_eq!(number_argument(f64::INFINITY), "inf");
+        assert_eq!(number_argument(-0.0), "-0");
     }
 
     #[test]

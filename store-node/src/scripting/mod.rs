@@ -14,6 +14,7 @@ mod api;
 pub mod convert;
 pub mod libs;
 pub mod sha;
+pub mod shebang;
 mod vm;
 
 use std::collections::HashMap;
@@ -22,13 +23,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use mlua::{MultiValue, Value};
+use mlua::Value;
 use parking_lot::Mutex;
 
 use crate::protocol::{Frame, Protocol};
 use api::Control;
 pub use api::{KILLED, REDIS_VERSION};
 pub use sha::sha1_hex;
+pub use shebang::ScriptFlags;
 use vm::Vm;
 
 /// `NOSCRIPT No matching script. Please use EVAL.`
@@ -71,14 +73,15 @@ struct Running {
 pub struct Script<'a> {
     /// Its body.
     pub body: &'a [u8],
+    /// Its shebang's flags and the length of its shebang line ([`shebang::parse`]).
+    pub shebang: (ScriptFlags, usize),
     /// Its SHA1, when the caller knows it.
     pub sha: Option<&'a str>,
     /// `KEYS`.
     pub keys: &'a [Bytes],
     /// `ARGV`.
     pub argv: &'a [Bytes],
-    /// Bytes the interpreter may grow by during the run (the room under the memory high
-    /// watermark); `None` without a memory limit.
+    /// Bytes the interpreter may grow by during the run; `None` without a memory limit.
     pub memory_room: Option<usize>,
 }
 
@@ -86,7 +89,8 @@ pub struct Script<'a> {
 #[derive(Debug)]
 pub struct ScriptEngine {
     vm: Mutex<Option<VmSlot>>,
-    bodies: Mutex<HashMap<String, Bytes>>,
+    /// Cached bodies by SHA1, with their flags.
+    bodies: Mutex<HashMap<String, (Bytes, ScriptFlags)>>,
     running: Mutex<Option<Arc<Running>>>,
     control: Arc<Control>,
     busy_threshold_ms: AtomicU64,
@@ -137,17 +141,21 @@ impl ScriptEngine {
         }
     }
 
-    /// `SCRIPT LOAD`: compiles and caches a body; returns its SHA1 or the compile error.
+    /// `SCRIPT LOAD`: compiles and caches a body; returns its SHA1 or the error (a malformed
+    /// shebang line, a compile error).
     pub fn load(&self, body: &Bytes) -> Result<String, Frame> {
         let sha = sha1_hex(body);
-        self.with_vm(|vm| vm.compile(&sha, body))?
+        let (flags, shebang) = shebang::parse(body).map_err(|text| Frame::Error(text.into()))?;
+        self.with_vm(|vm| vm.compile(&sha, &body[shebang..]))?
             .map_err(|text| Frame::Error(text.into()))?;
-        self.bodies.lock().insert(sha.clone(), body.clone());
+        self.bodies
+            .lock()
+            .insert(sha.clone(), (body.clone(), flags));
         Ok(sha)
     }
 
-    /// The cached body of `sha` (lowercase or not).
-    pub fn body(&self, sha: &[u8]) -> Option<Bytes> {
+    /// The cached body of `sha` (lowercase or not) and its flags.
+    pub fn body(&self, sha: &[u8]) -> Option<(Bytes, ScriptFlags)> {
         let sha = String::from_utf8_lossy(sha).to_ascii_lowercase();
         self.bodies.lock().get(&sha).cloned()
     }
@@ -251,7 +259,7 @@ impl ScriptEngine {
         {
             self.bodies
                 .lock()
-                .insert(sha, Bytes::copy_from_slice(script.body));
+                .insert(sha, (Bytes::copy_from_slice(script.body), script.shebang.0));
         }
         self.metrics.runs.fetch_add(1, Ordering::Relaxed);
         self.metrics
@@ -273,7 +281,7 @@ impl ScriptEngine {
         script: &Script<'_>,
         dispatcher: &mut dyn Dispatcher,
     ) -> Frame {
-        let function = match vm.compile(sha, script.body) {
+        let function = match vm.compile(sha, &script.body[script.shebang.1..]) {
             Ok(function) => function,
             Err(text) => return Frame::Error(text.into()),
         };
@@ -297,9 +305,8 @@ impl ScriptEngine {
         }
         let control = &self.control;
         let outcome = lua.scope(|scope| {
-            let call = scope.create_function_mut(|lua, args: MultiValue| {
-                call_from_script(lua, args, control, dispatcher)
-            })?;
+            let call =
+                scope.create_function_mut(|lua, ()| call_from_script(lua, control, dispatcher))?;
             vm.implementation.raw_set("call", call)?;
             let (ok, value): (bool, Value) = vm.runner.call(function)?;
             vm.implementation.raw_set("call", Value::Nil)?;
@@ -311,42 +318,30 @@ impl ScriptEngine {
         });
         // Unlimited between runs, so the interpreter's own upkeep never fails.
         let _ = lua.set_memory_limit(0);
-        let reply = outcome
-            .unwrap_or_else(|error| Frame::Error(format!("ERR {error} script: {sha}").into()));
+        let reply = outcome.unwrap_or_else(|error| match error {
+            // Out of memory outside the script's own code (setting up its call): the text
+            // Lua's own out-of-memory error gets.
+            mlua::Error::MemoryError(_) => {
+                Frame::Error(format!("ERR Error running script {sha}, not enough memory").into())
+            }
+            other => Frame::Error(format!("ERR {other} script: {sha}").into()),
+        });
         // A script's garbage should not wait for the next script to be collected.
         let _ = lua.gc_collect();
         reply
     }
 }
 
-/// `redis.call`'s work: the command through the dispatcher, its reply as Lua values
-/// `reply, failed`.
+/// `redis.call`'s work: the command [`api::invoke`] left in the app data, through the
+/// dispatcher; its reply as Lua values `reply, failed`.
 fn call_from_script(
     lua: &mlua::Lua,
-    args: MultiValue,
     control: &Control,
     dispatcher: &mut dyn Dispatcher,
 ) -> mlua::Result<(Value, bool)> {
-    if args.is_empty() {
-        return Ok((
-            convert::error_table(
-                lua,
-                "ERR Please specify at least one argument for this redis lib call",
-            )?,
-            true,
-        ));
-    }
-    let mut command = Vec::with_capacity(args.len());
-    for arg in args {
-        match arg {
-            Value::String(text) => command.push(Bytes::copy_from_slice(&text.as_bytes())),
-            Value::Integer(_) | Value::Number(_) => match lua.coerce_string(arg)? {
-                Some(text) => command.push(Bytes::copy_from_slice(&text.as_bytes())),
-                None => return lib_argument_error(lua),
-            },
-            _ => return lib_argument_error(lua),
-        }
-    }
+    let Some(api::PendingCall(command)) = lua.remove_app_data::<api::PendingCall>() else {
+        return Ok((convert::error_table(lua, "ERR unknown error")?, true));
+    };
     let reply = dispatcher.call(command);
     let failed = reply.is_error();
     let protocol = if control.resp3.load(Ordering::Relaxed) {
@@ -355,16 +350,6 @@ fn call_from_script(
         Protocol::Resp2
     };
     Ok((convert::frame_to_lua(lua, reply, protocol)?, failed))
-}
-
-fn lib_argument_error(lua: &mlua::Lua) -> mlua::Result<(Value, bool)> {
-    Ok((
-        convert::error_table(
-            lua,
-            "ERR Lua redis lib command arguments must be strings or integers",
-        )?,
-        true,
-    ))
 }
 
 /// The reply of a script that raised an error: `<err> script: <sha>, on <source>:<line>.`
