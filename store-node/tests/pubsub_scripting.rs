@@ -2,7 +2,8 @@
 //! in-process node and, where Debian's `redis-server` is installed, against a real Redis
 //! started on a free loopback port in the same run; both must give the exact bytes written
 //! here. Also: a script that loops forever (BUSY for others, SCRIPT KILL ends it) and a slow
-//! subscriber (disconnected past its output buffer limit while the publisher goes on).
+//! subscriber (disconnected past its output buffer limit while the publisher goes on); the INFO
+//! fields and /metrics that count subscribers, messages and scripts; FUNCTION/FCALL absent.
 
 mod common;
 
@@ -39,7 +40,7 @@ fn pubsub_conversation(address: SocketAddr) {
         a.reply(),
         "*4\r\n$8\r\npmessage\r\n$2\r\np*\r\n$2\r\npq\r\n$1\r\nm\r\n"
     );
-    assert_eq!(b.call(&["PUBLISH", "nobody", "m"]), ":0\r\n");
+    assert_eq!(b.call(&["PUBLISH", "other", "m"]), ":0\r\n");
     assert_eq!(
         b.call(&["PUBSUB", "NUMSUB", "a", "zz"]),
         "*4\r\n$1\r\na\r\n:1\r\n$2\r\nzz\r\n:0\r\n"
@@ -333,5 +334,135 @@ async fn a_slow_subscriber_is_disconnected_and_the_publisher_never_waits() {
         info.contains("client_output_buffer_limit_disconnections:1"),
         "{info}"
     );
+    node.shutdown().await.expect("shutdown");
+}
+
+/// The value of `field` in an INFO reply (`field:value` lines).
+fn info_field(info: &str, field: &str) -> Option<String> {
+    info.split("\r\n")
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .map(str::to_string)
+}
+
+/// Two subscribers (channels `a` and `b`, channel `a`, pattern `n*`), three publications and
+/// three scripts (one failing, one only loaded), then the INFO fields Redis names for them.
+fn counted_conversation(address: SocketAddr) {
+    let mut first = Conn::open(address);
+    first.call(&["SUBSCRIBE", "a", "b"]);
+    first.reply();
+    assert_eq!(
+        first.call(&["PSUBSCRIBE", "n*"]),
+        "*3\r\n$10\r\npsubscribe\r\n$2\r\nn*\r\n:3\r\n"
+    );
+    let mut second = Conn::open(address);
+    second.call(&["SUBSCRIBE", "a"]);
+    let mut conn = Conn::open(address);
+    assert_eq!(conn.call(&["PUBLISH", "a", "m"]), ":2\r\n");
+    assert_eq!(conn.call(&["PUBLISH", "news", "m"]), ":1\r\n");
+    assert_eq!(conn.call(&["PUBLISH", "other", "m"]), ":0\r\n");
+    assert_eq!(
+        first.reply(),
+        "*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nm\r\n"
+    );
+    assert_eq!(
+        first.reply(),
+        "*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$1\r\nm\r\n"
+    );
+    assert_eq!(
+        second.reply(),
+        "*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nm\r\n"
+    );
+    assert_eq!(conn.call(&["SCRIPT", "FLUSH"]), "+OK\r\n");
+    assert_eq!(conn.call(&["EVAL", "return 1", "0"]), ":1\r\n");
+    assert!(conn
+        .call(&["EVAL", "return redis.call('nosuch')", "0"])
+        .starts_with("-ERR Unknown Redis command called from script"));
+    assert_eq!(
+        conn.call(&["SCRIPT", "LOAD", "return 2"]),
+        "$40\r\n7f923f79fe76194c868d7e1d0820de36700eb649\r\n"
+    );
+    let stats = conn.call(&["INFO", "stats"]);
+    assert_eq!(info_field(&stats, "pubsub_channels").as_deref(), Some("2"));
+    assert_eq!(info_field(&stats, "pubsub_patterns").as_deref(), Some("1"));
+    assert_eq!(
+        info_field(&stats, "pubsubshard_channels").as_deref(),
+        Some("0")
+    );
+    let memory = conn.call(&["INFO", "memory"]);
+    assert_eq!(
+        info_field(&memory, "number_of_cached_scripts").as_deref(),
+        Some("3")
+    );
+    let lua = info_field(&memory, "used_memory_lua").and_then(|value| value.parse::<u64>().ok());
+    assert!(lua.is_some_and(|bytes| bytes > 0), "{memory}");
+    // Answered, so the node holds no subscriptions of this conversation any more.
+    assert_eq!(first.call(&["RESET"]), "+RESET\r\n");
+    assert_eq!(second.call(&["RESET"]), "+RESET\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_and_metrics_count_subscribers_messages_and_scripts() {
+    let node = node().await;
+    let address = node.resp_addr;
+    tokio::task::spawn_blocking(move || against_both(address, counted_conversation))
+        .await
+        .expect("conversation");
+    // The conversation's subscribers were reset: what /metrics counts for them is checked
+    // while a fresh one is subscribed.
+    let (info, metrics) = {
+        let mut first = common::Raw::connect(&node).await;
+        first.send(&command(&["SUBSCRIBE", "a", "b"])).await;
+        first.frame().await;
+        first.frame().await;
+        first.send(&command(&["PSUBSCRIBE", "n*"])).await;
+        first.frame().await;
+        let mut conn = common::Raw::connect(&node).await;
+        conn.send(&command(&["INFO", "clients"])).await;
+        let info = format!("{:?}", conn.frame().await);
+        let metrics = common::http(&node, "GET", "/metrics", None, None).await.1;
+        (info, metrics)
+    };
+    assert!(info.contains("pubsub_clients:1\\r\\n"), "{info}");
+    for line in [
+        "store_node_pubsub_subscribers 1\n",
+        "store_node_pubsub_channels 2\n",
+        "store_node_pubsub_patterns 1\n",
+        "store_node_pubsub_messages_published_total 3\n",
+        "store_node_pubsub_messages_delivered_total 3\n",
+        "store_node_pubsub_messages_dropped_total 0\n",
+        "store_node_scripts_run_total 2\n",
+        "store_node_scripts_failed_total 1\n",
+        "store_node_scripts_killed_total 0\n",
+        "store_node_scripts_cached 3\n",
+    ] {
+        assert!(metrics.contains(line), "{line:?} missing from\n{metrics}");
+    }
+    let seconds = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("store_node_scripts_duration_seconds_total "))
+        .and_then(|value| value.parse::<f64>().ok());
+    assert!(seconds.is_some_and(|value| value > 0.0), "{metrics}");
+    node.shutdown().await.expect("shutdown");
+}
+
+/// `FUNCTION`/`FCALL` (Redis 7 functions) are not there, as the README says: they answer as
+/// any unknown command, so a client library sees at once that it must use `EVAL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_and_fcall_answer_unknown_command() {
+    let node = node().await;
+    let address = node.resp_addr;
+    tokio::task::spawn_blocking(move || {
+        let mut conn = Conn::open(address);
+        assert_eq!(
+            conn.call(&["FUNCTION", "LIST"]),
+            "-ERR unknown command 'FUNCTION', with args beginning with: 'LIST' \r\n"
+        );
+        assert_eq!(
+            conn.call(&["FCALL", "f", "0"]),
+            "-ERR unknown command 'FCALL', with args beginning with: 'f' '0' \r\n"
+        );
+    })
+    .await
+    .expect("conversation");
     node.shutdown().await.expect("shutdown");
 }
