@@ -32,6 +32,7 @@ CRATES = {
 LAYERS = [
     ["protocol", "store", "metrics", "tls"],
     ["config"],
+    ["pubsub", "scripting"],
     ["replication"],
     ["persistence"],
     ["node"],

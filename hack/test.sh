@@ -36,6 +36,20 @@ apt_install redis-tools
 cargo build -q --workspace --bin store-node
 STORE_NODE_BIN="$CARGO_TARGET_DIR/debug/store-node" store-node/tests/python/run.sh
 
+step "ioredis 6 (Node, RESP3): pub/sub and scripts against store-node"
+# ioredis comes from npm; its node_modules are cached under $SESSIONSTORE_CACHE/node by the
+# hash of the lock file.
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null \
+  || ! command -v npm >/dev/null; then
+  echo "Node.js >= 20 with npm is needed for the ioredis tests" >&2
+  exit 1
+fi
+STORE_NODE_BIN="$CARGO_TARGET_DIR/debug/store-node" store-node/tests/node/run.sh
+
+step "PHP sessions with phpredis locking: two concurrent requests for one session"
+apt_install php-cli php-redis
+STORE_NODE_BIN="$CARGO_TARGET_DIR/debug/store-node" store-node/tests/php/run.sh
+
 step "Helm chart: lint and render tests"
 hack/chart-test.sh
 

@@ -5,6 +5,8 @@
 //! - [`protocol`], [`store`], [`metrics`], [`tls`], [`config`]: leaves (RESP framing; the
 //!   keyspace engine with its value model and write hook; counters; TLS configurations from
 //!   certificate files; flags).
+//! - [`pubsub`], [`scripting`]: pub/sub subscriptions and delivery on one node; the Lua
+//!   interpreter, its sandbox and libraries (commands reach it through a dispatcher).
 //! - [`persistence`], [`replication`]: the write-ahead log and the peer protocol, each over
 //!   the store's records.
 //! - [`node`]: one node's shared state, and replication and the log plugged into the engine.
@@ -19,7 +21,9 @@ pub mod net;
 pub mod node;
 pub mod persistence;
 pub mod protocol;
+pub mod pubsub;
 pub mod replication;
+pub mod scripting;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -172,12 +172,16 @@ pub async fn start(config: Config) -> Result<RunningNode, ServerError> {
     let state = Arc::new(node_state);
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
-    // Shutting down stops serving clients: connections wait on `stop_serving` alone.
+    // Shutting down stops serving clients: connections wait on `stop_serving` alone. A script
+    // that has not written is stopped as by SCRIPT KILL, or its connection would hold the
+    // shutdown until the bound; one that wrote runs to its end (stopping it half way would
+    // leave half its writes on every node).
     tasks.spawn({
         let (state, shutdown) = (state.clone(), shutdown.clone());
         async move {
             shutdown.cancelled().await;
             state.stop_serving.cancel();
+            state.scripts.kill();
         }
     });
     let io_threads = IoThreads::start(state.config.resolved_io_threads(), &state, &tasks)

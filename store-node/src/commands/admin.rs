@@ -1,8 +1,12 @@
-//! Server commands: CONFIG GET/SET (notify-keyspace-events, replica-serve-stale-data)/RESETSTAT, COMMAND, FLUSHDB/FLUSHALL, CLUSTER, TIME.
+//! Server commands: CONFIG GET/SET/RESETSTAT, COMMAND, FLUSHDB/FLUSHALL, CLUSTER, TIME. CONFIG
+//! SET takes `notify-keyspace-events`, `replica-serve-stale-data`, Redis's client limits
+//! (`proto-max-bulk-len`, `client-query-buffer-limit`, `maxmemory-clients`,
+//! `proto-max-multibulk-len`), `client-output-buffer-limit` (its `pubsub` class) and
+//! `busy-reply-threshold` (`lua-time-limit`).
 
 use bytes::Bytes;
 
-use super::flags::{LOADING_OK, WRITE};
+use super::flags::{LOADING_OK, NO_SCRIPT, WRITE};
 use super::CommandSpec;
 use super::{commands, is, no_permission, text, Call, SYNTAX};
 use crate::config::{parse_buffer_limit, parse_memory_or_percent};
@@ -11,7 +15,7 @@ use crate::protocol::Frame;
 
 /// The commands of this family, as the dispatcher finds them.
 pub static COMMANDS: &[CommandSpec] = &[
-    spec!("config", -2, LOADING_OK, config),
+    spec!("config", -2, LOADING_OK | NO_SCRIPT, config),
     spec!("command", -1, LOADING_OK, command),
     spec!("flushdb", -1, WRITE, flushdb),
     spec!("flushall", -1, WRITE, flushdb),
@@ -65,11 +69,67 @@ fn config_values(call: &Call<'_>) -> Vec<(&'static str, String)> {
             }
             .to_string(),
         ),
+        ("client-output-buffer-limit", {
+            let limit = call.state.pubsub.output_limit();
+            format!(
+                "normal 0 0 0 slave 268435456 67108864 60 pubsub {} {} {}",
+                limit.hard, limit.soft, limit.soft_seconds
+            )
+        }),
+        (
+            "busy-reply-threshold",
+            call.state.scripts.busy_threshold_ms().to_string(),
+        ),
+        (
+            "lua-time-limit",
+            call.state.scripts.busy_threshold_ms().to_string(),
+        ),
     ]
 }
 
-/// CONFIG GET pattern [pattern ...] | SET notify-keyspace-events|replica-serve-stale-data value
-/// | RESETSTAT
+/// `CONFIG SET client-output-buffer-limit "<class> <hard> <soft> <seconds> ..."`: the
+/// `pubsub` class applies to subscribers; `normal` and `replica` (`slave`) are accepted and
+/// have no effect (replies to ordinary clients are flushed every 1 MiB instead).
+fn set_output_limit(call: &Call<'_>, value: &str) -> Result<(), String> {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    if words.is_empty() || !words.len().is_multiple_of(4) {
+        return Err("Wrong number of arguments in buffer limit configuration.".to_string());
+    }
+    let mut pubsub = None;
+    for class in words.chunks(4) {
+        let parse = |text: &str| {
+            crate::config::parse_memory(text).map_err(|_| {
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration."
+            })
+        };
+        let hard = parse(class[1])?;
+        let soft = parse(class[2])?;
+        let seconds = class[3].parse::<u64>().map_err(|_| {
+            "Error in hard, soft or soft_seconds setting in buffer limit configuration.".to_string()
+        })?;
+        match class[0].to_ascii_lowercase().as_str() {
+            "pubsub" => {
+                pubsub = Some(crate::pubsub::OutputLimit {
+                    hard,
+                    soft,
+                    soft_seconds: seconds,
+                })
+            }
+            "normal" | "slave" | "replica" => {}
+            _ => {
+                return Err(
+                    "Invalid client class specified in buffer limit configuration.".to_string(),
+                )
+            }
+        }
+    }
+    if let Some(limit) = pubsub {
+        call.state.pubsub.set_output_limit(limit);
+    }
+    Ok(())
+}
+
+/// CONFIG GET pattern [pattern ...] | SET notify-keyspace-events value | RESETSTAT
 pub fn config(call: &mut Call<'_>) -> Frame {
     let args = call.args;
     let sub = &args[1];
@@ -131,6 +191,14 @@ fn config_set(call: &mut Call<'_>) -> Frame {
                 Err("argument must be 'yes' or 'no'".to_string())
             }
         }
+        "client-output-buffer-limit" => set_output_limit(call, &value),
+        "busy-reply-threshold" | "lua-time-limit" => match value.parse::<u64>() {
+            Ok(milliseconds) => {
+                call.state.scripts.set_busy_threshold_ms(milliseconds);
+                Ok(())
+            }
+            Err(_) => Err("argument couldn't be parsed into an integer".to_string()),
+        },
         "proto-max-bulk-len" => {
             parse_buffer_limit(&value).map(|bytes| limits.set_proto_max_bulk_len(bytes))
         }
@@ -287,6 +355,43 @@ mod tests {
         assert_eq!(
             h.run("CONFIG GET notify-keyspace-events"),
             Frame::Map(vec![(bulk("notify-keyspace-events"), bulk("Egx"))])
+        );
+        assert_eq!(
+            h.run("CONFIG GET client-output-buffer-limit"),
+            Frame::Map(vec![(
+                bulk("client-output-buffer-limit"),
+                bulk("normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60")
+            )])
+        );
+        let args: Vec<bytes::Bytes> = [
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 1mb 512kb 5",
+        ]
+        .iter()
+        .map(|arg| bytes::Bytes::copy_from_slice(arg.as_bytes()))
+        .collect();
+        assert_eq!(
+            crate::commands::execute(&h.state, &mut h.client, &args).reply,
+            Frame::ok()
+        );
+        assert_eq!(
+            h.state.pubsub.output_limit(),
+            crate::pubsub::OutputLimit {
+                hard: 1 << 20,
+                soft: 512 << 10,
+                soft_seconds: 5
+            }
+        );
+        assert_eq!(h.run("CONFIG SET busy-reply-threshold 100"), Frame::ok());
+        assert_eq!(
+            h.run("CONFIG GET lua-time-limit"),
+            Frame::Map(vec![(bulk("lua-time-limit"), bulk("100"))])
+        );
+        assert_eq!(
+            h.run("CONFIG SET busy-reply-threshold x"),
+            err("ERR CONFIG SET failed (possibly related to argument 'busy-reply-threshold') - argument couldn't be parsed into an integer")
         );
         assert_eq!(h.run("FLUSHDB"), Frame::ok());
         assert_eq!(h.run("DBSIZE"), Frame::Integer(0));

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::flags::{LOADING_OK, NO_AUTH, NO_QUEUE};
+use super::flags::{ALLOW_BUSY, LOADING_OK, NO_AUTH, NO_QUEUE, NO_SCRIPT};
 use super::CommandSpec;
-use super::{is, parse_i64, text, Call, NOT_INTEGER, SYNTAX, WRONGPASS};
+use super::{is, parse_i64, text, Call, ClientState, ReplyMode, NOT_INTEGER, SYNTAX, WRONGPASS};
 use crate::node::users::{any_password_matches, User};
 use crate::protocol::{Frame, Protocol};
 
@@ -14,19 +14,50 @@ use crate::protocol::{Frame, Protocol};
 pub static COMMANDS: &[CommandSpec] = &[
     spec!("ping", -1, LOADING_OK, ping),
     spec!("echo", 2, LOADING_OK, echo),
-    spec!("quit", -1, NO_AUTH | NO_QUEUE | LOADING_OK, quit),
-    spec!("auth", -2, NO_AUTH | NO_QUEUE | LOADING_OK, auth),
-    spec!("hello", -1, NO_AUTH | NO_QUEUE | LOADING_OK, hello),
+    spec!(
+        "quit",
+        -1,
+        NO_AUTH | NO_QUEUE | LOADING_OK | NO_SCRIPT | ALLOW_BUSY,
+        quit
+    ),
+    spec!(
+        "auth",
+        -2,
+        NO_AUTH | NO_QUEUE | LOADING_OK | NO_SCRIPT | ALLOW_BUSY,
+        auth
+    ),
+    spec!(
+        "hello",
+        -1,
+        NO_AUTH | NO_QUEUE | LOADING_OK | NO_SCRIPT | ALLOW_BUSY,
+        hello
+    ),
     spec!("select", 2, LOADING_OK, select),
-    spec!("client", -2, LOADING_OK, client),
-    spec!("reset", 1, NO_AUTH | NO_QUEUE | LOADING_OK, reset),
+    spec!("client", -2, LOADING_OK | NO_SCRIPT, client),
+    spec!(
+        "reset",
+        1,
+        NO_AUTH | NO_QUEUE | LOADING_OK | NO_SCRIPT,
+        reset
+    ),
 ];
 
 /// The Redis version store-node reports (clients read it from INFO and HELLO).
 pub const REDIS_VERSION: &str = "7.2.4";
 
-/// PING [message]
+/// PING [message]; a subscribed RESP2 connection gets `[pong, message]` (Redis's reply in
+/// subscribed mode).
 pub fn ping(call: &mut Call<'_>) -> Frame {
+    if call.client.subscriptions > 0 && call.client.protocol == Protocol::Resp2 {
+        return match call.args.len() {
+            1 => Frame::Array(vec![Frame::bulk(b"pong"), Frame::bulk(b"")]),
+            2 => Frame::Array(vec![
+                Frame::bulk(b"pong"),
+                Frame::Bulk(call.args[1].clone()),
+            ]),
+            _ => super::wrong_arity("ping"),
+        };
+    }
     match call.args.len() {
         1 => Frame::Simple("PONG".into()),
         2 => Frame::Bulk(call.args[1].clone()),
@@ -146,6 +177,9 @@ pub fn hello(call: &mut Call<'_>) -> Frame {
         call.client.name = (!name.is_empty()).then(|| name.clone());
     }
     call.client.protocol = protocol;
+    if let Some(subscriber) = &call.client.subscriber {
+        subscriber.set_resp3(protocol == Protocol::Resp3);
+    }
     let version = match protocol {
         Protocol::Resp2 => 2,
         Protocol::Resp3 => 3,
@@ -252,13 +286,37 @@ pub fn client(call: &mut Call<'_>) -> Frame {
         Frame::Verbatim(Bytes::from(client_info_line(call)))
     } else if is(sub, "no-evict") || is(sub, "no-touch") {
         Frame::ok()
+    } else if is(sub, "reply") {
+        if args.len() != 3 {
+            return super::wrong_arity("client|reply");
+        }
+        client_reply(call.client, &args[2])
     } else {
         wrong()
     }
 }
 
-/// RESET: back to a fresh connection (RESP2, no name, out of MULTI, unauthenticated when a
-/// password is set).
+/// CLIENT REPLY ON|OFF|SKIP: OFF and SKIP answer nothing (the connection leaves out the
+/// replies they stop; pushes still go out, as in Redis 7.2).
+fn client_reply(client: &mut ClientState, mode: &[u8]) -> Frame {
+    if is(mode, "on") {
+        client.reply = ReplyMode::On;
+        Frame::ok()
+    } else if is(mode, "off") {
+        client.reply = ReplyMode::Off;
+        Frame::Sequence(Vec::new())
+    } else if is(mode, "skip") {
+        if client.reply != ReplyMode::Off {
+            client.reply = ReplyMode::SkipNext;
+        }
+        Frame::Sequence(Vec::new())
+    } else {
+        SYNTAX
+    }
+}
+
+/// RESET: back to a fresh connection (RESP2, no name, out of MULTI, no subscriptions,
+/// unauthenticated when a password is set).
 pub fn reset(call: &mut Call<'_>) -> Frame {
     call.client.protocol = Protocol::Resp2;
     call.client.name = None;
@@ -266,6 +324,11 @@ pub fn reset(call: &mut Call<'_>) -> Frame {
     call.client.multi_failed = false;
     call.client.authenticated = call.state.password.is_none();
     call.client.user = None;
+    if call.client.subscriber.take().is_some() {
+        call.state.pubsub.remove_client(call.client.id);
+    }
+    call.client.subscriptions = 0;
+    call.client.reply = ReplyMode::On;
     Frame::Simple("RESET".into())
 }
 

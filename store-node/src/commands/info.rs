@@ -61,9 +61,10 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
     if wanted("clients") {
         let _ = write!(
             out,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\npubsub_clients:{}\r\n\r\n",
             state.clients.load(Ordering::Relaxed),
-            state.config.max_clients
+            state.config.max_clients,
+            state.pubsub.subscribers()
         );
     }
     if wanted("memory") {
@@ -73,9 +74,10 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
         out.push_str(&persistence_section(state));
     }
     if wanted("stats") {
+        let pubsub = state.pubsub.counts();
         let _ = write!(
             out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
             state.metrics.connections_total.load(Ordering::Relaxed),
             state.metrics.total_commands(),
             state.metrics.rejected_connections.load(Ordering::Relaxed),
@@ -83,6 +85,10 @@ pub fn info_text(call: &Call<'_>, section: Option<&str>) -> String {
             stats.evicted,
             stats.hits,
             stats.misses,
+            pubsub.0,
+            pubsub.1,
+            pubsub.2,
+            state.pubsub.metrics.disconnected.load(Ordering::Relaxed),
         );
         out.truncate(out.len() - 2);
         let _ = write!(
@@ -128,12 +134,15 @@ fn memory_section(state: &NodeState, memory: &crate::store::MemoryStatus) -> Str
     let mut out = String::new();
     let _ = write!(
         out,
-        "# Memory\r\nused_memory:{used}\r\nused_memory_human:{used_human}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{rss_human}\r\nused_memory_dataset:{data}\r\nmem_clients_normal:{buffers}\r\nmaxmemory:{limit}\r\nmaxmemory_human:{limit_human}\r\nmaxmemory_policy:{policy}\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_fragmentation_bytes:{fragmentation}\r\n",
+        "# Memory\r\nused_memory:{used}\r\nused_memory_human:{used_human}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{rss_human}\r\nused_memory_dataset:{data}\r\nmem_clients_normal:{buffers}\r\nused_memory_lua:{lua}\r\nused_memory_lua_human:{lua_human}\r\nused_memory_scripts:0\r\nnumber_of_cached_scripts:{scripts}\r\nmaxmemory:{limit}\r\nmaxmemory_human:{limit_human}\r\nmaxmemory_policy:{policy}\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_fragmentation_bytes:{fragmentation}\r\n",
         used = memory.used_bytes,
         used_human = human_bytes(memory.used_bytes),
         rss_human = human_bytes(rss),
         data = memory.data_bytes,
         buffers = memory.buffer_bytes,
+        lua = state.scripts.used_memory(),
+        lua_human = human_bytes(state.scripts.used_memory() as u64),
+        scripts = state.scripts.cached(),
         limit = memory.limit_bytes,
         limit_human = human_bytes(memory.limit_bytes),
         policy = memory.policy.as_str(),

@@ -1,7 +1,8 @@
 //! Command dispatch. A command takes its arguments and returns a [`Frame`], noting the receipts
 //! of its writes in its [`Call`]; this module looks it up, checks arity, authentication,
 //! transactions and memory, and counts it. Families live in their own files: [`strings`],
-//! [`keys`], [`hashes`], [`connection`], [`info`], [`admin`], [`transaction`].
+//! [`keys`], [`hashes`], [`connection`], [`info`], [`admin`], [`transaction`], [`pubsub`],
+//! [`scripting`].
 
 /// A [`CommandSpec`] literal: name, Redis arity, [`flags`] bits, handler.
 macro_rules! spec {
@@ -20,6 +21,8 @@ pub mod connection;
 pub mod hashes;
 pub mod info;
 pub mod keys;
+pub mod pubsub;
+pub mod scripting;
 pub mod strings;
 pub mod transaction;
 
@@ -33,6 +36,7 @@ use crate::metrics::LocalMetrics;
 use crate::node::users::{Role, User};
 use crate::node::NodeState;
 use crate::protocol::{Frame, Protocol};
+use crate::pubsub::Subscriber;
 use crate::store::WriteReceipt;
 
 /// `ERR value is not an integer or out of range`
@@ -83,9 +87,49 @@ pub struct ClientState {
     pub address: String,
     /// Counters not yet added to the node's metrics (the server flushes them per batch).
     pub metrics: LocalMetrics,
+    /// The connection's pub/sub queue, from its first subscription on.
+    pub subscriber: Option<Arc<Subscriber>>,
+    /// Channels, patterns and shard channels subscribed to: a RESP2 connection with any is in
+    /// subscribed mode.
+    pub subscriptions: usize,
+    /// Growth writes go on while memory is full: a script's own client when its shebang
+    /// declares `allow-oom`.
+    pub allow_oom: bool,
+    /// `CLIENT REPLY`: which replies the connection writes.
+    pub reply: ReplyMode,
+}
+
+/// What `CLIENT REPLY` asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    /// Every reply (the default).
+    On,
+    /// No reply until `CLIENT REPLY ON`.
+    Off,
+    /// `CLIENT REPLY SKIP` was just executed: the next command's reply is left out.
+    SkipNext,
+    /// This command's reply is left out.
+    Skip,
 }
 
 impl ClientState {
+    /// Whether the reply of the command just executed is written, moving `CLIENT REPLY SKIP`
+    /// on by one command (Redis's `CLIENT_REPLY_SKIP_NEXT` and `CLIENT_REPLY_SKIP`).
+    pub fn take_reply(&mut self) -> bool {
+        match self.reply {
+            ReplyMode::On => true,
+            ReplyMode::Off => false,
+            ReplyMode::SkipNext => {
+                self.reply = ReplyMode::Skip;
+                false
+            }
+            ReplyMode::Skip => {
+                self.reply = ReplyMode::On;
+                false
+            }
+        }
+    }
+
     /// A fresh connection's state.
     pub fn new(id: u64, authenticated: bool, address: String) -> ClientState {
         ClientState {
@@ -102,6 +146,10 @@ impl ClientState {
             close: false,
             address,
             metrics: Default::default(),
+            subscriber: None,
+            subscriptions: 0,
+            allow_oom: false,
+            reply: ReplyMode::On,
         }
     }
 }
@@ -157,6 +205,13 @@ pub mod flags {
     /// `loading` flag); every other command gets `LOADING` meanwhile (reads excepted under
     /// `replica-serve-stale-data yes` once disc recovery is done).
     pub const LOADING_OK: u8 = 16;
+    /// Refused inside a Lua script (`redis.call`), as Redis's `noscript` commands.
+    pub const NO_SCRIPT: u8 = 32;
+    /// Runs a Lua script: the connection runs it off its thread holding the transaction gate
+    /// exclusively, so other clients can be told `BUSY`.
+    pub const SCRIPT: u8 = 64;
+    /// Answered while a script is busy (`SCRIPT KILL`, `AUTH`...): never waits for the gate.
+    pub const ALLOW_BUSY: u8 = 128;
 }
 
 impl ClientState {
@@ -208,6 +263,8 @@ static FAMILIES: &[&[CommandSpec]] = &[
     info::COMMANDS,
     admin::COMMANDS,
     transaction::COMMANDS,
+    pubsub::COMMANDS,
+    scripting::COMMANDS,
 ];
 
 /// Every command store-node implements, in one table (an index into it names a command in
@@ -300,6 +357,12 @@ pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> E
     if !client.authenticated && spec.flags & NO_AUTH == 0 {
         return NOAUTH.into();
     }
+    if client.subscriptions > 0
+        && client.protocol == Protocol::Resp2
+        && !pubsub::SUBSCRIBED_MODE_COMMANDS.contains(&spec.name)
+    {
+        return pubsub::not_allowed_while_subscribed(spec.name).into();
+    }
     if spec.flags & WRITE != 0 && client.role() == Role::ReadOnly {
         // Redis checks permissions before queueing: the transaction is then aborted.
         if client.multi.is_some() {
@@ -353,7 +416,7 @@ pub(crate) fn run(
 ) -> Executed {
     let spec = commands()[index];
     let started = client.metrics.command_start();
-    if spec.flags & DENY_OOM != 0 && !state.engine.make_room() {
+    if spec.flags & DENY_OOM != 0 && !client.allow_oom && !state.engine.make_room() {
         state.metrics.oom_rejections.fetch_add(1, Ordering::Relaxed);
         return OOM.into();
     }

@@ -3,18 +3,18 @@
 //! (HTTP session writes and the expiry sweep do not take the gate). WATCH is refused rather than
 //! silently ignored.
 
-use super::flags::NO_QUEUE;
+use super::flags::{NO_QUEUE, NO_SCRIPT};
 use super::CommandSpec;
 use super::{resolve, run, Call};
 use crate::protocol::Frame;
 
 /// The commands of this family, as the dispatcher finds them.
 pub static COMMANDS: &[CommandSpec] = &[
-    spec!("multi", 1, NO_QUEUE, multi),
-    spec!("exec", 1, NO_QUEUE, exec),
-    spec!("discard", 1, NO_QUEUE, discard),
-    spec!("watch", -2, NO_QUEUE, watch),
-    spec!("unwatch", 1, NO_QUEUE, unwatch),
+    spec!("multi", 1, NO_QUEUE | NO_SCRIPT, multi),
+    spec!("exec", 1, NO_QUEUE | NO_SCRIPT, exec),
+    spec!("discard", 1, NO_QUEUE | NO_SCRIPT, discard),
+    spec!("watch", -2, NO_QUEUE | NO_SCRIPT, watch),
+    spec!("unwatch", 1, NO_QUEUE | NO_SCRIPT, unwatch),
 ];
 
 /// MULTI

@@ -2,10 +2,15 @@
 //! what the writes' receipts ask (the write-ahead log, the peers' acknowledgements), answer
 //! with one write; until it quits, fails, idles out, or the node stops serving. Its buffers
 //! count as used memory, and a request declaring more bytes than fit under the memory limit is
-//! answered `OOM` without being buffered (docs/memory.md).
+//! answered `OOM` without being buffered (docs/memory.md). A subscribed connection also writes
+//! out the messages published to it (in order with its replies), and is closed when it falls
+//! behind its output buffer limit ([`super::published`]). A Lua script runs off the
+//! connection's thread holding the transaction gate exclusively, so other clients can be told
+//! `BUSY` once it runs past `busy-reply-threshold` ([`super::script_runs`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -13,6 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::published::{drain_messages, wait_for_messages, Unsubscribe};
+use super::script_runs::{busy_batch, gate_unless_busy, run_script, runs_script};
 use super::stream::ClientStream;
 use crate::commands::{execute, ClientState, Executed, OOM};
 use crate::node::write_ack::WriteAcks;
@@ -125,6 +132,10 @@ async fn serve<S: ClientStream>(
 ) {
     let authenticated = state.password.is_none();
     let mut client = ClientState::new(state.next_client_id(), authenticated, peer.to_string());
+    let _subscriptions = Unsubscribe {
+        state,
+        client: client.id,
+    };
     let limits = &state.client_limits;
     let mut parser = RequestParser::new(limits.request_limits());
     let mut input = BytesMut::with_capacity(16 * 1024);
@@ -163,6 +174,17 @@ async fn serve<S: ClientStream>(
             gauge.update(&input, &output);
             match end {
                 BatchEnd::NeedInput | BatchEnd::Close => break,
+                BatchEnd::Script => {
+                    let Some(done) = run_script(state, &mut client, args.clone()).await else {
+                        tracing::error!(%peer, client = client.id, "closing client: its script's thread failed");
+                        return;
+                    };
+                    executed += 1;
+                    answer(&mut client, done, &mut output, &mut acks);
+                    // What the script published to this very connection follows its reply,
+                    // as in Redis 7.2 (and as after EXEC).
+                    drain_messages(&client, &mut output);
+                }
                 BatchEnd::OutputFull => {
                     acks.settle(state, &mut output).await;
                     buffers.update((input.capacity() + output.capacity()) as u64, memory_limit);
@@ -206,6 +228,11 @@ async fn serve<S: ClientStream>(
             }
         }
         state.metrics.flush(&mut client.metrics);
+        if drain_messages(&client, &mut output) {
+            tracing::info!(%peer, client = client.id, "closing client: over the pubsub output buffer limit");
+            let _ = socket.write_all(&output).await;
+            return;
+        }
         if !output.is_empty() {
             let waited = acks.settle(state, &mut output).await;
             if executed == 1 && !waited {
@@ -238,8 +265,12 @@ async fn serve<S: ClientStream>(
         }
         buffers.update((input.capacity() + output.capacity()) as u64, memory_limit);
         let spare = input.capacity() - input.len();
+        let subscriber = client.subscriber.clone();
+        // A subscriber waits for messages as much as for requests: never idle.
+        let idle = if client.subscriptions > 0 { 0 } else { idle };
         let read = tokio::select! {
             _ = close.cancelled() => return,
+            () = wait_for_messages(subscriber.as_deref()) => continue,
             read = read_with_idle_timeout(&mut socket, &mut input, idle) => read,
         };
         match read {
@@ -292,7 +323,7 @@ fn read_rest_of_burst<S: ClientStream>(socket: &mut S, input: &mut BytesMut, lim
 }
 
 /// Why [`process_batch`] stopped.
-enum BatchEnd {
+pub(super) enum BatchEnd {
     /// The buffer holds no complete request.
     NeedInput,
     /// QUIT: write the replies and close.
@@ -302,6 +333,8 @@ enum BatchEnd {
     /// The next request may write and the write-ahead log's queue is full (a slow disc): it
     /// stays parsed (`pending`) while the connection waits for room.
     LogFull,
+    /// The request in `args` runs a script: run it off this thread, then continue.
+    Script,
     /// A malformed request.
     ProtocolError(ProtocolError),
     /// The MULTI queue and the unparsed input passed `--client-query-buffer-limit`: write the
@@ -327,7 +360,10 @@ fn process_batch(
     acks: &mut WriteAcks,
 ) -> (BatchEnd, usize) {
     client.metrics.begin_batch();
-    let mut gate = Some(state.transaction_gate.read());
+    let Some(gate) = gate_unless_busy(state) else {
+        return busy_batch(state, client, parser, input, args, output);
+    };
+    let mut gate = Some(gate);
     let mut executed = 0;
     loop {
         // Until it authenticates, a client may send only small requests (Redis's limits); an
@@ -358,11 +394,13 @@ fn process_batch(
                 }
                 executed += 1;
                 let done: Executed = OOM.into();
-                let start = output.len();
-                done.reply.encode(client.protocol, output);
-                acks.note(start, output.len(), done.receipt);
+                answer(client, done, output, acks);
             }
             Ok(Parsed::Request) => {
+                drain_messages(client, output);
+                if client.multi.is_none() && runs_script(args) {
+                    return (BatchEnd::Script, executed);
+                }
                 let done = if client.multi.is_some() && args[0].eq_ignore_ascii_case(b"exec") {
                     drop(gate.take());
                     let exclusive = state.transaction_gate.write();
@@ -383,9 +421,7 @@ fn process_batch(
                     state.client_limits.count_query_buffer_disconnection();
                     return (BatchEnd::QueryBufferLimit, executed);
                 }
-                let start = output.len();
-                done.reply.encode(client.protocol, output);
-                acks.note(start, output.len(), done.receipt);
+                answer(client, done, output, acks);
                 if client.close {
                     return (BatchEnd::Close, executed);
                 }
@@ -396,6 +432,23 @@ fn process_batch(
             Ok(Parsed::Incomplete) => return (BatchEnd::NeedInput, executed),
             Err(error) => return (BatchEnd::ProtocolError(error), executed),
         }
+    }
+}
+
+/// Writes a command's reply into `output` and notes what its receipt waits for; a reply
+/// `CLIENT REPLY OFF`/`SKIP` stops is left out but for its pushes, and waits for nothing.
+fn answer(
+    client: &mut ClientState,
+    done: crate::commands::Executed,
+    output: &mut BytesMut,
+    acks: &mut WriteAcks,
+) {
+    if client.take_reply() {
+        let start = output.len();
+        done.reply.encode(client.protocol, output);
+        acks.note(start, output.len(), done.receipt);
+    } else {
+        done.reply.encode_pushes(client.protocol, output);
     }
 }
 

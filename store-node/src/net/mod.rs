@@ -5,5 +5,7 @@
 pub mod connection;
 pub mod http;
 pub mod io_threads;
+mod published;
 pub mod resp;
+mod script_runs;
 pub mod stream;

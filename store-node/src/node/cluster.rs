@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::state::{Lifecycle, NodeState};
 use crate::config::Config;
+use crate::pubsub::Kind;
 use crate::replication::membership::ordinal;
 use crate::replication::{
     generate_node_id, Discovery, FaultyTransport, Replica, Replication, ReplicationConfig,
@@ -99,6 +100,11 @@ pub async fn start_replication(
     if let Some((_, max_hlc)) = disc {
         replication.clock().observe(max_hlc);
     }
+    let hub = state.pubsub.clone();
+    replication.set_publish_sink(Arc::new(move |shard, channel, message| {
+        let kind = if shard { Kind::Shard } else { Kind::Channel };
+        hub.publish_local(kind, channel, message);
+    }));
     state.hook.set_replication(replication);
     Ok(())
 }

@@ -13,7 +13,9 @@ use super::security::Security;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::persistence::{Persistence, RecoveryProgress};
+use crate::pubsub::Hub;
 use crate::replication::{self, Replication, TransportFaults};
+use crate::scripting::ScriptEngine;
 use crate::store::MemoryEngine;
 
 /// Lifecycle of a node as `/v1/status` reports it.
@@ -62,8 +64,8 @@ pub struct NodeState {
     pub metrics: Metrics,
     /// Connected RESP clients.
     pub clients: AtomicUsize,
-    /// Held for reading by every batch of RESP commands and for writing by EXEC, which makes
-    /// transactions isolated from other RESP clients.
+    /// Held for reading by every batch of RESP commands and for writing by EXEC and by a Lua
+    /// script, which makes transactions and scripts isolated from other RESP clients.
     pub transaction_gate: parking_lot::RwLock<()>,
     /// Cancelled when the node stops serving clients (it left the cluster, or shuts down).
     pub stop_serving: CancellationToken,
@@ -78,6 +80,10 @@ pub struct NodeState {
     pub security: Security,
     /// Request and buffer limits of RESP clients, and their buffers' registry.
     pub client_limits: ClientLimits,
+    /// Pub/sub subscriptions of this node's connections.
+    pub pubsub: Arc<Hub>,
+    /// The Lua interpreter and this node's script cache.
+    pub scripts: ScriptEngine,
     lifecycle: AtomicU8,
     serve_stale_data: AtomicBool,
     next_client_id: AtomicU64,
@@ -119,6 +125,8 @@ impl NodeState {
             memory,
             security: Security::default(),
             client_limits,
+            pubsub: Arc::new(Hub::default()),
+            scripts: ScriptEngine::new(),
             lifecycle: AtomicU8::new(Lifecycle::Ready as u8),
             serve_stale_data: AtomicBool::new(serve_stale_data),
             next_client_id: AtomicU64::new(1),

@@ -176,9 +176,22 @@ fn decode_at(
                 Frame::Map(pairs)
             } else if tag == b'~' {
                 Frame::Set(elements)
+            } else if tag == b'>' {
+                Frame::Push(elements)
             } else {
                 Frame::Array(elements)
             }
+        }
+        b'(' => {
+            if line.is_empty()
+                || !line
+                    .iter()
+                    .enumerate()
+                    .all(|(index, byte)| byte.is_ascii_digit() || (index == 0 && *byte == b'-'))
+            {
+                return Err(DecodeError::InvalidNumber);
+            }
+            Frame::BigNumber(Bytes::copy_from_slice(line))
         }
         other => return Err(DecodeError::UnknownType(other)),
     };

@@ -41,6 +41,14 @@ pub enum Frame {
     Boolean(bool),
     /// `=len` verbatim string with a three-letter format (`txt`); a bulk string in RESP2.
     Verbatim(Bytes),
+    /// `>n` out-of-band push (pub/sub messages); an array in RESP2, where a subscribed
+    /// connection reads nothing else.
+    Push(Vec<Frame>),
+    /// Several replies in a row, not one aggregate: `SUBSCRIBE a b` answers one confirmation
+    /// per channel.
+    Sequence(Vec<Frame>),
+    /// `(digits` big number (a Lua script's `{big_number=...}`); a bulk string in RESP2.
+    BigNumber(Bytes),
 }
 
 impl Frame {
@@ -62,6 +70,20 @@ impl Frame {
     /// Whether this is an error reply.
     pub fn is_error(&self) -> bool {
         matches!(self, Frame::Error(_))
+    }
+
+    /// Appends the pushes this frame holds (itself, or the items of a sequence) to `out`:
+    /// what goes out of a reply that `CLIENT REPLY OFF` stops.
+    pub fn encode_pushes(&self, protocol: Protocol, out: &mut BytesMut) {
+        match self {
+            Frame::Push(_) => self.encode(protocol, out),
+            Frame::Sequence(frames) => {
+                for frame in frames {
+                    frame.encode_pushes(protocol, out);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Appends the encoding of this frame to `out`.
@@ -99,11 +121,13 @@ impl Frame {
                     value.encode(protocol, out);
                 }
             }
-            Frame::Set(items) => {
-                match protocol {
-                    Protocol::Resp2 => put_header(out, b'*', items.len()),
-                    Protocol::Resp3 => put_header(out, b'~', items.len()),
-                }
+            Frame::Set(items) | Frame::Push(items) => {
+                let tag = match (self, protocol) {
+                    (_, Protocol::Resp2) => b'*',
+                    (Frame::Push(_), Protocol::Resp3) => b'>',
+                    _ => b'~',
+                };
+                put_header(out, tag, items.len());
                 for item in items {
                     item.encode(protocol, out);
                 }
@@ -122,6 +146,19 @@ impl Frame {
             Frame::Boolean(value) => match protocol {
                 Protocol::Resp2 => out.put_slice(if *value { b":1\r\n" } else { b":0\r\n" }),
                 Protocol::Resp3 => out.put_slice(if *value { b"#t\r\n" } else { b"#f\r\n" }),
+            },
+            Frame::Sequence(frames) => {
+                for frame in frames {
+                    frame.encode(protocol, out);
+                }
+            }
+            Frame::BigNumber(digits) => match protocol {
+                Protocol::Resp2 => put_bulk(out, b'$', digits),
+                Protocol::Resp3 => {
+                    out.put_u8(b'(');
+                    out.put_slice(digits);
+                    out.put_slice(b"\r\n");
+                }
             },
             Frame::Verbatim(data) => match protocol {
                 Protocol::Resp2 => put_bulk(out, b'$', data),
@@ -269,5 +306,21 @@ mod tests {
             b"=6\r\ntxt:ab\r\n"
         );
         assert_eq!(encoded(verbatim, Protocol::Resp2), b"$2\r\nab\r\n");
+    }
+
+    #[test]
+    fn pushes_are_arrays_in_resp2_and_big_numbers_bulk_strings() {
+        let push = Frame::Push(vec![Frame::bulk(b"message"), Frame::Integer(1)]);
+        assert_eq!(
+            encoded(push.clone(), Protocol::Resp3),
+            b">2\r\n$7\r\nmessage\r\n:1\r\n"
+        );
+        assert_eq!(
+            encoded(push, Protocol::Resp2),
+            b"*2\r\n$7\r\nmessage\r\n:1\r\n"
+        );
+        let big = Frame::BigNumber(Bytes::from_static(b"123"));
+        assert_eq!(encoded(big.clone(), Protocol::Resp3), b"(123\r\n");
+        assert_eq!(encoded(big, Protocol::Resp2), b"$3\r\n123\r\n");
     }
 }

@@ -3,11 +3,12 @@
 //! shut down), and [`Replication::start`], which starts the background tasks of the other
 //! files. Also the handle's errors and the write-ack levels.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,7 @@ use super::clock::HybridClock;
 use super::config::ReplicationConfig;
 use super::discovery::discovery_loop;
 use super::link::inbound::accept_loop;
+use super::link::publish::{Publication, Publications, PublishCounts, PublishSink};
 use super::membership::{PeerResolver, PeerStatus};
 use super::metrics::ReplicationMetrics;
 use super::oplog::{LogItem, OpLog};
@@ -128,6 +130,8 @@ impl Replication {
             shutdown: CancellationToken::new(),
             local_address,
             outbox_gauges: Mutex::new(Vec::new()),
+            publications: Publications::default(),
+            refused: Mutex::new(HashSet::new()),
         });
         tokio::spawn(accept_loop(shared.clone(), listener));
         tokio::spawn(discovery_loop(shared.clone()));
@@ -185,6 +189,27 @@ impl Replication {
     /// Queues a touch; touches of one key are coalesced (latest wins) until the next flush.
     pub fn submit_touch(&self, touch: Touch) {
         coalesce(&self.shared, touch);
+    }
+
+    /// Sends a `PUBLISH` (`shard`: `SPUBLISH`) made on this node to every connected peer, for
+    /// their subscribers; never waits (see [`super::link::publish`]).
+    pub fn publish(&self, shard: bool, channel: Bytes, message: Bytes) {
+        self.shared.publications.publish(Publication {
+            shard,
+            channel,
+            message,
+        });
+    }
+
+    /// Installs what a `PUBLISH` from a peer is handed to: the node's local subscribers.
+    /// Returns `false` when one was installed already.
+    pub fn set_publish_sink(&self, sink: PublishSink) -> bool {
+        self.shared.publications.set_sink(sink)
+    }
+
+    /// Publications sent to, received from and dropped for peers.
+    pub fn publish_counts(&self) -> PublishCounts {
+        self.shared.publications.counts()
     }
 
     /// Moves every pending touch into the log now.

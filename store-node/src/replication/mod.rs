@@ -60,6 +60,7 @@ pub mod wire;
 pub use clock::HybridClock;
 pub use config::{generate_node_id, ReplicationConfig};
 pub use handle::{Replication, ReplicationError, WriteAck};
+pub use link::publish::{PublishCounts, PublishSink};
 pub use membership::{Discovery, PeerResolver, PeerStatus, StaticPeers};
 pub use metrics::{MetricsSnapshot, ReplicationMetrics};
 pub use oplog::OpLog;

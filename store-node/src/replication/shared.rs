@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use super::clock::{cluster_offset, physical_ms, ClockSamples, HybridClock};
 use super::config::ReplicationConfig;
+use super::link::publish::Publications;
 use super::membership::{PeerResolver, StartPeer};
 use super::metrics::ReplicationMetrics;
 use super::oplog::{OpLog, PeerCursor};
@@ -118,6 +119,10 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// The bound peer address.
     pub(crate) local_address: String,
+    /// `PUBLISH` to and from the peers.
+    pub(crate) publications: Publications,
+    /// Peers refused at the handshake (`peer reason`), warned about once.
+    pub(crate) refused: Mutex<HashSet<String>>,
     /// Each live link's count of messages in its outbox (see `link::outbox`).
     pub(crate) outbox_gauges: Mutex<Vec<std::sync::Weak<std::sync::atomic::AtomicU64>>>,
 }

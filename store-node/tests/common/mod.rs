@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod versus_redis;
+
 use std::time::Duration;
 
 use store_node::config::Config;

@@ -1,9 +1,6 @@
-"""redis-py >= 8 (RESP3 by default) against a store-node binary started per module."""
+"""redis-py >= 8 (RESP3 by default) against a store-node binary started per module (conftest.py)."""
 
 import json
-import os
-import socket
-import subprocess
 import time
 import urllib.request
 
@@ -11,56 +8,6 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-
-PASSWORD = "py-secret"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    binary = os.environ["STORE_NODE_BIN"]
-    password_file = tmp_path_factory.mktemp("auth") / "password"
-    password_file.write_text(PASSWORD + "\n")
-    resp_port, http_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--bind", "127.0.0.1",
-            "--resp-port", str(resp_port),
-            "--http-port", str(http_port),
-            "--node-name", "py-0",
-            "--password-file", str(password_file),
-            "--log-level", "warn",
-        ]
-    )
-    deadline = time.time() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=1) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.time() > deadline or process.poll() is not None:
-            process.kill()
-            raise RuntimeError("store-node did not become ready")
-        time.sleep(0.05)
-    yield {"resp": resp_port, "http": http_port}
-    process.terminate()
-    assert process.wait(timeout=25) == 0, "store-node must exit 0 on SIGTERM"
-
-
-@pytest.fixture
-def client(node):
-    connection = redis.Redis(host="127.0.0.1", port=node["resp"], password=PASSWORD, decode_responses=True)
-    connection.flushdb()
-    yield connection
-    connection.close()
 
 
 def test_speaks_resp3_by_default(client):
@@ -170,7 +117,7 @@ def test_http_sessions_visible_to_redis(client, node):
         f"http://127.0.0.1:{node['http']}/v1/sessions/py1",
         data=body,
         method="PUT",
-        headers={"content-type": "application/json", "authorization": f"Bearer {PASSWORD}"},
+        headers={"content-type": "application/json", "authorization": f"Bearer {node['password']}"},
     )
     with urllib.request.urlopen(request) as response:
         assert response.status == 201

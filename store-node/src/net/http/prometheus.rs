@@ -207,6 +207,85 @@ impl Collector for NodeCollector {
             "1 while the memory alarm is raised",
             i64::from(memory.alarm),
         )?;
+        let pubsub = &state.pubsub;
+        let (channels, patterns, shard_channels) = pubsub.counts();
+        gauge(
+            &mut encoder,
+            "store_node_pubsub_subscribers",
+            "Connections subscribed to a channel, pattern or shard channel",
+            pubsub.subscribers() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_pubsub_channels",
+            "Channels and shard channels with a subscriber on this node",
+            (channels + shard_channels) as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "store_node_pubsub_patterns",
+            "Patterns with a subscriber on this node",
+            patterns as i64,
+        )?;
+        counter(
+            &mut encoder,
+            "store_node_pubsub_messages_published",
+            "Messages published on this node, by its clients or its peers",
+            pubsub.metrics.published.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "store_node_pubsub_messages_delivered",
+            "Messages queued for a subscriber of this node",
+            pubsub.metrics.delivered.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "store_node_pubsub_messages_dropped",
+            "Messages not delivered: their subscriber was over its output buffer limit",
+            pubsub.metrics.dropped.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "store_node_pubsub_slow_subscribers_disconnected",
+            "Subscribers disconnected for passing client-output-buffer-limit pubsub",
+            pubsub.metrics.disconnected.load(Ordering::Relaxed),
+        )?;
+        let scripts = &state.scripts.metrics;
+        counter(
+            &mut encoder,
+            "store_node_scripts_run",
+            "Lua scripts run (EVAL, EVALSHA and their read-only forms)",
+            scripts.runs.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "store_node_scripts_failed",
+            "Lua scripts that ended in an error reply",
+            scripts.errors.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "store_node_scripts_killed",
+            "Lua scripts stopped by SCRIPT KILL",
+            scripts.killed.load(Ordering::Relaxed),
+        )?;
+        {
+            let seconds = scripts.micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let metric = prometheus_client::metrics::counter::ConstCounter::new(seconds);
+            metric.encode(encoder.encode_descriptor(
+                "store_node_scripts_duration_seconds",
+                "Time spent running Lua scripts",
+                None,
+                metric.metric_type(),
+            )?)?;
+        }
+        gauge(
+            &mut encoder,
+            "store_node_scripts_cached",
+            "Scripts in this node's script cache",
+            state.scripts.cached() as i64,
+        )?;
         gauge(
             &mut encoder,
             "store_node_memory_peer_alarm",

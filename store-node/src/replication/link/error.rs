@@ -38,7 +38,9 @@ pub(crate) enum HandshakeError {
         got: &'static str,
     },
     /// The peer speaks another protocol version.
-    #[error("protocol version {theirs} (this node speaks {ours})")]
+    #[error(
+        "protocol version {theirs} (this node speaks {ours}): nodes of different protocol versions do not form a cluster"
+    )]
     ProtocolVersion {
         /// The peer's version.
         theirs: u16,
@@ -171,4 +173,19 @@ pub(crate) enum LinkError {
         /// Why.
         source: Box<LinkError>,
     },
+}
+
+impl LinkError {
+    /// Whether the peer was refused at the handshake: another protocol version or cluster. A
+    /// human must act (finish the upgrade, fix the cluster name), so it is worth a warning,
+    /// unlike a peer that is merely unreachable.
+    pub(crate) fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            LinkError::Handshake {
+                source: HandshakeError::ProtocolVersion { .. } | HandshakeError::Cluster { .. },
+                ..
+            }
+        )
+    }
 }

@@ -1,7 +1,10 @@
 //! The exchange of hellos that opens every link: each end announces its cluster, protocol
 //! version, name, incarnation id, address and state; a peer of another cluster or protocol
-//! version is refused, and a hello from this very node (its own address discovered) is
-//! recognised so the link is dropped.
+//! version is refused (the acceptor answers its own hello first, so both ends know why, and
+//! each end warns once per peer and reason rather than at every redial), and a hello from this
+//! very node (its own address discovered) is recognised so the link is dropped.
+
+use tracing::{debug, warn};
 
 use super::error::{HandshakeError, LinkError};
 use crate::replication::metrics::ReplicationMetrics;
@@ -41,6 +44,16 @@ pub(crate) fn validate_hello(shared: &Shared, hello: &Hello) -> Result<(), Hands
         });
     }
     Ok(())
+}
+
+/// Logs that the peer at `peer` (an address or a node name) was refused for `reason`: a
+/// warning the first time, at debug level at every redial after that.
+pub(crate) fn note_refusal(shared: &Shared, peer: &str, reason: &str) {
+    if shared.refused.lock().insert(format!("{peer} {reason}")) {
+        warn!(peer = %peer, %reason, "refusing peer");
+    } else {
+        debug!(peer = %peer, %reason, "refusing peer");
+    }
 }
 
 /// Whether the hello comes from this node (by id, or by name: a previous incarnation's address

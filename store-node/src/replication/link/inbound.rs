@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::error::LinkError;
-use super::handshake::{is_self, send_hello, validate_hello};
+use super::handshake::{is_self, note_refusal, send_hello, validate_hello};
 use super::outbox::{
     heartbeat, open_outbox, send_records, task_ended, wait_for_room, AbortOnDrop, Outbox,
 };
@@ -64,7 +64,13 @@ async fn serve_inbound(shared: Arc<Shared>, connection: Connection) {
     };
     if let Err(reason) = validate_hello(&shared, &peer) {
         PeerRefusals::count(&shared.config.peer_refusals.hello);
-        warn!(remote = %remote_address, peer = %peer.node_name, %reason, "refusing peer");
+        // Answer with this node's hello before closing: the dialer then knows why too.
+        let _ = send_hello(&shared, &mut sender).await;
+        note_refusal(
+            &shared,
+            &format!("{} ({remote_address})", peer.node_name),
+            &reason.to_string(),
+        );
         return;
     }
     if is_self(&shared, &peer) {
@@ -294,6 +300,14 @@ async fn inbound_session(
                 None
             }
             Message::RoundEnd => Some(Request::RoundEnd),
+            Message::Publish {
+                shard,
+                channel,
+                message,
+            } => {
+                shared.publications.deliver(shard, &channel, &message);
+                None
+            }
             Message::Leave => {
                 info!(peer = %name, "peer is leaving the cluster");
                 update_peer_by_name(shared, name, |entry| {

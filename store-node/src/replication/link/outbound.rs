@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::error::LinkError;
-use super::handshake::{handshake, is_self};
+use super::handshake::{handshake, is_self, note_refusal};
 use super::outbox::{open_outbox, task_ended, wait_for_room, AbortOnDrop};
+use super::publish::Carrier;
 use crate::replication::anti_entropy::Round;
 use crate::replication::metrics::ReplicationMetrics;
 use crate::replication::oplog::{LogItem, PeerCursor};
@@ -61,6 +62,9 @@ pub(crate) async fn run_link(
                     ReplicationMetrics::add(&shared.metrics.links_dropped, 1);
                     info!(peer = %peer.node_name, address = %address, %reason, "peer link down");
                 }
+            }
+            Ok(Err(reason)) if reason.is_refusal() => {
+                note_refusal(&shared, &address, &reason.to_string());
             }
             Ok(Err(reason)) => debug!(peer = %address, %reason, "peer connection failed"),
             Err(_) => debug!(peer = %address, "peer connection timed out"),
@@ -167,6 +171,8 @@ async fn outbound_session(
     let (outbox, mut writer) = open_outbox(shared, &name, sender);
     let (repair_failures, mut repair_failed) = mpsc::unbounded_channel::<LinkError>();
 
+    let mut publications = shared.publications.subscribe();
+    let carrier = Carrier::new(&shared.publications, (name.clone(), peer.node_id));
     let mut head_changes = shared.log.subscribe();
     let mut memory_alarm_changes = shared.memory_alarm.subscribe();
     let mut heartbeat = tokio::time::interval(shared.config.heartbeat_interval);
@@ -304,6 +310,24 @@ async fn outbound_session(
                 // otherwise run next and push one write per batch.
                 tokio::task::yield_now().await;
             }
+            publication = publications.recv() => match publication {
+                // Another link to the same node carries it.
+                Ok(_) if !carrier.carries() => {}
+                Ok(publication) => {
+                    if outbox.publish(&publication) {
+                        shared.publications.count_sent();
+                    } else {
+                        shared.publications.count_dropped(1);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    if carrier.carries() {
+                        shared.publications.count_dropped(missed);
+                    }
+                }
+                // The sender lives in `shared`, which this task holds.
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+            },
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > shared.config.peer_timeout {
                     return LinkError::TimedOut {

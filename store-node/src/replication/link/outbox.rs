@@ -6,8 +6,11 @@
 //! coalesced: a newer one replaces the one not written yet (an ack is cumulative, a heartbeat
 //! says the current state), so they take one slot each. Requests (digests, snapshot requests,
 //! leave) go in a queue of [`URGENT_QUEUE`]; a link that fills it, which takes a peer that has
-//! not read for a long time, is closed (and redialled). Bulk traffic waits for one of
-//! [`BULK_QUEUE`] places: the producer slows down with the socket.
+//! not read for a long time, is closed (and redialled). Publications for the peer's
+//! subscribers have a queue of their own, bounded by their bytes
+//! ([`super::publish::LINK_BUDGET`]): past it they are dropped and counted, never waited for.
+//! Bulk traffic waits for one of [`BULK_QUEUE`] places: the producer slows down with the
+//! socket.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::error::LinkError;
+use super::publish::{Backlog, Publication};
 use crate::replication::metrics::ReplicationMetrics;
 use crate::replication::shared::Shared;
 use crate::replication::transport::MessageSender;
@@ -81,6 +85,17 @@ pub(crate) struct Outbox {
     latest: Arc<LinkSlots>,
     /// Log batches, snapshot chunks and anti-entropy traffic, at most [`BULK_QUEUE`] queued.
     bulk: mpsc::Sender<Message>,
+    /// Publications, bounded by `backlog`.
+    publications: mpsc::UnboundedSender<Message>,
+    /// Bytes of publications queued and not yet written.
+    backlog: Backlog,
+}
+
+/// The receiving ends of a link's queues, for its writer.
+struct Queues {
+    urgent: mpsc::Receiver<UrgentMessage>,
+    publications: mpsc::UnboundedReceiver<Message>,
+    bulk: mpsc::Receiver<Message>,
 }
 
 impl Outbox {
@@ -123,6 +138,27 @@ impl Outbox {
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             },
         }
+    }
+
+    /// Queues a publication for the peer's subscribers unless the link already holds
+    /// [`super::publish::LINK_BUDGET`] bytes of them; returns whether it was queued. Never
+    /// waits: a publisher must not slow down for a slow peer.
+    pub(crate) fn publish(&self, publication: &Publication) -> bool {
+        if !self.backlog.try_take(publication.size()) {
+            return false;
+        }
+        let message = Message::Publish {
+            shard: publication.shard,
+            channel: publication.channel.clone(),
+            message: publication.message.clone(),
+        };
+        if self.publications.send(message).is_err() {
+            // The writer ended (reported by its task): nothing will release these bytes.
+            self.backlog.release(publication.size());
+            return false;
+        }
+        self.latest.queued.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Queues bulk traffic, waiting while the queue is full.
@@ -226,6 +262,8 @@ pub(crate) fn open_outbox(
     let peer: Arc<str> = Arc::from(peer);
     let (urgent, urgent_queue) = mpsc::channel(URGENT_QUEUE);
     let (bulk, bulk_queue) = mpsc::channel(BULK_QUEUE);
+    let (publications, publication_queue) = mpsc::unbounded_channel();
+    let backlog = Backlog::default();
     let queued = Arc::new(AtomicU64::new(0));
     {
         let mut gauges = shared.outbox_gauges.lock();
@@ -243,8 +281,12 @@ pub(crate) fn open_outbox(
         peer.clone(),
         sender,
         latest.clone(),
-        urgent_queue,
-        bulk_queue,
+        Queues {
+            urgent: urgent_queue,
+            publications: publication_queue,
+            bulk: bulk_queue,
+        },
+        backlog.clone(),
     ));
     (
         Outbox {
@@ -252,21 +294,29 @@ pub(crate) fn open_outbox(
             urgent,
             latest,
             bulk,
+            publications,
+            backlog,
         },
         AbortOnDrop(writer),
     )
 }
 
-/// The writer task of a link: writes the latest heartbeat and ack, then requests, then bulk
-/// messages, coalescing whatever is queued into one write; returns why it stopped.
+/// The writer task of a link: writes the latest heartbeat and ack, then requests, then
+/// publications, then bulk messages, coalescing whatever is queued into one write; returns why
+/// it stopped.
 async fn write_link(
     shared: Arc<Shared>,
     peer: Arc<str>,
     mut sender: Box<dyn MessageSender>,
     latest: Arc<LinkSlots>,
-    mut urgent: mpsc::Receiver<UrgentMessage>,
-    mut bulk: mpsc::Receiver<Message>,
+    queues: Queues,
+    backlog: Backlog,
 ) -> LinkError {
+    let Queues {
+        mut urgent,
+        mut publications,
+        mut bulk,
+    } = queues;
     let stopped = || LinkError::Stopped {
         peer: peer.to_string(),
     };
@@ -290,6 +340,10 @@ async fn write_link(
             () = latest.wake.notified() => None,
             next = urgent.recv() => match next {
                 Some(next) => Some(next),
+                None => return stopped(),
+            },
+            next = publications.recv() => match next {
+                Some(message) => Some((message, None)),
                 None => return stopped(),
             },
             next = bulk.recv() => match next {
@@ -319,6 +373,12 @@ async fn write_link(
                     Ok(len) => bytes += len,
                     Err(source) => return send_failed(&message, source),
                 }
+                if let Message::Publish {
+                    channel, message, ..
+                } = &message
+                {
+                    backlog.release(channel.len() + message.len() + 16);
+                }
                 written.extend(done);
             }
             if sender.queued() >= WRITE_COALESCE {
@@ -326,7 +386,7 @@ async fn write_link(
             }
             next = match urgent.try_recv() {
                 Ok(message) => Some(message),
-                Err(_) => match bulk.try_recv() {
+                Err(_) => match publications.try_recv().or_else(|_| bulk.try_recv()) {
                     Ok(message) => Some((message, None)),
                     Err(_) => break,
                 },

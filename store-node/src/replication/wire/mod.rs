@@ -10,9 +10,11 @@ use crate::store::codec::{put_bytes, put_record, put_stamp, DecodeError, Reader}
 use crate::store::{Record, RecordView, Stamp, Touch};
 
 /// The peer protocol version announced in [`Hello`]; peers with another version are refused
-/// (no mixed-version cluster: docs/replication.md). Version 2: a connection opens with the peer
-/// key's challenge-response (or mutual TLS) before the hello, and heartbeats carry the wall
-/// clocks and the memory alarm.
+/// (no mixed-version cluster: docs/replication.md): the check is at the handshake, so nodes of
+/// different versions never form a cluster (every node of a cluster may then use every message
+/// of its version). Version 2: a connection opens with the peer key's challenge-response (or
+/// mutual TLS) before the hello, heartbeats carry the wall clocks and the memory alarm, and
+/// [`Message::Publish`] carries PUBLISH.
 pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The body format version (first body byte).
@@ -204,6 +206,16 @@ pub enum Message {
     RoundEnd,
     /// The sender is leaving the cluster (scale-down); do not wait for it.
     Leave,
+    /// A `PUBLISH` (or `SPUBLISH`) made on the sender, for the receiver's own subscribers:
+    /// neither stored nor logged, sent once on the sender's link to each peer.
+    Publish {
+        /// `SPUBLISH` (a shard channel) rather than `PUBLISH`.
+        shard: bool,
+        /// The channel.
+        channel: Bytes,
+        /// The message.
+        message: Bytes,
+    },
 }
 
 impl Message {
@@ -223,6 +235,7 @@ impl Message {
             Message::RepairRecords { .. } => "repair-records",
             Message::RoundEnd => "round-end",
             Message::Leave => "leave",
+            Message::Publish { .. } => "publish",
         }
     }
 }
@@ -344,6 +357,9 @@ fn size_hint(message: &Message) -> usize {
         Message::SnapshotChunk { records } | Message::RepairRecords { records } => {
             records_len(records)
         }
+        Message::Publish {
+            channel, message, ..
+        } => channel.len() + message.len() + 8,
         _ => 0,
     }
 }
@@ -452,6 +468,16 @@ pub fn encode_frame_into(
         }
         Message::RoundEnd => out.put_u8(11),
         Message::Leave => out.put_u8(12),
+        Message::Publish {
+            shard,
+            channel,
+            message,
+        } => {
+            out.put_u8(13);
+            out.put_u8(u8::from(*shard));
+            put_bytes(out, channel);
+            put_bytes(out, message);
+        }
     }
     seal_frame(&mut out[start..], max_frame).inspect_err(|_| out.truncate(start))
 }
@@ -545,6 +571,11 @@ fn decode_with(mut reader: Reader<'_>) -> Result<Message, WireError> {
         },
         11 => Message::RoundEnd,
         12 => Message::Leave,
+        13 => Message::Publish {
+            shard: reader.bool()?,
+            channel: reader.bytes()?,
+            message: reader.bytes()?,
+        },
         tag => return Err(WireError::Tag(tag)),
     };
     if reader.remaining() > 0 {

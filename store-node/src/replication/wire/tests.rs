@@ -75,6 +75,11 @@ fn samples() -> Vec<Message> {
         },
         Message::RoundEnd,
         Message::Leave,
+        Message::Publish {
+            shard: true,
+            channel: Bytes::from_static(b"news"),
+            message: Bytes::new(),
+        },
     ]
 }
 
