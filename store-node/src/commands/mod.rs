@@ -17,11 +17,14 @@ macro_rules! spec {
 
 pub mod admin;
 pub mod connection;
+pub mod counters;
+pub mod cursor;
 pub mod hashes;
 pub mod info;
 pub mod keys;
 pub mod strings;
 pub mod transaction;
+pub mod typed;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -166,6 +169,7 @@ use flags::{DENY_OOM, LOADING_OK, NO_AUTH, NO_QUEUE, WRITE};
 /// The command families, each a table in its own file.
 static FAMILIES: &[&[CommandSpec]] = &[
     strings::COMMANDS,
+    counters::COMMANDS,
     keys::COMMANDS,
     hashes::COMMANDS,
     connection::COMMANDS,
@@ -392,6 +396,25 @@ pub(crate) mod testing {
 
     pub fn err(text: &str) -> Frame {
         Frame::Error(text.to_string().into())
+    }
+
+    /// An array reply with its items sorted (for replies in no particular order).
+    pub fn sorted(frame: Frame) -> Frame {
+        match frame {
+            Frame::Array(mut items) | Frame::Set(mut items) => {
+                items.sort_by_key(|item| format!("{item:?}"));
+                Frame::Array(items)
+            }
+            other => other,
+        }
+    }
+
+    /// The number of items of an array reply (0 for anything else).
+    pub fn array_len(frame: Frame) -> usize {
+        match frame {
+            Frame::Array(items) | Frame::Set(items) => items.len(),
+            _ => 0,
+        }
     }
 }
 

@@ -125,9 +125,9 @@ pub(crate) fn wall_ms(shared: &Shared) -> u64 {
 
 /// Applies a remote record: adopts its clock, merges it by the replica's rules.
 pub(crate) fn apply_remote(shared: &Shared, record: &Record) -> bool {
-    if !shared.clock.observe(record.stamp.hlc) {
+    if !shared.clock.observe(record.stamp().hlc) {
         debug!(
-            origin = record.stamp.origin,
+            origin = record.stamp().origin,
             "remote stamp too far ahead of the wall clock; not adopted"
         );
     }
