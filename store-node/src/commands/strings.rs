@@ -352,20 +352,21 @@ pub fn mset(call: &mut Call<'_>) -> Frame {
     Frame::ok()
 }
 
-/// MSETNX key value [key value ...]: sets them all only when none exists, under the node's
-/// transaction gate held exclusively (as EXEC), so no other client's command interleaves.
+/// MSETNX key value [key value ...]: sets them all only when none exists, with every key
+/// locked at once, so the check and the writes are atomic.
 pub fn msetnx(call: &mut Call<'_>) -> Frame {
     if call.args.len().is_multiple_of(2) {
         return super::wrong_arity("msetnx");
     }
-    let any = call.args[1..]
+    let keys: Vec<&[u8]> = call.args[1..]
         .chunks_exact(2)
-        .any(|pair| call.state.engine.key(&pair[0]).get().is_some());
-    if any {
+        .map(|pair| &pair[0][..])
+        .collect();
+    let mut access = call.state.engine.keys(&keys);
+    if keys.iter().any(|key| access.get(key).is_some()) {
         return Frame::Integer(0);
     }
     for pair in call.args[1..].chunks_exact(2) {
-        let mut access = call.state.engine.key(&pair[0]);
         call.wrote(access.write(Op::Put {
             key: pair[0].clone(),
             value: Value::String(pair[1].clone()),
