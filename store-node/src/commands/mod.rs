@@ -22,9 +22,13 @@ pub mod cursor;
 pub mod hashes;
 pub mod info;
 pub mod keys;
+pub mod lists;
+pub mod sets;
 pub mod strings;
 pub mod transaction;
 pub mod typed;
+pub mod zranges;
+pub mod zsets;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -172,6 +176,10 @@ static FAMILIES: &[&[CommandSpec]] = &[
     counters::COMMANDS,
     keys::COMMANDS,
     hashes::COMMANDS,
+    sets::COMMANDS,
+    zsets::COMMANDS,
+    zranges::COMMANDS,
+    lists::COMMANDS,
     connection::COMMANDS,
     info::COMMANDS,
     admin::COMMANDS,

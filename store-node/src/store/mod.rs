@@ -21,7 +21,10 @@ pub mod state;
 pub mod table;
 pub mod value;
 
-pub use engine::{EngineConfig, EvictionPolicy, KeyAccess, MemoryEngine, MemoryStatus, StoreStats};
+pub use engine::{
+    EngineConfig, EvictionPolicy, KeyAccess, KeysAccess, MemoryEngine, MemoryStatus, StoreStats,
+    Watch,
+};
 pub use entry::Entry;
 pub use hook::{Versioning, WriteHook, WriteReceipt};
 pub use op::Op;
