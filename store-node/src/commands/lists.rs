@@ -126,7 +126,11 @@ pub fn rpop(call: &mut Call<'_>) -> Frame {
 /// Redis's clamping of `start..=end` over `len` items.
 fn span(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
     let len = len as i64;
-    let start = if start < 0 { (start + len).max(0) } else { start };
+    let start = if start < 0 {
+        (start + len).max(0)
+    } else {
+        start
+    };
     let mut end = if end < 0 { end + len } else { end };
     if start > end || start >= len {
         return None;
@@ -144,7 +148,11 @@ pub fn lrange(call: &mut Call<'_>) -> Frame {
     };
     match values(call) {
         Ok(values) => Frame::Array(match span(start, end, values.len()) {
-            Some((start, end)) => values[start..=end].iter().cloned().map(Frame::Bulk).collect(),
+            Some((start, end)) => values[start..=end]
+                .iter()
+                .cloned()
+                .map(Frame::Bulk)
+                .collect(),
             None => Vec::new(),
         }),
         Err(error) => error,
@@ -171,8 +179,9 @@ pub fn lindex(call: &mut Call<'_>) -> Frame {
         return NOT_INTEGER;
     };
     match values(call) {
-        Ok(values) => position(index, values.len())
-            .map_or(Frame::Null, |at| Frame::Bulk(values[at].clone())),
+        Ok(values) => {
+            position(index, values.len()).map_or(Frame::Null, |at| Frame::Bulk(values[at].clone()))
+        }
         Err(error) => error,
     }
 }
@@ -435,17 +444,29 @@ mod tests {
         assert_eq!(h.run("LINSERT l BEFORE a x"), Frame::Integer(6));
         assert_eq!(h.run("LINSERT l AFTER c end"), Frame::Integer(7));
         assert_eq!(h.run("LINSERT l AFTER nope x"), Frame::Integer(-1));
-        assert_eq!(h.run("LRANGE l 0 -1"), bulks(&["y", "Z", "x", "a", "b", "c", "end"]));
+        assert_eq!(
+            h.run("LRANGE l 0 -1"),
+            bulks(&["y", "Z", "x", "a", "b", "c", "end"])
+        );
         assert_eq!(h.run("LPOS l b"), Frame::Integer(4));
         assert_eq!(h.run("RPUSH l b b"), Frame::Integer(9));
-        assert_eq!(h.run("LPOS l b RANK -1 COUNT 2"), Frame::Array(vec![Frame::Integer(8), Frame::Integer(7)]));
-        assert_eq!(h.run("LPOS l b COUNT 0 MAXLEN 5"), Frame::Array(vec![Frame::Integer(4)]));
+        assert_eq!(
+            h.run("LPOS l b RANK -1 COUNT 2"),
+            Frame::Array(vec![Frame::Integer(8), Frame::Integer(7)])
+        );
+        assert_eq!(
+            h.run("LPOS l b COUNT 0 MAXLEN 5"),
+            Frame::Array(vec![Frame::Integer(4)])
+        );
         assert_eq!(h.run("LREM l -2 b"), Frame::Integer(2));
         assert_eq!(h.run("LPOP l"), bulk("y"));
         assert_eq!(h.run("RPOP l 2"), bulks(&["end", "c"]));
         assert_eq!(h.run("RPOP nope 2"), Frame::NullArray);
         assert_eq!(h.run("LPOP l 0"), bulks(&[]));
-        assert_eq!(h.run("LPOP l -1"), err("ERR value is out of range, must be positive"));
+        assert_eq!(
+            h.run("LPOP l -1"),
+            err("ERR value is out of range, must be positive")
+        );
         assert_eq!(h.run("LTRIM l 1 -1"), Frame::ok());
         assert_eq!(h.run("LRANGE l 0 -1"), bulks(&["x", "a", "b"]));
         assert_eq!(h.run("LMOVE l m RIGHT LEFT"), bulk("b"));

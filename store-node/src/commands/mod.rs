@@ -23,7 +23,9 @@ pub mod hashes;
 pub mod info;
 pub mod keys;
 pub mod lists;
+pub mod objects;
 pub mod sets;
+pub mod settings;
 pub mod strings;
 pub mod transaction;
 pub mod typed;
@@ -73,6 +75,8 @@ pub struct ClientState {
     pub multi: Option<Vec<Vec<Bytes>>>,
     /// Whether a queued command was refused (EXEC then aborts).
     pub multi_failed: bool,
+    /// Keys under `WATCH`: EXEC aborts when one of them changed.
+    pub watched: Vec<crate::store::Watch>,
     /// `CLIENT SETINFO LIB-NAME`.
     pub lib_name: Option<Bytes>,
     /// `CLIENT SETINFO LIB-VER`.
@@ -95,6 +99,7 @@ impl ClientState {
             authenticated,
             multi: None,
             multi_failed: false,
+            watched: Vec::new(),
             lib_name: None,
             lib_version: None,
             close: false,
@@ -175,6 +180,7 @@ static FAMILIES: &[&[CommandSpec]] = &[
     strings::COMMANDS,
     counters::COMMANDS,
     keys::COMMANDS,
+    objects::COMMANDS,
     hashes::COMMANDS,
     sets::COMMANDS,
     zsets::COMMANDS,

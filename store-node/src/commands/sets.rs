@@ -162,9 +162,7 @@ fn pop_count(call: &Call<'_>) -> Result<Option<usize>, Frame> {
         2 => Ok(None),
         3 => match parse_i64(&call.args[2]) {
             Some(count) if count >= 0 => Ok(Some(count as usize)),
-            Some(_) => Err(Frame::error(
-                "ERR value is out of range, must be positive",
-            )),
+            Some(_) => Err(Frame::error("ERR value is out of range, must be positive")),
             None => Err(NOT_INTEGER),
         },
         _ => Err(SYNTAX),
@@ -179,7 +177,9 @@ pub fn spop(call: &mut Call<'_>) -> Frame {
     };
     let mut access = call.state.engine.key(&call.args[1]);
     let members = match state_of(&mut access, Kind::Set) {
-        Ok(state) => state.map(|state| view::set_members(&state)).unwrap_or_default(),
+        Ok(state) => state
+            .map(|state| view::set_members(&state))
+            .unwrap_or_default(),
         Err(error) => return error,
     };
     let picked: Vec<Bytes> = cursor::distinct_indexes(members.len(), count.unwrap_or(1))

@@ -84,8 +84,15 @@ impl Range {
         match self {
             Range::Rank(..) => true,
             Range::Score(min, max) => {
-                (if min.exclusive { score > min.value } else { score >= min.value })
-                    && (if max.exclusive { score < max.value } else { score <= max.value })
+                (if min.exclusive {
+                    score > min.value
+                } else {
+                    score >= min.value
+                }) && (if max.exclusive {
+                    score < max.value
+                } else {
+                    score <= max.value
+                })
             }
             Range::Lex(min, max) => {
                 let above = match min {
@@ -353,8 +360,8 @@ pub fn zcount(call: &mut Call<'_>) -> Frame {
 
 /// ZLEXCOUNT key min max
 pub fn zlexcount(call: &mut Call<'_>) -> Frame {
-    let range = lex_bound(&call.args[2])
-        .and_then(|min| Ok(Range::Lex(min, lex_bound(&call.args[3])?)));
+    let range =
+        lex_bound(&call.args[2]).and_then(|min| Ok(Range::Lex(min, lex_bound(&call.args[3])?)));
     count_in(call, range)
 }
 
@@ -371,10 +378,7 @@ fn rank(call: &mut Call<'_>, reverse: bool) -> Frame {
     if reverse {
         all.reverse();
     }
-    match all
-        .iter()
-        .position(|(member, _)| *member == call.args[2])
-    {
+    match all.iter().position(|(member, _)| *member == call.args[2]) {
         Some(rank) if with_score => Frame::Array(vec![
             Frame::Integer(rank as i64),
             Frame::Double(all[rank].1),
@@ -439,8 +443,8 @@ pub fn zremrangebyrank(call: &mut Call<'_>) -> Frame {
 
 /// ZREMRANGEBYLEX key min max
 pub fn zremrangebylex(call: &mut Call<'_>) -> Frame {
-    let range = lex_bound(&call.args[2])
-        .and_then(|min| Ok(Range::Lex(min, lex_bound(&call.args[3])?)));
+    let range =
+        lex_bound(&call.args[2]).and_then(|min| Ok(Range::Lex(min, lex_bound(&call.args[3])?)));
     remove_range(call, range)
 }
 
@@ -462,16 +466,31 @@ mod tests {
         assert_eq!(h.run("ZRANGE z 3 1"), bulks(&[]));
         assert_eq!(h.run("ZRANGE z 0 1 REV"), bulks(&["e", "d"]));
         assert_eq!(h.run("ZRANGE z (1 3 BYSCORE"), bulks(&["b", "c"]));
-        assert_eq!(h.run("ZRANGE z 4 -inf BYSCORE REV LIMIT 1 2"), bulks(&["c", "b"]));
+        assert_eq!(
+            h.run("ZRANGE z 4 -inf BYSCORE REV LIMIT 1 2"),
+            bulks(&["c", "b"])
+        );
         assert_eq!(
             h.run("ZRANGE z 0 0 WITHSCORES"),
             Frame::Array(vec![bulk("a"), Frame::Double(1.0)])
         );
         assert_eq!(h.run("ZRANGE z 0 1 LIMIT 0 1"), err("ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"));
-        assert_eq!(h.run("ZRANGE z - + BYLEX WITHSCORES"), err("ERR syntax error, WITHSCORES not supported in combination with BYLEX"));
-        assert_eq!(h.run("ZRANGE z x 1 BYSCORE"), err("ERR min or max is not a float"));
-        assert_eq!(h.run("ZRANGE z a 1 BYLEX"), err("ERR min or max not valid string range item"));
-        assert_eq!(h.run("ZRANGEBYSCORE z -inf +inf LIMIT 1 -1"), bulks(&["b", "c", "d", "e"]));
+        assert_eq!(
+            h.run("ZRANGE z - + BYLEX WITHSCORES"),
+            err("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
+        );
+        assert_eq!(
+            h.run("ZRANGE z x 1 BYSCORE"),
+            err("ERR min or max is not a float")
+        );
+        assert_eq!(
+            h.run("ZRANGE z a 1 BYLEX"),
+            err("ERR min or max not valid string range item")
+        );
+        assert_eq!(
+            h.run("ZRANGEBYSCORE z -inf +inf LIMIT 1 -1"),
+            bulks(&["b", "c", "d", "e"])
+        );
         assert_eq!(h.run("ZREVRANGEBYSCORE z 3 1"), bulks(&["c", "b", "a"]));
         assert_eq!(h.run("ZREVRANGE z 0 0"), bulks(&["e"]));
         assert_eq!(h.run("ZRANGEBYLEX z [b (d"), bulks(&["b", "c"]));
@@ -479,7 +498,10 @@ mod tests {
         assert_eq!(h.run("ZCOUNT z (1 +inf"), Frame::Integer(4));
         assert_eq!(h.run("ZLEXCOUNT z - +"), Frame::Integer(5));
         assert_eq!(h.run("ZRANK z c"), Frame::Integer(2));
-        assert_eq!(h.run("ZREVRANK z c WITHSCORE"), Frame::Array(vec![Frame::Integer(2), Frame::Double(3.0)]));
+        assert_eq!(
+            h.run("ZREVRANK z c WITHSCORE"),
+            Frame::Array(vec![Frame::Integer(2), Frame::Double(3.0)])
+        );
         assert_eq!(h.run("ZRANK z nope"), Frame::Null);
         assert_eq!(h.run("ZRANGESTORE dst z 1 2"), Frame::Integer(2));
         assert_eq!(h.run("ZRANGE dst 0 -1"), bulks(&["b", "c"]));
@@ -488,7 +510,10 @@ mod tests {
         assert_eq!(h.run("ZREMRANGEBYLEX z [c [d"), Frame::Integer(2));
         assert_eq!(h.run("ZRANGE z 0 -1"), bulks(&["b"]));
         h.run("SET s x");
-        assert_eq!(h.run("ZRANGE s 0 x"), err("ERR value is not an integer or out of range"));
+        assert_eq!(
+            h.run("ZRANGE s 0 x"),
+            err("ERR value is not an integer or out of range")
+        );
         assert_eq!(
             h.run("ZRANGE s 0 1"),
             err("WRONGTYPE Operation against a key holding the wrong kind of value")

@@ -53,7 +53,8 @@ pub fn members(call: &Call<'_>, key: &[u8]) -> Result<Vec<(Bytes, f64)>, Frame> 
 /// ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]
 pub fn zadd(call: &mut Call<'_>) -> Frame {
     let args = call.args;
-    let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) = (false, false, false, false, false, false);
+    let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) =
+        (false, false, false, false, false, false);
     let mut index = 2;
     while let Some(option) = args.get(index) {
         let flag = if is(option, "nx") {
@@ -81,7 +82,7 @@ pub fn zadd(call: &mut Call<'_>) -> Frame {
     if nx && xx {
         return Frame::error("ERR XX and NX options at the same time are not compatible");
     }
-    if (gt && nx) || (lt && nx) || (gt && lt) {
+    if (nx && (gt || lt)) || (gt && lt) {
         return Frame::error("ERR GT, LT, and/or NX options at the same time are not compatible");
     }
     if incr && pairs.len() > 2 {
@@ -364,19 +365,37 @@ mod tests {
         assert_eq!(h.run("ZSCORE z d"), Frame::Null);
         assert_eq!(h.run("ZADD z GT CH 5 a 8 b"), Frame::Integer(1));
         assert_eq!(h.run("ZADD z LT 1 a"), Frame::Integer(0));
-        assert_eq!(h.run("ZMSCORE z a b x"), Frame::Array(vec![Frame::Double(1.0), Frame::Double(8.0), Frame::Null]));
+        assert_eq!(
+            h.run("ZMSCORE z a b x"),
+            Frame::Array(vec![Frame::Double(1.0), Frame::Double(8.0), Frame::Null])
+        );
         assert_eq!(h.run("ZADD z INCR 2.5 a"), Frame::Double(3.5));
         assert_eq!(h.run("ZADD z NX INCR 1 a"), Frame::Null);
         assert_eq!(h.run("ZINCRBY z 1.5 a"), Frame::Double(5.0));
         assert_eq!(h.run("ZINCRBY z 2 new"), Frame::Double(2.0));
-        assert_eq!(h.run("ZADD z NX XX 1 a"), err("ERR XX and NX options at the same time are not compatible"));
-        assert_eq!(h.run("ZADD z GT LT 1 a"), err("ERR GT, LT, and/or NX options at the same time are not compatible"));
-        assert_eq!(h.run("ZADD z INCR 1 a 2 b"), err("ERR INCR option supports a single increment-element pair"));
-        assert_eq!(h.run("ZADD z 1"), err("ERR wrong number of arguments for 'zadd' command"));
+        assert_eq!(
+            h.run("ZADD z NX XX 1 a"),
+            err("ERR XX and NX options at the same time are not compatible")
+        );
+        assert_eq!(
+            h.run("ZADD z GT LT 1 a"),
+            err("ERR GT, LT, and/or NX options at the same time are not compatible")
+        );
+        assert_eq!(
+            h.run("ZADD z INCR 1 a 2 b"),
+            err("ERR INCR option supports a single increment-element pair")
+        );
+        assert_eq!(
+            h.run("ZADD z 1"),
+            err("ERR wrong number of arguments for 'zadd' command")
+        );
         assert_eq!(h.run("ZADD z NX 1"), err("ERR syntax error"));
         assert_eq!(h.run("ZADD z x a"), err("ERR value is not a valid float"));
         assert_eq!(h.run("ZADD z inf i"), Frame::Integer(1));
-        assert_eq!(h.run("ZINCRBY z -inf i"), err("ERR resulting score is not a number (NaN)"));
+        assert_eq!(
+            h.run("ZINCRBY z -inf i"),
+            err("ERR resulting score is not a number (NaN)")
+        );
         assert_eq!(h.run("ZCARD z"), Frame::Integer(5));
         assert_eq!(h.run("ZREM z i x i"), Frame::Integer(1));
         assert_eq!(
@@ -385,9 +404,17 @@ mod tests {
         );
         assert_eq!(
             h.run("ZPOPMAX z 2"),
-            Frame::Array(vec![bulk("b"), Frame::Double(8.0), bulk("a"), Frame::Double(5.0)])
+            Frame::Array(vec![
+                bulk("b"),
+                Frame::Double(8.0),
+                bulk("a"),
+                Frame::Double(5.0)
+            ])
         );
-        assert_eq!(h.run("ZPOPMAX z -1"), err("ERR value is out of range, must be positive"));
+        assert_eq!(
+            h.run("ZPOPMAX z -1"),
+            err("ERR value is out of range, must be positive")
+        );
         assert_eq!(
             h.run("ZSCAN z 0"),
             Frame::Array(vec![bulk("0"), Frame::Array(vec![bulk("c"), bulk("3")])])

@@ -185,7 +185,11 @@ pub fn format_double(value: f64) -> String {
     }
     let kept = ndigits.min(if value < 0.0 { 17 } else { 18 }) as usize;
     let (first, rest) = digits[..kept].split_at(1);
-    let point = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+    let point = if rest.is_empty() {
+        String::new()
+    } else {
+        format!(".{rest}")
+    };
     let exponent_sign = if k + ndigits - 1 < 0 { '-' } else { '+' };
     format!("{sign}{first}{point}e{exponent_sign}{magnitude}")
 }

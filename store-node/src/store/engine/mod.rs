@@ -168,6 +168,15 @@ impl KeyAccess<'_> {
             .get_locked(&mut self.shard, self.hash, self.key, self.now)
     }
 
+    /// The live entry without recording an access (OBJECT IDLETIME must not reset what it
+    /// reports).
+    pub fn peek(&self) -> Option<&Entry> {
+        self.shard
+            .table
+            .get(self.hash, self.key)
+            .filter(|entry| entry.is_live(self.now))
+    }
+
     /// Applies `op` (which must be about this key) through the engine's write path; the
     /// receipt says what the client must wait for.
     pub fn write(&mut self, op: Op) -> WriteReceipt {
