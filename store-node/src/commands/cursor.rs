@@ -14,6 +14,10 @@ use super::{is, parse_i64, NOT_INTEGER, SYNTAX};
 use crate::protocol::Frame;
 use crate::store::glob;
 
+/// The most items a negative count (picks that may repeat) returns: Redis would build a reply
+/// of any size, until its memory ran out; a node serving sessions must not.
+pub const MAX_REPEATED_PICKS: u64 = 1 << 24;
+
 /// Collections up to this size answer a scan in one call.
 pub const ONE_PAGE: usize = 128;
 

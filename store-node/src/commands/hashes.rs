@@ -242,8 +242,8 @@ pub fn hrandfield(call: &mut Call<'_>) -> Frame {
     let count = match args.get(2) {
         None => None,
         Some(count) => match parse_i64(count) {
-            Some(count) if count > -(i64::MAX / 2) => Some(count),
-            Some(_) => return Frame::error("ERR value is out of range"),
+            Some(count) if count != i64::MIN => Some(count),
+            Some(_) => return super::sets::OUT_OF_COUNT_RANGE,
             None => return NOT_INTEGER,
         },
     };
@@ -267,7 +267,7 @@ pub fn hrandfield(call: &mut Call<'_>) -> Frame {
             .map(|index| pairs[index].clone())
             .collect()
     } else {
-        (0..count.unsigned_abs())
+        (0..count.unsigned_abs().min(super::cursor::MAX_REPEATED_PICKS))
             .map(|_| pairs[cursor::random_below(pairs.len())].clone())
             .collect()
     };

@@ -37,6 +37,11 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("sdiffstore", -3, WRITE | DENY_OOM, sdiffstore),
 ];
 
+/// Redis's `getRangeLongFromObjectOrReply` for a count in `-LONG_MAX..=LONG_MAX` (its words).
+pub const OUT_OF_COUNT_RANGE: Frame = Frame::error(
+    "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+);
+
 /// The members of the key's set (empty when absent), or `WRONGTYPE`.
 fn members(call: &Call<'_>, key: &[u8]) -> Result<Vec<Bytes>, Frame> {
     Ok(read(&call.state.engine, key, Kind::Set)?
@@ -160,10 +165,10 @@ pub fn sscan(call: &mut Call<'_>) -> Frame {
 fn pop_count(call: &Call<'_>) -> Result<Option<usize>, Frame> {
     match call.args.len() {
         2 => Ok(None),
+        // Redis's `getPositiveLongFromObjectOrReply`: one message for both failures.
         3 => match parse_i64(&call.args[2]) {
             Some(count) if count >= 0 => Ok(Some(count as usize)),
-            Some(_) => Err(Frame::error("ERR value is out of range, must be positive")),
-            None => Err(NOT_INTEGER),
+            _ => Err(Frame::error("ERR value is out of range, must be positive")),
         },
         _ => Err(SYNTAX),
     }
@@ -204,8 +209,8 @@ pub fn srandmember(call: &mut Call<'_>) -> Frame {
     let count = match call.args.len() {
         2 => None,
         3 => match parse_i64(&call.args[2]) {
-            Some(count) if count > -(i64::MAX / 2) => Some(count),
-            Some(_) => return Frame::error("ERR value is out of range"),
+            Some(count) if count != i64::MIN => Some(count),
+            Some(_) => return OUT_OF_COUNT_RANGE,
             None => return NOT_INTEGER,
         },
         _ => return SYNTAX,
@@ -229,7 +234,7 @@ pub fn srandmember(call: &mut Call<'_>) -> Frame {
             .map(|index| Frame::Bulk(members[index].clone()))
             .collect()
     } else {
-        (0..count.unsigned_abs())
+        (0..count.unsigned_abs().min(super::cursor::MAX_REPEATED_PICKS))
             .map(|_| Frame::Bulk(members[cursor::random_below(members.len())].clone()))
             .collect()
     };

@@ -275,10 +275,10 @@ pub fn pair(member: Bytes, score: f64) -> [Frame; 2] {
 fn pop(call: &mut Call<'_>, highest: bool) -> Frame {
     let count = match call.args.len() {
         2 => None,
+        // Redis's `getPositiveLongFromObjectOrReply`: one message for both failures.
         3 => match parse_i64(&call.args[2]) {
             Some(count) if count >= 0 => Some(count as usize),
-            Some(_) => return Frame::error("ERR value is out of range, must be positive"),
-            None => return NOT_INTEGER,
+            _ => return Frame::error("ERR value is out of range, must be positive"),
         },
         _ => return SYNTAX,
     };
