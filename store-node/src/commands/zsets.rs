@@ -9,7 +9,7 @@ use super::cursor;
 use super::flags::{DENY_OOM, WRITE};
 use super::typed::{read, state_of};
 use super::CommandSpec;
-use super::{is, parse_i64, Call, NOT_INTEGER, SYNTAX};
+use super::{is, parse_i64, Call, SYNTAX};
 use crate::protocol::{Frame, Protocol};
 use crate::store::state::view;
 use crate::store::{Kind, Op};

@@ -248,7 +248,6 @@ pub fn encode(state: &State, versioned: bool) -> (Header, Vec<u8>) {
     let mut origins: Vec<u32> = Vec::new();
     collect_origins(state, &mut origins);
     origins.sort_unstable();
-    origins.dedup();
     let writer = Writer { max, origins };
     out.extend_from_slice(&state_hash(state).to_le_bytes());
     put_varint(&mut out, writer.origins.len() as u64);
@@ -332,10 +331,16 @@ fn encode_unversioned(state: &State, out: &mut Vec<u8>) {
     }
 }
 
+/// Collects the distinct origins of a state's stamps (a handful: one per node that wrote it).
 fn collect_origins(state: &State, origins: &mut Vec<u32>) {
+    fn add(origins: &mut Vec<u32>, origin: u32) {
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
     fn push(origins: &mut Vec<u32>, stamp: Stamp) {
         if stamp != Stamp::ZERO {
-            origins.push(stamp.origin);
+            add(origins, stamp.origin);
         }
     }
     fn cell(origins: &mut Vec<u32>, cell: &Cell) {
@@ -355,7 +360,7 @@ fn collect_origins(state: &State, origins: &mut Vec<u32>) {
         Body::Set(members) => {
             for (_, member) in members {
                 for (origin, _) in member.adds.iter().chain(&member.removed) {
-                    origins.push(*origin);
+                    add(origins, *origin);
                 }
             }
         }
@@ -421,9 +426,12 @@ impl Writer {
     }
 }
 
-/// A bounds-checked reader over a payload.
+/// A bounds-checked reader over a payload. Names and values are slices of one copy of the
+/// payload (`owner`), so decoding a state of n fields allocates once, not 2n times; a reader
+/// without an owner (one that only peeks at stamps) copies what it reads.
 struct Reader<'a> {
     data: &'a [u8],
+    owner: Option<Bytes>,
     position: usize,
     max: Stamp,
     origins: Vec<u32>,
@@ -457,7 +465,13 @@ impl Reader<'_> {
     fn bytes(&mut self) -> Result<Bytes, DecodeError> {
         let len = self.varint()?;
         let len = usize::try_from(len).map_err(|_| DecodeError::Truncated)?;
-        Ok(Bytes::copy_from_slice(self.take(len)?))
+        let start = self.position;
+        self.take(len)?;
+        let end = start + len;
+        Ok(match &self.owner {
+            Some(owner) => owner.slice(start..end),
+            None => Bytes::copy_from_slice(&self.data[start..end]),
+        })
     }
 
     fn origin(&mut self) -> Result<u32, DecodeError> {
@@ -583,15 +597,17 @@ pub fn decode(header: &Header, payload: &[u8]) -> Result<State, DecodeError> {
             body: Body::String(Cell::of(Register { stamp: max, slot })),
         });
     }
+    if payload.len() < 8 {
+        return Err(DecodeError::Truncated);
+    }
+    let owner = Bytes::copy_from_slice(payload);
     let mut reader = Reader {
-        data: payload,
+        data: &owner,
+        owner: Some(owner.clone()),
         position: 8,
         max,
         origins: Vec::new(),
     };
-    if payload.len() < 8 {
-        return Err(DecodeError::Truncated);
-    }
     let origins = reader.count(4)?;
     for _ in 0..origins {
         let bytes: [u8; 4] = reader
@@ -684,15 +700,17 @@ pub fn decode(header: &Header, payload: &[u8]) -> Result<State, DecodeError> {
 }
 
 fn decode_unversioned(header: &Header, payload: &[u8]) -> Result<State, DecodeError> {
+    let owner = Bytes::copy_from_slice(payload);
     let mut reader = Reader {
-        data: payload,
+        data: &owner,
+        owner: Some(owner.clone()),
         position: 0,
         max: Stamp::ZERO,
         origins: Vec::new(),
     };
     let value = |bytes: Bytes| Cell::of(Register::value(Stamp::ZERO, bytes));
     let body = match header.kind {
-        Kind::String => Body::String(value(Bytes::copy_from_slice(payload))),
+        Kind::String => Body::String(value(owner.clone())),
         Kind::Hash => {
             let mut cells = Vec::new();
             while reader.position < payload.len() {
@@ -705,7 +723,9 @@ fn decode_unversioned(header: &Header, payload: &[u8]) -> Result<State, DecodeEr
             let mut cells = Vec::new();
             while reader.position < payload.len() {
                 let name = reader.bytes()?;
-                cells.push((name, value(Bytes::copy_from_slice(reader.take(8)?))));
+                let start = reader.position;
+                reader.take(8)?;
+                cells.push((name, value(owner.slice(start..start + 8))));
             }
             Body::ZSet(cells)
         }
@@ -765,6 +785,7 @@ pub fn encoded_expiry_stamp(header: &Header, payload: &[u8]) -> Option<Stamp> {
     }
     let mut reader = Reader {
         data: payload,
+        owner: None,
         position: 8,
         max,
         origins: Vec::new(),

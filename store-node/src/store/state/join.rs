@@ -147,22 +147,27 @@ fn join_named<T: Clone>(
     out
 }
 
-/// Joins two element lists by id, ordered by `(position, id)`.
+/// Joins two element lists, each ordered by `(position, id)`: one merge pass (an element's
+/// position never changes, so the same element sits at the same key in both).
 fn join_elements(a: &[Element], b: &[Element]) -> Vec<Element> {
-    let mut by_id: BTreeMap<_, Element> = a
-        .iter()
-        .map(|element| (element.id, element.clone()))
-        .collect();
-    for element in b {
-        match by_id.get_mut(&element.id) {
-            Some(mine) => *mine = join_element(mine, element),
-            None => {
-                by_id.insert(element.id, element.clone());
-            }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut left, mut right) = (a.iter().peekable(), b.iter().peekable());
+    loop {
+        match (left.peek(), right.peek()) {
+            (Some(x), Some(y)) => match x.order().cmp(&y.order()) {
+                std::cmp::Ordering::Less => out.extend(left.next().cloned()),
+                std::cmp::Ordering::Greater => out.extend(right.next().cloned()),
+                std::cmp::Ordering::Equal => {
+                    if let (Some(x), Some(y)) = (left.next(), right.next()) {
+                        out.push(join_element(x, y));
+                    }
+                }
+            },
+            (Some(_), None) => out.extend(left.next().cloned()),
+            (None, Some(_)) => out.extend(right.next().cloned()),
+            (None, None) => break,
         }
     }
-    let mut out: Vec<Element> = by_id.into_values().collect();
-    out.sort_by(|x, y| x.order().cmp(&y.order()));
     out
 }
 
