@@ -88,6 +88,9 @@ pub struct NodeState {
     serve_stale_data: AtomicBool,
     next_client_id: AtomicU64,
     notify_keyspace_events: parking_lot::Mutex<String>,
+    /// Settings accepted with CONFIG SET and reported by CONFIG GET (Redis's encoding
+    /// parameters, which store-node reports and OBJECT ENCODING follows): name to value.
+    settings: parking_lot::Mutex<std::collections::BTreeMap<&'static str, String>>,
 }
 
 impl NodeState {
@@ -131,6 +134,7 @@ impl NodeState {
             serve_stale_data: AtomicBool::new(serve_stale_data),
             next_client_id: AtomicU64::new(1),
             notify_keyspace_events: parking_lot::Mutex::new(String::new()),
+            settings: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -251,5 +255,15 @@ impl NodeState {
     /// Stores `notify-keyspace-events`.
     pub fn set_notify_keyspace_events(&self, value: String) {
         *self.notify_keyspace_events.lock() = value;
+    }
+
+    /// A setting stored with [`NodeState::set_setting`], if any.
+    pub fn setting(&self, name: &str) -> Option<String> {
+        self.settings.lock().get(name).cloned()
+    }
+
+    /// Stores a setting (CONFIG SET of a parameter store-node reports but need not act on).
+    pub fn set_setting(&self, name: &'static str, value: String) {
+        self.settings.lock().insert(name, value);
     }
 }
