@@ -210,3 +210,39 @@ fn rename_moves_value_and_ttl() {
     drop(access);
     assert!(engine.key(b"a").get().is_none());
 }
+
+/// The hook stamps a write above the version it replaces, whoever wrote that version:
+/// the write path must hand it the stored stamp, a tombstone's included.
+#[test]
+fn the_hook_is_told_the_stamp_each_write_replaces() {
+    let engine = MemoryEngine::new(EngineConfig::default());
+    let hook = Arc::new(RecordingHook::new(Versioning::Replicated));
+    assert!(engine.set_hook(hook.clone()));
+    let now = unix_ms();
+    let remote = Stamp {
+        hlc: 1 << 40,
+        origin: 9,
+    };
+    let record = Record::live(
+        Bytes::from_static(b"k"),
+        remote,
+        Value::String(Bytes::from_static(b"theirs")),
+        None,
+    );
+    assert!(engine.merge_record(&record, now, 0));
+    let _ = engine.apply(&put("k", "mine", None), now);
+    let _ = engine.apply(
+        &Op::Delete {
+            key: Bytes::from_static(b"k"),
+        },
+        now,
+    );
+    let _ = engine.apply(&put("k", "again", None), now);
+    let _ = engine.apply(&put("new", "1", None), now);
+    let recorded = hook.recorded();
+    let stamps: Vec<Stamp> = recorded.local.iter().map(Record::stamp).collect();
+    assert_eq!(
+        recorded.replaced,
+        vec![Some(remote), Some(stamps[0]), Some(stamps[1]), None]
+    );
+}
