@@ -3,9 +3,9 @@
 
 use bytes::Bytes;
 
+use super::configure::config;
 use super::flags::{LOADING_OK, NO_SCRIPT, WRITE};
 use super::CommandSpec;
-use super::configure::config;
 use super::{commands, is, text, Call, SYNTAX};
 use crate::protocol::Frame;
 

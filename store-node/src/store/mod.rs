@@ -22,8 +22,8 @@ pub mod table;
 pub mod value;
 
 pub use engine::{
-    memory_reserve, EngineConfig, EvictionPolicy, KeyAccess, KeysAccess, MemoryEngine, MemoryStatus,
-    StoreStats, Watch, VALUE_COST_FACTOR,
+    memory_reserve, EngineConfig, EvictionPolicy, KeyAccess, KeysAccess, MemoryEngine,
+    MemoryStatus, StoreStats, Watch, VALUE_COST_FACTOR,
 };
 pub use entry::Entry;
 pub use hook::{Versioning, WriteHook, WriteReceipt};
