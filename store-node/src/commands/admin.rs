@@ -330,7 +330,8 @@ mod tests {
             h.run("CONFIG GET maxmemory*"),
             Frame::Map(vec![
                 (bulk("maxmemory"), bulk("0")),
-                (bulk("maxmemory-policy"), bulk("noeviction"))
+                (bulk("maxmemory-policy"), bulk("noeviction")),
+                (bulk("maxmemory-clients"), bulk("25%")),
             ])
         );
         assert_eq!(h.run("CONFIG SET notify-keyspace-events Egx"), Frame::ok());
