@@ -342,4 +342,73 @@ mod tests {
         assert_eq!(serde_json::to_value(&read)?, document);
         Ok(())
     }
+
+    /// The operator's HTTPS client against a real store-node serving the certificate the
+    /// operator issues: the status is read when the node's certificate chains to the CA for
+    /// the pod's name, refused for a CA that did not sign it; the leave call needs the
+    /// operator's token (401 without it, accepted with it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn https_to_a_real_node_verifies_the_cluster_ca_and_leave_needs_the_token(
+    ) -> anyhow::Result<()> {
+        use crate::resources::certificate::{issue_ca, issue_node};
+
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        let ca = issue_ca("demo", "apps", now)?;
+        let node = issue_node("demo", "apps", &ca.key_pem, now)?;
+        let dir = std::env::temp_dir().join(format!("operator-https-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let file = |name: &str, contents: &str| -> anyhow::Result<std::path::PathBuf> {
+            let path = dir.join(name);
+            std::fs::write(&path, contents)?;
+            Ok(path)
+        };
+        let mut config = store_node::config::Config::for_tests();
+        config.node_name = Some("demo-0".into());
+        config.tls_cert_file = Some(file("tls.crt", &node.cert_pem)?);
+        config.tls_key_file = Some(file("tls.key", &node.key_pem)?);
+        config.tls_ca_cert_file = Some(file("ca.crt", &ca.cert_pem)?);
+        config.tls_auth_clients = store_node::config::ClientAuth::No;
+        config.tls_http = true;
+        config.operator_token_file = Some(file("token", "s3cret-token\n")?);
+        let running = store_node::server::start(config).await?;
+        let api = HttpNodeApi::default();
+        let address = |ca_pem: &str, name: &str| -> anyhow::Result<NodeAddress> {
+            Ok(NodeAddress {
+                socket: running.http_addr.to_string(),
+                tls: Some(NodeTls {
+                    server_name: name.to_owned(),
+                    config: client_config(ca_pem.as_bytes()).map_err(anyhow::Error::msg)?,
+                }),
+            })
+        };
+        let pod = address(&ca.cert_pem, "demo-0.demo-headless.apps.svc")?;
+        let status = api.status(pod.clone()).await?;
+        assert_eq!(
+            (status.node_name.as_str(), status.state.as_str()),
+            ("demo-0", "ready")
+        );
+
+        let other = issue_ca("demo", "apps", now)?;
+        let refused = api
+            .status(address(&other.cert_pem, "demo-0.demo-headless.apps.svc")?)
+            .await;
+        assert!(
+            matches!(&refused, Err(NodeError::Unreachable { message, .. }) if message.starts_with("TLS handshake: ")),
+            "{refused:?}"
+        );
+        let plain = api
+            .status(NodeAddress::plain(running.http_addr.to_string()))
+            .await;
+        assert!(plain.is_err(), "plain HTTP to an HTTPS port: {plain:?}");
+
+        let unauthorized = api.leave(pod.clone(), Some("wrong".into())).await;
+        assert!(
+            matches!(unauthorized, Err(NodeError::Status { status: 401, .. })),
+            "{unauthorized:?}"
+        );
+        api.leave(pod, Some("s3cret-token".into())).await?;
+        running.shutdown().await?;
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
 }
