@@ -3,6 +3,7 @@
 //! Every `///` here is what `kubectl explain sessioncluster` prints.
 
 use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -73,11 +74,13 @@ impl UserRole {
 }
 
 /// TLS for clients, the HTTP API and replication.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.enabled == oldSelf.enabled").message("tls.enabled cannot change on a running cluster: nodes with and without TLS cannot replicate to each other while the pods roll, so sessions held only by the old nodes would be lost. Create a new SessionCluster with the other setting, move clients to its Service, then delete this one").reason(Reason::FieldValueForbidden))]
 pub struct TlsSpec {
     /// Serve TLS: the Redis port (6379) speaks only TLS, the HTTP port only HTTPS, and peers
-    /// replicate over mutual TLS with certificates signed by the CA. Default false.
+    /// replicate over mutual TLS with certificates signed by the CA. Default false. Set it when
+    /// creating the cluster: it cannot change afterwards.
     #[serde(default)]
     pub enabled: bool,
     /// A Secret in cert-manager's layout (`tls.crt`, `tls.key`, `ca.crt`), e.g. the
