@@ -17,6 +17,8 @@
 #   table shows how far two runs of the same server differ on this machine; skips memory)
 #   REFERENCE=PATH (another store-node binary, e.g. from bench/build-rev.sh main~1, takes
 #   redis-server's place: the ratios are this build against that one)
+#   TLS=1 (both servers serve RESP over TLS only, with certificates generated for the run by
+#   examples/test_certs.rs, no client certificates; redis-benchmark --tls; skips memory)
 source "$(dirname "$0")/../hack/lib.sh"
 cd "$ROOT"
 
@@ -30,18 +32,30 @@ case "${SUBJECT:=store-node}" in
 esac
 
 BENCH_PACKAGES="redis-server redis-tools" source bench/lib.sh
-wait_port() { for _ in $(seq 100); do redis-cli -p "$1" PING >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server on port $1 did not answer PING" >&2; return 1; }
+# Client flags (redis-cli, redis-benchmark) and each server's listener flags for PORT.
+client_tls=(); redis_listen() { echo --port "$1"; }; node_listen() { echo --resp-port "$1"; }
+if [ "${TLS:-}" = 1 ]; then
+  step "generating TLS certificates (examples/test_certs.rs)"
+  cargo run -q --release -p store-node --example test_certs -- "$work/certs" >/dev/null
+  c="$work/certs"
+  client_tls=(--tls --cacert "$c/ca.crt")
+  redis_listen() { echo --port 0 --tls-port "$1" --tls-cert-file "$c/node.crt" --tls-key-file "$c/node.key" --tls-ca-cert-file "$c/ca.crt" --tls-auth-clients no; }
+  node_listen() { echo --resp-port 0 --tls-port "$1" --tls-cert-file "$c/node.crt" --tls-key-file "$c/node.key" --tls-ca-cert-file "$c/ca.crt" --tls-auth-clients no; }
+fi
+wait_port() { for _ in $(seq 100); do redis-cli "${client_tls[@]}" -p "$1" PING >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server on port $1 did not answer PING" >&2; return 1; }
 
 # start_redis / start_node: start a fresh server, set PORT and PID.
 start_redis() {
   if [ -n "${REFERENCE:-}" ]; then start_node "$REFERENCE"; return; fi
   PORT=$(free_port)
-  redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" --daemonize no >"$work/redis.log" 2>&1 &
+  # shellcheck disable=SC2046 # the listener flags are words
+  redis-server $(redis_listen "$PORT") --bind 127.0.0.1 --save '' --appendonly no --dir "$work" --daemonize no >"$work/redis.log" 2>&1 &
   PID=$!; pids+=("$PID"); wait_port "$PORT"
 }
 start_node() {
   PORT=$(free_port)
-  "${1:-$NODE_BIN}" --bind 127.0.0.1 --resp-port "$PORT" --http-port "$(free_port)" --peer-port "$(free_port)" \
+  # shellcheck disable=SC2046 # the listener flags are words
+  "${1:-$NODE_BIN}" --bind 127.0.0.1 $(node_listen "$PORT") --http-port "$(free_port)" --peer-port "$(free_port)" \
     --max-memory 16000000000 --log-level warn ${NODE_ARGS:-} >"$work/node.log" 2>&1 &
   PID=$!; pids+=("$PID"); wait_port "$PORT"
 }
@@ -53,7 +67,7 @@ stop() {
 # run_bench PORT ARGS...: prints "rps p50 p99" of the one test the args select.
 run_bench() {
   local port=$1; shift
-  redis-benchmark -p "$port" -n "$REQUESTS" -c "$CLIENTS" --csv "$@" 2>/dev/null \
+  redis-benchmark "${client_tls[@]}" -p "$port" -n "$REQUESTS" -c "$CLIENTS" --csv "$@" 2>/dev/null \
     | awk -F'","' 'NR==2 { print $2, $5, $7 }'
 }
 
@@ -131,7 +145,7 @@ for i in range(n):
 PY
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-memory=yes; { [ -n "${ONLY:-}" ] || [ "$SUBJECT" != store-node ]; } && memory=no
+memory=yes; { [ -n "${ONLY:-}" ] || [ "$SUBJECT" != store-node ] || [ "${TLS:-}" = 1 ]; } && memory=no
 [ "$memory" = no ] || printf '\n| sessions | %s B/session | store-node B/session | ratio |\n|---|---|---|---|\n' "$ref" >> "$work/table"
 # A cluster member keeps a stamp per hash field (what merging needs); a single node in RAM does
 # not. member_node starts store-node as one of two cluster members (the other, PEER_PID, takes
@@ -166,6 +180,7 @@ done
 
 against="redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2)"
 [ -n "${REFERENCE:-}" ] && against="the reference $REFERENCE"
-printf '\n%s vs %s, %s rounds, -n %s -c %s, %s\n' \
-  "$SUBJECT" "$against" "$ROUNDS" "$REQUESTS" "$CLIENTS" "$(date -u +%Y-%m-%d)"
+over=""; [ "${TLS:-}" = 1 ] && over=", over TLS (redis-benchmark --tls, no client certificates)"
+printf '\n%s vs %s, %s rounds, -n %s -c %s%s, %s\n' \
+  "$SUBJECT" "$against" "$ROUNDS" "$REQUESTS" "$CLIENTS" "$over" "$(date -u +%Y-%m-%d)"
 cat "$work/table"

@@ -31,7 +31,9 @@ NAMESPACED_RULES = (
      for r in ["sessionclusters", "sessionclusters/status", "sessionclusters/finalizers"]
      for v in ["get", "list", "watch", "patch", "update"]}
     | {("apps", "statefulsets", v) for v in _CRUD}
-    | {("", r, v) for r in ["services", "configmaps", "secrets", "serviceaccounts"] for v in _CRUD}
+    | {("", r, v) for r in ["services", "configmaps", "serviceaccounts"] for v in _CRUD}
+    # Secrets: no update (the operator patches, creates and deletes them).
+    | {("", "secrets", v) for v in ["get", "list", "watch", "create", "patch", "delete"]}
     | {("policy", "poddisruptionbudgets", v) for v in _CRUD}
     | {("networking.k8s.io", "networkpolicies", v) for v in _CRUD}
     | {("", "pods", v) for v in ["get", "list", "watch"]}

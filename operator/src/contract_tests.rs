@@ -87,7 +87,7 @@ fn render(spec: serde_json::Value) -> (StatefulSet, ConfigMap) {
         &StatefulSetInputs {
             replicas: cluster.replicas,
             config_hash: config_hash(&config_map),
-            auth_hash: None,
+            auth_revision: None,
             claim_size: None,
         },
     );
@@ -153,4 +153,103 @@ fn disc_mode_settings_parse() {
     assert_eq!(config.storage_mode, store_node::config::StorageMode::Disc);
     assert_eq!(config.fsync, store_node::config::Fsync::Always);
     assert_eq!(config.data_dir, std::path::PathBuf::from(names::DATA_DIR));
+}
+
+/// The file a mounted volume puts at `path`: `(volume source name, key)` — a Secret's or a
+/// ConfigMap's, through a plain or a projected volume.
+fn mounted_file(statefulset: &StatefulSet, path: &std::path::Path) -> Option<(String, String)> {
+    let pod = statefulset.spec.clone()?.template.spec?;
+    let container = &pod.containers[0];
+    let volumes = pod.volumes.unwrap_or_default();
+    container
+        .volume_mounts
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|mount| {
+            let relative = path
+                .strip_prefix(&mount.mount_path)
+                .ok()?
+                .to_str()?
+                .to_owned();
+            let volume = volumes.iter().find(|v| v.name == mount.name)?;
+            let from_items =
+                |name: Option<String>,
+                 items: Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>| {
+                    items
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|item| item.path == relative)
+                        .map(|item| (name.clone().unwrap_or_default(), item.key))
+                };
+            if let Some(secret) = &volume.secret {
+                return from_items(secret.secret_name.clone(), secret.items.clone());
+            }
+            volume
+                .projected
+                .as_ref()?
+                .sources
+                .clone()?
+                .into_iter()
+                .find_map(|source| {
+                    if let Some(secret) = source.secret {
+                        from_items(Some(secret.name), secret.items)
+                    } else if let Some(config_map) = source.config_map {
+                        from_items(Some(config_map.name), config_map.items)
+                    } else {
+                        None
+                    }
+                })
+        })
+}
+
+#[test]
+fn every_security_file_the_node_reads_is_mounted_from_its_secret() {
+    let (statefulset, config_map) = render(serde_json::json!({
+        "tls": {"enabled": true, "clientAuth": true},
+        "auth": {"users": [{"name": "reader", "secretRef": {"name": "reader-pass", "key": "pw"}, "role": "readonly"}]}
+    }));
+    let config = parse_as_store_node(&statefulset, &config_map);
+    if let Err(error) = config.validate() {
+        panic!("store-node's own validation refuses the rendered config: {error}");
+    }
+    assert_eq!((config.resp_port, config.tls_port), (0, 6379));
+    assert!(config.tls_replication && config.tls_http);
+    assert_eq!(config.tls_auth_clients, store_node::config::ClientAuth::Yes);
+    let file =
+        |path: Option<&std::path::Path>| path.and_then(|path| mounted_file(&statefulset, path));
+    let pair = |name: &str, key: &str| Some((name.to_owned(), key.to_owned()));
+    assert_eq!(
+        file(config.tls_cert_file.as_deref()),
+        pair("demo-tls", "tls.crt")
+    );
+    assert_eq!(
+        file(config.tls_key_file.as_deref()),
+        pair("demo-tls", "tls.key")
+    );
+    assert_eq!(
+        file(config.tls_ca_cert_file.as_deref()),
+        pair("demo-tls", "ca.crt")
+    );
+    assert_eq!(
+        file(config.peer_key_file.as_deref()),
+        pair("demo-peer-key", "key")
+    );
+    assert_eq!(
+        file(config.operator_token_file.as_deref()),
+        pair("demo-operator-token", "token")
+    );
+    assert_eq!(
+        file(config.password_file.as_deref()),
+        pair("demo-node-auth", "password")
+    );
+    let users = config.users_dir.clone().unwrap_or_default();
+    assert_eq!(
+        file(Some(&users.join("reader/password"))),
+        pair("reader-pass", "pw")
+    );
+    assert_eq!(
+        file(Some(&users.join("reader/role"))),
+        pair("demo-users", "reader.role")
+    );
 }

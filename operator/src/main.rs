@@ -247,6 +247,7 @@ async fn run() -> anyhow::Result<()> {
         Arc::new(HttpNodeApi::default()),
         ControllerConfig {
             default_image: args.store_node_image.clone(),
+            operator_namespace: args.lease_namespace.clone(),
             ..ControllerConfig::default()
         },
         metrics,

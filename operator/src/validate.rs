@@ -50,6 +50,28 @@ pub struct AuthSource {
     pub generated: bool,
 }
 
+/// Where the node certificate comes from, when TLS is enabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSource {
+    /// The Secret the pods mount (cert-manager's layout).
+    pub secret: String,
+    /// True when the operator issues and renews it (`<name>-tls`, signed by `<name>-ca`).
+    pub generated: bool,
+    /// Clients must present a certificate signed by the CA.
+    pub client_auth: bool,
+}
+
+/// Whether `name` can be a named user: it becomes a directory name on the node and part of a
+/// ConfigMap key.
+fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// Everything the builders need, resolved and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidatedCluster {
@@ -101,6 +123,10 @@ pub struct ValidatedCluster {
     pub shutdown_timeout_secs: u64,
     /// Password source, when auth is enabled.
     pub auth: Option<AuthSource>,
+    /// Named users (empty without auth).
+    pub users: Vec<sessionstore_api::UserSpec>,
+    /// The node certificate, when TLS is enabled.
+    pub tls: Option<TlsSource>,
     /// `spec.paused`.
     pub paused: bool,
     /// `spec.restartedAt`.
@@ -243,6 +269,42 @@ pub fn validate(
     } else {
         None
     };
+    let mut seen = std::collections::BTreeSet::new();
+    for user in &spec.auth.users {
+        if !spec.auth.enabled {
+            return Err(InvalidSpec(format!(
+                "auth.users names {} but auth.enabled is false: named users need authentication. Set auth.enabled: true or remove auth.users",
+                user.name
+            )));
+        }
+        if user.name == "default" {
+            return Err(InvalidSpec("auth.users cannot name the user default: it is the password of auth.secretRef (plain AUTH <password>). Pick another name".into()));
+        }
+        if !valid_user_name(&user.name) {
+            return Err(InvalidSpec(format!(
+                "auth.users name {:?} is not a valid user name: use at most 63 letters, digits, '.', '_' or '-', not starting with '.'",
+                user.name
+            )));
+        }
+        if !seen.insert(user.name.as_str()) {
+            return Err(InvalidSpec(format!(
+                "auth.users names {} twice: each user appears once",
+                user.name
+            )));
+        }
+    }
+    let tls = spec.tls.enabled.then(|| match &spec.tls.secret_ref {
+        Some(reference) => TlsSource {
+            secret: reference.name.clone(),
+            generated: false,
+            client_auth: spec.tls.client_auth,
+        },
+        None => TlsSource {
+            secret: names::tls_secret(&name),
+            generated: true,
+            client_auth: spec.tls.client_auth,
+        },
+    });
 
     Ok(ValidatedCluster {
         owner,
@@ -271,6 +333,12 @@ pub fn validate(
         memory_limit_bytes,
         shutdown_timeout_secs,
         auth,
+        users: if spec.auth.enabled {
+            spec.auth.users.clone()
+        } else {
+            Vec::new()
+        },
+        tls,
         paused: spec.paused,
         restarted_at: spec.restarted_at.clone(),
         progress_deadline,
@@ -478,6 +546,63 @@ pub(crate) mod tests {
             validate(&cluster(&long, serde_json::json!({})), "img"),
             Err(InvalidSpec(message)) if message.contains("shorter name")
         ));
+    }
+
+    #[test]
+    fn named_users_and_tls_resolve_or_are_refused_with_what_to_do() -> Result<(), InvalidSpec> {
+        let user = |name: &str| serde_json::json!({"name": name, "secretRef": {"name": "s"}});
+        assert_eq!(
+            invalid(serde_json::json!({"auth": {"users": [user("default")]}})),
+            "auth.users cannot name the user default: it is the password of auth.secretRef (plain AUTH <password>). Pick another name"
+        );
+        assert_eq!(
+            invalid(serde_json::json!({"auth": {"users": [user("a b")]}})),
+            "auth.users name \"a b\" is not a valid user name: use at most 63 letters, digits, '.', '_' or '-', not starting with '.'"
+        );
+        assert_eq!(
+            invalid(serde_json::json!({"auth": {"users": [user("ro"), user("ro")]}})),
+            "auth.users names ro twice: each user appears once"
+        );
+        assert_eq!(
+            invalid(serde_json::json!({"auth": {"enabled": false, "users": [user("ro")]}})),
+            "auth.users names ro but auth.enabled is false: named users need authentication. Set auth.enabled: true or remove auth.users"
+        );
+        let v = validate(
+            &cluster(
+                "demo",
+                serde_json::json!({"auth": {"users": [user("reader")]}, "tls": {"enabled": true}}),
+            ),
+            "img",
+        )?;
+        assert_eq!(v.users.len(), 1);
+        assert_eq!(
+            v.tls,
+            Some(TlsSource {
+                secret: "demo-tls".into(),
+                generated: true,
+                client_auth: false
+            })
+        );
+        let mine = validate(
+            &cluster(
+                "demo",
+                serde_json::json!({"tls": {"enabled": true, "secretRef": {"name": "cm-cert"}, "clientAuth": true}}),
+            ),
+            "img",
+        )?;
+        assert_eq!(
+            mine.tls,
+            Some(TlsSource {
+                secret: "cm-cert".into(),
+                generated: false,
+                client_auth: true
+            })
+        );
+        assert_eq!(
+            validate(&cluster("demo", serde_json::json!({})), "img")?.tls,
+            None
+        );
+        Ok(())
     }
 
     /// The operator refuses what the CRD's CEL rules refuse, with the same message, for a CRD

@@ -87,8 +87,15 @@ CRDs are cluster-scoped.
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: [""]
-  resources: ["services", "configmaps", "secrets", "serviceaccounts"]
+  resources: ["services", "configmaps", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Secrets: the operator watches only its own (label app.kubernetes.io/managed-by) and those
+# labelled sessionstore.dev/watch=true, metadata only, and reads the ones a SessionCluster names
+# with get. RBAC cannot limit list/watch to a label: set watchNamespaces to keep this rule out
+# of every other namespace (docs/security.md).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]

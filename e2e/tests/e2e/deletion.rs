@@ -40,6 +40,13 @@ async fn children(
     get!(ConfigMap, "ConfigMap", names::config_map(NAME));
     get!(Secret, "Secret", names::auth_secret(NAME));
     get!(Secret, "Secret", names::node_auth_secret(NAME));
+    get!(Secret, "Secret", names::peer_key_secret(NAME));
+    get!(Secret, "Secret", names::operator_token_secret(NAME));
+    get!(
+        k8s_openapi::api::networking::v1::NetworkPolicy,
+        "NetworkPolicy",
+        names::network_policy(NAME)
+    );
     get!(
         PodDisruptionBudget,
         "PodDisruptionBudget",

@@ -19,4 +19,5 @@ mod rolling;
 mod scale;
 mod sessions_lost;
 mod stuck_image;
+mod tls;
 mod volumes;

@@ -231,6 +231,57 @@ async fn body(
         "NetworkPolicy: peer port from the cluster's pods, RESP and HTTP ports open",
     );
 
+    // With allowedClients: RESP from them only; HTTP also from the operator's namespace and the
+    // monitoring namespace (docs/security.md).
+    cluster::patch_spec(
+        &client,
+        &ns,
+        NAME,
+        serde_json::json!({"networkPolicy": {"allowedClients": [
+            {"podSelector": {"matchLabels": {"app": "web"}}}]}}),
+    )
+    .await?;
+    let namespace_of = |peer: &k8s_openapi::api::networking::v1::NetworkPolicyPeer| {
+        peer.namespace_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .and_then(|l| l.get("kubernetes.io/metadata.name").cloned())
+            .unwrap_or_else(|| "pods app=web".to_owned())
+    };
+    let froms = wait::until(
+        &client,
+        &ns,
+        "the NetworkPolicy admits allowedClients",
+        Duration::from_secs(30),
+        || async {
+            let policy = policies.get(&names::network_policy(NAME)).await?;
+            let rules = policy.spec.and_then(|s| s.ingress).unwrap_or_default();
+            let froms: Vec<Vec<String>> = rules
+                .iter()
+                .map(|rule| rule.from.iter().flatten().map(namespace_of).collect())
+                .collect();
+            if froms.get(1).is_some_and(|from| from == &["pods app=web"]) {
+                Ok(Ok(froms))
+            } else {
+                Ok(Err(format!("ingress from {froms:?}")))
+            }
+        },
+    )
+    .await?;
+    ensure!(
+        froms
+            .get(2)
+            .is_some_and(|from| from == &["pods app=web", "sessionstore-system", "monitoring"]),
+        "HTTP admitted from {froms:?}"
+    );
+    report(
+        TEST,
+        format!(
+            "NetworkPolicy with allowedClients: RESP from {:?}, HTTP from {:?}",
+            froms[1], froms[2]
+        ),
+    );
+
     let clock = Stopwatch::start();
     cluster::patch_spec(
         &client,

@@ -219,6 +219,20 @@ fn storage_mode_is_immutable() {
 }
 
 #[test]
+fn tls_cannot_be_switched_on_or_off_on_a_running_cluster() {
+    let old = cluster(serde_json::json!({"tls": {"enabled": false}}));
+    let new = cluster(serde_json::json!({"tls": {"enabled": true}}));
+    assert_eq!(
+        errors_of(validate_cel_update(&new, &old)),
+        errors_of(validate_cel_update(&old, &new))
+    );
+    assert!(errors_of(validate_cel_update(&new, &old))
+        .contains("tls.enabled cannot change on a running cluster: nodes with and without TLS cannot replicate to each other while the pods roll"));
+    let client_auth = cluster(serde_json::json!({"tls": {"enabled": true, "clientAuth": true}}));
+    assert_eq!(errors_of(validate_cel_update(&client_auth, &new)), "");
+}
+
+#[test]
 fn volumes_grow_but_never_shrink() {
     let old = cluster(serde_json::json!({"storage": {"mode": "disc", "size": "2Gi"}}));
     let grown = cluster(serde_json::json!({"storage": {"mode": "disc", "size": "3Gi"}}));

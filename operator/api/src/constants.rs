@@ -27,9 +27,6 @@ pub const LABEL_COMPONENT_VALUE: &str = "session-store";
 
 /// Pod template annotation holding the SHA-256 of the ConfigMap data; a change rolls the pods.
 pub const ANNOTATION_CONFIG_HASH: &str = "sessionstore.dev/config-hash";
-/// Pod template annotation holding a SHA-256 of the password the pods mount (salted with the
-/// SessionCluster's uid); a new password in the Secret rolls the pods.
-pub const ANNOTATION_AUTH_HASH: &str = "sessionstore.dev/auth-hash";
 /// Pod template annotation copied from `spec.restartedAt`; a change rolls the pods.
 pub const ANNOTATION_RESTARTED_AT: &str = "sessionstore.dev/restartedAt";
 
@@ -47,6 +44,20 @@ pub const HTTP_PORT_NAME: &str = "http";
 pub const PEER_PORT_NAME: &str = "peer";
 /// Key of the password in the auth Secret.
 pub const PASSWORD_KEY: &str = "password";
+/// Key of the peer key in `<name>-peer-key`.
+pub const PEER_KEY_KEY: &str = "key";
+/// Key of the token in `<name>-operator-token`.
+pub const OPERATOR_TOKEN_KEY: &str = "token";
+/// Keys of a TLS Secret in cert-manager's layout.
+pub const TLS_CERT_KEY: &str = "tls.crt";
+/// The private key of `tls.crt`.
+pub const TLS_KEY_KEY: &str = "tls.key";
+/// The CA certificate clients and peers trust.
+pub const TLS_CA_KEY: &str = "ca.crt";
+/// Pod template annotation naming the revision of the node password Secret the pods run with
+/// (the auth Secret's uid and resourceVersion when its password was read): a new password
+/// rolls the pods, and the annotation tells nothing about the password.
+pub const ANNOTATION_AUTH_REVISION: &str = "sessionstore.dev/auth-revision";
 /// Clock skew (ms) beyond which a node stamps writes by its peers' majority time, and the
 /// operator reports the node in `Degraded` with reason `ClockSkew` (docs/replication.md, the
 /// clock rule).
@@ -156,4 +167,16 @@ pub mod reason {
     /// A node's clock is off from its peers' by more than
     /// [`CLOCK_SKEW_THRESHOLD_MS`](super::CLOCK_SKEW_THRESHOLD_MS), as most of them measure it.
     pub const CLOCK_SKEW: &str = "ClockSkew";
+    /// The operator could not read the system's random source to generate a secret.
+    pub const RANDOMNESS_UNAVAILABLE: &str = "RandomnessUnavailable";
+    /// The TLS Secret named by `tls.secretRef` (or the generated one) does not exist.
+    pub const TLS_SECRET_MISSING: &str = "TLSSecretMissing";
+    /// The TLS Secret lacks a key or holds something that is not a usable certificate.
+    pub const TLS_SECRET_INVALID: &str = "TLSSecretInvalid";
+    /// The node certificate expires soon.
+    pub const TLS_CERTIFICATE_EXPIRING: &str = "TLSCertificateExpiring";
+    /// The operator issued (or renewed) the node certificate.
+    pub const TLS_CERTIFICATE_ISSUED: &str = "TLSCertificateIssued";
+    /// A named user's Secret is missing or unusable.
+    pub const USER_SECRET_MISSING: &str = "UserSecretMissing";
 }

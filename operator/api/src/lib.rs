@@ -17,6 +17,8 @@ pub mod crd;
 #[cfg(feature = "k8s")]
 pub mod pods;
 #[cfg(feature = "k8s")]
+pub mod security;
+#[cfg(feature = "k8s")]
 pub mod types;
 
 #[cfg(all(test, feature = "k8s"))]
@@ -24,8 +26,9 @@ mod cel_tests;
 
 #[cfg(feature = "k8s")]
 pub use types::{
-    AuthSpec, DataStatus, EvictionPolicy, FsyncPolicy, ImagePullPolicy, MemberStatus, MemorySpec,
-    MonitoringSpec, NetworkPolicySpec, ReplicationSpec, RetentionPolicy, RetentionSpec,
-    ScaleDownStatus, SecretKeyRef, ServiceSpec, ServiceType, SessionCluster, SessionClusterSpec,
-    SessionClusterStatus, SessionsSpec, StorageMode, StorageSpec, WriteAck,
+    AuthSpec, DataStatus, EvictionPolicy, FsyncPolicy, ImagePullPolicy, LocalSecretRef,
+    MemberStatus, MemorySpec, MonitoringSpec, NetworkPolicySpec, ReplicationSpec, RetentionPolicy,
+    RetentionSpec, ScaleDownStatus, SecretKeyRef, ServiceSpec, ServiceType, SessionCluster,
+    SessionClusterSpec, SessionClusterStatus, SessionsSpec, StorageMode, StorageSpec, TlsSpec,
+    TlsStatus, UserRole, UserSpec, WriteAck,
 };

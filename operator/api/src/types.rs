@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
-use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -18,6 +17,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::rules;
+pub use crate::security::{
+    AuthSpec, LocalSecretRef, NetworkPolicySpec, SecretKeyRef, TlsSpec, TlsStatus, UserRole,
+    UserSpec,
+};
 
 /// Go-style duration accepted by duration fields, e.g. `30m`, `1h30m`, `45s`, `100ms`.
 pub const DURATION_PATTERN: &str = crate::rules::DURATION_REGEX;
@@ -148,6 +151,10 @@ pub struct SessionClusterSpec {
     /// Client authentication.
     #[serde(default)]
     pub auth: AuthSpec,
+
+    /// TLS on the Redis, HTTP and peer ports (docs/security.md).
+    #[serde(default)]
+    pub tls: TlsSpec,
 
     /// Prometheus Operator objects (ServiceMonitor, PrometheusRule).
     #[serde(default)]
@@ -507,40 +514,6 @@ impl ServiceType {
     }
 }
 
-/// Client authentication (Redis `AUTH` and `Authorization: Bearer` on the HTTP session API).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthSpec {
-    /// Require a password (default true).
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// An existing Secret holding the password. When absent the operator generates a random
-    /// password into the Secret `<name>-auth` (key `password`) and keeps it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_ref: Option<SecretKeyRef>,
-}
-
-impl Default for AuthSpec {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            secret_ref: None,
-        }
-    }
-}
-
-/// A key of a Secret in the SessionCluster's namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretKeyRef {
-    /// Secret name.
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
-    /// Key in the Secret (default `password`).
-    #[serde(default = "default_password_key")]
-    pub key: String,
-}
-
 /// Prometheus Operator integration.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -568,19 +541,6 @@ impl Default for MonitoringSpec {
             labels: None,
         }
     }
-}
-
-/// NetworkPolicy for the nodes.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct NetworkPolicySpec {
-    /// Create a NetworkPolicy: nodes accept peer traffic only from each other, and client
-    /// traffic (RESP and HTTP) only from `allowedClients` (every pod when empty).
-    #[serde(default)]
-    pub enabled: bool,
-    /// Who may reach the RESP and HTTP ports; empty means anyone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allowed_clients: Option<Vec<NetworkPolicyPeer>>,
 }
 
 /// What the operator observed.
@@ -622,6 +582,9 @@ pub struct SessionClusterStatus {
     /// every session (every node restarted with nothing to recover).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<DataStatus>,
+    /// The node certificate, when TLS is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStatus>,
     /// Available, Progressing, Degraded, Clustered, MemoryPressure, ReconcileSuccess, Paused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -742,9 +705,6 @@ fn quantity_string_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema
 fn default_replicas() -> i32 {
     3
 }
-fn default_true() -> bool {
-    true
-}
 fn default_session_timeout() -> String {
     "30m".to_owned()
 }
@@ -771,9 +731,6 @@ fn default_resp_port() -> i32 {
 }
 fn default_http_port() -> i32 {
     crate::constants::HTTP_PORT
-}
-fn default_password_key() -> String {
-    crate::constants::PASSWORD_KEY.to_owned()
 }
 fn default_scrape_interval() -> String {
     "30s".to_owned()

@@ -2,7 +2,8 @@
 //! Secret (`<name>-auth`, or `auth.secretRef`); the nodes mount `<name>-node-auth`, which the
 //! operator writes from it, one accepted password per line. A new password in the auth Secret
 //! (changed, or generated again after the Secret was deleted) is written there next to the
-//! previous one, and the pod template's hash of the current password rolls the pods: every
+//! previous one, and the pod template's revision of the current password (the auth Secret's uid
+//! and resourceVersion when the password was read: nothing derived from it) rolls the pods: every
 //! restarted node accepts both, every node not restarted yet still accepts the previous one, so
 //! a client using the previous password is never refused during the roll. Once every pod runs
 //! the new template the previous password is dropped from the Secret (nodes started from then
@@ -12,7 +13,7 @@
 //! publishes the events.
 
 use k8s_openapi::api::core::v1::Secret;
-use sessionstore_api::constants::{reason, LABEL_CONTROLLER_REVISION};
+use sessionstore_api::constants::{reason, LABEL_CONTROLLER_REVISION, PASSWORD_KEY};
 use sessionstore_api::names;
 use sessionstore_api::pods::pod_is_ready;
 use sessionstore_api::SessionCluster;
@@ -22,6 +23,7 @@ use super::error::Error;
 use super::inputs::{read_secret_value, Live};
 use crate::apply::Applier;
 use crate::resources;
+use crate::resources::REVISION_KEY;
 use crate::validate::ValidatedCluster;
 
 /// The passwords the nodes accept, as `<name>-node-auth` holds them.
@@ -31,15 +33,20 @@ pub(super) struct NodePasswords {
     pub(super) current: String,
     /// The one before it, while a new password rolls out.
     pub(super) previous: Option<String>,
+    /// The auth Secret's revision when `current` was read from it: the pod template's
+    /// `sessionstore.dev/auth-revision`. `None` in a Secret written before revisions existed.
+    pub(super) revision: Option<String>,
 }
 
 impl NodePasswords {
-    /// Parses the Secret's `password` value: one accepted password per line, current first.
-    fn parse(text: &str) -> Option<Self> {
+    /// Parses the Secret's `password` value (one accepted password per line, current first)
+    /// and its `revision`.
+    fn parse(text: &str, revision: Option<String>) -> Option<Self> {
         let mut lines = text.lines().filter(|line| !line.is_empty());
         Some(Self {
             current: lines.next()?.to_owned(),
             previous: lines.next().map(str::to_owned),
+            revision,
         })
     }
 
@@ -54,8 +61,8 @@ impl NodePasswords {
 /// What the auth Secret holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Source {
-    /// A usable password.
-    Found(String),
+    /// A usable password and the auth Secret's revision.
+    Found(String, String),
     /// The Secret or its key is missing, explained.
     Missing(String),
     /// The value cannot be a password (several lines, empty, not UTF-8), explained.
@@ -91,8 +98,8 @@ pub(super) fn plan(
         problem,
         event: None,
     };
-    let password = match source {
-        Source::Found(password) => password,
+    let (password, revision) = match source {
+        Source::Found(password, revision) => (password, revision),
         Source::Missing(message) => return keep(Some((reason::AUTH_SECRET_MISSING, message))),
         Source::Invalid(message) => return keep(Some((reason::AUTH_SECRET_INVALID, message))),
     };
@@ -107,6 +114,7 @@ pub(super) fn plan(
             NodePasswords {
                 current: password,
                 previous: None,
+                revision: Some(revision),
             },
             None,
         ),
@@ -120,6 +128,7 @@ pub(super) fn plan(
                 NodePasswords {
                     current: password,
                     previous: Some(node.current),
+                    revision: Some(revision),
                 },
                 Some((
                     reason::PASSWORD_CHANGED,
@@ -127,10 +136,19 @@ pub(super) fn plan(
                 )),
             )
         }
+        // Written before revisions existed: the pods roll once onto the revision annotation.
+        Some(node) if node.revision.is_none() => write(
+            NodePasswords {
+                revision: Some(revision),
+                ..node
+            },
+            None,
+        ),
         Some(node) if node.previous.is_some() && rolled_out => write(
             NodePasswords {
                 current: password,
                 previous: None,
+                revision: node.revision,
             },
             Some((
                 reason::PASSWORD_ROTATED,
@@ -148,10 +166,8 @@ pub(super) fn plan(
 
 /// The outcome of the step, for the StatefulSet, the scale-down and the status.
 pub(super) struct Auth {
-    /// The pod template's auth hash; `None` without auth.
-    pub(super) hash: Option<String>,
-    /// The passwords the nodes accept (for the leave call).
-    pub(super) passwords: Option<NodePasswords>,
+    /// The pod template's auth revision; `None` without auth.
+    pub(super) revision: Option<String>,
     /// For `Degraded`.
     pub(super) problem: Option<(&'static str, String)>,
 }
@@ -173,8 +189,7 @@ pub(super) async fn reconcile(
             .delete_owned::<Secret>(&node_secret, &validated.owner.uid)
             .await?;
         return Ok(Auth {
-            hash: None,
-            passwords: None,
+            revision: None,
             problem: None,
         });
     };
@@ -184,21 +199,25 @@ pub(super) async fn reconcile(
             "the password Secret {} with key {} does not exist: the nodes keep the password they run with (also when they restart). Create it (a new password there rotates it), or point auth.secretRef at an existing one",
             auth.secret, auth.key
         )),
-        Some(bytes) => source_of(&auth.secret, &auth.key, bytes),
+        Some(value) => source_of(&auth.secret, &auth.key, value.bytes, value.revision),
     };
     let node = applier
         .get::<Secret>(&node_secret)
         .await?
         .and_then(|secret| secret.data)
-        .and_then(|mut data| data.remove(sessionstore_api::constants::PASSWORD_KEY))
-        .and_then(|bytes| String::from_utf8(bytes.0).ok())
-        .and_then(|text| NodePasswords::parse(&text));
-    let rolled_out = match (&source, &node) {
-        (Source::Found(password), Some(node)) if node.previous.is_some() => rolled_out(
-            live,
-            validated.replicas,
-            &resources::auth_hash(&validated.owner.uid, password.as_bytes()),
-        ),
+        .and_then(|mut data| {
+            let revision = data
+                .remove(REVISION_KEY)
+                .and_then(|bytes| String::from_utf8(bytes.0).ok());
+            let text = String::from_utf8(data.remove(PASSWORD_KEY)?.0).ok()?;
+            NodePasswords::parse(&text, revision)
+        });
+    let rolled_out = match &node {
+        Some(NodePasswords {
+            previous: Some(_),
+            revision: Some(revision),
+            ..
+        }) => rolled_out(live, validated.replicas, revision),
         _ => false,
     };
     let plan = plan(&auth.secret, source, node, rolled_out, regenerated);
@@ -207,30 +226,42 @@ pub(super) async fn reconcile(
             .apply(&resources::build_node_auth_secret(
                 validated,
                 &passwords.all(),
+                passwords.revision.as_deref().unwrap_or_default(),
             ))
             .await?;
     }
     if let Some((reason, note)) = &plan.event {
         ctx.publish(cluster, false, reason, note.clone()).await;
     }
-    let hash = match &plan.accepted {
-        Some(passwords) => Some(resources::auth_hash(
-            &validated.owner.uid,
-            passwords.current.as_bytes(),
-        )),
+    let revision = match &plan.accepted {
+        Some(NodePasswords {
+            revision: Some(revision),
+            ..
+        }) => Some(revision.clone()),
         // Rolling now would replace running nodes with pods that cannot start.
-        None => live.template_auth_hash(),
+        _ => live.template_auth_revision(),
     };
-    Ok(Auth {
-        hash,
-        passwords: plan.accepted,
-        problem: plan.problem,
-    })
+    let mut problem = plan.problem;
+    for user in &validated.users {
+        let reference = &user.secret_ref;
+        let found =
+            read_secret_value(ctx, &validated.namespace, &reference.name, &reference.key).await?;
+        if found.is_none() && problem.is_none() {
+            problem = Some((
+                reason::USER_SECRET_MISSING,
+                format!(
+                    "the password Secret {} with key {} of user {} does not exist: the pods mount it, so new pods cannot start until it does. Create it, or remove the user from auth.users",
+                    reference.name, reference.key, user.name
+                ),
+            ));
+        }
+    }
+    Ok(Auth { revision, problem })
 }
 
 /// The password in `bytes` (one trailing newline dropped, as the node drops it), or why it
 /// cannot be one: the nodes take each line as a password of its own.
-fn source_of(secret: &str, key: &str, bytes: Vec<u8>) -> Source {
+fn source_of(secret: &str, key: &str, bytes: Vec<u8>, revision: String) -> Source {
     let Ok(text) = String::from_utf8(bytes) else {
         return Source::Invalid(format!(
             "the password in Secret {secret} key {key} is not UTF-8 text: the nodes keep the password they run with. Put a text password there"
@@ -243,12 +274,12 @@ fn source_of(secret: &str, key: &str, bytes: Vec<u8>) -> Source {
             "the password in Secret {secret} key {key} is empty or spans several lines: the nodes keep the password they run with. Put a password of one line there"
         ));
     }
-    Source::Found(password.to_owned())
+    Source::Found(password.to_owned(), revision)
 }
 
 /// Whether every pod the spec asks for runs the StatefulSet's current template, whose password
-/// hash is `hash`, and is ready: then every node accepts the new password.
-fn rolled_out(live: &Live, desired: i32, hash: &str) -> bool {
+/// revision is `revision`, and is ready: then every node accepts the new password.
+fn rolled_out(live: &Live, desired: i32, revision: &str) -> bool {
     let Some(statefulset) = &live.statefulset else {
         return false;
     };
@@ -256,7 +287,7 @@ fn rolled_out(live: &Live, desired: i32, hash: &str) -> bool {
     let settled = status.observed_generation == statefulset.metadata.generation
         && status.update_revision.is_some()
         && status.current_revision == status.update_revision;
-    if !settled || live.template_auth_hash().as_deref() != Some(hash) {
+    if !settled || live.template_auth_revision().as_deref() != Some(revision) {
         return false;
     }
     let name = &statefulset.metadata.name.clone().unwrap_or_default();
@@ -291,14 +322,26 @@ mod tests {
         Some(NodePasswords {
             current: current.into(),
             previous: previous.map(str::to_owned),
+            revision: Some(format!("rev-{current}")),
         })
+    }
+
+    fn found(password: &str) -> Source {
+        Source::Found(password.into(), format!("rev-{password}"))
     }
 
     #[test]
     fn the_node_secret_holds_one_password_per_line() {
-        assert_eq!(NodePasswords::parse("new\nold\n"), node("new", Some("old")));
-        assert_eq!(NodePasswords::parse("only"), node("only", None));
-        assert_eq!(NodePasswords::parse(""), None);
+        let revision = |r: &str| Some(r.to_owned());
+        assert_eq!(
+            NodePasswords::parse("new\nold\n", revision("rev-new")),
+            node("new", Some("old"))
+        );
+        assert_eq!(
+            NodePasswords::parse("only", revision("rev-only")),
+            node("only", None)
+        );
+        assert_eq!(NodePasswords::parse("", None), None);
         assert_eq!(
             node("new", Some("old")).map(|n| n.all().join(",")),
             Some("new,old".into())
@@ -307,7 +350,7 @@ mod tests {
 
     #[test]
     fn a_first_password_is_written_without_an_event() {
-        let plan = plan("demo-auth", Source::Found("p1".into()), None, false, false);
+        let plan = plan("demo-auth", found("p1"), None, false, false);
         assert_eq!(plan.write, node("p1", None));
         assert_eq!((plan.problem, plan.event), (None, None));
         let steady = plan_for("p1", node("p1", None), false);
@@ -316,13 +359,7 @@ mod tests {
     }
 
     fn plan_for(password: &str, node: Option<NodePasswords>, rolled_out: bool) -> Plan {
-        plan(
-            "demo-auth",
-            Source::Found(password.into()),
-            node,
-            rolled_out,
-            false,
-        )
+        plan("demo-auth", found(password), node, rolled_out, false)
     }
 
     #[test]
@@ -337,7 +374,8 @@ mod tests {
         let rolling = plan_for("p2", node("p2", Some("p1")), false);
         assert_eq!((rolling.write, rolling.event), (None, None));
         assert_eq!(rolling.accepted, node("p2", Some("p1")));
-        // Every pod runs the new template: the previous one goes.
+        // Every pod runs the new template: the previous one goes, the revision stays (no
+        // second roll).
         let done = plan_for("p2", node("p2", Some("p1")), true);
         assert_eq!(done.write, node("p2", None));
         assert_eq!(done.event.map(|e| e.0), Some(reason::PASSWORD_ROTATED));
@@ -349,14 +387,19 @@ mod tests {
     }
 
     #[test]
+    fn a_node_secret_without_a_revision_gets_the_sources_once() {
+        let old = NodePasswords {
+            revision: None,
+            ..node("p1", None).unwrap_or_else(|| unreachable!())
+        };
+        let plan = plan_for("p1", Some(old), false);
+        assert_eq!(plan.write, node("p1", None));
+        assert_eq!(plan.event, None);
+    }
+
+    #[test]
     fn a_regenerated_secret_is_announced_as_such() {
-        let plan = plan(
-            "demo-auth",
-            Source::Found("p2".into()),
-            node("p1", None),
-            false,
-            true,
-        );
+        let plan = plan("demo-auth", found("p2"), node("p1", None), false, true);
         assert!(plan
             .event
             .is_some_and(|(reason, note)| reason == reason::PASSWORD_CHANGED
@@ -381,19 +424,19 @@ mod tests {
             Some((reason::AUTH_SECRET_MISSING, "gone".to_owned()))
         );
         assert_eq!(
-            source_of("web-pass", "pw", b"two\nlines".to_vec()),
+            source_of("web-pass", "pw", b"two\nlines".to_vec(), "r".into()),
             Source::Invalid("the password in Secret web-pass key pw is empty or spans several lines: the nodes keep the password they run with. Put a password of one line there".into())
         );
         assert_eq!(
-            source_of("s", "k", b"pw\n".to_vec()),
-            Source::Found("pw".into())
+            source_of("s", "k", b"pw\n".to_vec(), "u-7".into()),
+            Source::Found("pw".into(), "u-7".into())
         );
         assert!(matches!(
-            source_of("s", "k", b"\n".to_vec()),
+            source_of("s", "k", b"\n".to_vec(), "r".into()),
             Source::Invalid(_)
         ));
         assert!(matches!(
-            source_of("s", "k", vec![0xff]),
+            source_of("s", "k", vec![0xff], "r".into()),
             Source::Invalid(_)
         ));
     }

@@ -5,7 +5,7 @@
 //! and the NetworkPolicy or its removal. What it set back after a change made outside the
 //! operator is returned as notices for Warning events.
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use sessionstore_api::constants::reason;
 use sessionstore_api::names;
@@ -26,6 +26,8 @@ pub(super) struct Children {
     pub(super) created_auth_secret: bool,
     /// Changes made outside the operator that it undid: event reason and note.
     pub(super) notices: Vec<(&'static str, String)>,
+    /// For `Degraded`: the password could not be generated.
+    pub(super) problem: Option<(&'static str, String)>,
 }
 
 /// The note of an event saying that `kind` `name` was changed outside the operator and which
@@ -41,6 +43,7 @@ pub(super) fn reverted_note(kind: &str, name: &str, cluster: &str, fields: &[Str
 pub(super) async fn apply(
     applier: &Applier,
     validated: &ValidatedCluster,
+    operator_namespace: &str,
 ) -> Result<Children, Error> {
     let mut wrote = Vec::new();
     let mut notices = Vec::new();
@@ -83,16 +86,47 @@ pub(super) async fn apply(
             ),
         ));
     }
+    match resources::build_users_config_map(validated) {
+        Some(users) => {
+            if applier.apply(&users).await? {
+                wrote.push("users ConfigMap");
+            }
+        }
+        None => {
+            applier
+                .delete_owned::<ConfigMap>(
+                    &names::users_config_map(&validated.name),
+                    &validated.owner.uid,
+                )
+                .await?;
+        }
+    }
     let mut created_auth_secret = false;
+    let mut problem = None;
     match &validated.auth {
         Some(auth) if auth.generated => {
-            let password = generate_password();
-            if applier
-                .create_if_absent(&resources::build_auth_secret(validated, &password))
+            let exists = applier
+                .get::<Secret>(&names::auth_secret(&validated.name))
                 .await?
-            {
-                wrote.push("Secret");
-                created_auth_secret = true;
+                .is_some();
+            if !exists {
+                match super::keys::random_hex(32) {
+                    Ok(password) => {
+                        if applier
+                            .create_if_absent(&resources::build_auth_secret(validated, &password))
+                            .await?
+                        {
+                            wrote.push("Secret");
+                            created_auth_secret = true;
+                        }
+                    }
+                    Err(error) => {
+                        problem = Some((
+                            reason::RANDOMNESS_UNAVAILABLE,
+                            super::keys::randomness_note("the password", &error),
+                        ));
+                    }
+                }
             }
         }
         _ => {
@@ -119,7 +153,7 @@ pub(super) async fn apply(
     {
         wrote.push("PodDisruptionBudget");
     }
-    match resources::build_network_policy(validated) {
+    match resources::build_network_policy(validated, operator_namespace) {
         Some(policy) => {
             if applier.apply(&policy).await? {
                 wrote.push("NetworkPolicy");
@@ -139,21 +173,6 @@ pub(super) async fn apply(
         config_hash: resources::config_hash(&config_map),
         created_auth_secret,
         notices,
+        problem,
     })
-}
-
-/// 32 random bytes as hex, from the kernel's random source.
-fn generate_password() -> String {
-    let mut bytes = [0u8; 32];
-    let read = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    if read.is_err() {
-        // Fall back to hashing time and process id; still unguessable across clusters in
-        // practice, and logged so an operator can rotate it.
-        tracing::warn!("/dev/urandom unavailable; deriving the password from time and pid");
-        use sha2::Digest;
-        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-        bytes.copy_from_slice(&sha2::Sha256::digest(seed.as_bytes()));
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

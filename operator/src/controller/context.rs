@@ -40,6 +40,8 @@ pub struct ControllerConfig {
     pub member_poll_fast: Duration,
     /// How often the member watch polls the nodes of a steady cluster.
     pub member_poll_slow: Duration,
+    /// The namespace the operator runs in: the NetworkPolicy admits it to the HTTP port.
+    pub operator_namespace: String,
 }
 
 impl Default for ControllerConfig {
@@ -53,6 +55,7 @@ impl Default for ControllerConfig {
             unsynced_requeue_max: Duration::from_secs(30),
             member_poll_fast: Duration::from_secs(2),
             member_poll_slow: Duration::from_secs(5),
+            operator_namespace: "sessionstore-system".to_owned(),
         }
     }
 }

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, ListParams};
 use kube::ResourceExt;
-use sessionstore_api::constants::{reason, ANNOTATION_AUTH_HASH};
+use sessionstore_api::constants::{reason, ANNOTATION_AUTH_REVISION};
 use sessionstore_api::names;
 
 use super::context::Context;
@@ -84,8 +84,8 @@ impl Live {
             .cloned()
     }
 
-    /// The password hash in the live pod template.
-    pub(super) fn template_auth_hash(&self) -> Option<String> {
+    /// The password revision in the live pod template.
+    pub(super) fn template_auth_revision(&self) -> Option<String> {
         self.statefulset
             .as_ref()?
             .spec
@@ -95,7 +95,7 @@ impl Live {
             .as_ref()?
             .annotations
             .as_ref()?
-            .get(ANNOTATION_AUTH_HASH)
+            .get(ANNOTATION_AUTH_REVISION)
             .cloned()
     }
 
@@ -114,7 +114,7 @@ pub(super) async fn read_secret_value(
     namespace: &str,
     secret: &str,
     key: &str,
-) -> Result<Option<Vec<u8>>, Error> {
+) -> Result<Option<SecretValue>, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let found = api
         .get_opt(secret)
@@ -123,10 +123,34 @@ pub(super) async fn read_secret_value(
             secret: secret.to_owned(),
             source,
         })?;
-    Ok(found
-        .and_then(|s| s.data)
-        .and_then(|mut data| data.remove(key))
-        .map(|bytes| bytes.0))
+    Ok(found.and_then(|secret| {
+        let revision = secret_revision(&secret);
+        let bytes = secret.data?.remove(key)?.0;
+        Some(SecretValue { bytes, revision })
+    }))
+}
+
+/// One value of a Secret, with the revision of the Secret it was read from.
+pub(super) struct SecretValue {
+    /// The value.
+    pub(super) bytes: Vec<u8>,
+    /// [`secret_revision`] of the Secret.
+    pub(super) revision: String,
+}
+
+/// `<uid>-<resourceVersion>` of a Secret: changes whenever the Secret is written, and tells
+/// nothing about what it holds (a pod template may carry it where a hash of the value would
+/// let whoever reads pods test guesses of the password).
+pub(super) fn secret_revision(secret: &Secret) -> String {
+    format!(
+        "{}-{}",
+        secret.metadata.uid.as_deref().unwrap_or_default(),
+        secret
+            .metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or_default()
+    )
 }
 
 /// Whether `pod` waits for its sandbox: scheduled, and its container not created yet.

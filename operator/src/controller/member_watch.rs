@@ -22,7 +22,7 @@ use sessionstore_api::SessionCluster;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::node_client::NodeApi;
+use crate::node_client::{NodeAddress, NodeApi};
 
 /// A node counts as near its high watermark from this fraction of it on.
 const NEAR_HIGH_WATERMARK: f64 = 0.9;
@@ -30,7 +30,7 @@ const NEAR_HIGH_WATERMARK: f64 = 0.9;
 /// What the watch keeps of one cluster.
 struct Watched {
     reference: ObjectRef<SessionCluster>,
-    addresses: Vec<String>,
+    addresses: Vec<NodeAddress>,
     fingerprint: String,
     fast: bool,
     next: Instant,
@@ -118,7 +118,7 @@ impl MemberWatch {
     pub fn record(
         &self,
         cluster: &SessionCluster,
-        addresses: Vec<String>,
+        addresses: Vec<NodeAddress>,
         nodes: &[NodeStatus],
         fast: bool,
     ) {
@@ -157,7 +157,7 @@ impl MemberWatch {
     /// Returns how many were triggered.
     pub async fn poll_due(&self, node_api: &dyn NodeApi) -> usize {
         let now = Instant::now();
-        let due: Vec<(String, Vec<String>)> = match self.clusters.lock() {
+        let due: Vec<(String, Vec<NodeAddress>)> = match self.clusters.lock() {
             Ok(mut clusters) => clusters
                 .iter_mut()
                 .filter(|(_, watched)| watched.next <= now)

@@ -1,6 +1,8 @@
 //! A reconcile step: polling the nodes' `/v1/status` (what `status.members` and the Clustered and
 //! MemoryPressure conditions are made of) and keeping the per-node memory gauges.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use sessionstore_api::constants::HTTP_PORT;
@@ -9,6 +11,8 @@ use sessionstore_api::node_status::NodeStatus;
 use sessionstore_api::pods::pod_is_ready;
 
 use super::context::Context;
+use crate::node_client::{NodeAddress, NodeTls};
+use crate::resources::certificate::pod_server_name;
 use crate::validate::ValidatedCluster;
 
 /// `ip:port` of a pod's HTTP port (`[ip]:port` for IPv6), once the pod has an IP.
@@ -21,10 +25,26 @@ pub(super) fn node_address(pod: &Pod) -> Option<String> {
     })
 }
 
+/// How the operator reaches pod `pod` of the cluster: its HTTP port, over TLS verified against
+/// the cluster's CA for the pod's DNS name when `tls` is set.
+pub(super) fn node_target(
+    validated: &ValidatedCluster,
+    pod: &Pod,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Option<NodeAddress> {
+    Some(NodeAddress {
+        socket: node_address(pod)?,
+        tls: tls.map(|config| NodeTls {
+            server_name: pod_server_name(&validated.name, &validated.namespace, &pod.name_any()),
+            config: config.clone(),
+        }),
+    })
+}
+
 /// The nodes polled: their addresses, and the reports of those that answered.
 pub(super) struct Polled {
-    /// `ip:port` of every ready pod below the StatefulSet's replicas.
-    pub(super) addresses: Vec<String>,
+    /// Every ready pod below the StatefulSet's replicas.
+    pub(super) addresses: Vec<NodeAddress>,
     /// What the nodes that answered reported.
     pub(super) nodes: Vec<NodeStatus>,
 }
@@ -36,21 +56,22 @@ pub(super) async fn poll(
     validated: &ValidatedCluster,
     pods: &[Pod],
     replicas: i32,
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Polled {
-    let addresses: Vec<String> = pods
+    let addresses: Vec<NodeAddress> = pods
         .iter()
         .filter(|pod| pod_is_ready(pod) && pod.metadata.deletion_timestamp.is_none())
         .filter(|pod| {
             names::ordinal_of(&validated.name, &pod.name_any()).is_some_and(|o| o < replicas)
         })
-        .filter_map(node_address)
+        .filter_map(|pod| node_target(validated, pod, tls))
         .collect();
     let nodes = poll_members(ctx, &addresses, &validated.name).await;
     record_member_metrics(ctx, &validated.namespace, &validated.name, replicas, &nodes);
     Polled { addresses, nodes }
 }
 
-async fn poll_members(ctx: &Context, addresses: &[String], name: &str) -> Vec<NodeStatus> {
+async fn poll_members(ctx: &Context, addresses: &[NodeAddress], name: &str) -> Vec<NodeStatus> {
     let calls = addresses
         .iter()
         .map(|address| ctx.node_api.status(address.clone()));

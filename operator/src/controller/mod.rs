@@ -7,8 +7,10 @@
 //! 3. `refusals`: the spec is checked against the live StatefulSet (pure).
 //! 4. `children`: the objects around the StatefulSet are built (pure, `crate::resources`) and
 //!    applied (`crate::apply`, the only writer); what someone changed in them is set back.
-//! 5. `auth`: the passwords the nodes accept, from the auth Secret, now that a generated one
-//!    exists (a new password rolls out next to the previous one).
+//! 5. `keys`: the generated peer key and operator token (`<name>-peer-key`,
+//!    `<name>-operator-token`); `tls`: the node certificate (issued and renewed when the
+//!    operator generates it, checked either way); `auth`: the passwords the nodes accept, from the auth Secret,
+//!    now that a generated one exists (a new password rolls out next to the previous one).
 //! 6. `scale_down`: leaving nodes hand off before the StatefulSet is lowered.
 //! 7. `statefulset`: built and applied.
 //! 8. `volumes`: disc-mode claims grown.
@@ -28,6 +30,7 @@ mod children;
 mod context;
 mod error;
 mod inputs;
+mod keys;
 mod member_watch;
 mod members;
 mod monitoring;
@@ -36,6 +39,7 @@ mod report;
 mod requeue;
 mod scale_down;
 mod statefulset;
+mod tls;
 mod volumes;
 mod watches;
 
@@ -48,9 +52,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{watcher, Controller};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Client, Resource};
 use sessionstore_api::{names, SessionCluster};
 
@@ -61,7 +66,7 @@ pub use error::Error;
 pub use member_watch::{fingerprint, near_high_watermark, MemberWatch};
 pub use report::status_merge_patch;
 pub use requeue::requeue_delay;
-pub use watches::{cluster_of_pod, clusters_using_secret, SECRET_WATCH_FIELDS};
+pub use watches::{cluster_of_pod, clusters_using_secret, watched_secret_selector, WATCH_LABEL};
 
 use crate::apply::Applier;
 use crate::resources::StatefulSetInputs;
@@ -101,10 +106,12 @@ async fn reconcile_steps(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
     let applier = Applier::new(ctx.client.clone(), &validated.namespace);
     let live = Live::read(ctx, &applier, &validated).await?;
     let mut refusal = refusals::refusal(&validated, &live);
-    let children = children::apply(&applier, &validated).await?;
+    let children = children::apply(&applier, &validated, &ctx.config.operator_namespace).await?;
     for (reason, note) in &children.notices {
         ctx.publish(cluster, true, reason, note.clone()).await;
     }
+    let keys = keys::reconcile(&applier, &validated).await?;
+    let tls = tls::reconcile(cluster, ctx, &applier, &validated).await?;
     let auth = auth::reconcile(
         cluster,
         ctx,
@@ -120,13 +127,14 @@ async fn reconcile_steps(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
         &validated,
         &live,
         &old,
-        auth.passwords.as_ref(),
+        keys.operator_token.as_deref(),
+        tls.client.as_ref(),
     )
     .await?;
     let statefulset_inputs = StatefulSetInputs {
         replicas: replicas.statefulset,
         config_hash: children.config_hash,
-        auth_hash: auth.hash.clone(),
+        auth_revision: auth.revision.clone(),
         claim_size: live.claim_size(),
     };
     let mut wrote = children.wrote;
@@ -147,7 +155,14 @@ async fn reconcile_steps(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
     if !wrote.is_empty() {
         tracing::info!(cluster = %key(cluster), objects = ?wrote, "applied");
     }
-    let polled = members::poll(ctx, &validated, &live.pods, replicas.statefulset).await;
+    let polled = members::poll(
+        ctx,
+        &validated,
+        &live.pods,
+        replicas.statefulset,
+        tls.client.as_ref(),
+    )
+    .await;
     let pods: Vec<PodView> = live
         .pods
         .iter()
@@ -162,7 +177,13 @@ async fn reconcile_steps(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
         replicas,
         polled.nodes.clone(),
         refusal,
-        auth.problem,
+        children
+            .problem
+            .clone()
+            .or(keys.problem)
+            .or(tls.problem)
+            .or(auth.problem),
+        tls.status,
         &sandbox_failures,
     );
     let new = report::write_observed(ctx, cluster, &old, &observed).await?;
@@ -260,19 +281,33 @@ pub async fn run(
             }
             let owned = watcher::Config::default().labels(&names::managed_selector());
             let pods = watcher::Config::default().labels(&names::pod_watch_selector());
-            let secrets = watcher::Config::default().fields(SECRET_WATCH_FIELDS);
+            // Metadata only, by label: the operator's own Secrets and those the user labelled;
+            // no Secret's data is cached (docs/security.md).
+            let owned_secrets = watcher(
+                api::<PartialObjectMeta<Secret>>(&client, &namespace),
+                watcher::Config::default().labels(&names::managed_selector()),
+            )
+            .touched_objects();
+            let labelled_secrets = watcher(
+                api::<PartialObjectMeta<Secret>>(&client, &namespace),
+                watcher::Config::default().labels(&watched_secret_selector()),
+            )
+            .touched_objects();
             let controller = Controller::new(
                 api::<SessionCluster>(&client, &namespace),
                 watcher::Config::default(),
             );
             let clusters = controller.store();
+            let labelled_clusters = clusters.clone();
             controller
                 .owns(api::<StatefulSet>(&client, &namespace), owned.clone())
                 .owns(api::<Service>(&client, &namespace), owned.clone())
                 .owns(api::<ConfigMap>(&client, &namespace), owned.clone())
-                // Referenced Secrets are the user's, without our labels or owner reference.
-                .watches(api::<Secret>(&client, &namespace), secrets, move |secret| {
-                    clusters_using_secret(&clusters.state(), &secret)
+                .watches_stream(owned_secrets, move |secret| {
+                    secret_clusters(&clusters.state(), &secret)
+                })
+                .watches_stream(labelled_secrets, move |secret| {
+                    secret_clusters(&labelled_clusters.state(), &secret)
                 })
                 .owns(api::<ServiceAccount>(&client, &namespace), owned.clone())
                 .owns(
@@ -295,6 +330,17 @@ pub async fn run(
     });
     futures::future::join_all(runs).await;
     let _ = member_watch.await;
+}
+
+/// The clusters a watched Secret's metadata maps to.
+fn secret_clusters(
+    clusters: &[Arc<SessionCluster>],
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<SessionCluster>> {
+    match (&secret.metadata.namespace, &secret.metadata.name) {
+        (Some(namespace), Some(name)) => clusters_using_secret(clusters, namespace, name),
+        _ => Vec::new(),
+    }
 }
 
 /// The receiver as a stream, for `Controller::reconcile_on`.

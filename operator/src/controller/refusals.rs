@@ -64,7 +64,7 @@ mod tests {
             &StatefulSetInputs {
                 replicas: cluster.replicas,
                 config_hash: String::new(),
-                auth_hash: None,
+                auth_revision: None,
                 claim_size: None,
             },
         );

@@ -32,6 +32,7 @@ pub(super) fn observed(
     members: Vec<NodeStatus>,
     refusal: Refusal,
     auth_problem: Option<(&'static str, String)>,
+    tls: Option<sessionstore_api::TlsStatus>,
     sandbox_failures: &BTreeMap<String, String>,
 ) -> Observed {
     let statefulset = live.statefulset_status();
@@ -54,6 +55,7 @@ pub(super) fn observed(
         scale_down: replicas.scale_down,
         refused: refusal.message,
         auth_problem,
+        tls,
         pod_problems: pods::problems(pods, sandbox_failures, &now()),
         progress_deadline_seconds: validated
             .progress_deadline

@@ -9,11 +9,10 @@ use sessionstore_api::constants::reason;
 use sessionstore_api::node_status::state;
 use sessionstore_api::{names, ScaleDownStatus, SessionCluster, SessionClusterStatus};
 
-use super::auth::NodePasswords;
 use super::context::{key, now, Context};
 use super::error::Error;
 use super::inputs::Live;
-use super::members::node_address;
+use super::members::node_target;
 use crate::validate::ValidatedCluster;
 
 /// The StatefulSet's replicas for this reconcile.
@@ -36,15 +35,16 @@ impl Replicas {
 
 /// Decides the StatefulSet's replicas. While scaling down, asks each leaving node to leave and
 /// keeps the old count until every leaving node reports `left` (or is gone), or until
-/// `leave_timeout` passed. `passwords` are those the nodes accept (a node not restarted since a
-/// password change accepts only the previous one).
+/// `leave_timeout` passed. `operator_token` is what the nodes' `POST /v1/cluster/leave`
+/// requires (`<name>-operator-token`).
 pub(super) async fn replicas(
     cluster: &SessionCluster,
     ctx: &Context,
     validated: &ValidatedCluster,
     live: &Live,
     old: &SessionClusterStatus,
-    passwords: Option<&NodePasswords>,
+    operator_token: Option<&str>,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
 ) -> Result<Replicas, Error> {
     let desired = validated.replicas;
     let current = live.statefulset_replicas(desired);
@@ -58,21 +58,13 @@ pub(super) async fn replicas(
         .scale_down
         .clone()
         .filter(|s| s.target_replicas == desired && s.leaving == leaving);
-    let passwords: Vec<Option<String>> = match passwords {
-        Some(passwords) => passwords
-            .all()
-            .into_iter()
-            .map(|p| Some(p.to_owned()))
-            .collect(),
-        None => vec![None],
-    };
     let mut pending = Vec::new();
     for pod_name in &leaving {
         let Some(address) = live
             .pods
             .iter()
             .find(|p| p.name_any() == *pod_name)
-            .and_then(node_address)
+            .and_then(|pod| node_target(validated, pod, tls))
         else {
             continue;
         };
@@ -85,13 +77,10 @@ pub(super) async fn replicas(
             continue;
         }
         if node_state != state::LEAVING {
-            let mut outcome = Ok(());
-            for password in &passwords {
-                outcome = ctx.node_api.leave(address.clone(), password.clone()).await;
-                if outcome.is_ok() {
-                    break;
-                }
-            }
+            let outcome = ctx
+                .node_api
+                .leave(address.clone(), operator_token.map(str::to_owned))
+                .await;
             match outcome {
                 Ok(()) => {
                     tracing::info!(cluster = %key(cluster), node = %pod_name, "asked node to leave")

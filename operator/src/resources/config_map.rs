@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use sessionstore_api::constants::{HTTP_PORT, RESP_PORT};
+use sessionstore_api::constants::{HTTP_PORT, RESP_PORT, TLS_CA_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
 use sessionstore_api::names;
 use sha2::{Digest, Sha256};
 
@@ -51,11 +51,50 @@ pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
     if cluster.auth.is_some() {
         set("PASSWORD_FILE", names::PASSWORD_FILE.to_owned());
     }
+    if !cluster.users.is_empty() {
+        set("USERS_DIR", names::USERS_DIR.to_owned());
+    }
+    set("PEER_KEY_FILE", names::PEER_KEY_FILE.to_owned());
+    set("OPERATOR_TOKEN_FILE", names::OPERATOR_TOKEN_FILE.to_owned());
+    if let Some(tls) = &cluster.tls {
+        // The Redis port speaks only TLS, as Redis with `port 0` and `tls-port 6379`: clients
+        // keep the Service's port and switch on TLS.
+        set("RESP_PORT", "0".to_owned());
+        set("TLS_PORT", RESP_PORT.to_string());
+        let file = |key: &str| format!("{}/{key}", names::TLS_MOUNT_DIR);
+        set("TLS_CERT_FILE", file(TLS_CERT_KEY));
+        set("TLS_KEY_FILE", file(TLS_KEY_KEY));
+        set("TLS_CA_CERT_FILE", file(TLS_CA_KEY));
+        let client_auth = if tls.client_auth { "yes" } else { "no" };
+        set("TLS_AUTH_CLIENTS", client_auth.to_owned());
+        set("TLS_REPLICATION", "yes".to_owned());
+        set("TLS_HTTP", "yes".to_owned());
+    }
     ConfigMap {
         metadata: child_meta(cluster, names::config_map(&cluster.name)),
         data: Some(data),
         ..ConfigMap::default()
     }
+}
+
+/// The ConfigMap `<name>-users`: the role of each named user under `<user>.role`, projected
+/// into the pods as `<users-dir>/<user>/role`; `None` without named users. A role changed
+/// here reaches the nodes without a restart (they re-read the directory).
+pub fn build_users_config_map(cluster: &ValidatedCluster) -> Option<ConfigMap> {
+    if cluster.users.is_empty() {
+        return None;
+    }
+    Some(ConfigMap {
+        metadata: child_meta(cluster, names::users_config_map(&cluster.name)),
+        data: Some(
+            cluster
+                .users
+                .iter()
+                .map(|user| (format!("{}.role", user.name), user.role.as_str().to_owned()))
+                .collect(),
+        ),
+        ..ConfigMap::default()
+    })
 }
 
 /// SHA-256 (hex) of the ConfigMap data, in key order.
@@ -105,11 +144,70 @@ mod tests {
                 "STORE_NODE_PASSWORD_FILE",
                 "/etc/sessionstore/auth/password",
             ),
+            ("STORE_NODE_PEER_KEY_FILE", "/etc/sessionstore/peer/key"),
+            (
+                "STORE_NODE_OPERATOR_TOKEN_FILE",
+                "/etc/sessionstore/operator/token",
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         assert_eq!(data, expected);
+    }
+
+    #[test]
+    fn tls_serves_the_redis_port_over_tls_only_with_the_mounted_files() {
+        let data = |spec| build_config_map(&validated(spec)).data.unwrap_or_default();
+        let tls = data(serde_json::json!({"tls": {"enabled": true}}));
+        let get = |key: &str| tls.get(key).map(String::as_str);
+        assert_eq!(get("STORE_NODE_RESP_PORT"), Some("0"));
+        assert_eq!(get("STORE_NODE_TLS_PORT"), Some("6379"));
+        assert_eq!(
+            get("STORE_NODE_TLS_CERT_FILE"),
+            Some("/etc/sessionstore/tls/tls.crt")
+        );
+        assert_eq!(
+            get("STORE_NODE_TLS_KEY_FILE"),
+            Some("/etc/sessionstore/tls/tls.key")
+        );
+        assert_eq!(
+            get("STORE_NODE_TLS_CA_CERT_FILE"),
+            Some("/etc/sessionstore/tls/ca.crt")
+        );
+        assert_eq!(get("STORE_NODE_TLS_AUTH_CLIENTS"), Some("no"));
+        assert_eq!(get("STORE_NODE_TLS_REPLICATION"), Some("yes"));
+        assert_eq!(get("STORE_NODE_TLS_HTTP"), Some("yes"));
+        let mutual = data(serde_json::json!({"tls": {"enabled": true, "clientAuth": true}}));
+        assert_eq!(
+            mutual
+                .get("STORE_NODE_TLS_AUTH_CLIENTS")
+                .map(String::as_str),
+            Some("yes")
+        );
+        let plain = data(serde_json::json!({}));
+        assert!(plain.keys().all(|key| !key.starts_with("STORE_NODE_TLS_")));
+    }
+
+    #[test]
+    fn users_roles_are_keyed_by_user() {
+        let none = build_users_config_map(&validated(serde_json::json!({})));
+        assert_eq!(none, None);
+        let users = build_users_config_map(&validated(serde_json::json!({"auth": {"users": [
+            {"name": "reader", "secretRef": {"name": "r"}, "role": "readonly"},
+            {"name": "app", "secretRef": {"name": "a", "key": "pw"}}
+        ]}})));
+        assert_eq!(
+            users.as_ref().and_then(|c| c.metadata.name.as_deref()),
+            Some("demo-users")
+        );
+        assert_eq!(
+            users.and_then(|c| c.data).unwrap_or_default(),
+            BTreeMap::from([
+                ("app.role".to_owned(), "readwrite".to_owned()),
+                ("reader.role".to_owned(), "readonly".to_owned())
+            ])
+        );
     }
 
     #[test]

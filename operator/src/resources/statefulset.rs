@@ -10,17 +10,17 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
     PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretVolumeSource, SecurityContext, SleepAction, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    SecurityContext, SleepAction, Volume, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sessionstore_api::constants::{
-    ANNOTATION_AUTH_HASH, ANNOTATION_CONFIG_HASH, ANNOTATION_RESTARTED_AT, HTTP_PORT,
+    ANNOTATION_AUTH_REVISION, ANNOTATION_CONFIG_HASH, ANNOTATION_RESTARTED_AT, HTTP_PORT,
     HTTP_PORT_NAME, PEER_PORT_NAME, RESP_PORT, RESP_PORT_NAME,
 };
 use sessionstore_api::names;
@@ -39,8 +39,8 @@ pub struct StatefulSetInputs {
     pub replicas: i32,
     /// [`super::config_map::config_hash`] of the ConfigMap.
     pub config_hash: String,
-    /// [`super::secret::auth_hash`] of the mounted password, when auth is enabled.
-    pub auth_hash: Option<String>,
+    /// [`super::secret::auth_revision`] of the mounted password, when auth is enabled.
+    pub auth_revision: Option<String>,
     /// Size in the volumeClaimTemplate. A StatefulSet's claim templates are immutable, so once
     /// it exists this is the size it was created with; growth is done by patching the claims.
     pub claim_size: Option<Quantity>,
@@ -60,12 +60,14 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
-fn http_probe(path: &str, period: i32, failures: i32, timeout: i32) -> Probe {
+/// A probe on the HTTP port; `scheme` is `HTTPS` with TLS (the kubelet does not verify the
+/// certificate, and the node asks probes for no client certificate).
+fn http_probe(scheme: &str, path: &str, period: i32, failures: i32, timeout: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
             port: IntOrString::String(HTTP_PORT_NAME.to_owned()),
-            scheme: Some("HTTP".to_owned()),
+            scheme: Some(scheme.to_owned()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
@@ -117,8 +119,8 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
         ANNOTATION_CONFIG_HASH.to_owned(),
         inputs.config_hash.clone(),
     );
-    if let Some(auth_hash) = &inputs.auth_hash {
-        annotations.insert(ANNOTATION_AUTH_HASH.to_owned(), auth_hash.clone());
+    if let Some(auth_revision) = &inputs.auth_revision {
+        annotations.insert(ANNOTATION_AUTH_REVISION.to_owned(), auth_revision.clone());
     }
     if let Some(restarted_at) = &cluster.restarted_at {
         annotations.insert(ANNOTATION_RESTARTED_AT.to_owned(), restarted_at.clone());
@@ -151,30 +153,14 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
             ..Volume::default()
         });
     }
-    if cluster.auth.is_some() {
-        volume_mounts.push(VolumeMount {
-            name: "auth".to_owned(),
-            mount_path: names::AUTH_MOUNT_DIR.to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
-        volumes.push(Volume {
-            name: "auth".to_owned(),
-            // The operator's copy, not the auth Secret itself: it also holds the previous
-            // password while a new one rolls out, and it survives the auth Secret's deletion.
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(names::node_auth_secret(&cluster.name)),
-                items: Some(vec![KeyToPath {
-                    key: sessionstore_api::constants::PASSWORD_KEY.to_owned(),
-                    path: sessionstore_api::constants::PASSWORD_KEY.to_owned(),
-                    ..KeyToPath::default()
-                }]),
-                default_mode: Some(0o440),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        });
-    }
+    let (mounts, secret_volumes) = super::secret_volumes::secret_volumes(cluster);
+    volume_mounts.extend(mounts);
+    volumes.extend(secret_volumes);
+    let scheme = if cluster.tls.is_some() {
+        "HTTPS"
+    } else {
+        "HTTP"
+    };
 
     let container = Container {
         name: names::CONTAINER_NAME.to_owned(),
@@ -203,9 +189,9 @@ pub fn build_statefulset(cluster: &ValidatedCluster, inputs: &StatefulSetInputs)
             },
         ]),
         // Ready means synced with the peers (503 while loading or leaving).
-        readiness_probe: Some(http_probe("/readyz", 5, 3, 2)),
+        readiness_probe: Some(http_probe(scheme, "/readyz", 5, 3, 2)),
         // Liveness is process health only; a long bootstrap must not get the node killed.
-        liveness_probe: Some(http_probe("/healthz", 10, 6, 3)),
+        liveness_probe: Some(http_probe(scheme, "/healthz", 10, 6, 3)),
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
                 sleep: Some(SleepAction {
@@ -341,7 +327,7 @@ mod tests {
         StatefulSetInputs {
             replicas: 3,
             config_hash: "abc".into(),
-            auth_hash: Some("def".into()),
+            auth_revision: Some("def".into()),
             claim_size: None,
         }
     }
@@ -356,25 +342,28 @@ mod tests {
     }
 
     #[test]
-    fn the_password_hash_is_a_pod_template_annotation() {
+    fn the_password_revision_is_a_pod_template_annotation() {
         let cluster = validated(serde_json::json!({}));
         let sts = build_statefulset(&cluster, &inputs());
         assert_eq!(
             template_annotations(&sts),
             BTreeMap::from([
-                ("sessionstore.dev/auth-hash".to_owned(), "def".to_owned()),
+                (
+                    "sessionstore.dev/auth-revision".to_owned(),
+                    "def".to_owned()
+                ),
                 ("sessionstore.dev/config-hash".to_owned(), "abc".to_owned()),
             ])
         );
         let without_auth = build_statefulset(
             &validated(serde_json::json!({"auth": {"enabled": false}})),
             &StatefulSetInputs {
-                auth_hash: None,
+                auth_revision: None,
                 ..inputs()
             },
         );
         assert_eq!(
-            template_annotations(&without_auth).get("sessionstore.dev/auth-hash"),
+            template_annotations(&without_auth).get("sessionstore.dev/auth-revision"),
             None
         );
     }
@@ -416,7 +405,7 @@ mod tests {
         assert_eq!(
             annotations,
             BTreeMap::from([
-                (ANNOTATION_AUTH_HASH.to_owned(), "def".to_owned()),
+                (ANNOTATION_AUTH_REVISION.to_owned(), "def".to_owned()),
                 (ANNOTATION_CONFIG_HASH.to_owned(), "abc".to_owned())
             ])
         );
@@ -486,11 +475,11 @@ mod tests {
         );
         assert_eq!(
             container.readiness_probe,
-            Some(http_probe("/readyz", 5, 3, 2))
+            Some(http_probe("HTTP", "/readyz", 5, 3, 2))
         );
         assert_eq!(
             container.liveness_probe,
-            Some(http_probe("/healthz", 10, 6, 3))
+            Some(http_probe("HTTP", "/healthz", 10, 6, 3))
         );
         assert_eq!(
             container
@@ -531,6 +520,12 @@ mod tests {
                 ("tmp".into(), true, None),
                 ("data".into(), true, None),
                 ("auth".into(), false, Some("demo-node-auth".into())),
+                ("peer-key".into(), false, Some("demo-peer-key".into())),
+                (
+                    "operator-token".into(),
+                    false,
+                    Some("demo-operator-token".into())
+                ),
             ]
         );
         let limits = container
@@ -577,7 +572,15 @@ mod tests {
             .into_iter()
             .map(|v| v.name)
             .collect();
-        assert_eq!(names, vec!["tmp".to_owned(), "auth".to_owned()]);
+        assert_eq!(
+            names,
+            vec![
+                "tmp".to_owned(),
+                "auth".to_owned(),
+                "peer-key".to_owned(),
+                "operator-token".to_owned()
+            ]
+        );
         let auth = pod.volumes.unwrap_or_default()[1]
             .secret
             .clone()
@@ -593,6 +596,50 @@ mod tests {
             annotations.get(ANNOTATION_RESTARTED_AT).map(String::as_str),
             Some("2026-01-01T00:00:00Z")
         );
+    }
+
+    #[test]
+    fn tls_mounts_the_certificate_secret_and_probes_over_https() {
+        let sts = build_statefulset(
+            &validated(
+                serde_json::json!({"tls": {"enabled": true, "secretRef": {"name": "cm-cert"}}}),
+            ),
+            &inputs(),
+        );
+        let pod = pod_spec(&sts);
+        let tls = pod
+            .volumes
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|v| v.name == "tls")
+            .and_then(|v| v.secret)
+            .unwrap_or_default();
+        assert_eq!(tls.secret_name.as_deref(), Some("cm-cert"));
+        let keys: Vec<String> = tls
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        assert_eq!(keys, ["tls.crt", "tls.key", "ca.crt"]);
+        let container = &pod.containers[0];
+        assert_eq!(
+            container.readiness_probe,
+            Some(http_probe("HTTPS", "/readyz", 5, 3, 2))
+        );
+        assert_eq!(
+            container.liveness_probe,
+            Some(http_probe("HTTPS", "/healthz", 10, 6, 3))
+        );
+        let mounts: Vec<(String, String)> = container
+            .volume_mounts
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| (m.name, m.mount_path))
+            .collect();
+        assert!(mounts.contains(&("tls".into(), "/etc/sessionstore/tls".into())));
     }
 
     #[test]

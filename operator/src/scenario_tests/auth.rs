@@ -1,6 +1,7 @@
 //! The password the pods mount: a new one in the referenced Secret rolls the pods, a deleted
-//! Secret rolls nothing and is reported, a generated one is hashed into the pod template, and a
-//! deleted generated Secret is generated again and rolled out next to the previous password.
+//! Secret rolls nothing and is reported, the pod template carries the auth Secret's revision
+//! (nothing derived from the password), and a deleted generated Secret is generated again and
+//! rolled out next to the previous password.
 
 use serde_json::{json, Value};
 
@@ -17,12 +18,22 @@ fn password_secret(password: &str) -> Value {
 }
 
 impl Harness {
-    /// The pod template's auth-hash annotation.
-    fn auth_hash(&self) -> Option<String> {
+    /// The pod template's auth-revision annotation.
+    fn auth_revision(&self) -> Option<String> {
         self.api.get(STS).unwrap_or_default()["spec"]["template"]["metadata"]["annotations"]
-            ["sessionstore.dev/auth-hash"]
+            ["sessionstore.dev/auth-revision"]
             .as_str()
             .map(str::to_owned)
+    }
+
+    /// `<uid>-<resourceVersion>` of the object at `path` as stored now.
+    fn revision_of(&self, path: &str) -> Option<String> {
+        let object = self.api.get(path)?;
+        Some(format!(
+            "{}-{}",
+            object["metadata"]["uid"].as_str()?,
+            object["metadata"]["resourceVersion"].as_str()?
+        ))
     }
 }
 
@@ -32,10 +43,11 @@ async fn a_new_password_in_the_referenced_secret_rolls_the_pods() {
     let spec = json!({"auth": {"secretRef": {"name": "web-pass"}}});
     h.api.put(PASSWORD_SECRET, password_secret("first"));
     h.reconcile(spec.clone()).await;
-    assert_eq!(
-        h.auth_hash(),
-        Some(crate::resources::auth_hash("uid-1", b"first"))
-    );
+    let first = h.revision_of(PASSWORD_SECRET);
+    assert_eq!(h.auth_revision(), first);
+    assert!(first
+        .as_ref()
+        .is_some_and(|r| r.starts_with("uid-web-pass-")));
     h.run_ready(3);
     h.reconcile(spec.clone()).await;
     assert_eq!(h.reconcile(spec.clone()).await, Vec::<String>::new());
@@ -51,10 +63,8 @@ async fn a_new_password_in_the_referenced_secret_rolls_the_pods() {
             "PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo"
         ]
     );
-    assert_eq!(
-        h.auth_hash(),
-        Some(crate::resources::auth_hash("uid-1", b"second"))
-    );
+    assert_eq!(h.auth_revision(), h.revision_of(PASSWORD_SECRET));
+    assert_ne!(h.auth_revision(), first);
     assert_eq!(
         h.api.get(STS).unwrap_or_default()["spec"]["updateStrategy"]["type"],
         "RollingUpdate"
@@ -67,7 +77,7 @@ async fn a_deleted_password_secret_rolls_nothing_and_is_reported() {
     let spec = json!({"auth": {"secretRef": {"name": "web-pass"}}});
     h.api.put(PASSWORD_SECRET, password_secret("first"));
     h.reconcile(spec.clone()).await;
-    let before = h.auth_hash();
+    let before = h.auth_revision();
     h.run_ready(3);
     h.reconcile(spec.clone()).await;
 
@@ -78,7 +88,7 @@ async fn a_deleted_password_secret_rolls_nothing_and_is_reported() {
         .ok();
     let writes = h.reconcile(spec.clone()).await;
     assert_eq!(child_writes(&writes), Vec::<String>::new());
-    assert_eq!(h.auth_hash(), before);
+    assert_eq!(h.auth_revision(), before);
     let (status, reason, message) = h.condition("Degraded");
     assert_eq!(
         (status.as_str(), reason.as_str()),
@@ -97,7 +107,7 @@ async fn a_deleted_password_secret_rolls_nothing_and_is_reported() {
 }
 
 #[tokio::test]
-async fn the_generated_password_is_hashed_into_the_pod_template() {
+async fn the_pod_template_names_the_generated_secrets_revision_and_nothing_of_the_password() {
     let h = Harness::new();
     h.reconcile(json!({})).await;
     let secret = h
@@ -108,12 +118,15 @@ async fn the_generated_password_is_hashed_into_the_pod_template() {
         serde_json::from_value(secret["data"]["password"].clone()).unwrap_or_default();
     assert_eq!(password.0.len(), 64);
     assert_eq!(
-        h.auth_hash(),
-        Some(crate::resources::auth_hash("uid-1", &password.0))
+        h.auth_revision(),
+        h.revision_of("/api/v1/namespaces/apps/secrets/demo-auth")
     );
+    let template = serde_json::to_string(&h.api.get(STS).unwrap_or_default()["spec"]["template"])
+        .unwrap_or_default();
+    assert!(!template.contains(&String::from_utf8_lossy(&password.0).into_owned()));
     let writes = h.reconcile(json!({"auth": {"enabled": false}})).await;
     assert!(writes.contains(&"PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo".to_owned()));
-    assert_eq!(h.auth_hash(), None, "no password, no hash");
+    assert_eq!(h.auth_revision(), None, "no password, no revision");
 }
 
 impl Harness {
@@ -180,9 +193,10 @@ async fn a_deleted_generated_secret_rolls_out_a_new_password_next_to_the_previou
     let second = h.generated_password();
     assert_ne!(second, first);
     assert_eq!(h.node_passwords(), [second.clone(), first.clone()]);
+    let rolled = h.auth_revision();
     assert_eq!(
-        h.auth_hash(),
-        Some(crate::resources::auth_hash("uid-1", second.as_bytes()))
+        rolled,
+        h.revision_of("/api/v1/namespaces/apps/secrets/demo-auth")
     );
     assert_eq!(
         h.notes_of("PasswordChanged"),
@@ -205,10 +219,7 @@ async fn a_deleted_generated_secret_rolls_out_a_new_password_next_to_the_previou
         ["every pod runs with the new password of Secret demo-auth; running nodes still accept the previous one until they restart, nodes that start from now on accept only the new one. Switch the clients to the new password (set spec.restartedAt to refuse the previous one at once)"]
     );
     // Dropping the previous password from the Secret rolls nothing.
-    assert_eq!(
-        h.auth_hash(),
-        Some(crate::resources::auth_hash("uid-1", second.as_bytes()))
-    );
+    assert_eq!(h.auth_revision(), rolled);
     let writes = h.reconcile(json!({})).await;
     assert_eq!(child_writes(&writes), Vec::<String>::new());
     let warnings: Vec<_> = h

@@ -16,7 +16,7 @@ use sessionstore_api::SessionCluster;
 use super::mock_api::MockApi;
 use crate::controller::{reconcile, Context, ControllerConfig};
 use crate::metrics::Metrics;
-use crate::node_client::{NodeApi, NodeError};
+use crate::node_client::{NodeAddress, NodeApi, NodeError};
 
 /// Fake store-node pods: the `/v1/status` each address answers, and the leave calls made.
 #[derive(Default)]
@@ -25,18 +25,25 @@ pub(super) struct FakeNodes {
     pub(super) statuses: Mutex<HashMap<String, NodeStatus>>,
     /// Addresses asked to leave, in order.
     pub(super) leaves: Mutex<Vec<String>>,
+    /// The token each leave call carried, in order.
+    pub(super) leave_tokens: Mutex<Vec<Option<String>>>,
+    /// The TLS server name each status call verified, in order (`None`: plain HTTP).
+    pub(super) server_names: Mutex<Vec<Option<String>>>,
 }
 
 impl NodeApi for FakeNodes {
-    fn status(&self, address: String) -> BoxFuture<'static, Result<NodeStatus, NodeError>> {
+    fn status(&self, address: NodeAddress) -> BoxFuture<'static, Result<NodeStatus, NodeError>> {
+        if let Ok(mut names) = self.server_names.lock() {
+            names.push(address.tls.as_ref().map(|tls| tls.server_name.clone()));
+        }
         let found = self
             .statuses
             .lock()
             .ok()
-            .and_then(|s| s.get(&address).cloned());
+            .and_then(|s| s.get(&address.socket).cloned());
         Box::pin(async move {
             found.ok_or(NodeError::Unreachable {
-                address,
+                address: address.socket,
                 message: "fake: no node".into(),
             })
         })
@@ -44,11 +51,14 @@ impl NodeApi for FakeNodes {
 
     fn leave(
         &self,
-        address: String,
-        _password: Option<String>,
+        address: NodeAddress,
+        token: Option<String>,
     ) -> BoxFuture<'static, Result<(), NodeError>> {
         if let Ok(mut leaves) = self.leaves.lock() {
-            leaves.push(address);
+            leaves.push(address.socket);
+        }
+        if let Ok(mut tokens) = self.leave_tokens.lock() {
+            tokens.push(token);
         }
         Box::pin(async { Ok(()) })
     }

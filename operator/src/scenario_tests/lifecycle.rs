@@ -17,6 +17,9 @@ async fn create_applies_every_child_then_a_steady_rereconcile_writes_nothing() {
         "PATCH /api/v1/namespaces/apps/services/demo-headless",
         "PATCH /api/v1/namespaces/apps/services/demo",
         "PATCH /apis/policy/v1/namespaces/apps/poddisruptionbudgets/demo",
+        "PATCH /apis/networking.k8s.io/v1/namespaces/apps/networkpolicies/demo",
+        "PATCH /api/v1/namespaces/apps/secrets/demo-peer-key",
+        "PATCH /api/v1/namespaces/apps/secrets/demo-operator-token",
         "PATCH /api/v1/namespaces/apps/secrets/demo-node-auth",
         "PATCH /apis/apps/v1/namespaces/apps/statefulsets/demo",
     ];

@@ -80,6 +80,28 @@ pub(super) struct ApiState {
     pub(super) writes: Vec<String>,
     /// Paths whose PATCH the API server refuses, with the status code and message.
     pub(super) refusals: HashMap<String, (u16, String)>,
+    /// The last resourceVersion handed out.
+    pub(super) revision: u64,
+}
+
+impl ApiState {
+    /// Stores `object` at `path` as the API server does: a new resourceVersion on every write,
+    /// the uid of the object it replaces (or a new one, `uid-<name>`, for a new object).
+    fn store(&mut self, path: &str, mut object: Value) -> Value {
+        self.revision += 1;
+        let uid = self
+            .objects
+            .get(path)
+            .and_then(|previous| previous["metadata"]["uid"].as_str().map(str::to_owned))
+            .or_else(|| object["metadata"]["uid"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("uid-{}", path.rsplit('/').next().unwrap_or_default()));
+        if object.is_object() {
+            object["metadata"]["resourceVersion"] = json!(self.revision.to_string());
+            object["metadata"]["uid"] = json!(uid);
+        }
+        self.objects.insert(path.to_owned(), object.clone());
+        object
+    }
 }
 
 /// The mocked API server; clones share one state.
@@ -163,7 +185,8 @@ impl MockApi {
                         return not_found();
                     };
                     merge_patch(object, &body);
-                    return (StatusCode::OK, object.clone());
+                    let merged = object.clone();
+                    return (StatusCode::OK, state.store(path, merged));
                 }
                 let mut stored = body;
                 canonicalise_quantities(&mut stored);
@@ -191,8 +214,7 @@ impl MockApi {
                         }
                     }
                 }
-                state.objects.insert(path.to_owned(), stored.clone());
-                (StatusCode::OK, stored)
+                (StatusCode::OK, state.store(path, stored))
             }
             Method::POST => {
                 let mut body = body.unwrap_or_default();
@@ -201,8 +223,10 @@ impl MockApi {
                     .as_str()
                     .unwrap_or("event")
                     .to_owned();
-                state.objects.insert(format!("{path}/{name}"), body.clone());
-                (StatusCode::CREATED, body)
+                (
+                    StatusCode::CREATED,
+                    state.store(&format!("{path}/{name}"), body),
+                )
             }
             Method::DELETE => match state.objects.remove(path) {
                 Some(object) => (StatusCode::OK, object),
@@ -256,7 +280,7 @@ impl MockApi {
     /// Stores `value` at `path`, as if someone else wrote it.
     pub(super) fn put(&self, path: &str, value: Value) {
         if let Ok(mut state) = self.0.lock() {
-            state.objects.insert(path.to_owned(), value);
+            state.store(path, value);
         }
     }
 }

@@ -11,6 +11,7 @@ mod members;
 mod monitoring;
 mod outside;
 mod scaling;
+mod security;
 mod stuck;
 mod truth;
 mod volumes;

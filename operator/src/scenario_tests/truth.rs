@@ -232,7 +232,9 @@ async fn the_member_watch_triggers_a_reconcile_when_a_node_changes() {
     let watch = MemberWatch::new(Duration::ZERO, Duration::ZERO);
     let mut other_namespace = watch.subscribe(Some("elsewhere".into()));
     let mut triggers = watch.subscribe(Some("apps".into()));
-    let addresses: Vec<String> = (1..=3).map(|i| format!("10.0.0.{i}:8080")).collect();
+    let addresses: Vec<crate::node_client::NodeAddress> = (1..=3)
+        .map(|i| crate::node_client::NodeAddress::plain(format!("10.0.0.{i}:8080")))
+        .collect();
     let statuses = |h: &Harness| -> Vec<NodeStatus> {
         let statuses = h
             .nodes
@@ -242,7 +244,7 @@ async fn the_member_watch_triggers_a_reconcile_when_a_node_changes() {
             .unwrap_or_default();
         addresses
             .iter()
-            .filter_map(|a| statuses.get(a).cloned())
+            .filter_map(|a| statuses.get(&a.socket).cloned())
             .collect()
     };
     watch.record(&cluster, addresses.clone(), &statuses(&h), false);

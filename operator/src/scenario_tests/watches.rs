@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::{json, Value};
 use sessionstore_api::SessionCluster;
@@ -70,14 +70,8 @@ fn secrets_map_to_the_clusters_that_mount_them() {
             json!({"enabled": false, "secretRef": {"name": "shared"}}),
         ),
     ];
-    let secret = |name: &str| -> Secret {
-        match serde_json::from_value(json!({"metadata": {"name": name, "namespace": "apps"}})) {
-            Ok(s) => s,
-            Err(e) => panic!("bad test secret: {e}"),
-        }
-    };
     let names = |secret_name: &str| -> Vec<String> {
-        clusters_using_secret(&clusters, &secret(secret_name))
+        clusters_using_secret(&clusters, "apps", secret_name)
             .into_iter()
             .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
             .collect()

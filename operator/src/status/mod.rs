@@ -72,6 +72,7 @@ pub fn compute(
         scale_down: observed.scale_down.clone(),
         last_progress_time,
         data,
+        tls: observed.tls.clone(),
         conditions: list,
     }
 }

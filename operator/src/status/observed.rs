@@ -30,8 +30,11 @@ pub struct Observed {
     pub scale_down: Option<ScaleDownStatus>,
     /// A change of the spec that cannot be carried out, explained.
     pub refused: Option<String>,
-    /// The password Secret is missing or unusable: the `Degraded` reason and the explanation.
+    /// A security input is missing or unusable (the password, TLS or user Secrets, the random
+    /// source): the `Degraded` reason and the explanation.
     pub auth_problem: Option<(&'static str, String)>,
+    /// The node certificate, for `status.tls`.
+    pub tls: Option<sessionstore_api::TlsStatus>,
     /// Pods that are stuck, worst first ([`super::pods::problems`]).
     pub pod_problems: Vec<PodProblem>,
     /// `spec.progressDeadlineSeconds`.
