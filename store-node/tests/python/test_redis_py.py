@@ -140,7 +140,7 @@ def test_transaction_with_watch_retries_and_aborts(client, node):
     assert client.get("balance") == "7"
 
     # A watched key changed by another client before EXEC: EXEC answers null, WatchError.
-    other = redis.Redis(host="127.0.0.1", port=node["resp"], password=PASSWORD, decode_responses=True)
+    other = redis.Redis(host="127.0.0.1", port=node["resp"], password=node["password"], decode_responses=True)
     with client.pipeline() as pipe:
         pipe.watch("balance")
         assert pipe.get("balance") == "7"
