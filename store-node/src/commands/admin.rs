@@ -175,10 +175,7 @@ fn config_set(call: &mut Call<'_>) -> Frame {
     let value = text(&call.args[3]);
     let limits = &call.state.client_limits;
     let applied = match name.as_str() {
-        "notify-keyspace-events" => {
-            call.state.set_notify_keyspace_events(value);
-            Ok(())
-        }
+        "notify-keyspace-events" => call.state.set_notify_keyspace_events(&value),
         "replica-serve-stale-data" => {
             // Redis's yes/no (its boolean parser takes only these two, any case).
             if value.eq_ignore_ascii_case("yes") {
@@ -354,7 +351,7 @@ mod tests {
         assert_eq!(h.run("CONFIG SET notify-keyspace-events Egx"), Frame::ok());
         assert_eq!(
             h.run("CONFIG GET notify-keyspace-events"),
-            Frame::Map(vec![(bulk("notify-keyspace-events"), bulk("Egx"))])
+            Frame::Map(vec![(bulk("notify-keyspace-events"), bulk("gxE"))])
         );
         assert_eq!(
             h.run("CONFIG GET client-output-buffer-limit"),

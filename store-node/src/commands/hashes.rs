@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::flags::{DENY_OOM, WRITE};
 use super::CommandSpec;
-use super::{parse_i64, wrong_arity, Call, NOT_INTEGER, WRONG_TYPE};
+use super::{parse_i64, wrong_arity, Call, KeyspaceEvents, NOT_INTEGER, WRONG_TYPE};
 use crate::protocol::Frame;
 use crate::store::{Entry, Kind, Op};
 
@@ -67,6 +67,7 @@ fn set_fields(call: &mut Call<'_>, name: &str) -> Result<i64, Frame> {
         key: call.args[1].clone(),
         fields,
     }));
+    call.notify(KeyspaceEvents::HASH, "hset", &call.args[1]);
     Ok(added)
 }
 
@@ -92,6 +93,7 @@ pub fn hsetnx(call: &mut Call<'_>) -> Frame {
         key: call.args[1].clone(),
         fields: vec![(call.args[2].clone(), call.args[3].clone())],
     }));
+    call.notify(KeyspaceEvents::HASH, "hset", &call.args[1]);
     Frame::Integer(1)
 }
 
@@ -164,25 +166,33 @@ pub fn hvals(call: &mut Call<'_>) -> Frame {
 /// HDEL key field [field ...]
 pub fn hdel(call: &mut Call<'_>) -> Frame {
     let mut access = call.state.engine.key(&call.args[1]);
-    let mut fields: Vec<Bytes> = match access.get() {
+    let (mut fields, held): (Vec<Bytes>, usize) = match access.get() {
         None => return Frame::Integer(0),
         Some(entry) if entry.kind() != Kind::Hash => return WRONG_TYPE,
-        Some(entry) => call.args[2..]
-            .iter()
-            .filter(|field| entry.hash_get(field).is_some())
-            .cloned()
-            .collect(),
+        Some(entry) => (
+            call.args[2..]
+                .iter()
+                .filter(|field| entry.hash_get(field).is_some())
+                .cloned()
+                .collect(),
+            entry.hash_fields().count(),
+        ),
     };
     fields.sort();
     fields.dedup();
-    let removed = fields.len() as i64;
+    let removed = fields.len();
     if removed > 0 {
         call.wrote(access.write(Op::HashDelete {
             key: call.args[1].clone(),
             fields,
         }));
+        // Redis announces the emptied hash's removal after the fields'.
+        call.notify(KeyspaceEvents::HASH, "hdel", &call.args[1]);
+        if removed == held {
+            call.notify(KeyspaceEvents::GENERIC, "del", &call.args[1]);
+        }
     }
-    Frame::Integer(removed)
+    Frame::Integer(removed as i64)
 }
 
 /// HEXISTS key field
@@ -226,6 +236,7 @@ pub fn hincrby(call: &mut Call<'_>) -> Frame {
         key: call.args[1].clone(),
         fields: vec![(call.args[2].clone(), Bytes::from(next.to_string()))],
     }));
+    call.notify(KeyspaceEvents::HASH, "hincrby", &call.args[1]);
     Frame::Integer(next)
 }
 

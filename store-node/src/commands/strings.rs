@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::flags::{DENY_OOM, WRITE};
 use super::CommandSpec;
-use super::{is, parse_i64, Call, NOT_INTEGER, SYNTAX, WRONG_TYPE};
+use super::{is, parse_i64, Call, KeyspaceEvents, NOT_INTEGER, SYNTAX, WRONG_TYPE};
 use crate::protocol::Frame;
 use crate::store::{Kind, Op, Value};
 
@@ -169,6 +169,10 @@ pub fn set(call: &mut Call<'_>) -> Frame {
             value: Value::String(args[2].clone()),
             expire_at,
         }));
+        call.notify(KeyspaceEvents::STRING, "set", &args[1]);
+        if let Expiry::At(_) = expiry {
+            call.notify(KeyspaceEvents::GENERIC, "expire", &args[1]);
+        }
     }
     if return_old {
         return old_value.map_or(Frame::Null, Frame::Bulk);
@@ -192,6 +196,8 @@ fn set_with_expiry(call: &mut Call<'_>, unit: i64, command: &str) -> Frame {
         value: Value::String(call.args[3].clone()),
         expire_at: Some(at),
     }));
+    call.notify(KeyspaceEvents::STRING, "set", &call.args[1]);
+    call.notify(KeyspaceEvents::GENERIC, "expire", &call.args[1]);
     Frame::ok()
 }
 
@@ -216,6 +222,7 @@ pub fn setnx(call: &mut Call<'_>) -> Frame {
         value: Value::String(call.args[2].clone()),
         expire_at: None,
     }));
+    call.notify(KeyspaceEvents::STRING, "set", &call.args[1]);
     Frame::Integer(1)
 }
 
@@ -262,13 +269,28 @@ pub fn getex(call: &mut Call<'_>) -> Frame {
         Some(entry) => (Bytes::copy_from_slice(entry.payload()), entry.expire_at()),
     };
     match change {
-        Some(Some(at)) if at <= now => call.wrote(access.write(Op::Delete {
-            key: args[1].clone(),
-        })),
-        Some(expire_at) if expire_at != current => call.wrote(access.write(Op::SetExpiry {
-            key: args[1].clone(),
-            expire_at,
-        })),
+        Some(Some(at)) if at <= now => {
+            call.wrote(access.write(Op::Delete {
+                key: args[1].clone(),
+            }));
+            call.notify(KeyspaceEvents::GENERIC, "del", &args[1]);
+        }
+        Some(Some(at)) => {
+            if current != Some(at) {
+                call.wrote(access.write(Op::SetExpiry {
+                    key: args[1].clone(),
+                    expire_at: Some(at),
+                }));
+            }
+            call.notify(KeyspaceEvents::GENERIC, "expire", &args[1]);
+        }
+        Some(None) if current.is_some() => {
+            call.wrote(access.write(Op::SetExpiry {
+                key: args[1].clone(),
+                expire_at: None,
+            }));
+            call.notify(KeyspaceEvents::GENERIC, "persist", &args[1]);
+        }
         _ => {}
     }
     Frame::Bulk(value)
@@ -285,6 +307,7 @@ pub fn getdel(call: &mut Call<'_>) -> Frame {
     call.wrote(access.write(Op::Delete {
         key: call.args[1].clone(),
     }));
+    call.notify(KeyspaceEvents::GENERIC, "del", &call.args[1]);
     Frame::Bulk(value)
 }
 
@@ -301,6 +324,7 @@ pub fn getset(call: &mut Call<'_>) -> Frame {
         value: Value::String(call.args[2].clone()),
         expire_at: None,
     }));
+    call.notify(KeyspaceEvents::STRING, "set", &call.args[1]);
     old
 }
 
@@ -331,6 +355,7 @@ pub fn mset(call: &mut Call<'_>) -> Frame {
             value: Value::String(pair[1].clone()),
             expire_at: None,
         }));
+        call.notify(KeyspaceEvents::STRING, "set", &pair[0]);
     }
     Frame::ok()
 }
@@ -353,6 +378,7 @@ fn increment(call: &mut Call<'_>, by: i64) -> Frame {
         value: Value::String(Bytes::from(next.to_string())),
         expire_at,
     }));
+    call.notify(KeyspaceEvents::STRING, "incrby", &call.args[1]);
     Frame::Integer(next)
 }
 
@@ -397,6 +423,7 @@ pub fn append(call: &mut Call<'_>) -> Frame {
         value: Value::String(Bytes::from(value)),
         expire_at,
     }));
+    call.notify(KeyspaceEvents::STRING, "append", &call.args[1]);
     Frame::Integer(len)
 }
 

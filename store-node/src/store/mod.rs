@@ -23,7 +23,7 @@ pub use engine::{
     StoreStats, VALUE_COST_FACTOR,
 };
 pub use entry::Entry;
-pub use hook::{Versioning, WriteHook, WriteReceipt};
+pub use hook::{MergedChange, Versioning, WriteHook, WriteReceipt};
 pub use op::Op;
 pub use record::{Record, RecordState, RecordView, StateView, Touch};
 pub use stamp::Stamp;

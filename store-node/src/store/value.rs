@@ -92,6 +92,14 @@ pub enum ValueView<'a> {
 }
 
 impl<'a> ValueView<'a> {
+    /// The value's type.
+    pub fn kind(&self) -> Kind {
+        match self {
+            ValueView::String(_) => Kind::String,
+            ValueView::Hash(_) | ValueView::StoredHash(_) => Kind::Hash,
+        }
+    }
+
     /// The value a stored entry of type `kind` keeps in `payload`.
     pub fn from_payload(kind: Kind, payload: &'a [u8]) -> ValueView<'a> {
         match kind {

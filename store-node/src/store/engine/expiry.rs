@@ -28,6 +28,7 @@ impl MemoryEngine {
         let mut total = 0;
         let mut quiet_visits = 0;
         let start = self.sweep_rotor.load(Ordering::Relaxed);
+        let hook = self.hook();
         for offset in 0..SHARDS {
             if quiet_visits >= SWEEP_QUIET_SHARDS {
                 self.sweep_rotor
@@ -54,6 +55,9 @@ impl MemoryEngine {
                         removed_cost += entry_cost(&old);
                         if let Some(stamp) = old.stamp() {
                             digests.remove(old.key(), stamp);
+                        }
+                        if let Some(hook) = hook {
+                            hook.expired(old.key());
                         }
                     },
                 );

@@ -11,6 +11,8 @@
 
 mod accounting;
 mod expiry;
+#[cfg(test)]
+mod hook_events;
 mod replica;
 mod scan;
 mod write;
@@ -174,6 +176,9 @@ impl KeyAccess<'_> {
                 self.shard.expired += 1;
                 self.shard.digest_remove(&old);
                 self.engine.account(&mut self.shard, Some(&old), None);
+                if let Some(hook) = self.engine.hook() {
+                    hook.expired(self.key);
+                }
             }
             self.shard.misses += 1;
             return None;

@@ -11,13 +11,57 @@ use super::write::entry_view;
 use super::{lru_now, MemoryEngine, Shard};
 use crate::store::digest::{BucketPositions, BUCKETS};
 use crate::store::entry::Entry;
-use crate::store::hook::WriteHook;
+use crate::store::hook::{MergedChange, WriteHook};
 use crate::store::record::{merge, Record, RecordState, RecordView, Touch};
 use crate::store::stamp::Stamp;
+use crate::store::value::Value;
 
 /// Progress of [`MemoryEngine::load_records`]: called with the number of records of each shard
 /// done.
 pub type BulkLoad<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// What replacing `before` by `after` (merged from `incoming`) amounts to for a client of this
+/// node at `now_ms`.
+fn change(before: Option<&Record>, incoming: &Record, after: &Record, now_ms: u64) -> MergedChange {
+    fn live(record: &Record, now_ms: u64) -> Option<(&Value, Option<u64>)> {
+        match &record.state {
+            RecordState::Live { value, expire_at } if expire_at.is_none_or(|at| at > now_ms) => {
+                Some((value, *expire_at))
+            }
+            _ => None,
+        }
+    }
+    match (
+        before.and_then(|record| live(record, now_ms)),
+        live(after, now_ms),
+    ) {
+        (None, None) => MergedChange::Unseen,
+        (Some(_), None) if matches!(incoming.state, RecordState::Live { .. }) => {
+            MergedChange::Expired
+        }
+        (Some(_), None) => MergedChange::Deleted,
+        (None, Some(_)) => MergedChange::Created,
+        (Some((old, old_expiry)), Some((new, expiry))) => {
+            if old == new && old_expiry != expiry {
+                MergedChange::Expiry(expiry)
+            } else if fields_removed(old, new) {
+                MergedChange::FieldsRemoved
+            } else {
+                MergedChange::Replaced
+            }
+        }
+    }
+}
+
+/// Whether `new` is the hash `old` with some fields removed and the others unchanged.
+fn fields_removed(old: &Value, new: &Value) -> bool {
+    match (old, new) {
+        (Value::Hash(old), Value::Hash(new)) => {
+            new.len() < old.len() && new.iter().all(|pair| old.contains(pair))
+        }
+        _ => false,
+    }
+}
 
 /// The entry storing a record.
 pub(super) fn record_entry(record: &Record, lru: u32) -> Entry {
@@ -105,7 +149,8 @@ impl MemoryEngine {
     }
 
     /// Merges a record into its locked shard (the replication merge rule), with memory
-    /// accounting and digests; returns the merged record if the store changed.
+    /// accounting and digests; returns the merged record if the store changed, with the one
+    /// it replaced.
     fn merge_locked(
         &self,
         shard: &mut Shard,
@@ -113,7 +158,7 @@ impl MemoryEngine {
         record: &Record,
         now_ms: u64,
         forget_before_ms: u64,
-    ) -> Option<Record> {
+    ) -> Option<(Record, Option<Record>)> {
         let stored = shard.table.get(hash, &record.key);
         if stored
             .and_then(Entry::stamp)
@@ -127,7 +172,7 @@ impl MemoryEngine {
         let cost = entry.cost_info();
         let old = shard.insert_digested(hash, entry);
         self.account(shard, old.as_ref(), Some(&cost));
-        Some(merged)
+        Some((merged, stored))
     }
 
     /// The installed hook's back-pressure ([`WriteHook::room`]): what a caller about to merge
@@ -140,12 +185,16 @@ impl MemoryEngine {
     /// the result to the hook as merged, never as a local write; true when the store changed.
     pub fn merge_record(&self, record: &Record, now_ms: u64, forget_before_ms: u64) -> bool {
         let (hash, mut shard) = self.shard_for(&record.key);
-        let Some(merged) = self.merge_locked(&mut shard, hash, record, now_ms, forget_before_ms)
+        let Some((merged, stored)) =
+            self.merge_locked(&mut shard, hash, record, now_ms, forget_before_ms)
         else {
             return false;
         };
         if let Some(hook) = self.hook() {
-            hook.merged(&merged.view());
+            hook.merged(
+                &merged.view(),
+                change(stored.as_ref(), record, &merged, now_ms),
+            );
         }
         true
     }
@@ -166,7 +215,10 @@ impl MemoryEngine {
             _ => false,
         };
         if let (true, Some(hook)) = (touched, self.hook()) {
-            hook.merged(&entry_view(entry));
+            hook.merged(
+                &entry_view(entry),
+                MergedChange::Expiry(Some(touch.expire_at)),
+            );
         }
         touched
     }

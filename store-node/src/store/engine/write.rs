@@ -167,6 +167,9 @@ impl MemoryEngine {
         let mut receipt = WriteReceipt::NONE;
         match build(op, old, stamp, now) {
             Some(entry) => {
+                if let Some(hook) = hook.filter(|_| !old.is_some_and(|old| old.is_live(now))) {
+                    hook.created(key);
+                }
                 if let (Some(hook), Some(_)) = (hook, stamp) {
                     receipt = hook.local_write(&entry_view(&entry));
                 }
