@@ -10,7 +10,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::versus_redis::{against_both, Conn};
-use common::{node, node_with};
+use common::{http, node, node_with};
 use store_node::config::KeyspaceEvents;
 
 /// The RESP2 bytes of a `pmessage` of pattern `__keyevent@0__:*` for `event` of `key`.
@@ -433,4 +433,47 @@ async fn the_flag_sets_the_classes_at_start() {
     })
     .await
     .expect("conversation");
+}
+
+/// The session API's writes are announced as the Redis commands doing the same would: a PUT
+/// as `new` (a new session), `hset` and `expire`, a sliding GET as `expire`, a DELETE as `del`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_api_announces_its_writes() {
+    let node = node_with(|config| {
+        config.notify_keyspace_events = KeyspaceEvents::parse("KEAn").expect("valid letters");
+    })
+    .await;
+    let address = node.resp_addr;
+    let mut events = tokio::task::spawn_blocking(move || {
+        let mut events = Conn::open(address);
+        events.call(&["PSUBSCRIBE", "__keyevent@0__:*"]);
+        events
+    })
+    .await
+    .expect("subscribed");
+    let body = serde_json::json!({"data": {"user": "ada"}, "idleTimeoutSeconds": 60});
+    let (status, _) = http(&node, "PUT", "/v1/sessions/abc", Some(body.clone()), None).await;
+    assert_eq!(status, 201);
+    let (status, _) = http(&node, "PUT", "/v1/sessions/abc", Some(body), None).await;
+    assert_eq!(status, 200);
+    let (status, _) = http(&node, "GET", "/v1/sessions/abc", None, None).await;
+    assert_eq!(status, 200);
+    let (status, _) = http(&node, "DELETE", "/v1/sessions/abc", None, None).await;
+    assert_eq!(status, 204);
+    tokio::task::spawn_blocking(move || {
+        for (event, key) in [
+            ("new", "session:abc"),
+            ("hset", "session:abc"),
+            ("expire", "session:abc"),
+            ("hset", "session:abc"),
+            ("expire", "session:abc"),
+            ("expire", "session:abc"),
+            ("del", "session:abc"),
+        ] {
+            assert_eq!(events.reply(), keyevent(event, key));
+        }
+        assert_eq!(events.call(&["PING"]), "*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+    })
+    .await
+    .expect("events");
 }
