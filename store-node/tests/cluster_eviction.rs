@@ -79,11 +79,22 @@ fn evicted_keys_stay_gone_on_every_node() {
         "digests differ after anti-entropy"
     );
     let on_writer = present(&all[0]);
-    let kept = on_writer.iter().filter(|present| **present).count();
-    assert_eq!(
-        kept as u64,
-        KEYS as u64 - evicted,
-        "evicted keys came back on t-0"
+    let kept = on_writer.iter().filter(|present| **present).count() as u64;
+    // Every node holds every key, so a peer may cross its own watermark too and evict (its
+    // evictions replicate here): each missing key was evicted by some node, and none that t-0
+    // evicted came back.
+    let evicted_anywhere: u64 = everyone
+        .iter()
+        .map(|node| info_field(node, "stats", "evicted_keys"))
+        .sum();
+    assert!(
+        kept <= KEYS as u64 - evicted,
+        "evicted keys came back on t-0: {kept} kept, {evicted} evicted there"
+    );
+    assert!(
+        KEYS as u64 - kept <= evicted_anywhere,
+        "{} keys gone but only {evicted_anywhere} evicted on the three nodes",
+        KEYS as u64 - kept
     );
     assert!(!on_writer[0], "s0 (nearest expiry) was not evicted");
     assert!(

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::published::{drain_messages, wait_for_messages, Unsubscribe};
-use super::script_runs::{busy_batch, gate_unless_busy, run_script, runs_script};
+use super::script_runs::{allowed_while_busy, gate_unless_busy, run_script, runs_script};
 use super::stream::ClientStream;
 use crate::commands::{execute, ClientState, Executed, OOM};
 use crate::node::write_ack::WriteAcks;
@@ -66,7 +66,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// ([`super::io_threads::IoThreads`]). A TLS client gets the certificate current at its
 /// handshake.
 pub async fn serve_connection(
-    state: &NodeState,
+    state: &Arc<NodeState>,
     socket: TcpStream,
     peer: SocketAddr,
     stop: &CancellationToken,
@@ -125,7 +125,7 @@ async fn write_out<S: ClientStream>(
 }
 
 async fn serve<S: ClientStream>(
-    state: &NodeState,
+    state: &Arc<NodeState>,
     mut socket: S,
     peer: SocketAddr,
     stop: &CancellationToken,
@@ -323,7 +323,7 @@ fn read_rest_of_burst<S: ClientStream>(socket: &mut S, input: &mut BytesMut, lim
 }
 
 /// Why [`process_batch`] stopped.
-pub(super) enum BatchEnd {
+enum BatchEnd {
     /// The buffer holds no complete request.
     NeedInput,
     /// QUIT: write the replies and close.
@@ -430,6 +430,42 @@ fn process_batch(
                 }
             }
             Ok(Parsed::Incomplete) => return (BatchEnd::NeedInput, executed),
+            Err(error) => return (BatchEnd::ProtocolError(error), executed),
+        }
+    }
+}
+
+/// Answers every complete request while a script is busy: `BUSY`, except for the requests
+/// [`allowed_while_busy`], which run without the gate.
+fn busy_batch(
+    state: &NodeState,
+    client: &mut ClientState,
+    parser: &mut RequestParser,
+    input: &mut BytesMut,
+    args: &mut Vec<bytes::Bytes>,
+    output: &mut BytesMut,
+) -> (BatchEnd, usize) {
+    let mut executed = 0;
+    loop {
+        parser.set_authenticated(client.authenticated);
+        match parser.parse(input, args) {
+            Ok(true) => {
+                executed += 1;
+                let reply = if allowed_while_busy(args) {
+                    execute(state, client, args).reply
+                } else {
+                    crate::scripting::BUSY
+                };
+                if client.take_reply() {
+                    reply.encode(client.protocol, output);
+                } else {
+                    reply.encode_pushes(client.protocol, output);
+                }
+                if client.close {
+                    return (BatchEnd::Close, executed);
+                }
+            }
+            Ok(false) => return (BatchEnd::NeedInput, executed),
             Err(error) => return (BatchEnd::ProtocolError(error), executed),
         }
     }

@@ -7,12 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-
-use super::connection::BatchEnd;
 use crate::commands::{execute, flags, lookup, ClientState};
 use crate::node::NodeState;
-use crate::protocol::RequestParser;
 
 /// Takes the node's transaction gate for reading, unless a script has been running past the
 /// busy threshold (`None`: the batch is answered `BUSY` without waiting for it).
@@ -39,48 +35,13 @@ pub(super) fn runs_script(args: &[bytes::Bytes]) -> bool {
 
 /// Whether a request may run while a script is busy: `SCRIPT KILL`, and what only touches the
 /// connection (`AUTH`, `HELLO`, `QUIT`), as Redis's `allow-busy` commands.
-fn allowed_while_busy(args: &[bytes::Bytes]) -> bool {
+pub(super) fn allowed_while_busy(args: &[bytes::Bytes]) -> bool {
     let Some(index) = args.first().and_then(|name| lookup(name)) else {
         return false;
     };
     let spec = crate::commands::commands()[index];
     spec.flags & flags::ALLOW_BUSY != 0
         || (spec.name == "script" && args.len() == 2 && args[1].eq_ignore_ascii_case(b"kill"))
-}
-
-/// Answers every complete request while a script is busy: `BUSY`, except for the requests
-/// [`allowed_while_busy`], which run without the gate.
-pub(super) fn busy_batch(
-    state: &NodeState,
-    client: &mut ClientState,
-    parser: &mut RequestParser,
-    input: &mut BytesMut,
-    args: &mut Vec<bytes::Bytes>,
-    output: &mut BytesMut,
-) -> (BatchEnd, usize) {
-    let mut executed = 0;
-    loop {
-        match parser.parse(input, args) {
-            Ok(true) => {
-                executed += 1;
-                let reply = if allowed_while_busy(args) {
-                    execute(state, client, args).reply
-                } else {
-                    crate::scripting::BUSY
-                };
-                if client.take_reply() {
-                    reply.encode(client.protocol, output);
-                } else {
-                    reply.encode_pushes(client.protocol, output);
-                }
-                if client.close {
-                    return (BatchEnd::Close, executed);
-                }
-            }
-            Ok(false) => return (BatchEnd::NeedInput, executed),
-            Err(error) => return (BatchEnd::ProtocolError(error), executed),
-        }
-    }
 }
 
 /// Runs the script request `args` on the blocking pool, holding the transaction gate
