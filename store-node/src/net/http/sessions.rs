@@ -105,7 +105,7 @@ fn read_session(
         });
         state
             .notifier
-            .notify(KeyspaceEvents::GENERIC, "expire", &key);
+            .notify(KeyspaceEvents::GENERIC, "expire", key);
         expires_in_ms = idle.saturating_mul(1000);
     }
     Ok(SessionBody {
