@@ -153,9 +153,13 @@ impl WriteHook for NodeHook {
         receipt
     }
 
-    fn merged(&self, record: &RecordView<'_>, change: MergedChange) {
+    fn merged(&self, record: &RecordView<'_>, change: &dyn Fn() -> MergedChange) {
         let mut ignored = WriteReceipt::NONE;
         self.append(record, &mut ignored);
+        if !self.notifier.wants(MERGED_CLASSES) {
+            return;
+        }
+        let change = change();
         if change == MergedChange::Created {
             self.notifier.notify(KeyspaceEvents::NEW, "new", record.key);
         }
@@ -183,6 +187,14 @@ impl WriteHook for NodeHook {
         Some(Box::pin(async move { persistence.wait_for_room().await }))
     }
 }
+
+/// The classes of the events [`merged_event`] publishes (and `new`): with none of them on, a
+/// merge's change is not worked out.
+const MERGED_CLASSES: u32 = KeyspaceEvents::GENERIC
+    | KeyspaceEvents::STRING
+    | KeyspaceEvents::HASH
+    | KeyspaceEvents::EXPIRED
+    | KeyspaceEvents::NEW;
 
 /// The keyspace event (class and name) a change merged from a peer amounts to: the event of
 /// the command that most simply makes it (a new string value `set`, a hash `hset` or `hdel`

@@ -109,9 +109,10 @@ pub trait WriteHook: Send + Sync + 'static {
     fn local_touch(&self, touch: Touch, record: &RecordView<'_>) -> WriteReceipt;
 
     /// A record from elsewhere (a peer) changed the key to `record`, or a touch from a peer
-    /// moved its expiry, which amounts to `change`: the state is kept as it is, never handed
-    /// back as a local write.
-    fn merged(&self, record: &RecordView<'_>, change: MergedChange);
+    /// moved its expiry: the state is kept as it is, never handed back as a local write.
+    /// `change` says what that amounts to; it compares values, so a hook calls it only when
+    /// it reports changes (keyspace notifications on).
+    fn merged(&self, record: &RecordView<'_>, change: &dyn Fn() -> MergedChange);
 
     /// A local write created `key` (it held no live value). Called before the write's own
     /// record is handed over, as Redis announces a new key before the command's event.
@@ -213,8 +214,11 @@ pub mod testing {
             WriteReceipt::NONE
         }
 
-        fn merged(&self, record: &RecordView<'_>, change: MergedChange) {
-            self.inner.lock().merged.push((record.to_record(), change));
+        fn merged(&self, record: &RecordView<'_>, change: &dyn Fn() -> MergedChange) {
+            self.inner
+                .lock()
+                .merged
+                .push((record.to_record(), change()));
         }
 
         fn created(&self, key: &[u8]) {

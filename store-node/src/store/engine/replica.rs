@@ -191,10 +191,9 @@ impl MemoryEngine {
             return false;
         };
         if let Some(hook) = self.hook() {
-            hook.merged(
-                &merged.view(),
-                change(stored.as_ref(), record, &merged, now_ms),
-            );
+            hook.merged(&merged.view(), &|| {
+                change(stored.as_ref(), record, &merged, now_ms)
+            });
         }
         true
     }
@@ -215,10 +214,9 @@ impl MemoryEngine {
             _ => false,
         };
         if let (true, Some(hook)) = (touched, self.hook()) {
-            hook.merged(
-                &entry_view(entry),
-                MergedChange::Expiry(Some(touch.expire_at)),
-            );
+            hook.merged(&entry_view(entry), &|| {
+                MergedChange::Expiry(Some(touch.expire_at))
+            });
         }
         touched
     }
