@@ -4,7 +4,9 @@
 # For every row both servers get the same redis-benchmark flags, ROUNDS times each, alternating
 # (redis, store-node, redis, ...); the table shows the median throughput and latencies, the
 # server's CPU time per request (all its threads, from /proc/PID/task/*/schedstat), and the
-# ratios store-node / redis. Then resident memory per session for N sessions on both.
+# ratios store-node / redis. Then resident memory per session for N sessions on both: string
+# sessions of 32 B and 1 KiB, and 5-field hash sessions on a single node and on a member of a
+# 2-node cluster (which keeps a stamp per field, what merging concurrent writes needs).
 # Absolute numbers on a shared 2-core machine swing; the ratio is what to read.
 #
 # Usage: bench/store-node-vs-redis.sh [--quick]
@@ -43,7 +45,10 @@ start_node() {
     --max-memory 16000000000 --log-level warn ${NODE_ARGS:-} >"$work/node.log" 2>&1 &
   PID=$!; pids+=("$PID"); wait_port "$PORT"
 }
-stop() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+stop() {
+  kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true
+  if [ -n "${PEER_PID:-}" ]; then kill "$PEER_PID" 2>/dev/null || true; wait "$PEER_PID" 2>/dev/null || true; PEER_PID=; fi
+}
 
 # run_bench PORT ARGS...: prints "rps p50 p99" of the one test the args select.
 run_bench() {
@@ -63,6 +68,10 @@ rows=(
   "session SET EX||-r 100000 SET sess:__rand_int__ payload-of-a-session-0123456789 EX 1800"
   "session GET|-r 100000 SET sess:__rand_int__ payload-of-a-session-0123456789 EX 1800|-r 100000 GET sess:__rand_int__"
   "session EXPIRE|-r 100000 SET sess:__rand_int__ payload-of-a-session-0123456789 EX 1800|-r 100000 EXPIRE sess:__rand_int__ 1800"
+  "SADD||-r 100000 SADD principal:__rand_int__ sess-__rand_int__"
+  "ZADD||-r 100000 ZADD rate:__rand_int__ __rand_int__ req-__rand_int__"
+  "HSET 5-field session||-r 100000 HSET session:__rand_int__ data payload-of-a-session-0123456789 idleTimeout 1800 user u-12345 created 1700000000 ip 10.0.0.1"
+  "INCR||-r 100000 INCR counter:__rand_int__"
 )
 
 # cpu_ns PID: CPU time the server's threads have used, in nanoseconds (schedstat).
@@ -103,28 +112,55 @@ for row in "${rows[@]}"; do
 done
 
 # Memory per session: load SESSIONS keys with a TTL through redis-cli --pipe, compare RSS growth.
+# gen N SIZE: N string sessions of SIZE bytes; gen N hash: N hashes of 5 fields (what the HTTP
+# session API and Spring Session write), each with EXPIRE 3600.
 gen() { python3 - "$1" "$2" <<'PY'
 import sys
-n, size = int(sys.argv[1]), int(sys.argv[2])
+n, size = int(sys.argv[1]), sys.argv[2]
 out = sys.stdout.buffer
-val = b"v" * size
+def command(*args):
+    out.write(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
 for i in range(n):
     k = b"sess:%012d" % i
-    out.write(b"*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$2\r\nEX\r\n$4\r\n3600\r\n" % (len(k), k, len(val), val))
+    if size == "hash":
+        command(b"HSET", k, b"data", b'{"user":"u-12345","cart":[1,2,3]}', b"idleTimeout", b"1800",
+                b"user", b"u-12345", b"created", b"1700000000000", b"ip", b"10.0.0.1")
+        command(b"EXPIRE", k, b"3600")
+    else:
+        command(b"SET", k, b"v" * int(size), b"EX", b"3600")
 PY
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 memory=yes; { [ -n "${ONLY:-}" ] || [ "$SUBJECT" != store-node ]; } && memory=no
 [ "$memory" = no ] || printf '\n| sessions | %s B/session | store-node B/session | ratio |\n|---|---|---|---|\n' "$ref" >> "$work/table"
-for size in 32 1024; do
+# A cluster member keeps a stamp per hash field (what merging needs); a single node in RAM does
+# not. member_node starts store-node as one of two cluster members (the other, PEER_PID, takes
+# the replicated writes, so the measured node's op-log is trimmed as in a running cluster; a
+# member with no live peer would keep up to 64 MiB of log instead).
+member_node() {
+  local peer_a peer_b http_a; peer_a=$(free_port); peer_b=$(free_port); http_a=$(free_port)
+  local peers="127.0.0.1:$peer_a,127.0.0.1:$peer_b"
+  "$NODE_BIN" --bind 127.0.0.1 --node-name bench-1 --resp-port "$(free_port)" --http-port "$(free_port)" \
+    --peer-port "$peer_b" --peers "$peers" --first-start-wait-ms 1500 --max-memory 16000000000 --log-level warn >"$work/peer.log" 2>&1 &
+  PEER_PID=$!; pids+=("$PEER_PID")
+  PORT=$(free_port)
+  "$NODE_BIN" --bind 127.0.0.1 --node-name bench-0 --resp-port "$PORT" --http-port "$http_a" \
+    --peer-port "$peer_a" --peers "$peers" --first-start-wait-ms 1500 --max-memory 16000000000 --log-level warn ${NODE_ARGS:-} >"$work/node.log" 2>&1 &
+  PID=$!; pids+=("$PID"); wait_port "$PORT"
+  for _ in $(seq 600); do curl -fs "http://127.0.0.1:$http_a/readyz" >/dev/null && return 0; sleep 0.1; done
+  echo "the measured cluster member did not become ready" >&2; return 1
+}
+for case in "32|single node|start_node" "1024|single node|start_node" "hash|single node|start_node" "hash|member of a 2-node cluster|member_node"; do
   [ "$memory" = no ] && break
-  step "memory: $SESSIONS sessions of $size B with TTL"
+  IFS='|' read -r size mode start <<<"$case"
+  label="$size B value"; [ "$size" = hash ] && label="5-field hash"
+  step "memory: $SESSIONS sessions, $label with TTL, store-node as a $mode"
   gen "$SESSIONS" "$size" > "$work/load.resp"
   start_redis; before=$(rss_kb "$PID"); redis-cli -p "$PORT" --pipe < "$work/load.resp" >/dev/null
   rb=$(( ($(rss_kb "$PID") - before) * 1024 / SESSIONS )); stop
-  start_node; before=$(rss_kb "$PID"); redis-cli -p "$PORT" --pipe < "$work/load.resp" >/dev/null
+  "$start"; before=$(rss_kb "$PID"); redis-cli -p "$PORT" --pipe < "$work/load.resp" >/dev/null
   sb=$(( ($(rss_kb "$PID") - before) * 1024 / SESSIONS )); stop
-  printf '| %s × %s B value, EX 3600 | %s | %s | %.2f |\n' "$SESSIONS" "$size" "$rb" "$sb" "$(echo "$sb / $rb" | bc -l)" >> "$work/table"
+  printf '| %s × %s, EX 3600, store-node as a %s | %s | %s | %.2f |\n' "$SESSIONS" "$label" "$mode" "$rb" "$sb" "$(echo "$sb / $rb" | bc -l)" >> "$work/table"
   rm -f "$work/load.resp"
 done
 

@@ -25,6 +25,11 @@ step "toxiproxy for store-node's fault suite (hack/toxiproxy.sh: Go module proxy
 TOXIPROXY_SERVER=$(hack/toxiproxy.sh)
 export TOXIPROXY_SERVER
 
+step "Debian's redis-server: the reference of store-node's differential test"
+apt_install redis-server
+# The differential test (store-node/tests/redis_differential.rs) fails instead of skipping.
+export SESSIONSTORE_REQUIRE_REDIS=1
+
 step "cargo test --workspace (unit, store-node over TCP and multi-process with the fault suite, reconcile scenarios)"
 cargo test --workspace
 

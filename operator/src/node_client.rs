@@ -187,6 +187,7 @@ mod tests {
                     key: format!("sess:{index}").into(),
                     value: Value::String("{}".into()),
                     expire_at: None,
+                    keep_ttl: false,
                 },
                 store_node::store::unix_ms(),
             );

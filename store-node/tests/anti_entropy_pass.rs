@@ -103,7 +103,7 @@ impl Replica for SlowListing {
         Replica::bucket_digests(&*self.engine)
     }
 
-    fn bucket_keys(&self, buckets: &[usize]) -> Vec<Vec<(Bytes, Stamp)>> {
+    fn bucket_keys(&self, buckets: &[usize]) -> Vec<Vec<(Bytes, u64)>> {
         std::thread::sleep(Duration::from_millis(self.delay_ms.load(Ordering::Relaxed)));
         Replica::bucket_keys(&*self.engine, buckets)
     }

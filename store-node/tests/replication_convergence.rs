@@ -91,7 +91,7 @@ async fn replication_partition_heals_and_last_writer_wins_everywhere() {
             let stamp = node
                 .replica
                 .get(key.as_bytes())
-                .map(|record| record.stamp)
+                .map(|record| record.stamp())
                 .expect("written");
             written.push((key.clone(), stamp, Some(value)));
         }

@@ -29,7 +29,7 @@ async fn replication_touches_coalesce_and_never_resurrect() {
     let stamp = zero
         .replica
         .get(b"session")
-        .map(|record| record.stamp)
+        .map(|record| record.stamp())
         .expect("stored");
     let sent_before = zero.replication.metrics().snapshot().touches_sent;
     for offset in 1..=100u64 {
@@ -96,7 +96,7 @@ async fn replication_touches_coalesce_and_never_resurrect() {
     let old_stamp = zero
         .replica
         .get(b"other")
-        .map(|record| record.stamp)
+        .map(|record| record.stamp())
         .expect("stored");
     let seq = one.write("other", "new");
     one.replication

@@ -209,3 +209,26 @@ async fn replication_restarted_node_acks_writes_as_soon_as_it_is_ready() {
     shutdown(&nodes);
     restarted.replication.shutdown();
 }
+
+/// A node with no member to send its writes to (a one-replica cluster) keeps no op-log: without
+/// acknowledgements nothing else would release it before its 64 MiB bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_members_keeps_no_op_log() {
+    let network = InMemoryNetwork::new();
+    let (nodes, _peers) = memory_cluster(&network, 1, |_| {}).await;
+    let node = &nodes[0];
+    for index in 0..1000 {
+        node.write(&format!("session:{index}"), "value");
+    }
+    // Released at the next discovery round (100 ms here), dropped by the next append.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            node.write("tick", "value");
+            node.replication.log_len_and_bytes().0 <= 2
+        })
+        .await,
+        "the op-log still holds {} items",
+        node.replication.log_len_and_bytes().0
+    );
+    shutdown(&nodes);
+}

@@ -1,16 +1,12 @@
-//! Server commands: CONFIG GET/SET/RESETSTAT, COMMAND, FLUSHDB/FLUSHALL, CLUSTER, TIME. CONFIG
-//! SET takes `notify-keyspace-events`, `replica-serve-stale-data`, Redis's client limits
-//! (`proto-max-bulk-len`, `client-query-buffer-limit`, `maxmemory-clients`,
-//! `proto-max-multibulk-len`), `client-output-buffer-limit` (its `pubsub` class) and
-//! `busy-reply-threshold` (`lua-time-limit`).
+//! Server commands: CONFIG (in [`super::configure`]), COMMAND (COUNT DOCS INFO),
+//! FLUSHDB/FLUSHALL, CLUSTER, TIME.
 
 use bytes::Bytes;
 
+use super::configure::config;
 use super::flags::{LOADING_OK, NO_SCRIPT, WRITE};
 use super::CommandSpec;
-use super::{commands, is, no_permission, text, Call, SYNTAX};
-use crate::config::{parse_buffer_limit, parse_memory_or_percent};
-use crate::node::users::Role;
+use super::{commands, is, text, Call, SYNTAX};
 use crate::protocol::Frame;
 
 /// The commands of this family, as the dispatcher finds them.
@@ -23,259 +19,123 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("cluster", -2, 0, cluster),
 ];
 
-fn config_values(call: &Call<'_>) -> Vec<(&'static str, String)> {
-    let memory = call.state.engine.memory();
-    let limits = &call.state.client_limits;
-    let config = &call.state.config;
-    let yes_no = |value: bool| if value { "yes" } else { "no" }.to_string();
-    vec![
-        ("maxmemory", memory.limit_bytes.to_string()),
-        ("maxmemory-policy", memory.policy.as_str().to_string()),
-        ("maxmemory-clients", limits.maxmemory_clients().to_string()),
-        (
-            "proto-max-bulk-len",
-            limits.proto_max_bulk_len().to_string(),
-        ),
-        (
-            "proto-max-multibulk-len",
-            limits.proto_max_multibulk_len().to_string(),
-        ),
-        (
-            "client-query-buffer-limit",
-            limits.query_buffer_limit().to_string(),
-        ),
-        ("tls-port", config.tls_port.to_string()),
-        (
-            "tls-auth-clients",
-            config.tls_auth_clients.as_str().to_string(),
-        ),
-        ("tls-replication", yes_no(config.tls_replication)),
-        ("maxclients", call.state.config.max_clients.to_string()),
-        ("timeout", call.state.config.client_idle_timeout.to_string()),
-        ("databases", "1".to_string()),
-        ("save", String::new()),
-        ("appendonly", "no".to_string()),
-        (
-            "notify-keyspace-events",
-            call.state.notify_keyspace_events(),
-        ),
-        ("port", call.state.config.resp_port.to_string()),
-        (
-            "replica-serve-stale-data",
-            if call.state.serve_stale_data() {
-                "yes"
-            } else {
-                "no"
-            }
-            .to_string(),
-        ),
-        ("client-output-buffer-limit", {
-            let limit = call.state.pubsub.output_limit();
-            format!(
-                "normal 0 0 0 slave 268435456 67108864 60 pubsub {} {} {}",
-                limit.hard, limit.soft, limit.soft_seconds
-            )
-        }),
-        (
-            "busy-reply-threshold",
-            call.state.scripts.busy_threshold_ms().to_string(),
-        ),
-        (
-            "lua-time-limit",
-            call.state.scripts.busy_threshold_ms().to_string(),
-        ),
-    ]
-}
-
-/// `CONFIG SET client-output-buffer-limit "<class> <hard> <soft> <seconds> ..."`: the
-/// `pubsub` class applies to subscribers; `normal` and `replica` (`slave`) are accepted and
-/// have no effect (replies to ordinary clients are flushed every 1 MiB instead).
-fn set_output_limit(call: &Call<'_>, value: &str) -> Result<(), String> {
-    let words: Vec<&str> = value.split_whitespace().collect();
-    if words.is_empty() || !words.len().is_multiple_of(4) {
-        return Err("Wrong number of arguments in buffer limit configuration.".to_string());
-    }
-    let mut pubsub = None;
-    for class in words.chunks(4) {
-        let parse = |text: &str| {
-            crate::config::parse_memory(text).map_err(|_| {
-                "Error in hard, soft or soft_seconds setting in buffer limit configuration."
-            })
-        };
-        let hard = parse(class[1])?;
-        let soft = parse(class[2])?;
-        let seconds = class[3].parse::<u64>().map_err(|_| {
-            "Error in hard, soft or soft_seconds setting in buffer limit configuration.".to_string()
-        })?;
-        match class[0].to_ascii_lowercase().as_str() {
-            "pubsub" => {
-                pubsub = Some(crate::pubsub::OutputLimit {
-                    hard,
-                    soft,
-                    soft_seconds: seconds,
-                })
-            }
-            "normal" | "slave" | "replica" => {}
-            _ => {
-                return Err(
-                    "Invalid client class specified in buffer limit configuration.".to_string(),
-                )
-            }
+/// The first key, last key and step of a command's keys (Redis's legacy key positions).
+fn key_positions(name: &str) -> (i64, i64, i64) {
+    match name {
+        "ping" | "echo" | "quit" | "auth" | "hello" | "select" | "client" | "reset" | "config"
+        | "command" | "info" | "flushdb" | "flushall" | "time" | "cluster" | "multi" | "exec"
+        | "discard" | "unwatch" | "dbsize" | "randomkey" | "keys" | "scan" | "sintercard" => {
+            (0, 0, 0)
         }
+        "del" | "unlink" | "exists" | "touch" | "mget" | "watch" | "sinter" | "sunion"
+        | "sdiff" | "sinterstore" | "sunionstore" | "sdiffstore" => (1, -1, 1),
+        "mset" | "msetnx" => (1, -1, 2),
+        "rename" | "renamenx" | "smove" | "lmove" | "rpoplpush" | "copy" | "zrangestore" => {
+            (1, 2, 1)
+        }
+        _ => (1, 1, 1),
     }
-    if let Some(limit) = pubsub {
-        call.state.pubsub.set_output_limit(limit);
-    }
-    Ok(())
 }
 
-/// CONFIG GET pattern [pattern ...] | SET notify-keyspace-events value | RESETSTAT
-pub fn config(call: &mut Call<'_>) -> Frame {
-    let args = call.args;
-    let sub = &args[1];
-    if is(sub, "get") && args.len() >= 3 {
-        let values = config_values(call);
-        let pairs = values
-            .into_iter()
-            .filter(|(name, _)| {
-                args[2..].iter().any(|pattern| {
-                    crate::store::glob::matches(&pattern.to_ascii_lowercase(), name.as_bytes())
-                })
-            })
-            .map(|(name, value)| {
-                (
-                    Frame::bulk(name.as_bytes()),
-                    Frame::Bulk(Bytes::from(value)),
-                )
-            })
-            .collect();
-        Frame::Map(pairs)
-    } else if is(sub, "set") && args.len() == 4 {
-        config_set(call)
-    } else if is(sub, "resetstat") && args.len() == 2 {
-        Frame::ok()
+/// The group COMMAND DOCS reports for a command, by the family that implements it.
+fn group(spec: &CommandSpec) -> &'static str {
+    let families: [(&[CommandSpec], &str); 11] = [
+        (super::strings::COMMANDS, "string"),
+        (super::counters::COMMANDS, "string"),
+        (super::keys::COMMANDS, "generic"),
+        (super::objects::COMMANDS, "generic"),
+        (super::hashes::COMMANDS, "hash"),
+        (super::sets::COMMANDS, "set"),
+        (super::zsets::COMMANDS, "sorted-set"),
+        (super::zranges::COMMANDS, "sorted-set"),
+        (super::lists::COMMANDS, "list"),
+        (super::transaction::COMMANDS, "transactions"),
+        (super::connection::COMMANDS, "connection"),
+    ];
+    families
+        .iter()
+        .find(|(family, _)| family.iter().any(|own| std::ptr::eq(own, spec)))
+        .map_or("server", |(_, group)| group)
+}
+
+/// COMMAND INFO's description of one command (Redis 7's ten fields).
+fn describe(spec: &CommandSpec) -> Frame {
+    use super::flags::{DENY_OOM, LOADING_OK, NO_AUTH, WRITE};
+    let mut flags = vec![if spec.flags & WRITE != 0 {
+        "write"
     } else {
-        Frame::Error(
-            format!(
-                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CONFIG HELP.",
-                text(sub)
-            )
-            .into(),
-        )
+        "readonly"
+    }];
+    for (bit, flag) in [
+        (DENY_OOM, "denyoom"),
+        (LOADING_OK, "loading"),
+        (NO_AUTH, "no_auth"),
+    ] {
+        if spec.flags & bit != 0 {
+            flags.push(flag);
+        }
     }
-}
-
-/// CONFIG SET name value: `notify-keyspace-events`, and the client limits (Redis's names and
-/// error texts). A read-only user may not change the node.
-fn config_set(call: &mut Call<'_>) -> Frame {
-    if call.client.role() == Role::ReadOnly {
-        return no_permission(call.client, "config|set");
-    }
-    let name = text(&call.args[2]).to_ascii_lowercase();
-    let value = text(&call.args[3]);
-    let limits = &call.state.client_limits;
-    let applied = match name.as_str() {
-        "notify-keyspace-events" => call.state.set_notify_keyspace_events(&value),
-        "replica-serve-stale-data" => {
-            // Redis's yes/no (its boolean parser takes only these two, any case).
-            if value.eq_ignore_ascii_case("yes") {
-                call.state.set_serve_stale_data(true);
-                Ok(())
-            } else if value.eq_ignore_ascii_case("no") {
-                call.state.set_serve_stale_data(false);
-                Ok(())
-            } else {
-                Err("argument must be 'yes' or 'no'".to_string())
-            }
-        }
-        "client-output-buffer-limit" => set_output_limit(call, &value),
-        "busy-reply-threshold" | "lua-time-limit" => match value.parse::<u64>() {
-            Ok(milliseconds) => {
-                call.state.scripts.set_busy_threshold_ms(milliseconds);
-                Ok(())
-            }
-            Err(_) => Err("argument couldn't be parsed into an integer".to_string()),
-        },
-        "proto-max-bulk-len" => {
-            parse_buffer_limit(&value).map(|bytes| limits.set_proto_max_bulk_len(bytes))
-        }
-        "client-query-buffer-limit" => {
-            parse_buffer_limit(&value).map(|bytes| limits.set_query_buffer_limit(bytes))
-        }
-        "maxmemory-clients" => {
-            parse_memory_or_percent(&value).map(|cap| limits.set_maxmemory_clients(cap))
-        }
-        "proto-max-multibulk-len" => match value.parse::<u64>() {
-            Ok(count) if (1..=i32::MAX as u64).contains(&count) => {
-                limits.set_proto_max_multibulk_len(count);
-                Ok(())
-            }
-            _ => Err(format!(
-                "argument must be between 1 and {} inclusive",
-                i32::MAX
-            )),
-        },
-        _ => {
-            return Frame::Error(
-                format!(
-                    "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
-                    text(&call.args[2])
-                )
-                .into(),
-            )
-        }
-    };
-    match applied {
-        Ok(()) => {
-            tracing::info!(client = call.client.id, parameter = %name, value = %text(&call.args[3]), "CONFIG SET");
-            Frame::ok()
-        }
-        Err(reason) => Frame::Error(
-            format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}")
-                .into(),
-        ),
-    }
-}
-
-/// COMMAND | COMMAND COUNT | COMMAND DOCS | COMMAND INFO name...
-pub fn command(call: &mut Call<'_>) -> Frame {
-    let describe = |name: &str| {
-        commands()
-            .iter()
-            .find(|spec| spec.name == name)
-            .map_or(Frame::Null, |spec| {
-                Frame::Array(vec![
-                    Frame::bulk(spec.name.as_bytes()),
-                    Frame::Integer(i64::from(spec.arity)),
-                    Frame::Set(Vec::new()),
-                    Frame::Integer(if spec.arity == 1 || spec.arity == -1 {
-                        0
-                    } else {
-                        1
-                    }),
-                    Frame::Integer(if spec.arity == 1 || spec.arity == -1 {
-                        0
-                    } else {
-                        1
-                    }),
-                    Frame::Integer(if spec.arity == 1 || spec.arity == -1 {
-                        0
-                    } else {
-                        1
-                    }),
-                ])
-            })
-    };
-    match call.args.get(1) {
-        None => Frame::Array(commands().iter().map(|spec| describe(spec.name)).collect()),
-        Some(sub) if is(sub, "count") => Frame::Integer(commands().len() as i64),
-        Some(sub) if is(sub, "docs") => Frame::Map(Vec::new()),
-        Some(sub) if is(sub, "info") => Frame::Array(
-            call.args[2..]
-                .iter()
-                .map(|name| describe(&text(name).to_ascii_lowercase()))
+    let (first, last, step) = key_positions(spec.name);
+    Frame::Array(vec![
+        Frame::bulk(spec.name.as_bytes()),
+        Frame::Integer(i64::from(spec.arity)),
+        Frame::Set(
+            flags
+                .into_iter()
+                .map(|flag| Frame::Simple(flag.into()))
                 .collect(),
         ),
+        Frame::Integer(first),
+        Frame::Integer(last),
+        Frame::Integer(step),
+        Frame::Set(vec![Frame::Simple(format!("@{}", group(spec)).into())]),
+        Frame::Array(Vec::new()),
+        Frame::Array(Vec::new()),
+        Frame::Array(Vec::new()),
+    ])
+}
+
+/// COMMAND DOCS's entry for one command.
+fn docs(spec: &CommandSpec) -> (Frame, Frame) {
+    let summary = format!(
+        "{} (Redis semantics; see https://redis.io/commands/{})",
+        spec.name.to_ascii_uppercase(),
+        spec.name
+    );
+    (
+        Frame::bulk(spec.name.as_bytes()),
+        Frame::Map(vec![
+            (Frame::bulk(b"summary"), Frame::Bulk(Bytes::from(summary))),
+            (Frame::bulk(b"since"), Frame::bulk(b"1.0.0")),
+            (Frame::bulk(b"group"), Frame::bulk(group(spec).as_bytes())),
+        ]),
+    )
+}
+
+fn find(name: &[u8]) -> Option<&'static CommandSpec> {
+    let name = text(name).to_ascii_lowercase();
+    commands().iter().copied().find(|spec| spec.name == name)
+}
+
+/// COMMAND | COMMAND COUNT | COMMAND DOCS [name ...] | COMMAND INFO [name ...]
+pub fn command(call: &mut Call<'_>) -> Frame {
+    match call.args.get(1) {
+        None => Frame::Array(commands().iter().map(|spec| describe(spec)).collect()),
+        Some(sub) if is(sub, "count") => Frame::Integer(commands().len() as i64),
+        Some(sub) if is(sub, "docs") => Frame::Map(match call.args.len() {
+            2 => commands().iter().map(|spec| docs(spec)).collect(),
+            _ => call.args[2..]
+                .iter()
+                .filter_map(|name| find(name).map(docs))
+                .collect(),
+        }),
+        Some(sub) if is(sub, "info") => Frame::Array(match call.args.len() {
+            2 => commands().iter().map(|spec| describe(spec)).collect(),
+            _ => call.args[2..]
+                .iter()
+                .map(|name| find(name).map_or(Frame::Null, describe))
+                .collect(),
+        }),
         Some(sub) => Frame::Error(
             format!(
                 "ERR unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.",
@@ -446,5 +306,85 @@ mod tests {
             h.run("CONFIG SET proto-max-nothing 1"),
             err("ERR Unknown option or number of arguments for CONFIG SET - 'proto-max-nothing'")
         );
+    }
+
+    #[test]
+    fn encoding_parameters_and_command_docs() {
+        let mut h = Harness::new();
+        h.run("SET a 1");
+        h.run("SETEX b 100 1");
+        let Frame::Verbatim(text) = h.run("INFO") else {
+            panic!("not verbatim")
+        };
+        let text = String::from_utf8_lossy(&text).into_owned();
+        assert!(text.contains("redis_version:7.2.4\r\n"));
+        assert!(text.contains("loading:0\r\n"));
+        assert!(text.contains("role:master\r\n"));
+        assert!(text.contains("db0:keys=2,expires=1,avg_ttl=0"));
+        assert!(text.contains("maxmemory_policy:noeviction\r\n"));
+        let Frame::Verbatim(memory) = h.run("INFO memory") else {
+            panic!("not verbatim")
+        };
+        assert!(String::from_utf8_lossy(&memory).starts_with("# Memory\r\nused_memory:"));
+        assert_eq!(
+            h.run("CONFIG GET maxmemory*"),
+            Frame::Map(vec![
+                (bulk("maxmemory"), bulk("0")),
+                (bulk("maxmemory-policy"), bulk("noeviction")),
+                (bulk("maxmemory-clients"), bulk("25%")),
+            ])
+        );
+        assert_eq!(h.run("CONFIG SET notify-keyspace-events Egx"), Frame::ok());
+        assert_eq!(
+            h.run("CONFIG GET notify-keyspace-events"),
+            Frame::Map(vec![(bulk("notify-keyspace-events"), bulk("gxE"))])
+        );
+        assert_eq!(
+            h.run("CONFIG SET hash-max-listpack-entries 1 set-max-intset-entries 2"),
+            Frame::ok()
+        );
+        assert_eq!(
+            h.run("CONFIG GET hash-max-ziplist-entries"),
+            Frame::Map(vec![(bulk("hash-max-ziplist-entries"), bulk("1"))])
+        );
+        assert_eq!(
+            h.run("CONFIG GET *intset*"),
+            Frame::Map(vec![(bulk("set-max-intset-entries"), bulk("2"))])
+        );
+        assert_eq!(
+            h.run("CONFIG SET zset-max-listpack-value x"),
+            err("ERR CONFIG SET failed (possibly related to argument 'zset-max-listpack-value') - argument couldn't be parsed into an integer")
+        );
+        assert_eq!(
+            h.run("CONFIG SET nope 1"),
+            err("ERR Unknown option or number of arguments for CONFIG SET - 'nope'")
+        );
+        let Frame::Array(info) = h.run("COMMAND INFO sadd nope") else {
+            panic!("not an array")
+        };
+        assert_eq!(info[1], Frame::Null);
+        let Frame::Array(sadd) = &info[0] else {
+            panic!("not an array")
+        };
+        assert_eq!(
+            sadd[..6],
+            [
+                bulk("sadd"),
+                Frame::Integer(-3),
+                Frame::Set(vec![
+                    Frame::Simple("write".into()),
+                    Frame::Simple("denyoom".into())
+                ]),
+                Frame::Integer(1),
+                Frame::Integer(1),
+                Frame::Integer(1),
+            ]
+        );
+        let Frame::Map(docs) = h.run("COMMAND DOCS zadd") else {
+            panic!("not a map")
+        };
+        assert_eq!(docs.len(), 1);
+        assert_eq!(h.run("FLUSHDB"), Frame::ok());
+        assert_eq!(h.run("DBSIZE"), Frame::Integer(0));
     }
 }

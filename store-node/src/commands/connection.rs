@@ -322,6 +322,7 @@ pub fn reset(call: &mut Call<'_>) -> Frame {
     call.client.name = None;
     call.client.multi = None;
     call.client.multi_failed = false;
+    call.client.watched.clear();
     call.client.authenticated = call.state.password.is_none();
     call.client.user = None;
     if call.client.subscriber.take().is_some() {

@@ -277,13 +277,7 @@ pub fn scan(call: &mut Call<'_>) -> Frame {
                 None => return NOT_INTEGER,
             }
         } else if is(&args[index], "type") {
-            kind = Some(if is(value, "string") {
-                Some(Kind::String)
-            } else if is(value, "hash") {
-                Some(Kind::Hash)
-            } else {
-                None
-            });
+            kind = Some(Kind::from_name(value));
         } else {
             return SYNTAX;
         }

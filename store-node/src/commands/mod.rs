@@ -17,14 +17,24 @@ macro_rules! spec {
 }
 
 pub mod admin;
+pub mod configure;
 pub mod connection;
+pub mod counters;
+pub mod cursor;
 pub mod hashes;
 pub mod info;
 pub mod keys;
+pub mod lists;
+pub mod objects;
 pub mod pubsub;
 pub mod scripting;
+pub mod sets;
+pub mod settings;
 pub mod strings;
 pub mod transaction;
+pub mod typed;
+pub mod zranges;
+pub mod zsets;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -78,6 +88,8 @@ pub struct ClientState {
     pub multi_bytes: usize,
     /// Whether a queued command was refused (EXEC then aborts).
     pub multi_failed: bool,
+    /// Keys under `WATCH`: EXEC aborts when one of them changed.
+    pub watched: Vec<crate::store::Watch>,
     /// `CLIENT SETINFO LIB-NAME`.
     pub lib_name: Option<Bytes>,
     /// `CLIENT SETINFO LIB-VER`.
@@ -142,6 +154,7 @@ impl ClientState {
             multi: None,
             multi_bytes: 0,
             multi_failed: false,
+            watched: Vec::new(),
             lib_name: None,
             lib_version: None,
             close: false,
@@ -264,8 +277,14 @@ use flags::{DENY_OOM, LOADING_OK, NO_AUTH, NO_QUEUE, WRITE};
 /// The command families, each a table in its own file.
 static FAMILIES: &[&[CommandSpec]] = &[
     strings::COMMANDS,
+    counters::COMMANDS,
     keys::COMMANDS,
+    objects::COMMANDS,
     hashes::COMMANDS,
+    sets::COMMANDS,
+    zsets::COMMANDS,
+    zranges::COMMANDS,
+    lists::COMMANDS,
     connection::COMMANDS,
     info::COMMANDS,
     admin::COMMANDS,
@@ -539,6 +558,25 @@ pub(crate) mod testing {
 
     pub fn err(text: &str) -> Frame {
         Frame::Error(text.to_string().into())
+    }
+
+    /// An array reply with its items sorted (for replies in no particular order).
+    pub fn sorted(frame: Frame) -> Frame {
+        match frame {
+            Frame::Array(mut items) | Frame::Set(mut items) => {
+                items.sort_by_key(|item| format!("{item:?}"));
+                Frame::Array(items)
+            }
+            other => other,
+        }
+    }
+
+    /// The number of items of an array reply (0 for anything else).
+    pub fn array_len(frame: Frame) -> usize {
+        match frame {
+            Frame::Array(items) | Frame::Set(items) => items.len(),
+            _ => 0,
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! String commands: GET, SET (NX XX GET EX PX EXAT PXAT KEEPTTL), SETEX, PSETEX, SETNX, GETEX,
-//! GETDEL, GETSET, MGET, MSET, INCR/DECR/INCRBY/DECRBY, APPEND, STRLEN.
+//! GETDEL, GETSET, MGET, MSET, MSETNX, APPEND, STRLEN, GETRANGE, SETRANGE (the counters INCR...
+//! INCRBYFLOAT are `super::counters`).
 
 use bytes::Bytes;
 
@@ -7,7 +8,7 @@ use super::flags::{DENY_OOM, WRITE};
 use super::CommandSpec;
 use super::{is, parse_i64, Call, KeyspaceEvents, NOT_INTEGER, SYNTAX, WRONG_TYPE};
 use crate::protocol::Frame;
-use crate::store::{Kind, Op, Value};
+use crate::store::{Entry, Kind, Op, Value};
 
 /// The commands of this family, as the dispatcher finds them.
 pub static COMMANDS: &[CommandSpec] = &[
@@ -21,13 +22,16 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("getset", 3, WRITE | DENY_OOM, getset),
     spec!("mget", -2, 0, mget),
     spec!("mset", -3, WRITE | DENY_OOM, mset),
-    spec!("incr", 2, WRITE | DENY_OOM, incr),
-    spec!("decr", 2, WRITE | DENY_OOM, decr),
-    spec!("incrby", 3, WRITE | DENY_OOM, incrby),
-    spec!("decrby", 3, WRITE | DENY_OOM, decrby),
+    spec!("msetnx", -3, WRITE | DENY_OOM, msetnx),
     spec!("append", 3, WRITE | DENY_OOM, append),
     spec!("strlen", 2, 0, strlen),
+    spec!("getrange", 4, 0, getrange),
+    spec!("substr", 4, 0, getrange),
+    spec!("setrange", 4, WRITE | DENY_OOM, setrange),
 ];
+
+/// Redis's `proto-max-bulk-len`: the longest string SETRANGE and APPEND may make.
+const MAX_STRING: usize = 512 * 1024 * 1024;
 
 fn invalid_expire(command: &str) -> Frame {
     Frame::Error(format!("ERR invalid expire time in '{command}' command").into())
@@ -60,12 +64,20 @@ fn absolute_ms(
     Ok(at as u64)
 }
 
+/// The string of a live string entry (a counter's sum).
+fn text(entry: &Entry) -> Bytes {
+    entry
+        .string()
+        .map(|value| Bytes::copy_from_slice(&value))
+        .unwrap_or_default()
+}
+
 fn string_value(call: &mut Call<'_>) -> Result<Option<Bytes>, Frame> {
     let mut access = call.state.engine.key(&call.args[1]);
     match access.get() {
         None => Ok(None),
         Some(entry) if entry.kind() != Kind::String => Err(WRONG_TYPE),
-        Some(entry) => Ok(Some(Bytes::copy_from_slice(entry.payload()))),
+        Some(entry) => Ok(Some(text(entry))),
     }
 }
 
@@ -149,7 +161,7 @@ pub fn set(call: &mut Call<'_>) -> Frame {
             if entry.kind() != Kind::String && return_old {
                 return WRONG_TYPE;
             }
-            let old = return_old.then(|| Bytes::copy_from_slice(entry.payload()));
+            let old = return_old.then(|| text(entry));
             (true, old, entry.expire_at())
         }
     };
@@ -168,6 +180,7 @@ pub fn set(call: &mut Call<'_>) -> Frame {
             key: args[1].clone(),
             value: Value::String(args[2].clone()),
             expire_at,
+            keep_ttl: expiry == Expiry::Keep && exists,
         }));
         call.notify(KeyspaceEvents::STRING, "set", &args[1]);
         if let Expiry::At(_) = expiry {
@@ -195,6 +208,7 @@ fn set_with_expiry(call: &mut Call<'_>, unit: i64, command: &str) -> Frame {
         key: call.args[1].clone(),
         value: Value::String(call.args[3].clone()),
         expire_at: Some(at),
+        keep_ttl: false,
     }));
     call.notify(KeyspaceEvents::STRING, "set", &call.args[1]);
     call.notify(KeyspaceEvents::GENERIC, "expire", &call.args[1]);
@@ -221,6 +235,7 @@ pub fn setnx(call: &mut Call<'_>) -> Frame {
         key: call.args[1].clone(),
         value: Value::String(call.args[2].clone()),
         expire_at: None,
+        keep_ttl: false,
     }));
     call.notify(KeyspaceEvents::STRING, "set", &call.args[1]);
     Frame::Integer(1)
@@ -266,7 +281,7 @@ pub fn getex(call: &mut Call<'_>) -> Frame {
     let (value, current) = match access.get() {
         None => return Frame::Null,
         Some(entry) if entry.kind() != Kind::String => return WRONG_TYPE,
-        Some(entry) => (Bytes::copy_from_slice(entry.payload()), entry.expire_at()),
+        Some(entry) => (text(entry), entry.expire_at()),
     };
     match change {
         Some(Some(at)) if at <= now => {
@@ -302,7 +317,7 @@ pub fn getdel(call: &mut Call<'_>) -> Frame {
     let value = match access.get() {
         None => return Frame::Null,
         Some(entry) if entry.kind() != Kind::String => return WRONG_TYPE,
-        Some(entry) => Bytes::copy_from_slice(entry.payload()),
+        Some(entry) => text(entry),
     };
     call.wrote(access.write(Op::Delete {
         key: call.args[1].clone(),
@@ -317,12 +332,13 @@ pub fn getset(call: &mut Call<'_>) -> Frame {
     let old = match access.get() {
         None => Frame::Null,
         Some(entry) if entry.kind() != Kind::String => return WRONG_TYPE,
-        Some(entry) => Frame::bulk(entry.payload()),
+        Some(entry) => Frame::Bulk(text(entry)),
     };
     call.wrote(access.write(Op::Put {
         key: call.args[1].clone(),
         value: Value::String(call.args[2].clone()),
         expire_at: None,
+        keep_ttl: false,
     }));
     call.notify(KeyspaceEvents::STRING, "set", &call.args[1]);
     old
@@ -335,7 +351,7 @@ pub fn mget(call: &mut Call<'_>) -> Frame {
         .map(|key| {
             let mut access = call.state.engine.key(key);
             match access.get() {
-                Some(entry) if entry.kind() == Kind::String => Frame::bulk(entry.payload()),
+                Some(entry) if entry.kind() == Kind::String => Frame::Bulk(text(entry)),
                 _ => Frame::Null,
             }
         })
@@ -354,74 +370,57 @@ pub fn mset(call: &mut Call<'_>) -> Frame {
             key: pair[0].clone(),
             value: Value::String(pair[1].clone()),
             expire_at: None,
+            keep_ttl: false,
         }));
         call.notify(KeyspaceEvents::STRING, "set", &pair[0]);
     }
     Frame::ok()
 }
 
-fn increment(call: &mut Call<'_>, by: i64) -> Frame {
-    let mut access = call.state.engine.key(&call.args[1]);
-    let (current, expire_at) = match access.get() {
-        None => (0, None),
-        Some(entry) if entry.kind() != Kind::String => return WRONG_TYPE,
-        Some(entry) => match parse_i64(entry.payload()) {
-            Some(value) => (value, entry.expire_at()),
-            None => return NOT_INTEGER,
-        },
-    };
-    let Some(next) = current.checked_add(by) else {
-        return Frame::error("ERR increment or decrement would overflow");
-    };
-    call.wrote(access.write(Op::Put {
-        key: call.args[1].clone(),
-        value: Value::String(Bytes::from(next.to_string())),
-        expire_at,
-    }));
-    call.notify(KeyspaceEvents::STRING, "incrby", &call.args[1]);
-    Frame::Integer(next)
-}
-
-/// INCR key
-pub fn incr(call: &mut Call<'_>) -> Frame {
-    increment(call, 1)
-}
-
-/// DECR key
-pub fn decr(call: &mut Call<'_>) -> Frame {
-    increment(call, -1)
-}
-
-/// INCRBY key increment
-pub fn incrby(call: &mut Call<'_>) -> Frame {
-    match parse_i64(&call.args[2]) {
-        Some(by) => increment(call, by),
-        None => NOT_INTEGER,
+/// MSETNX key value [key value ...]: sets them all only when none exists, with every key
+/// locked at once, so the check and the writes are atomic.
+pub fn msetnx(call: &mut Call<'_>) -> Frame {
+    if call.args.len().is_multiple_of(2) {
+        return super::wrong_arity("msetnx");
     }
-}
-
-/// DECRBY key decrement
-pub fn decrby(call: &mut Call<'_>) -> Frame {
-    match parse_i64(&call.args[2]).and_then(i64::checked_neg) {
-        Some(by) => increment(call, by),
-        None => NOT_INTEGER,
+    let keys: Vec<&[u8]> = call.args[1..]
+        .chunks_exact(2)
+        .map(|pair| &pair[0][..])
+        .collect();
+    let mut access = call.state.engine.keys(&keys);
+    if keys.iter().any(|key| access.get(key).is_some()) {
+        return Frame::Integer(0);
     }
+    for pair in call.args[1..].chunks_exact(2) {
+        call.wrote(access.write(Op::Put {
+            key: pair[0].clone(),
+            value: Value::String(pair[1].clone()),
+            expire_at: None,
+            keep_ttl: false,
+        }));
+        call.notify(KeyspaceEvents::STRING, "set", &pair[0]);
+    }
+    Frame::Integer(1)
 }
 
 /// APPEND key value
 pub fn append(call: &mut Call<'_>) -> Frame {
     let mut access = call.state.engine.key(&call.args[1]);
-    let (mut value, expire_at) = match access.get() {
-        None => (Vec::new(), None),
+    let mut value = match access.get() {
+        None => Vec::new(),
         Some(entry) if entry.kind() != Kind::String => return WRONG_TYPE,
-        Some(entry) => (entry.payload().to_vec(), entry.expire_at()),
+        Some(entry) => text(entry).to_vec(),
     };
+    if value.len() + call.args[2].len() > MAX_STRING {
+        return Frame::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    }
     value.extend_from_slice(&call.args[2]);
     let len = value.len() as i64;
     call.wrote(access.write(Op::Put {
         key: call.args[1].clone(),
         value: Value::String(Bytes::from(value)),
-        expire_at,
+        expire_at: None,
+        keep_ttl: true,
     }));
     call.notify(KeyspaceEvents::STRING, "append", &call.args[1]);
     Frame::Integer(len)
@@ -433,6 +432,76 @@ pub fn strlen(call: &mut Call<'_>) -> Frame {
         Ok(value) => Frame::Integer(value.map_or(0, |value| value.len() as i64)),
         Err(error) => error,
     }
+}
+
+/// GETRANGE key start end (also SUBSTR): Redis's clamping of negative and overlong indexes.
+pub fn getrange(call: &mut Call<'_>) -> Frame {
+    let (Some(mut start), Some(mut end)) = (parse_i64(&call.args[2]), parse_i64(&call.args[3]))
+    else {
+        return NOT_INTEGER;
+    };
+    let value = match string_value(call) {
+        Ok(value) => value.unwrap_or_default(),
+        Err(error) => return error,
+    };
+    let len = value.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        return Frame::Bulk(Bytes::new());
+    }
+    if start < 0 {
+        start += len;
+    }
+    if end < 0 {
+        end += len;
+    }
+    start = start.max(0);
+    end = end.max(0);
+    if end >= len {
+        end = len - 1;
+    }
+    if start > end || len == 0 {
+        return Frame::Bulk(Bytes::new());
+    }
+    Frame::Bulk(value.slice(start as usize..=end as usize))
+}
+
+/// SETRANGE key offset value: overwrites from `offset`, zero-padding a shorter string; keeps
+/// the TTL.
+pub fn setrange(call: &mut Call<'_>) -> Frame {
+    let Some(offset) = parse_i64(&call.args[2]) else {
+        return NOT_INTEGER;
+    };
+    if offset < 0 {
+        return Frame::error("ERR offset is out of range");
+    }
+    let offset = offset as usize;
+    let patch = call.args[3].clone();
+    let mut access = call.state.engine.key(&call.args[1]);
+    let current = match access.get() {
+        None => None,
+        Some(entry) if entry.kind() != Kind::String => return WRONG_TYPE,
+        Some(entry) => Some(text(entry)),
+    };
+    if patch.is_empty() {
+        return Frame::Integer(current.map_or(0, |value| value.len() as i64));
+    }
+    if offset.saturating_add(patch.len()) > MAX_STRING {
+        return Frame::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    }
+    let mut value = current.map(|value| value.to_vec()).unwrap_or_default();
+    if value.len() < offset + patch.len() {
+        value.resize(offset + patch.len(), 0);
+    }
+    value[offset..offset + patch.len()].copy_from_slice(&patch);
+    let len = value.len() as i64;
+    call.wrote(access.write(Op::Put {
+        key: call.args[1].clone(),
+        value: Value::String(Bytes::from(value)),
+        expire_at: None,
+        keep_ttl: true,
+    }));
+    call.notify(KeyspaceEvents::STRING, "setrange", &call.args[1]);
+    Frame::Integer(len)
 }
 
 #[cfg(test)]
@@ -483,26 +552,38 @@ mod tests {
     }
 
     #[test]
-    fn counters_and_append() {
+    fn append_ranges_and_msetnx() {
         let mut h = Harness::new();
-        assert_eq!(h.run("INCR c"), Frame::Integer(1));
-        assert_eq!(h.run("INCRBY c 41"), Frame::Integer(42));
-        assert_eq!(h.run("DECRBY c 2"), Frame::Integer(40));
-        assert_eq!(h.run("DECR c"), Frame::Integer(39));
-        assert_eq!(h.run("SET c 9223372036854775807"), Frame::ok());
-        assert_eq!(
-            h.run("INCR c"),
-            err("ERR increment or decrement would overflow")
-        );
         assert_eq!(h.run("SET s abc"), Frame::ok());
-        assert_eq!(
-            h.run("INCR s"),
-            err("ERR value is not an integer or out of range")
-        );
         assert_eq!(h.run("APPEND s def"), Frame::Integer(6));
         assert_eq!(h.run("GET s"), bulk("abcdef"));
         assert_eq!(h.run("STRLEN s"), Frame::Integer(6));
         assert_eq!(h.run("APPEND new x"), Frame::Integer(1));
+        assert_eq!(h.run("GETRANGE s 1 -2"), bulk("bcde"));
+        assert_eq!(h.run("GETRANGE s -100 100"), bulk("abcdef"));
+        assert_eq!(h.run("GETRANGE s -1 -5"), bulk(""));
+        assert_eq!(h.run("GETRANGE nope 0 -1"), bulk(""));
+        assert_eq!(
+            h.run("GETRANGE s a 1"),
+            err("ERR value is not an integer or out of range")
+        );
+        h.run("EXPIRE s 100");
+        assert_eq!(h.run("SETRANGE s 8 xy"), Frame::Integer(10));
+        assert_eq!(h.run("GET s"), Frame::bulk(b"abcdef\0\0xy"));
+        assert_eq!(h.run("TTL s"), Frame::Integer(100));
+        assert_eq!(h.run("SETRANGE s -1 x"), err("ERR offset is out of range"));
+        assert_eq!(h.run("SETRANGE empty 5 "), Frame::Integer(0));
+        assert_eq!(h.run("EXISTS empty"), Frame::Integer(0));
+        assert_eq!(h.run("MSETNX a 1 b 2"), Frame::Integer(1));
+        assert_eq!(h.run("MSETNX b 3 c 4"), Frame::Integer(0));
+        assert_eq!(
+            h.run("MGET a b c"),
+            Frame::Array(vec![bulk("1"), bulk("2"), Frame::Null])
+        );
+        assert_eq!(
+            h.run("MSETNX a"),
+            err("ERR wrong number of arguments for 'msetnx' command")
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::persistence::Persistence;
 use crate::pubsub::Notifier;
 use crate::replication::{HybridClock, Replication};
 use crate::store::{
-    Kind, MergedChange, RecordView, Stamp, StateView, Touch, Versioning, WriteHook, WriteReceipt,
+    Kind, MergedChange, RecordView, Stamp, Touch, Versioning, WriteHook, WriteReceipt,
 };
 
 /// How far past the wall clock a recovered stamp may move the local clock of a node without
@@ -193,6 +193,9 @@ impl WriteHook for NodeHook {
 const MERGED_CLASSES: u32 = KeyspaceEvents::GENERIC
     | KeyspaceEvents::STRING
     | KeyspaceEvents::HASH
+    | KeyspaceEvents::SET
+    | KeyspaceEvents::ZSET
+    | KeyspaceEvents::LIST
     | KeyspaceEvents::EXPIRED
     | KeyspaceEvents::NEW;
 
@@ -202,24 +205,27 @@ const MERGED_CLASSES: u32 = KeyspaceEvents::GENERIC
 /// version whose expiry passed before it arrived `expired`). `new` comes before it when the
 /// key is created ([`NodeHook::merged`]).
 pub fn merged_event(record: &RecordView<'_>, change: MergedChange) -> Option<(u32, &'static str)> {
-    let kind = match &record.state {
-        StateView::Live { value, .. } => Some(value.kind()),
-        StateView::Tombstone { .. } => None,
-    };
-    match (change, kind) {
-        (MergedChange::Unseen, _) => None,
-        (MergedChange::Deleted, _) => Some((KeyspaceEvents::GENERIC, "del")),
-        (MergedChange::Expired, _) => Some((KeyspaceEvents::EXPIRED, "expired")),
-        (MergedChange::Expiry(Some(_)), _) => Some((KeyspaceEvents::GENERIC, "expire")),
-        (MergedChange::Expiry(None), _) => Some((KeyspaceEvents::GENERIC, "persist")),
-        (MergedChange::FieldsRemoved, _) => Some((KeyspaceEvents::HASH, "hdel")),
-        (MergedChange::Created | MergedChange::Replaced, Some(Kind::String)) => {
-            Some((KeyspaceEvents::STRING, "set"))
-        }
-        (MergedChange::Created | MergedChange::Replaced, Some(Kind::Hash)) => {
-            Some((KeyspaceEvents::HASH, "hset"))
-        }
-        (MergedChange::Created | MergedChange::Replaced, None) => None,
+    let kind = (!record.header.absent).then_some(record.header.kind);
+    match change {
+        MergedChange::Unseen => None,
+        MergedChange::Deleted => Some((KeyspaceEvents::GENERIC, "del")),
+        MergedChange::Expired => Some((KeyspaceEvents::EXPIRED, "expired")),
+        MergedChange::Expiry(Some(_)) => Some((KeyspaceEvents::GENERIC, "expire")),
+        MergedChange::Expiry(None) => Some((KeyspaceEvents::GENERIC, "persist")),
+        MergedChange::FieldsRemoved => kind.map(|kind| match kind {
+            Kind::Hash => (KeyspaceEvents::HASH, "hdel"),
+            Kind::Set => (KeyspaceEvents::SET, "srem"),
+            Kind::ZSet => (KeyspaceEvents::ZSET, "zrem"),
+            Kind::List => (KeyspaceEvents::LIST, "lrem"),
+            Kind::String => (KeyspaceEvents::STRING, "set"),
+        }),
+        MergedChange::Created | MergedChange::Replaced => kind.map(|kind| match kind {
+            Kind::String => (KeyspaceEvents::STRING, "set"),
+            Kind::Hash => (KeyspaceEvents::HASH, "hset"),
+            Kind::Set => (KeyspaceEvents::SET, "sadd"),
+            Kind::ZSet => (KeyspaceEvents::ZSET, "zadd"),
+            Kind::List => (KeyspaceEvents::LIST, "rpush"),
+        }),
     }
 }
 

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use crate::replication::Replica;
-use crate::store::{MemoryEngine, Record, RecordView, Stamp, Touch};
+use crate::store::{MemoryEngine, Record, RecordView, Touch};
 
 impl Replica for MemoryEngine {
     fn apply(&self, record: &Record, now_ms: u64, forget_before_ms: u64) -> bool {
@@ -36,7 +36,7 @@ impl Replica for MemoryEngine {
         MemoryEngine::bucket_digests(self)
     }
 
-    fn bucket_keys(&self, buckets: &[usize]) -> Vec<Vec<(Bytes, Stamp)>> {
+    fn bucket_keys(&self, buckets: &[usize]) -> Vec<Vec<(Bytes, u64)>> {
         MemoryEngine::bucket_keys(self, buckets)
     }
 

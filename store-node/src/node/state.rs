@@ -89,6 +89,9 @@ pub struct NodeState {
     next_client_id: AtomicU64,
     /// Keyspace notifications (`notify-keyspace-events`), published through [`Self::pubsub`].
     pub notifier: Arc<Notifier>,
+    /// Settings accepted with CONFIG SET and reported by CONFIG GET (Redis's encoding
+    /// parameters, which store-node reports and OBJECT ENCODING follows): name to value.
+    settings: parking_lot::Mutex<std::collections::BTreeMap<&'static str, String>>,
 }
 
 impl NodeState {
@@ -134,6 +137,7 @@ impl NodeState {
             serve_stale_data: AtomicBool::new(serve_stale_data),
             next_client_id: AtomicU64::new(1),
             notifier,
+            settings: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -255,5 +259,15 @@ impl NodeState {
     pub fn set_notify_keyspace_events(&self, value: &str) -> Result<(), String> {
         self.notifier.set_flags(KeyspaceEvents::parse(value)?);
         Ok(())
+    }
+
+    /// A setting stored with [`NodeState::set_setting`], if any.
+    pub fn setting(&self, name: &str) -> Option<String> {
+        self.settings.lock().get(name).cloned()
+    }
+
+    /// Stores a setting (CONFIG SET of a parameter store-node reports but need not act on).
+    pub fn set_setting(&self, name: &'static str, value: String) {
+        self.settings.lock().insert(name, value);
     }
 }

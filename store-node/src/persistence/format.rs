@@ -27,8 +27,13 @@ pub const WAL_MAGIC: [u8; 8] = *b"SSNWAL\r\n";
 /// Magic of a snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"SSNSNP\r\n";
 
-/// On-disc format version written in every header.
-pub const FORMAT_VERSION: u16 = 1;
+/// On-disc format version written in every header: 2 since records are mergeable states.
+/// Files of version 1 (records as whole values) are still read: their frames say which
+/// format their records are in.
+pub const FORMAT_VERSION: u16 = 2;
+
+/// The oldest on-disc format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u16 = 1;
 
 /// Length of the file header.
 pub const FILE_HEADER_LEN: usize = 26;
@@ -138,7 +143,7 @@ impl FileHeader {
             return Err("unknown file magic".to_string());
         }
         let version = u16::from_be_bytes([bytes[8], bytes[9]]);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(format!("unsupported format version {version}"));
         }
         Ok(FileHeader {

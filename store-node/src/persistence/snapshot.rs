@@ -23,7 +23,7 @@ use super::format::{
     SNAPSHOT_TMP,
 };
 use super::handle::Persistence;
-use crate::store::{unix_ms, RecordView, StateView};
+use crate::store::{unix_ms, RecordView};
 
 /// What a snapshot wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,14 +176,8 @@ fn write_snapshot(
     loop {
         let next = chunk(cursor.as_deref(), CHUNK_RECORDS, &mut |record| {
             // Expired sessions would be dropped at load anyway; compaction drops them now.
-            if let StateView::Live {
-                expire_at: Some(at),
-                ..
-            } = record.state
-            {
-                if at <= now_ms {
-                    return;
-                }
+            if record.header.expire_at.is_some_and(|at| at <= now_ms) {
+                return;
             }
             frame.push(&mut out, record);
             total += 1;

@@ -181,16 +181,54 @@ impl Frame {
 }
 
 /// Formats a double the way RESP3 spells special values.
-pub(crate) fn format_double(value: f64) -> String {
+/// The text of a double as Redis 7.2 writes it in replies (`d2string`): `inf`, `-inf`, `nan`,
+/// integers in full, other values in their shortest round-trip digits, switching to
+/// scientific notation far from 1 (`1e+21`, `1e-7`).
+pub fn format_double(value: f64) -> String {
     if value.is_nan() {
-        "nan".to_string()
-    } else if value == f64::INFINITY {
-        "inf".to_string()
-    } else if value == f64::NEG_INFINITY {
-        "-inf".to_string()
-    } else {
-        format!("{value}")
+        return "nan".to_string();
     }
+    if value.is_infinite() {
+        return if value > 0.0 { "inf" } else { "-inf" }.to_string();
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    // Redis 7.2's `d2string`: integers within `long long` as integers, everything else as
+    // the shortest digits that read back the same (fpconv), laid out by fpconv's rules.
+    if value.fract() == 0.0 && value.abs() < 9.2e18 {
+        return format!("{}", value as i64);
+    }
+    let scientific = format!("{:e}", value.abs());
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let ndigits = digits.len() as i32;
+    // The value is digits × 10^k.
+    let k = exponent - (ndigits - 1);
+    let sign = if value < 0.0 { "-" } else { "" };
+    let magnitude = (k + ndigits - 1).abs();
+    if k >= 0 && magnitude < ndigits + 7 {
+        return format!("{sign}{digits}{}", "0".repeat(k as usize));
+    }
+    if k < 0 && (k > -7 || magnitude < 4) {
+        let offset = ndigits + k;
+        return if offset <= 0 {
+            format!("{sign}0.{}{digits}", "0".repeat((-offset) as usize))
+        } else {
+            let (whole, fraction) = digits.split_at(offset as usize);
+            format!("{sign}{whole}.{fraction}")
+        };
+    }
+    let kept = ndigits.min(if value < 0.0 { 17 } else { 18 }) as usize;
+    let (first, rest) = digits[..kept].split_at(1);
+    let point = if rest.is_empty() {
+        String::new()
+    } else {
+        format!(".{rest}")
+    };
+    let exponent_sign = if k + ndigits - 1 < 0 { '-' } else { '+' };
+    format!("{sign}{first}{point}e{exponent_sign}{magnitude}")
 }
 
 /// Writes a simple line; CR and LF inside would end the line early, so they become spaces (as
@@ -322,5 +360,30 @@ mod tests {
         let big = Frame::BigNumber(Bytes::from_static(b"123"));
         assert_eq!(encoded(big.clone(), Protocol::Resp3), b"(123\r\n");
         assert_eq!(encoded(big, Protocol::Resp2), b"$3\r\n123\r\n");
+    }
+}
+
+#[cfg(test)]
+mod double_tests {
+    use super::format_double;
+
+    #[test]
+    fn doubles_print_as_redis_7_2_does() {
+        for (value, text) in [
+            (1.0, "1"),
+            (-2.5, "-2.5"),
+            (0.1, "0.1"),
+            (123456.789, "123456.789"),
+            (1e15, "1000000000000000"),
+            (1e21, "1e+21"),
+            (1.5e300, "1.5e+300"),
+            (0.0001, "0.0001"),
+            (1e-7, "1e-7"),
+            (-0.0, "-0"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+        ] {
+            assert_eq!(format_double(value), text, "{value}");
+        }
     }
 }

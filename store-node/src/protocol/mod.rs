@@ -6,5 +6,5 @@ pub mod decode;
 pub mod frame;
 pub mod request;
 
-pub use frame::{Frame, Protocol};
+pub use frame::{format_double, Frame, Protocol};
 pub use request::{Limits, Parsed, ProtocolError, RequestParser};

@@ -1,7 +1,8 @@
 //! Anti-entropy rounds: the dialer of a link sends its 256 bucket digests, the acceptor
-//! answers with the `(key, stamp)` lists of the buckets that differ ([`answer_digest`]), the
-//! dialer pushes what it has newer, asks for what the peer has newer ([`Round`]'s repair task)
-//! and ends the round. A completed round proves the peer holds the dialer's log up to the
+//! answers with the `(key, state hash)` lists of the buckets that differ ([`answer_digest`]),
+//! the dialer pushes the whole state of every key whose hash differs or the peer lacks, asks
+//! for the peer's states of every key whose hash differs or it lacks ([`Round`]'s repair task;
+//! merging is idempotent, so a key sent both ways converges) and ends the round. A completed round proves the peer holds the dialer's log up to the
 //! round's start, which closes the gap a peer has after it fell off the bounded log or
 //! restarted, and lets tombstones older than the round be collected.
 
@@ -20,7 +21,6 @@ use super::shared::{
 };
 use super::wire::Message;
 use crate::store::digest::BUCKETS;
-use crate::store::Stamp;
 
 /// Buckets listed per pass over the keyspace in an anti-entropy round: a round where every
 /// bucket differs makes 8 passes and holds about an eighth of the key list at a time. One pass
@@ -34,7 +34,7 @@ pub(crate) struct Round {
     /// Wall ms at the start, for the tombstone collection cutoff.
     started_ms: u64,
     /// The peer's keys of the differing buckets, as they arrive.
-    theirs: BTreeMap<u16, Vec<(Bytes, Stamp)>>,
+    theirs: BTreeMap<u16, Vec<(Bytes, u64)>>,
     /// Whether the repair task started (the peer's lists are complete) and the round now only
     /// waits for the peer's `RoundEnd`.
     waiting_for_end: bool,
@@ -66,7 +66,7 @@ impl Round {
         outbox: &Outbox,
         failures: &mpsc::UnboundedSender<LinkError>,
         bucket: u16,
-        keys: Vec<(Bytes, Stamp)>,
+        keys: Vec<(Bytes, u64)>,
         done: bool,
     ) {
         if !done {
@@ -134,7 +134,7 @@ async fn list_buckets(
     shared: &Shared,
     peer: &str,
     buckets: Vec<usize>,
-) -> Result<Vec<Vec<(Bytes, Stamp)>>, LinkError> {
+) -> Result<Vec<Vec<(Bytes, u64)>>, LinkError> {
     let replica = shared.replica.clone();
     tokio::task::spawn_blocking(move || replica.bucket_keys(&buckets))
         .await
@@ -144,7 +144,7 @@ async fn list_buckets(
         })
 }
 
-/// The acceptor's side: answers a round's digests with the `(key, stamp)` lists of the
+/// The acceptor's side: answers a round's digests with the `(key, state hash)` lists of the
 /// differing buckets, listed a group at a time on the blocking pool.
 pub(crate) async fn answer_digest(
     shared: &Shared,
@@ -191,18 +191,19 @@ pub(crate) async fn answer_digest(
         .await
 }
 
-/// Compares the peer's keys of the differing buckets with ours: pushes what we have newer or
-/// they lack, asks for what they have newer or we lack, then ends the round. Runs in a task of
+/// Compares the peer's keys of the differing buckets with ours: pushes every key whose state
+/// differs or they lack, asks for every key whose state differs or we lack, then ends the
+/// round. Runs in a task of
 /// its own, a group of buckets at a time, listing and comparing on the blocking pool; the link
 /// keeps reading (the answers to its requests, heartbeats) meanwhile.
 async fn repair(
     shared: &Shared,
     outbox: &Outbox,
-    theirs: BTreeMap<u16, Vec<(Bytes, Stamp)>>,
+    theirs: BTreeMap<u16, Vec<(Bytes, u64)>>,
 ) -> Result<(), LinkError> {
     let mut theirs = theirs.into_iter().peekable();
     while theirs.peek().is_some() {
-        let group: Vec<(u16, Vec<(Bytes, Stamp)>)> = theirs.by_ref().take(LIST_GROUP).collect();
+        let group: Vec<(u16, Vec<(Bytes, u64)>)> = theirs.by_ref().take(LIST_GROUP).collect();
         let replica = shared.replica.clone();
         let (records, want) = tokio::task::spawn_blocking(move || {
             let buckets: Vec<usize> = group.iter().map(|(bucket, _)| *bucket as usize).collect();
@@ -233,27 +234,28 @@ async fn repair(
     outbox.bulk(Message::RoundEnd).await
 }
 
-/// One bucket of a round: the keys to push (ours newer, or theirs absent) and to request
-/// (theirs newer, or ours absent).
+/// One bucket of a round: the keys to push (a different state, or theirs absent) and to
+/// request (a different state, or ours absent). States are not ordered (each may hold writes
+/// the other lacks), so a differing key goes both ways and each side merges the other's.
 fn compare_bucket(
-    mine: Vec<(Bytes, Stamp)>,
-    theirs: &[(Bytes, Stamp)],
+    mine: Vec<(Bytes, u64)>,
+    theirs: &[(Bytes, u64)],
     push: &mut Vec<Bytes>,
     want: &mut Vec<Bytes>,
 ) {
-    let mine: HashMap<Bytes, Stamp> = mine.into_iter().collect();
-    let their_map: HashMap<&Bytes, Stamp> =
-        theirs.iter().map(|(key, stamp)| (key, *stamp)).collect();
-    for (key, stamp) in &mine {
-        match their_map.get(key) {
-            Some(theirs) if theirs >= stamp => {}
-            _ => push.push(key.clone()),
+    let mine: HashMap<Bytes, u64> = mine.into_iter().collect();
+    let their_map: HashMap<&Bytes, u64> = theirs
+        .iter()
+        .map(|(key, version)| (key, *version))
+        .collect();
+    for (key, version) in &mine {
+        if their_map.get(key) != Some(version) {
+            push.push(key.clone());
         }
     }
-    for (key, stamp) in theirs {
-        match mine.get(key) {
-            Some(mine) if mine >= stamp => {}
-            _ => want.push(key.clone()),
+    for (key, version) in theirs {
+        if mine.get(key) != Some(version) {
+            want.push(key.clone());
         }
     }
 }

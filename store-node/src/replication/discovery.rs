@@ -26,6 +26,19 @@ pub(crate) async fn discovery_loop(shared: Arc<Shared>) {
             // The previous list is kept: a DNS hiccup must not drop every peer.
             Err(error) => warn!(%error, "peer discovery failed; keeping the previous peer list"),
         }
+        release_without_members(&shared);
+    }
+}
+
+/// With no member to send it to (a one-node cluster, or every peer gone), the op-log keeps
+/// nothing: acknowledgements release it otherwise, and without them it would grow to its bound
+/// (64 MiB) on a node that may have less memory than that. A peer that appears later starts at
+/// the head with a gap that anti-entropy closes, as after an overflow.
+fn release_without_members(shared: &Shared) {
+    let peers = shared.peers.lock();
+    if peers.by_address.values().all(|entry| entry.left) {
+        drop(peers);
+        shared.log.release_through(shared.log.head());
     }
 }
 

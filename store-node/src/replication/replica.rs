@@ -9,7 +9,9 @@ use parking_lot::Mutex;
 
 use crate::store::digest::{BucketDigests, BucketPositions};
 use crate::store::record::merge;
-use crate::store::{Record, RecordState, RecordView, Stamp, Touch};
+use crate::store::state::collect_deletions;
+use crate::store::state::encode::encoded_expiry_stamp;
+use crate::store::{Record, RecordView, Touch};
 
 /// The local store as replication sees it. Calls are synchronous and short; the engine calls
 /// them from its tasks.
@@ -21,8 +23,8 @@ pub trait Replica: Send + Sync + 'static {
     /// Applies a remote record by [`merge`]; true when the stored state changed.
     fn apply(&self, record: &Record, now_ms: u64, forget_before_ms: u64) -> bool;
 
-    /// Applies a touch: when the key holds a live value stamped `touch.value_stamp` with an
-    /// earlier expiry, moves the expiry to `touch.expire_at`; true when it changed.
+    /// Applies a touch: when the key's expiry register is stamped `touch.value_stamp` and
+    /// holds an earlier expiry, moves the expiry to `touch.expire_at`; true when it changed.
     fn apply_touch(&self, touch: &Touch) -> bool;
 
     /// Up to `max_records` records (tombstones included) after the opaque cursor `after`
@@ -52,15 +54,16 @@ pub trait Replica: Send + Sync + 'static {
     /// The [`BUCKETS`](crate::store::digest::BUCKETS) digests (see [`BucketDigests`]).
     fn bucket_digests(&self) -> Vec<u64>;
 
-    /// For each of the distinct `buckets`, in the order asked, the `(key, stamp)` of every
-    /// stored version in it, tombstones included. One call makes one pass over the keyspace
+    /// For each of the distinct `buckets`, in the order asked, the `(key, state hash)` of
+    /// every stored key in it, tombstones included. One call makes one pass over the keyspace
     /// however many buckets it lists (a bucket outside `0..BUCKETS` lists nothing).
-    fn bucket_keys(&self, buckets: &[usize]) -> Vec<Vec<(Bytes, Stamp)>>;
+    fn bucket_keys(&self, buckets: &[usize]) -> Vec<Vec<(Bytes, u64)>>;
 
     /// The stored records of `keys` (absent keys are skipped).
     fn read_records(&self, keys: &[Bytes]) -> Vec<Record>;
 
-    /// Drops tombstones deleted before `deleted_before_ms`; returns how many.
+    /// Drops the deletions made before `deleted_before_ms` (deleted fields, members and
+    /// elements, and keys left with nothing); returns how many keys went.
     fn collect_tombstones(&self, deleted_before_ms: u64) -> usize;
 
     /// Whether the store holds nothing (the first-start rule).
@@ -98,9 +101,9 @@ impl MemoryReplica {
     pub fn put_local(&self, record: Record) {
         let mut inner = self.inner.lock();
         if let Some(old) = inner.records.remove(&record.key) {
-            inner.digests.remove(&old.key, old.stamp);
+            inner.digests.remove(&old.key, old.view().version());
         }
-        inner.digests.add(&record.key, record.stamp);
+        inner.digests.add(&record.key, record.view().version());
         inner.records.insert(record.key.clone(), record);
     }
 
@@ -146,14 +149,15 @@ impl MemoryReplica {
 impl Replica for MemoryReplica {
     fn apply(&self, record: &Record, now_ms: u64, forget_before_ms: u64) -> bool {
         let mut inner = self.inner.lock();
-        let stored = inner.records.get(&record.key);
-        let Some(merged) = merge(stored, record, now_ms, forget_before_ms) else {
+        let stored = inner.records.get(&record.key).map(Record::view);
+        let Ok(Some(merged)) = merge(stored.as_ref(), &record.view(), now_ms, forget_before_ms)
+        else {
             return false;
         };
         if let Some(old) = inner.records.remove(&record.key) {
-            inner.digests.remove(&old.key, old.stamp);
+            inner.digests.remove(&old.key, old.view().version());
         }
-        inner.digests.add(&merged.key, merged.stamp);
+        inner.digests.add(&merged.key, merged.view().version());
         inner.records.insert(merged.key.clone(), merged);
         true
     }
@@ -163,14 +167,13 @@ impl Replica for MemoryReplica {
         let Some(record) = inner.records.get_mut(&touch.key) else {
             return false;
         };
-        if record.stamp != touch.value_stamp {
+        if record.is_tombstone()
+            || encoded_expiry_stamp(&record.header, &record.payload) != Some(touch.value_stamp)
+        {
             return false;
         }
-        match &mut record.state {
-            RecordState::Live {
-                expire_at: Some(at),
-                ..
-            } if *at < touch.expire_at => {
+        match &mut record.header.expire_at {
+            Some(at) if *at < touch.expire_at => {
                 *at = touch.expire_at;
                 true
             }
@@ -205,12 +208,12 @@ impl Replica for MemoryReplica {
         self.inner.lock().digests.sums().to_vec()
     }
 
-    fn bucket_keys(&self, buckets: &[usize]) -> Vec<Vec<(Bytes, Stamp)>> {
+    fn bucket_keys(&self, buckets: &[usize]) -> Vec<Vec<(Bytes, u64)>> {
         let positions = BucketPositions::new(buckets);
         let mut lists = vec![Vec::new(); buckets.len()];
         for record in self.inner.lock().records.values() {
             if let Some(position) = positions.of(&record.key) {
-                lists[position].push((record.key.clone(), record.stamp));
+                lists[position].push((record.key.clone(), record.view().version()));
             }
         }
         lists
@@ -225,17 +228,38 @@ impl Replica for MemoryReplica {
 
     fn collect_tombstones(&self, deleted_before_ms: u64) -> usize {
         let mut inner = self.inner.lock();
-        let doomed: Vec<Record> = inner
+        let keys: Vec<Bytes> = inner
             .records
             .values()
-            .filter(|record| matches!(record.state, RecordState::Tombstone { deleted_at_ms } if deleted_at_ms < deleted_before_ms))
-            .cloned()
+            .filter(|record| record.header.has_dead)
+            .map(|record| record.key.clone())
             .collect();
-        for record in &doomed {
-            inner.records.remove(&record.key);
-            inner.digests.remove(&record.key, record.stamp);
+        let mut collected = 0;
+        for key in keys {
+            let Some(record) = inner.records.get(&key) else {
+                continue;
+            };
+            let Ok(mut state) = record.state() else {
+                continue;
+            };
+            let changed = collect_deletions(&mut state, deleted_before_ms);
+            let gone =
+                !state.has_live() && state.deleted_at().is_some_and(|at| at < deleted_before_ms);
+            if !changed && !gone {
+                continue;
+            }
+            let old = record.view().version();
+            inner.digests.remove(&key, old);
+            if gone {
+                inner.records.remove(&key);
+                collected += 1;
+                continue;
+            }
+            let record = Record::from_state(key.clone(), &state);
+            inner.digests.add(&key, record.view().version());
+            inner.records.insert(key, record);
         }
-        doomed.len()
+        collected
     }
 
     fn is_empty(&self) -> bool {
@@ -247,7 +271,7 @@ impl Replica for MemoryReplica {
 mod tests {
     use super::*;
     use crate::store::digest::bucket_of;
-    use crate::store::Value;
+    use crate::store::{Stamp, Value};
 
     fn stamp(hlc: u64, origin: u32) -> Stamp {
         Stamp { hlc, origin }
@@ -321,11 +345,11 @@ mod tests {
         ));
         assert!(replica.is_empty());
         replica.apply(&live("k", 5, 1, "a", Some(100)), 50, 0);
+        // A newer version that arrives expired replaces the stored one, expired: an older,
+        // longer-lived version elsewhere cannot come back.
         assert!(replica.apply(&live("k", 7, 1, "b", Some(60)), 70, 0));
-        assert_eq!(
-            replica.get(b"k"),
-            Some(Record::tombstone(Bytes::from_static(b"k"), stamp(7, 1), 60))
-        );
+        assert_eq!(replica.get(b"k"), Some(live("k", 7, 1, "b", Some(60))));
+        assert!(!replica.apply(&live("k", 5, 1, "a", Some(100)), 70, 0));
     }
 
     #[test]

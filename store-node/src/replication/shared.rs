@@ -197,7 +197,7 @@ pub(crate) fn wall_ms(shared: &Shared) -> u64 {
 /// counted, logged at most every 10 s): it comes from a node whose clock jumped ahead, and
 /// applied it would win over every write made on this key until the clocks caught up with it.
 pub(crate) fn apply_remote(shared: &Shared, record: &Record) -> bool {
-    if shared.clock.beyond_bound(record.stamp.hlc) {
+    if shared.clock.beyond_bound(record.stamp().hlc) {
         ReplicationMetrics::add(&shared.metrics.records_refused_clock_skew, 1);
         let now = shared.clock.cluster_ms();
         let last = shared.metrics.refusal_logged_ms.load(Ordering::Relaxed);
@@ -209,17 +209,17 @@ pub(crate) fn apply_remote(shared: &Shared, record: &Record) -> bool {
                 .is_ok()
         {
             warn!(
-                origin = record.stamp.origin,
-                ahead_ms = physical_ms(record.stamp.hlc).saturating_sub(now),
+                origin = record.stamp().origin,
+                ahead_ms = physical_ms(record.stamp().hlc).saturating_sub(now),
                 max_drift_ms = shared.config.max_clock_drift.as_millis() as u64,
                 "refusing a record stamped beyond the clock drift bound (a peer's clock jumped ahead)"
             );
         }
         return false;
     }
-    if !shared.clock.observe(record.stamp.hlc) {
+    if !shared.clock.observe(record.stamp().hlc) {
         debug!(
-            origin = record.stamp.origin,
+            origin = record.stamp().origin,
             "remote stamp too far ahead of the wall clock; not adopted"
         );
     }

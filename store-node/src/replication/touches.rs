@@ -7,15 +7,20 @@ use std::sync::Arc;
 
 use super::oplog::LogItem;
 use super::shared::Shared;
+use crate::store::state::encode::encoded_expiry_stamp;
 use crate::store::{Record, Touch};
 
-/// Drops the pending touch of `record`'s key when `record` is a newer version: the touch would
-/// be ignored everywhere anyway.
+/// Drops the pending touch of `record`'s key when `record` carries a newer expiry register:
+/// the touch would be ignored everywhere anyway. (A record carrying the touched register
+/// carries its touched expiry too, so the touch is not needed either.)
 pub(crate) fn drop_superseded(shared: &Shared, record: &Record) {
     let mut pending = shared.pending_touches.lock();
-    if pending
-        .get(&record.key)
-        .is_some_and(|touch| touch.value_stamp < record.stamp)
+    let Some(touch) = pending.get(&record.key) else {
+        return;
+    };
+    let expiry = encoded_expiry_stamp(&record.header, &record.payload);
+    if expiry.is_some_and(|stamp| stamp > touch.value_stamp)
+        || (expiry == Some(touch.value_stamp) && record.expire_at() >= Some(touch.expire_at))
     {
         pending.remove(&record.key);
     }

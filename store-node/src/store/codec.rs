@@ -1,29 +1,26 @@
 //! The byte encoding of records, shared by the peer protocol and the write-ahead log and
-//! snapshots (which store peer frames): a record is `key | stamp | state`, byte strings are
-//! `u32 length | bytes`, lists `u32 count | items`, integers big-endian. Decoding is
+//! snapshots (which store peer frames): a record is `key | flags u8 | [expire_at u64] |
+//! [stamp] | payload` (the state's header and compact payload, `super::state::encode`), byte
+//! strings are `u32 length | bytes`, lists `u32 count | items`, integers big-endian. Records
+//! of the previous format (`key | stamp | live value or tombstone`, body format 1) still decode,
+//! as whole values that replace older states ([`Record::replaces`]). Decoding is
 //! bounds-checked and never panics, whatever the bytes; forged list counts are checked against
 //! the bytes left before anything is allocated.
 
 use bytes::{Buf, BufMut, Bytes};
 
-use super::record::{Record, RecordState, RecordView, StateView};
+use super::record::{Record, RecordView};
 use super::stamp::Stamp;
-use super::value::{Value, ValueView};
+pub use super::state::DecodeError;
+use super::state::{decode, Header};
+use super::value::Value;
 
-/// What is wrong with bytes that should hold a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    /// The bytes ended before a field.
-    #[error("truncated message body")]
-    Truncated,
-    /// A field has an invalid value.
-    #[error("invalid field {0}")]
-    Invalid(&'static str),
-}
+/// Encoded size of the smallest possible record (empty key, flags, empty payload), used to
+/// bound forged list counts.
+pub const MIN_RECORD_LEN: usize = 4 + 1 + 4;
 
-/// Encoded size of the smallest possible record (empty key, stamp, state, no expiry, kind,
-/// empty string), used to bound forged list counts.
-pub const MIN_RECORD_LEN: usize = 4 + 12 + 1 + 1 + 1 + 4;
+/// Encoded size of the smallest record of the previous format.
+const MIN_LEGACY_RECORD_LEN: usize = 4 + 12 + 1 + 1 + 1 + 4;
 
 /// Writes a byte string as `u32 length | bytes`.
 pub fn put_bytes(out: &mut impl BufMut, data: &[u8]) {
@@ -37,42 +34,17 @@ pub fn put_stamp(out: &mut impl BufMut, stamp: Stamp) {
     out.put_u32(stamp.origin);
 }
 
-/// Writes one record: key, stamp, then the live value with its expiry or the tombstone.
+/// Writes one record: key, flags, expiry, stamp, payload.
 pub fn put_record(out: &mut impl BufMut, record: &RecordView<'_>) {
     put_bytes(out, record.key);
-    put_stamp(out, record.stamp);
-    match &record.state {
-        StateView::Live { value, expire_at } => {
-            out.put_u8(0);
-            match expire_at {
-                Some(at) => {
-                    out.put_u8(1);
-                    out.put_u64(*at);
-                }
-                None => out.put_u8(0),
-            }
-            match value {
-                ValueView::String(data) => {
-                    out.put_u8(0);
-                    put_bytes(out, data);
-                }
-                hash => {
-                    out.put_u8(1);
-                    let mut count = 0u32;
-                    hash.for_each_pair(|_, _| count += 1);
-                    out.put_u32(count);
-                    hash.for_each_pair(|field, value| {
-                        put_bytes(out, field);
-                        put_bytes(out, value);
-                    });
-                }
-            }
-        }
-        StateView::Tombstone { deleted_at_ms } => {
-            out.put_u8(1);
-            out.put_u64(*deleted_at_ms);
-        }
+    out.put_u8(record.header.flags());
+    if let Some(at) = record.header.expire_at {
+        out.put_u64(at);
     }
+    if let Some(stamp) = record.header.stamp {
+        put_stamp(out, stamp);
+    }
+    put_bytes(out, record.payload);
 }
 
 /// A bounds-checked reader over a message body. With `owner` (the body as [`Bytes`]), keys
@@ -80,12 +52,17 @@ pub fn put_record(out: &mut impl BufMut, record: &RecordView<'_>) {
 pub struct Reader<'a> {
     data: &'a [u8],
     owner: Option<&'a Bytes>,
+    legacy: bool,
 }
 
 impl<'a> Reader<'a> {
     /// A reader copying keys and values out of `data`.
     pub fn new(data: &'a [u8]) -> Reader<'a> {
-        Reader { data, owner: None }
+        Reader {
+            data,
+            owner: None,
+            legacy: false,
+        }
     }
 
     /// A reader whose keys and values are slices of `body` (no copy).
@@ -93,7 +70,18 @@ impl<'a> Reader<'a> {
         Reader {
             data: body,
             owner: Some(body),
+            legacy: false,
         }
+    }
+
+    /// Reads records of the previous format (body format 1) from here on.
+    pub fn set_legacy(&mut self, legacy: bool) {
+        self.legacy = legacy;
+    }
+
+    /// Whether records of the previous format are read.
+    pub fn is_legacy(&self) -> bool {
+        self.legacy
     }
 
     /// Bytes not read yet.
@@ -177,11 +165,40 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// Reads one record (see [`put_record`]).
+    /// Reads one record (see [`put_record`]); the state is checked whole.
     pub fn record(&mut self) -> Result<Record, DecodeError> {
+        if self.legacy {
+            return self.legacy_record();
+        }
+        let key = self.bytes()?;
+        let flags = self.u8()?;
+        let expire_at = if Header::flags_expiry(flags) {
+            Some(self.u64()?)
+        } else {
+            None
+        };
+        let stamp = if Header::flags_stamp(flags) {
+            Some(self.stamp()?)
+        } else {
+            None
+        };
+        let header = Header::from_flags(flags, expire_at, stamp)?;
+        let payload = self.bytes()?;
+        decode(&header, &payload)?;
+        Ok(Record {
+            key,
+            header,
+            payload,
+            replaces: false,
+        })
+    }
+
+    /// Reads one record of the previous format: a whole value (a string or a hash) with its
+    /// expiry, or a tombstone, under one stamp.
+    fn legacy_record(&mut self) -> Result<Record, DecodeError> {
         let key = self.bytes()?;
         let stamp = self.stamp()?;
-        let state = match self.u8()? {
+        let mut record = match self.u8()? {
             0 => {
                 let expire_at = if self.bool()? {
                     Some(self.u64()?)
@@ -200,20 +217,23 @@ impl<'a> Reader<'a> {
                     }
                     _ => return Err(DecodeError::Invalid("value kind")),
                 };
-                RecordState::Live { value, expire_at }
+                Record::live(key, stamp, value, expire_at)
             }
-            1 => RecordState::Tombstone {
-                deleted_at_ms: self.u64()?,
-            },
+            1 => Record::tombstone(key, stamp, self.u64()?),
             _ => return Err(DecodeError::Invalid("record state")),
         };
-        Ok(Record { key, stamp, state })
+        record.replaces = true;
+        Ok(record)
     }
 
     /// Reads a list of records.
     pub fn records(&mut self) -> Result<Vec<Record>, DecodeError> {
-        // The smallest record: empty key, stamp, state, no expiry, kind, empty string.
-        let count = self.count(MIN_RECORD_LEN)?;
+        let smallest = if self.legacy {
+            MIN_LEGACY_RECORD_LEN
+        } else {
+            MIN_RECORD_LEN
+        };
+        let count = self.count(smallest)?;
         let mut records = Vec::with_capacity(count);
         for _ in 0..count {
             records.push(self.record()?);

@@ -1,8 +1,7 @@
 //! Anti-entropy digests: the deterministic key hash every node and every version must share,
-//! the bucket of a key, and per-bucket sums of the stored versions that two nodes compare to
-//! find what differs without exchanging keys.
-
-use super::stamp::Stamp;
+//! the bucket of a key, and per-bucket sums of the stored versions (each key's state hash,
+//! `super::state::encode::state_hash`) that two nodes compare to find what differs without
+//! exchanging keys.
 
 /// Number of anti-entropy buckets keys are hashed into.
 pub const BUCKETS: usize = 256;
@@ -36,19 +35,20 @@ fn bucket_of_hash(hash: u64) -> usize {
     (mix(hash) >> 56) as usize % BUCKETS
 }
 
-/// The digest contribution of one stored version (live or tombstone).
-pub fn version_hash(key: &[u8], stamp: Stamp) -> u64 {
-    version_hash_of(key_hash(key), stamp)
+/// The digest contribution of one stored version (a key and its state hash, deletions
+/// included).
+pub fn version_hash(key: &[u8], version: u64) -> u64 {
+    version_hash_of(key_hash(key), version)
 }
 
 /// [`version_hash`] of a key with [`key_hash`] `hash`.
-fn version_hash_of(hash: u64, stamp: Stamp) -> u64 {
-    mix(hash ^ mix(stamp.hlc) ^ mix(u64::from(stamp.origin).wrapping_add(0x9e37_79b9_7f4a_7c15)))
+fn version_hash_of(hash: u64, version: u64) -> u64 {
+    mix(hash ^ mix(version.wrapping_add(0x9e37_79b9_7f4a_7c15)))
 }
 
 /// Per-bucket digests maintained incrementally: the wrapping sum of [`version_hash`] of every
-/// stored `(key, stamp)`, tombstones included. Two nodes holding the same versions have equal
-/// digests whatever the insertion order.
+/// stored `(key, state hash)`, tombstones included. Two nodes holding the same states have
+/// equal digests whatever the insertion order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketDigests {
     sums: Vec<u64>,
@@ -69,25 +69,25 @@ impl BucketDigests {
     }
 
     /// Accounts a stored version.
-    pub fn add(&mut self, key: &[u8], stamp: Stamp) {
-        self.replace(key_hash(key), None, Some(stamp));
+    pub fn add(&mut self, key: &[u8], version: u64) {
+        self.replace(key_hash(key), None, Some(version));
     }
 
     /// Removes a stored version.
-    pub fn remove(&mut self, key: &[u8], stamp: Stamp) {
-        self.replace(key_hash(key), Some(stamp), None);
+    pub fn remove(&mut self, key: &[u8], version: u64) {
+        self.replace(key_hash(key), Some(version), None);
     }
 
     /// Replaces the stored version `old` of the key with [`key_hash`] `hash` by `new` (either
     /// may be absent): one hash of the key for both, where a write hashed it twice per
     /// version (the bucket and the version hash), 3 % of a disc node's CPU under SETs.
-    pub fn replace(&mut self, hash: u64, old: Option<Stamp>, new: Option<Stamp>) {
+    pub fn replace(&mut self, hash: u64, old: Option<u64>, new: Option<u64>) {
         let sum = &mut self.sums[bucket_of_hash(hash)];
-        if let Some(stamp) = old {
-            *sum = sum.wrapping_sub(version_hash_of(hash, stamp));
+        if let Some(version) = old {
+            *sum = sum.wrapping_sub(version_hash_of(hash, version));
         }
-        if let Some(stamp) = new {
-            *sum = sum.wrapping_add(version_hash_of(hash, stamp));
+        if let Some(version) = new {
+            *sum = sum.wrapping_add(version_hash_of(hash, version));
         }
     }
 
@@ -139,8 +139,7 @@ mod tests {
 
     #[test]
     fn digests_are_order_independent_and_removable() {
-        let first = Stamp { hlc: 1, origin: 1 };
-        let second = Stamp { hlc: 2, origin: 1 };
+        let (first, second) = (1u64, 2u64);
         let mut one = BucketDigests::new();
         one.add(b"a", first);
         one.add(b"b", second);
@@ -158,7 +157,7 @@ mod tests {
 
     #[test]
     fn replacing_a_version_equals_removing_it_and_adding_the_new_one() {
-        let stamp = |hlc| Stamp { hlc, origin: 3 };
+        let stamp = |version: u64| version;
         let mut apart = BucketDigests::new();
         apart.add(b"session:1", stamp(10));
         apart.remove(b"session:1", stamp(10));

@@ -1,24 +1,29 @@
 //! The compact in-memory layout of one key: a single heap allocation holding a small header,
-//! the key and the value, so a small session costs one allocation plus a table node.
+//! the key and the encoded state, so a small session costs one allocation plus a table node.
 //!
 //! Layout: `flags u8 | lru u32 | key_len varint | [expire_at u64] | [hlc u64, origin u32] | key |
-//! payload`. Flags: bits 0-1 the kind, bit 2 an expiry is present, bit 3 a version stamp is
-//! present, bit 4 the entry is a tombstone (its payload is `deleted_at` as u64 LE). A hash payload is a sequence of `varint len, field, varint len, value` (like Redis's
-//! listpack for small hashes).
+//! payload`, little-endian. The flags, expiry and stamp are the state's [`Header`] (type,
+//! absent, plain, has-deletions; the greatest stamp); the payload is the state's compact
+//! encoding (`super::state::encode`), per-element stamps included, so memory accounting
+//! (the blob's size) counts the merge metadata without anything else to track. A plain
+//! string's payload is the string itself.
+
+use std::borrow::Cow;
 
 use bytes::Bytes;
 
+use super::record::RecordView;
 use super::stamp::Stamp;
-use super::value::{get_varint, put_varint, varint_len, HashIter, Kind, Value, ValueView};
+use super::state::encode::{encoded_expiry_stamp, encoded_hash};
+use super::state::{decode, view, DecodeError, Header, State};
+use super::value::{get_varint, put_varint, varint_len, Kind};
 
-const KIND_MASK: u8 = 0b11;
-const HAS_EXPIRY: u8 = 0b100;
-const HAS_STAMP: u8 = 0b1000;
-const TOMBSTONE: u8 = 0b1_0000;
+const HAS_EXPIRY: u8 = 1 << 3;
+const HAS_STAMP: u8 = 1 << 4;
 const LRU_AT: usize = 1;
 const VARINT_AT: usize = 5;
 
-/// One stored key with its value, optional expiry and optional stamp.
+/// One stored key with its state, optional expiry and optional stamp.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Entry {
     blob: Box<[u8]>,
@@ -42,33 +47,23 @@ fn read_u64(data: &[u8], at: usize) -> u64 {
 }
 
 impl Entry {
-    /// Builds an entry. `payload` is the value's payload (see [`Value::payload`]).
-    pub fn new(
-        key: &[u8],
-        kind: Kind,
-        payload: &[u8],
-        expire_at: Option<u64>,
-        stamp: Option<Stamp>,
-        lru: u32,
-    ) -> Entry {
-        let mut flags = kind.tag();
-        let mut len = VARINT_AT + varint_len(key.len()) + key.len() + payload.len();
-        if expire_at.is_some() {
-            flags |= HAS_EXPIRY;
+    /// Builds an entry from a state's header and payload.
+    pub fn new(key: &[u8], header: &Header, payload: &[u8], lru: u32) -> Entry {
+        let mut len = VARINT_AT + varint_len(key.len() as u64) + key.len() + payload.len();
+        if header.expire_at.is_some() {
             len += 8;
         }
-        if stamp.is_some() {
-            flags |= HAS_STAMP;
+        if header.stamp.is_some() {
             len += 12;
         }
         let mut blob = Vec::with_capacity(len);
-        blob.push(flags);
+        blob.push(header.flags());
         blob.extend_from_slice(&lru.to_le_bytes());
-        put_varint(&mut blob, key.len());
-        if let Some(at) = expire_at {
+        put_varint(&mut blob, key.len() as u64);
+        if let Some(at) = header.expire_at {
             blob.extend_from_slice(&at.to_le_bytes());
         }
-        if let Some(stamp) = stamp {
+        if let Some(stamp) = header.stamp {
             blob.extend_from_slice(&stamp.hlc.to_le_bytes());
             blob.extend_from_slice(&stamp.origin.to_le_bytes());
         }
@@ -79,33 +74,37 @@ impl Entry {
         }
     }
 
-    /// A tombstone: the key was deleted at `deleted_at_ms` by the write stamped `stamp`. Kept
-    /// (by replication) so the delete wins over older versions; reads treat it as absent.
-    pub fn tombstone(key: &[u8], stamp: Stamp, deleted_at_ms: u64, lru: u32) -> Entry {
-        let mut entry = Entry::new(
-            key,
-            Kind::String,
-            &deleted_at_ms.to_le_bytes(),
-            None,
-            Some(stamp),
-            lru,
-        );
-        entry.blob[0] |= TOMBSTONE;
-        entry
+    /// The entry storing a record.
+    pub fn of_record(record: &RecordView<'_>, lru: u32) -> Entry {
+        Entry::new(record.key, &record.header, record.payload, lru)
     }
 
-    /// Whether this entry is a tombstone.
+    fn flags(&self) -> u8 {
+        self.blob[0]
+    }
+
+    /// The state's header.
+    pub fn header(&self) -> Header {
+        // The flags were written from a valid header by this process.
+        Header::from_flags(self.flags(), self.expire_at(), self.stamp()).unwrap_or(Header {
+            kind: Kind::String,
+            expire_at: self.expire_at(),
+            stamp: self.stamp(),
+            absent: true,
+            plain: true,
+            has_dead: false,
+        })
+    }
+
+    /// Whether the key shows nothing (every part deleted): kept so the deletions win over
+    /// older writes; absent to every read.
     pub fn is_tombstone(&self) -> bool {
-        self.flags() & TOMBSTONE != 0
+        self.header().absent
     }
 
-    /// When the tombstone's delete happened (Unix ms); `None` for a live entry.
-    pub fn deleted_at(&self) -> Option<u64> {
-        if !self.is_tombstone() {
-            return None;
-        }
-        let payload = self.payload();
-        (payload.len() == 8).then(|| read_u64(payload, 0))
+    /// Whether the state holds deletions tombstone collection must one day drop.
+    pub fn has_dead(&self) -> bool {
+        self.header().has_dead
     }
 
     /// Whether the entry is a live (not expired, not deleted) value at `now` (Unix ms).
@@ -113,8 +112,8 @@ impl Entry {
         !self.is_tombstone() && !self.is_expired(now)
     }
 
-    /// Moves an existing expiry to `expire_at` in place (a replicated touch); false when the
-    /// entry has no expiry to move.
+    /// Moves an existing expiry to `expire_at` in place (a touch); false when the entry has
+    /// no expiry to move.
     pub fn set_expiry_in_place(&mut self, expire_at: u64) -> bool {
         if self.flags() & HAS_EXPIRY == 0 {
             return false;
@@ -122,10 +121,6 @@ impl Entry {
         let position = self.expiry_at();
         self.blob[position..position + 8].copy_from_slice(&expire_at.to_le_bytes());
         true
-    }
-
-    fn flags(&self) -> u8 {
-        self.blob[0]
     }
 
     /// Returns (offset of the key, key length).
@@ -147,7 +142,7 @@ impl Entry {
         &self.blob[at..at + len]
     }
 
-    /// The raw payload: the string, or the encoded hash.
+    /// The encoded state.
     pub fn payload(&self) -> &[u8] {
         let (at, len) = self.key_span();
         &self.blob[at + len..]
@@ -155,17 +150,7 @@ impl Entry {
 
     /// The value's type.
     pub fn kind(&self) -> Kind {
-        Kind::from_tag(self.flags() & KIND_MASK)
-    }
-
-    /// The value, borrowed from the entry.
-    pub fn value_view(&self) -> ValueView<'_> {
-        ValueView::from_payload(self.kind(), self.payload())
-    }
-
-    /// The value, copied.
-    pub fn value(&self) -> Value {
-        self.value_view().to_value()
+        Kind::from_tag(self.flags() & 0b111).unwrap_or(Kind::String)
     }
 
     fn expiry_at(&self) -> usize {
@@ -187,7 +172,7 @@ impl Entry {
         self.expire_at().is_some_and(|at| at <= now)
     }
 
-    /// The version stamp, if the write carried one.
+    /// The greatest stamp in the state, if writes are stamped.
     pub fn stamp(&self) -> Option<Stamp> {
         if self.flags() & HAS_STAMP == 0 {
             return None;
@@ -204,6 +189,64 @@ impl Entry {
         })
     }
 
+    /// The state's version for anti-entropy (its state hash), if writes are stamped.
+    pub fn version(&self) -> Option<u64> {
+        encoded_hash(&self.header(), self.payload())
+    }
+
+    /// The stamp of the expiry register (what a touch refers to), if writes are stamped.
+    pub fn expiry_stamp(&self) -> Option<Stamp> {
+        encoded_expiry_stamp(&self.header(), self.payload())
+    }
+
+    /// The decoded state.
+    pub fn state(&self) -> Result<State, DecodeError> {
+        decode(&self.header(), self.payload())
+    }
+
+    /// The entry as a record, borrowed.
+    pub fn view(&self) -> RecordView<'_> {
+        RecordView {
+            key: self.key(),
+            header: self.header(),
+            payload: self.payload(),
+            replaces: false,
+        }
+    }
+
+    /// When the deletions of a key that shows nothing happened (the latest), for tombstone
+    /// collection; `None` while it shows a value.
+    pub fn deleted_at(&self) -> Option<u64> {
+        let header = self.header();
+        if !header.absent {
+            return None;
+        }
+        if header.plain {
+            let payload = self.payload();
+            return (payload.len() == 8).then(|| read_u64(payload, 0));
+        }
+        self.state().ok()?.deleted_at()
+    }
+
+    /// The string a string entry shows: a plain string's bytes borrowed, a counter's sum.
+    pub fn string(&self) -> Option<Cow<'_, [u8]>> {
+        if self.kind() != Kind::String || self.is_tombstone() {
+            return None;
+        }
+        if self.header().plain {
+            return Some(Cow::Borrowed(self.payload()));
+        }
+        view::string_value(&self.state().ok()?).map(|value| Cow::Owned(value.to_vec()))
+    }
+
+    /// One live field of a hash entry.
+    pub fn hash_field(&self, field: &[u8]) -> Option<Bytes> {
+        if self.kind() != Kind::Hash {
+            return None;
+        }
+        view::hash_field(&self.state().ok()?, field)
+    }
+
     /// Last access time (Unix seconds, truncated to u32) for LRU eviction.
     pub fn lru(&self) -> u32 {
         let mut bytes = [0u8; 4];
@@ -216,49 +259,6 @@ impl Entry {
         self.blob[LRU_AT..LRU_AT + 4].copy_from_slice(&lru.to_le_bytes());
     }
 
-    /// The same entry with another expiry; rewritten in place when the presence does not change.
-    pub fn with_expiry(mut self, expire_at: Option<u64>) -> Entry {
-        match (self.expire_at(), expire_at) {
-            (Some(_), Some(at)) => {
-                let position = self.expiry_at();
-                self.blob[position..position + 8].copy_from_slice(&at.to_le_bytes());
-                self
-            }
-            (None, None) => self,
-            _ => Entry::new(
-                self.key(),
-                self.kind(),
-                self.payload(),
-                expire_at,
-                self.stamp(),
-                self.lru(),
-            ),
-        }
-    }
-
-    /// The hash's fields, empty for a string.
-    pub fn hash_fields(&self) -> HashIter<'_> {
-        let data = match self.kind() {
-            Kind::Hash => self.payload(),
-            Kind::String => &[],
-        };
-        HashIter::new(data)
-    }
-
-    /// One hash field's value.
-    pub fn hash_get(&self, field: &[u8]) -> Option<&[u8]> {
-        self.hash_fields()
-            .find(|(name, _)| *name == field)
-            .map(|(_, value)| value)
-    }
-
-    /// The hash's fields as owned pairs.
-    pub fn hash_pairs(&self) -> Vec<(Bytes, Bytes)> {
-        self.hash_fields()
-            .map(|(field, value)| (Bytes::copy_from_slice(field), Bytes::copy_from_slice(value)))
-            .collect()
-    }
-
     /// Heap bytes held by the blob.
     pub fn blob_len(&self) -> usize {
         self.blob.len()
@@ -268,61 +268,69 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::record::Record;
+    use crate::store::value::Value;
 
     #[test]
     fn layout_round_trips() {
         let stamp = Stamp { hlc: 77, origin: 3 };
-        let entry = Entry::new(b"key", Kind::String, b"value", Some(1234), Some(stamp), 9);
+        let record = Record::live(
+            Bytes::from_static(b"key"),
+            stamp,
+            Value::String(Bytes::from_static(b"value")),
+            Some(1234),
+        );
+        let mut entry = Entry::of_record(&record.view(), 9);
         assert_eq!(entry.key(), b"key");
         assert_eq!(entry.payload(), b"value");
         assert_eq!(entry.expire_at(), Some(1234));
         assert_eq!(entry.stamp(), Some(stamp));
+        assert_eq!(entry.expiry_stamp(), Some(stamp));
         assert_eq!(entry.lru(), 9);
         assert!(entry.is_expired(1234));
         assert!(!entry.is_expired(1233));
-        let entry = entry.with_expiry(Some(99));
+        assert!(entry.set_expiry_in_place(99));
         assert_eq!(entry.expire_at(), Some(99));
-        let entry = entry.with_expiry(None);
-        assert_eq!(entry.expire_at(), None);
-        assert_eq!(entry.key(), b"key");
-        assert_eq!(entry.payload(), b"value");
-        assert_eq!(entry.stamp(), Some(stamp));
+        assert_eq!(entry.view().to_record().payload, record.payload);
+        assert_eq!(entry.string().as_deref(), Some(&b"value"[..]));
     }
 
     #[test]
     fn small_string_is_one_small_allocation() {
-        let entry = Entry::new(b"key:000000001", Kind::String, b"xxx", None, None, 0);
+        let header = Header {
+            kind: Kind::String,
+            expire_at: None,
+            stamp: None,
+            absent: false,
+            plain: true,
+            has_dead: false,
+        };
+        let entry = Entry::new(b"key:000000001", &header, b"xxx", 0);
         assert_eq!(entry.blob_len(), 5 + 1 + 13 + 3);
-        let long_key = vec![b'k'; 300];
-        let entry = Entry::new(&long_key, Kind::String, b"v", Some(5), None, 0);
-        assert_eq!(entry.key(), &long_key[..]);
-        assert_eq!(entry.payload(), b"v");
-    }
-
-    #[test]
-    fn hash_payload() {
-        use crate::store::value::encode_hash;
-        let payload = encode_hash([(&b"a"[..], &b"1"[..]), (&b"bb"[..], &b""[..])]);
-        let entry = Entry::new(b"h", Kind::Hash, &payload, None, None, 0);
-        assert_eq!(entry.kind(), Kind::Hash);
-        assert_eq!(entry.hash_get(b"a"), Some(&b"1"[..]));
-        assert_eq!(entry.hash_get(b"bb"), Some(&b""[..]));
-        assert_eq!(entry.hash_get(b"c"), None);
-        assert_eq!(entry.hash_fields().count(), 2);
+        // A replicated SET costs its stamp and nothing else.
+        let record = Record::live(
+            Bytes::from_static(b"key:000000001"),
+            Stamp { hlc: 1, origin: 2 },
+            Value::String(Bytes::from_static(b"xxx")),
+            None,
+        );
+        assert_eq!(
+            Entry::of_record(&record.view(), 0).blob_len(),
+            5 + 1 + 12 + 13 + 3
+        );
     }
 
     #[test]
     fn tombstone_round_trips() {
         let stamp = Stamp { hlc: 9, origin: 4 };
-        let entry = Entry::tombstone(b"gone", stamp, 1_234, 0);
+        let record = Record::tombstone(Bytes::from_static(b"gone"), stamp, 1_234);
+        let entry = Entry::of_record(&record.view(), 0);
         assert!(entry.is_tombstone());
         assert_eq!(entry.key(), b"gone");
         assert_eq!(entry.stamp(), Some(stamp));
         assert_eq!(entry.deleted_at(), Some(1_234));
         assert_eq!(entry.expire_at(), None);
         assert!(!entry.is_live(0));
-        let live = Entry::new(b"k", Kind::String, b"v", None, Some(stamp), 0);
-        assert!(!live.is_tombstone());
-        assert_eq!(live.deleted_at(), None);
+        assert_eq!(entry.string(), None);
     }
 }

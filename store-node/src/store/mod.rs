@@ -2,9 +2,11 @@
 //! [`Op`] applied through one write path ([`MemoryEngine`]); what a write means beyond this
 //! node (replicating it, logging it) is the business of the [`WriteHook`] installed in the
 //! engine, implemented outside this module (`crate::node`), and what the client must wait for
-//! comes back from the write as a [`WriteReceipt`]. The value model ([`value`]), the replicated
-//! unit ([`Record`]) with its merge rule, its byte encoding ([`codec`]) and the anti-entropy
-//! digests ([`digest`]) live here because the engine stores, merges and digests them.
+//! comes back from the write as a [`WriteReceipt`]. The value model ([`value`]), each key's
+//! mergeable state ([`state`]: per-field, per-member, per-element stamps and their merge
+//! rules), the replicated unit ([`Record`]), its byte encoding ([`codec`]) and the
+//! anti-entropy digests ([`digest`]) live here because the engine stores, merges and digests
+//! them.
 
 pub mod codec;
 pub mod digest;
@@ -15,19 +17,20 @@ pub mod hook;
 pub mod op;
 pub mod record;
 pub mod stamp;
+pub mod state;
 pub mod table;
 pub mod value;
 
 pub use engine::{
-    memory_reserve, EngineConfig, EvictionPolicy, KeyAccess, MemoryEngine, MemoryStatus,
-    StoreStats, VALUE_COST_FACTOR,
+    memory_reserve, EngineConfig, EvictionPolicy, KeyAccess, KeysAccess, MemoryEngine,
+    MemoryStatus, StoreStats, Watch, VALUE_COST_FACTOR,
 };
 pub use entry::Entry;
 pub use hook::{MergedChange, Versioning, WriteHook, WriteReceipt};
 pub use op::Op;
-pub use record::{Record, RecordState, RecordView, StateView, Touch};
+pub use record::{Record, RecordView, Touch};
 pub use stamp::Stamp;
-pub use value::{Kind, Value, ValueView};
+pub use value::{Kind, Value};
 
 /// Milliseconds added to the system clock by [`unix_ms`]: 0 except in the clock-skew tests,
 /// which run a node whose clock is off (`--test-clock-offset-ms`).

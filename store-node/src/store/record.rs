@@ -1,69 +1,114 @@
-//! The replicated unit: a [`Record`] is the whole state of one key after a write (a live value
-//! with its absolute expiry, or a tombstone), stamped for last-writer-wins, and [`merge`], the
-//! rule every node applies to a record it receives; a [`Touch`] extends the expiry of one exact
-//! version. The write-ahead log and snapshots store records too, so recovery is the same merge.
+//! The replicated unit: a [`Record`] is one key's mergeable state (`super::state`) in its
+//! compact encoding, the whole state (anti-entropy, snapshots, bootstrap) or the delta of one
+//! local write (the op-log, the write-ahead log), and [`merge`] is the rule every node applies
+//! to a record it receives. Both kinds merge by the same join, so a node holding every delta
+//! of a key holds its whole state. A [`Touch`] extends the expiry of one exact expiry
+//! register. The write-ahead log and snapshots store records too, so recovery is the same
+//! merge.
 
 use bytes::Bytes;
 
+use super::op::Op;
 use super::stamp::Stamp;
-use super::value::{Value, ValueView};
+use super::state::apply::{apply, Keep};
+use super::state::encode::{encoded_hash, Header};
+use super::state::model::{Body, Cell, Expiry, Register, State};
+use super::state::{decode, encode, DecodeError};
+use super::value::Value;
 
-/// The state of a key carried by a [`Record`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordState {
-    /// The key holds `value`, expiring at `expire_at` (Unix ms; `None` = persistent).
-    Live {
-        /// The whole value.
-        value: Value,
-        /// Absolute expiry in Unix milliseconds.
-        expire_at: Option<u64>,
-    },
-    /// The key was deleted at `deleted_at_ms` (Unix ms, the deleting node's wall clock); kept
-    /// so that the delete wins over older values, collected after the grace period.
-    Tombstone {
-        /// When the delete happened (Unix ms).
-        deleted_at_ms: u64,
-    },
-}
-
-/// The whole state of one key after a write, with the write's stamp.
+/// One key's state (or the delta of one write), encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// The key.
     pub key: Bytes,
-    /// The version: the highest `(hlc, origin)` wins everywhere.
-    pub stamp: Stamp,
-    /// The value or the tombstone.
-    pub state: RecordState,
+    /// Type, expiry, greatest stamp and flags.
+    pub header: Header,
+    /// The encoded state.
+    pub payload: Bytes,
+    /// A whole value of the previous format (recovered from an older data directory): it
+    /// replaces older states of the key entirely, as that format's last-writer-wins did.
+    pub replaces: bool,
 }
 
 impl Record {
-    /// A live record.
+    /// The record of a key's state (versioned: stamps kept).
+    pub fn from_state(key: impl Into<Bytes>, state: &State) -> Record {
+        let (header, payload) = encode(state, true);
+        Record {
+            key: key.into(),
+            header,
+            payload: Bytes::from(payload),
+            replaces: false,
+        }
+    }
+
+    /// The record of a whole value written by one write stamped `stamp`: every register,
+    /// member and element carries that stamp (what a record of the previous format becomes).
     pub fn live(
         key: impl Into<Bytes>,
         stamp: Stamp,
         value: Value,
         expire_at: Option<u64>,
     ) -> Record {
-        Record {
-            key: key.into(),
-            stamp,
-            state: RecordState::Live { value, expire_at },
-        }
+        let key = key.into();
+        let op = Op::Put {
+            key: key.clone(),
+            value,
+            expire_at,
+            keep_ttl: false,
+        };
+        let state = apply(&op, None, stamp, 0, Keep::Deletions)
+            .state
+            .unwrap_or_else(|| State::empty(super::value::Kind::String));
+        Record::from_state(key, &state)
     }
 
-    /// A tombstone.
+    /// A deleted string key: deleted at `deleted_at_ms` by the write stamped `stamp`.
     pub fn tombstone(key: impl Into<Bytes>, stamp: Stamp, deleted_at_ms: u64) -> Record {
-        Record {
-            key: key.into(),
-            stamp,
-            state: RecordState::Tombstone { deleted_at_ms },
-        }
+        let state = State {
+            expiry: Expiry { at: None, stamp },
+            body: Body::String(Cell::of(Register::dead(stamp, deleted_at_ms))),
+        };
+        Record::from_state(key, &state)
     }
 
-    /// Whether this record is a tombstone.
+    /// A record that changes nothing anywhere (an empty state with the zero stamp): stands in
+    /// for one that cannot be sent, keeping a batch's sequence contiguous.
+    pub fn placeholder(key: impl Into<Bytes>) -> Record {
+        Record::from_state(key, &State::empty(super::value::Kind::String))
+    }
+
+    /// The greatest stamp in the record.
+    pub fn stamp(&self) -> Stamp {
+        self.header.stamp.unwrap_or(Stamp::ZERO)
+    }
+
+    /// Whether the key shows nothing (every part deleted).
     pub fn is_tombstone(&self) -> bool {
-        matches!(self.state, RecordState::Tombstone { .. })
+        self.header.absent
+    }
+
+    /// The key's absolute expiry (Unix ms).
+    pub fn expire_at(&self) -> Option<u64> {
+        self.header.expire_at
+    }
+
+    /// When a key that shows nothing was deleted (its latest deletion); `None` while it shows
+    /// a value.
+    pub fn deleted_at(&self) -> Option<u64> {
+        if !self.header.absent {
+            return None;
+        }
+        if self.header.plain {
+            let bytes: [u8; 8] = self.payload[..].try_into().ok()?;
+            return Some(u64::from_le_bytes(bytes));
+        }
+        self.state().ok()?.deleted_at()
+    }
+
+    /// The decoded state.
+    pub fn state(&self) -> Result<State, DecodeError> {
+        decode(&self.header, &self.payload)
     }
 
     /// Approximate encoded size in bytes (for log and batch limits).
@@ -75,16 +120,9 @@ impl Record {
     pub fn view(&self) -> RecordView<'_> {
         RecordView {
             key: &self.key,
-            stamp: self.stamp,
-            state: match &self.state {
-                RecordState::Live { value, expire_at } => StateView::Live {
-                    value: value.view(),
-                    expire_at: *expire_at,
-                },
-                RecordState::Tombstone { deleted_at_ms } => StateView::Tombstone {
-                    deleted_at_ms: *deleted_at_ms,
-                },
-            },
+            header: self.header,
+            payload: &self.payload,
+            replaces: self.replaces,
         }
     }
 }
@@ -94,129 +132,89 @@ impl Record {
 /// a [`Record`] first copied every logged value into fresh allocations that another thread
 /// freed, and the allocator kept faulting in new zeroed pages for them (a fifth of the RESP
 /// thread's CPU in disc mode).
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct RecordView<'a> {
     /// The key.
     pub key: &'a [u8],
-    /// The version.
-    pub stamp: Stamp,
-    /// The value or the tombstone.
-    pub state: StateView<'a>,
-}
-
-/// The state of a key, borrowed (see [`RecordState`]).
-#[derive(Clone)]
-pub enum StateView<'a> {
-    /// The key holds `value`, expiring at `expire_at` (Unix ms).
-    Live {
-        /// The whole value.
-        value: ValueView<'a>,
-        /// Absolute expiry in Unix milliseconds.
-        expire_at: Option<u64>,
-    },
-    /// The key was deleted at `deleted_at_ms` (Unix ms).
-    Tombstone {
-        /// When the delete happened (Unix ms).
-        deleted_at_ms: u64,
-    },
+    /// Type, expiry, greatest stamp and flags.
+    pub header: Header,
+    /// The encoded state.
+    pub payload: &'a [u8],
+    /// See [`Record::replaces`].
+    pub replaces: bool,
 }
 
 impl RecordView<'_> {
     /// Approximate encoded size in bytes (for log and batch limits).
     pub fn size(&self) -> usize {
-        let value = match &self.state {
-            StateView::Live { value, .. } => match value {
-                ValueView::String(bytes) => bytes.len() + 4,
-                hash => {
-                    let mut size = 4;
-                    hash.for_each_pair(|field, value| size += field.len() + value.len() + 8);
-                    size
-                }
-            },
-            StateView::Tombstone { .. } => 0,
-        };
-        self.key.len() + 4 + 12 + 10 + value
+        self.key.len() + 4 + 1 + 8 + 12 + 4 + self.payload.len()
+    }
+
+    /// The greatest stamp in the record.
+    pub fn stamp(&self) -> Stamp {
+        self.header.stamp.unwrap_or(Stamp::ZERO)
+    }
+
+    /// The state's version for anti-entropy (its state hash).
+    pub fn version(&self) -> u64 {
+        encoded_hash(&self.header, self.payload).unwrap_or(0)
     }
 
     /// An owned copy.
     pub fn to_record(&self) -> Record {
-        let key = Bytes::copy_from_slice(self.key);
-        match &self.state {
-            StateView::Tombstone { deleted_at_ms } => {
-                Record::tombstone(key, self.stamp, *deleted_at_ms)
-            }
-            StateView::Live { value, expire_at } => {
-                Record::live(key, self.stamp, value.to_value(), *expire_at)
-            }
+        Record {
+            key: Bytes::copy_from_slice(self.key),
+            header: self.header,
+            payload: Bytes::copy_from_slice(self.payload),
+            replaces: self.replaces,
         }
     }
 }
 
-/// The merge rule: what a node stores for `incoming` given its stored version (`None` =
-/// unchanged). Identical on every node, so every node converges to the same state whatever
-/// the delivery order:
-/// - A record whose stamp is greater than the stored one (or whose key is absent) replaces the
-///   key, with two exceptions: a live record already expired at `now_ms` becomes a tombstone
-///   with its stamp if the key was present (so an older, longer-lived version elsewhere cannot
-///   come back) and is ignored if absent; a tombstone older than `forget_before_ms` is ignored if
-///   the key is absent (it was collected here already).
-/// - A record with the stored stamp merges the expiry: the later one wins (`None`, persistent,
-///   is the latest). This also repairs lost touches.
-/// - A record with a smaller stamp changes nothing.
+/// Whether a record is a plain string (a value or a deletion, one stamp for everything).
+fn plain_string(header: &Header) -> bool {
+    header.plain && header.stamp.is_some() && header.kind == super::value::Kind::String
+}
+
+/// The merge rule: what a node stores for `incoming` given its stored state (`None` =
+/// unchanged): [`super::state::merge`] over the decoded states, identical on every node, so
+/// every node converges to the same state whatever the delivery order. A stored state that
+/// cannot be decoded (it never can: this node encoded it) is replaced.
 pub fn merge(
-    stored: Option<&Record>,
-    incoming: &Record,
+    stored: Option<&RecordView<'_>>,
+    incoming: &RecordView<'_>,
     now_ms: u64,
     forget_before_ms: u64,
-) -> Option<Record> {
-    match stored {
-        Some(stored) if stored.stamp == incoming.stamp => match (&stored.state, &incoming.state) {
-            (
-                RecordState::Live {
-                    value,
-                    expire_at: Some(mine),
-                },
-                RecordState::Live {
-                    expire_at: theirs, ..
-                },
-            ) if theirs.is_none_or(|theirs| theirs > *mine) => Some(Record {
-                key: stored.key.clone(),
-                stamp: stored.stamp,
-                state: RecordState::Live {
-                    value: value.clone(),
-                    expire_at: *theirs,
-                },
-            }),
-            _ => None,
-        },
-        Some(stored) if stored.stamp > incoming.stamp => None,
-        _ => {
-            let present = stored.is_some();
-            match &incoming.state {
-                RecordState::Live {
-                    expire_at: Some(at),
-                    ..
-                } if *at <= now_ms => {
-                    present.then(|| Record::tombstone(incoming.key.clone(), incoming.stamp, *at))
-                }
-                RecordState::Tombstone { deleted_at_ms }
-                    if !present && *deleted_at_ms < forget_before_ms =>
-                {
-                    None
-                }
-                _ => Some(incoming.clone()),
-            }
+) -> Result<Option<Record>, DecodeError> {
+    if let Some(stored) = stored {
+        // Two plain strings: last writer wins on the one stamp both carry, as strings always
+        // did; no decoding, no copy for the common replicated SET.
+        if plain_string(&stored.header)
+            && plain_string(&incoming.header)
+            && stored.stamp() > incoming.stamp()
+        {
+            return Ok(None);
         }
     }
+    let theirs = decode(&incoming.header, incoming.payload)?;
+    let mine = stored.and_then(|stored| decode(&stored.header, stored.payload).ok());
+    let merged = super::state::merge(
+        mine.as_ref(),
+        &theirs,
+        incoming.replaces,
+        now_ms,
+        forget_before_ms,
+    );
+    Ok(merged.map(|state| Record::from_state(Bytes::copy_from_slice(incoming.key), &state)))
 }
 
-/// Extends the expiry of one version of a key: applies only where the key still holds the
-/// version stamped `value_stamp`, and only ever moves the expiry later.
+/// Extends the expiry of one version of a key: applies only where the key's expiry register
+/// still has the stamp `value_stamp`, and only ever moves the expiry later.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Touch {
     /// The key.
     pub key: Bytes,
-    /// The stamp of the value being touched.
+    /// The stamp of the expiry register being touched.
     pub value_stamp: Stamp,
     /// The new absolute expiry (Unix ms).
     pub expire_at: u64,
@@ -226,5 +224,52 @@ impl Touch {
     /// Approximate encoded size in bytes.
     pub fn size(&self) -> usize {
         self.key.len() + 4 + 12 + 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(hlc: u64, value: &str, expire_at: Option<u64>) -> Record {
+        Record::live(
+            Bytes::from_static(b"k"),
+            Stamp { hlc, origin: 1 },
+            Value::String(Bytes::copy_from_slice(value.as_bytes())),
+            expire_at,
+        )
+    }
+
+    #[test]
+    fn strings_are_last_writer_wins_with_the_later_expiry_on_equal_stamps() {
+        let (old, new) = (live(5, "a", None), live(6, "b", None));
+        assert_eq!(merge(Some(&new.view()), &old.view(), 0, 0), Ok(None));
+        assert_eq!(
+            merge(Some(&old.view()), &new.view(), 0, 0),
+            Ok(Some(new.clone()))
+        );
+        let (short, long) = (live(5, "a", Some(1_000)), live(5, "a", Some(2_000)));
+        assert_eq!(
+            merge(Some(&short.view()), &long.view(), 0, 0),
+            Ok(Some(long.clone()))
+        );
+        assert_eq!(merge(Some(&long.view()), &short.view(), 0, 0), Ok(None));
+        let gone = Record::tombstone(Bytes::from_static(b"k"), Stamp { hlc: 7, origin: 1 }, 50);
+        assert!(gone.is_tombstone());
+        assert_eq!(
+            merge(Some(&new.view()), &gone.view(), 0, 0),
+            Ok(Some(gone.clone()))
+        );
+        // An old deletion of an absent key was collected here already.
+        assert_eq!(merge(None, &gone.view(), 0, 60), Ok(None));
+        // A value that arrives expired is ignored where the key is absent.
+        assert_eq!(merge(None, &short.view(), 1_000, 0), Ok(None));
+    }
+
+    #[test]
+    fn a_plain_record_carries_no_metadata() {
+        let record = live(5, "value", Some(9));
+        assert!(record.header.plain);
+        assert_eq!(&record.payload[..], b"value");
     }
 }

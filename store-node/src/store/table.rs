@@ -233,7 +233,15 @@ mod tests {
     use std::hash::BuildHasher;
 
     fn entry(key: &str) -> Entry {
-        Entry::new(key.as_bytes(), Kind::String, b"v", None, None, 0)
+        let header = crate::store::state::Header {
+            kind: Kind::String,
+            expire_at: None,
+            stamp: None,
+            absent: false,
+            plain: true,
+            has_dead: false,
+        };
+        Entry::new(key.as_bytes(), &header, b"v", 0)
     }
 
     #[test]

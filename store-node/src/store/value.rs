@@ -1,55 +1,77 @@
-//! The value model: every type a key can hold, as one enum ([`Value`], owned; [`ValueView`],
-//! borrowed from a stored entry or a record) with its type tag ([`Kind`]) and the compact
-//! payload encoding a stored entry keeps it in. A new type is a new variant of each enum here,
-//! its payload codec beside it, its wire encoding in [`super::codec`] and its merge rule in
-//! [`super::record::merge`].
-
-use std::borrow::Cow;
+//! The value model as clients see it: every type a key can hold ([`Kind`]) and a whole visible
+//! value ([`Value`], owned), plus the LEB128 varints the compact encodings are made of. What a
+//! node stores and replicates is richer, the key's mergeable state (`super::state`): a value
+//! is what that state shows.
 
 use bytes::Bytes;
 
 /// The type of a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
-    /// A binary-safe string.
+    /// A binary-safe string (counters are strings).
     String,
     /// A hash of fields to values.
     Hash,
+    /// A set of members.
+    Set,
+    /// A sorted set: members with a score each.
+    ZSet,
+    /// A list of elements.
+    List,
 }
 
 impl Kind {
+    /// Every kind, by tag.
+    pub const ALL: [Kind; 5] = [Kind::String, Kind::Hash, Kind::Set, Kind::ZSet, Kind::List];
+
     /// The name `TYPE` reports.
     pub fn name(self) -> &'static str {
         match self {
             Kind::String => "string",
             Kind::Hash => "hash",
+            Kind::Set => "set",
+            Kind::ZSet => "zset",
+            Kind::List => "list",
         }
     }
 
-    /// The tag a stored entry keeps the type in (two bits).
+    /// The kind `TYPE` names `name` (case-insensitive), for `SCAN ... TYPE`.
+    pub fn from_name(name: &[u8]) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|kind| kind.name().as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// The tag a stored entry and a record keep the type in (three bits).
     pub fn tag(self) -> u8 {
         match self {
             Kind::String => 0,
             Kind::Hash => 1,
+            Kind::Set => 2,
+            Kind::ZSet => 3,
+            Kind::List => 4,
         }
     }
 
-    /// The type of a stored tag.
-    pub fn from_tag(tag: u8) -> Kind {
-        match tag {
-            1 => Kind::Hash,
-            _ => Kind::String,
-        }
+    /// The type of a tag, `None` for a tag no type has.
+    pub fn from_tag(tag: u8) -> Option<Kind> {
+        Kind::ALL.get(usize::from(tag)).copied()
     }
 }
 
-/// A whole value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A whole visible value.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// A string.
     String(Bytes),
     /// A hash, as field/value pairs.
     Hash(Vec<(Bytes, Bytes)>),
+    /// A set, as its members.
+    Set(Vec<Bytes>),
+    /// A sorted set, as member/score pairs.
+    ZSet(Vec<(Bytes, f64)>),
+    /// A list, in order.
+    List(Vec<Bytes>),
 }
 
 impl Value {
@@ -58,134 +80,30 @@ impl Value {
         match self {
             Value::String(_) => Kind::String,
             Value::Hash(_) => Kind::Hash,
+            Value::Set(_) => Kind::Set,
+            Value::ZSet(_) => Kind::ZSet,
+            Value::List(_) => Kind::List,
         }
     }
 
-    /// The value, borrowed.
-    pub fn view(&self) -> ValueView<'_> {
+    /// Approximate size in bytes of the value's data (for limits).
+    pub fn size(&self) -> usize {
         match self {
-            Value::String(data) => ValueView::String(data),
-            Value::Hash(fields) => ValueView::Hash(fields),
-        }
-    }
-
-    /// The payload a stored entry keeps the value in (a string is its own payload).
-    pub fn payload(&self) -> Cow<'_, [u8]> {
-        match self {
-            Value::String(data) => Cow::Borrowed(data),
-            Value::Hash(fields) => Cow::Owned(encode_hash(
-                fields.iter().map(|(field, value)| (&field[..], &value[..])),
-            )),
-        }
-    }
-}
-
-/// A value, borrowed.
-#[derive(Clone)]
-pub enum ValueView<'a> {
-    /// A string.
-    String(&'a [u8]),
-    /// A hash, as field/value pairs.
-    Hash(&'a [(Bytes, Bytes)]),
-    /// A hash, as a stored entry's encoded payload.
-    StoredHash(HashIter<'a>),
-}
-
-impl<'a> ValueView<'a> {
-    /// The value's type.
-    pub fn kind(&self) -> Kind {
-        match self {
-            ValueView::String(_) => Kind::String,
-            ValueView::Hash(_) | ValueView::StoredHash(_) => Kind::Hash,
-        }
-    }
-
-    /// The value a stored entry of type `kind` keeps in `payload`.
-    pub fn from_payload(kind: Kind, payload: &'a [u8]) -> ValueView<'a> {
-        match kind {
-            Kind::String => ValueView::String(payload),
-            Kind::Hash => ValueView::StoredHash(HashIter::new(payload)),
-        }
-    }
-
-    /// An owned copy.
-    pub fn to_value(&self) -> Value {
-        match self {
-            ValueView::String(data) => Value::String(Bytes::copy_from_slice(data)),
-            ValueView::Hash(fields) => Value::Hash(fields.to_vec()),
-            stored => {
-                let mut fields = Vec::new();
-                stored.for_each_pair(|field, value| {
-                    fields.push((Bytes::copy_from_slice(field), Bytes::copy_from_slice(value)))
-                });
-                Value::Hash(fields)
+            Value::String(data) => data.len(),
+            Value::Hash(fields) => fields
+                .iter()
+                .map(|(field, value)| field.len() + value.len() + 2)
+                .sum(),
+            Value::Set(members) | Value::List(members) => {
+                members.iter().map(|member| member.len() + 1).sum()
             }
+            Value::ZSet(members) => members.iter().map(|(member, _)| member.len() + 9).sum(),
         }
-    }
-
-    /// Calls `visit` with every field/value pair of a hash (nothing for a string).
-    pub fn for_each_pair(&self, mut visit: impl FnMut(&'a [u8], &'a [u8])) {
-        match self {
-            ValueView::String(_) => {}
-            ValueView::Hash(fields) => {
-                for (field, value) in fields.iter() {
-                    visit(field, value);
-                }
-            }
-            ValueView::StoredHash(pairs) => {
-                for (field, value) in pairs.clone() {
-                    visit(field, value);
-                }
-            }
-        }
-    }
-}
-
-/// Encodes hash fields into a payload.
-pub fn encode_hash<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (field, value) in fields {
-        put_varint(&mut out, field.len());
-        out.extend_from_slice(field);
-        put_varint(&mut out, value.len());
-        out.extend_from_slice(value);
-    }
-    out
-}
-
-/// Iterates over the `(field, value)` pairs of a hash payload.
-#[derive(Clone)]
-pub struct HashIter<'a> {
-    data: &'a [u8],
-    position: usize,
-}
-
-impl<'a> HashIter<'a> {
-    /// The pairs of an encoded hash payload (see [`encode_hash`]).
-    pub fn new(data: &'a [u8]) -> HashIter<'a> {
-        HashIter { data, position: 0 }
-    }
-}
-
-impl<'a> Iterator for HashIter<'a> {
-    type Item = (&'a [u8], &'a [u8]);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.position >= self.data.len() {
-            return None;
-        }
-        let len = get_varint(self.data, &mut self.position);
-        let field = self.data.get(self.position..self.position + len)?;
-        self.position += len;
-        let len = get_varint(self.data, &mut self.position);
-        let value = self.data.get(self.position..self.position + len)?;
-        self.position += len;
-        Some((field, value))
     }
 }
 
 /// Appends `value` as LEB128.
-pub fn put_varint(out: &mut Vec<u8>, mut value: usize) {
+pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
@@ -193,28 +111,71 @@ pub fn put_varint(out: &mut Vec<u8>, mut value: usize) {
     out.push(value as u8);
 }
 
-/// Reads a LEB128 value at `position`; the blob was written by us, so it is well formed, but a
-/// short read still returns 0 rather than panicking.
-pub fn get_varint(data: &[u8], position: &mut usize) -> usize {
-    let mut value = 0usize;
-    let mut shift = 0;
-    while let Some(&byte) = data.get(*position) {
+/// Reads a LEB128 value at `position`, advancing it; `None` when the bytes end first or the
+/// value does not fit 64 bits.
+pub fn read_varint(data: &[u8], position: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    let mut shift = 0u32;
+    loop {
+        let byte = *data.get(*position)?;
         *position += 1;
-        value |= ((byte & 0x7f) as usize) << shift;
+        if shift == 63 && byte > 1 {
+            return None;
+        }
+        value |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
-            break;
+            return Some(value);
         }
         shift += 7;
+        if shift > 63 {
+            return None;
+        }
     }
-    value
+}
+
+/// Reads a LEB128 value written by this process at `position` (a stored entry's own layout):
+/// a short read gives 0 rather than a panic.
+pub fn get_varint(data: &[u8], position: &mut usize) -> usize {
+    read_varint(data, position).unwrap_or(0) as usize
 }
 
 /// Encoded length of `value` as LEB128.
-pub fn varint_len(mut value: usize) -> usize {
+pub fn varint_len(mut value: u64) -> usize {
     let mut len = 1;
     while value >= 0x80 {
         value >>= 7;
         len += 1;
     }
     len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip_and_refuse_garbage() {
+        for value in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, value);
+            assert_eq!(out.len(), varint_len(value));
+            let mut position = 0;
+            assert_eq!(read_varint(&out, &mut position), Some(value));
+            assert_eq!(position, out.len());
+        }
+        let mut position = 0;
+        assert_eq!(read_varint(&[0x80, 0x80], &mut position), None);
+        let mut position = 0;
+        assert_eq!(read_varint(&[0xff; 11], &mut position), None);
+    }
+
+    #[test]
+    fn kinds_round_trip_their_tags_and_names() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::from_tag(kind.tag()), Some(kind));
+            assert_eq!(Kind::from_name(kind.name().as_bytes()), Some(kind));
+        }
+        assert_eq!(Kind::from_tag(5), None);
+        assert_eq!(Kind::from_name(b"ZSET"), Some(Kind::ZSet));
+    }
 }

@@ -125,3 +125,148 @@ def test_http_sessions_visible_to_redis(client, node):
     assert json.loads(fields["data"]) == {"user": "grace"}
     assert fields["idleTimeout"] == "120"
     assert client.ttl("session:py1") == 120
+
+
+def test_transaction_with_watch_retries_and_aborts(client, node):
+    client.set("balance", "10")
+
+    def spend(pipe):
+        balance = int(pipe.get("balance"))
+        pipe.multi()
+        pipe.set("balance", balance - 3)
+
+    # redis-py's transaction(): WATCH, read, MULTI, write, EXEC (retried on WatchError).
+    assert client.transaction(spend, "balance") == [True]
+    assert client.get("balance") == "7"
+
+    # A watched key changed by another client before EXEC: EXEC answers null, WatchError.
+    other = redis.Redis(host="127.0.0.1", port=node["resp"], password=PASSWORD, decode_responses=True)
+    with client.pipeline() as pipe:
+        pipe.watch("balance")
+        assert pipe.get("balance") == "7"
+        assert other.set("balance", "100") is True
+        pipe.multi()
+        pipe.set("balance", "4")
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    assert client.get("balance") == "100"
+
+    # The same, without the interference: EXEC runs; UNWATCH forgets the watched keys.
+    with client.pipeline() as pipe:
+        pipe.watch("balance")
+        pipe.multi()
+        pipe.incrby("balance", 5)
+        assert pipe.execute() == [105]
+    with client.pipeline() as pipe:
+        pipe.watch("balance")
+        pipe.unwatch()
+        other.set("balance", "1")
+        pipe.multi()
+        pipe.incr("balance")
+        assert pipe.execute() == [2]
+
+    # transaction() retries after a WatchError until its function runs on an unchanged key.
+    calls = []
+
+    def interfered(pipe):
+        calls.append(pipe.get("balance"))
+        if len(calls) == 1:
+            other.incr("balance")
+        pipe.multi()
+        pipe.incr("balance")
+
+    assert client.transaction(interfered, "balance") == [4]
+    assert calls == ["2", "3"]
+    other.close()
+
+
+def test_sets(client):
+    assert client.sadd("principal:grace", "s1", "s2", "s3") == 3
+    assert client.sadd("principal:grace", "s2") == 0
+    assert client.smembers("principal:grace") == {"s1", "s2", "s3"}
+    # redis-py passes SISMEMBER's integer through (1 or 0).
+    assert client.sismember("principal:grace", "s1") == 1
+    assert client.sismember("principal:grace", "nope") == 0
+    assert client.smismember("principal:grace", ["s1", "nope"]) == [1, 0]
+    assert client.scard("principal:grace") == 3
+    assert client.srem("principal:grace", "s1", "nope") == 1
+    assert client.type("principal:grace") == "set"
+    client.sadd("other", "s2", "x")
+    assert client.sinter("principal:grace", "other") == {"s2"}
+    assert client.sunion("principal:grace", "other") == {"s2", "s3", "x"}
+    assert client.sdiff("principal:grace", "other") == {"s3"}
+    assert client.sunionstore("both", ["principal:grace", "other"]) == 3
+    assert client.smove("other", "principal:grace", "x") is True
+    assert client.smembers("other") == {"s2"}
+    assert sorted(client.sscan_iter("principal:grace", count=1)) == ["s2", "s3", "x"]
+    popped = client.spop("principal:grace")
+    assert popped in {"s2", "s3", "x"}
+    assert client.scard("principal:grace") == 2
+    assert client.srem("principal:grace", *client.smembers("principal:grace")) == 2
+    assert client.exists("principal:grace") == 0
+    client.set("str", "v")
+    with pytest.raises(redis.ResponseError, match="^WRONGTYPE Operation against a key holding the wrong kind of value$"):
+        client.sadd("str", "m")
+
+
+def pairs(reply):
+    """(member, score) pairs, whichever shape (tuples or lists) this redis-py version returns."""
+    return [(member, float(score)) for member, score in reply]
+
+
+def test_sorted_sets(client):
+    assert client.zadd("z", {"a": 1, "b": 2, "c": 3}) == 3
+    assert client.zadd("z", {"a": 5}, xx=True, ch=True) == 1
+    assert client.zadd("z", {"d": 4}, xx=True) == 0
+    assert client.zadd("z", {"b": 1}, gt=True) == 0
+    assert pairs(client.zrange("z", 0, -1, withscores=True)) == [("b", 2.0), ("c", 3.0), ("a", 5.0)]
+    assert client.zscore("z", "a") == 5.0
+    assert client.zmscore("z", ["a", "missing"]) == [5.0, None]
+    assert client.zincrby("z", 2.5, "b") == 4.5
+    assert client.zcard("z") == 3
+    assert client.zcount("z", 3, "+inf") == 3
+    assert client.zrangebyscore("z", "(3", 5) == ["b", "a"]
+    assert client.zrevrange("z", 0, 0) == ["a"]
+    assert client.zrank("z", "c") == 0
+    assert client.zrevrank("z", "c") == 2
+    assert client.zrange("z", 4, 10, byscore=True, offset=1, num=1) == ["a"]
+    assert pairs(client.zpopmin("z")) == [("c", 3.0)]
+    assert pairs(client.zpopmax("z")) == [("a", 5.0)]
+    assert client.zrem("z", "b", "missing") == 1
+    assert client.exists("z") == 0
+    assert client.zadd("z", {"x": 1}, incr=True) == 1.0
+    with pytest.raises(redis.ResponseError, match="^value is not a valid float$"):
+        client.execute_command("ZADD", "z", "one", "x")
+
+
+def test_sliding_window_rate_limiter_in_multi(client):
+    """The sliding-window limiter middleware runs: one MULTI per request."""
+    limit, window_ms = 5, 1000
+    key = "rate:10.0.0.1"
+
+    def request(now_ms, request_id):
+        pipe = client.pipeline(transaction=True)
+        pipe.zadd(key, {request_id: now_ms})
+        pipe.zremrangebyscore(key, 0, now_ms - window_ms)
+        pipe.zcard(key)
+        pipe.pexpire(key, window_ms)
+        added, removed, count, expire_set = pipe.execute()
+        assert added == 1 and expire_set is True
+        return removed, count <= limit
+
+    start = 1_700_000_000_000
+    answers = [request(start + index * 100, f"r{index}") for index in range(7)]
+    # Five fit in the window, the sixth and seventh are refused.
+    assert [allowed for _, allowed in answers] == [True] * 5 + [False] * 2
+    assert [removed for removed, _ in answers] == [0] * 7
+    # At start + 1050 ms the first request has left the window, r1..r6 and this one remain.
+    removed, allowed = request(start + 1050, "r7")
+    assert removed == 1
+    assert allowed is False
+    assert client.zcard(key) == 7
+    # Far later every earlier request has left the window.
+    removed, allowed = request(start + 5000, "r8")
+    assert removed == 7
+    assert allowed is True
+    assert client.zrange(key, 0, -1) == ["r8"]
+    assert 0 < client.pttl(key) <= window_ms

@@ -15,7 +15,8 @@ use store_node::replication::membership::MembershipError;
 use store_node::replication::{
     InMemoryNetwork, MemoryReplica, NodeState, PeerResolver, Replication, ReplicationConfig,
 };
-use store_node::store::{Record, RecordState, Value};
+use store_node::store::state::view;
+use store_node::store::{Record, Value};
 
 /// A peer list tests can change while nodes run (what DNS does in Kubernetes).
 #[derive(Clone, Default)]
@@ -78,21 +79,16 @@ impl Node {
 
     /// The live string value of `key`, if any.
     pub fn value(&self, key: &str) -> Option<String> {
-        match self.replica.get(key.as_bytes())?.state {
-            RecordState::Live {
-                value: Value::String(value),
-                ..
-            } => Some(String::from_utf8_lossy(&value).into_owned()),
-            _ => None,
-        }
+        let state = self.replica.get(key.as_bytes())?.state().ok()?;
+        view::string_value(&state).map(|value| String::from_utf8_lossy(&value).into_owned())
     }
 
     /// The expiry of `key`'s live value, if any.
     pub fn expire_at(&self, key: &str) -> Option<u64> {
-        match self.replica.get(key.as_bytes())?.state {
-            RecordState::Live { expire_at, .. } => expire_at,
-            RecordState::Tombstone { .. } => None,
-        }
+        let record = self.replica.get(key.as_bytes())?;
+        (!record.is_tombstone())
+            .then(|| record.expire_at())
+            .flatten()
     }
 }
 

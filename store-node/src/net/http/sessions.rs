@@ -80,12 +80,10 @@ fn read_session(
             ));
         }
         Some(entry) => {
-            let data = entry
-                .hash_get(DATA_FIELD.as_bytes())
-                .map(|data| data.to_vec());
+            let data = entry.hash_field(DATA_FIELD.as_bytes());
             let idle = entry
-                .hash_get(IDLE_FIELD.as_bytes())
-                .and_then(|idle| std::str::from_utf8(idle).ok()?.parse::<u64>().ok());
+                .hash_field(IDLE_FIELD.as_bytes())
+                .and_then(|idle| std::str::from_utf8(&idle).ok()?.parse::<u64>().ok());
             (data, idle, entry.expire_at())
         }
     };
@@ -217,6 +215,7 @@ pub(super) async fn put_session(
                 ),
             ]),
             expire_at,
+            keep_ttl: false,
         });
         state.notifier.notify(KeyspaceEvents::HASH, "hset", &key);
         state

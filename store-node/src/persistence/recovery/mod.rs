@@ -23,7 +23,7 @@ pub use replay::Truncation;
 use super::directory::{list, sync_dir};
 use super::error::{corrupt, PersistenceError};
 use super::format;
-use crate::store::{Record, RecordState};
+use crate::store::Record;
 use replay::{RecordMap, Stats};
 
 /// What recovery found and did.
@@ -191,20 +191,17 @@ pub(crate) fn recover(
 
     let mut records = Vec::with_capacity(map.len());
     for (_, record) in map {
-        let record = match record.state {
-            RecordState::Live {
-                expire_at: Some(at),
-                ..
-            } if at <= now_ms => {
-                report.expired_dropped += 1;
-                continue;
-            }
-            RecordState::Tombstone { deleted_at_ms } if deleted_at_ms < forget_before_ms => {
-                report.tombstones_dropped += 1;
-                continue;
-            }
-            _ => record,
-        };
+        if record.expire_at().is_some_and(|at| at <= now_ms) {
+            report.expired_dropped += 1;
+            continue;
+        }
+        if record
+            .deleted_at()
+            .is_some_and(|deleted_at| deleted_at < forget_before_ms)
+        {
+            report.tombstones_dropped += 1;
+            continue;
+        }
         records.push(record);
     }
     report.records_read = stats.records_read;

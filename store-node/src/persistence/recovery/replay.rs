@@ -44,8 +44,9 @@ pub(super) struct Stats {
 
 /// Merges `record` into `map` by the store's merge rule.
 fn merge_into(map: &mut RecordMap, record: Record, now_ms: u64, forget_before_ms: u64) {
-    let stored = map.get(&record.key);
-    if let Some(merged) = merge(stored, &record, now_ms, forget_before_ms) {
+    let stored = map.get(&record.key).map(Record::view);
+    // Every record read was checked whole when its frame was decoded.
+    if let Ok(Some(merged)) = merge(stored.as_ref(), &record.view(), now_ms, forget_before_ms) {
         map.insert(merged.key.clone(), merged);
     }
 }
@@ -131,7 +132,7 @@ pub(super) fn load_snapshot(
                 for record in records {
                     count += 1;
                     stats.records_read += 1;
-                    stats.max_hlc = stats.max_hlc.max(record.stamp.hlc);
+                    stats.max_hlc = stats.max_hlc.max(record.stamp().hlc);
                     merge_into(map, record, now_ms, forget_before_ms);
                 }
                 offset += size;
@@ -217,7 +218,7 @@ pub(super) fn replay_segment(
             FrameRead::Frame(Message::RepairRecords { records }, size) => {
                 for record in records {
                     stats.records_read += 1;
-                    stats.max_hlc = stats.max_hlc.max(record.stamp.hlc);
+                    stats.max_hlc = stats.max_hlc.max(record.stamp().hlc);
                     merge_into(map, record, now_ms, forget_before_ms);
                 }
                 offset += size;

@@ -23,7 +23,7 @@ use crate::replication::shared::{
 };
 use crate::replication::transport::Connection;
 use crate::replication::wire::{Hello, Message, NodeState};
-use crate::store::{Record, Stamp, Touch};
+use crate::store::{Record, Touch};
 
 /// The dialing side of a link to one discovered address, reconnecting with backoff until the
 /// peer is no longer discovered.
@@ -368,8 +368,8 @@ async fn outbound_session(
 }
 
 /// The records and touches of one log batch, in log order. An item that cannot fit in a frame
-/// would break the link forever: a stamp-0 tombstone takes its place, which loses against
-/// everything, so it changes nothing, but the batch's sequence stays contiguous.
+/// would break the link forever: a placeholder record takes its place, an empty state with the
+/// zero stamp, which changes nothing anywhere, but the batch's sequence stays contiguous.
 fn batch(
     shared: &Shared,
     peer: &str,
@@ -382,10 +382,9 @@ fn batch(
             item if item.size() > shared.config.max_frame / 2 => {
                 warn!(peer = %peer, "record too large to replicate; skipped");
                 ReplicationMetrics::add(&shared.metrics.records_too_large, 1);
-                let stamp = Stamp { hlc: 0, origin: 0 };
                 records.push(match item {
-                    LogItem::Record(record) => Record::tombstone(record.key, stamp, 0),
-                    LogItem::Touch(touch) => Record::tombstone(touch.key, stamp, 0),
+                    LogItem::Record(record) => Record::placeholder(record.key),
+                    LogItem::Touch(touch) => Record::placeholder(touch.key),
                 });
             }
             LogItem::Record(record) => records.push(record),

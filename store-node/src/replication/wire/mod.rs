@@ -3,22 +3,32 @@
 //! a bad checksum or a malformed body are refused with an error, never a panic, whatever the
 //! bytes (a proptest feeds garbage). Strings and byte strings are `u32 length | bytes`, lists are
 //! `u32 count | items`.
+//!
+//! Body format 2 carries records as mergeable states (`crate::store::state`) and anti-entropy
+//! versions as state hashes. Format 1, the previous one (records as whole values, versions as
+//! stamps), still decodes: the write-ahead log and snapshots of an older data directory are
+//! made of such frames. Peers speak one protocol version; a peer of another is refused at the
+//! handshake (a cluster never mixes versions).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::store::codec::{put_bytes, put_record, put_stamp, DecodeError, Reader};
-use crate::store::{Record, RecordView, Stamp, Touch};
+use crate::store::{Record, RecordView, Touch};
 
 /// The peer protocol version announced in [`Hello`]; peers with another version are refused
 /// (no mixed-version cluster: docs/replication.md): the check is at the handshake, so nodes of
 /// different versions never form a cluster (every node of a cluster may then use every message
 /// of its version). Version 2: a connection opens with the peer key's challenge-response (or
-/// mutual TLS) before the hello, heartbeats carry the wall clocks and the memory alarm, and
-/// [`Message::Publish`] carries PUBLISH.
+/// mutual TLS) before the hello, heartbeats carry the wall clocks and the memory alarm,
+/// [`Message::Publish`] carries PUBLISH, records are mergeable states and anti-entropy
+/// compares state hashes.
 pub const PROTOCOL_VERSION: u16 = 2;
 
-/// The body format version (first body byte).
-const FORMAT_VERSION: u8 = 1;
+/// The body format version (first body byte) this build writes.
+const FORMAT_VERSION: u8 = 2;
+
+/// The previous body format: records as whole values, read from older data directories.
+const LEGACY_FORMAT_VERSION: u8 = 1;
 
 /// Frame header: length and checksum.
 pub const HEADER_LEN: usize = 8;
@@ -182,12 +192,12 @@ pub enum Message {
         /// One digest per bucket.
         buckets: Vec<u64>,
     },
-    /// The `(key, stamp)` list of one differing bucket; `done` ends the list of buckets.
+    /// The `(key, state hash)` list of one differing bucket; `done` ends the list of buckets.
     BucketKeys {
         /// Bucket index.
         bucket: u16,
-        /// Versions stored in that bucket.
-        keys: Vec<(Bytes, Stamp)>,
+        /// Keys stored in that bucket with their state hashes.
+        keys: Vec<(Bytes, u64)>,
         /// Last message of the answer to a [`Message::Digest`].
         done: bool,
     },
@@ -450,9 +460,9 @@ pub fn encode_frame_into(
             out.put_u16(*bucket);
             out.put_u8(u8::from(*done));
             out.put_u32(keys.len() as u32);
-            for (key, stamp) in keys {
+            for (key, version) in keys {
                 put_bytes(out, key);
-                put_stamp(out, *stamp);
+                out.put_u64(*version);
             }
         }
         Message::RepairRequest { keys } => {
@@ -496,9 +506,11 @@ pub fn decode_shared(body: &Bytes) -> Result<Message, WireError> {
 
 fn decode_with(mut reader: Reader<'_>) -> Result<Message, WireError> {
     let format = reader.u8()?;
-    if format != FORMAT_VERSION {
+    if format != FORMAT_VERSION && format != LEGACY_FORMAT_VERSION {
         return Err(WireError::Format(format));
     }
+    let legacy = format == LEGACY_FORMAT_VERSION;
+    reader.set_legacy(legacy);
     let message = match reader.u8()? {
         0 => Message::Hello(Hello {
             protocol_version: reader.u16()?,
@@ -551,10 +563,18 @@ fn decode_with(mut reader: Reader<'_>) -> Result<Message, WireError> {
         8 => {
             let bucket = reader.u16()?;
             let done = reader.bool()?;
-            let count = reader.count(4 + 12)?;
+            let count = reader.count(4 + 8)?;
             let mut keys = Vec::with_capacity(count);
             for _ in 0..count {
-                keys.push((reader.bytes()?, reader.stamp()?));
+                let key = reader.bytes()?;
+                // The previous format listed stamps; a version is only compared for equality.
+                let version = if legacy {
+                    let stamp = reader.stamp()?;
+                    stamp.hlc ^ u64::from(stamp.origin).rotate_left(32)
+                } else {
+                    reader.u64()?
+                };
+                keys.push((key, version));
             }
             Message::BucketKeys { bucket, keys, done }
         }

@@ -3,7 +3,7 @@
 //! its definition, and proptests feed garbage that must never panic.
 
 use super::*;
-use crate::store::{RecordState, Value};
+use crate::store::{Stamp, Value};
 use proptest::prelude::*;
 
 fn samples() -> Vec<Message> {
@@ -64,7 +64,7 @@ fn samples() -> Vec<Message> {
         },
         Message::BucketKeys {
             bucket: 255,
-            keys: vec![(Bytes::from_static(b"k"), stamp)],
+            keys: vec![(Bytes::from_static(b"k"), u64::MAX - 1)],
             done: true,
         },
         Message::RepairRequest {
@@ -140,15 +140,52 @@ fn frames_append_to_one_buffer_and_decode_without_copies() {
         panic!("not decoded");
     };
     assert_eq!(records, vec![record]);
-    let RecordState::Live {
-        value: Value::String(value),
-        ..
-    } = &records[0].state
-    else {
-        panic!("not a live string");
-    };
     let inside = body.as_ptr_range();
-    assert!(inside.contains(&value.as_ptr()) && inside.contains(&records[0].key.as_ptr()));
+    assert!(
+        inside.contains(&records[0].payload.as_ptr()) && inside.contains(&records[0].key.as_ptr())
+    );
+}
+
+/// Frames of the previous format (body format 1: records as whole values) still decode, as
+/// whole values that replace older states: an older data directory's log is made of them.
+#[test]
+fn frames_of_the_previous_format_decode_as_whole_values() {
+    let mut body = vec![1u8, 10];
+    body.extend_from_slice(&2u32.to_be_bytes());
+    // A live hash with an expiry.
+    body.extend_from_slice(&1u32.to_be_bytes());
+    body.push(b'h');
+    body.extend_from_slice(&7u64.to_be_bytes());
+    body.extend_from_slice(&3u32.to_be_bytes());
+    body.extend_from_slice(&[0, 1]);
+    body.extend_from_slice(&1_000u64.to_be_bytes());
+    body.push(1);
+    body.extend_from_slice(&1u32.to_be_bytes());
+    for part in [&b"f"[..], b"v"] {
+        body.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        body.extend_from_slice(part);
+    }
+    // A tombstone.
+    body.extend_from_slice(&1u32.to_be_bytes());
+    body.push(b't');
+    body.extend_from_slice(&8u64.to_be_bytes());
+    body.extend_from_slice(&3u32.to_be_bytes());
+    body.push(1);
+    body.extend_from_slice(&55u64.to_be_bytes());
+    let Ok(Message::RepairRecords { records }) = decode_body(&body) else {
+        panic!("not decoded");
+    };
+    let stamp = |hlc| Stamp { hlc, origin: 3 };
+    let mut hash = Record::live(
+        Bytes::from_static(b"h"),
+        stamp(7),
+        Value::Hash(vec![(Bytes::from_static(b"f"), Bytes::from_static(b"v"))]),
+        Some(1_000),
+    );
+    hash.replaces = true;
+    let mut tombstone = Record::tombstone(Bytes::from_static(b"t"), stamp(8), 55);
+    tombstone.replaces = true;
+    assert_eq!(records, vec![hash, tombstone]);
 }
 
 #[test]

@@ -188,7 +188,8 @@ impl Entry {
     pub(super) fn cost_info(&self) -> CostInfo {
         CostInfo {
             cost: entry_cost(self),
-            volatile: self.expire_at().is_some(),
+            // A key showing nothing may keep its expiry register; it is no volatile key.
+            volatile: self.expire_at().is_some() && !self.is_tombstone(),
             tombstone: self.is_tombstone(),
         }
     }
@@ -200,7 +201,7 @@ impl MemoryEngine {
     pub(super) fn account(&self, shard: &mut Shard, old: Option<&Entry>, new: Option<&CostInfo>) {
         let (mut delta, mut tombstone_delta) = (0, 0);
         if let Some(old) = old {
-            if old.expire_at().is_some() {
+            if old.expire_at().is_some() && !old.is_tombstone() {
                 shard.volatile -= 1;
             }
             if old.is_tombstone() {
@@ -439,7 +440,7 @@ impl MemoryEngine {
             let mut seen = 0;
             for _ in 0..128 {
                 cursor = shard.table.scan(cursor, |entry| {
-                    let Some(at) = entry.expire_at() else {
+                    let Some(at) = entry.expire_at().filter(|_| !entry.is_tombstone()) else {
                         return;
                     };
                     seen += 1;
@@ -507,7 +508,6 @@ mod tests {
     use super::*;
     use crate::store::hook::testing::RecordingHook;
     use crate::store::hook::Versioning;
-    use crate::store::record::RecordState;
 
     /// A limit whose effective part (without the reserve, a quarter of so small a limit) is
     /// 100,002 bytes: the watermarks are 80,001 and 50,001.
@@ -751,8 +751,6 @@ mod tests {
         assert_eq!(evicted.len() as u64, stats.evicted);
         let records = engine.read_records(&evicted);
         assert_eq!(records.len(), evicted.len());
-        assert!(records
-            .iter()
-            .all(|record| matches!(record.state, RecordState::Tombstone { .. })));
+        assert!(records.iter().all(|record| record.is_tombstone()));
     }
 }

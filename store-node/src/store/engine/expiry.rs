@@ -42,19 +42,26 @@ impl MemoryEngine {
             let mut cursor = shard.sweep_cursor;
             let (mut removed_count, mut removed_cost) = (0u64, 0i64);
             let mut checked = 0u64;
+            let mut removed_keys = Vec::new();
+            let watching = !shard.watched.is_empty();
             let Shard { table, digests, .. } = &mut *shard;
             for _ in 0..buckets_per_shard {
                 cursor = table.retain_bucket(
                     cursor,
                     |entry| {
                         checked += u64::from(entry.expire_at().is_some());
-                        entry.is_expired(now)
+                        // Tombstones go by collection, not by expiry: they are accounted
+                        // apart and count as no key.
+                        !entry.is_tombstone() && entry.is_expired(now)
                     },
                     |old| {
                         removed_count += 1;
                         removed_cost += entry_cost(&old);
-                        if let Some(stamp) = old.stamp() {
-                            digests.remove(old.key(), stamp);
+                        if let Some(version) = old.version() {
+                            digests.remove(old.key(), version);
+                        }
+                        if watching {
+                            removed_keys.push(bytes::Bytes::copy_from_slice(old.key()));
                         }
                         if let Some(hook) = hook {
                             hook.expired(old.key());
@@ -70,6 +77,9 @@ impl MemoryEngine {
                 }
             }
             shard.sweep_cursor = cursor;
+            for key in removed_keys {
+                self.touch_watched(&mut shard, &key);
+            }
             if removed_count > 0 {
                 shard.expired += removed_count;
                 shard.volatile -= removed_count;

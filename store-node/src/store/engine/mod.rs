@@ -4,17 +4,20 @@
 //! records from elsewhere, snapshots, digests, tombstones).
 //!
 //! With a [`WriteHook`] installed that asks for versions ([`Versioning`]), every local write is
-//! stamped and its resulting state handed to the hook; in [`Versioning::Replicated`] deletes
-//! leave tombstones (absent to every read) and per-bucket digests are kept up to date. Records
-//! from elsewhere are merged by [`crate::store::record::merge`] and never handed back as local
-//! writes. Without a hook entries carry no stamp and the write path is the single-node one.
+//! stamped and what it changed handed to the hook; in [`Versioning::Replicated`] deletions
+//! are kept (a key showing nothing is absent to every read) and per-bucket digests are kept up
+//! to date. Records from elsewhere are merged by [`crate::store::record::merge`] and never
+//! handed back as local writes. Without a hook entries carry no stamp and the write path is the
+//! single-node one.
 
 mod accounting;
 mod expiry;
 #[cfg(test)]
 mod hook_events;
+mod keys;
 mod replica;
 mod scan;
+mod watch;
 mod write;
 
 use std::hash::BuildHasher;
@@ -27,7 +30,9 @@ use parking_lot::{Mutex, MutexGuard};
 pub use accounting::{
     entry_cost, memory_reserve, EngineConfig, EvictionPolicy, MemoryStatus, VALUE_COST_FACTOR,
 };
+pub use keys::KeysAccess;
 pub use replica::BulkLoad;
+pub use watch::Watch;
 
 use super::digest::{key_hash, BucketDigests};
 use super::entry::Entry;
@@ -67,6 +72,8 @@ struct Shard {
     tombstone_bytes: i64,
     /// Replication digests of the stamped entries of this shard (summed over shards).
     digests: BucketDigests,
+    /// `WATCH`ed keys of this shard and their watchers.
+    watched: watch::Watchers,
     used: i64,
     sweep_cursor: u64,
     random: u64,
@@ -80,18 +87,18 @@ impl Shard {
     /// Removes a stored version from the replication digests (unstamped entries are not
     /// replicated, so they cost nothing here).
     fn digest_remove(&mut self, entry: &Entry) {
-        if let Some(stamp) = entry.stamp() {
-            self.digests.remove(entry.key(), stamp);
+        if let Some(version) = entry.version() {
+            self.digests.remove(entry.key(), version);
         }
     }
 
     /// Inserts `entry` in place of the stored version of its key (returned), keeping the
     /// digests with one hash of the key for both versions.
     fn insert_digested(&mut self, hash: u64, entry: Entry) -> Option<Entry> {
-        let new = entry.stamp();
+        let new = entry.version();
         let digest_hash = new.map(|_| key_hash(entry.key()));
         let old = self.table.insert(hash, entry);
-        let previous = old.as_ref().and_then(Entry::stamp);
+        let previous = old.as_ref().and_then(Entry::version);
         if previous.is_some() || new.is_some() {
             let digest_hash = match (digest_hash, &old) {
                 (Some(digest_hash), _) => digest_hash,
@@ -163,31 +170,17 @@ impl KeyAccess<'_> {
 
     /// The live entry, expiring it lazily; a hit records an access for LRU.
     pub fn get(&mut self) -> Option<&Entry> {
-        let expired = match self.shard.table.get(self.hash, self.key) {
-            Some(entry) if !entry.is_tombstone() => entry.is_expired(self.now),
-            _ => {
-                self.shard.misses += 1;
-                return None;
-            }
-        };
-        if expired {
-            // Every node expires the same keys from the replicated expiry: no tombstone.
-            if let Some(old) = self.shard.table.remove(self.hash, self.key) {
-                self.shard.expired += 1;
-                self.shard.digest_remove(&old);
-                self.engine.account(&mut self.shard, Some(&old), None);
-                if let Some(hook) = self.engine.hook() {
-                    hook.expired(self.key);
-                }
-            }
-            self.shard.misses += 1;
-            return None;
-        }
-        self.shard.hits += 1;
-        let lru = lru_now(self.now);
-        let entry = self.shard.table.get_mut(self.hash, self.key)?;
-        entry.touch(lru);
-        Some(entry)
+        self.engine
+            .get_locked(&mut self.shard, self.hash, self.key, self.now)
+    }
+
+    /// The live entry without recording an access (OBJECT IDLETIME must not reset what it
+    /// reports).
+    pub fn peek(&self) -> Option<&Entry> {
+        self.shard
+            .table
+            .get(self.hash, self.key)
+            .filter(|entry| entry.is_live(self.now))
     }
 
     /// Applies `op` (which must be about this key) through the engine's write path; the
@@ -199,6 +192,43 @@ impl KeyAccess<'_> {
 }
 
 impl MemoryEngine {
+    /// The live entry of a key in its locked shard, expiring it lazily; a hit records an
+    /// access for LRU.
+    fn get_locked<'s>(
+        &self,
+        shard: &'s mut Shard,
+        hash: u64,
+        key: &[u8],
+        now: u64,
+    ) -> Option<&'s Entry> {
+        let expired = match shard.table.get(hash, key) {
+            Some(entry) if !entry.is_tombstone() => entry.is_expired(now),
+            _ => {
+                shard.misses += 1;
+                return None;
+            }
+        };
+        if expired {
+            // Every node expires the same keys from the replicated expiry: no tombstone.
+            if let Some(old) = shard.table.remove(hash, key) {
+                shard.expired += 1;
+                shard.digest_remove(&old);
+                self.account(shard, Some(&old), None);
+                self.touch_watched(shard, key);
+                if let Some(hook) = self.hook() {
+                    hook.expired(key);
+                }
+            }
+            shard.misses += 1;
+            return None;
+        }
+        shard.hits += 1;
+        let lru = lru_now(now);
+        let entry = shard.table.get_mut(hash, key)?;
+        entry.touch(lru);
+        Some(entry)
+    }
+
     /// A new, empty engine.
     pub fn new(config: EngineConfig) -> MemoryEngine {
         // Seeded at random per process: with a known seed, clients could choose keys that all
@@ -215,6 +245,7 @@ impl MemoryEngine {
                     tombstones: 0,
                     tombstone_bytes: 0,
                     digests: BucketDigests::new(),
+                    watched: watch::Watchers::default(),
                     used: 0,
                     sweep_cursor: 0,
                     random: 0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1),
@@ -333,11 +364,13 @@ pub(super) mod testing {
     use crate::store::op::Op;
     use crate::store::value::Value;
 
+    /// A string `SET` op.
     pub fn put(key: &str, value: &str, expire_at: Option<u64>) -> Op {
         Op::Put {
             key: Bytes::copy_from_slice(key.as_bytes()),
             value: Value::String(Bytes::copy_from_slice(value.as_bytes())),
             expire_at,
+            keep_ttl: false,
         }
     }
 }

@@ -7,36 +7,49 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
-use super::write::entry_view;
 use super::{lru_now, MemoryEngine, Shard};
 use crate::store::digest::{BucketPositions, BUCKETS};
 use crate::store::entry::Entry;
 use crate::store::hook::{MergedChange, WriteHook};
-use crate::store::record::{merge, Record, RecordState, RecordView, Touch};
-use crate::store::stamp::Stamp;
+use crate::store::record::{merge, Record, RecordView, Touch};
+use crate::store::state::{collect_deletions, encode, view};
 use crate::store::value::Value;
 
 /// Progress of [`MemoryEngine::load_records`]: called with the number of records of each shard
 /// done.
 pub type BulkLoad<'a> = &'a (dyn Fn(u64) + Sync);
 
-/// What replacing `before` by `after` (merged from `incoming`) amounts to for a client of this
-/// node at `now_ms`.
-fn change(before: Option<&Record>, incoming: &Record, after: &Record, now_ms: u64) -> MergedChange {
-    fn live(record: &Record, now_ms: u64) -> Option<(&Value, Option<u64>)> {
-        match &record.state {
-            RecordState::Live { value, expire_at } if expire_at.is_none_or(|at| at > now_ms) => {
-                Some((value, *expire_at))
-            }
-            _ => None,
-        }
+/// What a client of this node sees of a key at `now_ms`: its value and expiry (`None`: nothing).
+fn visible(
+    live: bool,
+    state: impl FnOnce() -> Option<crate::store::state::model::State>,
+    expire_at: Option<u64>,
+) -> Option<(Value, Option<u64>)> {
+    if !live {
+        return None;
     }
-    match (
-        before.and_then(|record| live(record, now_ms)),
-        live(after, now_ms),
-    ) {
+    Some((view::to_value(&state()?)?, expire_at))
+}
+
+/// What replacing the entry `before` by `after` (merged from `incoming`) amounts to for a
+/// client of this node at `now_ms`.
+fn change(before: Option<&Entry>, incoming: &Record, after: &Record, now_ms: u64) -> MergedChange {
+    let expired_at = |at: Option<u64>| at.is_some_and(|at| at <= now_ms);
+    let old = before.and_then(|entry| {
+        visible(
+            entry.is_live(now_ms),
+            || entry.state().ok(),
+            entry.expire_at(),
+        )
+    });
+    let new = visible(
+        !after.is_tombstone() && !expired_at(after.expire_at()),
+        || after.state().ok(),
+        after.expire_at(),
+    );
+    match (old, new) {
         (None, None) => MergedChange::Unseen,
-        (Some(_), None) if matches!(incoming.state, RecordState::Live { .. }) => {
+        (Some(_), None) if !incoming.is_tombstone() && expired_at(incoming.expire_at()) => {
             MergedChange::Expired
         }
         (Some(_), None) => MergedChange::Deleted,
@@ -44,7 +57,7 @@ fn change(before: Option<&Record>, incoming: &Record, after: &Record, now_ms: u6
         (Some((old, old_expiry)), Some((new, expiry))) => {
             if old == new && old_expiry != expiry {
                 MergedChange::Expiry(expiry)
-            } else if fields_removed(old, new) {
+            } else if parts_removed(&old, &new) {
                 MergedChange::FieldsRemoved
             } else {
                 MergedChange::Replaced
@@ -53,36 +66,19 @@ fn change(before: Option<&Record>, incoming: &Record, after: &Record, now_ms: u6
     }
 }
 
-/// Whether `new` is the hash `old` with some fields removed and the others unchanged.
-fn fields_removed(old: &Value, new: &Value) -> bool {
+/// Whether `new` is the collection `old` with some fields, members or elements removed and the
+/// others unchanged.
+fn parts_removed(old: &Value, new: &Value) -> bool {
+    fn subset<T: PartialEq>(old: &[T], new: &[T]) -> bool {
+        new.len() < old.len() && new.iter().all(|part| old.contains(part))
+    }
     match (old, new) {
-        (Value::Hash(old), Value::Hash(new)) => {
-            new.len() < old.len() && new.iter().all(|pair| old.contains(pair))
-        }
+        (Value::Hash(old), Value::Hash(new)) => subset(old, new),
+        (Value::Set(old), Value::Set(new)) => subset(old, new),
+        (Value::ZSet(old), Value::ZSet(new)) => subset(old, new),
+        (Value::List(old), Value::List(new)) => subset(old, new),
         _ => false,
     }
-}
-
-/// The entry storing a record.
-pub(super) fn record_entry(record: &Record, lru: u32) -> Entry {
-    match &record.state {
-        RecordState::Tombstone { deleted_at_ms } => {
-            Entry::tombstone(&record.key, record.stamp, *deleted_at_ms, lru)
-        }
-        RecordState::Live { value, expire_at } => Entry::new(
-            &record.key,
-            value.kind(),
-            &value.payload(),
-            *expire_at,
-            Some(record.stamp),
-            lru,
-        ),
-    }
-}
-
-/// [`entry_view`], copied.
-fn entry_record(entry: &Entry) -> Record {
-    entry_view(entry).to_record()
 }
 
 impl MemoryEngine {
@@ -158,21 +154,17 @@ impl MemoryEngine {
         record: &Record,
         now_ms: u64,
         forget_before_ms: u64,
-    ) -> Option<(Record, Option<Record>)> {
-        let stored = shard.table.get(hash, &record.key);
-        if stored
-            .and_then(Entry::stamp)
-            .is_some_and(|stamp| stamp > record.stamp)
-        {
-            return None;
-        }
-        let stored = stored.map(entry_record);
-        let merged = merge(stored.as_ref(), record, now_ms, forget_before_ms)?;
-        let entry = record_entry(&merged, lru_now(now_ms));
+    ) -> Option<(Record, Option<Entry>)> {
+        let stored = shard.table.get(hash, &record.key).map(Entry::view);
+        // A record that does not decode was refused when it arrived; should one get here, it
+        // changes nothing.
+        let merged = merge(stored.as_ref(), &record.view(), now_ms, forget_before_ms).ok()??;
+        let entry = Entry::of_record(&merged.view(), lru_now(now_ms));
         let cost = entry.cost_info();
         let old = shard.insert_digested(hash, entry);
         self.account(shard, old.as_ref(), Some(&cost));
-        Some((merged, stored))
+        self.touch_watched(shard, &record.key);
+        Some((merged, old))
     }
 
     /// The installed hook's back-pressure ([`WriteHook::room`]): what a caller about to merge
@@ -198,15 +190,15 @@ impl MemoryEngine {
         true
     }
 
-    /// Applies a touch from elsewhere: when the key holds a live value stamped
-    /// `touch.value_stamp` with an earlier expiry, moves the expiry to `touch.expire_at`; true
-    /// when it changed.
+    /// Applies a touch from elsewhere: when the key's expiry register is stamped
+    /// `touch.value_stamp` and holds an earlier expiry, moves the expiry to `touch.expire_at`;
+    /// true when it changed.
     pub fn apply_touch(&self, touch: &Touch) -> bool {
         let (hash, mut shard) = self.shard_for(&touch.key);
         let Some(entry) = shard.table.get_mut(hash, &touch.key) else {
             return false;
         };
-        if entry.is_tombstone() || entry.stamp() != Some(touch.value_stamp) {
+        if entry.is_tombstone() || entry.expiry_stamp() != Some(touch.value_stamp) {
             return false;
         }
         let touched = match entry.expire_at() {
@@ -214,9 +206,12 @@ impl MemoryEngine {
             _ => false,
         };
         if let (true, Some(hook)) = (touched, self.hook()) {
-            hook.merged(&entry_view(entry), &|| {
+            hook.merged(&entry.view(), &|| {
                 MergedChange::Expiry(Some(touch.expire_at))
             });
+        }
+        if touched {
+            self.touch_watched(&mut shard, &touch.key);
         }
         touched
     }
@@ -248,7 +243,7 @@ impl MemoryEngine {
             .and_then(|after| <[u8; 8]>::try_from(after).ok())
             .map_or(0, u64::from_le_bytes);
         let next = self.scan_entries(cursor, max_records.max(1), true, |entry| {
-            visit(&entry_view(entry));
+            visit(&entry.view());
         });
         (next != 0).then(|| next.to_le_bytes().to_vec())
     }
@@ -265,9 +260,9 @@ impl MemoryEngine {
         sums
     }
 
-    /// For each of the distinct `buckets`, in the order asked, the `(key, stamp)` of every
+    /// For each of the distinct `buckets`, in the order asked, the `(key, state hash)` of every
     /// stored version in it, tombstones included, in one pass over the keyspace.
-    pub fn bucket_keys(&self, buckets: &[usize]) -> Vec<Vec<(Bytes, Stamp)>> {
+    pub fn bucket_keys(&self, buckets: &[usize]) -> Vec<Vec<(Bytes, u64)>> {
         let positions = BucketPositions::new(buckets);
         let mut lists = vec![Vec::new(); buckets.len()];
         if buckets.is_empty() {
@@ -275,9 +270,9 @@ impl MemoryEngine {
         }
         for shard in self.shards.iter() {
             shard.lock().table.for_each(|entry| {
-                if let Some(stamp) = entry.stamp() {
+                if let Some(version) = entry.version() {
                     if let Some(position) = positions.of(entry.key()) {
-                        lists[position].push((Bytes::copy_from_slice(entry.key()), stamp));
+                        lists[position].push((Bytes::copy_from_slice(entry.key()), version));
                     }
                 }
             });
@@ -290,35 +285,53 @@ impl MemoryEngine {
         keys.iter()
             .filter_map(|key| {
                 let (hash, shard) = self.shard_for(key);
-                shard.table.get(hash, key).map(entry_record)
+                shard
+                    .table
+                    .get(hash, key)
+                    .map(|entry| entry.view().to_record())
             })
             .collect()
     }
 
-    /// Drops tombstones deleted before `deleted_before_ms`; returns how many.
+    /// Drops the deletions made before `deleted_before_ms`: deleted fields, members and
+    /// elements out of their keys, and keys left with nothing; returns how many keys went.
     pub fn collect_tombstones(&self, deleted_before_ms: u64) -> usize {
         let mut collected = 0;
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
-            if shard.tombstones == 0 {
-                continue;
-            }
             let mut doomed = Vec::new();
             shard.table.for_each(|entry| {
-                if entry
-                    .deleted_at()
-                    .is_some_and(|deleted_at| deleted_at < deleted_before_ms)
-                {
+                if entry.has_dead() {
                     doomed.push(Bytes::copy_from_slice(entry.key()));
                 }
             });
             for key in doomed {
                 let hash = self.hash(&key);
-                if let Some(old) = shard.table.remove(hash, &key) {
-                    shard.digest_remove(&old);
-                    self.account(&mut shard, Some(&old), None);
-                    collected += 1;
+                let Some(entry) = shard.table.get(hash, &key) else {
+                    continue;
+                };
+                let Ok(mut state) = entry.state() else {
+                    continue;
+                };
+                let changed = collect_deletions(&mut state, deleted_before_ms);
+                let gone = !state.has_live()
+                    && state.deleted_at().is_some_and(|at| at < deleted_before_ms);
+                if !changed && !gone {
+                    continue;
                 }
+                if gone {
+                    if let Some(old) = shard.table.remove(hash, &key) {
+                        shard.digest_remove(&old);
+                        self.account(&mut shard, Some(&old), None);
+                        collected += 1;
+                    }
+                    continue;
+                }
+                let (header, payload) = encode(&state, true);
+                let entry = Entry::new(&key, &header, &payload, entry.lru());
+                let cost = entry.cost_info();
+                let old = shard.insert_digested(hash, entry);
+                self.account(&mut shard, old.as_ref(), Some(&cost));
             }
         }
         collected
@@ -338,17 +351,19 @@ mod tests {
     use super::super::SHARDS;
     use super::*;
     use crate::store::engine::EngineConfig;
+    use crate::store::stamp::Stamp;
     use crate::store::unix_ms;
     use crate::store::value::Value;
 
-    /// One call lists several buckets in one pass: each list holds exactly the stamped
-    /// versions (tombstones included) of its bucket, in the order the buckets were asked.
+    /// One call lists several buckets in one pass: each list holds exactly the state hashes
+    /// of the stamped keys (tombstones included) of its bucket, in the order the buckets were
+    /// asked.
     #[test]
     fn bucket_keys_lists_the_asked_buckets_in_one_call() {
         use crate::store::digest::bucket_of;
         let engine = MemoryEngine::new(EngineConfig::default());
         let stamp = |hlc| Stamp { hlc, origin: 7 };
-        let mut expected: Vec<Vec<(Bytes, Stamp)>> = vec![Vec::new(); BUCKETS];
+        let mut expected: Vec<Vec<(Bytes, u64)>> = vec![Vec::new(); BUCKETS];
         for index in 0..2000u64 {
             let key = Bytes::from(format!("session:{index}"));
             let record = if index % 10 == 0 {
@@ -362,7 +377,7 @@ mod tests {
                 )
             };
             assert!(engine.merge_record(&record, 2, 0));
-            expected[bucket_of(&key)].push((key, stamp(index + 1)));
+            expected[bucket_of(&key)].push((key, record.view().version()));
         }
         // An unstamped (never replicated) entry is in no bucket.
         let _ = engine.apply(&put("local", "v", None), unix_ms());
@@ -379,7 +394,7 @@ mod tests {
         let all: Vec<usize> = (0..BUCKETS).collect();
         let total: usize = engine.bucket_keys(&all).iter().map(Vec::len).sum();
         assert_eq!(total, 2000);
-        assert_eq!(engine.bucket_keys(&[]), Vec::<Vec<(Bytes, Stamp)>>::new());
+        assert_eq!(engine.bucket_keys(&[]), Vec::<Vec<(Bytes, u64)>>::new());
         assert_eq!(engine.bucket_keys(&[BUCKETS]), vec![Vec::new()]);
     }
 
@@ -453,5 +468,66 @@ mod tests {
                 Record::tombstone(Bytes::from_static(b"new-delete"), stamp(41), 5_000),
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod collection_tests {
+    use super::*;
+    use crate::store::engine::EngineConfig;
+    use crate::store::op::Op;
+    use crate::store::stamp::Stamp;
+    use crate::store::state::model::{Body, Cell, Expiry, Register, State};
+
+    /// Deleted fields leave their keys once collected, a key left with nothing goes, and
+    /// newer deletions stay: the same rule as whole-key tombstones.
+    #[test]
+    fn collection_drops_old_deleted_fields_and_empty_keys() {
+        let engine = MemoryEngine::new(EngineConfig::default());
+        let stamp = Stamp { hlc: 5, origin: 1 };
+        let cell = |deleted_at: Option<u64>| match deleted_at {
+            Some(at) => Cell::of(Register::dead(stamp, at)),
+            None => Cell::of(Register::value(stamp, Bytes::from_static(b"v"))),
+        };
+        let hash = |fields: Vec<(&'static str, Option<u64>)>| State {
+            expiry: Expiry { at: None, stamp },
+            body: Body::Hash(
+                fields
+                    .into_iter()
+                    .map(|(name, deleted)| (Bytes::from_static(name.as_bytes()), cell(deleted)))
+                    .collect(),
+            ),
+        };
+        let records = [
+            Record::from_state(
+                Bytes::from_static(b"mixed"),
+                &hash(vec![("a", None), ("b", Some(10)), ("c", Some(90))]),
+            ),
+            Record::from_state(Bytes::from_static(b"gone"), &hash(vec![("a", Some(10))])),
+            Record::from_state(Bytes::from_static(b"recent"), &hash(vec![("a", Some(90))])),
+        ];
+        for record in &records {
+            assert!(engine.merge_record(record, 100, 0));
+        }
+        assert_eq!(engine.collect_tombstones(50), 1);
+        let read = engine.read_records(&[
+            Bytes::from_static(b"mixed"),
+            Bytes::from_static(b"gone"),
+            Bytes::from_static(b"recent"),
+        ]);
+        assert_eq!(read.len(), 2);
+        assert_eq!(
+            read[0].state(),
+            Ok(hash(vec![("a", None), ("c", Some(90))]))
+        );
+        assert_eq!(read[1], records[2]);
+        assert_eq!(engine.len(), 1);
+        // The digests follow: a fresh engine holding the same states has the same ones.
+        let fresh = MemoryEngine::new(EngineConfig::default());
+        for record in &read {
+            assert!(fresh.merge_record(record, 100, 0));
+        }
+        assert_eq!(fresh.bucket_digests(), engine.bucket_digests());
+        let _ = Op::FlushAll;
     }
 }

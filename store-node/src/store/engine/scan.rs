@@ -54,6 +54,26 @@ impl MemoryEngine {
         }
     }
 
+    /// A key chosen at random among the live ones (RANDOMKEY), `None` when there is none:
+    /// scans from random cursors, then walks the keyspace once if they all land on emptiness.
+    pub fn random_key(&self, mut random: impl FnMut() -> u64) -> Option<Vec<u8>> {
+        for _ in 0..16 {
+            let start = random() & ((1 << 50) - 1);
+            let mut found = None;
+            self.scan_entries(start, 1, false, |entry| {
+                found.get_or_insert_with(|| entry.key().to_vec());
+            });
+            if found.is_some() {
+                return found;
+            }
+        }
+        let mut found = None;
+        self.for_each(|entry| {
+            found.get_or_insert_with(|| entry.key().to_vec());
+        });
+        found
+    }
+
     /// Visits every live entry (KEYS).
     pub fn for_each(&self, mut visit: impl FnMut(&Entry)) {
         let now = unix_ms();
