@@ -477,3 +477,62 @@ async fn the_session_api_announces_its_writes() {
     .await
     .expect("events");
 }
+
+/// Sets: the events Redis 7.0.15 publishes for each write (read from it), byte for byte.
+fn sets_conversation(address: SocketAddr) {
+    let mut c = Conn::open(address);
+    assert_eq!(c.call(&["FLUSHALL"]), "+OK\r\n");
+    assert_eq!(
+        c.call(&["CONFIG", "SET", "notify-keyspace-events", "KEAn"]),
+        "+OK\r\n"
+    );
+    let mut events = Conn::open(address);
+    events.call(&["PSUBSCRIBE", "__keyevent@0__:*"]);
+    let e = &mut events;
+    let run = |c: &mut Conn, e: &mut Conn, command: &str, expected: &[(&str, &str)]| {
+        let args: Vec<&str> = command.split(' ').collect();
+        c.call(&args);
+        for (event, key) in expected {
+            assert_eq!(e.reply(), keyevent(event, key), "{command}: {event} {key}");
+        }
+    };
+    // Sets.
+    run(&mut c, e, "SADD s a b", &[("new", "s"), ("sadd", "s")]);
+    run(&mut c, e, "SADD s a", &[]);
+    run(&mut c, e, "SREM s a x", &[("srem", "s")]);
+    run(&mut c, e, "SREM s x", &[]);
+    run(&mut c, e, "SADD s2 z", &[("new", "s2"), ("sadd", "s2")]);
+    run(
+        &mut c,
+        e,
+        "SMOVE s s2 b",
+        &[("srem", "s"), ("del", "s"), ("sadd", "s2")],
+    );
+    run(&mut c, e, "SMOVE s2 s2 z", &[]);
+    run(&mut c, e, "SADD s3 1 2 3", &[("new", "s3"), ("sadd", "s3")]);
+    run(&mut c, e, "SPOP s3", &[("spop", "s3")]);
+    run(&mut c, e, "SPOP s3 5", &[("spop", "s3"), ("del", "s3")]);
+    run(&mut c, e, "SPOP s3", &[]);
+    run(&mut c, e, "SADD a 1 2", &[("new", "a"), ("sadd", "a")]);
+    run(&mut c, e, "SADD b 2 3", &[("new", "b"), ("sadd", "b")]);
+    run(
+        &mut c,
+        e,
+        "SINTERSTORE d a b",
+        &[("new", "d"), ("sinterstore", "d")],
+    );
+    run(&mut c, e, "SUNIONSTORE d a b", &[("sunionstore", "d")]);
+    run(&mut c, e, "SDIFFSTORE d a b", &[("sdiffstore", "d")]);
+    run(&mut c, e, "SDIFFSTORE d a a", &[("del", "d")]);
+    run(&mut c, e, "SINTERSTORE d a nosuch", &[]);
+    assert_eq!(e.call(&["PING"]), "*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_events_match_redis_byte_for_byte() {
+    let node = node().await;
+    let address = node.resp_addr;
+    tokio::task::spawn_blocking(move || against_both(address, sets_conversation))
+        .await
+        .expect("conversation");
+}
