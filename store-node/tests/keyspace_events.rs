@@ -536,3 +536,45 @@ async fn set_events_match_redis_byte_for_byte() {
         .await
         .expect("conversation");
 }
+
+/// Sorted sets (ZADD, ZINCRBY, ZREM, ZPOPMIN, ZPOPMAX): the events Redis 7.0.15 publishes,
+/// byte for byte.
+fn zsets_conversation(address: SocketAddr) {
+    let mut c = Conn::open(address);
+    assert_eq!(c.call(&["FLUSHALL"]), "+OK\r\n");
+    assert_eq!(
+        c.call(&["CONFIG", "SET", "notify-keyspace-events", "KEAn"]),
+        "+OK\r\n"
+    );
+    let mut events = Conn::open(address);
+    events.call(&["PSUBSCRIBE", "__keyevent@0__:*"]);
+    let e = &mut events;
+    let run = |c: &mut Conn, e: &mut Conn, command: &str, expected: &[(&str, &str)]| {
+        let args: Vec<&str> = command.split(' ').collect();
+        c.call(&args);
+        for (event, key) in expected {
+            assert_eq!(e.reply(), keyevent(event, key), "{command}: {event} {key}");
+        }
+    };
+    run(&mut c, e, "ZADD z 1 a 2 b", &[("new", "z"), ("zadd", "z")]);
+    run(&mut c, e, "ZADD z 1 a", &[]);
+    run(&mut c, e, "ZADD z INCR 5 a", &[("zincr", "z")]);
+    run(&mut c, e, "ZINCRBY z 1 b", &[("zincr", "z")]);
+    run(&mut c, e, "ZADD z XX 9 c", &[]);
+    run(&mut c, e, "ZREM z a x", &[("zrem", "z")]);
+    run(&mut c, e, "ZADD z 3 c 4 d 5 e", &[("zadd", "z")]);
+    run(&mut c, e, "ZPOPMIN z", &[("zpopmin", "z")]);
+    run(&mut c, e, "ZPOPMAX z 5", &[("zpopmax", "z"), ("del", "z")]);
+    run(&mut c, e, "ZADD z1 1 a", &[("new", "z1"), ("zadd", "z1")]);
+    run(&mut c, e, "ZREM z1 a", &[("zrem", "z1"), ("del", "z1")]);
+    assert_eq!(e.call(&["PING"]), "*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorted_set_events_match_redis_byte_for_byte() {
+    let node = node().await;
+    let address = node.resp_addr;
+    tokio::task::spawn_blocking(move || against_both(address, zsets_conversation))
+        .await
+        .expect("conversation");
+}
