@@ -55,6 +55,12 @@ step "PHP sessions with phpredis locking: two concurrent requests for one sessio
 apt_install php-cli php-redis
 STORE_NODE_BIN="$CARGO_TARGET_DIR/debug/store-node" store-node/tests/php/run.sh
 
+step "Spring Session Data Redis (indexed repository, Lettuce): find by principal, expired and deleted events"
+# The JDK and Maven from Debian; the libraries from Maven Central, kept under
+# $SESSIONSTORE_CACHE/maven by store-node/tests/spring/run.sh.
+apt_install default-jdk-headless maven
+STORE_NODE_BIN="$CARGO_TARGET_DIR/debug/store-node" store-node/tests/spring/run.sh
+
 step "Helm chart: lint and render tests"
 hack/chart-test.sh
 

@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser, ValueEnum};
 
+mod keyspace_events;
 mod units;
 
 pub use crate::store::EvictionPolicy;
 pub use crate::tls::ClientAuth;
+pub use keyspace_events::{parse_keyspace_events, KeyspaceEvents};
 pub use units::{parse_buffer_limit, parse_memory, parse_memory_or_percent, MemoryOrPercent};
 
 /// `--tls-auth-clients` takes Redis's values.
@@ -418,6 +420,18 @@ pub struct Config {
         action = clap::ArgAction::Set
     )]
     pub replica_serve_stale_data: bool,
+
+    /// Keyspace notifications, as Redis's `notify-keyspace-events` letters
+    /// (`Ag$lshzxeKEtmdn`, e.g. `Egx` for Spring Session): which events this node publishes on
+    /// `__keyspace@0__:<key>` and `__keyevent@0__:<event>`. Empty (the default): none. Also
+    /// `CONFIG SET notify-keyspace-events`.
+    #[arg(
+        long,
+        env = "STORE_NODE_NOTIFY_KEYSPACE_EVENTS",
+        default_value = "",
+        value_parser = parse_keyspace_events
+    )]
+    pub notify_keyspace_events: KeyspaceEvents,
 
     /// TEST ONLY: shifts this node's clock by this many milliseconds (negative: behind), as a
     /// machine whose clock is off would be (the clock-skew tests). Never set in production.

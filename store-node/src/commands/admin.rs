@@ -211,7 +211,7 @@ mod tests {
         assert_eq!(h.run("CONFIG SET notify-keyspace-events Egx"), Frame::ok());
         assert_eq!(
             h.run("CONFIG GET notify-keyspace-events"),
-            Frame::Map(vec![(bulk("notify-keyspace-events"), bulk("Egx"))])
+            Frame::Map(vec![(bulk("notify-keyspace-events"), bulk("gxE"))])
         );
         assert_eq!(
             h.run("CONFIG GET client-output-buffer-limit"),
@@ -337,7 +337,7 @@ mod tests {
         assert_eq!(h.run("CONFIG SET notify-keyspace-events Egx"), Frame::ok());
         assert_eq!(
             h.run("CONFIG GET notify-keyspace-events"),
-            Frame::Map(vec![(bulk("notify-keyspace-events"), bulk("Egx"))])
+            Frame::Map(vec![(bulk("notify-keyspace-events"), bulk("gxE"))])
         );
         assert_eq!(
             h.run("CONFIG SET hash-max-listpack-entries 1 set-max-intset-entries 2"),

@@ -229,10 +229,7 @@ fn config_set(call: &mut Call<'_>) -> Frame {
 fn set_one(call: &Call<'_>, name: &str, value: String) -> Result<(), String> {
     let limits = &call.state.client_limits;
     match name {
-        "notify-keyspace-events" => {
-            call.state.set_notify_keyspace_events(value);
-            Ok(())
-        }
+        "notify-keyspace-events" => call.state.set_notify_keyspace_events(&value),
         "replica-serve-stale-data" => {
             // Redis's yes/no (its boolean parser takes only these two, any case).
             if value.eq_ignore_ascii_case("yes") {

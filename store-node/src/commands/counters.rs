@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::flags::{DENY_OOM, WRITE};
 use super::typed::state_of;
 use super::CommandSpec;
-use super::{parse_i64, Call, NOT_INTEGER};
+use super::{parse_i64, Call, KeyspaceEvents, NOT_INTEGER};
 use crate::protocol::Frame;
 use crate::store::state::number::{parse_number, Number};
 use crate::store::state::view;
@@ -36,6 +36,7 @@ const NAN_OR_INFINITY: Frame = Frame::error("ERR increment would produce NaN or 
 fn add(
     call: &mut Call<'_>,
     field: Option<Bytes>,
+    event: &str,
     next: impl FnOnce(Option<Bytes>) -> Result<(Bytes, Bytes, Frame), Frame>,
 ) -> Frame {
     let kind = if field.is_some() {
@@ -62,12 +63,18 @@ fn add(
         by,
         result,
     }));
+    let class = match kind {
+        Kind::Hash => KeyspaceEvents::HASH,
+        _ => KeyspaceEvents::STRING,
+    };
+    call.notify(class, event, &call.args[1]);
     reply
 }
 
 /// An integer increment of the string or of a hash field.
 fn add_integer(call: &mut Call<'_>, field: Option<Bytes>, by: i64, not_integer: Frame) -> Frame {
-    add(call, field, |value| {
+    let event = if field.is_some() { "hincrby" } else { "incrby" };
+    add(call, field, event, |value| {
         let value = match value {
             None => 0,
             Some(text) => parse_i64(&text).ok_or(not_integer)?,
@@ -86,7 +93,12 @@ fn add_float(call: &mut Call<'_>, field: Option<Bytes>, by: &[u8], not_float: Fr
     let Some(increment) = parse_number(by) else {
         return NOT_FLOAT;
     };
-    add(call, field, |value| {
+    let event = if field.is_some() {
+        "hincrbyfloat"
+    } else {
+        "incrbyfloat"
+    };
+    add(call, field, event, |value| {
         let value = match value {
             None => Number::Int(0),
             Some(text) => parse_number(&text).ok_or(not_float)?,

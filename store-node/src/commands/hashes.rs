@@ -8,7 +8,7 @@ use super::cursor;
 use super::flags::{DENY_OOM, WRITE};
 use super::typed::{read, state_of};
 use super::CommandSpec;
-use super::{is, parse_i64, wrong_arity, Call, NOT_INTEGER, SYNTAX};
+use super::{is, parse_i64, wrong_arity, Call, KeyspaceEvents, NOT_INTEGER, SYNTAX};
 use crate::protocol::{Frame, Protocol};
 use crate::store::state::view;
 use crate::store::{Kind, Op};
@@ -64,6 +64,7 @@ fn set_fields(call: &mut Call<'_>, name: &str) -> Result<i64, Frame> {
         key: call.args[1].clone(),
         fields,
     }));
+    call.notify(KeyspaceEvents::HASH, "hset", &call.args[1]);
     Ok(added)
 }
 
@@ -91,6 +92,7 @@ pub fn hsetnx(call: &mut Call<'_>) -> Frame {
         key: call.args[1].clone(),
         fields: vec![(call.args[2].clone(), call.args[3].clone())],
     }));
+    call.notify(KeyspaceEvents::HASH, "hset", &call.args[1]);
     Frame::Integer(1)
 }
 
@@ -181,14 +183,20 @@ pub fn hdel(call: &mut Call<'_>) -> Frame {
         .collect();
     fields.sort();
     fields.dedup();
-    let removed = fields.len() as i64;
+    let removed = fields.len();
     if removed > 0 {
+        let emptied = removed == view::hash_fields(&state).len();
         call.wrote(access.write(Op::HashDelete {
             key: call.args[1].clone(),
             fields,
         }));
+        // Redis announces the emptied hash's removal after the fields'.
+        call.notify(KeyspaceEvents::HASH, "hdel", &call.args[1]);
+        if emptied {
+            call.notify(KeyspaceEvents::GENERIC, "del", &call.args[1]);
+        }
     }
-    Frame::Integer(removed)
+    Frame::Integer(removed as i64)
 }
 
 /// HEXISTS key field

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::flags::WRITE;
 use super::CommandSpec;
-use super::{is, parse_i64, text, Call, NOT_INTEGER, SYNTAX};
+use super::{is, parse_i64, text, Call, KeyspaceEvents, NOT_INTEGER, SYNTAX};
 use crate::protocol::Frame;
 use crate::store::{glob, unix_ms, Kind, Op};
 
@@ -39,6 +39,7 @@ pub fn del(call: &mut Call<'_>) -> Frame {
         let mut access = call.state.engine.key(key);
         if access.get().is_some() {
             call.wrote(access.write(Op::Delete { key: key.clone() }));
+            call.notify(KeyspaceEvents::GENERIC, "del", key);
             removed += 1;
         }
     }
@@ -115,11 +116,13 @@ fn set_expiry(call: &mut Call<'_>, unit_ms: i64, absolute: bool, command: &str) 
         call.wrote(access.write(Op::Delete {
             key: args[1].clone(),
         }));
+        call.notify(KeyspaceEvents::GENERIC, "del", &args[1]);
     } else {
         call.wrote(access.write(Op::SetExpiry {
             key: args[1].clone(),
             expire_at: Some(at as u64),
         }));
+        call.notify(KeyspaceEvents::GENERIC, "expire", &args[1]);
     }
     Frame::Integer(1)
 }
@@ -153,6 +156,7 @@ pub fn persist(call: &mut Call<'_>) -> Frame {
                 key: call.args[1].clone(),
                 expire_at: None,
             }));
+            call.notify(KeyspaceEvents::GENERIC, "persist", &call.args[1]);
             Frame::Integer(1)
         }
         _ => Frame::Integer(0),
@@ -208,14 +212,31 @@ pub fn type_(call: &mut Call<'_>) -> Frame {
     Frame::Simple(name.into())
 }
 
+/// Renames and publishes Redis's events: `new` for the target (even one that existed: Redis
+/// deletes and re-adds it; the engine announces a target it creates), `rename_from`,
+/// `rename_to`; none when nothing moved.
+fn rename_key(call: &mut Call<'_>, only_if_absent: bool) -> Option<bool> {
+    let args = call.args;
+    let (from, to) = (&args[1], &args[2]);
+    let replaces = !only_if_absent
+        && from != to
+        && call.state.notifier.wants(KeyspaceEvents::NEW)
+        && call.state.engine.key(to).get().is_some();
+    let (outcome, receipt) = call.state.engine.rename(from, to, only_if_absent);
+    call.wrote(receipt);
+    if outcome == Some(true) && from != to {
+        if replaces {
+            call.notify(KeyspaceEvents::NEW, "new", to);
+        }
+        call.notify(KeyspaceEvents::GENERIC, "rename_from", from);
+        call.notify(KeyspaceEvents::GENERIC, "rename_to", to);
+    }
+    outcome
+}
+
 /// RENAME key newkey
 pub fn rename(call: &mut Call<'_>) -> Frame {
-    let (outcome, receipt) = call
-        .state
-        .engine
-        .rename(&call.args[1], &call.args[2], false);
-    call.wrote(receipt);
-    match outcome {
+    match rename_key(call, false) {
         None => Frame::error("ERR no such key"),
         Some(_) => Frame::ok(),
     }
@@ -223,9 +244,7 @@ pub fn rename(call: &mut Call<'_>) -> Frame {
 
 /// RENAMENX key newkey
 pub fn renamenx(call: &mut Call<'_>) -> Frame {
-    let (outcome, receipt) = call.state.engine.rename(&call.args[1], &call.args[2], true);
-    call.wrote(receipt);
-    match outcome {
+    match rename_key(call, true) {
         None => Frame::error("ERR no such key"),
         Some(renamed) => Frame::Integer(i64::from(renamed)),
     }

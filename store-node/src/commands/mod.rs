@@ -42,6 +42,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
+pub use crate::config::KeyspaceEvents;
 use crate::metrics::LocalMetrics;
 use crate::node::users::{Role, User};
 use crate::node::NodeState;
@@ -183,6 +184,12 @@ impl Call<'_> {
     /// Notes the receipt of one of the command's writes.
     pub fn wrote(&mut self, receipt: WriteReceipt) {
         self.receipt.merge(receipt);
+    }
+
+    /// Publishes the keyspace event `event` (of [`KeyspaceEvents`] class `class`) of `key`, as
+    /// Redis's command does after its write; one relaxed load when the class is off.
+    pub fn notify(&self, class: u32, event: &str, key: &[u8]) {
+        self.state.notifier.notify(class, event, key);
     }
 }
 

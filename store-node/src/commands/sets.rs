@@ -11,7 +11,7 @@ use super::cursor;
 use super::flags::{DENY_OOM, WRITE};
 use super::typed::{read, state_of};
 use super::CommandSpec;
-use super::{is, parse_i64, Call, NOT_INTEGER, SYNTAX, WRONG_TYPE};
+use super::{is, parse_i64, Call, KeyspaceEvents, NOT_INTEGER, SYNTAX, WRONG_TYPE};
 use crate::protocol::Frame;
 use crate::store::state::view;
 use crate::store::{KeysAccess, Kind, Op, Value};
@@ -74,6 +74,9 @@ pub fn sadd(call: &mut Call<'_>) -> Frame {
         key: call.args[1].clone(),
         members: call.args[2..].to_vec(),
     }));
+    if !new.is_empty() {
+        call.notify(KeyspaceEvents::SET, "sadd", &call.args[1]);
+    }
     Frame::Integer(new.len() as i64)
 }
 
@@ -91,10 +94,15 @@ pub fn srem(call: &mut Call<'_>) -> Frame {
         .cloned()
         .collect();
     if !removed.is_empty() {
+        let emptied = removed.len() == view::set_members(&state).len();
         call.wrote(access.write(Op::SetRemove {
             key: call.args[1].clone(),
             members: removed.iter().cloned().collect(),
         }));
+        call.notify(KeyspaceEvents::SET, "srem", &call.args[1]);
+        if emptied {
+            call.notify(KeyspaceEvents::GENERIC, "del", &call.args[1]);
+        }
     }
     Frame::Integer(removed.len() as i64)
 }
@@ -196,6 +204,10 @@ pub fn spop(call: &mut Call<'_>) -> Frame {
             key: call.args[1].clone(),
             members: picked.clone(),
         }));
+        call.notify(KeyspaceEvents::SET, "spop", &call.args[1]);
+        if picked.len() == members.len() {
+            call.notify(KeyspaceEvents::GENERIC, "del", &call.args[1]);
+        }
     }
     match count {
         None => picked.into_iter().next().map_or(Frame::Null, Frame::Bulk),
@@ -264,9 +276,10 @@ pub fn smove(call: &mut Call<'_>) -> Frame {
         Ok(None) => return Frame::Integer(0),
         Err(error) => return error,
     };
-    if let Err(error) = locked_members(&mut access, destination) {
-        return error;
-    }
+    let to = match locked_members(&mut access, destination) {
+        Ok(members) => members.unwrap_or_default(),
+        Err(error) => return error,
+    };
     let present = from.binary_search(member).is_ok();
     if source == destination || !present {
         return Frame::Integer(i64::from(present));
@@ -275,10 +288,24 @@ pub fn smove(call: &mut Call<'_>) -> Frame {
         key: source.clone(),
         members: vec![member.clone()],
     });
+    // Redis's order: the source's events, then the destination's (`new` comes from its write).
+    call.state
+        .notifier
+        .notify(KeyspaceEvents::SET, "srem", source);
+    if from.len() == 1 {
+        call.state
+            .notifier
+            .notify(KeyspaceEvents::GENERIC, "del", source);
+    }
     receipt.merge(access.write(Op::SetAdd {
         key: destination.clone(),
         members: vec![member.clone()],
     }));
+    if !to.contains(member) {
+        call.state
+            .notifier
+            .notify(KeyspaceEvents::SET, "sadd", destination);
+    }
     drop(access);
     call.wrote(receipt);
     Frame::Integer(1)
@@ -328,19 +355,32 @@ fn combine(
         let exists = access.get(destination).is_some();
         let receipt = if result.is_empty() {
             if exists {
-                access.write(Op::Delete {
+                let receipt = access.write(Op::Delete {
                     key: destination.clone(),
-                })
+                });
+                call.state
+                    .notifier
+                    .notify(KeyspaceEvents::GENERIC, "del", destination);
+                receipt
             } else {
                 crate::store::WriteReceipt::NONE
             }
         } else {
-            access.write(Op::Put {
+            let receipt = access.write(Op::Put {
                 key: destination.clone(),
                 value: Value::Set(result.iter().cloned().collect()),
                 expire_at: None,
                 keep_ttl: false,
-            })
+            });
+            let event = match how {
+                Combine::Inter => "sinterstore",
+                Combine::Union => "sunionstore",
+                Combine::Diff => "sdiffstore",
+            };
+            call.state
+                .notifier
+                .notify(KeyspaceEvents::SET, event, destination);
+            receipt
         };
         drop(access);
         call.wrote(receipt);

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::flags::{DENY_OOM, WRITE};
 use super::CommandSpec;
-use super::{is, parse_i64, Call, NOT_INTEGER, SYNTAX, WRONG_TYPE};
+use super::{is, parse_i64, Call, KeyspaceEvents, NOT_INTEGER, SYNTAX, WRONG_TYPE};
 use crate::protocol::Frame;
 use crate::store::{Entry, Kind, Op, Value};
 
@@ -182,6 +182,10 @@ pub fn set(call: &mut Call<'_>) -> Frame {
             expire_at,
             keep_ttl: expiry == Expiry::Keep && exists,
         }));
+        call.notify(KeyspaceEvents::STRING, "set", &args[1]);
+        if let Expiry::At(_) = expiry {
+            call.notify(KeyspaceEvents::GENERIC, "expire", &args[1]);
+        }
     }
     if return_old {
         return old_value.map_or(Frame::Null, Frame::Bulk);
@@ -206,6 +210,8 @@ fn set_with_expiry(call: &mut Call<'_>, unit: i64, command: &str) -> Frame {
         expire_at: Some(at),
         keep_ttl: false,
     }));
+    call.notify(KeyspaceEvents::STRING, "set", &call.args[1]);
+    call.notify(KeyspaceEvents::GENERIC, "expire", &call.args[1]);
     Frame::ok()
 }
 
@@ -231,6 +237,7 @@ pub fn setnx(call: &mut Call<'_>) -> Frame {
         expire_at: None,
         keep_ttl: false,
     }));
+    call.notify(KeyspaceEvents::STRING, "set", &call.args[1]);
     Frame::Integer(1)
 }
 
@@ -277,13 +284,28 @@ pub fn getex(call: &mut Call<'_>) -> Frame {
         Some(entry) => (text(entry), entry.expire_at()),
     };
     match change {
-        Some(Some(at)) if at <= now => call.wrote(access.write(Op::Delete {
-            key: args[1].clone(),
-        })),
-        Some(expire_at) if expire_at != current => call.wrote(access.write(Op::SetExpiry {
-            key: args[1].clone(),
-            expire_at,
-        })),
+        Some(Some(at)) if at <= now => {
+            call.wrote(access.write(Op::Delete {
+                key: args[1].clone(),
+            }));
+            call.notify(KeyspaceEvents::GENERIC, "del", &args[1]);
+        }
+        Some(Some(at)) => {
+            if current != Some(at) {
+                call.wrote(access.write(Op::SetExpiry {
+                    key: args[1].clone(),
+                    expire_at: Some(at),
+                }));
+            }
+            call.notify(KeyspaceEvents::GENERIC, "expire", &args[1]);
+        }
+        Some(None) if current.is_some() => {
+            call.wrote(access.write(Op::SetExpiry {
+                key: args[1].clone(),
+                expire_at: None,
+            }));
+            call.notify(KeyspaceEvents::GENERIC, "persist", &args[1]);
+        }
         _ => {}
     }
     Frame::Bulk(value)
@@ -300,6 +322,7 @@ pub fn getdel(call: &mut Call<'_>) -> Frame {
     call.wrote(access.write(Op::Delete {
         key: call.args[1].clone(),
     }));
+    call.notify(KeyspaceEvents::GENERIC, "del", &call.args[1]);
     Frame::Bulk(value)
 }
 
@@ -317,6 +340,7 @@ pub fn getset(call: &mut Call<'_>) -> Frame {
         expire_at: None,
         keep_ttl: false,
     }));
+    call.notify(KeyspaceEvents::STRING, "set", &call.args[1]);
     old
 }
 
@@ -348,6 +372,7 @@ pub fn mset(call: &mut Call<'_>) -> Frame {
             expire_at: None,
             keep_ttl: false,
         }));
+        call.notify(KeyspaceEvents::STRING, "set", &pair[0]);
     }
     Frame::ok()
 }
@@ -373,6 +398,7 @@ pub fn msetnx(call: &mut Call<'_>) -> Frame {
             expire_at: None,
             keep_ttl: false,
         }));
+        call.notify(KeyspaceEvents::STRING, "set", &pair[0]);
     }
     Frame::Integer(1)
 }
@@ -396,6 +422,7 @@ pub fn append(call: &mut Call<'_>) -> Frame {
         expire_at: None,
         keep_ttl: true,
     }));
+    call.notify(KeyspaceEvents::STRING, "append", &call.args[1]);
     Frame::Integer(len)
 }
 
@@ -473,6 +500,7 @@ pub fn setrange(call: &mut Call<'_>) -> Frame {
         expire_at: None,
         keep_ttl: true,
     }));
+    call.notify(KeyspaceEvents::STRING, "setrange", &call.args[1]);
     Frame::Integer(len)
 }
 

@@ -9,7 +9,7 @@ use super::cursor;
 use super::flags::{DENY_OOM, WRITE};
 use super::typed::{read, state_of};
 use super::CommandSpec;
-use super::{is, parse_i64, Call, SYNTAX};
+use super::{is, parse_i64, Call, KeyspaceEvents, SYNTAX};
 use crate::protocol::{Frame, Protocol};
 use crate::store::state::view;
 use crate::store::{Kind, Op};
@@ -140,6 +140,7 @@ pub fn zadd(call: &mut Call<'_>) -> Frame {
             _ => by,
         };
         call.wrote(access.write(op));
+        call.notify(KeyspaceEvents::ZSET, "zincr", &args[1]);
         return Frame::Double(result);
     }
     let (mut added, mut changed) = (0, 0);
@@ -177,6 +178,7 @@ pub fn zadd(call: &mut Call<'_>) -> Frame {
             key: args[1].clone(),
             members: writes,
         }));
+        call.notify(KeyspaceEvents::ZSET, "zadd", &args[1]);
     }
     Frame::Integer(if ch { added + changed } else { added })
 }
@@ -202,6 +204,7 @@ pub fn zincrby(call: &mut Call<'_>) -> Frame {
         by,
         result,
     }));
+    call.notify(KeyspaceEvents::ZSET, "zincr", &call.args[1]);
     Frame::Double(result)
 }
 
@@ -222,10 +225,15 @@ pub fn zrem(call: &mut Call<'_>) -> Frame {
     removed.dedup();
     if !removed.is_empty() {
         let count = removed.len();
+        let emptied = count == view::zset_members(&state).len();
         call.wrote(access.write(Op::ZRemove {
             key: call.args[1].clone(),
             members: removed,
         }));
+        call.notify(KeyspaceEvents::ZSET, "zrem", &call.args[1]);
+        if emptied {
+            call.notify(KeyspaceEvents::GENERIC, "del", &call.args[1]);
+        }
         return Frame::Integer(count as i64);
     }
     Frame::Integer(0)
@@ -292,12 +300,18 @@ fn pop(call: &mut Call<'_>, highest: bool) -> Frame {
     if highest {
         members.reverse();
     }
+    let held = members.len();
     members.truncate(count.unwrap_or(1));
     if !members.is_empty() {
         call.wrote(access.write(Op::ZRemove {
             key: call.args[1].clone(),
             members: members.iter().map(|(member, _)| member.clone()).collect(),
         }));
+        let event = if highest { "zpopmax" } else { "zpopmin" };
+        call.notify(KeyspaceEvents::ZSET, event, &call.args[1]);
+        if members.len() == held {
+            call.notify(KeyspaceEvents::GENERIC, "del", &call.args[1]);
+        }
     }
     let resp3 = call.client.protocol == Protocol::Resp3;
     match count {

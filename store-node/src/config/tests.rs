@@ -110,3 +110,20 @@ fn bad_watermarks_are_refused() {
         Err(ConfigError::Watermarks { .. })
     ));
 }
+
+#[test]
+fn notify_keyspace_events_takes_redis_letters() {
+    let config = Config::try_parse_from(["store-node"]).unwrap();
+    assert_eq!(config.notify_keyspace_events, KeyspaceEvents::NONE);
+    let config = Config::try_parse_from(["store-node", "--notify-keyspace-events", "Egx"]).unwrap();
+    assert_eq!(config.notify_keyspace_events.to_string(), "gxE");
+    let refused = Config::try_parse_from(["store-node", "--notify-keyspace-events", "Kq"])
+        .map(|_| ())
+        .map_err(|error| error.to_string());
+    assert!(
+        refused.as_ref().is_err_and(
+            |error| error.contains("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")
+        ),
+        "{refused:?}"
+    );
+}

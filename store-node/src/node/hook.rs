@@ -4,12 +4,20 @@
 //! client must wait for. A change merged from a peer is only logged. Both are installed before
 //! the node serves data commands: the log once disc recovery has loaded the keyspace, then
 //! replication.
+//!
+//! The hook also publishes the keyspace events the engine alone sees: `new` for a key a local
+//! write creates, `expired` and `evicted`, and for a change merged from a peer the event it
+//! amounts to ([`merged_event`]; docs/replication.md lists them). Commands publish their own.
 
 use std::sync::{Arc, OnceLock};
 
+use crate::config::KeyspaceEvents;
 use crate::persistence::Persistence;
+use crate::pubsub::Notifier;
 use crate::replication::{HybridClock, Replication};
-use crate::store::{RecordView, Stamp, Touch, Versioning, WriteHook, WriteReceipt};
+use crate::store::{
+    Kind, MergedChange, RecordView, Stamp, Touch, Versioning, WriteHook, WriteReceipt,
+};
 
 /// How far past the wall clock a recovered stamp may move the local clock of a node without
 /// peers (the replication engine's own bound).
@@ -24,17 +32,24 @@ struct Disc {
     origin: u32,
 }
 
-/// The node's [`WriteHook`]: replication and the write-ahead log, each once installed.
-#[derive(Debug, Default)]
+/// The node's [`WriteHook`]: replication and the write-ahead log, each once installed, and
+/// the keyspace events of what the engine changes on its own or merges.
+#[derive(Debug)]
 pub struct NodeHook {
     disc: OnceLock<Disc>,
     replication: OnceLock<Replication>,
+    notifier: Arc<Notifier>,
 }
 
 impl NodeHook {
-    /// A hook with nothing installed (one node in RAM: writes are unversioned).
-    pub fn new() -> NodeHook {
-        NodeHook::default()
+    /// A hook with nothing installed (one node in RAM: writes are unversioned), publishing
+    /// keyspace events through `notifier`.
+    pub fn new(notifier: Arc<Notifier>) -> NodeHook {
+        NodeHook {
+            disc: OnceLock::new(),
+            replication: OnceLock::new(),
+            notifier,
+        }
     }
 
     /// Installs the write-ahead log after the recovered records were loaded and before the
@@ -138,13 +153,123 @@ impl WriteHook for NodeHook {
         receipt
     }
 
-    fn merged(&self, record: &RecordView<'_>) {
+    fn merged(&self, record: &RecordView<'_>, change: &dyn Fn() -> MergedChange) {
         let mut ignored = WriteReceipt::NONE;
         self.append(record, &mut ignored);
+        if !self.notifier.wants(MERGED_CLASSES) {
+            return;
+        }
+        let change = change();
+        if change == MergedChange::Created {
+            self.notifier.notify(KeyspaceEvents::NEW, "new", record.key);
+        }
+        if let Some((class, event)) = merged_event(record, change) {
+            self.notifier.notify(class, event, record.key);
+        }
+    }
+
+    fn created(&self, key: &[u8]) {
+        self.notifier.notify(KeyspaceEvents::NEW, "new", key);
+    }
+
+    fn expired(&self, key: &[u8]) {
+        self.notifier
+            .notify(KeyspaceEvents::EXPIRED, "expired", key);
+    }
+
+    fn evicted(&self, key: &[u8]) {
+        self.notifier
+            .notify(KeyspaceEvents::EVICTED, "evicted", key);
     }
 
     fn room(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
         let persistence = self.persistence().filter(|log| !log.has_room())?.clone();
         Some(Box::pin(async move { persistence.wait_for_room().await }))
+    }
+}
+
+/// The classes of the events [`merged_event`] publishes (and `new`): with none of them on, a
+/// merge's change is not worked out.
+const MERGED_CLASSES: u32 = KeyspaceEvents::GENERIC
+    | KeyspaceEvents::STRING
+    | KeyspaceEvents::HASH
+    | KeyspaceEvents::SET
+    | KeyspaceEvents::ZSET
+    | KeyspaceEvents::LIST
+    | KeyspaceEvents::EXPIRED
+    | KeyspaceEvents::NEW;
+
+/// The keyspace event (class and name) a change merged from a peer amounts to: the event of
+/// the command that most simply makes it (a new string value `set`, a hash `hset` or `hdel`
+/// when it only lost fields, a new expiry `expire`, a removed one `persist`, a delete `del`, a
+/// version whose expiry passed before it arrived `expired`). `new` comes before it when the
+/// key is created ([`NodeHook::merged`]).
+pub fn merged_event(record: &RecordView<'_>, change: MergedChange) -> Option<(u32, &'static str)> {
+    let kind = (!record.header.absent).then_some(record.header.kind);
+    match change {
+        MergedChange::Unseen => None,
+        MergedChange::Deleted => Some((KeyspaceEvents::GENERIC, "del")),
+        MergedChange::Expired => Some((KeyspaceEvents::EXPIRED, "expired")),
+        MergedChange::Expiry(Some(_)) => Some((KeyspaceEvents::GENERIC, "expire")),
+        MergedChange::Expiry(None) => Some((KeyspaceEvents::GENERIC, "persist")),
+        MergedChange::FieldsRemoved => kind.map(|kind| match kind {
+            Kind::Hash => (KeyspaceEvents::HASH, "hdel"),
+            Kind::Set => (KeyspaceEvents::SET, "srem"),
+            Kind::ZSet => (KeyspaceEvents::ZSET, "zrem"),
+            Kind::List => (KeyspaceEvents::LIST, "lrem"),
+            Kind::String => (KeyspaceEvents::STRING, "set"),
+        }),
+        MergedChange::Created | MergedChange::Replaced => kind.map(|kind| match kind {
+            Kind::String => (KeyspaceEvents::STRING, "set"),
+            Kind::Hash => (KeyspaceEvents::HASH, "hset"),
+            Kind::Set => (KeyspaceEvents::SET, "sadd"),
+            Kind::ZSet => (KeyspaceEvents::ZSET, "zadd"),
+            Kind::List => (KeyspaceEvents::LIST, "rpush"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::store::{Record, Value};
+
+    #[test]
+    fn a_merged_change_is_announced_as_the_command_that_makes_it() {
+        let stamp = Stamp { hlc: 1, origin: 1 };
+        let string = Record::live(
+            Bytes::from_static(b"k"),
+            stamp,
+            Value::String(Bytes::from_static(b"v")),
+            None,
+        );
+        let hash = Record::live(
+            Bytes::from_static(b"k"),
+            stamp,
+            Value::Hash(vec![(Bytes::from_static(b"f"), Bytes::from_static(b"v"))]),
+            None,
+        );
+        let tombstone = Record::tombstone(Bytes::from_static(b"k"), stamp, 1);
+        let cases = [
+            (&string, MergedChange::Created, Some("set")),
+            (&string, MergedChange::Replaced, Some("set")),
+            (&hash, MergedChange::Created, Some("hset")),
+            (&hash, MergedChange::Replaced, Some("hset")),
+            (&hash, MergedChange::FieldsRemoved, Some("hdel")),
+            (&string, MergedChange::Expiry(Some(5)), Some("expire")),
+            (&string, MergedChange::Expiry(None), Some("persist")),
+            (&tombstone, MergedChange::Deleted, Some("del")),
+            (&tombstone, MergedChange::Expired, Some("expired")),
+            (&tombstone, MergedChange::Unseen, None),
+        ];
+        for (record, change, event) in cases {
+            assert_eq!(
+                merged_event(&record.view(), change).map(|(_, name)| name),
+                event,
+                "{change:?}"
+            );
+        }
     }
 }

@@ -10,10 +10,10 @@ use super::client_limits::ClientLimits;
 use super::hook::NodeHook;
 use super::memory::MemoryProbe;
 use super::security::Security;
-use crate::config::Config;
+use crate::config::{Config, KeyspaceEvents};
 use crate::metrics::Metrics;
 use crate::persistence::{Persistence, RecoveryProgress};
-use crate::pubsub::Hub;
+use crate::pubsub::{Hub, Notifier};
 use crate::replication::{self, Replication, TransportFaults};
 use crate::scripting::ScriptEngine;
 use crate::store::MemoryEngine;
@@ -87,7 +87,8 @@ pub struct NodeState {
     lifecycle: AtomicU8,
     serve_stale_data: AtomicBool,
     next_client_id: AtomicU64,
-    notify_keyspace_events: parking_lot::Mutex<String>,
+    /// Keyspace notifications (`notify-keyspace-events`), published through [`Self::pubsub`].
+    pub notifier: Arc<Notifier>,
     /// Settings accepted with CONFIG SET and reported by CONFIG GET (Redis's encoding
     /// parameters, which store-node reports and OBJECT ENCODING follows): name to value.
     settings: parking_lot::Mutex<std::collections::BTreeMap<&'static str, String>>,
@@ -97,7 +98,9 @@ impl NodeState {
     /// Builds the shared state and installs the node's write hook in `engine` (which must
     /// have none yet).
     pub fn new(config: Config, engine: Arc<MemoryEngine>, password: Option<String>) -> NodeState {
-        let hook = Arc::new(NodeHook::new());
+        let pubsub = Arc::new(Hub::default());
+        let notifier = Arc::new(Notifier::new(pubsub.clone(), config.notify_keyspace_events));
+        let hook = Arc::new(NodeHook::new(notifier.clone()));
         if !engine.set_hook(hook.clone()) {
             tracing::error!(
                 "the engine already had a write hook: replication and the log are not plugged in"
@@ -128,12 +131,12 @@ impl NodeState {
             memory,
             security: Security::default(),
             client_limits,
-            pubsub: Arc::new(Hub::default()),
+            pubsub,
             scripts: ScriptEngine::new(),
             lifecycle: AtomicU8::new(Lifecycle::Ready as u8),
             serve_stale_data: AtomicBool::new(serve_stale_data),
             next_client_id: AtomicU64::new(1),
-            notify_keyspace_events: parking_lot::Mutex::new(String::new()),
+            notifier,
             settings: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
         }
     }
@@ -246,15 +249,16 @@ impl NodeState {
         self.started.elapsed().as_secs()
     }
 
-    /// The `notify-keyspace-events` value last set with CONFIG SET (accepted for compatibility;
-    /// notifications are not delivered yet).
+    /// `notify-keyspace-events` in Redis's canonical form (`CONFIG GET`).
     pub fn notify_keyspace_events(&self) -> String {
-        self.notify_keyspace_events.lock().clone()
+        self.notifier.flags().to_string()
     }
 
-    /// Stores `notify-keyspace-events`.
-    pub fn set_notify_keyspace_events(&self, value: String) {
-        *self.notify_keyspace_events.lock() = value;
+    /// Sets `notify-keyspace-events` from Redis's letters; the error is Redis's CONFIG SET
+    /// reason for a letter that names no class.
+    pub fn set_notify_keyspace_events(&self, value: &str) -> Result<(), String> {
+        self.notifier.set_flags(KeyspaceEvents::parse(value)?);
+        Ok(())
     }
 
     /// A setting stored with [`NodeState::set_setting`], if any.

@@ -10,6 +10,7 @@
 //! alone.
 
 pub mod kind;
+pub mod notify;
 pub mod subscriber;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
 
 pub use kind::Kind;
+pub use notify::Notifier;
 use subscriber::Appended;
 pub use subscriber::{OutputLimit, Subscriber, Subscriptions};
 

@@ -1,8 +1,8 @@
 //! The engine's one extension point: a [`WriteHook`] sees every change the write path makes,
 //! local or merged from elsewhere, while the key's shard is still locked, and returns what the
 //! client of a local write must wait for as a [`WriteReceipt`]. Replication (submit the record
-//! to the peers) and the write-ahead log (append it) plug in here; the engine does not know
-//! either exists.
+//! to the peers), the write-ahead log (append it) and keyspace notifications (keys created,
+//! changed by a peer, expired, evicted) plug in here; the engine knows none of them.
 
 use super::record::{RecordView, Touch};
 use super::stamp::Stamp;
@@ -20,6 +20,29 @@ pub enum Versioning {
     /// versions on every node), sliding expiry becomes [`Touch`]es, and the digests are kept
     /// (replication).
     Replicated,
+}
+
+/// What a change merged from elsewhere did to the key as a client sees it (keyspace
+/// notifications name it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergedChange {
+    /// The key held no live value and now holds one.
+    Created,
+    /// The key's live value was replaced by another (or by the same with another expiry and
+    /// a new version).
+    Replaced,
+    /// The key is a hash that lost fields and kept the others unchanged.
+    FieldsRemoved,
+    /// Only the expiry of the same value moved (a touch, or the same value with a new
+    /// expiry): `Some` the new one, `None` removed.
+    Expiry(Option<u64>),
+    /// The key's live value was deleted.
+    Deleted,
+    /// The key's live value was replaced by a version whose expiry had passed when it
+    /// arrived: the key expired here.
+    Expired,
+    /// Nothing a client could see changed (a tombstone over a tombstone or an expired value).
+    Unseen,
 }
 
 /// What the client of a local write must wait for before its reply is sent: that the peers
@@ -87,7 +110,20 @@ pub trait WriteHook: Send + Sync + 'static {
 
     /// A record from elsewhere (a peer) changed the key to `record`, or a touch from a peer
     /// moved its expiry: the state is kept as it is, never handed back as a local write.
-    fn merged(&self, record: &RecordView<'_>);
+    /// `change` says what that amounts to; it compares values, so a hook calls it only when
+    /// it reports changes (keyspace notifications on).
+    fn merged(&self, record: &RecordView<'_>, change: &dyn Fn() -> MergedChange);
+
+    /// A local write created `key` (it held no live value). Called before the write's own
+    /// record is handed over, as Redis announces a new key before the command's event.
+    fn created(&self, _key: &[u8]) {}
+
+    /// This node removed `key` because its expiry passed (on access or by the sweep; every
+    /// node does so from the same replicated expiry, and nothing is replicated).
+    fn expired(&self, _key: &[u8]) {}
+
+    /// This node evicted `key` for memory (its delete follows as a local write).
+    fn evicted(&self, _key: &[u8]) {}
 
     /// Back-pressure of the hook's own queues (the write-ahead log's): `None` when a write may
     /// go ahead now, else a future that completes when it may. Awaited, never blocked on, by
@@ -103,7 +139,7 @@ pub trait WriteHook: Send + Sync + 'static {
 pub mod testing {
     use parking_lot::Mutex;
 
-    use super::{Versioning, WriteHook, WriteReceipt};
+    use super::{MergedChange, Versioning, WriteHook, WriteReceipt};
     use crate::store::record::{Record, RecordView, Touch};
     use crate::store::stamp::Stamp;
 
@@ -122,8 +158,11 @@ pub mod testing {
         pub local: Vec<Record>,
         /// Local touches, in order.
         pub touches: Vec<Touch>,
-        /// Changes merged from elsewhere, in order.
-        pub merged: Vec<Record>,
+        /// Changes merged from elsewhere, in order, with what each amounted to.
+        pub merged: Vec<(Record, MergedChange)>,
+        /// Keys local writes created, expired keys and evicted keys, in order, each with
+        /// `created`, `expired` or `evicted`.
+        pub events: Vec<(&'static str, Vec<u8>)>,
         /// The last stamp handed out.
         pub clock: u64,
         /// The replaced stamps the write path passed to [`WriteHook::stamp`], in order.
@@ -175,8 +214,23 @@ pub mod testing {
             WriteReceipt::NONE
         }
 
-        fn merged(&self, record: &RecordView<'_>) {
-            self.inner.lock().merged.push(record.to_record());
+        fn merged(&self, record: &RecordView<'_>, change: &dyn Fn() -> MergedChange) {
+            self.inner
+                .lock()
+                .merged
+                .push((record.to_record(), change()));
+        }
+
+        fn created(&self, key: &[u8]) {
+            self.inner.lock().events.push(("created", key.to_vec()));
+        }
+
+        fn expired(&self, key: &[u8]) {
+            self.inner.lock().events.push(("expired", key.to_vec()));
+        }
+
+        fn evicted(&self, key: &[u8]) {
+            self.inner.lock().events.push(("evicted", key.to_vec()));
         }
     }
 }

@@ -26,7 +26,7 @@ pub use engine::{
     MemoryStatus, StoreStats, Watch, VALUE_COST_FACTOR,
 };
 pub use entry::Entry;
-pub use hook::{Versioning, WriteHook, WriteReceipt};
+pub use hook::{MergedChange, Versioning, WriteHook, WriteReceipt};
 pub use op::Op;
 pub use record::{Record, RecordView, Touch};
 pub use stamp::Stamp;

@@ -2,7 +2,9 @@
 //!
 //! Session mapping: HTTP session `{id}` is the Redis hash `session:{id}` with the fields `data`
 //! (the session's JSON, as text) and `idleTimeout` (seconds); its TTL is the idle timeout and a
-//! GET slides it. Redis clients see and may write the same hashes.
+//! GET slides it. Redis clients see and may write the same hashes, and keyspace notifications
+//! announce what the API does to them as the Redis commands doing the same would: a PUT as
+//! `hset` and `expire`, a sliding GET as `expire`, a DELETE as `del`.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     admit_write, authorize, available, available_for_reads, error, settle_write, ApiError,
 };
+use crate::config::KeyspaceEvents;
 use crate::node::NodeState;
 use crate::store::{glob, Kind, Op};
 
@@ -98,6 +101,9 @@ fn read_session(
             key: key.clone(),
             expire_at: Some(at),
         });
+        state
+            .notifier
+            .notify(KeyspaceEvents::GENERIC, "expire", key);
         expires_in_ms = idle.saturating_mul(1000);
     }
     Ok(SessionBody {
@@ -211,6 +217,10 @@ pub(super) async fn put_session(
             expire_at,
             keep_ttl: false,
         });
+        state.notifier.notify(KeyspaceEvents::HASH, "hset", &key);
+        state
+            .notifier
+            .notify(KeyspaceEvents::GENERIC, "expire", &key);
         (created, receipt)
     };
     if let Err(response) = settle_write(&state, receipt).await {
@@ -250,7 +260,9 @@ pub(super) async fn delete_session(
         if access.get().is_none() {
             return error(StatusCode::NOT_FOUND, "session not found").into_response();
         }
-        access.write(Op::Delete { key: key.clone() })
+        let receipt = access.write(Op::Delete { key: key.clone() });
+        state.notifier.notify(KeyspaceEvents::GENERIC, "del", &key);
+        receipt
     };
     if let Err(response) = settle_write(&state, receipt).await {
         return response.into_response();

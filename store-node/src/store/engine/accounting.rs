@@ -468,6 +468,9 @@ impl MemoryEngine {
                         shard.digest_remove(&old);
                         shard.expired += 1;
                         self.account(&mut shard, Some(&old), None);
+                        if let Some(hook) = self.hook() {
+                            hook.expired(&key);
+                        }
                     }
                     return true;
                 }
@@ -477,6 +480,9 @@ impl MemoryEngine {
                 // not wait for it (`--write-ack`, fsync): its receipt is dropped.
                 shard.evicted += 1;
                 tracing::debug!(key = %String::from_utf8_lossy(&key), "evicted");
+                if let Some(hook) = self.hook() {
+                    hook.evicted(&key);
+                }
                 let _not_waited_for = self.write_locked(
                     &mut shard,
                     hash,

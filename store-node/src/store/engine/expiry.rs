@@ -28,6 +28,7 @@ impl MemoryEngine {
         let mut total = 0;
         let mut quiet_visits = 0;
         let start = self.sweep_rotor.load(Ordering::Relaxed);
+        let hook = self.hook();
         for offset in 0..SHARDS {
             if quiet_visits >= SWEEP_QUIET_SHARDS {
                 self.sweep_rotor
@@ -61,6 +62,9 @@ impl MemoryEngine {
                         }
                         if watching {
                             removed_keys.push(bytes::Bytes::copy_from_slice(old.key()));
+                        }
+                        if let Some(hook) = hook {
+                            hook.expired(old.key());
                         }
                     },
                 );

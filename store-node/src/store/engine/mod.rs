@@ -12,6 +12,8 @@
 
 mod accounting;
 mod expiry;
+#[cfg(test)]
+mod hook_events;
 mod keys;
 mod replica;
 mod scan;
@@ -213,6 +215,9 @@ impl MemoryEngine {
                 shard.digest_remove(&old);
                 self.account(shard, Some(&old), None);
                 self.touch_watched(shard, key);
+                if let Some(hook) = self.hook() {
+                    hook.expired(key);
+                }
             }
             shard.misses += 1;
             return None;

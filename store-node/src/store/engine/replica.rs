@@ -10,13 +10,76 @@ use bytes::Bytes;
 use super::{lru_now, MemoryEngine, Shard};
 use crate::store::digest::{BucketPositions, BUCKETS};
 use crate::store::entry::Entry;
-use crate::store::hook::WriteHook;
+use crate::store::hook::{MergedChange, WriteHook};
 use crate::store::record::{merge, Record, RecordView, Touch};
-use crate::store::state::{collect_deletions, encode};
+use crate::store::state::{collect_deletions, encode, view};
+use crate::store::value::Value;
 
 /// Progress of [`MemoryEngine::load_records`]: called with the number of records of each shard
 /// done.
 pub type BulkLoad<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// What a client of this node sees of a key at `now_ms`: its value and expiry (`None`: nothing).
+fn visible(
+    live: bool,
+    state: impl FnOnce() -> Option<crate::store::state::model::State>,
+    expire_at: Option<u64>,
+) -> Option<(Value, Option<u64>)> {
+    if !live {
+        return None;
+    }
+    Some((view::to_value(&state()?)?, expire_at))
+}
+
+/// What replacing the entry `before` by `after` (merged from `incoming`) amounts to for a
+/// client of this node at `now_ms`.
+fn change(before: Option<&Entry>, incoming: &Record, after: &Record, now_ms: u64) -> MergedChange {
+    let expired_at = |at: Option<u64>| at.is_some_and(|at| at <= now_ms);
+    let old = before.and_then(|entry| {
+        visible(
+            entry.is_live(now_ms),
+            || entry.state().ok(),
+            entry.expire_at(),
+        )
+    });
+    let new = visible(
+        !after.is_tombstone() && !expired_at(after.expire_at()),
+        || after.state().ok(),
+        after.expire_at(),
+    );
+    match (old, new) {
+        (None, None) => MergedChange::Unseen,
+        (Some(_), None) if !incoming.is_tombstone() && expired_at(incoming.expire_at()) => {
+            MergedChange::Expired
+        }
+        (Some(_), None) => MergedChange::Deleted,
+        (None, Some(_)) => MergedChange::Created,
+        (Some((old, old_expiry)), Some((new, expiry))) => {
+            if old == new && old_expiry != expiry {
+                MergedChange::Expiry(expiry)
+            } else if parts_removed(&old, &new) {
+                MergedChange::FieldsRemoved
+            } else {
+                MergedChange::Replaced
+            }
+        }
+    }
+}
+
+/// Whether `new` is the collection `old` with some fields, members or elements removed and the
+/// others unchanged.
+fn parts_removed(old: &Value, new: &Value) -> bool {
+    fn subset<T: PartialEq>(old: &[T], new: &[T]) -> bool {
+        new.len() < old.len() && new.iter().all(|part| old.contains(part))
+    }
+    match (old, new) {
+        (Value::Hash(old), Value::Hash(new)) => subset(old, new),
+        (Value::Set(old), Value::Set(new)) => subset(old, new),
+        (Value::ZSet(old), Value::ZSet(new)) => subset(old, new),
+        (Value::List(old), Value::List(new)) => subset(old, new),
+        _ => false,
+    }
+}
 
 impl MemoryEngine {
     /// Loads recovered records (at start, before the write-ahead log is installed) through the
@@ -82,7 +145,8 @@ impl MemoryEngine {
     }
 
     /// Merges a record into its locked shard (the replication merge rule), with memory
-    /// accounting and digests; returns the merged record if the store changed.
+    /// accounting and digests; returns the merged record if the store changed, with the one
+    /// it replaced.
     fn merge_locked(
         &self,
         shard: &mut Shard,
@@ -90,7 +154,7 @@ impl MemoryEngine {
         record: &Record,
         now_ms: u64,
         forget_before_ms: u64,
-    ) -> Option<Record> {
+    ) -> Option<(Record, Option<Entry>)> {
         let stored = shard.table.get(hash, &record.key).map(Entry::view);
         // A record that does not decode was refused when it arrived; should one get here, it
         // changes nothing.
@@ -100,7 +164,7 @@ impl MemoryEngine {
         let old = shard.insert_digested(hash, entry);
         self.account(shard, old.as_ref(), Some(&cost));
         self.touch_watched(shard, &record.key);
-        Some(merged)
+        Some((merged, old))
     }
 
     /// The installed hook's back-pressure ([`WriteHook::room`]): what a caller about to merge
@@ -113,12 +177,15 @@ impl MemoryEngine {
     /// the result to the hook as merged, never as a local write; true when the store changed.
     pub fn merge_record(&self, record: &Record, now_ms: u64, forget_before_ms: u64) -> bool {
         let (hash, mut shard) = self.shard_for(&record.key);
-        let Some(merged) = self.merge_locked(&mut shard, hash, record, now_ms, forget_before_ms)
+        let Some((merged, stored)) =
+            self.merge_locked(&mut shard, hash, record, now_ms, forget_before_ms)
         else {
             return false;
         };
         if let Some(hook) = self.hook() {
-            hook.merged(&merged.view());
+            hook.merged(&merged.view(), &|| {
+                change(stored.as_ref(), record, &merged, now_ms)
+            });
         }
         true
     }
@@ -139,7 +206,9 @@ impl MemoryEngine {
             _ => false,
         };
         if let (true, Some(hook)) = (touched, self.hook()) {
-            hook.merged(&entry.view());
+            hook.merged(&entry.view(), &|| {
+                MergedChange::Expiry(Some(touch.expire_at))
+            });
         }
         if touched {
             self.touch_watched(&mut shard, &touch.key);

@@ -158,6 +158,7 @@ impl MemoryEngine {
             _ => None,
         };
         let mut receipt = WriteReceipt::NONE;
+        let was_live = old.is_some_and(|old| old.is_live(now));
         let (entry, delta) = match build(op, old, stamp, now, keep_of(versioning)) {
             Built::Whole(entry) => {
                 if let (Some(hook), Some(_)) = (hook, stamp) {
@@ -167,6 +168,11 @@ impl MemoryEngine {
             }
             Built::Delta(entry, delta) => (entry, delta),
         };
+        if let (Some(hook), Some(entry), false) = (hook, &entry, was_live) {
+            if entry.is_live(now) {
+                hook.created(key);
+            }
+        }
         if let (Some(hook), Some(delta)) = (hook, &delta) {
             receipt = hook.local_write(&delta.view());
         }
