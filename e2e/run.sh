@@ -152,13 +152,9 @@ operator_restarts() {
 # e2e/README.md; remove a line once its test passes again):
 # - memory_volatile_lru_evicts_and_nothing_is_killed: a 64Mi volatile-lru cluster filled with
 #   1 KiB values by 8 clients answered OOM after 131079 writes instead of evicting.
-# - deleting_every_pod_of_a_ram_cluster_reports_the_sessions_lost: Available=False and the
-#   SessionsLost event are right, but a second status computation from a stale status rewrote the Degraded
-#   message (a later time, "up to 0 keys").
 known_failures=()
 if [ "${E2E_RUN_KNOWN_FAILURES:-}" != 1 ]; then
-  known_failures=(--skip memory_volatile_lru_evicts_and_nothing_is_killed
-    --skip deleting_every_pod_of_a_ram_cluster_reports_the_sessions_lost)
+  known_failures=(--skip memory_volatile_lru_evicts_and_nothing_is_killed)
 fi
 step "cargo test --workspace --test e2e -- --ignored --test-threads=$THREADS ${known_failures[*]} $*"
 test_start=$(date +%s)

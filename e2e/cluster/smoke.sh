@@ -139,7 +139,9 @@ if [ -x "$NETTEST_HOST" ]; then
   else fail "host to ClusterIP/pod IP: $out"; fi
 fi
 if [ -x "$NETTEST_HOST" ]; then
-  k -n "$NS" port-forward pod/web-0 18080:8080 >/dev/null 2>&1 &
+  # kubectl itself in the background, not the k() function: $! must be kubectl's pid, or the
+  # kill below stops only a subshell and leaves the port-forward running.
+  "$KUBECTL" --cache-dir "$STATE_DIR/kube-cache" -n "$NS" port-forward pod/web-0 18080:8080 >/dev/null 2>&1 &
   pf=$!
   pf_ok=1
   for _ in $(seq 1 20); do

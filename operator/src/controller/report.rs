@@ -205,19 +205,95 @@ pub(super) async fn write_status(
 }
 
 /// `new` as a JSON merge patch over `old`: a field `new` leaves out (a finished `scaleDown`, the
-/// `memory` column once no node reports) is sent as `null`, because a merge patch keeps every
-/// field it does not mention and the stale value would be written again on every reconcile.
+/// `memory` column once no node reports, `data.heldBy` once no node holds keys) is sent as
+/// `null`, at any depth, because a merge patch keeps every field it does not mention and the
+/// stale value would be read back on the next reconcile.
 pub fn status_merge_patch(
     old: &SessionClusterStatus,
     new: &SessionClusterStatus,
 ) -> serde_json::Value {
     let mut patch = serde_json::to_value(new).unwrap_or_default();
-    if let (Some(patch), Ok(serde_json::Value::Object(old))) =
-        (patch.as_object_mut(), serde_json::to_value(old))
-    {
-        for key in old.keys() {
-            patch.entry(key.clone()).or_insert(serde_json::Value::Null);
-        }
+    if let Ok(old) = serde_json::to_value(old) {
+        null_what_is_gone(&mut patch, &old);
     }
     patch
+}
+
+/// Adds `null` to `patch` for every object field of `old` that `patch` lacks, recursively
+/// through the objects both hold (arrays are replaced whole by a merge patch).
+fn null_what_is_gone(patch: &mut serde_json::Value, old: &serde_json::Value) {
+    let (Some(patch), Some(old)) = (patch.as_object_mut(), old.as_object()) else {
+        return;
+    };
+    for (key, old_value) in old {
+        match patch.get_mut(key) {
+            Some(value) => null_what_is_gone(value, old_value),
+            None => {
+                patch.insert(key.clone(), serde_json::Value::Null);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sessionstore_api::{DataStatus, SessionClusterStatus};
+
+    use super::status_merge_patch;
+
+    /// RFC 7396: what the API server does with a merge patch.
+    fn apply(target: &mut serde_json::Value, patch: &serde_json::Value) {
+        let Some(fields) = patch.as_object() else {
+            *target = patch.clone();
+            return;
+        };
+        if !target.is_object() {
+            *target = serde_json::json!({});
+        }
+        if let Some(object) = target.as_object_mut() {
+            for (key, value) in fields {
+                if value.is_null() {
+                    object.remove(key);
+                } else {
+                    apply(
+                        object.entry(key.clone()).or_insert(serde_json::Value::Null),
+                        value,
+                    );
+                }
+            }
+        }
+    }
+
+    /// The nodes that held keys are gone after every node restarted empty: the stored status
+    /// must lose them too, or the next reconcile finds the same loss again (a later time,
+    /// "up to 0 keys").
+    #[test]
+    fn a_nested_field_that_is_gone_is_removed_by_the_patch() {
+        let old = SessionClusterStatus {
+            data: Some(DataStatus {
+                held_by: vec!["a".into(), "b".into()],
+                keys: 50,
+                ..DataStatus::default()
+            }),
+            ..SessionClusterStatus::default()
+        };
+        let new = SessionClusterStatus {
+            data: Some(DataStatus {
+                held_by: Vec::new(),
+                keys: 0,
+                lost_at: Some("2026-12-06T06:04:51Z".into()),
+                lost_keys: 50,
+            }),
+            ..SessionClusterStatus::default()
+        };
+        for (old, new) in [
+            (&old, &new),
+            (&new, &old),
+            (&new, &SessionClusterStatus::default()),
+        ] {
+            let mut stored = serde_json::to_value(old).expect("json");
+            apply(&mut stored, &status_merge_patch(old, new));
+            assert_eq!(stored, serde_json::to_value(new).expect("json"));
+        }
+    }
 }

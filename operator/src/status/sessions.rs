@@ -23,13 +23,16 @@ pub fn next(
 ) -> (Option<DataStatus>, bool) {
     let mut data = old.cloned().unwrap_or_default();
     let lost = lost(&data, members, desired);
+    let holders: Vec<&MemberStatus> = members.iter().filter(|m| m.keys > 0).collect();
+    let everyone = usize::try_from(desired).is_ok_and(|desired| members.len() >= desired);
     if lost {
         data.lost_at = Some(now.0.to_string());
         data.lost_keys = data.keys;
     }
-    // Nobody answering says nothing about the data: keep what was known.
-    if !members.is_empty() {
-        let holders: Vec<&MemberStatus> = members.iter().filter(|m| m.keys > 0).collect();
+    if lost || !holders.is_empty() || (everyone && !members.is_empty()) {
+        // Nobody answering, or some nodes answering with nothing while others are still
+        // starting (a full restart under way), says nothing about the data: keep what was
+        // known, so that the loss is seen once every node has answered.
         data.held_by = holders.iter().map(|m| m.node_id.clone()).collect();
         data.held_by.sort();
         data.keys = holders.iter().map(|m| m.keys).max().unwrap_or(0);
@@ -140,6 +143,29 @@ mod tests {
             lost_message(Some(&after), true, &at(30 + SESSIONS_LOST_REPORT_SECONDS)),
             None
         );
+    }
+
+    /// A full restart seen mid-way: the first node back answers empty while the other is still
+    /// starting. That says nothing yet; once both answered, new and empty, the loss is seen.
+    #[test]
+    fn a_full_restart_answered_node_by_node_is_still_seen_as_a_loss() {
+        let before = next(
+            None,
+            &[member("0a", 40, "empty"), member("1a", 40, "peer")],
+            2,
+            &at(0),
+        )
+        .0;
+        let (midway, lost) = next(before.as_ref(), &[member("0b", 0, "empty")], 2, &at(10));
+        assert!(!lost);
+        assert_eq!(midway, before);
+        let back = [member("0b", 0, "empty"), member("1b", 0, "empty")];
+        let (after, lost) = next(midway.as_ref(), &back, 2, &at(20));
+        assert!(lost);
+        let after = after.unwrap_or_default();
+        assert_eq!((after.lost_keys, after.held_by.len()), (40, 0));
+        // Nothing is held any more: the next poll finds no second loss.
+        assert!(!next(Some(&after), &back, 2, &at(25)).1);
     }
 
     #[test]
