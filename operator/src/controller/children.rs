@@ -5,6 +5,8 @@
 //! and the NetworkPolicy or its removal. What it set back after a change made outside the
 //! operator is returned as notices for Warning events.
 
+use std::path::Path;
+
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use sessionstore_api::constants::reason;
@@ -44,6 +46,7 @@ pub(super) async fn apply(
     applier: &Applier,
     validated: &ValidatedCluster,
     operator_namespace: &str,
+    random_source: &Path,
 ) -> Result<Children, Error> {
     let mut wrote = Vec::new();
     let mut notices = Vec::new();
@@ -110,7 +113,7 @@ pub(super) async fn apply(
                 .await?
                 .is_some();
             if !exists {
-                match super::keys::random_hex(32) {
+                match super::keys::random_hex(random_source, 32) {
                     Ok(password) => {
                         if applier
                             .create_if_absent(&resources::build_auth_secret(validated, &password))

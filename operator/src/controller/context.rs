@@ -3,6 +3,7 @@
 //! reconciles.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ pub struct ControllerConfig {
     pub member_poll_slow: Duration,
     /// The namespace the operator runs in: the NetworkPolicy admits it to the HTTP port.
     pub operator_namespace: String,
+    /// Where generated passwords, peer keys and tokens come from: the kernel's random source.
+    /// When it cannot be read nothing is generated and `Degraded` says `RandomnessUnavailable`.
+    pub random_source: PathBuf,
 }
 
 impl Default for ControllerConfig {
@@ -56,6 +60,7 @@ impl Default for ControllerConfig {
             member_poll_fast: Duration::from_secs(2),
             member_poll_slow: Duration::from_secs(5),
             operator_namespace: "sessionstore-system".to_owned(),
+            random_source: PathBuf::from("/dev/urandom"),
         }
     }
 }

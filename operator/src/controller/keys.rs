@@ -6,6 +6,8 @@
 //! (a rotation, docs/security.md) is used as it is. When the random source fails nothing is
 //! written and `Degraded` says so: there is no fallback value.
 
+use std::path::Path;
+
 use k8s_openapi::api::core::v1::Secret;
 use sessionstore_api::constants::{reason, OPERATOR_TOKEN_KEY, PEER_KEY_KEY};
 use sessionstore_api::names;
@@ -23,12 +25,13 @@ pub(super) struct Keys {
     pub(super) problem: Option<(&'static str, String)>,
 }
 
-/// `bytes` random bytes as hex, from the kernel's random source. An error says what failed.
-pub(super) fn random_hex(bytes: usize) -> Result<String, String> {
+/// `bytes` random bytes as hex, read from `source` (the kernel's random source, see
+/// `ControllerConfig::random_source`). An error says what failed.
+pub(super) fn random_hex(source: &Path, bytes: usize) -> Result<String, String> {
     let mut buffer = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
+    std::fs::File::open(source)
         .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut buffer))
-        .map_err(|error| format!("reading /dev/urandom failed: {error}"))?;
+        .map_err(|error| format!("reading {} failed: {error}", source.display()))?;
     Ok(buffer.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
@@ -50,6 +53,7 @@ fn usable(secret: &Secret, key: &str) -> Option<String> {
 pub(super) async fn reconcile(
     applier: &Applier,
     validated: &ValidatedCluster,
+    random_source: &Path,
 ) -> Result<Keys, Error> {
     let mut problem = None;
     let mut operator_token = None;
@@ -68,7 +72,7 @@ pub(super) async fn reconcile(
         let existing = applier.get::<Secret>(&name).await?;
         let value = match existing.as_ref().and_then(|secret| usable(secret, key)) {
             Some(value) => Some(value),
-            None => match random_hex(32) {
+            None => match random_hex(random_source, 32) {
                 Ok(value) => {
                     applier
                         .apply(&resources::build_key_secret(validated, &name, key, &value))
@@ -108,12 +112,24 @@ mod tests {
 
     #[test]
     fn random_keys_are_64_hex_digits_and_differ() {
-        let first = random_hex(32);
-        let second = random_hex(32);
+        let source = Path::new("/dev/urandom");
+        let first = random_hex(source, 32);
+        let second = random_hex(source, 32);
         assert!(first
             .as_ref()
             .is_ok_and(|k| k.len() == 64 && k.chars().all(|c| c.is_ascii_hexdigit())));
         assert_ne!(first, second);
+    }
+
+    #[test]
+    fn an_unreadable_source_is_an_error_naming_it() {
+        assert_eq!(
+            random_hex(Path::new("/nonexistent/random"), 32),
+            Err(
+                "reading /nonexistent/random failed: No such file or directory (os error 2)"
+                    .to_owned()
+            )
+        );
     }
 
     #[test]

@@ -106,11 +106,17 @@ async fn reconcile_steps(cluster: &SessionCluster, ctx: &Context) -> Result<Acti
     let applier = Applier::new(ctx.client.clone(), &validated.namespace);
     let live = Live::read(ctx, &applier, &validated).await?;
     let mut refusal = refusals::refusal(&validated, &live);
-    let children = children::apply(&applier, &validated, &ctx.config.operator_namespace).await?;
+    let children = children::apply(
+        &applier,
+        &validated,
+        &ctx.config.operator_namespace,
+        &ctx.config.random_source,
+    )
+    .await?;
     for (reason, note) in &children.notices {
         ctx.publish(cluster, true, reason, note.clone()).await;
     }
-    let keys = keys::reconcile(&applier, &validated).await?;
+    let keys = keys::reconcile(&applier, &validated, &ctx.config.random_source).await?;
     let tls = tls::reconcile(cluster, ctx, &applier, &validated).await?;
     let auth = auth::reconcile(
         cluster,

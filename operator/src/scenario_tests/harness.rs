@@ -86,13 +86,18 @@ pub(super) struct Harness {
 impl Harness {
     /// A fresh API server, no nodes.
     pub(super) fn new() -> Self {
+        Self::with_config(ControllerConfig::default())
+    }
+
+    /// [`Self::new`] with the operator's settings `config`.
+    pub(super) fn with_config(config: ControllerConfig) -> Self {
         let api = MockApi::default();
         let nodes = Arc::new(FakeNodes::default());
         let mut registry = Registry::default();
         let ctx = Arc::new(Context::new(
             api.client(),
             nodes.clone(),
-            ControllerConfig::default(),
+            config,
             Arc::new(Metrics::new(&mut registry)),
             "test",
         ));

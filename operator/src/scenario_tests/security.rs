@@ -194,3 +194,50 @@ async fn a_missing_tls_or_user_secret_is_degraded_with_what_to_do() {
         json!({"reader.role": "readonly"})
     );
 }
+
+#[tokio::test]
+async fn without_randomness_nothing_is_generated_and_degraded_says_so_until_it_returns() {
+    let source = std::env::temp_dir().join(format!(
+        "sessionstore-random-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_file(&source);
+    let h = Harness::with_config(crate::controller::ControllerConfig {
+        random_source: source.clone(),
+        ..crate::controller::ControllerConfig::default()
+    });
+    let writes = h.reconcile(json!({})).await;
+    let secrets: Vec<&String> = writes.iter().filter(|w| w.contains("/secrets/")).collect();
+    assert_eq!(secrets, Vec::<&String>::new());
+    for path in [PEER_KEY, TOKEN, "/api/v1/namespaces/apps/secrets/demo-auth"] {
+        assert_eq!(h.api.get(path), None, "{path} was written");
+    }
+    assert_eq!(
+        h.condition("Degraded"),
+        (
+            "True".to_owned(),
+            "RandomnessUnavailable".to_owned(),
+            format!(
+                "the operator could not generate the password: reading {} failed: No such file or directory (os error 2). Nothing was written and no weaker value is used; fix the operator's access to /dev/urandom (it retries on every reconcile)",
+                source.display()
+            )
+        )
+    );
+
+    // The source is back: the next reconcile generates every key from it.
+    let bytes: Vec<u8> = (0..32).collect();
+    if let Err(error) = std::fs::write(&source, &bytes) {
+        panic!("writing {}: {error}", source.display());
+    }
+    h.reconcile(json!({})).await;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(h.secret_value(PEER_KEY, "key"), Some(hex.clone()));
+    assert_eq!(h.secret_value(TOKEN, "token"), Some(hex.clone()));
+    assert_eq!(
+        h.secret_value("/api/v1/namespaces/apps/secrets/demo-auth", "password"),
+        Some(hex)
+    );
+    assert_ne!(h.condition("Degraded").1, "RandomnessUnavailable");
+    let _ = std::fs::remove_file(&source);
+}
