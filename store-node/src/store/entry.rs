@@ -46,6 +46,12 @@ fn read_u64(data: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes)
 }
 
+fn read_u32(data: &[u8], at: usize) -> u32 {
+    let mut bytes = [0u8; 4];
+    bytes.copy_from_slice(&data[at..at + 4]);
+    u32::from_le_bytes(bytes)
+}
+
 impl Entry {
     /// Builds an entry from a state's header and payload.
     pub fn new(key: &[u8], header: &Header, payload: &[u8], lru: u32) -> Entry {
@@ -85,11 +91,24 @@ impl Entry {
 
     /// The state's header.
     pub fn header(&self) -> Header {
+        // One pass over the fixed part: every read and write of the key asks for it, several
+        // times per command.
+        let flags = self.flags();
+        let mut at = self.expiry_at();
+        let mut expire_at = None;
+        if flags & HAS_EXPIRY != 0 {
+            expire_at = Some(read_u64(&self.blob, at));
+            at += 8;
+        }
+        let stamp = (flags & HAS_STAMP != 0).then(|| Stamp {
+            hlc: read_u64(&self.blob, at),
+            origin: read_u32(&self.blob, at + 8),
+        });
         // The flags were written from a valid header by this process.
-        Header::from_flags(self.flags(), self.expire_at(), self.stamp()).unwrap_or(Header {
+        Header::from_flags(flags, expire_at, stamp).unwrap_or(Header {
             kind: Kind::String,
-            expire_at: self.expire_at(),
-            stamp: self.stamp(),
+            expire_at,
+            stamp,
             absent: true,
             plain: true,
             has_dead: false,
@@ -181,11 +200,9 @@ impl Entry {
         if self.flags() & HAS_EXPIRY != 0 {
             at += 8;
         }
-        let mut origin = [0u8; 4];
-        origin.copy_from_slice(&self.blob[at + 8..at + 12]);
         Some(Stamp {
             hlc: read_u64(&self.blob, at),
-            origin: u32::from_le_bytes(origin),
+            origin: read_u32(&self.blob, at + 8),
         })
     }
 
