@@ -101,7 +101,8 @@ fn the_rendered_pod_configures_store_node_as_the_spec_says() {
         "sessions": {"defaultTimeout": "15m", "maxTimeout": "2h", "cleanupInterval": "250ms"},
         "memory": {"highWatermark": 0.9, "lowWatermark": 0.75, "evictionPolicy": "volatile-lru"},
         "resources": {"limits": {"memory": "512Mi"}},
-        "shutdownTimeout": "30s"
+        "shutdownTimeout": "30s",
+        "notifyKeyspaceEvents": "Egx"
     }));
     let config = parse_as_store_node(&statefulset, &config_map);
     assert_eq!(
@@ -126,6 +127,11 @@ fn the_rendered_pod_configures_store_node_as_the_spec_says() {
         store_node::config::EvictionPolicy::VolatileLru
     );
     assert_eq!(config.shutdown_timeout, 30);
+    assert_eq!(
+        config.notify_keyspace_events.to_string(),
+        "gxE",
+        "Egx as Redis's CONFIG GET shows it"
+    );
     assert_eq!(
         config.password_file.as_deref(),
         Some(std::path::Path::new(names::PASSWORD_FILE))

@@ -115,6 +115,8 @@ pub struct ValidatedCluster {
     pub low_watermark: f64,
     /// Eviction policy.
     pub eviction_policy: EvictionPolicy,
+    /// `notify-keyspace-events` letters for the nodes; `None` when nothing is published.
+    pub notify_keyspace_events: Option<String>,
     /// Container resources with defaults applied.
     pub resources: ResourceRequirements,
     /// `limits.memory` in bytes (store-node's `--max-memory`).
@@ -216,6 +218,8 @@ pub fn validate(
     if low.partial_cmp(&high) != Some(std::cmp::Ordering::Less) {
         return Err(InvalidSpec(rules::WATERMARK_ORDER_MESSAGE.into()));
     }
+
+    let notify_keyspace_events = keyspace_events(spec.notify_keyspace_events.as_deref())?;
 
     let resources = resources_with_defaults(spec.resources.clone());
     let memory_limit = resources
@@ -329,6 +333,7 @@ pub fn validate(
         high_watermark: high,
         low_watermark: low,
         eviction_policy: spec.memory.eviction_policy,
+        notify_keyspace_events,
         resources,
         memory_limit_bytes,
         shutdown_timeout_secs,
@@ -347,6 +352,29 @@ pub fn validate(
         name,
         namespace,
     })
+}
+
+/// `spec.notifyKeyspaceEvents` checked by the CRD's two rules, the refusal naming the first
+/// character that is not a class letter; `None` when empty or absent (nothing published).
+fn keyspace_events(letters: Option<&str>) -> Result<Option<String>, InvalidSpec> {
+    let Some(letters) = letters.filter(|letters| !letters.is_empty()) else {
+        return Ok(None);
+    };
+    if let Some(bad) = letters
+        .chars()
+        .find(|letter| !rules::NOTIFY_KEYSPACE_EVENTS_LETTERS.contains(*letter))
+    {
+        return Err(InvalidSpec(format!(
+            "notifyKeyspaceEvents {letters:?} has {bad:?}, which is not a class letter. {}",
+            rules::NOTIFY_KEYSPACE_EVENTS_MESSAGE
+        )));
+    }
+    if !letters.contains(['K', 'E']) {
+        return Err(InvalidSpec(
+            rules::NOTIFY_KEYSPACE_EVENTS_CHANNEL_MESSAGE.into(),
+        ));
+    }
+    Ok(Some(letters.to_owned()))
 }
 
 fn resources_with_defaults(resources: Option<ResourceRequirements>) -> ResourceRequirements {
@@ -675,6 +703,41 @@ pub(crate) mod tests {
         for (spec, message) in cases {
             assert_eq!(invalid(spec.clone()), message, "{spec}");
         }
+    }
+
+    /// A bad `notifyKeyspaceEvents` is refused naming the character at fault and the letters
+    /// to use; classes without a channel are refused as the CRD does; valid letters pass as
+    /// written, empty means none.
+    #[test]
+    fn keyspace_events_are_refused_naming_the_bad_letter() -> Result<(), InvalidSpec> {
+        assert_eq!(
+            invalid(serde_json::json!({"notifyKeyspaceEvents": "Egq"})),
+            format!(
+                "notifyKeyspaceEvents \"Egq\" has 'q', which is not a class letter. {}",
+                rules::NOTIFY_KEYSPACE_EVENTS_MESSAGE
+            )
+        );
+        assert_eq!(
+            invalid(serde_json::json!({"notifyKeyspaceEvents": "gx"})),
+            rules::NOTIFY_KEYSPACE_EVENTS_CHANNEL_MESSAGE
+        );
+        let letters = |spec| -> Result<Option<String>, InvalidSpec> {
+            Ok(validate(&cluster("demo", spec), "img")?.notify_keyspace_events)
+        };
+        assert_eq!(
+            letters(serde_json::json!({"notifyKeyspaceEvents": "Egx"}))?,
+            Some("Egx".to_owned())
+        );
+        assert_eq!(
+            letters(serde_json::json!({"notifyKeyspaceEvents": "KEA$n"}))?,
+            Some("KEA$n".to_owned())
+        );
+        assert_eq!(
+            letters(serde_json::json!({"notifyKeyspaceEvents": ""}))?,
+            None
+        );
+        assert_eq!(letters(serde_json::json!({}))?, None);
+        Ok(())
     }
 
     #[test]

@@ -578,3 +578,147 @@ async fn sorted_set_events_match_redis_byte_for_byte() {
         .await
         .expect("conversation");
 }
+
+/// One write command's step of [`WRITES`]: the command, its exact reply, the events it
+/// publishes in order.
+type Step = (
+    &'static [&'static str],
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// Every other write command store-node has (lists, ZREMRANGEBY*, ZRANGESTORE, COPY, SORT ...
+/// STORE, INCRBYFLOAT, HINCRBYFLOAT, SETRANGE, MSETNX, SMOVE, SPOP, GETEX, GETDEL, APPEND,
+/// PERSIST), with empty results and type errors: the replies and events of Redis 7.0.15 (read
+/// from it with `notify-keyspace-events KEAn`).
+#[rustfmt::skip]
+static WRITES: &[Step] = &[
+        (&["LPUSH", "l", "a", "b"], ":2\r\n", &[("new", "l"), ("lpush", "l")]),
+        (&["RPUSH", "l", "c"], ":3\r\n", &[("rpush", "l")]),
+        (&["LPUSHX", "nol", "x"], ":0\r\n", &[]),
+        (&["RPUSHX", "l", "d"], ":4\r\n", &[("rpush", "l")]),
+        (&["LPUSHX", "l", "z"], ":5\r\n", &[("lpush", "l")]),
+        (&["LPOP", "l"], "$1\r\nz\r\n", &[("lpop", "l")]),
+        (&["RPOP", "l", "2"], "*2\r\n$1\r\nd\r\n$1\r\nc\r\n", &[("rpop", "l")]),
+        (&["LPOP", "l", "0"], "*0\r\n", &[]),
+        (&["LPOP", "nol"], "$-1\r\n", &[]),
+        (&["LINSERT", "l", "BEFORE", "a", "x"], ":3\r\n", &[("linsert", "l")]),
+        (&["LINSERT", "l", "AFTER", "nope", "y"], ":-1\r\n", &[]),
+        (&["LINSERT", "nol", "BEFORE", "a", "x"], ":0\r\n", &[]),
+        (&["LSET", "l", "0", "q"], "+OK\r\n", &[("lset", "l")]),
+        (&["LTRIM", "l", "0", "-1"], "+OK\r\n", &[("ltrim", "l")]),
+        (&["LTRIM", "l", "0", "1"], "+OK\r\n", &[("ltrim", "l")]),
+        (&["LTRIM", "nol", "0", "1"], "+OK\r\n", &[]),
+        (&["LREM", "l", "0", "nope"], ":0\r\n", &[]),
+        (&["LREM", "l", "1", "q"], ":1\r\n", &[("lrem", "l")]),
+        (&["RPUSH", "m", "1", "2", "3"], ":3\r\n", &[("new", "m"), ("rpush", "m")]),
+        (&["LMOVE", "m", "n", "RIGHT", "LEFT"], "$1\r\n3\r\n", &[("new", "n"), ("lpush", "n"), ("rpop", "m")]),
+        (&["RPOPLPUSH", "m", "n"], "$1\r\n2\r\n", &[("lpush", "n"), ("rpop", "m")]),
+        (&["RPOPLPUSH", "m", "m"], "$1\r\n1\r\n", &[("lpush", "m"), ("rpop", "m")]),
+        (&["LMOVE", "m", "n", "LEFT", "RIGHT"], "$1\r\n1\r\n", &[("rpush", "n"), ("lpop", "m"), ("del", "m")]),
+        (&["RPOPLPUSH", "nol", "n"], "$-1\r\n", &[]),
+        (&["LTRIM", "n", "5", "10"], "+OK\r\n", &[("ltrim", "n"), ("del", "n")]),
+        (&["RPUSH", "one", "x"], ":1\r\n", &[("new", "one"), ("rpush", "one")]),
+        (&["RPOPLPUSH", "one", "one"], "$1\r\nx\r\n", &[("lpush", "one"), ("rpop", "one")]),
+        (&["RPOP", "one"], "$1\r\nx\r\n", &[("rpop", "one"), ("del", "one")]),
+        (&["RPUSH", "l2", "a"], ":1\r\n", &[("new", "l2"), ("rpush", "l2")]),
+        (&["LREM", "l2", "0", "a"], ":1\r\n", &[("lrem", "l2"), ("del", "l2")]),
+        (&["SET", "str", "v"], "+OK\r\n", &[("new", "str"), ("set", "str")]),
+        (&["LPUSH", "str", "x"], "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", &[]),
+        (&["LMOVE", "l2", "str", "LEFT", "LEFT"], "$-1\r\n", &[]),
+        (&["RPUSH", "src", "v"], ":1\r\n", &[("new", "src"), ("rpush", "src")]),
+        (&["LMOVE", "src", "str", "LEFT", "LEFT"], "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", &[]),
+        (&["ZADD", "z", "1", "a", "2", "b", "3", "c", "4", "d", "5", "e"], ":5\r\n", &[("new", "z"), ("zadd", "z")]),
+        (&["ZREMRANGEBYSCORE", "z", "0", "0"], ":0\r\n", &[]),
+        (&["ZREMRANGEBYSCORE", "z", "1", "1"], ":1\r\n", &[("zremrangebyscore", "z")]),
+        (&["ZREMRANGEBYRANK", "z", "0", "0"], ":1\r\n", &[("zremrangebyrank", "z")]),
+        (&["ZREMRANGEBYLEX", "z", "[c", "[c"], ":1\r\n", &[("zremrangebylex", "z")]),
+        (&["ZREMRANGEBYLEX", "z", "-", "+"], ":2\r\n", &[("zremrangebylex", "z"), ("del", "z")]),
+        (&["ZADD", "z", "1", "a", "2", "b", "3", "c"], ":3\r\n", &[("new", "z"), ("zadd", "z")]),
+        (&["ZRANGESTORE", "d", "z", "0", "1"], ":2\r\n", &[("new", "d"), ("zrangestore", "d")]),
+        (&["ZRANGESTORE", "d", "z", "0", "0"], ":1\r\n", &[("zrangestore", "d")]),
+        (&["ZRANGESTORE", "d", "z", "5", "6"], ":0\r\n", &[("del", "d")]),
+        (&["ZRANGESTORE", "d", "z", "5", "6"], ":0\r\n", &[]),
+        (&["ZRANGESTORE", "str2", "z", "0", "-1", "BYSCORE"], ":0\r\n", &[]),
+        (&["ZRANGESTORE", "str", "z", "0", "-1"], ":3\r\n", &[("zrangestore", "str")]),
+        (&["ZRANGESTORE", "d", "nosuch", "0", "-1"], ":0\r\n", &[]),
+        (&["COPY", "z", "zc"], ":1\r\n", &[("new", "zc"), ("copy_to", "zc")]),
+        (&["COPY", "z", "zc"], ":0\r\n", &[]),
+        (&["COPY", "z", "zc", "REPLACE"], ":1\r\n", &[("new", "zc"), ("copy_to", "zc")]),
+        (&["COPY", "nosuch", "zc"], ":0\r\n", &[]),
+        (&["COPY", "str", "zc", "REPLACE"], ":1\r\n", &[("new", "zc"), ("copy_to", "zc")]),
+        (&["RPUSH", "sl", "3", "1", "2"], ":3\r\n", &[("new", "sl"), ("rpush", "sl")]),
+        (&["SORT", "sl", "STORE", "so"], ":3\r\n", &[("new", "so"), ("sortstore", "so")]),
+        (&["SORT", "sl", "STORE", "so"], ":3\r\n", &[("sortstore", "so")]),
+        (&["SORT", "nosuch", "STORE", "so"], ":0\r\n", &[("del", "so")]),
+        (&["SORT", "nosuch", "STORE", "so"], ":0\r\n", &[]),
+        (&["SORT", "sl"], "*3\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n", &[]),
+        (&["INCRBYFLOAT", "f", "1.5"], "$3\r\n1.5\r\n", &[("new", "f"), ("incrbyfloat", "f")]),
+        (&["INCRBYFLOAT", "f", "1"], "$3\r\n2.5\r\n", &[("incrbyfloat", "f")]),
+        (&["HINCRBYFLOAT", "hf", "x", "1.5"], "$3\r\n1.5\r\n", &[("new", "hf"), ("hincrbyfloat", "hf")]),
+        (&["HINCRBYFLOAT", "hf", "x", "1"], "$3\r\n2.5\r\n", &[("hincrbyfloat", "hf")]),
+        (&["SETRANGE", "sr", "0", "ab"], ":2\r\n", &[("new", "sr"), ("setrange", "sr")]),
+        (&["SETRANGE", "sr", "5", "c"], ":6\r\n", &[("setrange", "sr")]),
+        (&["SETRANGE", "nosr", "0", ""], ":0\r\n", &[]),
+        (&["MSETNX", "m1", "1", "m2", "2"], ":1\r\n", &[("new", "m1"), ("set", "m1"), ("new", "m2"), ("set", "m2")]),
+        (&["MSETNX", "m1", "1", "m3", "2"], ":0\r\n", &[]),
+        (&["SADD", "sset", "a"], ":1\r\n", &[("new", "sset"), ("sadd", "sset")]),
+        (&["SADD", "sset2", "b"], ":1\r\n", &[("new", "sset2"), ("sadd", "sset2")]),
+        (&["SMOVE", "sset", "sset2", "a"], ":1\r\n", &[("srem", "sset"), ("del", "sset"), ("sadd", "sset2")]),
+        (&["SPOP", "nosuch"], "$-1\r\n", &[]),
+        (&["GETEX", "str2", "EX", "10"], "$-1\r\n", &[]),
+        (&["GETDEL", "nosuch"], "$-1\r\n", &[]),
+        (&["APPEND", "f", "x"], ":4\r\n", &[("append", "f")]),
+        (&["PERSIST", "zc"], ":0\r\n", &[]),
+        (&["EXPIRE", "zc", "100"], ":1\r\n", &[("expire", "zc")]),
+        (&["PERSIST", "zc"], ":1\r\n", &[("persist", "zc")]),
+        (&["SET", "str", "v"], "+OK\r\n", &[("set", "str")]),
+        (&["ZREMRANGEBYSCORE", "str", "0", "1"], "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", &[]),
+        (&["ZREMRANGEBYRANK", "str", "0", "1"], "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", &[]),
+        (&["ZREMRANGEBYLEX", "str", "-", "+"], "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", &[]),
+        (&["ZREMRANGEBYSCORE", "nosuch", "0", "1"], ":0\r\n", &[]),
+        (&["ZREMRANGEBYSCORE", "z", "x", "1"], "-ERR min or max is not a float\r\n", &[]),
+        (&["LSET", "str", "0", "x"], "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", &[]),
+        (&["LSET", "nol", "0", "x"], "-ERR no such key\r\n", &[]),
+        (&["LTRIM", "str", "0", "1"], "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", &[]),
+        (&["LREM", "str", "0", "x"], "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", &[]),
+        (&["LINSERT", "str", "BEFORE", "a", "b"], "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", &[]),
+        (&["LPOP", "str"], "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", &[]),
+        (&["ZRANGESTORE", "d", "str", "0", "-1"], "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", &[]),
+        (&["SORT", "str", "STORE", "so"], "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", &[]),
+        (&["SORT", "sl", "STORE", "str"], ":3\r\n", &[("sortstore", "str")]),
+        (&["SET", "str2", "v"], "+OK\r\n", &[("new", "str2"), ("set", "str2")]),
+        (&["SORT", "sl", "STORE", "str2"], ":3\r\n", &[("sortstore", "str2")]),
+        (&["COPY", "sl", "str2", "REPLACE"], ":1\r\n", &[("new", "str2"), ("copy_to", "str2")]),
+        (&["TYPE", "str2"], "+list\r\n", &[]),
+        (&["SET", "ttl", "v", "EX", "100"], "+OK\r\n", &[("new", "ttl"), ("set", "ttl"), ("expire", "ttl")]),
+        (&["COPY", "ttl", "ttl2"], ":1\r\n", &[("new", "ttl2"), ("copy_to", "ttl2")]),
+        (&["COPY", "ttl", "ttl2"], ":0\r\n", &[]),
+        (&["RPUSHX", "nol", "a", "b"], ":0\r\n", &[]),
+        (&["FLUSHALL"], "+OK\r\n", &[]),
+];
+
+fn writes_conversation(address: SocketAddr) {
+    let mut c = Conn::open(address);
+    assert_eq!(c.call(&["FLUSHALL"]), "+OK\r\n");
+    assert_eq!(
+        c.call(&["CONFIG", "SET", "notify-keyspace-events", "KEAn"]),
+        "+OK\r\n"
+    );
+    let mut events = Conn::open(address);
+    events.call(&["PSUBSCRIBE", "__keyevent@0__:*"]);
+    for (command, reply, expected) in WRITES {
+        expect(&mut c, &mut events, command, reply, expected);
+    }
+    // Nothing else was published (FLUSHALL publishes nothing, as in Redis).
+    assert_eq!(events.call(&["PING"]), "*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_command_announces_as_redis_byte_for_byte() {
+    let node = node().await;
+    let address = node.resp_addr;
+    tokio::task::spawn_blocking(move || against_both(address, writes_conversation))
+        .await
+        .expect("conversation");
+}

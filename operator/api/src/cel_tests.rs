@@ -74,6 +74,8 @@ fn refusals(spec: serde_json::Value) -> Vec<&'static str> {
         rules::SHUTDOWN_TIMEOUT_RANGE_MESSAGE,
         rules::MONITORING_INTERVAL_DURATION_MESSAGE,
         rules::PROGRESS_DEADLINE_MESSAGE,
+        rules::NOTIFY_KEYSPACE_EVENTS_MESSAGE,
+        rules::NOTIFY_KEYSPACE_EVENTS_CHANNEL_MESSAGE,
     ];
     let found: Vec<&'static str> = all.into_iter().filter(|m| errors.contains(m)).collect();
     assert_eq!(
@@ -295,4 +297,25 @@ fn the_memory_limit_is_a_bounded_string_so_its_rule_fits_the_api_servers_budget(
         [rules::MEMORY_QUANTITY_RULE, rules::MEMORY_FLOOR_RULE]
     );
     Ok(())
+}
+
+#[test]
+fn keyspace_events_take_redis_letters_with_a_channel() {
+    let events = |letters: &str| refusals(serde_json::json!({"notifyKeyspaceEvents": letters}));
+    for good in ["", "Egx", "KEA", "KEA$n", "Kh", "AKEtmdn"] {
+        assert_eq!(events(good), Vec::<&str>::new(), "{good}");
+    }
+    assert_eq!(events("Egq"), [rules::NOTIFY_KEYSPACE_EVENTS_MESSAGE]);
+    assert_eq!(events("E g"), [rules::NOTIFY_KEYSPACE_EVENTS_MESSAGE]);
+    assert_eq!(
+        events("gx"),
+        [rules::NOTIFY_KEYSPACE_EVENTS_CHANNEL_MESSAGE]
+    );
+    assert_eq!(
+        events("gq"),
+        [
+            rules::NOTIFY_KEYSPACE_EVENTS_MESSAGE,
+            rules::NOTIFY_KEYSPACE_EVENTS_CHANNEL_MESSAGE
+        ]
+    );
 }

@@ -103,6 +103,18 @@ pub const PROGRESS_DEADLINE_RULE: &str = "self >= 10";
 /// Why a progress deadline below 10 seconds is refused.
 pub const PROGRESS_DEADLINE_MESSAGE: &str = "progressDeadlineSeconds must be at least 10: it is how long a rollout or a scaling may go without progress before Progressing turns False with ProgressDeadlineExceeded";
 
+/// The letters of Redis's `notify-keyspace-events`, as store-node accepts them.
+pub const NOTIFY_KEYSPACE_EVENTS_LETTERS: &str = "KEg$lshzxetmdnA";
+/// The rule that `spec.notifyKeyspaceEvents` is made of those letters only.
+pub const NOTIFY_KEYSPACE_EVENTS_RULE: &str = "self.matches('^[KEg$lshzxetmdnA]*$')";
+/// Why `spec.notifyKeyspaceEvents` with another character is refused.
+pub const NOTIFY_KEYSPACE_EVENTS_MESSAGE: &str = "notifyKeyspaceEvents takes only the letters of Redis's notify-keyspace-events: K (publish on __keyspace@0__:<key>), E (on __keyevent@0__:<event>), then the classes g (DEL, EXPIRE, RENAME...), $ (strings), l (lists), s (sets), h (hashes), z (sorted sets), x (expired), e (evicted), n (new keys), t, m, d (accepted, never published), A (g$lshzxetd); e.g. Egx for Spring Session's expired and deleted events";
+/// The rule that a non-empty `spec.notifyKeyspaceEvents` names a channel to publish on
+/// (Redis accepts classes alone, and then publishes nothing: surely not what was meant).
+pub const NOTIFY_KEYSPACE_EVENTS_CHANNEL_RULE: &str = "self == '' || self.matches('[KE]')";
+/// Why classes without `K` or `E` are refused.
+pub const NOTIFY_KEYSPACE_EVENTS_CHANNEL_MESSAGE: &str = "notifyKeyspaceEvents names classes but neither K nor E, so nothing would be published: add E (events on __keyevent@0__:<event>, e.g. Egx) or K (on __keyspace@0__:<key>), or leave the field out to publish nothing";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +141,20 @@ mod tests {
             MAX_TIMEOUT_ORDER_RULE,
         ] {
             assert!(rule.contains(DURATION_REGEX), "{rule}");
+        }
+    }
+
+    #[test]
+    fn the_keyspace_events_rule_takes_the_letters_the_message_names() {
+        assert!(
+            NOTIFY_KEYSPACE_EVENTS_RULE.contains(&format!("[{NOTIFY_KEYSPACE_EVENTS_LETTERS}]"))
+        );
+        for letter in NOTIFY_KEYSPACE_EVENTS_LETTERS.chars() {
+            assert!(
+                NOTIFY_KEYSPACE_EVENTS_MESSAGE.contains(&format!(" {letter} ("))
+                    || NOTIFY_KEYSPACE_EVENTS_MESSAGE.contains(&format!(" {letter}, ")),
+                "{letter}"
+            );
         }
     }
 

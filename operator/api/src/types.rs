@@ -184,6 +184,17 @@ pub struct SessionClusterSpec {
     #[serde(default)]
     pub paused: bool,
 
+    /// Keyspace notifications, as Redis's `notify-keyspace-events` letters (e.g. `Egx`: events
+    /// of generic commands and expiries on `__keyevent@0__:<event>`, what Spring Session's
+    /// indexed repository needs). Empty or absent (the default): none. Changing it rolls the
+    /// nodes one at a time, like every node setting; `CONFIG SET notify-keyspace-events`
+    /// changes one node until its next restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new(rules::NOTIFY_KEYSPACE_EVENTS_RULE).message(rules::NOTIFY_KEYSPACE_EVENTS_MESSAGE).reason(Reason::FieldValueInvalid))]
+    #[x_kube(validation = Rule::new(rules::NOTIFY_KEYSPACE_EVENTS_CHANNEL_RULE).message(rules::NOTIFY_KEYSPACE_EVENTS_CHANNEL_MESSAGE).reason(Reason::FieldValueInvalid))]
+    pub notify_keyspace_events: Option<String>,
+
     /// Set to any new value (typically the current time, like `kubectl rollout restart`) to
     /// restart every node, one at a time, each after the previous one is synced.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -43,6 +43,11 @@ pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
         "EVICTION_POLICY",
         cluster.eviction_policy.as_str().to_owned(),
     );
+    // Only when asked for: a key every ConfigMap gained would roll every cluster's pods when
+    // the operator is upgraded.
+    if let Some(letters) = &cluster.notify_keyspace_events {
+        set("NOTIFY_KEYSPACE_EVENTS", letters.clone());
+    }
     set(
         "SHUTDOWN_TIMEOUT",
         cluster.shutdown_timeout_secs.to_string(),
@@ -154,6 +159,30 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         assert_eq!(data, expected);
+    }
+
+    /// `spec.notifyKeyspaceEvents` reaches the nodes as `STORE_NODE_NOTIFY_KEYSPACE_EVENTS`, and
+    /// changing it changes the hash that rolls the pods.
+    #[test]
+    fn keyspace_events_reach_the_nodes_and_roll_them() {
+        let build = |spec| build_config_map(&validated(spec));
+        let plain = build(serde_json::json!({}));
+        let egx = build(serde_json::json!({"notifyKeyspaceEvents": "Egx"}));
+        let data = egx.data.clone().unwrap_or_default();
+        assert_eq!(
+            data.get("STORE_NODE_NOTIFY_KEYSPACE_EVENTS")
+                .map(String::as_str),
+            Some("Egx")
+        );
+        assert_eq!(
+            plain
+                .data
+                .clone()
+                .unwrap_or_default()
+                .get("STORE_NODE_NOTIFY_KEYSPACE_EVENTS"),
+            None
+        );
+        assert_ne!(config_hash(&plain), config_hash(&egx));
     }
 
     #[test]

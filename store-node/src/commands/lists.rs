@@ -10,6 +10,7 @@ use super::flags::{DENY_OOM, WRITE};
 use super::typed::{read, state_of};
 use super::CommandSpec;
 use super::{is, parse_i64, wrong_arity, Call, NOT_INTEGER, SYNTAX, WRONG_TYPE};
+use crate::config::KeyspaceEvents;
 use crate::protocol::Frame;
 use crate::store::op::End;
 use crate::store::state::view;
@@ -55,7 +56,33 @@ fn push(call: &mut Call<'_>, end: End, only_if_exists: bool) -> Frame {
         end,
         values: call.args[2..].to_vec(),
     }));
+    call.notify(KeyspaceEvents::LIST, push_event(end), &call.args[1]);
     Frame::Integer((len + call.args.len() - 2) as i64)
+}
+
+/// The keyspace event of a push at `end`.
+fn push_event(end: End) -> &'static str {
+    match end {
+        End::Left => "lpush",
+        End::Right => "rpush",
+    }
+}
+
+/// The keyspace event of a pop at `end`.
+fn pop_event(end: End) -> &'static str {
+    match end {
+        End::Left => "lpop",
+        End::Right => "rpop",
+    }
+}
+
+/// Publishes Redis's events of elements removed from the list at `key` by `event`: the event,
+/// then `del` when the list is gone.
+fn removed(call: &Call<'_>, event: &str, key: &[u8], emptied: bool) {
+    call.notify(KeyspaceEvents::LIST, event, key);
+    if emptied {
+        call.notify(KeyspaceEvents::GENERIC, "del", key);
+    }
 }
 
 /// LPUSH key element [element ...]
@@ -107,6 +134,7 @@ fn pop(call: &mut Call<'_>, end: End, name: &str) -> Frame {
         key: call.args[1].clone(),
         indexes,
     }));
+    removed(call, pop_event(end), &call.args[1], take == values.len());
     match count {
         None => popped.into_iter().next().map_or(Frame::Null, Frame::Bulk),
         Some(_) => Frame::Array(popped.into_iter().map(Frame::Bulk).collect()),
@@ -205,6 +233,7 @@ pub fn lset(call: &mut Call<'_>) -> Frame {
         index: at,
         value: call.args[3].clone(),
     }));
+    call.notify(KeyspaceEvents::LIST, "lset", &call.args[1]);
     Frame::ok()
 }
 
@@ -234,14 +263,16 @@ pub fn lrem(call: &mut Call<'_>) -> Frame {
     } else {
         matching.take(limit).collect()
     };
-    let removed = indexes.len() as i64;
-    if removed > 0 {
+    let count = indexes.len() as i64;
+    if !indexes.is_empty() {
+        let emptied = indexes.len() == values.len();
         call.wrote(access.write(Op::ListRemove {
             key: call.args[1].clone(),
             indexes,
         }));
+        removed(call, "lrem", &call.args[1], emptied);
     }
-    Frame::Integer(removed)
+    Frame::Integer(count)
 }
 
 /// LTRIM key start stop
@@ -259,12 +290,15 @@ pub fn ltrim(call: &mut Call<'_>) -> Frame {
     let indexes: Vec<usize> = (0..len)
         .filter(|index| !kept.is_some_and(|(start, end)| (start..=end).contains(index)))
         .collect();
+    // Redis announces `ltrim` even when nothing was trimmed.
+    let emptied = kept.is_none();
     if !indexes.is_empty() {
         call.wrote(access.write(Op::ListRemove {
             key: call.args[1].clone(),
             indexes,
         }));
     }
+    removed(call, "ltrim", &call.args[1], emptied);
     Frame::ok()
 }
 
@@ -353,6 +387,7 @@ pub fn linsert(call: &mut Call<'_>) -> Frame {
         index: pivot + usize::from(after),
         values: vec![call.args[4].clone()],
     }));
+    call.notify(KeyspaceEvents::LIST, "linsert", &call.args[1]);
     Frame::Integer(values.len() as i64 + 1)
 }
 
@@ -392,15 +427,22 @@ fn move_element(call: &mut Call<'_>, from: End, to: End) -> Frame {
         End::Right => values.len() - 1,
     };
     let value = values[index].clone();
-    let mut receipt = access.write(Op::ListRemove {
-        key: source,
-        indexes: vec![index],
-    });
-    receipt.merge(access.write(Op::ListPush {
-        key: destination,
+    // The push goes first, as in Redis: its events (`new` of a created destination, the push)
+    // come before the pop's, and a one-element list moved onto itself is never emptied. On
+    // one list a push at the head moves the popped element one place down.
+    let same = source == destination;
+    let mut receipt = access.write(Op::ListPush {
+        key: destination.clone(),
         end: to,
         values: vec![value.clone()],
+    });
+    let at = index + usize::from(same && to == End::Left);
+    receipt.merge(access.write(Op::ListRemove {
+        key: source.clone(),
+        indexes: vec![at],
     }));
+    call.notify(KeyspaceEvents::LIST, push_event(to), &destination);
+    removed(call, pop_event(from), &source, !same && values.len() == 1);
     drop(access);
     call.wrote(receipt);
     Frame::Bulk(value)

@@ -9,6 +9,7 @@ use super::flags::{DENY_OOM, WRITE};
 use super::settings;
 use super::CommandSpec;
 use super::{is, parse_i64, text, Call, NOT_INTEGER, SYNTAX, WRONG_TYPE};
+use crate::config::KeyspaceEvents;
 use crate::protocol::Frame;
 use crate::store::state::view;
 use crate::store::{Entry, Kind, Op, Value};
@@ -53,15 +54,22 @@ pub fn copy(call: &mut Call<'_>) -> Frame {
     }) else {
         return Frame::Integer(0);
     };
-    if access.get(&destination).is_some() && !replace {
+    let replaces = access.get(&destination).is_some();
+    if replaces && !replace {
         return Frame::Integer(0);
     }
     let receipt = access.write(Op::Put {
-        key: destination,
+        key: destination.clone(),
         value,
         expire_at,
         keep_ttl: false,
     });
+    // Redis deletes a replaced destination and adds the copy: `new` all the same (the engine
+    // announces a destination it creates).
+    if replaces {
+        call.notify(KeyspaceEvents::NEW, "new", &destination);
+    }
+    call.notify(KeyspaceEvents::GENERIC, "copy_to", &destination);
     drop(access);
     call.wrote(receipt);
     Frame::Integer(1)
@@ -356,17 +364,23 @@ fn sort_generic(call: &mut Call<'_>, may_store: bool) -> Frame {
     let exists = access.get(&destination).is_some();
     let receipt = if items.is_empty() {
         if exists {
-            access.write(Op::Delete { key: destination })
+            let receipt = access.write(Op::Delete {
+                key: destination.clone(),
+            });
+            call.notify(KeyspaceEvents::GENERIC, "del", &destination);
+            receipt
         } else {
             crate::store::WriteReceipt::NONE
         }
     } else {
-        access.write(Op::Put {
-            key: destination,
+        let receipt = access.write(Op::Put {
+            key: destination.clone(),
             value: Value::List(items),
             expire_at: None,
             keep_ttl: false,
-        })
+        });
+        call.notify(KeyspaceEvents::LIST, "sortstore", &destination);
+        receipt
     };
     drop(access);
     call.wrote(receipt);

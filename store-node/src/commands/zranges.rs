@@ -10,6 +10,7 @@ use super::typed::state_of;
 use super::zsets::{members, pair, parse_score};
 use super::CommandSpec;
 use super::{is, parse_i64, Call, NOT_INTEGER, SYNTAX};
+use crate::config::KeyspaceEvents;
 use crate::protocol::{Frame, Protocol};
 use crate::store::state::view;
 use crate::store::{Kind, Op, Value};
@@ -323,17 +324,23 @@ pub fn zrangestore(call: &mut Call<'_>) -> Frame {
     let exists = access.get(&destination).is_some();
     let receipt = if picked.is_empty() {
         if exists {
-            access.write(Op::Delete { key: destination })
+            let receipt = access.write(Op::Delete {
+                key: destination.clone(),
+            });
+            call.notify(KeyspaceEvents::GENERIC, "del", &destination);
+            receipt
         } else {
             crate::store::WriteReceipt::NONE
         }
     } else {
-        access.write(Op::Put {
-            key: destination,
+        let receipt = access.write(Op::Put {
+            key: destination.clone(),
             value: Value::ZSet(picked),
             expire_at: None,
             keep_ttl: false,
-        })
+        });
+        call.notify(KeyspaceEvents::ZSET, "zrangestore", &destination);
+        receipt
     };
     drop(access);
     call.wrote(receipt);
@@ -399,7 +406,9 @@ pub fn zrevrank(call: &mut Call<'_>) -> Frame {
     rank(call, true)
 }
 
-fn remove_range(call: &mut Call<'_>, range: Result<Range, Frame>) -> Frame {
+/// Removes the members of `range` and publishes Redis's events: `event`, then `del` when the
+/// sorted set is gone.
+fn remove_range(call: &mut Call<'_>, range: Result<Range, Frame>, event: &str) -> Frame {
     let range = match range {
         Ok(range) => range,
         Err(error) => return error,
@@ -411,6 +420,7 @@ fn remove_range(call: &mut Call<'_>, range: Result<Range, Frame>) -> Frame {
             .unwrap_or_default(),
         Err(error) => return error,
     };
+    let size = all.len();
     let doomed: Vec<Bytes> = select(all, &range, false, None)
         .into_iter()
         .map(|(member, _)| member)
@@ -421,6 +431,10 @@ fn remove_range(call: &mut Call<'_>, range: Result<Range, Frame>) -> Frame {
             key: call.args[1].clone(),
             members: doomed,
         }));
+        call.notify(KeyspaceEvents::ZSET, event, &call.args[1]);
+        if count as usize == size {
+            call.notify(KeyspaceEvents::GENERIC, "del", &call.args[1]);
+        }
     }
     Frame::Integer(count)
 }
@@ -429,7 +443,7 @@ fn remove_range(call: &mut Call<'_>, range: Result<Range, Frame>) -> Frame {
 pub fn zremrangebyscore(call: &mut Call<'_>) -> Frame {
     let range = score_bound(&call.args[2])
         .and_then(|min| Ok(Range::Score(min, score_bound(&call.args[3])?)));
-    remove_range(call, range)
+    remove_range(call, range, "zremrangebyscore")
 }
 
 /// ZREMRANGEBYRANK key start stop
@@ -438,14 +452,14 @@ pub fn zremrangebyrank(call: &mut Call<'_>) -> Frame {
         (Some(start), Some(end)) => Ok(Range::Rank(start, end)),
         _ => Err(NOT_INTEGER),
     };
-    remove_range(call, range)
+    remove_range(call, range, "zremrangebyrank")
 }
 
 /// ZREMRANGEBYLEX key min max
 pub fn zremrangebylex(call: &mut Call<'_>) -> Frame {
     let range =
         lex_bound(&call.args[2]).and_then(|min| Ok(Range::Lex(min, lex_bound(&call.args[3])?)));
-    remove_range(call, range)
+    remove_range(call, range, "zremrangebylex")
 }
 
 #[cfg(test)]
