@@ -1,4 +1,5 @@
-//! 2. A 3-node ram SessionCluster becomes Available and Clustered; sessions written through the
+//! 2. A 3-node ram SessionCluster (keyspace notifications `Egx` from the spec, seen by
+//!    `CONFIG GET` on every pod) becomes Available and Clustered; sessions written through the
 //!    client Service (RESP with the password of the generated auth Secret, and HTTP) are readable
 //!    from every pod, and every node reports itself and its two peers on `/v1/status`.
 
@@ -24,7 +25,7 @@ async fn three_ram_nodes_serve_every_session_from_every_pod() -> anyhow::Result<
         cluster::create(
             &client,
             &ns,
-            &cluster::manifest(NAME, 3, serde_json::json!({}))?,
+            &cluster::manifest(NAME, 3, serde_json::json!({"notifyKeyspaceEvents": "Egx"}))?,
         )
         .await?;
         let ready =
@@ -105,6 +106,16 @@ async fn three_ram_nodes_serve_every_session_from_every_pod() -> anyhow::Result<
         for pod in &pods {
             let forwarder = Forwarder::pod(&client, &ns, pod, 6379).await?;
             let mut conn = sessions::connect(forwarder.addr(), &password).await?;
+            // spec.notifyKeyspaceEvents reached the node, in Redis's canonical rendering.
+            let events: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("notify-keyspace-events")
+                .query_async(&mut conn)
+                .await?;
+            ensure!(
+                events == ["notify-keyspace-events", "gxE"],
+                "{pod}: CONFIG GET notify-keyspace-events = {events:?}"
+            );
             for (id, data) in &http_sessions {
                 let text: Option<String> = redis::cmd("HGET")
                     .arg(format!("session:{id}"))
