@@ -69,6 +69,10 @@ pub fn entry_cost(entry: &Entry) -> i64 {
 /// safe side for the 100 ms until the next sample replaces the estimate with the truth.
 const GROWTH_FACTOR: u64 = 2;
 
+/// How far the footprint must move from the sample the eviction target was last set for before
+/// the target follows it: smaller moves are the noise of sampling and allocation.
+const EVICTION_TARGET_STEP: u64 = 1 << 20;
+
 /// The smallest reserve kept between the effective limit and the limit.
 pub const RESERVE_FLOOR: u64 = 16 << 20;
 
@@ -251,16 +255,21 @@ impl MemoryEngine {
             .sample
             .store(sample.max(1), Ordering::Release);
         self.footprint.base.store(checkpoint, Ordering::Release);
-        self.update_alarm();
+        self.update_alarm_at(true);
         self.update_eviction_target(sample);
     }
 
     /// Sets how far eviction goes in data bytes, from a footprint sample. Evicting does not
     /// lower the footprint one for one: freed entries leave holes that new entries of their
-    /// size fill, and each eviction leaves a tombstone for the grace period. Evicting until
-    /// the footprint itself fell below the low watermark would evict every key; instead the
-    /// data is brought down by what the footprint exceeds the low watermark by when the alarm
-    /// is raised, and further only as far as the footprint grows again.
+    /// size fill, and each eviction leaves a tombstone until every member holds it. Evicting
+    /// until the footprint itself fell below the low watermark would evict every key; instead
+    /// the data is brought down by what the footprint exceeds the low watermark by when the
+    /// alarm is raised, and from then on the target follows the footprint: lowered by what it
+    /// grows (tombstones, the op-log, fragmentation), and, below the high watermark, raised by
+    /// what it falls (tombstones collected, pages returned), each time it moved by more than
+    /// [`EVICTION_TARGET_STEP`]. A target that only fell would ratchet down on every transient
+    /// peak and evict every key while the alarm stays raised; one raised above the high
+    /// watermark would let the footprint climb into the reserve.
     fn update_eviction_target(&self, sample: u64) {
         let footprint = &self.footprint;
         if self.policy == EvictionPolicy::Noeviction || !self.alarm.load(Ordering::Relaxed) {
@@ -270,22 +279,22 @@ impl MemoryEngine {
         let data = self.used.load(Ordering::Relaxed).max(0);
         let target = footprint.eviction_target.load(Ordering::Relaxed);
         let at = footprint.eviction_footprint.load(Ordering::Relaxed);
-        if target == i64::MAX {
+        let next = if target == i64::MAX {
             let excess = sample.saturating_sub(self.low) as i64;
-            footprint
-                .eviction_target
-                .store((data - excess).max(0), Ordering::Relaxed);
-            footprint
-                .eviction_footprint
-                .store(sample, Ordering::Relaxed);
-        } else if sample > at + (1 << 20) {
-            footprint
-                .eviction_target
-                .store((target - (sample - at) as i64).max(0), Ordering::Relaxed);
-            footprint
-                .eviction_footprint
-                .store(sample, Ordering::Relaxed);
-        }
+            data - excess
+        } else if sample > at + EVICTION_TARGET_STEP
+            || (sample + EVICTION_TARGET_STEP < at && sample < self.high)
+        {
+            target - (sample as i64 - at as i64)
+        } else {
+            return;
+        };
+        footprint
+            .eviction_target
+            .store(next.max(0), Ordering::Relaxed);
+        footprint
+            .eviction_footprint
+            .store(sample, Ordering::Relaxed);
     }
 
     /// A connection's buffers grew (positive) or shrank (negative) by `delta` bytes.
@@ -322,6 +331,15 @@ impl MemoryEngine {
     }
 
     pub(super) fn update_alarm(&self) {
+        self.update_alarm_at(false);
+    }
+
+    /// Raises or clears the alarm; `sampled` when a footprint sample was just taken. With
+    /// samples, the alarm clears only at a sample: evictions and deletes lower used memory at
+    /// once by what they free, but the footprint follows late and partly (freed entries leave
+    /// holes), so an alarm cleared on the accounted figure alone would rise again at the next
+    /// sample, and every rise evicts anew toward the low watermark until the node is empty.
+    fn update_alarm_at(&self, sampled: bool) {
         if self.limit == 0 {
             return;
         }
@@ -337,7 +355,11 @@ impl MemoryEngine {
                     "memory alarm raised"
                 );
             }
-        } else if alarm && used < self.low && self.alarm.swap(false, Ordering::Relaxed) {
+        } else if alarm
+            && used < self.low
+            && (sampled || self.footprint.sample.load(Ordering::Relaxed) == 0)
+            && self.alarm.swap(false, Ordering::Relaxed)
+        {
             tracing::info!(used, low = self.low, "memory alarm cleared");
         }
     }
@@ -396,6 +418,22 @@ impl MemoryEngine {
         if self.policy == EvictionPolicy::Noeviction {
             return false;
         }
+        let made = self.evict_for_growth(alarm);
+        if !made {
+            tracing::debug!(
+                used = self.used_bytes(),
+                data = self.used.load(Ordering::Relaxed),
+                target = self.footprint.eviction_target.load(Ordering::Relaxed),
+                alarm,
+                "nothing left to evict: a growth write is refused"
+            );
+        }
+        made
+    }
+
+    /// Evicts for one growth write under an evicting policy (see [`MemoryEngine::make_room`]);
+    /// false when room could not be made because nothing is left to evict.
+    fn evict_for_growth(&self, alarm: bool) -> bool {
         if !alarm {
             if !self.evict_one() {
                 return false;
@@ -416,6 +454,22 @@ impl MemoryEngine {
             }
             return evicted || self.used.load(Ordering::Relaxed) <= target;
         }
+        if self.footprint.sample.load(Ordering::Relaxed) > 0 {
+            // The alarm rose between two samples, on the growth accounted since the last one:
+            // evict only what brings used memory under the high watermark until the next
+            // sample sets the target. Evicting toward the low watermark here would empty the
+            // node: used memory falls once per evicted byte while the alarm stays raised, and
+            // every write until the next sample would evict 256 keys.
+            let mut evicted = false;
+            for _ in 0..256 {
+                if self.used_bytes() < self.high || !self.evict_one() {
+                    break;
+                }
+                evicted = true;
+            }
+            return evicted || self.used_bytes() < self.high;
+        }
+        // Without samples used memory is the data estimate, which evictions lower one for one.
         // Bounded work per write: the way down to the low watermark is spread over several
         // writes. Tombstones left by evictions are outside `used_bytes`, so every eviction
         // makes progress.
