@@ -3,7 +3,7 @@
 //! grace period after the delete, so that no peer can bring a deleted key back afterwards.
 //!
 //! Under memory pressure (this node's memory alarm, or a connected peer's) the grace shrinks
-//! to the clock drift bound and the task runs every second: every eviction leaves a
+//! to [`PRESSURE_GRACE`] and the task runs every second: every eviction leaves a
 //! tombstone, and a fill that evicts thousands of keys a second would otherwise fill the
 //! node with an hour of tombstones, which eviction cannot free (docs/memory.md). The proof
 //! that no member can send the old value back is the same, a completed round with every
@@ -43,8 +43,7 @@ fn collection_cutoff(shared: &Shared, grace: Duration) -> u64 {
 }
 
 /// The grace a tombstone is kept beyond the last completed round with every member: the
-/// configured grace, or under memory pressure the clock drift bound (a deletion's stamp may
-/// be ahead of the wall clock that timed the round's start by at most that much).
+/// configured grace, or under memory pressure [`PRESSURE_GRACE`].
 fn grace(shared: &Shared, pressure: bool) -> Duration {
     if pressure {
         PRESSURE_GRACE
