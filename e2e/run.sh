@@ -149,8 +149,13 @@ operator_restarts() {
 }
 
 # Known failures, skipped unless E2E_RUN_KNOWN_FAILURES=1 (each is an open defect, listed in
-# e2e/README.md; remove a line once its test passes again): none at present.
+# e2e/README.md; remove a line once its test passes again):
+# - memory_volatile_lru_evicts_and_nothing_is_killed: a 64Mi volatile-lru cluster filled with
+#   1 KiB values by 8 clients answered OOM after 131079 writes instead of evicting.
 known_failures=()
+if [ "${E2E_RUN_KNOWN_FAILURES:-}" != 1 ]; then
+  known_failures=(--skip memory_volatile_lru_evicts_and_nothing_is_killed)
+fi
 step "cargo test --workspace --test e2e -- --ignored --test-threads=$THREADS ${known_failures[*]} $*"
 test_start=$(date +%s)
 set +e
