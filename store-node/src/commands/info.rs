@@ -153,13 +153,15 @@ fn memory_section(state: &NodeState, memory: &crate::store::MemoryStatus) -> Str
     }
     let _ = write!(
         out,
-        "memory_reserve:{reserve}\r\nmemory_high_watermark:{high}\r\nmemory_low_watermark:{low}\r\nmemory_alarm:{alarm}\r\nmemory_peer_alarm:{peer}\r\nmaxmemory_clients:{clients_cap}\r\n\r\n",
+        "memory_reserve:{reserve}\r\nmemory_high_watermark:{high}\r\nmemory_low_watermark:{low}\r\nmemory_alarm:{alarm}\r\nmemory_peer_alarm:{peer}\r\nmemory_tombstones:{tombstones}\r\nmemory_tombstone_bytes:{tombstone_bytes}\r\nmaxmemory_clients:{clients_cap}\r\n\r\n",
         reserve = memory.reserve_bytes,
         clients_cap = state.client_limits.client_memory_cap(memory.limit_bytes),
         high = memory.high_watermark_bytes,
         low = memory.low_watermark_bytes,
         alarm = u8::from(memory.alarm),
         peer = u8::from(memory.peer_alarm),
+        tombstones = state.engine.stats().tombstones,
+        tombstone_bytes = memory.tombstone_bytes,
     );
     out
 }

@@ -228,6 +228,18 @@ pub(crate) fn apply_remote(shared: &Shared, record: &Record) -> bool {
     shared.replica.apply(record, now, forget_before)
 }
 
+/// Whether this node or a connected peer announces its memory alarm: tombstones are then
+/// collected sooner, and anti-entropy rounds come more often to let them go.
+pub(crate) fn under_memory_pressure(shared: &Shared) -> bool {
+    *shared.memory_alarm.borrow()
+        || shared
+            .peers
+            .lock()
+            .by_address
+            .values()
+            .any(|entry| entry.connected && entry.memory_alarm)
+}
+
 /// Updates the entry of `address`, if it is still discovered.
 pub(crate) fn with_entry<T>(
     shared: &Shared,

@@ -18,12 +18,17 @@ use crate::replication::anti_entropy::Round;
 use crate::replication::metrics::ReplicationMetrics;
 use crate::replication::oplog::{LogItem, PeerCursor};
 use crate::replication::shared::{
-    apply_remote, bump_acks, held_by_every_member, record_clock_sample, set_connected, with_entry,
-    LinkCommand, Shared,
+    apply_remote, bump_acks, held_by_every_member, record_clock_sample, set_connected,
+    under_memory_pressure, with_entry, LinkCommand, Shared,
 };
 use crate::replication::transport::Connection;
 use crate::replication::wire::{Hello, Message, NodeState};
 use crate::store::{Record, Touch};
+
+/// How often a link runs an anti-entropy round while this node or a peer is in memory alarm
+/// (instead of `anti_entropy_interval`): tombstones are collected once every member completed
+/// a round after them (`replication/tombstones.rs`).
+const PRESSURE_ROUND_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The dialing side of a link to one discovered address, reconnecting with backoff until the
 /// peer is no longer discovered.
@@ -186,6 +191,7 @@ async fn outbound_session(
     let mut round_wanted =
         (gap || data_round) && (remote_state != NodeState::Loading || peer.has_data);
     let mut round: Option<Round> = None;
+    let mut round_started = Instant::now();
     let mut round_waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut snapshot: Option<(oneshot::Sender<u64>, u64)> = None;
 
@@ -196,6 +202,7 @@ async fn outbound_session(
                 || (remote_state == NodeState::Loading && peer.has_data))
         {
             round_wanted = false;
+            round_started = Instant::now();
             round = Some(Round::start(shared, &outbox));
         }
         head_changes.borrow_and_update();
@@ -336,6 +343,15 @@ async fn outbound_session(
                     };
                 }
                 outbox.urgent(super::outbox::heartbeat(shared, 0));
+                // Under memory pressure rounds come every few seconds: a completed round with
+                // every member is what lets tombstones go, and every eviction leaves one.
+                if round.is_none()
+                    && round_started.elapsed() >= PRESSURE_ROUND_INTERVAL
+                    && *shared.state.borrow() == NodeState::Ready
+                    && under_memory_pressure(shared)
+                {
+                    round_wanted = true;
+                }
             }
             // The peers learn of a raised alarm at once, not at the next period: they accept
             // writes this node must apply.

@@ -69,6 +69,10 @@ pub fn entry_cost(entry: &Entry) -> i64 {
 /// safe side for the 100 ms until the next sample replaces the estimate with the truth.
 const GROWTH_FACTOR: u64 = 2;
 
+/// How far the footprint must move from the sample the eviction target was last set for before
+/// the target follows it: smaller moves are the noise of sampling and allocation.
+const EVICTION_TARGET_STEP: u64 = 1 << 20;
+
 /// The smallest reserve kept between the effective limit and the limit.
 pub const RESERVE_FLOOR: u64 = 16 << 20;
 
@@ -251,16 +255,21 @@ impl MemoryEngine {
             .sample
             .store(sample.max(1), Ordering::Release);
         self.footprint.base.store(checkpoint, Ordering::Release);
-        self.update_alarm();
+        self.update_alarm_at(true);
         self.update_eviction_target(sample);
     }
 
     /// Sets how far eviction goes in data bytes, from a footprint sample. Evicting does not
     /// lower the footprint one for one: freed entries leave holes that new entries of their
-    /// size fill, and each eviction leaves a tombstone for the grace period. Evicting until
-    /// the footprint itself fell below the low watermark would evict every key; instead the
-    /// data is brought down by what the footprint exceeds the low watermark by when the alarm
-    /// is raised, and further only as far as the footprint grows again.
+    /// size fill, and each eviction leaves a tombstone until every member holds it. Evicting
+    /// until the footprint itself fell below the low watermark would evict every key; instead
+    /// the data is brought down by what the footprint exceeds the low watermark by when the
+    /// alarm is raised, and from then on the target follows the footprint: lowered by what it
+    /// grows (tombstones, the op-log, fragmentation), and, below the high watermark, raised by
+    /// what it falls (tombstones collected, pages returned), each time it moved by more than
+    /// [`EVICTION_TARGET_STEP`]. A target that only fell would ratchet down on every transient
+    /// peak and evict every key while the alarm stays raised; one raised above the high
+    /// watermark would let the footprint climb into the reserve.
     fn update_eviction_target(&self, sample: u64) {
         let footprint = &self.footprint;
         if self.policy == EvictionPolicy::Noeviction || !self.alarm.load(Ordering::Relaxed) {
@@ -270,22 +279,22 @@ impl MemoryEngine {
         let data = self.used.load(Ordering::Relaxed).max(0);
         let target = footprint.eviction_target.load(Ordering::Relaxed);
         let at = footprint.eviction_footprint.load(Ordering::Relaxed);
-        if target == i64::MAX {
+        let next = if target == i64::MAX {
             let excess = sample.saturating_sub(self.low) as i64;
-            footprint
-                .eviction_target
-                .store((data - excess).max(0), Ordering::Relaxed);
-            footprint
-                .eviction_footprint
-                .store(sample, Ordering::Relaxed);
-        } else if sample > at + (1 << 20) {
-            footprint
-                .eviction_target
-                .store((target - (sample - at) as i64).max(0), Ordering::Relaxed);
-            footprint
-                .eviction_footprint
-                .store(sample, Ordering::Relaxed);
-        }
+            data - excess
+        } else if sample > at + EVICTION_TARGET_STEP
+            || (sample + EVICTION_TARGET_STEP < at && sample < self.high)
+        {
+            target - (sample as i64 - at as i64)
+        } else {
+            return;
+        };
+        footprint
+            .eviction_target
+            .store(next.max(0), Ordering::Relaxed);
+        footprint
+            .eviction_footprint
+            .store(sample, Ordering::Relaxed);
     }
 
     /// A connection's buffers grew (positive) or shrank (negative) by `delta` bytes.
@@ -322,6 +331,15 @@ impl MemoryEngine {
     }
 
     pub(super) fn update_alarm(&self) {
+        self.update_alarm_at(false);
+    }
+
+    /// Raises or clears the alarm; `sampled` when a footprint sample was just taken. With
+    /// samples, the alarm clears only at a sample: evictions and deletes lower used memory at
+    /// once by what they free, but the footprint follows late and partly (freed entries leave
+    /// holes), so an alarm cleared on the accounted figure alone would rise again at the next
+    /// sample, and every rise evicts anew toward the low watermark until the node is empty.
+    fn update_alarm_at(&self, sampled: bool) {
         if self.limit == 0 {
             return;
         }
@@ -337,7 +355,11 @@ impl MemoryEngine {
                     "memory alarm raised"
                 );
             }
-        } else if alarm && used < self.low && self.alarm.swap(false, Ordering::Relaxed) {
+        } else if alarm
+            && used < self.low
+            && (sampled || self.footprint.sample.load(Ordering::Relaxed) == 0)
+            && self.alarm.swap(false, Ordering::Relaxed)
+        {
             tracing::info!(used, low = self.low, "memory alarm cleared");
         }
     }
@@ -396,6 +418,22 @@ impl MemoryEngine {
         if self.policy == EvictionPolicy::Noeviction {
             return false;
         }
+        let made = self.evict_for_growth(alarm);
+        if !made {
+            tracing::debug!(
+                used = self.used_bytes(),
+                data = self.used.load(Ordering::Relaxed),
+                target = self.footprint.eviction_target.load(Ordering::Relaxed),
+                alarm,
+                "nothing left to evict: a growth write is refused"
+            );
+        }
+        made
+    }
+
+    /// Evicts for one growth write under an evicting policy (see [`MemoryEngine::make_room`]);
+    /// false when room could not be made because nothing is left to evict.
+    fn evict_for_growth(&self, alarm: bool) -> bool {
         if !alarm {
             if !self.evict_one() {
                 return false;
@@ -416,6 +454,22 @@ impl MemoryEngine {
             }
             return evicted || self.used.load(Ordering::Relaxed) <= target;
         }
+        if self.footprint.sample.load(Ordering::Relaxed) > 0 {
+            // The alarm rose between two samples, on the growth accounted since the last one:
+            // evict only what brings used memory under the high watermark until the next
+            // sample sets the target. Evicting toward the low watermark here would empty the
+            // node: used memory falls once per evicted byte while the alarm stays raised, and
+            // every write until the next sample would evict 256 keys.
+            let mut evicted = false;
+            for _ in 0..256 {
+                if self.used_bytes() < self.high || !self.evict_one() {
+                    break;
+                }
+                evicted = true;
+            }
+            return evicted || self.used_bytes() < self.high;
+        }
+        // Without samples used memory is the data estimate, which evictions lower one for one.
         // Bounded work per write: the way down to the low watermark is spread over several
         // writes. Tombstones left by evictions are outside `used_bytes`, so every eviction
         // makes progress.
@@ -499,258 +553,5 @@ impl MemoryEngine {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use bytes::Bytes;
-
-    use super::super::testing::put;
-    use super::*;
-    use crate::store::hook::testing::RecordingHook;
-    use crate::store::hook::Versioning;
-
-    /// A limit whose effective part (without the reserve, a quarter of so small a limit) is
-    /// 100,002 bytes: the watermarks are 80,001 and 50,001.
-    #[test]
-    fn alarm_with_hysteresis_and_eviction() {
-        let config = EngineConfig {
-            limit_bytes: 133_336,
-            high_watermark: 0.8,
-            low_watermark: 0.5,
-            policy: EvictionPolicy::Noeviction,
-        };
-        let engine = MemoryEngine::new(config);
-        let now = unix_ms();
-        let mut index = 0;
-        while engine.make_room() {
-            let _ = engine.apply(&put(&format!("k{index}"), &"x".repeat(100), None), now);
-            index += 1;
-        }
-        assert!(engine.memory().alarm);
-        assert!(engine.used_bytes() >= 80_000);
-        // Below high but above low: still refused (hysteresis).
-        let mut removed = 0;
-        while engine.used_bytes() >= 75_000 {
-            let _ = engine.apply(
-                &Op::Delete {
-                    key: Bytes::from(format!("k{removed}")),
-                },
-                now,
-            );
-            removed += 1;
-        }
-        assert!(!engine.make_room());
-        while engine.used_bytes() >= 50_000 {
-            let _ = engine.apply(
-                &Op::Delete {
-                    key: Bytes::from(format!("k{removed}")),
-                },
-                now,
-            );
-            removed += 1;
-        }
-        assert!(!engine.memory().alarm);
-        assert!(engine.make_room());
-
-        let engine = MemoryEngine::new(EngineConfig {
-            policy: EvictionPolicy::VolatileTtl,
-            ..config
-        });
-        for index in 0..2000 {
-            assert!(engine.make_room(), "eviction should make room at {index}");
-            let _ = engine.apply(
-                &put(
-                    &format!("k{index}"),
-                    &"x".repeat(100),
-                    Some(now + 60_000 + index),
-                ),
-                now,
-            );
-        }
-        assert!(engine.stats().evicted > 0);
-        assert!(engine.used_bytes() < 82_000);
-    }
-
-    #[test]
-    fn the_reserve_is_an_eighth_of_the_limit_within_its_bounds() {
-        const MIB: u64 = 1 << 20;
-        assert_eq!(memory_reserve(0), 0);
-        assert_eq!(memory_reserve(300_000), 75_000);
-        assert_eq!(memory_reserve(64 * MIB), 16 * MIB);
-        assert_eq!(memory_reserve(256 * MIB), 32 * MIB);
-        assert_eq!(memory_reserve(1024 * MIB), 128 * MIB);
-        let engine = MemoryEngine::new(EngineConfig {
-            limit_bytes: 64 * MIB,
-            ..EngineConfig::default()
-        });
-        let memory = engine.memory();
-        assert_eq!(memory.reserve_bytes, 16 * MIB);
-        assert_eq!(
-            memory.high_watermark_bytes,
-            (48.0 * MIB as f64 * 0.8) as u64
-        );
-        assert_eq!(memory.low_watermark_bytes, (48.0 * MIB as f64 * 0.7) as u64);
-    }
-
-    /// Used memory follows the sampled footprint, plus twice the growth accounted since the
-    /// sample (data and buffers), minus what was freed since.
-    #[test]
-    fn used_memory_is_the_sample_plus_twice_the_growth_since() {
-        let engine = MemoryEngine::new(EngineConfig {
-            limit_bytes: 10_000_000,
-            ..EngineConfig::default()
-        });
-        let now = unix_ms();
-        let _ = engine.apply(&put("a", &"x".repeat(1000), None), now);
-        let data = engine.memory().data_bytes;
-        assert_eq!(
-            engine.used_bytes(),
-            data,
-            "the data estimate before any sample"
-        );
-        engine.set_footprint_sample(5_000_000, engine.footprint_checkpoint());
-        assert_eq!(engine.used_bytes(), 5_000_000);
-        let _ = engine.apply(&put("b", &"x".repeat(1000), None), now);
-        let grown = engine.memory().data_bytes - data;
-        assert_eq!(engine.used_bytes(), 5_000_000 + 2 * grown);
-        engine.add_buffer_bytes(4096);
-        assert_eq!(engine.used_bytes(), 5_000_000 + 2 * (grown + 4096));
-        assert_eq!(engine.memory().buffer_bytes, 4096);
-        engine.add_buffer_bytes(-4096);
-        for key in ["a", "b"] {
-            let _ = engine.apply(
-                &Op::Delete {
-                    key: Bytes::from(key),
-                },
-                now,
-            );
-        }
-        assert_eq!(
-            engine.used_bytes(),
-            5_000_000 - data,
-            "freed bytes count once"
-        );
-        // The alarm follows the samples: raised at the high watermark, cleared below the low.
-        let high = engine.memory().high_watermark_bytes;
-        engine.set_footprint_sample(high, engine.footprint_checkpoint());
-        assert!(engine.memory().alarm);
-        assert!(!engine.make_room());
-        engine.set_footprint_sample(engine.memory().low_watermark_bytes, 0);
-        assert!(engine.memory().alarm, "hysteresis");
-        engine.set_footprint_sample(engine.memory().low_watermark_bytes - 1, 0);
-        assert!(!engine.memory().alarm);
-        assert!(engine.make_room());
-    }
-
-    /// A peer's alarm refuses growth writes under `noeviction`; an evicting policy evicts two
-    /// keys per write instead, and refuses when nothing can be evicted.
-    #[test]
-    fn a_peer_alarm_refuses_or_evicts() {
-        let engine = MemoryEngine::new(EngineConfig {
-            limit_bytes: 10_000_000,
-            ..EngineConfig::default()
-        });
-        engine.set_peer_alarm(true);
-        assert!(engine.memory().peer_alarm);
-        assert!(!engine.memory().alarm);
-        assert!(!engine.make_room());
-        engine.set_peer_alarm(false);
-        assert!(engine.make_room());
-
-        let engine = MemoryEngine::new(EngineConfig {
-            limit_bytes: 10_000_000,
-            policy: EvictionPolicy::VolatileLru,
-            ..EngineConfig::default()
-        });
-        let now = unix_ms();
-        for index in 0..3 {
-            let _ = engine.apply(&put(&format!("k{index}"), "v", Some(now + 60_000)), now);
-        }
-        engine.set_peer_alarm(true);
-        assert!(engine.make_room());
-        assert_eq!(engine.stats().evicted, 2);
-        assert!(engine.make_room());
-        assert_eq!(engine.stats().evicted, 3);
-        assert!(!engine.make_room(), "nothing left to evict");
-    }
-
-    /// The room for a request's declared bytes: what is left under the effective limit,
-    /// divided by the cost factor.
-    #[test]
-    fn request_room_is_what_fits_under_the_effective_limit() {
-        const MIB: u64 = 1 << 20;
-        let unlimited = MemoryEngine::new(EngineConfig::default());
-        assert_eq!(unlimited.request_room(), u64::MAX);
-        let engine = MemoryEngine::new(EngineConfig {
-            limit_bytes: 64 * MIB,
-            ..EngineConfig::default()
-        });
-        engine.set_footprint_sample(8 * MIB, engine.footprint_checkpoint());
-        assert_eq!(engine.request_room(), (48 - 8) * MIB / VALUE_COST_FACTOR);
-        // A 10 MiB value does not fit a 64 MiB node.
-        assert!(engine.request_room() < 10 * MIB);
-        engine.set_footprint_sample(60 * MIB, engine.footprint_checkpoint());
-        assert_eq!(engine.request_room(), 0);
-    }
-
-    /// An eviction under replicated versioning is a replicated delete: it leaves a tombstone,
-    /// hands it to the hook, and the tombstone costs nothing against the limit, so evicting keys
-    /// as small as their tombstones still makes progress and the alarm clears at the low
-    /// watermark. The client whose write made room does not wait for the eviction.
-    #[test]
-    fn eviction_replicates_a_tombstone_outside_the_budget() {
-        let engine = Arc::new(MemoryEngine::new(EngineConfig {
-            limit_bytes: 133_336,
-            high_watermark: 0.8,
-            low_watermark: 0.5,
-            policy: EvictionPolicy::VolatileTtl,
-        }));
-        let hook = Arc::new(RecordingHook::new(Versioning::Replicated));
-        assert!(engine.set_hook(hook.clone()));
-        let now = unix_ms();
-        // A one-byte value costs as much as the tombstone that replaces it when evicted.
-        let (mut raised, mut cleared, mut alarm) = (0, 0, false);
-        for index in 0..5000u64 {
-            assert!(engine.make_room(), "no room at {index}");
-            let was = alarm;
-            alarm = engine.memory().alarm;
-            if alarm != was {
-                assert!(alarm || engine.used_bytes() < 50_000);
-                *(if alarm { &mut raised } else { &mut cleared }) += 1;
-            }
-            let before = hook.recorded().local.len() as u64;
-            let receipt = engine.apply(
-                &put(&format!("k{index}"), "x", Some(now + 60_000 + index)),
-                now,
-            );
-            // The receipt is the put's own record, never an eviction's.
-            assert_eq!(receipt.replicated, Some((before + 1, before + 1)));
-        }
-        let stats = engine.stats();
-        let memory = engine.memory();
-        // Raised at the high watermark, cleared at the low one by eviction, more than once.
-        assert!(
-            raised >= 2 && cleared >= 2,
-            "raised {raised}, cleared {cleared}"
-        );
-        assert!(stats.evicted > 3000, "evicted {}", stats.evicted);
-        assert_eq!(stats.keys, 5000 - stats.evicted);
-        assert!(memory.used_bytes < 80_000, "used {}", memory.used_bytes);
-        assert!(
-            memory.tombstone_bytes > 100_000,
-            "tombstones {}",
-            memory.tombstone_bytes
-        );
-        // Every write and every eviction went to the hook, nothing else.
-        assert_eq!(hook.recorded().local.len() as u64, 5000 + stats.evicted);
-        // Each evicted key is a tombstone, absent to reads.
-        let evicted: Vec<Bytes> = (0..5000)
-            .map(|index| Bytes::from(format!("k{index}")))
-            .filter(|key| engine.key(key).get().is_none())
-            .collect();
-        assert_eq!(evicted.len() as u64, stats.evicted);
-        let records = engine.read_records(&evicted);
-        assert_eq!(records.len(), evicted.len());
-        assert!(records.iter().all(|record| record.is_tombstone()));
-    }
-}
+#[path = "accounting_tests.rs"]
+mod tests;

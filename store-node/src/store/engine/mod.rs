@@ -60,6 +60,8 @@ pub struct StoreStats {
     pub hits: u64,
     /// Reads that did not.
     pub misses: u64,
+    /// Key tombstones kept for replication (deleted or evicted keys, until collected).
+    pub tombstones: u64,
 }
 
 #[derive(Debug)]
@@ -335,6 +337,7 @@ impl MemoryEngine {
             stats.evicted += shard.evicted;
             stats.hits += shard.hits;
             stats.misses += shard.misses;
+            stats.tombstones += shard.tombstones;
         }
         stats
     }
