@@ -20,6 +20,9 @@ use super::value::{get_varint, put_varint, varint_len, Kind};
 
 const HAS_EXPIRY: u8 = 1 << 3;
 const HAS_STAMP: u8 = 1 << 4;
+const ABSENT: u8 = 1 << 5;
+const PLAIN: u8 = 1 << 6;
+const HAS_DEAD: u8 = 1 << 7;
 const LRU_AT: usize = 1;
 const VARINT_AT: usize = 5;
 
@@ -50,6 +53,12 @@ fn read_u32(data: &[u8], at: usize) -> u32 {
     let mut bytes = [0u8; 4];
     bytes.copy_from_slice(&data[at..at + 4]);
     u32::from_le_bytes(bytes)
+}
+
+/// Whether `flags` names a value kind (a stored entry's always does; `Entry::header` reads
+/// one that does not as absent and plain).
+fn kind_valid(flags: u8) -> bool {
+    Kind::from_tag(flags & 0b111).is_some()
 }
 
 impl Entry {
@@ -121,19 +130,19 @@ impl Entry {
         // From the flags alone, as `header` reads them (an unknown kind reads as absent):
         // every read and write asks, and the full header costs a varint read.
         let flags = self.flags();
-        Header::flags_absent(flags) || !Header::flags_kind_valid(flags)
+        flags & ABSENT != 0 || !kind_valid(flags)
     }
 
     /// Whether the payload is plain, as `header` reads it (an unknown kind reads as plain).
     fn is_plain(&self) -> bool {
         let flags = self.flags();
-        Header::flags_plain(flags) || !Header::flags_kind_valid(flags)
+        flags & PLAIN != 0 || flags & HAS_STAMP == 0 || !kind_valid(flags)
     }
 
     /// Whether the state holds deletions tombstone collection must one day drop.
     pub fn has_dead(&self) -> bool {
         let flags = self.flags();
-        Header::flags_has_dead(flags) && Header::flags_kind_valid(flags)
+        flags & HAS_DEAD != 0 && kind_valid(flags)
     }
 
     /// Whether the entry is a live (not expired, not deleted) value at `now` (Unix ms).

@@ -86,26 +86,6 @@ impl Header {
         flags & HAS_STAMP != 0
     }
 
-    /// Whether `flags` says the key shows nothing.
-    pub fn flags_absent(flags: u8) -> bool {
-        flags & ABSENT != 0
-    }
-
-    /// Whether `flags` says the payload is plain (an unstamped payload always is).
-    pub fn flags_plain(flags: u8) -> bool {
-        flags & PLAIN != 0 || !Header::flags_stamp(flags)
-    }
-
-    /// Whether `flags` says the state holds deletions.
-    pub fn flags_has_dead(flags: u8) -> bool {
-        flags & HAS_DEAD != 0
-    }
-
-    /// Whether `flags` names a value kind (a stored entry's always does).
-    pub fn flags_kind_valid(flags: u8) -> bool {
-        Kind::from_tag(flags & KIND_MASK).is_some()
-    }
-
     /// The header of `flags` with the expiry and stamp read after it.
     pub fn from_flags(
         flags: u8,
