@@ -36,7 +36,6 @@ pub mod typed;
 pub mod zranges;
 pub mod zsets;
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
@@ -322,22 +321,55 @@ fn packed_name(name: &[u8]) -> Option<u128> {
     Some(word | (upper >> 2))
 }
 
-fn table() -> &'static HashMap<u128, usize, foldhash::fast::FixedState> {
-    static TABLE: OnceLock<HashMap<u128, usize, foldhash::fast::FixedState>> = OnceLock::new();
+/// Slots of the name table (a power of two): four times the commands and more, so a probe
+/// ends within a slot or two.
+const NAME_SLOT_BITS: u32 = 10;
+
+/// The slot a packed name's probe starts at (a multiplicative hash of its two halves).
+fn name_slot(packed: u128) -> usize {
+    let folded = (packed as u64) ^ ((packed >> 64) as u64).rotate_left(29);
+    (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - NAME_SLOT_BITS)) as usize
+}
+
+/// Open addressing over the packed names: `(packed name, index + 1)`, 0 for an empty slot.
+/// Fixed once built, so no input makes a probe longer than the table's longest run.
+fn table() -> &'static [(u128, u16)] {
+    static TABLE: OnceLock<Vec<(u128, u16)>> = OnceLock::new();
     TABLE.get_or_init(|| {
-        commands()
-            .iter()
-            .enumerate()
-            .filter_map(|(index, spec)| Some((packed_name(spec.name.as_bytes())?, index)))
-            .collect()
+        let mut slots = vec![(0, 0); 1 << NAME_SLOT_BITS];
+        for (index, spec) in commands().iter().enumerate() {
+            let (Some(packed), Ok(tag)) =
+                (packed_name(spec.name.as_bytes()), u16::try_from(index + 1))
+            else {
+                continue;
+            };
+            let mut slot = name_slot(packed);
+            while slots[slot].1 != 0 {
+                slot = (slot + 1) & ((1 << NAME_SLOT_BITS) - 1);
+            }
+            slots[slot] = (packed, tag);
+        }
+        slots
     })
 }
 
-/// Finds a command by name, case-insensitively, without allocating: one hash probe of the
-/// packed name (every request asks, some twice).
+/// Finds a command by name, case-insensitively, without allocating: one probe of the packed
+/// name (every request asks, some twice).
 pub fn lookup(name: &[u8]) -> Option<usize> {
-    let index = *table().get(&packed_name(name)?)?;
-    (commands()[index].name.len() == name.len()).then_some(index)
+    let packed = packed_name(name)?;
+    let slots = table();
+    let mut slot = name_slot(packed);
+    loop {
+        let (key, tag) = *slots.get(slot)?;
+        if tag == 0 {
+            return None;
+        }
+        if key == packed {
+            let index = usize::from(tag) - 1;
+            return (commands()[index].name.len() == name.len()).then_some(index);
+        }
+        slot = (slot + 1) & ((1 << NAME_SLOT_BITS) - 1);
+    }
 }
 
 fn unknown_command(args: &[Bytes]) -> Frame {
@@ -604,6 +636,11 @@ mod tests {
     #[test]
     fn every_command_has_a_metrics_slot() {
         assert!(commands().len() <= crate::metrics::COMMAND_SLOTS);
+    }
+
+    #[test]
+    fn the_name_table_has_room_for_every_command() {
+        assert!(commands().len() * 4 <= 1 << NAME_SLOT_BITS);
     }
 
     #[test]
