@@ -36,7 +36,6 @@ pub mod typed;
 pub mod zranges;
 pub mod zsets;
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
@@ -300,28 +299,77 @@ pub fn commands() -> &'static [&'static CommandSpec] {
     ALL.get_or_init(|| FAMILIES.iter().flat_map(|family| family.iter()).collect())
 }
 
-fn table() -> &'static HashMap<&'static [u8], usize, foldhash::fast::FixedState> {
-    static TABLE: OnceLock<HashMap<&'static [u8], usize, foldhash::fast::FixedState>> =
-        OnceLock::new();
+/// Command names are at most this long (checked by a test), so a name packs into one `u128`.
+const MAX_NAME_LEN: usize = 16;
+
+/// `name` packed little-endian into a `u128` and lowercased, without a loop over its bytes;
+/// `None` when it is longer than any command name. The zero padding makes `get` and `get\0`
+/// pack alike: [`lookup`] compares the lengths too.
+fn packed_name(name: &[u8]) -> Option<u128> {
+    let mut bytes = [0u8; MAX_NAME_LEN];
+    bytes.get_mut(..name.len())?.copy_from_slice(name);
+    let word = u128::from_le_bytes(bytes);
+    // ASCII lowercase of all 16 bytes at once: on each byte's low 7 bits, adding 0x3f sets
+    // bit 7 from 'A' up, adding 0x25 from past 'Z' up (no carry leaves a byte); bytes with
+    // bit 7 set are not ASCII and stay as they are, like `to_ascii_lowercase`.
+    const LOW7: u128 = u128::from_le_bytes([0x7f; MAX_NAME_LEN]);
+    const HIGH: u128 = u128::from_le_bytes([0x80; MAX_NAME_LEN]);
+    const FROM_A: u128 = u128::from_le_bytes([0x80 - b'A'; MAX_NAME_LEN]);
+    const PAST_Z: u128 = u128::from_le_bytes([0x80 - b'Z' - 1; MAX_NAME_LEN]);
+    let low = word & LOW7;
+    let upper = ((low + FROM_A) ^ (low + PAST_Z)) & !word & HIGH;
+    Some(word | (upper >> 2))
+}
+
+/// Slots of the name table (a power of two): four times the commands and more, so a probe
+/// ends within a slot or two.
+const NAME_SLOT_BITS: u32 = 10;
+
+/// The slot a packed name's probe starts at (a multiplicative hash of its two halves).
+fn name_slot(packed: u128) -> usize {
+    let folded = (packed as u64) ^ ((packed >> 64) as u64).rotate_left(29);
+    (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - NAME_SLOT_BITS)) as usize
+}
+
+/// Open addressing over the packed names: `(packed name, index + 1)`, 0 for an empty slot.
+/// Fixed once built, so no input makes a probe longer than the table's longest run.
+fn table() -> &'static [(u128, u16)] {
+    static TABLE: OnceLock<Vec<(u128, u16)>> = OnceLock::new();
     TABLE.get_or_init(|| {
-        commands()
-            .iter()
-            .enumerate()
-            .map(|(index, spec)| (spec.name.as_bytes(), index))
-            .collect()
+        let mut slots = vec![(0, 0); 1 << NAME_SLOT_BITS];
+        for (index, spec) in commands().iter().enumerate() {
+            let (Some(packed), Ok(tag)) =
+                (packed_name(spec.name.as_bytes()), u16::try_from(index + 1))
+            else {
+                continue;
+            };
+            let mut slot = name_slot(packed);
+            while slots[slot].1 != 0 {
+                slot = (slot + 1) & ((1 << NAME_SLOT_BITS) - 1);
+            }
+            slots[slot] = (packed, tag);
+        }
+        slots
     })
 }
 
-/// Finds a command by name, case-insensitively, without allocating.
+/// Finds a command by name, case-insensitively, without allocating: one probe of the packed
+/// name (every request asks, some twice).
 pub fn lookup(name: &[u8]) -> Option<usize> {
-    let mut lower = [0u8; 16];
-    if name.len() > lower.len() {
-        return None;
+    let packed = packed_name(name)?;
+    let slots = table();
+    let mut slot = name_slot(packed);
+    loop {
+        let (key, tag) = *slots.get(slot)?;
+        if tag == 0 {
+            return None;
+        }
+        if key == packed {
+            let index = usize::from(tag) - 1;
+            return (commands()[index].name.len() == name.len()).then_some(index);
+        }
+        slot = (slot + 1) & ((1 << NAME_SLOT_BITS) - 1);
     }
-    for (target, byte) in lower.iter_mut().zip(name) {
-        *target = byte.to_ascii_lowercase();
-    }
-    table().get(&lower[..name.len()]).copied()
 }
 
 fn unknown_command(args: &[Bytes]) -> Frame {
@@ -588,6 +636,49 @@ mod tests {
     #[test]
     fn every_command_has_a_metrics_slot() {
         assert!(commands().len() <= crate::metrics::COMMAND_SLOTS);
+    }
+
+    #[test]
+    fn the_name_table_has_room_for_every_command() {
+        assert!(commands().len() * 4 <= 1 << NAME_SLOT_BITS);
+    }
+
+    #[test]
+    fn every_command_name_packs_and_is_found_in_any_case() {
+        for (index, spec) in commands().iter().enumerate() {
+            assert!(spec.name.len() <= MAX_NAME_LEN, "{}", spec.name);
+            assert_eq!(lookup(spec.name.as_bytes()), Some(index), "{}", spec.name);
+            let upper = spec.name.to_ascii_uppercase();
+            assert_eq!(lookup(upper.as_bytes()), Some(index), "{upper}");
+        }
+    }
+
+    #[test]
+    fn lookup_folds_ascii_case_only() {
+        let get = lookup(b"get");
+        assert!(get.is_some());
+        for name in [&b"GET"[..], b"gEt", b"Get"] {
+            assert_eq!(lookup(name), get, "{:?}", String::from_utf8_lossy(name));
+        }
+        // Padding, bytes near the letters, non-ASCII and over-long names find nothing.
+        for name in [
+            &b"get\0"[..],
+            b"\0get",
+            b"",
+            b"g@t",
+            b"g[t",
+            b"g\xc5t",
+            b"get\xc0",
+            b"getxxxxxxxxxxxxxxxxxxx",
+        ] {
+            assert_eq!(lookup(name), None, "{:?}", String::from_utf8_lossy(name));
+        }
+        // Every byte folds exactly as `to_ascii_lowercase` does, whatever its neighbours.
+        for byte in 0..=u8::MAX {
+            let name = [byte; MAX_NAME_LEN];
+            let expected = u128::from_le_bytes(name.map(|byte| byte.to_ascii_lowercase()));
+            assert_eq!(packed_name(&name), Some(expected), "byte {byte:#04x}");
+        }
     }
 
     #[test]

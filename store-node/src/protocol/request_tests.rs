@@ -303,3 +303,57 @@ fn a_request_over_the_room_is_refused_and_its_bytes_dropped_as_they_arrive() {
         Err(ProtocolError::InvalidBulkLength)
     );
 }
+
+/// Parses `input` in pieces of `piece` bytes with `room`, returning what each call answered
+/// (requests as their arguments) and the bytes examined.
+fn parse_in_pieces(input: &[u8], piece: usize, room: u64) -> (Vec<String>, u64) {
+    let mut parser = RequestParser::default();
+    let mut buf = BytesMut::new();
+    let mut args = Vec::new();
+    let mut answers = Vec::new();
+    for chunk in input.chunks(piece) {
+        buf.extend_from_slice(chunk);
+        loop {
+            match parser.parse_within(&mut buf, &mut args, room) {
+                Ok(Parsed::Incomplete) => break,
+                Ok(Parsed::Refused) => answers.push("refused".to_string()),
+                Ok(Parsed::Request) => answers.push(format!("{args:?}")),
+                Err(error) => panic!("{error}"),
+            }
+        }
+    }
+    assert!(buf.is_empty(), "left {buf:?}");
+    (answers, parser.bytes_examined())
+}
+
+/// A request whole in the buffer (parsed straight through) and the same bytes arriving one
+/// at a time (through every state of the parser) give the same requests, the same refusals,
+/// and examine exactly the same bytes.
+#[test]
+fn whole_and_trickled_requests_parse_alike_and_examine_the_same_bytes() {
+    let mut input = sample_pipeline();
+    input.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$10\r\n0123456789\r\n");
+    // Exactly the room (11 bytes declared), then one byte over it.
+    input.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$8\r\n01234567\r\n");
+    input.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$9\r\n012345678\r\n");
+    input.extend_from_slice(b"*-1\r\n*1\r\n$4\r\nPING\r\n");
+    let expected = [
+        r#"[b"SET", b"key", b"value"]"#,
+        r#"[b"PING"]"#,
+        r#"[b""]"#,
+        r#"[b"ECHO", b"a b"]"#,
+        "refused",
+        r#"[b"GET", b"01234567"]"#,
+        "refused",
+        r#"[b"PING"]"#,
+    ];
+    let (whole, examined) = parse_in_pieces(&input, input.len(), 11);
+    assert_eq!(whole, expected);
+    for piece in [1, 2, 3, 7] {
+        assert_eq!(
+            parse_in_pieces(&input, piece, 11),
+            (whole.clone(), examined),
+            "pieces of {piece}"
+        );
+    }
+}

@@ -14,12 +14,15 @@ use bytes::Bytes;
 
 use super::record::RecordView;
 use super::stamp::Stamp;
-use super::state::encode::{encoded_expiry_stamp, encoded_hash};
+use super::state::encode::{encoded_expiry_stamp, encoded_hash, plain_hash};
 use super::state::{decode, view, DecodeError, Header, State};
 use super::value::{get_varint, put_varint, varint_len, Kind};
 
 const HAS_EXPIRY: u8 = 1 << 3;
 const HAS_STAMP: u8 = 1 << 4;
+const ABSENT: u8 = 1 << 5;
+const PLAIN: u8 = 1 << 6;
+const HAS_DEAD: u8 = 1 << 7;
 const LRU_AT: usize = 1;
 const VARINT_AT: usize = 5;
 
@@ -50,6 +53,12 @@ fn read_u32(data: &[u8], at: usize) -> u32 {
     let mut bytes = [0u8; 4];
     bytes.copy_from_slice(&data[at..at + 4]);
     u32::from_le_bytes(bytes)
+}
+
+/// Whether `flags` names a value kind (a stored entry's always does; `Entry::header` reads
+/// one that does not as absent and plain).
+fn kind_valid(flags: u8) -> bool {
+    Kind::from_tag(flags & 0b111).is_some()
 }
 
 impl Entry {
@@ -118,12 +127,22 @@ impl Entry {
     /// Whether the key shows nothing (every part deleted): kept so the deletions win over
     /// older writes; absent to every read.
     pub fn is_tombstone(&self) -> bool {
-        self.header().absent
+        // From the flags alone, as `header` reads them (an unknown kind reads as absent):
+        // every read and write asks, and the full header costs a varint read.
+        let flags = self.flags();
+        flags & ABSENT != 0 || !kind_valid(flags)
+    }
+
+    /// Whether the payload is plain, as `header` reads it (an unknown kind reads as plain).
+    fn is_plain(&self) -> bool {
+        let flags = self.flags();
+        flags & PLAIN != 0 || flags & HAS_STAMP == 0 || !kind_valid(flags)
     }
 
     /// Whether the state holds deletions tombstone collection must one day drop.
     pub fn has_dead(&self) -> bool {
-        self.header().has_dead
+        let flags = self.flags();
+        flags & HAS_DEAD != 0 && kind_valid(flags)
     }
 
     /// Whether the entry is a live (not expired, not deleted) value at `now` (Unix ms).
@@ -208,6 +227,12 @@ impl Entry {
 
     /// The state's version for anti-entropy (its state hash), if writes are stamped.
     pub fn version(&self) -> Option<u64> {
+        // A plain state's hash is its stamp's: neither the header nor the payload is needed
+        // (every write replaces a version, so this runs twice per SET).
+        let stamp = self.stamp()?;
+        if self.is_plain() {
+            return Some(plain_hash(stamp, self.is_tombstone()));
+        }
         encoded_hash(&self.header(), self.payload())
     }
 
@@ -335,6 +360,34 @@ mod tests {
             Entry::of_record(&record.view(), 0).blob_len(),
             5 + 1 + 12 + 13 + 3
         );
+    }
+
+    #[test]
+    fn flag_reads_agree_with_the_header_for_every_flags_byte() {
+        for flags in 0..=u8::MAX {
+            let mut blob = vec![flags, 0, 0, 0, 0, 3];
+            if flags & HAS_EXPIRY != 0 {
+                blob.extend_from_slice(&55u64.to_le_bytes());
+            }
+            if flags & HAS_STAMP != 0 {
+                blob.extend_from_slice(&77u64.to_le_bytes());
+                blob.extend_from_slice(&3u32.to_le_bytes());
+            }
+            blob.extend_from_slice(b"key");
+            blob.extend_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
+            let entry = Entry {
+                blob: blob.into_boxed_slice(),
+            };
+            let header = entry.header();
+            assert_eq!(entry.is_tombstone(), header.absent, "flags {flags:#010b}");
+            assert_eq!(entry.has_dead(), header.has_dead, "flags {flags:#010b}");
+            assert_eq!(entry.is_plain(), header.plain, "flags {flags:#010b}");
+            assert_eq!(
+                entry.version(),
+                encoded_hash(&header, entry.payload()),
+                "flags {flags:#010b}"
+            );
+        }
     }
 
     #[test]

@@ -135,7 +135,15 @@ pub fn read_varint(data: &[u8], position: &mut usize) -> Option<u64> {
 
 /// Reads a LEB128 value written by this process at `position` (a stored entry's own layout):
 /// a short read gives 0 rather than a panic.
+#[inline]
 pub fn get_varint(data: &[u8], position: &mut usize) -> usize {
+    // One byte for a key under 128 bytes: every lookup of a stored key reads its length.
+    if let Some(&byte) = data.get(*position) {
+        if byte < 0x80 {
+            *position += 1;
+            return usize::from(byte);
+        }
+    }
     read_varint(data, position).unwrap_or(0) as usize
 }
 
@@ -163,6 +171,15 @@ mod tests {
             assert_eq!(read_varint(&out, &mut position), Some(value));
             assert_eq!(position, out.len());
         }
+        for value in [0, 1, 127, 128, 300, u64::from(u32::MAX)] {
+            let mut out = vec![9];
+            put_varint(&mut out, value);
+            let mut position = 1;
+            assert_eq!(get_varint(&out, &mut position) as u64, value);
+            assert_eq!(position, out.len());
+        }
+        let mut position = 1;
+        assert_eq!(get_varint(&[0], &mut position), 0);
         let mut position = 0;
         assert_eq!(read_varint(&[0x80, 0x80], &mut position), None);
         let mut position = 0;
