@@ -149,12 +149,11 @@ operator_restarts() {
 }
 
 # Known failures, skipped unless E2E_RUN_KNOWN_FAILURES=1 (each is an open defect, listed in
-# e2e/README.md; remove a line once its test passes again):
-# - memory_volatile_lru_evicts_and_nothing_is_killed: a 64Mi volatile-lru cluster filled with
-#   1 KiB values by 8 clients answered OOM after 131079 writes instead of evicting.
+# e2e/README.md; add `--skip <test>` here with a line saying what fails, remove it once the
+# test passes again). None at present.
 known_failures=()
 if [ "${E2E_RUN_KNOWN_FAILURES:-}" != 1 ]; then
-  known_failures=(--skip memory_volatile_lru_evicts_and_nothing_is_killed)
+  known_failures=()
 fi
 step "cargo test --workspace --test e2e -- --ignored --test-threads=$THREADS ${known_failures[*]} $*"
 test_start=$(date +%s)
