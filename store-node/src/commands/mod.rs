@@ -394,9 +394,10 @@ pub fn wrong_arity(name: &str) -> Frame {
     Frame::Error(format!("ERR wrong number of arguments for '{name}' command").into())
 }
 
-/// Checks name and arity; returns the command index or the error reply.
-fn resolve(args: &[Bytes]) -> Result<usize, Frame> {
-    let Some(index) = lookup(&args[0]) else {
+/// Checks name and arity of the command `found` by [`lookup`] of `args[0]`; returns its index
+/// or the error reply.
+fn resolve(args: &[Bytes], found: Option<usize>) -> Result<usize, Frame> {
+    let Some(index) = found else {
         return Err(unknown_command(args));
     };
     let spec = commands()[index];
@@ -409,10 +410,22 @@ fn resolve(args: &[Bytes]) -> Result<usize, Frame> {
 
 /// Executes one request for a connection and returns the reply with its receipt.
 pub fn execute(state: &NodeState, client: &mut ClientState, args: &[Bytes]) -> Executed {
+    let found = args.first().and_then(|name| lookup(name));
+    execute_found(state, client, args, found)
+}
+
+/// [`execute`] with the command already looked up (`found`: [`lookup`] of `args[0]`): the
+/// connection looks each request's command up once, to ask whether it runs a script first.
+pub fn execute_found(
+    state: &NodeState,
+    client: &mut ClientState,
+    args: &[Bytes],
+    found: Option<usize>,
+) -> Executed {
     if args.is_empty() {
         return Frame::ok().into();
     }
-    let index = match resolve(args) {
+    let index = match resolve(args, found) {
         Ok(index) => index,
         Err(reply) => {
             if client.multi.is_some() {

@@ -8,7 +8,7 @@
 
 use super::flags::{NO_QUEUE, NO_SCRIPT};
 use super::CommandSpec;
-use super::{resolve, run, Call};
+use super::{lookup, resolve, run, Call};
 use crate::protocol::Frame;
 
 /// The commands of this family, as the dispatcher finds them.
@@ -48,7 +48,8 @@ pub fn exec(call: &mut Call<'_>) -> Frame {
     }
     let mut replies = Vec::with_capacity(queue.len());
     for args in &queue {
-        let reply = match resolve(args) {
+        let found = args.first().and_then(|name| lookup(name));
+        let reply = match resolve(args, found) {
             Ok(index) => {
                 let executed = run(call.state, call.client, index, args);
                 call.wrote(executed.receipt);

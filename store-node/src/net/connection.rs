@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::published::{drain_messages, wait_for_messages, Unsubscribe};
 use super::script_runs::{allowed_while_busy, gate_unless_busy, run_script, runs_script};
 use super::stream::ClientStream;
-use crate::commands::{execute, ClientState, Executed, OOM};
+use crate::commands::{execute, execute_found, lookup, ClientState, Executed, OOM};
 use crate::node::write_ack::WriteAcks;
 use crate::node::NodeState;
 use crate::protocol::{Parsed, ProtocolError, RequestParser};
@@ -398,18 +398,20 @@ fn process_batch(
             }
             Ok(Parsed::Request) => {
                 drain_messages(client, output);
-                if client.multi.is_none() && runs_script(args) {
+                // Looked up once for both questions: a script, then which command to run.
+                let found = args.first().and_then(|name| lookup(name));
+                if client.multi.is_none() && runs_script(found) {
                     return (BatchEnd::Script, executed);
                 }
                 let done = if client.multi.is_some() && args[0].eq_ignore_ascii_case(b"exec") {
                     drop(gate.take());
                     let exclusive = state.transaction_gate.write();
-                    let done = execute(state, client, args);
+                    let done = execute_found(state, client, args, found);
                     drop(exclusive);
                     gate = Some(state.transaction_gate.read());
                     done
                 } else {
-                    execute(state, client, args)
+                    execute_found(state, client, args, found)
                 };
                 executed += 1;
                 if client.multi.is_some()

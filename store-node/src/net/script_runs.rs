@@ -26,11 +26,10 @@ pub(super) fn gate_unless_busy(state: &NodeState) -> Option<parking_lot::RwLockR
     }
 }
 
-/// Whether a request runs a Lua script (EVAL and its kin).
-pub(super) fn runs_script(args: &[bytes::Bytes]) -> bool {
-    args.first()
-        .and_then(|name| lookup(name))
-        .is_some_and(|index| crate::commands::commands()[index].flags & flags::SCRIPT != 0)
+/// Whether a request's command (its index in the command table, `None` when unknown) runs a
+/// Lua script (EVAL and its kin).
+pub(super) fn runs_script(command: Option<usize>) -> bool {
+    command.is_some_and(|index| crate::commands::commands()[index].flags & flags::SCRIPT != 0)
 }
 
 /// Whether a request may run while a script is busy: `SCRIPT KILL`, and what only touches the
