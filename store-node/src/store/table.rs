@@ -14,6 +14,14 @@ struct Node {
     hash: u64,
 }
 
+/// Where a key sits: its bucket and how many links down the chain. Valid until the table next
+/// changes; it lets a read-modify-write compare the key once, not at every step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    index: usize,
+    depth: usize,
+}
+
 /// Buckets never shrink below this.
 const MIN_BUCKETS: usize = 16;
 
@@ -100,6 +108,60 @@ impl Table {
         None
     }
 
+    /// Where the entry for `key` is, if present.
+    pub fn position(&self, hash: u64, key: &[u8]) -> Option<Position> {
+        let index = self.index(hash);
+        let mut current = self.buckets[index].as_deref();
+        let mut depth = 0;
+        while let Some(node) = current {
+            if node.hash == hash && node.entry.key() == key {
+                return Some(Position { index, depth });
+            }
+            current = node.next.as_deref();
+            depth += 1;
+        }
+        None
+    }
+
+    /// The entry at `position` (from [`Table::position`], the table unchanged since).
+    pub fn at(&self, position: Position) -> Option<&Entry> {
+        let mut current = self.buckets.get(position.index)?.as_deref();
+        for _ in 0..position.depth {
+            current = current?.next.as_deref();
+        }
+        current.map(|node| &node.entry)
+    }
+
+    /// The entry at `position`, mutably.
+    pub fn at_mut(&mut self, position: Position) -> Option<&mut Entry> {
+        let mut current = self.buckets.get_mut(position.index)?.as_deref_mut();
+        for _ in 0..position.depth {
+            current = current?.next.as_deref_mut();
+        }
+        current.map(|node| &mut node.entry)
+    }
+
+    /// Like [`Table::insert`] with the key's place already found: `Some` replaces the entry at
+    /// that position (from [`Table::position`] of this key, the table unchanged since), `None`
+    /// adds the entry as a new key without searching for it again.
+    pub fn insert_at(
+        &mut self,
+        hash: u64,
+        position: Option<Position>,
+        entry: Entry,
+    ) -> Option<Entry> {
+        if let Some(slot) = position.and_then(|position| self.at_mut(position)) {
+            debug_assert!(slot.key() == entry.key(), "a stale table position");
+            return Some(std::mem::replace(slot, entry));
+        }
+        debug_assert!(
+            self.get(hash, entry.key()).is_none(),
+            "a stale table position"
+        );
+        self.push(hash, entry);
+        None
+    }
+
     /// Makes room for `additional` more entries without growing again (a bulk load, where
     /// doubling from the minimum would re-hash every key about once more).
     pub fn reserve(&mut self, additional: usize) {
@@ -114,6 +176,12 @@ impl Table {
         if let Some(slot) = self.get_mut(hash, entry.key()) {
             return Some(std::mem::replace(slot, entry));
         }
+        self.push(hash, entry);
+        None
+    }
+
+    /// Adds an entry whose key is not in the table, at the front of its chain.
+    fn push(&mut self, hash: u64, entry: Entry) {
         let index = self.index(hash);
         let next = self.buckets[index].take();
         self.buckets[index] = Some(Box::new(Node { entry, next, hash }));
@@ -121,7 +189,6 @@ impl Table {
         if self.len > self.buckets.len() {
             self.resize(self.buckets.len() * 2);
         }
-        None
     }
 
     /// Removes and returns the entry for `key`.

@@ -38,7 +38,7 @@ use super::digest::{key_hash, BucketDigests};
 use super::entry::Entry;
 use super::hook::{Versioning, WriteHook, WriteReceipt};
 use super::op::Op;
-use super::table::Table;
+use super::table::{Position, Table};
 use super::unix_ms;
 
 /// Shard count (a power of two); the top bits of a key's hash pick the shard.
@@ -97,9 +97,20 @@ impl Shard {
     /// Inserts `entry` in place of the stored version of its key (returned), keeping the
     /// digests with one hash of the key for both versions.
     fn insert_digested(&mut self, hash: u64, entry: Entry) -> Option<Entry> {
+        let position = self.table.position(hash, entry.key());
+        self.insert_digested_at(hash, position, entry)
+    }
+
+    /// [`Shard::insert_digested`] with the key's place in the table already found.
+    fn insert_digested_at(
+        &mut self,
+        hash: u64,
+        position: Option<Position>,
+        entry: Entry,
+    ) -> Option<Entry> {
         let new = entry.version();
         let digest_hash = new.map(|_| key_hash(entry.key()));
-        let old = self.table.insert(hash, entry);
+        let old = self.table.insert_at(hash, position, entry);
         let previous = old.as_ref().and_then(Entry::version);
         if previous.is_some() || new.is_some() {
             let digest_hash = match (digest_hash, &old) {
@@ -162,6 +173,9 @@ pub struct KeyAccess<'a> {
     hash: u64,
     key: &'a [u8],
     now: u64,
+    /// Where the key sat at the last [`KeyAccess::get`] (`Some(None)`: absent), so the write
+    /// that follows does not search the chain again; taken by every write, which may move it.
+    known: Option<Option<Position>>,
 }
 
 impl KeyAccess<'_> {
@@ -172,8 +186,13 @@ impl KeyAccess<'_> {
 
     /// The live entry, expiring it lazily; a hit records an access for LRU.
     pub fn get(&mut self) -> Option<&Entry> {
-        self.engine
-            .get_locked(&mut self.shard, self.hash, self.key, self.now)
+        let (position, live) =
+            self.engine
+                .find_live(&mut self.shard, self.hash, self.key, self.now);
+        self.known = Some(position);
+        live.then_some(position)
+            .flatten()
+            .and_then(|position| self.shard.table.at(position))
     }
 
     /// The live entry without recording an access (OBJECT IDLETIME must not reset what it
@@ -188,8 +207,9 @@ impl KeyAccess<'_> {
     /// Applies `op` (which must be about this key) through the engine's write path; the
     /// receipt says what the client must wait for.
     pub fn write(&mut self, op: Op) -> WriteReceipt {
+        let known = self.known.take();
         self.engine
-            .write_locked(&mut self.shard, self.hash, &op, self.now)
+            .write_known(&mut self.shard, self.hash, known, &op, self.now)
     }
 }
 
@@ -203,11 +223,31 @@ impl MemoryEngine {
         key: &[u8],
         now: u64,
     ) -> Option<&'s Entry> {
-        let expired = match shard.table.get(hash, key) {
+        match self.find_live(shard, hash, key, now) {
+            (Some(position), true) => shard.table.at(position),
+            _ => None,
+        }
+    }
+
+    /// Where the key sits in its locked shard's table (`None`: absent, or expired just now and
+    /// removed) and whether it is live; expires it lazily, counts the hit or miss, and records
+    /// a hit's access for LRU. One search of the chain.
+    fn find_live(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        key: &[u8],
+        now: u64,
+    ) -> (Option<Position>, bool) {
+        let Some(position) = shard.table.position(hash, key) else {
+            shard.misses += 1;
+            return (None, false);
+        };
+        let expired = match shard.table.at(position) {
             Some(entry) if !entry.is_tombstone() => entry.is_expired(now),
             _ => {
                 shard.misses += 1;
-                return None;
+                return (Some(position), false);
             }
         };
         if expired {
@@ -222,13 +262,13 @@ impl MemoryEngine {
                 }
             }
             shard.misses += 1;
-            return None;
+            return (None, false);
         }
         shard.hits += 1;
-        let lru = lru_now(now);
-        let entry = shard.table.get_mut(hash, key)?;
-        entry.touch(lru);
-        Some(entry)
+        if let Some(entry) = shard.table.at_mut(position) {
+            entry.touch(lru_now(now));
+        }
+        (Some(position), true)
     }
 
     /// A new, empty engine.
@@ -323,6 +363,7 @@ impl MemoryEngine {
             hash,
             key,
             now,
+            known: None,
         }
     }
 

@@ -12,6 +12,7 @@ use crate::store::op::Op;
 use crate::store::record::{Record, Touch};
 use crate::store::stamp::Stamp;
 use crate::store::state::{apply, encode, view, Header, Keep};
+use crate::store::table::Position;
 use crate::store::unix_ms;
 use crate::store::value::{Kind, Value};
 
@@ -93,6 +94,20 @@ impl MemoryEngine {
         op: &Op,
         now: u64,
     ) -> WriteReceipt {
+        self.write_known(shard, hash, None, op, now)
+    }
+
+    /// [`MemoryEngine::write_locked`] with the key's place in the table possibly known
+    /// already (`Some`: from a lookup since which the table has not changed), so the write
+    /// searches its chain once or not at all.
+    pub(super) fn write_known(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        known: Option<Option<Position>>,
+        op: &Op,
+        now: u64,
+    ) -> WriteReceipt {
         let Some(key) = op.key() else {
             return WriteReceipt::NONE;
         };
@@ -118,7 +133,12 @@ impl MemoryEngine {
                 return WriteReceipt::NONE;
             }
         }
-        let old = shard.table.get(hash, key);
+        // The expiry rewritten in place above moves no entry: `known` still holds.
+        let position = match known {
+            Some(position) => position,
+            None => shard.table.position(hash, key),
+        };
+        let old = position.and_then(|position| shard.table.at(position));
         if let (
             Some(hook),
             Versioning::Replicated,
@@ -137,7 +157,7 @@ impl MemoryEngine {
                 if *at == current {
                     return WriteReceipt::NONE;
                 }
-                let Some(entry) = shard.table.get_mut(hash, key) else {
+                let Some(entry) = position.and_then(|position| shard.table.at_mut(position)) else {
                     return WriteReceipt::NONE;
                 };
                 entry.set_expiry_in_place(*at);
@@ -179,7 +199,7 @@ impl MemoryEngine {
         match entry {
             Some(entry) => {
                 let cost = entry.cost_info();
-                let old = shard.insert_digested(hash, entry);
+                let old = shard.insert_digested_at(hash, position, entry);
                 self.account(shard, old.as_ref(), Some(&cost));
             }
             None => {
