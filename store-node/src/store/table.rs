@@ -341,6 +341,32 @@ mod tests {
     }
 
     #[test]
+    fn a_position_reaches_its_key_down_the_chain_until_the_table_changes() {
+        // Every key in one bucket: positions at depth 0, 1 and 2.
+        let mut table = Table::new();
+        for (index, key) in ["a", "b", "c"].into_iter().enumerate() {
+            assert!(table
+                .insert_at(index as u64 * 16, None, entry(key))
+                .is_none());
+        }
+        assert_eq!(table.len(), 3);
+        for (index, key) in ["a", "b", "c"].into_iter().enumerate() {
+            let hash = index as u64 * 16;
+            let position = table.position(hash, key.as_bytes()).expect("present");
+            assert_eq!(table.at(position).map(Entry::key), Some(key.as_bytes()));
+            assert_eq!(
+                table.at_mut(position).map(|entry| entry.key().to_vec()),
+                Some(key.as_bytes().to_vec())
+            );
+            let replaced = table.insert_at(hash, Some(position), entry(key));
+            assert_eq!(replaced.as_ref().map(Entry::key), Some(key.as_bytes()));
+        }
+        assert_eq!(table.len(), 3);
+        assert_eq!(table.position(0, b"d"), None);
+        assert_eq!(table.position(16, b"a"), None, "same bucket, other hash");
+    }
+
+    #[test]
     fn scan_returns_every_stable_key_across_growth_and_shrink() {
         let hasher = FixedState::with_seed(7);
         let mut table = Table::new();

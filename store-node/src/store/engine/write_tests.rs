@@ -246,3 +246,30 @@ fn the_hook_is_told_the_stamp_each_write_replaces() {
         vec![Some(remote), Some(stamps[0]), Some(stamps[1]), None]
     );
 }
+
+/// A key access's get remembers where the key sits for its write: over a live key, a key that
+/// expired at the get (removed there), a missing key, and a second write after the first.
+#[test]
+fn a_write_after_a_get_replaces_or_adds_the_key_once() {
+    let engine = MemoryEngine::new(EngineConfig::default());
+    let now = 1_000_000;
+    let _ = engine.apply(&put("live", "1", None), now);
+    let _ = engine.apply(&put("expiring", "1", Some(now + 10)), now);
+    for key in ["live", "expiring", "missing"] {
+        let mut access = engine.key_at(key.as_bytes(), now + 20);
+        let found = access
+            .get()
+            .and_then(Entry::string)
+            .map(|value| value.to_vec());
+        let expected = (key == "live").then(|| b"1".to_vec());
+        assert_eq!(found, expected, "{key}");
+        let _ = access.write(put(key, "2", None));
+        let _ = access.write(put(key, "3", None));
+        assert_eq!(
+            access.get().and_then(Entry::string).as_deref(),
+            Some(&b"3"[..]),
+            "{key}"
+        );
+    }
+    assert_eq!(engine.len(), 3);
+}
