@@ -381,15 +381,26 @@ async fn fill_until_refused(
 
         let clock = Stopwatch::start();
         let mut connection = sessions::connect(cluster.service.addr(), &cluster.password).await?;
+        // A delete answered NOREPLICAS was applied and replicates (a peer acknowledged it late
+        // on a loaded machine), as the fills count it; every node's alarm is awaited below.
+        let mut late = 0;
         for chunk in filled.keys.chunks(500) {
-            let _: i64 = redis::cmd("DEL")
+            let reply: redis::RedisResult<i64> = redis::cmd("DEL")
                 .arg(chunk)
                 .query_async(&mut connection)
-                .await?;
+                .await;
+            match reply {
+                Ok(_) => {}
+                Err(error) if error.code() == Some("NOREPLICAS") => late += 1,
+                Err(error) => bail!("{kind}: DEL of {} keys: {error}", chunk.len()),
+            }
         }
         report(
             test,
-            format!("{kind}: {} keys deleted in {clock}", filled.keys.len()),
+            format!(
+                "{kind}: {} keys deleted in {clock} ({late} DEL of 500 answered NOREPLICAS)",
+                filled.keys.len()
+            ),
         );
         let clock = Stopwatch::start();
         for (pod, _, http) in &cluster.pods {

@@ -73,6 +73,20 @@ const GROWTH_FACTOR: u64 = 2;
 /// the target follows it: smaller moves are the noise of sampling and allocation.
 const EVICTION_TARGET_STEP: u64 = 1 << 20;
 
+/// Eviction toward the data target keeps at least `low watermark / DATA_FLOOR_DIVISOR` bytes of
+/// data (a working set: 4.4 MiB under a 64 MiB limit) while the footprint stays under the
+/// effective limit. The target follows footprint growth that is not data (tombstones, the
+/// op-log, replication buffers, allocator holes), and in a cluster under pressure that growth
+/// feeds itself: every eviction is a tombstone and a replicated delete on every member, which
+/// raises their footprints, lowers their targets and makes them evict in turn. Followed without
+/// a floor, the targets of a 3-node cluster filled by pipelined writers fell to zero within
+/// seconds and the nodes were emptied (700 keys left next to 21,000 tombstones) while their
+/// footprints stayed above the high watermark: evicting data cannot lower a footprint that is
+/// mostly not data. For the same reason the floor holds inside the reserve too: a growth
+/// write whose node has used half the reserve is refused instead (`OOM`), since evicting
+/// further would empty the node without moving its footprint away from the kernel's limit.
+const DATA_FLOOR_DIVISOR: u64 = 8;
+
 /// The smallest reserve kept between the effective limit and the limit.
 pub const RESERVE_FLOOR: u64 = 16 << 20;
 
@@ -407,9 +421,11 @@ impl MemoryEngine {
     /// Whether a growth write may proceed: true without an alarm; with one, refuses under
     /// `noeviction`, else evicts (per policy) toward the low watermark, where the alarm clears
     /// (the same hysteresis as `noeviction`), and lets the write proceed once usage is below
-    /// the high watermark. While only a peer is in alarm, an evicting policy evicts two keys
-    /// per growth write (the evictions replicate as deletes and shrink the peer too) and
-    /// refuses when nothing can be evicted.
+    /// the high watermark. Eviction keeps the data floor ([`DATA_FLOOR_DIVISOR`]); with used
+    /// memory half-way into the reserve a growth write is refused. While only a peer is in
+    /// alarm, an evicting policy evicts two keys per growth write down to the data floor (the
+    /// evictions replicate as deletes and shrink the peer too) and refuses when nothing can be
+    /// evicted.
     pub fn make_room(&self) -> bool {
         let alarm = self.alarm.load(Ordering::Relaxed);
         if !alarm && !self.footprint.peer_alarm.load(Ordering::Relaxed) {
@@ -435,6 +451,11 @@ impl MemoryEngine {
     /// false when room could not be made because nothing is left to evict.
     fn evict_for_growth(&self, alarm: bool) -> bool {
         if !alarm {
+            // The peer's own eviction keeps its footprint down; this node's share stops at the
+            // data floor, or a peer held in alarm by what is not data would empty it.
+            if self.used.load(Ordering::Relaxed) <= (self.low / DATA_FLOOR_DIVISOR) as i64 {
+                return true;
+            }
             if !self.evict_one() {
                 return false;
             }
@@ -444,13 +465,20 @@ impl MemoryEngine {
         let target = self.footprint.eviction_target.load(Ordering::Relaxed);
         if self.footprint.sample.load(Ordering::Relaxed) > 0 && target != i64::MAX {
             // The footprint follows evictions late and partly: evict down to the data target
-            // (see `update_eviction_target`), then let writes fill what was freed.
+            // (see `update_eviction_target`), never below the data floor, then let writes fill
+            // what was freed. Deep in the reserve the write is refused (see
+            // `DATA_FLOOR_DIVISOR`).
+            let target = target.max((self.low / DATA_FLOOR_DIVISOR) as i64);
+            let deep_in_reserve = self.used_bytes() >= self.limit - memory_reserve(self.limit) / 2;
             let mut evicted = false;
             for _ in 0..256 {
                 if self.used.load(Ordering::Relaxed) <= target || !self.evict_one() {
                     break;
                 }
                 evicted = true;
+            }
+            if deep_in_reserve {
+                return false;
             }
             return evicted || self.used.load(Ordering::Relaxed) <= target;
         }

@@ -144,7 +144,8 @@ fn used_memory_is_the_sample_plus_twice_the_growth_since() {
 }
 
 /// A peer's alarm refuses growth writes under `noeviction`; an evicting policy evicts two
-/// keys per write instead, and refuses when nothing can be evicted.
+/// keys per write instead, down to the data floor, and then lets writes proceed (the peer's
+/// own eviction keeps its footprint down).
 #[test]
 fn a_peer_alarm_refuses_or_evicts() {
     let engine = MemoryEngine::new(EngineConfig {
@@ -164,15 +165,18 @@ fn a_peer_alarm_refuses_or_evicts() {
         ..EngineConfig::default()
     });
     let now = unix_ms();
-    for index in 0..3 {
-        let _ = engine.apply(&put(&format!("k{index}"), "v", Some(now + 60_000)), now);
+    let value = "v".repeat(200_000);
+    for index in 0..8 {
+        let _ = engine.apply(&put(&format!("k{index}"), &value, Some(now + 60_000)), now);
     }
+    let floor = engine.memory().low_watermark_bytes / DATA_FLOOR_DIVISOR;
+    assert_eq!(floor, 656_250);
     engine.set_peer_alarm(true);
-    assert!(engine.make_room());
-    assert_eq!(engine.stats().evicted, 2);
-    assert!(engine.make_room());
-    assert_eq!(engine.stats().evicted, 3);
-    assert!(!engine.make_room(), "nothing left to evict");
+    for evicted in [2, 4, 6, 6, 6] {
+        assert!(engine.make_room());
+        assert_eq!(engine.stats().evicted, evicted);
+    }
+    assert!(engine.memory().data_bytes < floor);
 }
 
 /// The room for a request's declared bytes: what is left under the effective limit,
@@ -270,7 +274,7 @@ fn with_samples_eviction_stops_at_the_target_and_the_alarm_clears_at_a_sample() 
     });
     let now = unix_ms();
     let value = "v".repeat(1024);
-    for index in 0..10_000 {
+    for index in 0..20_000 {
         let _ = engine.apply(&put(&format!("k{index}"), &value, Some(now + 60_000)), now);
     }
     let data = engine.memory().data_bytes;
@@ -347,4 +351,53 @@ fn between_samples_a_write_evicts_only_under_the_high_watermark() {
         engine.stats().evicted
     );
     assert!(engine.memory().alarm);
+}
+
+/// However far the footprint grows, eviction keeps the data floor (an eighth of the low
+/// watermark): writes go on at the floor, each evicting about its own size. With used memory
+/// half-way into the reserve, a growth write is refused instead of emptying the node.
+#[test]
+fn eviction_keeps_a_data_floor_and_refuses_deep_in_the_reserve() {
+    const MIB: u64 = 1 << 20;
+    let engine = MemoryEngine::new(EngineConfig {
+        limit_bytes: 64 * MIB,
+        policy: EvictionPolicy::VolatileLru,
+        ..EngineConfig::default()
+    });
+    let now = unix_ms();
+    let value = "v".repeat(1024);
+    for index in 0..10_000 {
+        let _ = engine.apply(&put(&format!("k{index}"), &value, Some(now + 60_000)), now);
+    }
+    let memory = engine.memory();
+    let floor = memory.low_watermark_bytes / DATA_FLOOR_DIVISOR;
+    assert_eq!(floor, 4_404_019, "an eighth of 70% of 48 MiB");
+    engine.set_footprint_sample(
+        memory.high_watermark_bytes + MIB,
+        engine.footprint_checkpoint(),
+    );
+    // 12 MiB of growth that is not data: the target alone would be below zero.
+    engine.set_footprint_sample(
+        memory.high_watermark_bytes + 13 * MIB,
+        engine.footprint_checkpoint(),
+    );
+    for index in 0..2_000 {
+        assert!(engine.make_room(), "write {index} refused");
+        let _ = engine.apply(&put(&format!("n{index}"), &value, Some(now + 60_000)), now);
+    }
+    let data = engine.memory().data_bytes;
+    assert!(
+        data > floor && data < floor + 2 * 1200,
+        "data {data} not at the floor {floor}"
+    );
+    let evicted = engine.stats().evicted;
+    let reserve = memory_reserve(64 * MIB);
+    engine.set_footprint_sample(64 * MIB - reserve / 2, engine.footprint_checkpoint());
+    assert!(!engine.make_room(), "refused half-way into the reserve");
+    let after = engine.memory().data_bytes;
+    assert!(
+        after > floor - 1200,
+        "data {after} went below the floor {floor}"
+    );
+    assert!(engine.stats().evicted - evicted <= 1);
 }
