@@ -3,7 +3,7 @@
 //! commands never take a lock or allocate to be counted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Latency bucket upper bounds in microseconds.
 pub const LATENCY_BUCKETS_MICROS: [u64; 12] = [
@@ -58,9 +58,29 @@ pub struct LocalMetrics {
     buckets: [u64; LATENCY_BUCKETS_MICROS.len() + 1],
     sum_nanos: u64,
     observed: u64,
-    /// When the previous command of the current batch ended: the next one is timed from there,
-    /// so a pipelined command costs one clock read instead of two.
-    previous_end: Option<Instant>,
+    /// When the previous command of the current batch ended ([`monotonic_nanos`]): the next
+    /// one is timed from there, so a pipelined command costs one clock read instead of two.
+    previous_end: Option<u64>,
+}
+
+/// Nanoseconds on the monotonic clock (`CLOCK_MONOTONIC`, the clock `Instant` reads), from an
+/// arbitrary start; 0 should the clock be unreadable. Read directly because every command is
+/// timed: `Instant`'s checked subtraction costs about 40 instructions more per command than
+/// subtracting two counts of nanoseconds.
+pub fn monotonic_nanos() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec for the duration of the call, and the clock
+    // id is a constant every supported kernel knows.
+    let result = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    if result != 0 {
+        return 0;
+    }
+    (now.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(now.tv_nsec as u64)
 }
 
 impl LocalMetrics {
@@ -69,32 +89,38 @@ impl LocalMetrics {
         self.previous_end = None;
     }
 
-    /// When the command about to run started: the end of the previous one in this batch.
-    pub fn command_start(&self) -> Instant {
-        self.previous_end.unwrap_or_else(Instant::now)
+    /// When the command about to run started ([`monotonic_nanos`]): the end of the previous
+    /// one in this batch.
+    pub fn command_start(&self) -> u64 {
+        self.previous_end.unwrap_or_else(monotonic_nanos)
     }
 
     /// Records one call of the command at `index` in the command table that started at `started`
-    /// and ends now.
-    pub fn observe_since(&mut self, index: usize, started: Instant) {
-        let now = Instant::now();
-        self.observe(index, now.saturating_duration_since(started));
+    /// ([`LocalMetrics::command_start`]) and ends now.
+    pub fn observe_since(&mut self, index: usize, started: u64) {
+        let now = monotonic_nanos();
+        self.observe_nanos(index, now.saturating_sub(started));
         self.previous_end = Some(now);
     }
 
     /// Records one call of the command at `index` in the command table and its latency.
     pub fn observe(&mut self, index: usize, elapsed: Duration) {
+        self.observe_nanos(index, u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// [`LocalMetrics::observe`] of a latency in nanoseconds.
+    fn observe_nanos(&mut self, index: usize, nanos: u64) {
         match self.counts.iter_mut().find(|(known, _)| *known == index) {
             Some((_, count)) => *count += 1,
             None => self.counts.push((index, 1)),
         }
-        let micros = elapsed.as_micros() as u64;
+        let micros = nanos / 1_000;
         let bucket = LATENCY_BUCKETS_MICROS
             .iter()
             .position(|&bound| micros <= bound)
             .unwrap_or(LATENCY_BUCKETS_MICROS.len());
         self.buckets[bucket] += 1;
-        self.sum_nanos += elapsed.as_nanos() as u64;
+        self.sum_nanos += nanos;
         self.observed += 1;
     }
 }
