@@ -275,7 +275,7 @@ impl Entry {
         if self.kind() != Kind::String || self.is_tombstone() {
             return None;
         }
-        if self.header().plain {
+        if self.is_plain() {
             return Some(Cow::Borrowed(self.payload()));
         }
         view::string_value(&self.state().ok()?).map(|value| Cow::Owned(value.to_vec()))
