@@ -340,8 +340,7 @@ impl MemoryEngine {
         if self.limit == 0 {
             return u64::MAX;
         }
-        let effective = self.limit - memory_reserve(self.limit);
-        effective.saturating_sub(self.used_bytes()) / VALUE_COST_FACTOR
+        self.effective.saturating_sub(self.used_bytes()) / VALUE_COST_FACTOR
     }
 
     pub(super) fn update_alarm(&self) {

@@ -144,6 +144,8 @@ pub struct MemoryEngine {
     limit: u64,
     high: u64,
     low: u64,
+    /// The limit without the reserve ([`accounting::memory_reserve`]); 0 without a limit.
+    effective: u64,
     policy: EvictionPolicy,
     /// The sampled process footprint and what was accounted since (used memory).
     footprint: accounting::Footprint,
@@ -310,6 +312,7 @@ impl MemoryEngine {
             limit,
             high: (effective as f64 * config.high_watermark) as u64,
             low: (effective as f64 * config.low_watermark) as u64,
+            effective,
             policy: config.policy,
             footprint: accounting::Footprint::default(),
             hook: OnceLock::new(),
