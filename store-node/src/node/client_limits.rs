@@ -215,6 +215,11 @@ impl ClientHandle<'_> {
     /// the cap for a node limited to `memory_limit`, closes the biggest. Cheap when nothing
     /// changed.
     pub fn update(&self, bytes: u64, memory_limit: u64) {
+        // Read before writing: the usual call changes nothing, and a swap would take the
+        // cache line for writing (and lock the bus) every time.
+        if self.slot.bytes.load(Ordering::Relaxed) == bytes {
+            return;
+        }
         let previous = self.slot.bytes.swap(bytes, Ordering::Relaxed);
         if previous == bytes {
             return;
