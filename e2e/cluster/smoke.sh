@@ -176,11 +176,11 @@ spec:
     volumeMounts: [{name: data, mountPath: /data}]
   volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
 YAML
-if k -n "$NS" wait pod/writer --for=condition=Ready --timeout=60s >/dev/null 2>&1 \
+if k -n "$NS" wait pod/writer --for=condition=Ready --timeout=120s >/dev/null 2>&1 \
    && k -n "$NS" logs writer | grep -q 'wrote /data/hello'; then
   ok "PVC of the default StorageClass bound ($(k -n "$NS" get pvc data -o jsonpath='{.spec.volumeName}')) and written by UID 65532"
 else
-  fail "PVC/volume: $(k -n "$NS" get pvc data --no-headers 2>&1); $(k -n "$NS" logs writer 2>&1 | tail -2)"
+  fail "PVC/volume: $(k -n "$NS" get pvc data --no-headers 2>&1); pod $(k -n "$NS" get pod writer --no-headers 2>&1); $(k -n "$NS" logs writer 2>&1 | tail -2)"
 fi
 
 # The container sees its own memory limit in its cgroup (store-node's --max-memory 0 reads it)
